@@ -1,0 +1,152 @@
+//! Wiring: from a configuration to a running pipeline, and the commands of the `fkoeko` binary.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::domain::mapping::MappingSet;
+use crate::domain::sortiment::parse_sortiment_file;
+use crate::pipeline::{Mode, Pipeline, Settings, Transport};
+use crate::storage::sortiment::Loaded;
+use crate::storage::Db;
+use crate::xml::schema;
+
+#[derive(Parser, Debug)]
+#[command(name = "fkoeko", version, about = "Receiving end of FK-ØKO (SF1590_A, SF1590_B) for an ERP system")]
+pub struct Cli {
+    /// Configuration file (TOML); without it ./fkoeko.toml is read if present. FKOEKO_* variables override.
+    #[arg(long, global = true, env = "FKOEKO_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve,
+    /// Check a delivery offline (schema, rules, sortiment, mapping) and print the receipt it would get.
+    /// Exit code 0: every finansbilag would be accepted; 2: something would be rejected.
+    Validate { file: PathBuf },
+    /// Manage the sortiment.
+    Sortiment {
+        #[command(subcommand)]
+        command: SortimentCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SortimentCommand {
+    /// Load a sortiment file as the new version in force (the earlier versions are kept).
+    Load { file: PathBuf },
+}
+
+/// Runs a command; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let config = Config::load(cli.config.as_deref()).context("reading the configuration")?;
+    crate::telemetry::init(&config.log);
+    match cli.command {
+        Command::Serve => {
+            let pipeline = build(&config)?;
+            let listener = TcpListener::bind(&config.server.listen).with_context(|| format!("binding {}", config.server.listen))?;
+            tracing::info!(address = %listener.local_addr()?, "serving SF1590_A at /sf1590a");
+            actix_web::rt::System::new().block_on(crate::http::server(pipeline, listener, &config)?)?;
+            Ok(0)
+        }
+        Command::Validate { file } => {
+            let pipeline = build(&config)?;
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let processed = pipeline.process(&bytes, Transport::detect(&bytes), Mode::DryRun)?;
+            println!("{}", processed.receipts.to_xml());
+            Ok(if processed.receipts.rejected() == 0 { 0 } else { 2 })
+        }
+        Command::Sortiment { command: SortimentCommand::Load { file } } => {
+            let db = open_db(&config)?;
+            match load_sortiment(&db, &file)? {
+                Loaded::NewVersion(v) => println!("{}: loaded as sortiment version {v}", file.display()),
+                Loaded::Unchanged(v) => println!("{}: same as sortiment version {v} in force; nothing changed", file.display()),
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn open_db(config: &Config) -> anyhow::Result<Db> {
+    let db = &config.database;
+    Db::open(&db.url, db.pool_size, Duration::from_millis(db.busy_timeout_ms))
+        .with_context(|| format!("opening the database {}", db.url))
+}
+
+/// Parses and stores a sortiment file; errors name file and line.
+pub fn load_sortiment(db: &Db, file: &Path) -> anyhow::Result<Loaded> {
+    let content = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let senders = parse_sortiment_file(&file.display().to_string(), &content)?;
+    Ok(db.save_sortiment(&file.display().to_string(), &content, &senders)?)
+}
+
+/// Everything a delivery needs, checked before the first one arrives: settings, database (migrated, with a
+/// sortiment), mappings and schemas.
+pub fn build(config: &Config) -> anyhow::Result<Arc<Pipeline>> {
+    let settings = Settings::from_config(config)?;
+    let db = open_db(config)?;
+    if db.current_sortiment_version()?.is_none() {
+        let loaded = load_sortiment(&db, &config.paths.sortiment)
+            .with_context(|| format!("loading the initial sortiment from {}", config.paths.sortiment.display()))?;
+        tracing::info!(?loaded, file = %config.paths.sortiment.display(), "no sortiment in the database; loaded the configured file");
+    }
+    let mappings = MappingSet::load_dir(&config.paths.mappings)
+        .with_context(|| format!("loading the mappings in {}", config.paths.mappings.display()))?;
+    tracing::info!(version = %mappings.version, "mappings loaded");
+    schema::check_schema(&config.paths.schemas.join("sf1590a.xsd"))?;
+    Ok(Arc::new(Pipeline::new(settings, db, mappings)))
+}
+
+/// A server running in its own thread, for tests and embedding. Dropping it does not stop it; call `stop`.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub pipeline: Arc<Pipeline>,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn stop(mut self) {
+        actix_web::rt::System::new().block_on(self.handle.stop(true));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts the service on the configured address (port 0 picks a free one).
+pub fn spawn(config: &Config) -> anyhow::Result<RunningServer> {
+    let pipeline = build(config)?;
+    let listener = TcpListener::bind(&config.server.listen)?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (server_pipeline, config) = (pipeline.clone(), config.clone());
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            match crate::http::server(server_pipeline, listener, &config) {
+                Ok(server) => {
+                    let _ = tx.send(Ok(server.handle()));
+                    let _ = server.await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        })
+    });
+    let handle = rx.recv().context("server thread ended")??;
+    Ok(RunningServer { addr, pipeline, handle, thread: Some(thread) })
+}

@@ -1,0 +1,127 @@
+//! Configuration: defaults, then a TOML file, then FKOEKO_* environment variables (FKOEKO_SERVER__LISTEN sets
+//! server.listen). Every key is documented in config.example.toml.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub installation: InstallationConfig,
+    pub paths: PathsConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub pool_size: u32,
+    pub busy_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallationConfig {
+    /// CVR of the municipality this installation serves.
+    pub myndighed: String,
+    pub currencies: Vec<String>,
+    /// "YYYY-MM"; empty means this and last month.
+    pub open_periods: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    pub schemas: PathBuf,
+    pub mappings: PathBuf,
+    /// Loaded at start when the database holds no sortiment yet.
+    pub sortiment: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_body_bytes: usize,
+    pub max_depth: usize,
+    pub max_elements: usize,
+    pub max_attributes: usize,
+    pub max_name_length: usize,
+    pub max_text_length: usize,
+    pub max_finansbilag_straks: usize,
+    pub max_posteringer_per_bilag: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig { listen: "127.0.0.1:8080".into(), workers: 4 },
+            database: DatabaseConfig { url: "data/fkoeko.db".into(), pool_size: 8, busy_timeout_ms: 5000 },
+            installation: InstallationConfig {
+                myndighed: "29189846".into(),
+                currencies: vec!["DKK".into()],
+                open_periods: Vec::new(),
+            },
+            paths: PathsConfig {
+                schemas: "schemas".into(),
+                mappings: "mappings".into(),
+                sortiment: "sortiment/example.toml".into(),
+            },
+            limits: LimitsConfig {
+                max_body_bytes: 20 * 1024 * 1024,
+                max_depth: 32,
+                max_elements: 2_000_000,
+                max_attributes: 16,
+                max_name_length: 200,
+                max_text_length: 10_000,
+                max_finansbilag_straks: 100,
+                max_posteringer_per_bilag: 10_000,
+            },
+            log: LogConfig { format: LogFormat::Text, filter: "info".into() },
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (if given, it must exist; else ./fkoeko.toml if present), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(figment::Error::from(format!("configuration file {} not found", path.display())));
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("fkoeko.toml")),
+        }
+        figment.merge(Env::prefixed("FKOEKO_").ignore(&["CONFIG"]).split("__")).extract()
+    }
+}

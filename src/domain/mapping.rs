@@ -1,0 +1,350 @@
+//! Mapping of a received kontering onto the ERP's account and dimensions, from files finance staff edit.
+//!
+//! `konti.csv` holds ordered rules: the first rule that matches wins, read from the top. A cell is an exact
+//! value, a pattern (`5.57.*` for a prefix, `?` for one character), or empty / `*` for anything. A rule's
+//! `erp_konto` may instead say `opslag:FILE.csv`: that lookup table is searched at this point in the order,
+//! by exact values of its key columns, and the search goes on below when it has no row.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use wildmatch::WildMatch;
+
+use super::finans::{Kontering, KonteringField};
+
+pub const RULES_FILE: &str = "konti.csv";
+const LOOKUP_PREFIX: &str = "opslag:";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    #[error("{file}:{line}: {message}")]
+    Invalid { file: String, line: u64, message: String },
+    #[error("{file}: {source}")]
+    Io { file: String, source: std::io::Error },
+}
+
+/// The outcome of mapping one kontering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapped {
+    pub account: String,
+    pub dimensions: Vec<(String, String)>,
+    /// Which rule decided it, as file:line (and the lookup row, when a table was used).
+    pub rule: String,
+}
+
+#[derive(Debug, Clone)]
+enum Cell {
+    Any,
+    Exact(String),
+    Pattern(String),
+}
+
+impl Cell {
+    fn parse(raw: &str) -> Cell {
+        match raw {
+            "" | "*" => Cell::Any,
+            _ if raw.contains(['*', '?']) => Cell::Pattern(raw.to_string()),
+            _ => Cell::Exact(raw.to_string()),
+        }
+    }
+
+    fn matches(&self, value: Option<&str>) -> bool {
+        match (self, value) {
+            (Cell::Any, _) => true,
+            (_, None) => false,
+            (Cell::Exact(want), Some(v)) => want == v,
+            (Cell::Pattern(p), Some(v)) => WildMatch::new(p).matches(v),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Output {
+    account: String,
+    /// name and template; a template in braces copies a received value.
+    dimensions: Vec<(String, String)>,
+}
+
+impl Output {
+    fn parse(account: &str, dimensions: &str) -> Result<Self, String> {
+        if account.is_empty() {
+            return Err("erp_konto er tom".into());
+        }
+        let mut dims = Vec::new();
+        for part in dimensions.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = part.split_once('=').ok_or_else(|| format!("'{part}' i erp_dimensioner mangler '='"))?;
+            let (name, value) = (name.trim(), value.trim());
+            if let Some(inner) = value.strip_prefix('{').and_then(|v| v.strip_suffix('}')) {
+                let known = KonteringField::from_column(inner).is_some()
+                    || inner.strip_prefix("dimension:").is_some_and(|d| !d.is_empty());
+                if !known {
+                    return Err(format!("'{{{inner}}}' er ikke et felt i konteringen"));
+                }
+            }
+            dims.push((name.to_string(), value.to_string()));
+        }
+        Ok(Output { account: account.to_string(), dimensions: dims })
+    }
+
+    fn apply(&self, kontering: &Kontering, rule: String) -> Mapped {
+        let dimensions = self
+            .dimensions
+            .iter()
+            .filter_map(|(name, template)| {
+                let value = match template.strip_prefix('{').and_then(|v| v.strip_suffix('}')) {
+                    None => Some(template.as_str()),
+                    Some(inner) => match inner.strip_prefix("dimension:") {
+                        Some(dim) => kontering.dimension(dim),
+                        None => KonteringField::from_column(inner).and_then(|f| kontering.field(f)),
+                    },
+                };
+                // A copied value the kontering does not carry leaves the dimension out.
+                value.map(|v| (name.clone(), v.to_string()))
+            })
+            .collect();
+        Mapped { account: self.account.clone(), dimensions, rule }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct LookupTable {
+    file: String,
+    keys: Vec<KonteringField>,
+    rows: HashMap<Vec<Option<String>>, (u64, Output)>,
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Output(Output),
+    Lookup(LookupTable),
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    line: u64,
+    cells: Vec<(KonteringField, Cell)>,
+    /// (dimension name, value pattern)
+    dimension: Option<(String, Cell)>,
+    target: Target,
+}
+
+/// One loaded version of the mapping files.
+#[derive(Debug, Clone)]
+pub struct MappingSet {
+    /// Content hash of every file in the mapping folder, recorded with each booking.
+    pub version: String,
+    rules: Vec<Rule>,
+}
+
+impl MappingSet {
+    /// Loads the mapping folder; any error leaves the caller with the version it had.
+    pub fn load_dir(dir: &Path) -> Result<Self, MappingError> {
+        let io = |file: &str, source| MappingError::Io { file: file.to_string(), source };
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map_err(|e| io(&dir.display().to_string(), e))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".csv"))
+            .collect();
+        names.sort();
+        let mut files = HashMap::new();
+        let mut hasher = Sha256::new();
+        for name in &names {
+            let content = std::fs::read_to_string(dir.join(name)).map_err(|e| io(name, e))?;
+            hasher.update(name.as_bytes());
+            hasher.update([0]);
+            hasher.update(content.as_bytes());
+            hasher.update([0]);
+            files.insert(name.clone(), content);
+        }
+        let version = hex::encode(&hasher.finalize()[..8]);
+        Self::from_files(version, &files)
+    }
+
+    pub fn from_files(version: String, files: &HashMap<String, String>) -> Result<Self, MappingError> {
+        let content = files.get(RULES_FILE).ok_or_else(|| MappingError::Invalid {
+            file: RULES_FILE.into(),
+            line: 0,
+            message: "filen mangler i mapningsmappen".into(),
+        })?;
+        let mut rules = Vec::new();
+        for row in read_rows(RULES_FILE, content)? {
+            let invalid = |message: String| MappingError::Invalid { file: RULES_FILE.into(), line: row.line, message };
+            let mut cells = Vec::new();
+            let mut dimension = None;
+            let mut account = None;
+            let mut dimensions = "";
+            for (column, value) in &row.cells {
+                match column.as_str() {
+                    "erp_konto" => account = Some(value.as_str()),
+                    "erp_dimensioner" => dimensions = value,
+                    "dimension" => {
+                        if !matches!(value.as_str(), "" | "*") {
+                            let (name, pattern) = value
+                                .split_once('=')
+                                .ok_or_else(|| invalid(format!("dimension '{value}' skal skrives NAVN=VÆRDI")))?;
+                            dimension = Some((name.trim().to_string(), Cell::parse(pattern.trim())));
+                        }
+                    }
+                    other => match KonteringField::from_column(other) {
+                        Some(field) => cells.push((field, Cell::parse(value))),
+                        None => return Err(invalid(format!("ukendt kolonne '{other}'"))),
+                    },
+                }
+            }
+            let account = account.ok_or_else(|| invalid("kolonnen erp_konto mangler".into()))?;
+            let target = match account.strip_prefix(LOOKUP_PREFIX) {
+                Some(table) => {
+                    let table_content = files.get(table).ok_or_else(|| invalid(format!("opslagstabellen '{table}' findes ikke")))?;
+                    Target::Lookup(read_lookup(table, table_content)?)
+                }
+                None => Target::Output(Output::parse(account, dimensions).map_err(invalid)?),
+            };
+            rules.push(Rule { line: row.line, cells, dimension, target });
+        }
+        Ok(MappingSet { version, rules })
+    }
+
+    /// The first rule, from the top, that maps this kontering.
+    pub fn map(&self, kontering: &Kontering) -> Option<Mapped> {
+        self.rules.iter().find_map(|rule| {
+            let matches = rule.cells.iter().all(|(field, cell)| cell.matches(kontering.field(*field)))
+                && rule.dimension.as_ref().is_none_or(|(name, cell)| cell.matches(kontering.dimension(name)));
+            if !matches {
+                return None;
+            }
+            let here = format!("{RULES_FILE}:{}", rule.line);
+            match &rule.target {
+                Target::Output(output) => Some(output.apply(kontering, here)),
+                Target::Lookup(table) => {
+                    let key: Vec<Option<String>> =
+                        table.keys.iter().map(|f| kontering.field(*f).map(str::to_string)).collect();
+                    table.rows.get(&key).map(|(line, output)| output.apply(kontering, format!("{here} → {}:{line}", table.file)))
+                }
+            }
+        })
+    }
+}
+
+struct Row {
+    line: u64,
+    cells: Vec<(String, String)>,
+}
+
+fn read_rows(file: &str, content: &str) -> Result<Vec<Row>, MappingError> {
+    let invalid = |line: u64, message: String| MappingError::Invalid { file: file.into(), line, message };
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .from_reader(content.as_bytes());
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| invalid(e.position().map_or(1, |p| p.line()), e.to_string()))?
+        .iter()
+        .map(|h| h.to_lowercase())
+        .collect();
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            invalid(line, format!("rækken har ikke samme antal kolonner som overskriften ({e})"))
+        })?;
+        let line = record.position().map_or(0, |p| p.line());
+        let cells = headers.iter().cloned().zip(record.iter().map(str::to_string)).collect();
+        rows.push(Row { line, cells });
+    }
+    Ok(rows)
+}
+
+fn read_lookup(file: &str, content: &str) -> Result<LookupTable, MappingError> {
+    let mut keys: Option<Vec<KonteringField>> = None;
+    let mut table = HashMap::new();
+    for row in read_rows(file, content)? {
+        let invalid = |message: String| MappingError::Invalid { file: file.into(), line: row.line, message };
+        let mut key_fields = Vec::new();
+        let mut key = Vec::new();
+        let (mut account, mut dimensions) = (None, "");
+        for (column, value) in &row.cells {
+            match column.as_str() {
+                "erp_konto" => account = Some(value.as_str()),
+                "erp_dimensioner" => dimensions = value,
+                other => {
+                    let field = KonteringField::from_column(other)
+                        .ok_or_else(|| invalid(format!("ukendt kolonne '{other}' (opslagstabeller slår op på præcise værdier)")))?;
+                    if value.contains(['*', '?']) {
+                        return Err(invalid(format!("'{value}': opslagstabeller har kun præcise værdier; brug konti.csv til mønstre")));
+                    }
+                    key_fields.push(field);
+                    key.push((!value.is_empty()).then(|| value.clone()));
+                }
+            }
+        }
+        let output = Output::parse(account.ok_or_else(|| invalid("kolonnen erp_konto mangler".into()))?, dimensions)
+            .map_err(invalid)?;
+        if let Some((first, _)) = table.get(&key) {
+            return Err(invalid(format!("samme nøgle som linje {first}")));
+        }
+        keys.get_or_insert(key_fields);
+        table.insert(key, (row.line, output));
+    }
+    Ok(LookupTable { file: file.into(), keys: keys.unwrap_or_default(), rows: table })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::values::{Art, Dranst, Funktion};
+
+    fn kontering(funktion: &str, dranst: &str, art: &str) -> Kontering {
+        Kontering {
+            funktion: Funktion::parse(funktion).unwrap(),
+            gruppering: None,
+            dranst: Dranst::parse(dranst).unwrap(),
+            ejerforhold: None,
+            art: Art::parse(art).unwrap(),
+            omkostningssted: Some("OMK7".into()),
+            psp_element: None,
+            dimensions: vec![("Sag".into(), "S-9".into())],
+        }
+    }
+
+    fn set(files: &[(&str, &str)]) -> Result<MappingSet, MappingError> {
+        MappingSet::from_files("v".into(), &files.iter().map(|(n, c)| (n.to_string(), c.to_string())).collect())
+    }
+
+    const HEADER: &str = "funktion;dranst;art;dimension;erp_konto;erp_dimensioner\n";
+
+    #[test]
+    fn first_matching_rule_wins_and_lookup_sits_in_order() {
+        let rules = format!(
+            "{HEADER}# comment line\n5.57.72;1;5.2;;opslag:liste.csv;\n5.57.*;1;5.2;Sag=S-*;5500;sag={{dimension:Sag}},omk={{omkostningssted}}\n*;*;*;;9999;\n"
+        );
+        let lookup = "funktion;art;erp_konto;erp_dimensioner\n5.57.72;5.2;5572;afd=SOC\n";
+        let mapping = set(&[(RULES_FILE, &rules), ("liste.csv", lookup)]).unwrap();
+        let hit = mapping.map(&kontering("5.57.72", "1", "5.2")).unwrap();
+        assert_eq!((hit.account.as_str(), hit.rule.as_str()), ("5572", "konti.csv:3 → liste.csv:2"));
+        let prefix = mapping.map(&kontering("5.57.73", "1", "5.2")).unwrap();
+        assert_eq!(prefix.account, "5500");
+        assert_eq!(prefix.rule, "konti.csv:4");
+        assert_eq!(prefix.dimensions, vec![("sag".into(), "S-9".into()), ("omk".into(), "OMK7".into())]);
+        assert_eq!(mapping.map(&kontering("0.22.01", "2", "4.0")).unwrap().rule, "konti.csv:5");
+    }
+
+    #[test]
+    fn no_rule_no_mapping() {
+        let mapping = set(&[(RULES_FILE, &format!("{HEADER}5.57.72;1;5.2;;5500;\n"))]).unwrap();
+        assert!(mapping.map(&kontering("5.57.72", "2", "5.2")).is_none());
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let err = set(&[(RULES_FILE, &format!("{HEADER}5.57.72;1;5.2;;5500;\n5.57.72;1;5.2;;opslag:mangler.csv;\n"))]).unwrap_err();
+        assert_eq!(err.to_string(), "konti.csv:3: opslagstabellen 'mangler.csv' findes ikke");
+        let err = set(&[(RULES_FILE, &format!("{HEADER}5.57.72;1\n"))]).unwrap_err();
+        assert!(err.to_string().starts_with("konti.csv:2: rækken har ikke samme antal kolonner"), "{err}");
+        let err = set(&[(RULES_FILE, &format!("{HEADER}# c\n\n5.57.72;1;5.2;;5500;afd{{x}}\n"))]).unwrap_err();
+        assert!(err.to_string().starts_with("konti.csv:4: "), "{err}");
+    }
+}

@@ -1,0 +1,9 @@
+//! Domain: messages, values, rules, sortiment and mapping. No transport and no storage here.
+
+pub mod finans;
+pub mod mapping;
+pub mod receipt;
+pub mod rejection;
+pub mod rules;
+pub mod sortiment;
+pub mod values;

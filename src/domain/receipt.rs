@@ -1,0 +1,149 @@
+//! The business receipt (Kvittering) of receipts.md. The same structure is written as XML on the wire and kept
+//! as JSON in the database, so a re-sent delivery gets back exactly what it got the first time.
+
+use serde::{Deserialize, Serialize};
+
+use super::rejection::{Code, Finding};
+
+pub const KVITTERING_NS: &str = "urn:fkoeko:kvittering:v1";
+/// Stands in for an id that could not be read from a delivery that was not readable at all.
+pub const NIL_UUID: &str = "00000000-0000-0000-0000-000000000000";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    Accepteret,
+    Afvist,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Accepteret => "Accepteret",
+            Status::Afvist => "Afvist",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceiptError {
+    #[serde(rename = "Kode")]
+    pub code: Code,
+    #[serde(rename = "Tekst")]
+    pub text: String,
+    #[serde(rename = "Sti", default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(rename = "Linje", default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    #[serde(rename = "Kolonne", default, skip_serializing_if = "Option::is_none")]
+    pub col: Option<u32>,
+    #[serde(rename = "Vaerdi", default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+impl From<&Finding> for ReceiptError {
+    fn from(finding: &Finding) -> Self {
+        let loc = finding.loc.as_ref();
+        ReceiptError {
+            code: finding.code(),
+            text: finding.rejection.to_string(),
+            path: loc.map(|l| l.path.clone()).filter(|p| !p.is_empty()),
+            line: loc.and_then(|l| l.line),
+            col: loc.and_then(|l| l.col),
+            value: finding.value.clone(),
+        }
+    }
+}
+
+/// One receipt: for one finansbilag (or fordring), or for a delivery that could not be read at all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    #[serde(rename = "KvitteringId")]
+    pub id: String,
+    #[serde(rename = "LeveranceId")]
+    pub delivery_id: String,
+    #[serde(rename = "Reference")]
+    pub reference: String,
+    #[serde(rename = "Status")]
+    pub status: Status,
+    #[serde(rename = "Behandlet")]
+    pub processed_at: String,
+    #[serde(rename = "ErpReference", default, skip_serializing_if = "Option::is_none")]
+    pub erp_reference: Option<String>,
+    #[serde(rename = "Fejl", default)]
+    pub errors: Vec<ReceiptError>,
+}
+
+/// The answer to a whole delivery: the body of the SOAP answer, or the root of a receipt file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "KvitteringLeverance")]
+pub struct ReceiptSet {
+    #[serde(rename = "@xmlns", default = "kvittering_ns")]
+    xmlns: String,
+    #[serde(rename = "LeveranceId")]
+    pub delivery_id: String,
+    #[serde(rename = "AfsenderSystem")]
+    pub sender: String,
+    #[serde(rename = "Behandlet")]
+    pub processed_at: String,
+    #[serde(rename = "Kvittering", default)]
+    pub receipts: Vec<Receipt>,
+}
+
+fn kvittering_ns() -> String {
+    KVITTERING_NS.to_string()
+}
+
+impl ReceiptSet {
+    pub fn new(delivery_id: String, sender: String, processed_at: String, receipts: Vec<Receipt>) -> Self {
+        ReceiptSet { xmlns: kvittering_ns(), delivery_id, sender, processed_at, receipts }
+    }
+
+    /// The receipt as XML, without an XML declaration so that it can be put in a SOAP body.
+    pub fn to_xml(&self) -> String {
+        quick_xml::se::to_string(self).expect("a receipt always serializes")
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.receipts.iter().filter(|r| r.status == Status::Accepteret).count()
+    }
+
+    pub fn rejected(&self) -> usize {
+        self.receipts.len() - self.accepted()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_keeps_the_schema_order_and_namespace() {
+        let set = ReceiptSet::new(
+            NIL_UUID.into(),
+            NIL_UUID.into(),
+            "2026-11-25T10:00:00+00:00".into(),
+            vec![Receipt {
+                id: NIL_UUID.into(),
+                delivery_id: NIL_UUID.into(),
+                reference: "B-1".into(),
+                status: Status::Afvist,
+                processed_at: "2026-11-25T10:00:00+00:00".into(),
+                erp_reference: None,
+                errors: vec![ReceiptError {
+                    code: Code::RegelBalance,
+                    text: "x & y".into(),
+                    path: Some("/A".into()),
+                    line: Some(3),
+                    col: None,
+                    value: None,
+                }],
+            }],
+        );
+        let xml = set.to_xml();
+        assert!(xml.starts_with(r#"<KvitteringLeverance xmlns="urn:fkoeko:kvittering:v1"><LeveranceId>"#), "{xml}");
+        assert!(xml.contains("<Status>Afvist</Status><Behandlet>"), "{xml}");
+        assert!(xml.contains("<Fejl><Kode>REGEL_BALANCE</Kode><Tekst>x &amp; y</Tekst><Sti>/A</Sti><Linje>3</Linje></Fejl>"), "{xml}");
+        let json = serde_json::to_string(&set).unwrap();
+        assert_eq!(serde_json::from_str::<ReceiptSet>(&json).unwrap(), set);
+    }
+}

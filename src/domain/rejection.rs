@@ -1,0 +1,182 @@
+//! Every reason a delivery can be rejected, and the one place that maps each to its receipt code and its
+//! Danish text (the `#[error]` text is what a person reads in the receipt).
+
+use std::fmt;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::values::ValueError;
+
+/// The receipt codes of the contract (receipts.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Code {
+    FormatXml,
+    FormatXsd,
+    FormatStoerrelse,
+    AfsenderUkendt,
+    AfsenderIkkeAktiv,
+    MyndighedForkert,
+    SortimentKontering,
+    SortimentFordringstype,
+    RegelBalance,
+    RegelPosteringId,
+    RegelPeriodeLukket,
+    RegelValuta,
+    RegelDato,
+    RegelCpr,
+    RegelCvr,
+    RegelHaefter,
+    RegelStamdata,
+    RegelRelateret,
+    MapningMangler,
+    DubletAfvigende,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::FormatXml => "FORMAT_XML",
+            Code::FormatXsd => "FORMAT_XSD",
+            Code::FormatStoerrelse => "FORMAT_STOERRELSE",
+            Code::AfsenderUkendt => "AFSENDER_UKENDT",
+            Code::AfsenderIkkeAktiv => "AFSENDER_IKKE_AKTIV",
+            Code::MyndighedForkert => "MYNDIGHED_FORKERT",
+            Code::SortimentKontering => "SORTIMENT_KONTERING",
+            Code::SortimentFordringstype => "SORTIMENT_FORDRINGSTYPE",
+            Code::RegelBalance => "REGEL_BALANCE",
+            Code::RegelPosteringId => "REGEL_POSTERING_ID",
+            Code::RegelPeriodeLukket => "REGEL_PERIODE_LUKKET",
+            Code::RegelValuta => "REGEL_VALUTA",
+            Code::RegelDato => "REGEL_DATO",
+            Code::RegelCpr => "REGEL_CPR",
+            Code::RegelCvr => "REGEL_CVR",
+            Code::RegelHaefter => "REGEL_HAEFTER",
+            Code::RegelStamdata => "REGEL_STAMDATA",
+            Code::RegelRelateret => "REGEL_RELATERET",
+            Code::MapningMangler => "MAPNING_MANGLER",
+            Code::DubletAfvigende => "DUBLET_AFVIGENDE",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A reason for rejection. The text tells a person what is wrong and how to fix it at the source.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    #[error("Leverancen er ikke velformet XML: {0}. Ret dokumentet og send igen.")]
+    NotWellFormed(String),
+    #[error("Leverancen bruger en konstruktion, der ikke er tilladt: {0}. Send ren UTF-8-XML uden DTD og entiteter.")]
+    Forbidden(String),
+    #[error("Leverancen er ikke kodet som UTF-8: {0}. Send den som UTF-8.")]
+    Encoding(String),
+    #[error("Elementet overholder ikke skemaet: {0}. Ret elementet efter skemaet i WSDL'en.")]
+    Schema(String),
+    #[error("Leverancen overskrider en grænse: {0}. Del leverancen op og send delene hver for sig.")]
+    TooLarge(String),
+    #[error("Afsendersystemet findes ikke i sortimentet. Kontakt kommunen for at få systemet oprettet.")]
+    UnknownSender,
+    #[error("Afsendersystemet må ikke levere til {0} efter sortimentet.")]
+    SenderNotForIntegration(&'static str),
+    #[error("Afsendersystemet i Serviceplatformens kald ({0}) er ikke det samme som AfsenderSystem i leverancen.")]
+    SenderContextMismatch(String),
+    #[error("Afsendersystemets sortiment er ikke gyldigt den {0} (gyldigt {1}). Kontakt kommunen.")]
+    SenderInactive(NaiveDate, String),
+    #[error("Leverancen er sendt til myndighed {0}, men denne installation modtager for {1}. Send til den rigtige kommune.")]
+    WrongAuthority(String, String),
+    #[error("Konteringen (funktion {funktion}, dranst {dranst}, art {art}) ligger uden for afsenderens sortiment.")]
+    KonteringOutsideSortiment { funktion: String, dranst: String, art: String },
+    #[error("Bilaget balancerer ikke i {currency}: debet {debit}, kredit {credit}. Debet og kredit skal være lige store for hver valuta.")]
+    Unbalanced { currency: String, debit: Decimal, credit: Decimal },
+    #[error("PosteringId {0} findes mere end én gang i bilaget. Hver postering skal have sit eget id.")]
+    RepeatedPostingId(u64),
+    #[error("Posteringsdatoen {0} ligger i en lukket regnskabsperiode (åbne perioder: {1}).")]
+    ClosedPeriod(NaiveDate, String),
+    #[error("Valutaen {0} er ikke tilladt (tilladte: {1}).")]
+    CurrencyNotAllowed(String, String),
+    #[error("CPR-nummeret er ugyldigt: {0}.")]
+    InvalidCpr(ValueError),
+    #[error("CVR-nummeret er ugyldigt: {0}.")]
+    InvalidCvr(ValueError),
+    #[error("Ugyldig værdi: {0}.")]
+    InvalidValue(ValueError),
+    #[error("Ingen mapning fører konteringen (funktion {funktion}, dranst {dranst}, art {art}) til en ERP-konto. Kommunens økonomiafdeling skal tilføje en regel i mapningsfilerne.")]
+    NoMapping { funktion: String, dranst: String, art: String },
+    #[error("{0} er allerede modtaget fra dette afsendersystem med et andet indhold. Brug et nyt id til nyt indhold.")]
+    DuplicateDifferent(String),
+}
+
+impl Rejection {
+    /// The one mapping from reasons to receipt codes.
+    pub fn code(&self) -> Code {
+        match self {
+            Rejection::NotWellFormed(_) | Rejection::Forbidden(_) | Rejection::Encoding(_) => Code::FormatXml,
+            Rejection::Schema(_) => Code::FormatXsd,
+            Rejection::TooLarge(_) => Code::FormatStoerrelse,
+            Rejection::UnknownSender
+            | Rejection::SenderNotForIntegration(_)
+            | Rejection::SenderContextMismatch(_) => Code::AfsenderUkendt,
+            Rejection::SenderInactive(..) => Code::AfsenderIkkeAktiv,
+            Rejection::WrongAuthority(..) => Code::MyndighedForkert,
+            Rejection::KonteringOutsideSortiment { .. } => Code::SortimentKontering,
+            Rejection::Unbalanced { .. } => Code::RegelBalance,
+            Rejection::RepeatedPostingId(_) => Code::RegelPosteringId,
+            Rejection::ClosedPeriod(..) => Code::RegelPeriodeLukket,
+            Rejection::CurrencyNotAllowed(..) => Code::RegelValuta,
+            Rejection::InvalidCpr(_) => Code::RegelCpr,
+            Rejection::InvalidCvr(_) => Code::RegelCvr,
+            Rejection::InvalidValue(_) => Code::FormatXsd,
+            Rejection::NoMapping { .. } => Code::MapningMangler,
+            Rejection::DuplicateDifferent(_) => Code::DubletAfvigende,
+        }
+    }
+}
+
+/// Where in the received XML something is: a path like `/ModtagFinansbilag/Finansbilag[2]/Postering[5]/Beloeb`
+/// and the line and column of the element's start tag.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Loc {
+    pub path: String,
+    pub line: Option<u32>,
+    pub col: Option<u32>,
+}
+
+impl Loc {
+    pub fn child(&self, name: &str) -> String {
+        format!("{}/{}", self.path, name)
+    }
+}
+
+/// One error of a receipt: a reason, where it is, and the offending value (CPR masked).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub rejection: Rejection,
+    pub loc: Option<Loc>,
+    pub value: Option<String>,
+}
+
+impl Finding {
+    pub fn new(rejection: Rejection, loc: &Loc) -> Self {
+        Finding { rejection, loc: Some(loc.clone()), value: None }
+    }
+
+    pub fn nowhere(rejection: Rejection) -> Self {
+        Finding { rejection, loc: None, value: None }
+    }
+
+    pub fn with_value(mut self, value: impl Into<String>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+
+    pub fn code(&self) -> Code {
+        self.rejection.code()
+    }
+}

@@ -1,0 +1,264 @@
+//! The sortiment: which senders may deliver what. Parsed from the operator's TOML file (errors by file and
+//! line), stored in the database as versions, and used by the pipeline as this in-memory form.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use chrono::NaiveDate;
+use serde::Deserialize;
+use uuid::Uuid;
+use wildmatch::WildMatch;
+
+use super::finans::Kontering;
+use super::rejection::Rejection;
+use super::values::Cvr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum Integration {
+    #[serde(rename = "SF1590_A")]
+    Sf1590A,
+    #[serde(rename = "SF1590_B")]
+    Sf1590B,
+}
+
+impl Integration {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Integration::Sf1590A => "SF1590_A",
+            Integration::Sf1590B => "SF1590_B",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "SF1590_A" => Some(Integration::Sf1590A),
+            "SF1590_B" => Some(Integration::Sf1590B),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Integration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Glob patterns (`*` any run, `?` one character) over Funktion, Dranst and Art.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KonteringPattern {
+    pub funktion: Vec<String>,
+    pub dranst: Vec<String>,
+    pub art: Vec<String>,
+}
+
+impl KonteringPattern {
+    pub fn allows(&self, kontering: &Kontering) -> bool {
+        let any = |patterns: &[String], value: &str| patterns.iter().any(|p| WildMatch::new(p).matches(value));
+        any(&self.funktion, kontering.funktion.as_str())
+            && any(&self.dranst, kontering.dranst.as_str())
+            && any(&self.art, kontering.art.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender {
+    pub system: Uuid,
+    pub name: String,
+    pub authority: Cvr,
+    pub owners: Vec<String>,
+    pub valid_from: NaiveDate,
+    pub valid_to: Option<NaiveDate>,
+    pub integrations: Vec<Integration>,
+    pub certificates: Vec<String>,
+    pub konteringer: Vec<KonteringPattern>,
+}
+
+impl Sender {
+    pub fn allows_kontering(&self, kontering: &Kontering) -> bool {
+        self.konteringer.iter().any(|p| p.allows(kontering))
+    }
+
+    fn validity(&self) -> String {
+        match self.valid_to {
+            Some(to) => format!("{} til {}", self.valid_from, to),
+            None => format!("fra {}", self.valid_from),
+        }
+    }
+}
+
+/// The sortiment in force: one stored version.
+#[derive(Debug, Clone, Default)]
+pub struct Sortiment {
+    pub version: i64,
+    senders: HashMap<Uuid, Sender>,
+}
+
+impl Sortiment {
+    pub fn new(version: i64, senders: Vec<Sender>) -> Self {
+        Sortiment { version, senders: senders.into_iter().map(|s| (s.system, s)).collect() }
+    }
+
+    pub fn senders(&self) -> impl Iterator<Item = &Sender> {
+        self.senders.values()
+    }
+
+    /// The sender if it may deliver this integration on this date; else why not.
+    pub fn admit(&self, system: &Uuid, integration: Integration, on: NaiveDate) -> Result<&Sender, Rejection> {
+        let sender = self.senders.get(system).ok_or(Rejection::UnknownSender)?;
+        if !sender.integrations.contains(&integration) {
+            return Err(Rejection::SenderNotForIntegration(integration.as_str()));
+        }
+        if on < sender.valid_from || sender.valid_to.is_some_and(|to| on > to) {
+            return Err(Rejection::SenderInactive(on, sender.validity()));
+        }
+        Ok(sender)
+    }
+}
+
+/// Errors in a sortiment file, each naming file and line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct SortimentFileError(pub Vec<String>);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSpec {
+    #[serde(default)]
+    afsender: Vec<toml::Spanned<SenderSpec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SenderSpec {
+    system: Uuid,
+    navn: String,
+    myndighed: toml::Spanned<String>,
+    #[serde(default)]
+    ejere: Vec<toml::Spanned<String>>,
+    gyldig_fra: NaiveDate,
+    gyldig_til: Option<NaiveDate>,
+    integrationer: Vec<Integration>,
+    #[serde(default)]
+    certifikater: Vec<String>,
+    #[serde(default)]
+    kontering: Vec<toml::Spanned<PatternSpec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatternSpec {
+    funktion: Option<OneOrMany>,
+    dranst: Option<OneOrMany>,
+    art: Option<OneOrMany>,
+}
+
+fn line_of(content: &str, offset: usize) -> usize {
+    content[..offset.min(content.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+/// Reads a sortiment file. `name` is only used in error messages.
+pub fn parse_sortiment_file(name: &str, content: &str) -> Result<Vec<Sender>, SortimentFileError> {
+    let spec: FileSpec = toml::from_str(content).map_err(|e| {
+        let line = e.span().map(|s| line_of(content, s.start)).unwrap_or(0);
+        SortimentFileError(vec![format!("{name}:{line}: {}", e.message())])
+    })?;
+    let mut errors = Vec::new();
+    let mut senders: Vec<Sender> = Vec::new();
+    for spanned in spec.afsender {
+        let at = |offset: usize| format!("{name}:{}", line_of(content, offset));
+        let sender_line = at(spanned.span().start);
+        let spec = spanned.into_inner();
+        if senders.iter().any(|s| s.system == spec.system) {
+            errors.push(format!("{sender_line}: afsender {} står mere end én gang", spec.system));
+        }
+        let authority = match Cvr::parse(spec.myndighed.get_ref()) {
+            Ok(cvr) => Some(cvr),
+            Err(e) => {
+                errors.push(format!("{}: myndighed: {e}", at(spec.myndighed.span().start)));
+                None
+            }
+        };
+        for owner in &spec.ejere {
+            let email = owner.get_ref();
+            let ok = email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+            if !ok {
+                errors.push(format!("{}: ejere: '{email}' er ikke en e-mailadresse", at(owner.span().start)));
+            }
+        }
+        if spec.gyldig_til.is_some_and(|to| to < spec.gyldig_fra) {
+            errors.push(format!("{sender_line}: gyldig_til ligger før gyldig_fra"));
+        }
+        if spec.integrationer.contains(&Integration::Sf1590A) && spec.kontering.is_empty() {
+            errors.push(format!("{sender_line}: afsender {} må levere SF1590_A, men har ingen [[afsender.kontering]]", spec.system));
+        }
+        let mut konteringer = Vec::new();
+        for pattern in spec.kontering {
+            let line = at(pattern.span().start);
+            let pattern = pattern.into_inner();
+            let field = |value: Option<OneOrMany>, label: &str, errors: &mut Vec<String>| {
+                let values = value.map(OneOrMany::into_vec).unwrap_or_else(|| vec!["*".into()]);
+                for v in &values {
+                    if v.is_empty() || !v.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '*' | '?')) {
+                        errors.push(format!("{line}: {label}: '{v}' er ikke et mønster af cifre, '.', '*' og '?'"));
+                    }
+                }
+                values
+            };
+            konteringer.push(KonteringPattern {
+                funktion: field(pattern.funktion, "funktion", &mut errors),
+                dranst: field(pattern.dranst, "dranst", &mut errors),
+                art: field(pattern.art, "art", &mut errors),
+            });
+        }
+        if let Some(authority) = authority {
+            senders.push(Sender {
+                system: spec.system,
+                name: spec.navn,
+                authority,
+                owners: spec.ejere.into_iter().map(|o| o.into_inner()).collect(),
+                valid_from: spec.gyldig_fra,
+                valid_to: spec.gyldig_til,
+                integrations: spec.integrationer,
+                certificates: spec.certifikater,
+                konteringer,
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(senders)
+    } else {
+        Err(SortimentFileError(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let content = "[[afsender]]\nsystem = \"6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01\"\nnavn = \"KY\"\nmyndighed = \"29189847\"\ngyldig_fra = \"2024-01-01\"\nintegrationer = [\"SF1590_A\"]\n[[afsender.kontering]]\nfunktion = \"5.x\"\n";
+        let err = parse_sortiment_file("s.toml", content).unwrap_err().to_string();
+        assert!(err.contains("s.toml:4: myndighed: CVR-nummeret består ikke modulus 11-kontrollen"), "{err}");
+        assert!(err.contains("s.toml:7: funktion: '5.x'"), "{err}");
+        let err = parse_sortiment_file("s.toml", "[[afsender]]\nsystem = \"nope\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("s.toml:2: "), "{err}");
+    }
+}

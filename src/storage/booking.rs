@@ -1,0 +1,322 @@
+//! The one write of a delivery: its record, every receipt, and the import rows of what was accepted, in one
+//! transaction. Idempotency is decided here, inside that transaction, so that parallel sends of the same
+//! content book it once.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::schema::{deliveries, erp_journal, erp_journal_lines, receipt_errors, receipts};
+use super::{Db, StorageError};
+use crate::domain::finans::Finansbilag;
+use crate::domain::mapping::Mapped;
+use crate::domain::receipt::{Receipt, ReceiptError, ReceiptSet, Status, NIL_UUID};
+use crate::domain::rejection::{Finding, Loc, Rejection};
+use crate::domain::sortiment::Integration;
+
+/// What is known about a delivery before it is written.
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    pub delivery_id: Option<Uuid>,
+    /// Where LeveranceId is in the delivery, for a DUBLET_AFVIGENDE on it.
+    pub delivery_id_loc: Loc,
+    pub integration: Integration,
+    pub transport: &'static str,
+    pub sender: Option<Uuid>,
+    pub authority: Option<String>,
+    pub transaction_uuid: Option<String>,
+    pub user_system_uuid: Option<String>,
+    pub request_hash: String,
+    pub sortiment_version: Option<i64>,
+    pub mapping_version: Option<String>,
+}
+
+/// The decision for one finansbilag (or fordring), made before the transaction.
+#[derive(Debug)]
+pub struct ItemPlan {
+    pub reference: String,
+    /// Where the reference (BilagId) is, for a DUBLET_AFVIGENDE on it.
+    pub reference_loc: Loc,
+    pub content_hash: String,
+    pub outcome: ItemOutcome,
+}
+
+#[derive(Debug)]
+pub enum ItemOutcome {
+    Accept(Booking),
+    Reject(Vec<Finding>),
+}
+
+/// An accepted finansbilag and, per postering in order, its mapping.
+#[derive(Debug)]
+pub struct Booking {
+    pub bilag: Finansbilag,
+    pub mapped: Vec<Mapped>,
+    pub mapping_version: String,
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn rejected_receipt(delivery_id: &str, reference: &str, at: DateTime<Utc>, findings: &[Finding]) -> Receipt {
+    Receipt {
+        id: Uuid::new_v4().to_string(),
+        delivery_id: delivery_id.to_string(),
+        reference: reference.to_string(),
+        status: Status::Afvist,
+        processed_at: timestamp(at),
+        erp_reference: None,
+        errors: findings.iter().map(ReceiptError::from).collect(),
+    }
+}
+
+/// A rejection of every item that is not written anywhere: the delivery could not be taken in at all.
+pub fn reject_unrecorded(record: &DeliveryRecord, references: &[String], findings: &[Finding], at: DateTime<Utc>) -> ReceiptSet {
+    let delivery_id = record.delivery_id.map_or(NIL_UUID.to_string(), |id| id.to_string());
+    let sender = record.sender.map_or(NIL_UUID.to_string(), |id| id.to_string());
+    let receipts = references.iter().map(|r| rejected_receipt(&delivery_id, r, at, findings)).collect();
+    ReceiptSet::new(delivery_id, sender, timestamp(at), receipts)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("receipts serialize")
+}
+
+impl Db {
+    /// Writes a delivery and returns its receipts; a delivery seen before returns what it got then.
+    pub fn commit_delivery(&self, record: &DeliveryRecord, plans: Vec<ItemPlan>) -> Result<ReceiptSet, StorageError> {
+        let mut conn = self.conn()?;
+        // IMMEDIATE takes SQLite's write lock at the start, so the idempotency checks below and the writes
+        // that depend on them cannot interleave with another delivery's.
+        conn.immediate_transaction(|conn| {
+            let at = Utc::now();
+            let delivery_text = record.delivery_id.map(|id| id.to_string());
+            if let Some(id) = &delivery_text {
+                let earlier: Option<(String, String)> = deliveries::table
+                    .filter(deliveries::leverance_id.eq(id))
+                    .select((deliveries::request_hash, deliveries::response_json))
+                    .first(conn)
+                    .optional()?;
+                if let Some((hash, response)) = earlier {
+                    if hash == record.request_hash {
+                        return serde_json::from_str(&response).map_err(|e| StorageError::Corrupt(e.to_string()));
+                    }
+                    tracing::warn!("LeveranceId already used for other content; nothing written");
+                    let finding = Finding::new(Rejection::DuplicateDifferent(format!("LeveranceId {id}")), &record.delivery_id_loc)
+                        .with_value(id.clone());
+                    let references: Vec<String> = plans.iter().map(|p| p.reference.clone()).collect();
+                    return Ok(reject_unrecorded(record, &references, &[finding], at));
+                }
+            }
+            let delivery_key: i32 = diesel::insert_into(deliveries::table)
+                .values((
+                    deliveries::leverance_id.eq(&delivery_text),
+                    deliveries::integration.eq(record.integration.as_str()),
+                    deliveries::transport.eq(record.transport),
+                    deliveries::afsender_system.eq(record.sender.map(|s| s.to_string())),
+                    deliveries::myndighed.eq(&record.authority),
+                    deliveries::transaction_uuid.eq(&record.transaction_uuid),
+                    deliveries::user_system_uuid.eq(&record.user_system_uuid),
+                    deliveries::request_hash.eq(&record.request_hash),
+                    deliveries::received_at.eq(at.naive_utc()),
+                    deliveries::sortiment_version_id.eq(record.sortiment_version.map(|v| v as i32)),
+                    deliveries::mapping_version.eq(&record.mapping_version),
+                    deliveries::accepted_count.eq(0),
+                    deliveries::rejected_count.eq(0),
+                    deliveries::response_json.eq(""),
+                ))
+                .returning(deliveries::id)
+                .get_result(conn)?;
+            let delivery_id = delivery_text.clone().unwrap_or_else(|| NIL_UUID.to_string());
+            let sender = record.sender.map(|s| s.to_string());
+            let mut answers = Vec::with_capacity(plans.len());
+            for plan in plans {
+                let earlier: Option<(String, String)> = match &sender {
+                    Some(sender) => receipts::table
+                        .filter(receipts::integration.eq(record.integration.as_str()))
+                        .filter(receipts::afsender_system.eq(sender))
+                        .filter(receipts::reference.eq(&plan.reference))
+                        .filter(receipts::status.eq(Status::Accepteret.as_str()))
+                        .select((receipts::content_hash, receipts::receipt_json))
+                        .first(conn)
+                        .optional()?,
+                    None => None,
+                };
+                let receipt = match (earlier, plan.outcome) {
+                    (Some((hash, first)), _) if hash == plan.content_hash => {
+                        // The same content again: the first receipt, unchanged; nothing is booked.
+                        serde_json::from_str(&first).map_err(|e| StorageError::Corrupt(e.to_string()))?
+                    }
+                    (Some(_), outcome) => {
+                        let mut findings = vec![Finding::new(Rejection::DuplicateDifferent(plan.reference.clone()), &plan.reference_loc)
+                            .with_value(plan.reference.clone())];
+                        if let ItemOutcome::Reject(more) = outcome {
+                            findings.extend(more);
+                        }
+                        let receipt = rejected_receipt(&delivery_id, &plan.reference, at, &findings);
+                        insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
+                        receipt
+                    }
+                    (None, ItemOutcome::Reject(findings)) => {
+                        let receipt = rejected_receipt(&delivery_id, &plan.reference, at, &findings);
+                        insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
+                        receipt
+                    }
+                    (None, ItemOutcome::Accept(booking)) => {
+                        let mut receipt = Receipt {
+                            id: Uuid::new_v4().to_string(),
+                            delivery_id: delivery_id.clone(),
+                            reference: plan.reference.clone(),
+                            status: Status::Accepteret,
+                            processed_at: timestamp(at),
+                            erp_reference: None,
+                            errors: Vec::new(),
+                        };
+                        // The receipt row comes first (the journal refers to it); its ErpReference is set
+                        // once the journal id is known.
+                        insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
+                        let journal = book(conn, &receipt.id, delivery_key, sender.as_deref().unwrap_or_default(), &booking, at)?;
+                        receipt.erp_reference = Some(format!("erp_journal:{journal}"));
+                        diesel::update(receipts::table.find(&receipt.id))
+                            .set((receipts::erp_reference.eq(&receipt.erp_reference), receipts::receipt_json.eq(to_json(&receipt))))
+                            .execute(conn)?;
+                        receipt
+                    }
+                };
+                answers.push(receipt);
+            }
+            let sender_text = sender.unwrap_or_else(|| NIL_UUID.to_string());
+            let set = ReceiptSet::new(delivery_id, sender_text, timestamp(at), answers);
+            diesel::update(deliveries::table.find(delivery_key))
+                .set((
+                    deliveries::accepted_count.eq(set.accepted() as i32),
+                    deliveries::rejected_count.eq(set.rejected() as i32),
+                    deliveries::response_json.eq(to_json(&set)),
+                ))
+                .execute(conn)?;
+            Ok(set)
+        })
+    }
+}
+
+fn insert_receipt(
+    conn: &mut SqliteConnection,
+    record: &DeliveryRecord,
+    delivery_key: i32,
+    content_hash: &str,
+    receipt: &Receipt,
+    at: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    diesel::insert_into(receipts::table)
+        .values((
+            receipts::kvittering_id.eq(&receipt.id),
+            receipts::delivery_id.eq(delivery_key),
+            receipts::integration.eq(record.integration.as_str()),
+            receipts::afsender_system.eq(record.sender.map(|s| s.to_string())),
+            receipts::reference.eq(&receipt.reference),
+            receipts::status.eq(receipt.status.as_str()),
+            receipts::content_hash.eq(content_hash),
+            receipts::processed_at.eq(at.naive_utc()),
+            receipts::erp_reference.eq(&receipt.erp_reference),
+            receipts::receipt_json.eq(to_json(receipt)),
+        ))
+        .execute(conn)?;
+    for (position, error) in receipt.errors.iter().enumerate() {
+        diesel::insert_into(receipt_errors::table)
+            .values((
+                receipt_errors::kvittering_id.eq(&receipt.id),
+                receipt_errors::position.eq(position as i32),
+                receipt_errors::code.eq(error.code.as_str()),
+                receipt_errors::text.eq(&error.text),
+                receipt_errors::path.eq(&error.path),
+                receipt_errors::line.eq(error.line.map(|l| l as i32)),
+                receipt_errors::col.eq(error.col.map(|c| c as i32)),
+                receipt_errors::value.eq(&error.value),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Writes the import rows of one accepted finansbilag; returns the journal id.
+fn book(
+    conn: &mut SqliteConnection,
+    kvittering_id: &str,
+    delivery_key: i32,
+    sender: &str,
+    booking: &Booking,
+    at: DateTime<Utc>,
+) -> Result<i32, StorageError> {
+    let bilag = &booking.bilag;
+    let journal: i32 = diesel::insert_into(erp_journal::table)
+        .values((
+            erp_journal::kvittering_id.eq(kvittering_id),
+            erp_journal::delivery_id.eq(delivery_key),
+            erp_journal::afsender_system.eq(sender),
+            erp_journal::bilag_id.eq(&bilag.bilag_id),
+            erp_journal::bilagsdato.eq(bilag.date),
+            erp_journal::bilagstekst.eq(&bilag.text),
+            erp_journal::mapping_version.eq(&booking.mapping_version),
+            erp_journal::created_at.eq(at.naive_utc()),
+        ))
+        .returning(erp_journal::id)
+        .get_result(conn)?;
+    for (n, (posting, mapped)) in bilag.postings.iter().zip(&booking.mapped).enumerate() {
+        let k = &posting.kontering.value;
+        let dimensions: serde_json::Map<String, serde_json::Value> =
+            mapped.dimensions.iter().map(|(name, value)| (name.clone(), value.clone().into())).collect();
+        let party = posting.party.as_ref().map(|p| &p.value);
+        diesel::insert_into(erp_journal_lines::table)
+            .values((
+                erp_journal_lines::journal_id.eq(journal),
+                erp_journal_lines::line_no.eq(n as i32 + 1),
+                erp_journal_lines::posting_id.eq(posting.id.value as i64),
+                erp_journal_lines::erp_account.eq(&mapped.account),
+                erp_journal_lines::erp_dimensions.eq(serde_json::Value::Object(dimensions).to_string()),
+                erp_journal_lines::amount.eq(posting.amount.value().to_string()),
+                erp_journal_lines::debit_credit.eq(posting.side.code()),
+                erp_journal_lines::currency.eq(posting.currency.value.as_str()),
+                erp_journal_lines::posting_date.eq(posting.date.value),
+                erp_journal_lines::posting_text.eq(&posting.text),
+                erp_journal_lines::party_type.eq(party.map(|p| p.kind())),
+                erp_journal_lines::party_id.eq(party.map(|p| p.expose())),
+                erp_journal_lines::case_reference.eq(&posting.case_reference),
+                erp_journal_lines::src_funktion.eq(k.funktion.as_str()),
+                erp_journal_lines::src_gruppering.eq(k.gruppering.as_ref().map(|g| g.as_str())),
+                erp_journal_lines::src_dranst.eq(k.dranst.as_str()),
+                erp_journal_lines::src_ejerforhold.eq(k.ejerforhold.as_ref().map(|e| e.as_str())),
+                erp_journal_lines::src_art.eq(k.art.as_str()),
+                erp_journal_lines::src_omkostningssted.eq(&k.omkostningssted),
+                erp_journal_lines::src_pspelement.eq(&k.psp_element),
+                erp_journal_lines::src_dimensions.eq(serde_json::to_string(&k.dimensions).expect("strings serialize")),
+                erp_journal_lines::mapping_rule.eq(&mapped.rule),
+            ))
+            .execute(conn)?;
+    }
+    Ok(journal)
+}
+
+/// The receipts a delivery would get, without writing anything or looking at earlier deliveries
+/// (`fkoeko validate`).
+pub fn preview(record: &DeliveryRecord, plans: Vec<ItemPlan>) -> ReceiptSet {
+    let at = Utc::now();
+    let delivery_id = record.delivery_id.map_or(NIL_UUID.to_string(), |id| id.to_string());
+    let sender = record.sender.map_or(NIL_UUID.to_string(), |id| id.to_string());
+    let receipts = plans
+        .into_iter()
+        .map(|plan| match plan.outcome {
+            ItemOutcome::Reject(findings) => rejected_receipt(&delivery_id, &plan.reference, at, &findings),
+            ItemOutcome::Accept(_) => Receipt {
+                id: Uuid::new_v4().to_string(),
+                delivery_id: delivery_id.clone(),
+                reference: plan.reference,
+                status: Status::Accepteret,
+                processed_at: timestamp(at),
+                erp_reference: None,
+                errors: Vec::new(),
+            },
+        })
+        .collect();
+    ReceiptSet::new(delivery_id, sender, timestamp(at), receipts)
+}

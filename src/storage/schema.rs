@@ -1,0 +1,148 @@
+// Diesel's view of migrations/; kept by hand in step with up.sql (checked by the storage tests, which run
+// every query against a migrated database).
+
+diesel::table! {
+    sortiment_versions (id) {
+        id -> Integer,
+        loaded_at -> Timestamp,
+        source -> Text,
+        content_hash -> Text,
+        content -> Text,
+    }
+}
+
+diesel::table! {
+    sortiment_senders (id) {
+        id -> Integer,
+        version_id -> Integer,
+        system_uuid -> Text,
+        name -> Text,
+        authority_cvr -> Text,
+        owners -> Text,
+        valid_from -> Date,
+        valid_to -> Nullable<Date>,
+        integrations -> Text,
+        certificates -> Text,
+    }
+}
+
+diesel::table! {
+    sortiment_konteringer (id) {
+        id -> Integer,
+        sender_id -> Integer,
+        funktion -> Text,
+        dranst -> Text,
+        art -> Text,
+    }
+}
+
+diesel::table! {
+    deliveries (id) {
+        id -> Integer,
+        leverance_id -> Nullable<Text>,
+        integration -> Text,
+        transport -> Text,
+        afsender_system -> Nullable<Text>,
+        myndighed -> Nullable<Text>,
+        transaction_uuid -> Nullable<Text>,
+        user_system_uuid -> Nullable<Text>,
+        request_hash -> Text,
+        received_at -> Timestamp,
+        sortiment_version_id -> Nullable<Integer>,
+        mapping_version -> Nullable<Text>,
+        accepted_count -> Integer,
+        rejected_count -> Integer,
+        response_json -> Text,
+    }
+}
+
+diesel::table! {
+    receipts (kvittering_id) {
+        kvittering_id -> Text,
+        delivery_id -> Integer,
+        integration -> Text,
+        afsender_system -> Nullable<Text>,
+        reference -> Text,
+        status -> Text,
+        content_hash -> Text,
+        processed_at -> Timestamp,
+        erp_reference -> Nullable<Text>,
+        receipt_json -> Text,
+    }
+}
+
+diesel::table! {
+    receipt_errors (id) {
+        id -> Integer,
+        kvittering_id -> Text,
+        position -> Integer,
+        code -> Text,
+        text -> Text,
+        path -> Nullable<Text>,
+        line -> Nullable<Integer>,
+        col -> Nullable<Integer>,
+        value -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    erp_journal (id) {
+        id -> Integer,
+        kvittering_id -> Text,
+        delivery_id -> Integer,
+        afsender_system -> Text,
+        bilag_id -> Text,
+        bilagsdato -> Date,
+        bilagstekst -> Nullable<Text>,
+        mapping_version -> Text,
+        created_at -> Timestamp,
+        status -> Text,
+        picked_up_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    erp_journal_lines (id) {
+        id -> Integer,
+        journal_id -> Integer,
+        line_no -> Integer,
+        posting_id -> BigInt,
+        erp_account -> Text,
+        erp_dimensions -> Text,
+        amount -> Text,
+        debit_credit -> Text,
+        currency -> Text,
+        posting_date -> Date,
+        posting_text -> Text,
+        party_type -> Nullable<Text>,
+        party_id -> Nullable<Text>,
+        case_reference -> Nullable<Text>,
+        src_funktion -> Text,
+        src_gruppering -> Nullable<Text>,
+        src_dranst -> Text,
+        src_ejerforhold -> Nullable<Text>,
+        src_art -> Text,
+        src_omkostningssted -> Nullable<Text>,
+        src_pspelement -> Nullable<Text>,
+        src_dimensions -> Text,
+        mapping_rule -> Text,
+        status -> Text,
+    }
+}
+
+diesel::joinable!(sortiment_senders -> sortiment_versions (version_id));
+diesel::joinable!(sortiment_konteringer -> sortiment_senders (sender_id));
+diesel::joinable!(receipts -> deliveries (delivery_id));
+diesel::joinable!(receipt_errors -> receipts (kvittering_id));
+diesel::joinable!(erp_journal_lines -> erp_journal (journal_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    sortiment_versions,
+    sortiment_senders,
+    sortiment_konteringer,
+    deliveries,
+    receipts,
+    receipt_errors,
+    erp_journal,
+    erp_journal_lines,
+);

@@ -1,0 +1,5 @@
+//! XML at the edge: guarded reading, schema validation, SOAP envelopes.
+
+pub mod schema;
+pub mod soap;
+pub mod tree;

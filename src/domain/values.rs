@@ -94,7 +94,7 @@ impl Cvr {
         }
         const WEIGHTS: [u32; 8] = [2, 7, 6, 5, 4, 3, 2, 1];
         let sum: u32 = raw.bytes().zip(WEIGHTS).map(|(b, w)| u32::from(b - b'0') * w).sum();
-        if sum % 11 != 0 {
+        if !sum.is_multiple_of(11) {
             return Err(ValueError::CvrModulus);
         }
         Ok(Cvr(raw.to_string()))

@@ -1,0 +1,165 @@
+//! Test harness: the real server on a random port with a temporary SQLite database, real SOAP envelopes,
+//! and every receipt checked with xmllint against schemas/ (an independent validator).
+#![allow(dead_code)]
+
+pub mod delivery;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text};
+use fkoeko_adapter::app::{spawn, RunningServer};
+use fkoeko_adapter::config::Config;
+use fkoeko_adapter::domain::receipt::ReceiptSet;
+
+pub const KY: &str = "6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01";
+pub const EXPIRED_SENDER: &str = "0b5e2f44-8c1d-4a7e-b3f6-9d2c7a1e5f02";
+pub const DEBTOR_ONLY_SENDER: &str = "3c9d7b21-5e4f-4a8b-9c1d-2e3f4a5b6c03";
+pub const OUR_CVR: &str = "29189846";
+
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+pub struct TestApp {
+    pub server: Option<RunningServer>,
+    pub dir: tempfile::TempDir,
+    pub db_path: PathBuf,
+    pub config: Config,
+}
+
+impl TestApp {
+    pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    pub fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("fkoeko.db");
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".into();
+        config.server.workers = 2;
+        config.database.url = db_path.display().to_string();
+        config.paths.schemas = repo("schemas");
+        config.paths.mappings = repo("mappings");
+        config.paths.sortiment = repo("tests/fixtures/sortiment.toml");
+        adjust(&mut config);
+        let server = spawn(&config).expect("server starts");
+        TestApp { server: Some(server), dir, db_path, config }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.server.as_ref().unwrap().url(path)
+    }
+
+    pub fn mapping_version(&self) -> String {
+        self.server.as_ref().unwrap().pipeline.mappings().version.clone()
+    }
+
+    /// POSTs a SOAP 1.1 call; returns status and body. Every receipt answer is validated with xmllint.
+    pub fn post(&self, body: &str) -> (u16, String) {
+        self.post_as(body, "text/xml; charset=utf-8")
+    }
+
+    pub fn post_as(&self, body: &str, content_type: &str) -> (u16, String) {
+        self.post_bytes(body.as_bytes(), content_type)
+    }
+
+    pub fn post_bytes(&self, body: &[u8], content_type: &str) -> (u16, String) {
+        let response = ureq::post(&self.url("/sf1590a")).set("Content-Type", content_type).send_bytes(body);
+        let (status, text) = match response {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+            Err(e) => panic!("request failed: {e}"),
+        };
+        if status == 200 {
+            assert_valid_receipt(&receipt_xml(&text));
+        }
+        (status, text)
+    }
+
+    /// POSTs and reads the receipts, asserting an HTTP 200 answer.
+    pub fn send(&self, body: &str) -> ReceiptSet {
+        let (status, text) = self.post(body);
+        assert_eq!(status, 200, "{text}");
+        parse_receipts(&text)
+    }
+
+    pub fn db(&self) -> SqliteConnection {
+        SqliteConnection::establish(&self.db_path.display().to_string()).unwrap()
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        diesel::sql_query(sql).get_result::<Count>(&mut self.db()).unwrap().n
+    }
+
+    /// Rows of text (NULL as None), for asserting what landed in a table.
+    pub fn rows(&self, sql: &str, columns: usize) -> Vec<Vec<Option<String>>> {
+        // Each column is selected as text through json_array, so one row type serves every query.
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Nullable<Text>)]
+            row: Option<String>,
+        }
+        let rows: Vec<Row> = diesel::sql_query(sql).load(&mut self.db()).unwrap();
+        rows.into_iter()
+            .map(|r| {
+                let values: Vec<serde_json::Value> = serde_json::from_str(&r.row.unwrap()).unwrap();
+                assert_eq!(values.len(), columns);
+                values
+                    .into_iter()
+                    .map(|v| match v {
+                        serde_json::Value::Null => None,
+                        serde_json::Value::String(s) => Some(s),
+                        other => Some(other.to_string()),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+    }
+}
+
+/// The KvitteringLeverance element out of a SOAP answer: it declares its own namespace, so it stands alone.
+pub fn receipt_xml(soap: &str) -> String {
+    let start = soap.find("<KvitteringLeverance").expect("answer holds a KvitteringLeverance");
+    let end = soap.find("</KvitteringLeverance>").expect("closed") + "</KvitteringLeverance>".len();
+    soap[start..end].to_string()
+}
+
+pub fn parse_receipts(soap: &str) -> ReceiptSet {
+    quick_xml::de::from_str(&receipt_xml(soap)).expect("receipt parses")
+}
+
+/// xmllint (Debian's libxml2-utils) checks the receipt against schemas/kvittering.xsd.
+pub fn assert_valid_receipt(xml: &str) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), xml).unwrap();
+    let out = Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(repo("schemas/kvittering.xsd"))
+        .arg(file.path())
+        .output()
+        .expect("xmllint is installed (apt-get install libxml2-utils)");
+    assert!(out.status.success(), "receipt does not validate: {}\n{xml}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// (code, path) of every error of the receipt for `reference`.
+pub fn errors_of(set: &ReceiptSet, reference: &str) -> Vec<(String, Option<String>)> {
+    let receipt = set.receipts.iter().find(|r| r.reference == reference).unwrap_or_else(|| panic!("no receipt for {reference}: {set:?}"));
+    receipt.errors.iter().map(|e| (e.code.as_str().to_string(), e.path.clone())).collect()
+}

@@ -1,0 +1,128 @@
+//! The `fkoeko` binary as an operator runs it.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::delivery::{Bilag, Delivery};
+use common::*;
+
+fn fkoeko(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fkoeko"));
+    command
+        .current_dir(repo(""))
+        .env("FKOEKO_DATABASE__URL", dir.join("cli.db"))
+        .env("FKOEKO_PATHS__SORTIMENT", repo("tests/fixtures/sortiment.toml"))
+        .env_remove("FKOEKO_CONFIG")
+        .env("RUST_LOG", "trace");
+    command
+}
+
+fn count(dir: &std::path::Path, sql: &str) -> i64 {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = SqliteConnection::establish(&dir.join("cli.db").display().to_string()).unwrap();
+    diesel::sql_query(sql).get_result::<Count>(&mut conn).unwrap().n
+}
+
+#[test]
+fn validate_prints_the_receipt_and_books_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.xml");
+    std::fs::write(&good, Delivery::one("CLI-1").soap11()).unwrap();
+    let out = fkoeko(dir.path()).arg("validate").arg(&good).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("<Status>Accepteret</Status>"), "{stdout}");
+    assert_valid_receipt(stdout.trim());
+    // CPR numbers never appear in full, not even in trace logs.
+    assert!(!stdout.contains("0101901234") && !stderr.contains("0101901234"), "{stderr}");
+    assert!(stderr.contains("leverance_id="), "the delivery span carries its id: {stderr}");
+    assert_eq!(count(dir.path(), "SELECT count(*) AS n FROM erp_journal"), 0);
+    assert_eq!(count(dir.path(), "SELECT count(*) AS n FROM deliveries"), 0);
+
+    let mut unbalanced = Bilag::balanced("CLI-2", "10.00");
+    unbalanced.postings[1].amount = "9.00".into();
+    let bad = dir.path().join("bad.xml");
+    // A masse file: the same children under FinansbilagLeverance.
+    std::fs::write(&bad, Delivery::new(vec![unbalanced]).body().replace("ModtagFinansbilag", "FinansbilagLeverance")).unwrap();
+    let out = fkoeko(dir.path()).arg("validate").arg(&bad).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("<Kode>REGEL_BALANCE</Kode>"), "{stdout}");
+}
+
+#[test]
+fn sortiment_load_reports_file_and_line_and_keeps_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[afsender]]\nsystem = \"6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01\"\nnavn = \"KY\"\nmyndighed = \"29189847\"\ngyldig_fra = \"2024-01-01\"\nintegrationer = [\"SF1590_A\"]\n",
+    )
+    .unwrap();
+    let out = fkoeko(dir.path()).args(["sortiment", "load"]).arg(&bad).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains(&format!("{}:4: myndighed: CVR-nummeret består ikke modulus 11-kontrollen", bad.display())), "{stderr}");
+    assert!(stderr.contains(&format!("{}:1: afsender", bad.display())), "{stderr}");
+
+    let first = repo("tests/fixtures/sortiment.toml");
+    let out = fkoeko(dir.path()).args(["sortiment", "load"]).arg(&first).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("loaded as sortiment version 1"));
+    let out = fkoeko(dir.path()).args(["sortiment", "load"]).arg(&first).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing changed"));
+    let second = dir.path().join("second.toml");
+    let changed = std::fs::read_to_string(&first).unwrap().replace("KY (test)", "KY (omdøbt)");
+    std::fs::write(&second, changed).unwrap();
+    let out = fkoeko(dir.path()).args(["sortiment", "load"]).arg(&second).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("loaded as sortiment version 2"));
+    assert_eq!(count(dir.path(), "SELECT count(*) AS n FROM sortiment_versions"), 2);
+    assert_eq!(count(dir.path(), "SELECT count(*) AS n FROM sortiment_senders WHERE name = 'KY (test)' AND version_id = 1"), 1);
+    assert_eq!(count(dir.path(), "SELECT count(*) AS n FROM sortiment_senders WHERE name = 'KY (omdøbt)' AND version_id = 2"), 1);
+}
+
+/// `fkoeko serve` as a process, configured by a file and an environment variable that overrides it.
+#[test]
+fn serve_takes_a_config_file_and_environment_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.path().join("fkoeko.toml");
+    let mut file = std::fs::File::create(&config).unwrap();
+    writeln!(file, "[server]\nlisten = \"127.0.0.1:1\"\n[log]\nformat = \"json\"").unwrap();
+    let mut child = fkoeko(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("FKOEKO_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ureq::get(&format!("{base}/sf1590a?wsdl")).call().is_err() {
+        assert!(Instant::now() < deadline, "server did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let answer = ureq::post(&format!("{base}/sf1590a"))
+        .set("Content-Type", "text/xml")
+        .send_string(&Delivery::one("SERVE-1").soap11())
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(answer.contains("<Status>Accepteret</Status>"), "{answer}");
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(logs.lines().any(|l| l.starts_with('{') && l.contains("\"leverance_id\"")), "JSON logs with the delivery span: {logs}");
+    assert!(!logs.contains("0101901234"));
+    assert_eq!(count(dir.path(), "SELECT count(*) AS n FROM erp_journal"), 1);
+}

@@ -167,32 +167,20 @@ impl Pipeline {
         let span = info_span!("delivery", integration = integration.as_str(), transport = transport.as_str(),
             leverance_id = field::Empty, afsender = field::Empty);
         let _entered = span.enter();
-        let mut record = DeliveryRecord {
-            delivery_id: None,
-            delivery_id_loc: Loc::default(),
-            integration,
-            transport: transport.as_str(),
-            sender: None,
-            authority: None,
-            transaction_uuid: None,
-            user_system_uuid: None,
-            request_hash: hex::encode(Sha256::digest(bytes)),
-            sortiment_version: None,
-            mapping_version: None,
-        };
+        let mut record = DeliveryRecord::new(integration, transport.as_str(), hex::encode(Sha256::digest(bytes)));
 
         let text = match tree::decode_utf8(bytes) {
             Ok(text) => text,
-            Err(finding) => return self.finish(&record, whole(&[], finding), None, mode),
+            Err(finding) => return self.finish(&record, reject_items(&[], &[finding], Vec::new()), None, mode),
         };
         let document = match tree::read_document(text, &self.settings.limits) {
             Ok(root) => root,
-            Err(finding) => return self.finish(&record, whole(&[], finding), None, mode),
+            Err(finding) => return self.finish(&record, reject_items(&[], &[finding], Vec::new()), None, mode),
         };
         let (body, context, version) = match transport {
             Transport::Straks => match soap::open(&document) {
                 Ok(envelope) => (envelope.body, envelope.context, Some(envelope.version)),
-                Err(finding) => return self.finish(&record, whole(&[], finding), None, mode),
+                Err(finding) => return self.finish(&record, reject_items(&[], &[finding], Vec::new()), None, mode),
             },
             Transport::Masse => (&document, CallContext::default(), None),
         };
@@ -201,13 +189,13 @@ impl Pipeline {
         record.user_system_uuid = context.user_system.as_ref().map(|(v, _)| v.clone());
         let root_path = format!("/{}", body.name);
         let items: Vec<&Element> = body.children_named(sf1590a::ITEM).collect();
-        let references: Vec<(String, Loc)> = items
+        let references: Vec<ItemRef> = items
             .iter()
             .enumerate()
             .map(|(i, e)| {
                 let path = format!("{root_path}/{}[{}]/BilagId", sf1590a::ITEM, i + 1);
                 let loc = e.child("BilagId").map_or_else(|| e.loc(path.clone()), |b| b.loc(path.clone()));
-                (sf1590a::reference(e, i + 1), loc)
+                ItemRef { reference: sf1590a::reference(e, i + 1), loc, content_hash: e.content_hash() }
             })
             .collect();
         // Best effort before the schema check, so even a wholly rejected delivery names itself in its receipt.
@@ -231,14 +219,14 @@ impl Pipeline {
                 Rejection::Schema(format!("forventede {{{}}}{expected_root}, fandt {}", sf1590a::NAMESPACE, body.name)),
                 &body.loc(root_path.clone()),
             );
-            return self.finish(&record, whole(&references, finding), version, mode);
+            return self.finish(&record, reject_items(&references, &[finding], Vec::new()), version, mode);
         }
         if transport == Transport::Straks && items.len() > self.settings.max_items_straks {
             let finding = Finding::new(
                 Rejection::TooLarge(format!("{} finansbilag i ét kald; højst {} er tilladt", items.len(), self.settings.max_items_straks)),
                 &body.loc(root_path.clone()),
             );
-            return self.finish(&record, whole(&references, finding), version, mode);
+            return self.finish(&record, reject_items(&references, &[finding], Vec::new()), version, mode);
         }
         for (i, item) in items.iter().enumerate() {
             let postings = item.children_named("Postering").count();
@@ -247,13 +235,13 @@ impl Pipeline {
                     Rejection::TooLarge(format!("{postings} posteringer i ét finansbilag; højst {} er tilladt", self.settings.max_postings)),
                     &item.loc(format!("{root_path}/{}[{}]", sf1590a::ITEM, i + 1)),
                 );
-                return self.finish(&record, whole(&references, finding), version, mode);
+                return self.finish(&record, reject_items(&references, &[finding], Vec::new()), version, mode);
             }
         }
         let issues = schema::validate(&self.settings.schema_for(integration), text, transport == Transport::Straks)?;
         let (delivery_findings, mut item_findings) = place_schema_issues(body, &issues, items.len());
         if !delivery_findings.is_empty() {
-            let plans = reject_all(&references, &delivery_findings, &mut item_findings, &items);
+            let plans = reject_items(&references, &delivery_findings, item_findings);
             return self.finish(&record, plans, version, mode);
         }
 
@@ -272,10 +260,9 @@ impl Pipeline {
         record.mapping_version = Some(mappings.version.clone());
 
         let mut plans = Vec::with_capacity(items.len());
-        for (i, (item, (reference, reference_loc))) in items.iter().zip(references).enumerate() {
+        for (i, (item, item_ref)) in items.iter().zip(references).enumerate() {
             let mut findings = delivery_findings.clone();
             let own = std::mem::take(&mut item_findings[i]);
-            let content_hash = item.content_hash();
             let outcome = if !own.is_empty() {
                 findings.extend(own);
                 ItemOutcome::Reject(findings)
@@ -311,27 +298,15 @@ impl Pipeline {
                     }
                 }
             };
-            plans.push(ItemPlan { reference, reference_loc, content_hash, outcome });
+            plans.push(ItemPlan { reference: item_ref.reference, reference_loc: item_ref.loc, content_hash: item_ref.content_hash, outcome });
         }
         self.finish(&record, plans, version, mode)
     }
 
     /// Rejects a delivery that could not even be read in full (over the size limit), and records that.
     pub fn reject_unread(&self, rejection: Rejection, transport: Transport) -> Result<Processed, TechnicalError> {
-        let record = DeliveryRecord {
-            delivery_id: None,
-            delivery_id_loc: Loc::default(),
-            integration: Integration::Sf1590A,
-            transport: transport.as_str(),
-            sender: None,
-            authority: None,
-            transaction_uuid: None,
-            user_system_uuid: None,
-            request_hash: String::new(),
-            sortiment_version: None,
-            mapping_version: None,
-        };
-        self.finish(&record, whole(&[], Finding::nowhere(rejection)), None, Mode::Book)
+        let record = DeliveryRecord::new(Integration::Sf1590A, transport.as_str(), String::new());
+        self.finish(&record, reject_items(&[], &[Finding::nowhere(rejection)], Vec::new()), None, Mode::Book)
     }
 
     /// The delivery-level checks: municipality, Serviceplatformen's context, and the sender's sortiment.
@@ -384,30 +359,17 @@ impl Pipeline {
     }
 }
 
-/// Every item rejected for one reason; a delivery that names no items gets one receipt for itself.
-fn whole(references: &[(String, Loc)], finding: Finding) -> Vec<ItemPlan> {
-    let hash = String::new();
-    if references.is_empty() {
-        return vec![ItemPlan {
-            reference: "LEVERANCE".into(),
-            reference_loc: Loc::default(),
-            content_hash: hash,
-            outcome: ItemOutcome::Reject(vec![finding]),
-        }];
-    }
-    references
-        .iter()
-        .map(|(reference, loc)| ItemPlan {
-            reference: reference.clone(),
-            reference_loc: loc.clone(),
-            content_hash: hash.clone(),
-            outcome: ItemOutcome::Reject(vec![finding.clone()]),
-        })
-        .collect()
+/// How an item is named in its receipt and recognised when sent again.
+struct ItemRef {
+    reference: String,
+    loc: Loc,
+    content_hash: String,
 }
 
-fn reject_all(references: &[(String, Loc)], delivery: &[Finding], per_item: &mut [Vec<Finding>], items: &[&Element]) -> Vec<ItemPlan> {
-    if references.is_empty() {
+/// Every item rejected with the delivery's findings (and its own, where given); a delivery that names no
+/// items gets one receipt for itself.
+fn reject_items(items: &[ItemRef], delivery: &[Finding], per_item: Vec<Vec<Finding>>) -> Vec<ItemPlan> {
+    if items.is_empty() {
         return vec![ItemPlan {
             reference: "LEVERANCE".into(),
             reference_loc: Loc::default(),
@@ -415,14 +377,18 @@ fn reject_all(references: &[(String, Loc)], delivery: &[Finding], per_item: &mut
             outcome: ItemOutcome::Reject(delivery.to_vec()),
         }];
     }
-    references
+    let mut per_item = per_item.into_iter();
+    items
         .iter()
-        .zip(items)
-        .enumerate()
-        .map(|(i, ((reference, loc), item))| {
+        .map(|item| {
             let mut findings = delivery.to_vec();
-            findings.append(&mut per_item[i]);
-            ItemPlan { reference: reference.clone(), reference_loc: loc.clone(), content_hash: item.content_hash(), outcome: ItemOutcome::Reject(findings) }
+            findings.extend(per_item.next().unwrap_or_default());
+            ItemPlan {
+                reference: item.reference.clone(),
+                reference_loc: item.loc.clone(),
+                content_hash: item.content_hash.clone(),
+                outcome: ItemOutcome::Reject(findings),
+            }
         })
         .collect()
 }

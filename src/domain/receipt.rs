@@ -73,6 +73,33 @@ pub struct Receipt {
     pub errors: Vec<ReceiptError>,
 }
 
+impl Receipt {
+    pub fn accepted(delivery_id: &str, reference: &str, processed_at: &str) -> Self {
+        Receipt {
+            id: uuid::Uuid::new_v4().to_string(),
+            delivery_id: delivery_id.to_string(),
+            reference: reference.to_string(),
+            status: Status::Accepteret,
+            processed_at: processed_at.to_string(),
+            erp_reference: None,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn rejected(delivery_id: &str, reference: &str, processed_at: &str, findings: &[Finding]) -> Self {
+        Receipt {
+            status: Status::Afvist,
+            errors: findings.iter().map(ReceiptError::from).collect(),
+            ..Receipt::accepted(delivery_id, reference, processed_at)
+        }
+    }
+}
+
+/// A receipt's time stamp: UTC with milliseconds, as the schema's dateTime with zone.
+pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// The answer to a whole delivery: the body of the SOAP answer, or the root of a receipt file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename = "KvitteringLeverance")]

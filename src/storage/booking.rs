@@ -10,7 +10,7 @@ use super::schema::{deliveries, erp_journal, erp_journal_lines, receipt_errors, 
 use super::{Db, StorageError};
 use crate::domain::finans::Finansbilag;
 use crate::domain::mapping::Mapped;
-use crate::domain::receipt::{Receipt, ReceiptError, ReceiptSet, Status, NIL_UUID};
+use crate::domain::receipt::{timestamp, Receipt, ReceiptSet, Status, NIL_UUID};
 use crate::domain::rejection::{Finding, Loc, Rejection};
 use crate::domain::sortiment::Integration;
 
@@ -29,6 +29,25 @@ pub struct DeliveryRecord {
     pub request_hash: String,
     pub sortiment_version: Option<i64>,
     pub mapping_version: Option<String>,
+}
+
+impl DeliveryRecord {
+    /// What is known before the delivery has been read.
+    pub fn new(integration: Integration, transport: &'static str, request_hash: String) -> Self {
+        DeliveryRecord {
+            delivery_id: None,
+            delivery_id_loc: Loc::default(),
+            integration,
+            transport,
+            sender: None,
+            authority: None,
+            transaction_uuid: None,
+            user_system_uuid: None,
+            request_hash,
+            sortiment_version: None,
+            mapping_version: None,
+        }
+    }
 }
 
 /// The decision for one finansbilag (or fordring), made before the transaction.
@@ -55,27 +74,11 @@ pub struct Booking {
     pub mapping_version: String,
 }
 
-fn timestamp(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn rejected_receipt(delivery_id: &str, reference: &str, at: DateTime<Utc>, findings: &[Finding]) -> Receipt {
-    Receipt {
-        id: Uuid::new_v4().to_string(),
-        delivery_id: delivery_id.to_string(),
-        reference: reference.to_string(),
-        status: Status::Afvist,
-        processed_at: timestamp(at),
-        erp_reference: None,
-        errors: findings.iter().map(ReceiptError::from).collect(),
-    }
-}
-
 /// A rejection of every item that is not written anywhere: the delivery could not be taken in at all.
 pub fn reject_unrecorded(record: &DeliveryRecord, references: &[String], findings: &[Finding], at: DateTime<Utc>) -> ReceiptSet {
     let delivery_id = record.delivery_id.map_or(NIL_UUID.to_string(), |id| id.to_string());
     let sender = record.sender.map_or(NIL_UUID.to_string(), |id| id.to_string());
-    let receipts = references.iter().map(|r| rejected_receipt(&delivery_id, r, at, findings)).collect();
+    let receipts = references.iter().map(|r| Receipt::rejected(&delivery_id, r, &timestamp(at), findings)).collect();
     ReceiptSet::new(delivery_id, sender, timestamp(at), receipts)
 }
 
@@ -154,25 +157,17 @@ impl Db {
                         if let ItemOutcome::Reject(more) = outcome {
                             findings.extend(more);
                         }
-                        let receipt = rejected_receipt(&delivery_id, &plan.reference, at, &findings);
+                        let receipt = Receipt::rejected(&delivery_id, &plan.reference, &timestamp(at), &findings);
                         insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
                         receipt
                     }
                     (None, ItemOutcome::Reject(findings)) => {
-                        let receipt = rejected_receipt(&delivery_id, &plan.reference, at, &findings);
+                        let receipt = Receipt::rejected(&delivery_id, &plan.reference, &timestamp(at), &findings);
                         insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
                         receipt
                     }
                     (None, ItemOutcome::Accept(booking)) => {
-                        let mut receipt = Receipt {
-                            id: Uuid::new_v4().to_string(),
-                            delivery_id: delivery_id.clone(),
-                            reference: plan.reference.clone(),
-                            status: Status::Accepteret,
-                            processed_at: timestamp(at),
-                            erp_reference: None,
-                            errors: Vec::new(),
-                        };
+                        let mut receipt = Receipt::accepted(&delivery_id, &plan.reference, &timestamp(at));
                         // The receipt row comes first (the journal refers to it); its ErpReference is set
                         // once the journal id is known.
                         insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
@@ -306,16 +301,8 @@ pub fn preview(record: &DeliveryRecord, plans: Vec<ItemPlan>) -> ReceiptSet {
     let receipts = plans
         .into_iter()
         .map(|plan| match plan.outcome {
-            ItemOutcome::Reject(findings) => rejected_receipt(&delivery_id, &plan.reference, at, &findings),
-            ItemOutcome::Accept(_) => Receipt {
-                id: Uuid::new_v4().to_string(),
-                delivery_id: delivery_id.clone(),
-                reference: plan.reference,
-                status: Status::Accepteret,
-                processed_at: timestamp(at),
-                erp_reference: None,
-                errors: Vec::new(),
-            },
+            ItemOutcome::Reject(findings) => Receipt::rejected(&delivery_id, &plan.reference, &timestamp(at), &findings),
+            ItemOutcome::Accept(_) => Receipt::accepted(&delivery_id, &plan.reference, &timestamp(at)),
         })
         .collect();
     ReceiptSet::new(delivery_id, sender, timestamp(at), receipts)

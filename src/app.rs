@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::domain::mapping::MappingSet;
-use crate::domain::sortiment::parse_sortiment_file;
+use crate::domain::sortiment::{parse_sortiment_file, Integration};
+use crate::wire::WireSpec;
 use crate::pipeline::{Mode, Pipeline, Settings, Transport};
 use crate::storage::sortiment::Loaded;
 use crate::storage::Db;
@@ -54,14 +55,15 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve => {
             let pipeline = build(&config)?;
             let listener = TcpListener::bind(&config.server.listen).with_context(|| format!("binding {}", config.server.listen))?;
-            tracing::info!(address = %listener.local_addr()?, "serving SF1590_A at /sf1590a");
+            tracing::info!(address = %listener.local_addr()?, "serving SF1590_A at /sf1590a and SF1590_B at /sf1590b");
             actix_web::rt::System::new().block_on(crate::http::server(pipeline, listener, &config)?)?;
             Ok(0)
         }
         Command::Validate { file } => {
             let pipeline = build(&config)?;
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let processed = pipeline.process(&bytes, Transport::detect(&bytes), Mode::DryRun)?;
+            let (transport, integration) = Transport::detect(&bytes);
+            let processed = pipeline.process(&bytes, integration, transport, Mode::DryRun)?;
             println!("{}", processed.receipts.to_xml());
             Ok(if processed.receipts.rejected() == 0 { 0 } else { 2 })
         }
@@ -102,7 +104,9 @@ pub fn build(config: &Config) -> anyhow::Result<Arc<Pipeline>> {
     let mappings = MappingSet::load_dir(&config.paths.mappings)
         .with_context(|| format!("loading the mappings in {}", config.paths.mappings.display()))?;
     tracing::info!(version = %mappings.version, "mappings loaded");
-    schema::check_schema(&config.paths.schemas.join("sf1590a.xsd"))?;
+    for integration in [Integration::Sf1590A, Integration::Sf1590B] {
+        schema::check_schema(&config.paths.schemas.join(WireSpec::of(integration).schema))?;
+    }
     Ok(Arc::new(Pipeline::new(settings, db, mappings)))
 }
 

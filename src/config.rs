@@ -62,6 +62,7 @@ pub struct LimitsConfig {
     pub max_name_length: usize,
     pub max_text_length: usize,
     pub max_finansbilag_straks: usize,
+    pub max_fordringer_straks: usize,
     pub max_posteringer_per_bilag: usize,
 }
 
@@ -102,6 +103,7 @@ impl Default for Config {
                 max_name_length: 200,
                 max_text_length: 10_000,
                 max_finansbilag_straks: 100,
+                max_fordringer_straks: 100,
                 max_posteringer_per_bilag: 10_000,
             },
             log: LogConfig { format: LogFormat::Text, filter: "info".into() },

@@ -9,15 +9,17 @@ use sha2::{Digest, Sha256};
 use tracing::{field, info, info_span, warn};
 
 use crate::config::Config;
-use crate::domain::mapping::MappingSet;
+use crate::domain::finans::{Kontering, Located};
+use crate::domain::fordring::check_fordring;
+use crate::domain::mapping::{Mapped, MappingSet};
 use crate::domain::receipt::ReceiptSet;
 use crate::domain::rejection::{Finding, Loc, Rejection};
 use crate::domain::rules::{check_finansbilag, RuleSettings};
 use crate::domain::sortiment::{Integration, Sender, Sortiment};
 use crate::domain::values::{Cvr, Valuta};
-use crate::storage::booking::{preview, Booking, DeliveryRecord, ItemOutcome, ItemPlan};
+use crate::storage::booking::{preview, Booking, ClaimBooking, DeliveryRecord, FinansBooking, ItemOutcome, ItemPlan};
 use crate::storage::{Db, StorageError};
-use crate::wire::sf1590a;
+use crate::wire::{self, sf1590a, sf1590b, WireSpec};
 use crate::xml::schema::{self, SchemaError};
 use crate::xml::soap::{self, CallContext, SoapVersion};
 use crate::xml::tree::{self, Element, XmlLimits};
@@ -42,15 +44,27 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// A SOAP envelope is a straks call; any other root is a masse file.
-    pub fn detect(bytes: &[u8]) -> Self {
-        let mut reader = quick_xml::Reader::from_reader(bytes);
+    /// What a file holds, for `fkoeko validate`: a SOAP envelope is a straks call, any other root a masse file;
+    /// the first element in one of the delivery namespaces tells the integration (SF1590_A when none does).
+    pub fn detect(bytes: &[u8]) -> (Transport, Integration) {
+        use quick_xml::events::Event;
+        use quick_xml::name::ResolveResult;
+        let mut reader = quick_xml::NsReader::from_reader(bytes);
+        let mut transport = None;
         loop {
-            match reader.read_event() {
-                Ok(quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e)) => {
-                    return if e.local_name().as_ref() == b"Envelope" { Transport::Straks } else { Transport::Masse };
+            match reader.read_resolved_event() {
+                Ok((ns, Event::Start(e) | Event::Empty(e))) => {
+                    let transport =
+                        *transport.get_or_insert(if e.local_name().as_ref() == b"Envelope" { Transport::Straks } else { Transport::Masse });
+                    if let ResolveResult::Bound(ns) = ns {
+                        for integration in [Integration::Sf1590A, Integration::Sf1590B] {
+                            if ns.as_ref() == WireSpec::of(integration).namespace.as_bytes() {
+                                return (transport, integration);
+                            }
+                        }
+                    }
                 }
-                Ok(quick_xml::events::Event::Eof) | Err(_) => return Transport::Masse,
+                Ok((_, Event::Eof)) | Err(_) => return (transport.unwrap_or(Transport::Masse), Integration::Sf1590A),
                 Ok(_) => {}
             }
         }
@@ -70,7 +84,8 @@ pub struct Settings {
     pub authority: Cvr,
     pub rules: RuleSettings,
     pub limits: XmlLimits,
-    pub max_items_straks: usize,
+    pub max_finansbilag_straks: usize,
+    pub max_fordringer_straks: usize,
     pub max_postings: usize,
     pub schema_dir: PathBuf,
 }
@@ -106,16 +121,17 @@ impl Settings {
                 max_name_len: limits.max_name_length,
                 max_text_len: limits.max_text_length,
             },
-            max_items_straks: limits.max_finansbilag_straks,
+            max_finansbilag_straks: limits.max_finansbilag_straks,
+            max_fordringer_straks: limits.max_fordringer_straks,
             max_postings: limits.max_posteringer_per_bilag,
             schema_dir: config.paths.schemas.clone(),
         })
     }
 
-    fn schema_for(&self, integration: Integration) -> PathBuf {
+    fn max_items_straks(&self, integration: Integration) -> usize {
         match integration {
-            Integration::Sf1590A => self.schema_dir.join("sf1590a.xsd"),
-            Integration::Sf1590B => self.schema_dir.join("sf1590b.xsd"),
+            Integration::Sf1590A => self.max_finansbilag_straks,
+            Integration::Sf1590B => self.max_fordringer_straks,
         }
     }
 }
@@ -161,9 +177,9 @@ impl Pipeline {
         Ok(loaded)
     }
 
-    /// Processes one SF1590_A delivery. Business errors become receipts; only technical failures are errors.
-    pub fn process(&self, bytes: &[u8], transport: Transport, mode: Mode) -> Result<Processed, TechnicalError> {
-        let integration = Integration::Sf1590A;
+    /// Processes one delivery. Business errors become receipts; only technical failures are errors.
+    pub fn process(&self, bytes: &[u8], integration: Integration, transport: Transport, mode: Mode) -> Result<Processed, TechnicalError> {
+        let spec = WireSpec::of(integration);
         let span = info_span!("delivery", integration = integration.as_str(), transport = transport.as_str(),
             leverance_id = field::Empty, afsender = field::Empty);
         let _entered = span.enter();
@@ -188,14 +204,14 @@ impl Pipeline {
         record.transaction_uuid = context.transaction.clone();
         record.user_system_uuid = context.user_system.as_ref().map(|(v, _)| v.clone());
         let root_path = format!("/{}", body.name);
-        let items: Vec<&Element> = body.children_named(sf1590a::ITEM).collect();
+        let items: Vec<&Element> = body.children_named(spec.item).collect();
         let references: Vec<ItemRef> = items
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                let path = format!("{root_path}/{}[{}]/BilagId", sf1590a::ITEM, i + 1);
-                let loc = e.child("BilagId").map_or_else(|| e.loc(path.clone()), |b| b.loc(path.clone()));
-                ItemRef { reference: sf1590a::reference(e, i + 1), loc, content_hash: e.content_hash() }
+                let path = format!("{root_path}/{}[{}]/{}", spec.item, i + 1, spec.reference);
+                let loc = e.child(spec.reference).map_or_else(|| e.loc(path.clone()), |b| b.loc(path.clone()));
+                ItemRef { reference: spec.reference_of(e, i + 1), loc, content_hash: e.content_hash() }
             })
             .collect();
         // Best effort before the schema check, so even a wholly rejected delivery names itself in its receipt.
@@ -211,19 +227,20 @@ impl Pipeline {
 
         // Layer 1: shape and size.
         let expected_root = match transport {
-            Transport::Straks => sf1590a::STRAKS_ROOT,
-            Transport::Masse => sf1590a::MASSE_ROOT,
+            Transport::Straks => spec.straks_root,
+            Transport::Masse => spec.masse_root,
         };
-        if body.name != expected_root || body.ns.as_deref() != Some(sf1590a::NAMESPACE) {
+        if body.name != expected_root || body.ns.as_deref() != Some(spec.namespace) {
             let finding = Finding::new(
-                Rejection::Schema(format!("forventede {{{}}}{expected_root}, fandt {}", sf1590a::NAMESPACE, body.name)),
+                Rejection::Schema(format!("forventede {{{}}}{expected_root}, fandt {}", spec.namespace, body.name)),
                 &body.loc(root_path.clone()),
             );
             return self.finish(&record, reject_items(&references, &[finding], Vec::new()), version, mode);
         }
-        if transport == Transport::Straks && items.len() > self.settings.max_items_straks {
+        let max_items = self.settings.max_items_straks(integration);
+        if transport == Transport::Straks && items.len() > max_items {
             let finding = Finding::new(
-                Rejection::TooLarge(format!("{} finansbilag i ét kald; højst {} er tilladt", items.len(), self.settings.max_items_straks)),
+                Rejection::TooLarge(format!("{} {} i ét kald; højst {max_items} er tilladt", items.len(), spec.item)),
                 &body.loc(root_path.clone()),
             );
             return self.finish(&record, reject_items(&references, &[finding], Vec::new()), version, mode);
@@ -233,13 +250,13 @@ impl Pipeline {
             if postings > self.settings.max_postings {
                 let finding = Finding::new(
                     Rejection::TooLarge(format!("{postings} posteringer i ét finansbilag; højst {} er tilladt", self.settings.max_postings)),
-                    &item.loc(format!("{root_path}/{}[{}]", sf1590a::ITEM, i + 1)),
+                    &item.loc(format!("{root_path}/{}[{}]", spec.item, i + 1)),
                 );
                 return self.finish(&record, reject_items(&references, &[finding], Vec::new()), version, mode);
             }
         }
-        let issues = schema::validate(&self.settings.schema_for(integration), text, transport == Transport::Straks)?;
-        let (delivery_findings, mut item_findings) = place_schema_issues(body, &issues, items.len());
+        let issues = schema::validate(&self.settings.schema_dir.join(spec.schema), text, transport == Transport::Straks)?;
+        let (delivery_findings, mut item_findings) = place_schema_issues(spec, body, &issues, items.len());
         if !delivery_findings.is_empty() {
             let plans = reject_items(&references, &delivery_findings, item_findings);
             return self.finish(&record, plans, version, mode);
@@ -247,7 +264,7 @@ impl Pipeline {
 
         // Layer 2 and 3: the delivery's own fields, its sender, then each finansbilag.
         let mut delivery_findings = Vec::new();
-        let header = sf1590a::read_header(body, &mut delivery_findings);
+        let header = wire::read_header(body, &mut delivery_findings);
         let sortiment = self.sortiment()?;
         record.sortiment_version = Some(sortiment.version);
         let today = Utc::now().date_naive();
@@ -263,49 +280,93 @@ impl Pipeline {
         for (i, (item, item_ref)) in items.iter().zip(references).enumerate() {
             let mut findings = delivery_findings.clone();
             let own = std::mem::take(&mut item_findings[i]);
-            let outcome = if !own.is_empty() {
+            let (outcome, related) = if !own.is_empty() {
                 findings.extend(own);
-                ItemOutcome::Reject(findings)
+                (ItemOutcome::Reject(findings), None)
             } else {
-                let path = format!("{root_path}/{}[{}]", sf1590a::ITEM, i + 1);
-                match sf1590a::read_finansbilag(item, i + 1, path, &mut findings) {
-                    None => ItemOutcome::Reject(findings),
-                    Some(bilag) => {
-                        findings.extend(check_finansbilag(&bilag, &self.settings.rules, today));
-                        let mut mapped = Vec::with_capacity(bilag.postings.len());
-                        for posting in &bilag.postings {
-                            let kontering = &posting.kontering;
-                            let describe = || (kontering.value.funktion.to_string(), kontering.value.dranst.to_string(), kontering.value.art.to_string());
-                            if let Some(sender) = sender {
-                                if !sender.allows_kontering(&kontering.value) {
-                                    let (funktion, dranst, art) = describe();
-                                    findings.push(Finding::new(Rejection::KonteringOutsideSortiment { funktion, dranst, art }, &kontering.loc));
-                                }
-                            }
-                            match mappings.map(&kontering.value) {
-                                Some(m) => mapped.push(m),
-                                None => {
-                                    let (funktion, dranst, art) = describe();
-                                    findings.push(Finding::new(Rejection::NoMapping { funktion, dranst, art }, &kontering.loc));
-                                }
-                            }
-                        }
-                        if findings.is_empty() {
-                            ItemOutcome::Accept(Booking { bilag, mapped, mapping_version: mappings.version.clone() })
-                        } else {
-                            ItemOutcome::Reject(findings)
-                        }
-                    }
+                let path = format!("{root_path}/{}[{}]", spec.item, i + 1);
+                let context = ItemContext { sender, today, mappings: &mappings };
+                match integration {
+                    Integration::Sf1590A => (self.evaluate_finansbilag(item, i + 1, path, &context, findings), None),
+                    Integration::Sf1590B => self.evaluate_fordring(item, i + 1, path, &context, findings),
                 }
             };
-            plans.push(ItemPlan { reference: item_ref.reference, reference_loc: item_ref.loc, content_hash: item_ref.content_hash, outcome });
+            plans.push(ItemPlan {
+                reference: item_ref.reference,
+                reference_loc: item_ref.loc,
+                content_hash: item_ref.content_hash,
+                related,
+                outcome,
+            });
         }
         self.finish(&record, plans, version, mode)
     }
 
+    fn evaluate_finansbilag(&self, item: &Element, index: usize, path: String, context: &ItemContext, mut findings: Vec<Finding>) -> ItemOutcome {
+        let Some(bilag) = sf1590a::read_finansbilag(item, index, path, &mut findings) else {
+            return ItemOutcome::Reject(findings);
+        };
+        findings.extend(check_finansbilag(&bilag, &self.settings.rules, context.today));
+        let mut mapped = Vec::with_capacity(bilag.postings.len());
+        for posting in &bilag.postings {
+            if let Some(m) = context.map_kontering(&posting.kontering, &mut findings) {
+                mapped.push(m);
+            }
+        }
+        if findings.is_empty() {
+            ItemOutcome::Accept(Booking::Finans(FinansBooking { bilag, mapped, mapping_version: context.mappings.version.clone() }))
+        } else {
+            ItemOutcome::Reject(findings)
+        }
+    }
+
+    /// A claim, and the main claim it names, which can only be looked up when it is booked.
+    fn evaluate_fordring(
+        &self,
+        item: &Element,
+        index: usize,
+        path: String,
+        context: &ItemContext,
+        mut findings: Vec<Finding>,
+    ) -> (ItemOutcome, Option<Located<String>>) {
+        let related_raw = item.child("RelateretFordringId").map(|r| Located { value: r.text().to_string(), loc: r.loc(format!("{path}/RelateretFordringId")) });
+        let Some(fordring) = sf1590b::read_fordring(item, index, path, &mut findings) else {
+            return (ItemOutcome::Reject(findings), related_raw);
+        };
+        let claim_type = &fordring.claim_type;
+        let type_rule = context.sender.and_then(|sender| {
+            let rule = sender.claim_type(&claim_type.value);
+            if rule.is_none() {
+                findings.push(Finding::new(Rejection::ClaimTypeOutsideSortiment(claim_type.value.clone()), &claim_type.loc)
+                    .with_value(claim_type.value.clone()));
+            }
+            rule
+        });
+        findings.extend(check_fordring(&fordring, type_rule, &self.settings.rules.currencies));
+        let mapped_type = context.mappings.map_claim_type(&claim_type.value);
+        if mapped_type.is_none() {
+            findings.push(Finding::new(Rejection::NoClaimTypeMapping(claim_type.value.clone()), &claim_type.loc)
+                .with_value(claim_type.value.clone()));
+        }
+        let account = match &fordring.kontering {
+            Some(kontering) => context.map_kontering(kontering, &mut findings),
+            None => mapped_type.as_ref().and_then(|t| {
+                t.account.clone().map(|account| Mapped { account, dimensions: Vec::new(), rule: t.rule.clone() })
+            }),
+        };
+        let related = fordring.related.clone();
+        match mapped_type {
+            Some(claim_type) if findings.is_empty() => {
+                let booking = ClaimBooking { fordring, claim_type, account, mapping_version: context.mappings.version.clone() };
+                (ItemOutcome::Accept(Booking::Claim(booking)), related)
+            }
+            _ => (ItemOutcome::Reject(findings), related),
+        }
+    }
+
     /// Rejects a delivery that could not even be read in full (over the size limit), and records that.
-    pub fn reject_unread(&self, rejection: Rejection, transport: Transport) -> Result<Processed, TechnicalError> {
-        let record = DeliveryRecord::new(Integration::Sf1590A, transport.as_str(), String::new());
+    pub fn reject_unread(&self, rejection: Rejection, integration: Integration, transport: Transport) -> Result<Processed, TechnicalError> {
+        let record = DeliveryRecord::new(integration, transport.as_str(), String::new());
         self.finish(&record, reject_items(&[], &[Finding::nowhere(rejection)], Vec::new()), None, Mode::Book)
     }
 
@@ -359,6 +420,33 @@ impl Pipeline {
     }
 }
 
+/// What every item of one delivery is checked against.
+struct ItemContext<'a> {
+    sender: Option<&'a Sender>,
+    today: NaiveDate,
+    mappings: &'a MappingSet,
+}
+
+impl ItemContext<'_> {
+    /// A kontering inside the sender's sortiment and mapped to an ERP account; else findings saying why not.
+    fn map_kontering(&self, kontering: &Located<Kontering>, findings: &mut Vec<Finding>) -> Option<Mapped> {
+        let k = &kontering.value;
+        let describe = || (k.funktion.to_string(), k.dranst.to_string(), k.art.to_string());
+        if let Some(sender) = self.sender {
+            if !sender.allows_kontering(k) {
+                let (funktion, dranst, art) = describe();
+                findings.push(Finding::new(Rejection::KonteringOutsideSortiment { funktion, dranst, art }, &kontering.loc));
+            }
+        }
+        let mapped = self.mappings.map(k);
+        if mapped.is_none() {
+            let (funktion, dranst, art) = describe();
+            findings.push(Finding::new(Rejection::NoMapping { funktion, dranst, art }, &kontering.loc));
+        }
+        mapped
+    }
+}
+
 /// How an item is named in its receipt and recognised when sent again.
 struct ItemRef {
     reference: String,
@@ -374,6 +462,7 @@ fn reject_items(items: &[ItemRef], delivery: &[Finding], per_item: Vec<Vec<Findi
             reference: "LEVERANCE".into(),
             reference_loc: Loc::default(),
             content_hash: String::new(),
+            related: None,
             outcome: ItemOutcome::Reject(delivery.to_vec()),
         }];
     }
@@ -387,6 +476,7 @@ fn reject_items(items: &[ItemRef], delivery: &[Finding], per_item: Vec<Vec<Findi
                 reference: item.reference.clone(),
                 reference_loc: item.loc.clone(),
                 content_hash: item.content_hash.clone(),
+                related: None,
                 outcome: ItemOutcome::Reject(findings),
             }
         })
@@ -395,10 +485,10 @@ fn reject_items(items: &[ItemRef], delivery: &[Finding], per_item: Vec<Vec<Findi
 
 /// Turns libxml2's schema messages into findings with a path, and sorts them into those about the delivery
 /// itself and those inside the n-th finansbilag.
-fn place_schema_issues(body: &Element, issues: &[schema::SchemaIssue], items: usize) -> (Vec<Finding>, Vec<Vec<Finding>>) {
+fn place_schema_issues(spec: &WireSpec, body: &Element, issues: &[schema::SchemaIssue], items: usize) -> (Vec<Finding>, Vec<Vec<Finding>>) {
     let mut located = Vec::new();
-    body.walk("", sf1590a::INDEXED, &mut located);
-    let item_prefix = format!("/{}/{}[", body.name, sf1590a::ITEM);
+    body.walk("", spec.indexed, &mut located);
+    let item_prefix = format!("/{}/{}[", body.name, spec.item);
     let mut delivery = Vec::new();
     let mut per_item = vec![Vec::new(); items];
     for issue in issues {

@@ -14,6 +14,8 @@ use wildmatch::WildMatch;
 use super::finans::{Kontering, KonteringField};
 
 pub const RULES_FILE: &str = "konti.csv";
+/// Optional: SF1590_B fordringstyper to the ERP's claim types.
+pub const CLAIM_TYPES_FILE: &str = "fordringstyper.csv";
 const LOOKUP_PREFIX: &str = "opslag:";
 
 #[derive(Debug, thiserror::Error)]
@@ -129,12 +131,30 @@ struct Rule {
     target: Target,
 }
 
+/// The ERP's claim type for a received fordringstype.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedClaimType {
+    pub claim_type: String,
+    /// The revenue account to use when the claim carries no kontering of its own.
+    pub account: Option<String>,
+    pub rule: String,
+}
+
+#[derive(Debug, Clone)]
+struct ClaimTypeRow {
+    line: u64,
+    pattern: Cell,
+    claim_type: String,
+    account: Option<String>,
+}
+
 /// One loaded version of the mapping files.
 #[derive(Debug, Clone)]
 pub struct MappingSet {
     /// Content hash of every file in the mapping folder, recorded with each booking.
     pub version: String,
     rules: Vec<Rule>,
+    claim_types: Vec<ClaimTypeRow>,
 }
 
 impl MappingSet {
@@ -203,7 +223,20 @@ impl MappingSet {
             };
             rules.push(Rule { line: row.line, cells, dimension, target });
         }
-        Ok(MappingSet { version, rules })
+        let claim_types = match files.get(CLAIM_TYPES_FILE) {
+            Some(content) => read_claim_types(content)?,
+            None => Vec::new(),
+        };
+        Ok(MappingSet { version, rules, claim_types })
+    }
+
+    /// The first row of fordringstyper.csv, from the top, that matches the fordringstype.
+    pub fn map_claim_type(&self, fordringstype: &str) -> Option<MappedClaimType> {
+        self.claim_types.iter().find(|row| row.pattern.matches(Some(fordringstype))).map(|row| MappedClaimType {
+            claim_type: row.claim_type.clone(),
+            account: row.account.clone(),
+            rule: format!("{CLAIM_TYPES_FILE}:{}", row.line),
+        })
     }
 
     /// The first rule, from the top, that maps this kontering.
@@ -269,6 +302,28 @@ fn read_rows(file: &str, content: &str) -> Result<Vec<Row>, MappingError> {
                 rows.push(Row { line, cells: headers.iter().cloned().zip(cells).collect() });
             }
         }
+    }
+    Ok(rows)
+}
+
+fn read_claim_types(content: &str) -> Result<Vec<ClaimTypeRow>, MappingError> {
+    let mut rows = Vec::new();
+    for row in read_rows(CLAIM_TYPES_FILE, content)? {
+        let invalid = |message: String| MappingError::Invalid { file: CLAIM_TYPES_FILE.into(), line: row.line, message };
+        let get = |name: &str| row.cells.iter().find(|(c, _)| c == name).map(|(_, v)| v.as_str());
+        for (column, _) in &row.cells {
+            if !matches!(column.as_str(), "fordringstype" | "erp_fordringstype" | "erp_konto") {
+                return Err(invalid(format!("ukendt kolonne '{column}'")));
+            }
+        }
+        let pattern = get("fordringstype").ok_or_else(|| invalid("kolonnen fordringstype mangler".into()))?;
+        let claim_type = get("erp_fordringstype").filter(|v| !v.is_empty()).ok_or_else(|| invalid("erp_fordringstype er tom".into()))?;
+        rows.push(ClaimTypeRow {
+            line: row.line,
+            pattern: Cell::parse(pattern),
+            claim_type: claim_type.to_string(),
+            account: get("erp_konto").filter(|v| !v.is_empty()).map(str::to_string),
+        });
     }
     Ok(rows)
 }
@@ -345,6 +400,16 @@ mod tests {
         assert_eq!(prefix.rule, "konti.csv:4");
         assert_eq!(prefix.dimensions, vec![("sag".into(), "S-9".into()), ("omk".into(), "OMK7".into())]);
         assert_eq!(mapping.map(&kontering("0.22.01", "2", "4.0")).unwrap().rule, "konti.csv:5");
+    }
+
+    #[test]
+    fn claim_types_map_in_order() {
+        let claims = "fordringstype;erp_fordringstype;erp_konto\nKONTANT-TILB;DEB-KH;55772900\nRENTE-*;DEB-RENTE;\n";
+        let mapping = set(&[(RULES_FILE, HEADER), (CLAIM_TYPES_FILE, claims)]).unwrap();
+        let hit = mapping.map_claim_type("KONTANT-TILB").unwrap();
+        assert_eq!((hit.claim_type.as_str(), hit.account.as_deref(), hit.rule.as_str()), ("DEB-KH", Some("55772900"), "fordringstyper.csv:2"));
+        assert_eq!(mapping.map_claim_type("RENTE-KH").unwrap().account, None);
+        assert!(mapping.map_claim_type("BOEDE").is_none());
     }
 
     #[test]

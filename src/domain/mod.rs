@@ -1,6 +1,7 @@
 //! Domain: messages, values, rules, sortiment and mapping. No transport and no storage here.
 
 pub mod finans;
+pub mod fordring;
 pub mod mapping;
 pub mod receipt;
 pub mod rejection;

@@ -107,6 +107,18 @@ pub enum Rejection {
     InvalidCvr(ValueError),
     #[error("Ugyldig værdi: {0}.")]
     InvalidValue(ValueError),
+    #[error("Datoerne er ikke i orden: {0}.")]
+    DateOrder(String),
+    #[error("Hæfterne er ikke i orden: {0}. En fordring skal have præcis én JuridiskAnsvarlig og hver part kun én gang.")]
+    Liability(String),
+    #[error("Fordringstypen '{0}' ligger uden for afsenderens sortiment.")]
+    ClaimTypeOutsideSortiment(String),
+    #[error("Fordringstypen {1} kræver {0} efter sortimentet, men fordringen har det ikke.")]
+    MissingMasterData(&'static str, String),
+    #[error("Den relaterede fordring '{0}' er ikke modtaget og accepteret fra dette afsendersystem (tidligere eller før i samme leverance).")]
+    RelatedUnknown(String),
+    #[error("Ingen mapning fører fordringstypen '{0}' til en fordringstype i ERP-systemet. Kommunens økonomiafdeling skal tilføje den i fordringstyper.csv.")]
+    NoClaimTypeMapping(String),
     #[error("Ingen mapning fører konteringen (funktion {funktion}, dranst {dranst}, art {art}) til en ERP-konto. Kommunens økonomiafdeling skal tilføje en regel i mapningsfilerne.")]
     NoMapping { funktion: String, dranst: String, art: String },
     #[error("{0} er allerede modtaget fra dette afsendersystem med et andet indhold. Brug et nyt id til nyt indhold.")]
@@ -133,7 +145,12 @@ impl Rejection {
             Rejection::InvalidCpr(_) => Code::RegelCpr,
             Rejection::InvalidCvr(_) => Code::RegelCvr,
             Rejection::InvalidValue(_) => Code::FormatXsd,
-            Rejection::NoMapping { .. } => Code::MapningMangler,
+            Rejection::NoMapping { .. } | Rejection::NoClaimTypeMapping(_) => Code::MapningMangler,
+            Rejection::DateOrder(_) => Code::RegelDato,
+            Rejection::Liability(_) => Code::RegelHaefter,
+            Rejection::ClaimTypeOutsideSortiment(_) => Code::SortimentFordringstype,
+            Rejection::MissingMasterData(..) => Code::RegelStamdata,
+            Rejection::RelatedUnknown(_) => Code::RegelRelateret,
             Rejection::DuplicateDifferent(_) => Code::DubletAfvigende,
         }
     }

@@ -61,6 +61,42 @@ impl KonteringPattern {
     }
 }
 
+/// Master data a fordringstype can require beyond the schema (REGEL_STAMDATA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stamdata {
+    /// PeriodeFra and PeriodeTil, e.g. for periodic benefits.
+    Periode,
+    /// Foraeldelsesdato, the limitation date.
+    Foraeldelsesdato,
+    /// An Adresse on every hæfter.
+    Adresse,
+    /// The revenue Kontering.
+    Kontering,
+    /// RelateretFordringId: interest and fees point to their main claim.
+    #[serde(rename = "relateret")]
+    RelateretFordring,
+}
+
+impl Stamdata {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Stamdata::Periode => "en periode (PeriodeFra og PeriodeTil)",
+            Stamdata::Foraeldelsesdato => "en forældelsesdato (Foraeldelsesdato)",
+            Stamdata::Adresse => "en adresse på hver hæfter (Adresse)",
+            Stamdata::Kontering => "en kontering (Kontering)",
+            Stamdata::RelateretFordring => "en hovedfordring (RelateretFordringId)",
+        }
+    }
+}
+
+/// A fordringstype a sender may hand over, and the master data it requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimTypeRule {
+    pub code: String,
+    pub required: Vec<Stamdata>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sender {
     pub system: Uuid,
@@ -72,9 +108,14 @@ pub struct Sender {
     pub integrations: Vec<Integration>,
     pub certificates: Vec<String>,
     pub konteringer: Vec<KonteringPattern>,
+    pub claim_types: Vec<ClaimTypeRule>,
 }
 
 impl Sender {
+    pub fn claim_type(&self, code: &str) -> Option<&ClaimTypeRule> {
+        self.claim_types.iter().find(|t| t.code == code)
+    }
+
     pub fn allows_kontering(&self, kontering: &Kontering) -> bool {
         self.konteringer.iter().any(|p| p.allows(kontering))
     }
@@ -143,6 +184,16 @@ struct SenderSpec {
     certifikater: Vec<String>,
     #[serde(default)]
     kontering: Vec<toml::Spanned<PatternSpec>>,
+    #[serde(default)]
+    fordringstype: Vec<toml::Spanned<ClaimTypeSpec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimTypeSpec {
+    kode: String,
+    #[serde(default)]
+    kraever: Vec<Stamdata>,
 }
 
 #[derive(Deserialize)]
@@ -208,6 +259,22 @@ pub fn parse_sortiment_file(name: &str, content: &str) -> Result<Vec<Sender>, So
         if spec.integrationer.contains(&Integration::Sf1590A) && spec.kontering.is_empty() {
             errors.push(format!("{sender_line}: afsender {} må levere SF1590_A, men har ingen [[afsender.kontering]]", spec.system));
         }
+        if spec.integrationer.contains(&Integration::Sf1590B) && spec.fordringstype.is_empty() {
+            errors.push(format!("{sender_line}: afsender {} må levere SF1590_B, men har ingen [[afsender.fordringstype]]", spec.system));
+        }
+        let mut claim_types: Vec<ClaimTypeRule> = Vec::new();
+        for claim_type in spec.fordringstype {
+            let line = at(claim_type.span().start);
+            let claim_type = claim_type.into_inner();
+            let code_ok = !claim_type.kode.is_empty() && claim_type.kode.len() <= 20 && claim_type.kode.trim() == claim_type.kode;
+            if !code_ok {
+                errors.push(format!("{line}: kode: '{}' skal være 1-20 tegn uden mellemrum i enderne", claim_type.kode));
+            }
+            if claim_types.iter().any(|t| t.code == claim_type.kode) {
+                errors.push(format!("{line}: fordringstypen '{}' står mere end én gang", claim_type.kode));
+            }
+            claim_types.push(ClaimTypeRule { code: claim_type.kode, required: claim_type.kraever });
+        }
         let mut konteringer = Vec::new();
         for pattern in spec.kontering {
             let line = at(pattern.span().start);
@@ -238,6 +305,7 @@ pub fn parse_sortiment_file(name: &str, content: &str) -> Result<Vec<Sender>, So
                 integrations: spec.integrationer,
                 certificates: spec.certifikater,
                 konteringer,
+                claim_types,
             });
         }
     }

@@ -14,7 +14,7 @@ pub enum ValueError {
     CprFormat,
     #[error("CPR-nummerets første seks cifre er ikke en gyldig dato (DDMMÅÅ)")]
     CprDate,
-    #[error("CVR-nummeret skal være 8 cifre")]
+    #[error("CVR-nummeret skal være 8 cifre og ikke begynde med 0")]
     CvrFormat,
     #[error("CVR-nummeret består ikke modulus 11-kontrollen")]
     CvrModulus,
@@ -89,7 +89,7 @@ pub struct Cvr(String);
 
 impl Cvr {
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
-        if raw.len() != 8 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        if raw.len() != 8 || !raw.bytes().all(|b| b.is_ascii_digit()) || raw.starts_with('0') {
             return Err(ValueError::CvrFormat);
         }
         const WEIGHTS: [u32; 8] = [2, 7, 6, 5, 4, 3, 2, 1];
@@ -273,6 +273,8 @@ mod tests {
         assert!(Cvr::parse("29189846").is_ok());
         assert_eq!(Cvr::parse("29189847"), Err(ValueError::CvrModulus));
         assert_eq!(Cvr::parse("2918984"), Err(ValueError::CvrFormat));
+        // 00000000 has a weighted sum of 0, a multiple of 11, but no CVR number starts with 0
+        assert_eq!(Cvr::parse("00000000"), Err(ValueError::CvrFormat));
     }
 
     #[test]

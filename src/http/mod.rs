@@ -1,4 +1,4 @@
-//! HTTP transport: SOAP over HTTP for straks deliveries, the WSDL and the schemas it refers to.
+//! HTTP transport: SOAP over HTTP for straks deliveries (SF1590_A at /sf1590a, SF1590_B at /sf1590b), the WSDL and the schemas it refers to.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -11,7 +11,9 @@ use futures_util::StreamExt;
 
 use crate::config::Config;
 use crate::domain::rejection::Rejection;
+use crate::domain::sortiment::Integration;
 use crate::pipeline::{Mode, Pipeline, Transport};
+use crate::wire::WireSpec;
 use crate::xml::soap::{self, SoapVersion};
 
 struct State {
@@ -29,8 +31,10 @@ pub fn server(pipeline: Arc<Pipeline>, listener: TcpListener, config: &Config) -
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .route("/sf1590a", web::get().to(wsdl))
-            .route("/sf1590a", web::post().to(receive_sf1590a))
+            .route("/sf1590a", web::get().to(|req, state| wsdl(req, state, Integration::Sf1590A)))
+            .route("/sf1590a", web::post().to(|req, body, state| receive(req, body, state, Integration::Sf1590A)))
+            .route("/sf1590b", web::get().to(|req, state| wsdl(req, state, Integration::Sf1590B)))
+            .route("/sf1590b", web::post().to(|req, body, state| receive(req, body, state, Integration::Sf1590B)))
             .route("/schemas/{name}", web::get().to(schema_file))
     })
     .workers(config.server.workers.max(1))
@@ -45,11 +49,11 @@ fn base_url(req: &HttpRequest) -> String {
     format!("{}://{}", info.scheme(), info.host())
 }
 
-async fn wsdl(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+async fn wsdl(req: HttpRequest, state: web::Data<State>, integration: Integration) -> HttpResponse {
     if !req.query_string().eq_ignore_ascii_case("wsdl") {
-        return HttpResponse::BadRequest().body("GET /sf1590a?wsdl gives the WSDL; deliveries are POSTed as SOAP.\n");
+        return HttpResponse::BadRequest().body(format!("GET {}?wsdl gives the WSDL; deliveries are POSTed as SOAP.\n", req.path()));
     }
-    match tokio_read(state.schema_dir.join("sf1590a.wsdl")).await {
+    match tokio_read(state.schema_dir.join(WireSpec::of(integration).wsdl)).await {
         Ok(text) => HttpResponse::Ok()
             .content_type(ContentType::xml())
             .body(text.replace("{{BASE}}", &base_url(&req))),
@@ -81,7 +85,7 @@ fn soap_response(status: StatusCode, version: SoapVersion, body: String) -> Http
     HttpResponse::build(status).insert_header((header::CONTENT_TYPE, version.content_type())).body(body)
 }
 
-async fn receive_sf1590a(req: HttpRequest, mut payload: web::Payload, state: web::Data<State>) -> HttpResponse {
+async fn receive(req: HttpRequest, mut payload: web::Payload, state: web::Data<State>, integration: Integration) -> HttpResponse {
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let hinted = SoapVersion::from_content_type(content_type);
     let mut body = web::BytesMut::new();
@@ -103,9 +107,9 @@ async fn receive_sf1590a(req: HttpRequest, mut payload: web::Payload, state: web
     let max_body = state.max_body;
     let result = web::block(move || {
         if too_large {
-            pipeline.reject_unread(Rejection::TooLarge(format!("kaldet er større end {max_body} bytes")), Transport::Straks)
+            pipeline.reject_unread(Rejection::TooLarge(format!("kaldet er større end {max_body} bytes")), integration, Transport::Straks)
         } else {
-            pipeline.process(&body, Transport::Straks, Mode::Book)
+            pipeline.process(&body, integration, Transport::Straks, Mode::Book)
         }
     })
     .await;

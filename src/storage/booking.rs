@@ -6,10 +6,14 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::schema::{deliveries, erp_journal, erp_journal_lines, receipt_errors, receipts};
+use super::schema::{
+    deliveries, erp_claim_parties, erp_claims, erp_debtor_data, erp_debtors, erp_journal, erp_journal_lines, receipt_errors,
+    receipts,
+};
 use super::{Db, StorageError};
-use crate::domain::finans::Finansbilag;
-use crate::domain::mapping::Mapped;
+use crate::domain::finans::{Finansbilag, Located};
+use crate::domain::fordring::Fordring;
+use crate::domain::mapping::{Mapped, MappedClaimType};
 use crate::domain::receipt::{timestamp, Receipt, ReceiptSet, Status, NIL_UUID};
 use crate::domain::rejection::{Finding, Loc, Rejection};
 use crate::domain::sortiment::Integration;
@@ -57,6 +61,9 @@ pub struct ItemPlan {
     /// Where the reference (BilagId) is, for a DUBLET_AFVIGENDE on it.
     pub reference_loc: Loc,
     pub content_hash: String,
+    /// A claim's RelateretFordringId: it must name a claim accepted before it, which only the booking
+    /// transaction can tell.
+    pub related: Option<Located<String>>,
     pub outcome: ItemOutcome,
 }
 
@@ -66,11 +73,26 @@ pub enum ItemOutcome {
     Reject(Vec<Finding>),
 }
 
+#[derive(Debug)]
+pub enum Booking {
+    Finans(FinansBooking),
+    Claim(ClaimBooking),
+}
+
 /// An accepted finansbilag and, per postering in order, its mapping.
 #[derive(Debug)]
-pub struct Booking {
+pub struct FinansBooking {
     pub bilag: Finansbilag,
     pub mapped: Vec<Mapped>,
+    pub mapping_version: String,
+}
+
+/// An accepted claim, its ERP claim type and (when there is one) its revenue account.
+#[derive(Debug)]
+pub struct ClaimBooking {
+    pub fordring: Fordring,
+    pub claim_type: MappedClaimType,
+    pub account: Option<Mapped>,
     pub mapping_version: String,
 }
 
@@ -146,7 +168,24 @@ impl Db {
                         .optional()?,
                     None => None,
                 };
-                let receipt = match (earlier, plan.outcome) {
+                let mut outcome = plan.outcome;
+                if let (None, Some(related)) = (&earlier, &plan.related) {
+                    let known = match &sender {
+                        Some(sender) => accepted_exists(conn, record.integration.as_str(), sender, &related.value)?,
+                        None => false,
+                    };
+                    if !known {
+                        let finding = Finding::new(Rejection::RelatedUnknown(related.value.clone()), &related.loc).with_value(related.value.clone());
+                        outcome = match outcome {
+                            ItemOutcome::Reject(mut findings) => {
+                                findings.push(finding);
+                                ItemOutcome::Reject(findings)
+                            }
+                            ItemOutcome::Accept(_) => ItemOutcome::Reject(vec![finding]),
+                        };
+                    }
+                }
+                let receipt = match (earlier, outcome) {
                     (Some((hash, first)), _) if hash == plan.content_hash => {
                         // The same content again: the first receipt, unchanged; nothing is booked.
                         serde_json::from_str(&first).map_err(|e| StorageError::Corrupt(e.to_string()))?
@@ -171,8 +210,11 @@ impl Db {
                         // The receipt row comes first (the journal refers to it); its ErpReference is set
                         // once the journal id is known.
                         insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
-                        let journal = book(conn, &receipt.id, delivery_key, sender.as_deref().unwrap_or_default(), &booking, at)?;
-                        receipt.erp_reference = Some(format!("erp_journal:{journal}"));
+                        let sender = sender.as_deref().unwrap_or_default();
+                        receipt.erp_reference = Some(match &booking {
+                            Booking::Finans(finans) => format!("erp_journal:{}", book(conn, &receipt.id, delivery_key, sender, finans, at)?),
+                            Booking::Claim(claim) => format!("erp_claims:{}", book_claim(conn, &receipt.id, delivery_key, sender, claim, at)?),
+                        });
                         diesel::update(receipts::table.find(&receipt.id))
                             .set((receipts::erp_reference.eq(&receipt.erp_reference), receipts::receipt_json.eq(to_json(&receipt))))
                             .execute(conn)?;
@@ -193,6 +235,18 @@ impl Db {
             Ok(set)
         })
     }
+}
+
+fn accepted_exists(conn: &mut SqliteConnection, integration: &str, sender: &str, reference: &str) -> Result<bool, StorageError> {
+    let found: Option<String> = receipts::table
+        .filter(receipts::integration.eq(integration))
+        .filter(receipts::afsender_system.eq(sender))
+        .filter(receipts::reference.eq(reference))
+        .filter(receipts::status.eq(Status::Accepteret.as_str()))
+        .select(receipts::kvittering_id)
+        .first(conn)
+        .optional()?;
+    Ok(found.is_some())
 }
 
 fn insert_receipt(
@@ -240,7 +294,7 @@ fn book(
     kvittering_id: &str,
     delivery_key: i32,
     sender: &str,
-    booking: &Booking,
+    booking: &FinansBooking,
     at: DateTime<Utc>,
 ) -> Result<i32, StorageError> {
     let bilag = &booking.bilag;
@@ -290,6 +344,154 @@ fn book(
             .execute(conn)?;
     }
     Ok(journal)
+}
+
+/// Writes the import rows of one accepted claim, its parties and their master data; returns the claim id.
+fn book_claim(
+    conn: &mut SqliteConnection,
+    kvittering_id: &str,
+    delivery_key: i32,
+    sender: &str,
+    booking: &ClaimBooking,
+    at: DateTime<Utc>,
+) -> Result<i32, StorageError> {
+    let f = &booking.fordring;
+    let related_claim: Option<i32> = match &f.related {
+        Some(related) => erp_claims::table
+            .filter(erp_claims::afsender_system.eq(sender))
+            .filter(erp_claims::fordring_id.eq(&related.value))
+            .select(erp_claims::id)
+            .first(conn)
+            .optional()?,
+        None => None,
+    };
+    let dimensions: serde_json::Map<String, serde_json::Value> = booking
+        .account
+        .iter()
+        .flat_map(|m| m.dimensions.iter())
+        .map(|(name, value)| (name.clone(), value.clone().into()))
+        .collect();
+    let mut rules = vec![booking.claim_type.rule.clone()];
+    rules.extend(booking.account.as_ref().map(|m| m.rule.clone()).filter(|r| *r != booking.claim_type.rule));
+    let kontering = f.kontering.as_ref().map(|k| {
+        let k = &k.value;
+        serde_json::json!({
+            "Funktion": k.funktion.as_str(), "Gruppering": k.gruppering.as_ref().map(|g| g.as_str()),
+            "Dranst": k.dranst.as_str(), "Ejerforhold": k.ejerforhold.as_ref().map(|e| e.as_str()),
+            "Art": k.art.as_str(), "Omkostningssted": k.omkostningssted, "PSPElement": k.psp_element,
+            "Dimension": k.dimensions,
+        })
+        .to_string()
+    });
+    let claim: i32 = diesel::insert_into(erp_claims::table)
+        .values((
+            erp_claims::kvittering_id.eq(kvittering_id),
+            erp_claims::delivery_id.eq(delivery_key),
+            erp_claims::afsender_system.eq(sender),
+            erp_claims::fordring_id.eq(&f.fordring_id),
+            erp_claims::src_fordringstype.eq(&f.claim_type.value),
+            erp_claims::erp_claim_type.eq(&booking.claim_type.claim_type),
+            erp_claims::principal.eq(f.principal.value().to_string()),
+            erp_claims::currency.eq(f.currency.value.as_str()),
+            erp_claims::description.eq(&f.description),
+            erp_claims::period_from.eq(f.period_from.as_ref().map(|d| d.value)),
+            erp_claims::period_to.eq(f.period_to.as_ref().map(|d| d.value)),
+            erp_claims::established.eq(f.established.value),
+            erp_claims::due.eq(f.due.value),
+            erp_claims::last_timely_payment.eq(f.last_timely_payment.value),
+            erp_claims::limitation.eq(f.limitation.as_ref().map(|d| d.value)),
+            erp_claims::related_fordring_id.eq(f.related.as_ref().map(|r| &r.value)),
+            erp_claims::related_claim_id.eq(related_claim),
+            erp_claims::erp_account.eq(booking.account.as_ref().map(|m| &m.account)),
+            erp_claims::erp_dimensions.eq(serde_json::Value::Object(dimensions).to_string()),
+            erp_claims::src_kontering.eq(kontering),
+            erp_claims::mapping_rules.eq(rules.join("; ")),
+            erp_claims::mapping_version.eq(&booking.mapping_version),
+            erp_claims::created_at.eq(at.naive_utc()),
+        ))
+        .returning(erp_claims::id)
+        .get_result(conn)?;
+    for (position, haefter) in f.parties.iter().enumerate() {
+        let party = &haefter.party.value;
+        let (kind, identifier) = (party.kind(), party.expose());
+        let known: Option<String> = erp_debtors::table
+            .find((kind, identifier))
+            .select(erp_debtors::erp_debtor_number)
+            .first(conn)
+            .optional()?;
+        let data = debtor_data(conn, kind, identifier, known.as_deref(), haefter, at)?;
+        diesel::insert_into(erp_claim_parties::table)
+            .values((
+                erp_claim_parties::claim_id.eq(claim),
+                erp_claim_parties::position.eq(position as i32 + 1),
+                erp_claim_parties::role.eq(haefter.role.as_str()),
+                erp_claim_parties::debtor_data_id.eq(data),
+                erp_claim_parties::erp_debtor_number.eq(&known),
+            ))
+            .execute(conn)?;
+    }
+    Ok(claim)
+}
+
+/// The master-data row for a party as received: the existing one when nothing changed, else a new one, so
+/// that a CPR number is stored once per version of the party's name and address.
+fn debtor_data(
+    conn: &mut SqliteConnection,
+    kind: &str,
+    identifier: &str,
+    known: Option<&str>,
+    haefter: &crate::domain::fordring::Haefter,
+    at: DateTime<Utc>,
+) -> Result<i32, StorageError> {
+    type Row = (i32, Option<String>, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+    let a = haefter.address.as_ref();
+    let wanted = (
+        known.map(str::to_string),
+        haefter.name.clone(),
+        a.map(|a| a.street.clone()),
+        a.map(|a| a.house_number.clone()),
+        a.and_then(|a| a.floor.clone()),
+        a.and_then(|a| a.door.clone()),
+        a.map(|a| a.postcode.clone()),
+        a.map(|a| a.city.clone()),
+        a.map(|a| a.country.clone()),
+    );
+    let rows: Vec<Row> = erp_debtor_data::table
+        .filter(erp_debtor_data::identifier_type.eq(kind))
+        .filter(erp_debtor_data::identifier.eq(identifier))
+        .select((
+            erp_debtor_data::id,
+            erp_debtor_data::erp_debtor_number,
+            erp_debtor_data::name,
+            erp_debtor_data::street,
+            erp_debtor_data::house_number,
+            erp_debtor_data::floor,
+            erp_debtor_data::door,
+            erp_debtor_data::postcode,
+            erp_debtor_data::city,
+            erp_debtor_data::country,
+        ))
+        .load(conn)?;
+    if let Some(row) = rows.iter().find(|r| (r.1.clone(), r.2.clone(), r.3.clone(), r.4.clone(), r.5.clone(), r.6.clone(), r.7.clone(), r.8.clone(), r.9.clone()) == wanted) {
+        return Ok(row.0);
+    }
+    Ok(diesel::insert_into(erp_debtor_data::table)
+        .values((
+            erp_debtor_data::identifier_type.eq(kind),
+            erp_debtor_data::identifier.eq(identifier),
+            erp_debtor_data::erp_debtor_number.eq(wanted.0),
+            erp_debtor_data::name.eq(wanted.1),
+            erp_debtor_data::street.eq(wanted.2),
+            erp_debtor_data::house_number.eq(wanted.3),
+            erp_debtor_data::floor.eq(wanted.4),
+            erp_debtor_data::door.eq(wanted.5),
+            erp_debtor_data::postcode.eq(wanted.6),
+            erp_debtor_data::city.eq(wanted.7),
+            erp_debtor_data::country.eq(wanted.8),
+            erp_debtor_data::created_at.eq(at.naive_utc()),
+        ))
+        .returning(erp_debtor_data::id)
+        .get_result(conn)?)
 }
 
 /// The receipts a delivery would get, without writing anything or looking at earlier deliveries

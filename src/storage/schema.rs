@@ -130,6 +130,89 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sortiment_fordringstyper (id) {
+        id -> Integer,
+        sender_id -> Integer,
+        code -> Text,
+        required -> Text,
+    }
+}
+
+diesel::table! {
+    erp_debtors (identifier_type, identifier) {
+        identifier_type -> Text,
+        identifier -> Text,
+        erp_debtor_number -> Text,
+    }
+}
+
+diesel::table! {
+    erp_claims (id) {
+        id -> Integer,
+        kvittering_id -> Text,
+        delivery_id -> Integer,
+        afsender_system -> Text,
+        fordring_id -> Text,
+        src_fordringstype -> Text,
+        erp_claim_type -> Text,
+        principal -> Text,
+        currency -> Text,
+        description -> Text,
+        period_from -> Nullable<Date>,
+        period_to -> Nullable<Date>,
+        established -> Date,
+        due -> Date,
+        last_timely_payment -> Date,
+        limitation -> Nullable<Date>,
+        related_fordring_id -> Nullable<Text>,
+        related_claim_id -> Nullable<Integer>,
+        erp_account -> Nullable<Text>,
+        erp_dimensions -> Text,
+        src_kontering -> Nullable<Text>,
+        mapping_rules -> Text,
+        mapping_version -> Text,
+        created_at -> Timestamp,
+        status -> Text,
+        picked_up_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    erp_debtor_data (id) {
+        id -> Integer,
+        identifier_type -> Text,
+        identifier -> Text,
+        erp_debtor_number -> Nullable<Text>,
+        name -> Text,
+        street -> Nullable<Text>,
+        house_number -> Nullable<Text>,
+        floor -> Nullable<Text>,
+        door -> Nullable<Text>,
+        postcode -> Nullable<Text>,
+        city -> Nullable<Text>,
+        country -> Nullable<Text>,
+        created_at -> Timestamp,
+        status -> Text,
+        picked_up_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    erp_claim_parties (id) {
+        id -> Integer,
+        claim_id -> Integer,
+        position -> Integer,
+        role -> Text,
+        debtor_data_id -> Integer,
+        erp_debtor_number -> Nullable<Text>,
+        status -> Text,
+    }
+}
+
+diesel::joinable!(sortiment_fordringstyper -> sortiment_senders (sender_id));
+diesel::joinable!(erp_claim_parties -> erp_claims (claim_id));
+diesel::joinable!(erp_claim_parties -> erp_debtor_data (debtor_data_id));
 diesel::joinable!(sortiment_senders -> sortiment_versions (version_id));
 diesel::joinable!(sortiment_konteringer -> sortiment_senders (sender_id));
 diesel::joinable!(receipts -> deliveries (delivery_id));
@@ -145,4 +228,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     receipt_errors,
     erp_journal,
     erp_journal_lines,
+    sortiment_fordringstyper,
+    erp_debtors,
+    erp_claims,
+    erp_debtor_data,
+    erp_claim_parties,
 );

@@ -5,9 +5,9 @@ use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::schema::{sortiment_konteringer, sortiment_senders, sortiment_versions};
+use super::schema::{sortiment_fordringstyper, sortiment_konteringer, sortiment_senders, sortiment_versions};
 use super::{Db, StorageError};
-use crate::domain::sortiment::{Integration, KonteringPattern, Sender, Sortiment};
+use crate::domain::sortiment::{ClaimTypeRule, Integration, KonteringPattern, Sender, Sortiment};
 use crate::domain::values::Cvr;
 
 fn json<T: serde::Serialize>(value: &T) -> String {
@@ -76,6 +76,15 @@ impl Db {
                         ))
                         .execute(conn)?;
                 }
+                for claim_type in &sender.claim_types {
+                    diesel::insert_into(sortiment_fordringstyper::table)
+                        .values((
+                            sortiment_fordringstyper::sender_id.eq(sender_id),
+                            sortiment_fordringstyper::code.eq(&claim_type.code),
+                            sortiment_fordringstyper::required.eq(json(&claim_type.required)),
+                        ))
+                        .execute(conn)?;
+                }
             }
             Ok(Loaded::NewVersion(version.into()))
         })
@@ -115,6 +124,11 @@ impl Db {
                 .order(sortiment_konteringer::id)
                 .select((sortiment_konteringer::funktion, sortiment_konteringer::dranst, sortiment_konteringer::art))
                 .load(&mut conn)?;
+            let claim_types: Vec<(String, String)> = sortiment_fordringstyper::table
+                .filter(sortiment_fordringstyper::sender_id.eq(id))
+                .order(sortiment_fordringstyper::id)
+                .select((sortiment_fordringstyper::code, sortiment_fordringstyper::required))
+                .load(&mut conn)?;
             let integrations: Vec<String> = from_json(&integrations)?;
             senders.push(Sender {
                 system: Uuid::parse_str(&system).map_err(|e| StorageError::Corrupt(e.to_string()))?,
@@ -130,6 +144,10 @@ impl Db {
                     .map(|(funktion, dranst, art)| {
                         Ok(KonteringPattern { funktion: from_json(&funktion)?, dranst: from_json(&dranst)?, art: from_json(&art)? })
                     })
+                    .collect::<Result<_, StorageError>>()?,
+                claim_types: claim_types
+                    .into_iter()
+                    .map(|(code, required)| Ok(ClaimTypeRule { code, required: from_json(&required)? }))
                     .collect::<Result<_, StorageError>>()?,
             });
         }

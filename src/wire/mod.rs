@@ -2,12 +2,52 @@
 //! so the official SF1590 schemas can replace ours by changing this layer alone.
 
 pub mod sf1590a;
+pub mod sf1590b;
 
 use chrono::NaiveDate;
+use uuid::Uuid;
 
+use crate::domain::finans::{DeliveryHeader, Kontering, Located, Party};
 use crate::domain::rejection::{Finding, Loc, Rejection};
-use crate::domain::values::ValueError;
+use crate::domain::sortiment::Integration;
+use crate::domain::values::{mask_cpr, Art, Cpr, Cvr, Dranst, Ejerforhold, Funktion, Gruppering, ValueError};
 use crate::xml::tree::Element;
+
+/// What the pipeline needs to know of an integration's wire model.
+#[derive(Debug)]
+pub struct WireSpec {
+    pub namespace: &'static str,
+    /// Root of a straks call's body.
+    pub straks_root: &'static str,
+    /// Root of a masse file.
+    pub masse_root: &'static str,
+    /// The element each receipt is for.
+    pub item: &'static str,
+    /// The item's id child, which its receipt names (BilagId, FordringId).
+    pub reference: &'static str,
+    /// Elements that may repeat, and so are shown with their position in paths.
+    pub indexed: &'static [&'static str],
+    pub schema: &'static str,
+    pub wsdl: &'static str,
+}
+
+impl WireSpec {
+    pub fn of(integration: Integration) -> &'static WireSpec {
+        match integration {
+            Integration::Sf1590A => &sf1590a::SPEC,
+            Integration::Sf1590B => &sf1590b::SPEC,
+        }
+    }
+
+    /// What an item is called in its receipt: its id, or its position when it has none.
+    pub fn reference_of(&self, element: &Element, index: usize) -> String {
+        element
+            .child(self.reference)
+            .map(|b| b.text().to_string())
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| format!("{}[{index}]", self.item))
+    }
+}
 
 /// Reads the children of one element, collecting findings instead of stopping at the first.
 pub(crate) struct Fields<'a> {
@@ -71,4 +111,78 @@ impl<'a> Fields<'a> {
             NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| ValueError::Pattern(raw.into(), "ÅÅÅÅ-MM-DD"))
         })
     }
+}
+
+fn uuid(raw: &str) -> Result<Uuid, ValueError> {
+    Uuid::parse_str(raw).map_err(|_| ValueError::Pattern(raw.into(), "UUID"))
+}
+
+/// The delivery's own fields. `None` when the schema check already reported what is wrong with them.
+pub fn read_header(root: &Element, findings: &mut Vec<Finding>) -> Option<DeliveryHeader> {
+    let mut f = Fields { element: root, path: format!("/{}", root.name), findings };
+    let delivery_id = f.parse("LeveranceId", uuid);
+    let sender = f.parse("AfsenderSystem", uuid);
+    let sender_loc = f.child_loc("AfsenderSystem");
+    let authority = f.text("Myndighed");
+    let authority_loc = f.child_loc("Myndighed");
+    let created = f.text("Dannet");
+    Some(DeliveryHeader {
+        delivery_id: delivery_id?,
+        sender: Located { value: sender?, loc: sender_loc },
+        authority: Located { value: authority?.to_string(), loc: authority_loc },
+        created: created?.to_string(),
+    })
+}
+
+
+pub(crate) fn read_kontering(element: &Element, path: String, findings: &mut Vec<Finding>) -> Option<Kontering> {
+    let mut f = Fields { element, path, findings };
+    let funktion = f.parse("Funktion", Funktion::parse);
+    let gruppering = f.parse_optional("Gruppering", Gruppering::parse);
+    let dranst = f.parse("Dranst", Dranst::parse);
+    let ejerforhold = f.parse_optional("Ejerforhold", Ejerforhold::parse);
+    let art = f.parse("Art", Art::parse);
+    let dimensions = element
+        .children_named("Dimension")
+        .map(|d| {
+            let text = |name| d.child(name).map(|c| c.text().to_string()).unwrap_or_default();
+            (text("Navn"), text("Vaerdi"))
+        })
+        .collect();
+    Some(Kontering {
+        funktion: funktion?,
+        gruppering,
+        dranst: dranst?,
+        ejerforhold,
+        art: art?,
+        omkostningssted: f.optional("Omkostningssted").map(str::to_string),
+        psp_element: f.optional("PSPElement").map(str::to_string),
+        dimensions,
+    })
+}
+
+/// `Some(None)`: the party is present but invalid (reported); the postering is still built so that the
+/// other rules run, and the finding rejects the bilag.
+pub(crate) fn read_party(element: &Element, path: &str, findings: &mut Vec<Finding>) -> Option<Option<Located<Party>>> {
+    if let Some(cpr) = element.child("CPR") {
+        let loc = cpr.loc(format!("{path}/CPR"));
+        return Some(match Cpr::parse(cpr.text()) {
+            Ok(cpr) => Some(Located { value: Party::Cpr(cpr), loc }),
+            Err(e) => {
+                findings.push(Finding::new(Rejection::InvalidCpr(e), &loc).with_value(mask_cpr(cpr.text())));
+                None
+            }
+        });
+    }
+    if let Some(cvr) = element.child("CVR") {
+        let loc = cvr.loc(format!("{path}/CVR"));
+        return Some(match Cvr::parse(cvr.text()) {
+            Ok(cvr) => Some(Located { value: Party::Cvr(cvr), loc }),
+            Err(e) => {
+                findings.push(Finding::new(Rejection::InvalidCvr(e), &loc).with_value(cvr.text()));
+                None
+            }
+        });
+    }
+    None
 }

@@ -1,54 +1,22 @@
 //! SF1590_A wire model v1 (namespace urn:fkoeko:sf1590a:v1) to domain types.
 
-use uuid::Uuid;
-
-use crate::domain::finans::{DeliveryHeader, Finansbilag, Kontering, Located, Party, Postering};
-use crate::domain::rejection::{Finding, Rejection};
-use crate::domain::values::{
-    mask_cpr, Art, Beloeb, Cpr, Cvr, DebetKredit, Dranst, Ejerforhold, Funktion, Gruppering, Valuta, ValueError,
-};
+use crate::domain::finans::{Finansbilag, Located, Postering};
+use crate::domain::rejection::Finding;
+use crate::domain::values::{Beloeb, DebetKredit, Valuta, ValueError};
 use crate::xml::tree::Element;
 
-use super::Fields;
+use super::{read_kontering, read_party, Fields, WireSpec};
 
-pub const NAMESPACE: &str = "urn:fkoeko:sf1590a:v1";
-/// Root of a straks call's body.
-pub const STRAKS_ROOT: &str = "ModtagFinansbilag";
-/// Root of a masse file.
-pub const MASSE_ROOT: &str = "FinansbilagLeverance";
-pub const ITEM: &str = "Finansbilag";
-/// Elements that may repeat, and so are shown with their position in paths.
-pub const INDEXED: &[&str] = &["Finansbilag", "Postering", "Dimension"];
-
-fn uuid(raw: &str) -> Result<Uuid, ValueError> {
-    Uuid::parse_str(raw).map_err(|_| ValueError::Pattern(raw.into(), "UUID"))
-}
-
-/// The delivery's own fields. `None` when the schema check already reported what is wrong with them.
-pub fn read_header(root: &Element, findings: &mut Vec<Finding>) -> Option<DeliveryHeader> {
-    let mut f = Fields { element: root, path: format!("/{}", root.name), findings };
-    let delivery_id = f.parse("LeveranceId", uuid);
-    let sender = f.parse("AfsenderSystem", uuid);
-    let sender_loc = f.child_loc("AfsenderSystem");
-    let authority = f.text("Myndighed");
-    let authority_loc = f.child_loc("Myndighed");
-    let created = f.text("Dannet");
-    Some(DeliveryHeader {
-        delivery_id: delivery_id?,
-        sender: Located { value: sender?, loc: sender_loc },
-        authority: Located { value: authority?.to_string(), loc: authority_loc },
-        created: created?.to_string(),
-    })
-}
-
-/// What a finansbilag is called in its receipt: its BilagId, or its position when it has none.
-pub fn reference(element: &Element, index: usize) -> String {
-    element
-        .child("BilagId")
-        .map(|b| b.text().to_string())
-        .filter(|b| !b.is_empty())
-        .unwrap_or_else(|| format!("Finansbilag[{index}]"))
-}
+pub const SPEC: WireSpec = WireSpec {
+    namespace: "urn:fkoeko:sf1590a:v1",
+    straks_root: "ModtagFinansbilag",
+    masse_root: "FinansbilagLeverance",
+    item: "Finansbilag",
+    reference: "BilagId",
+    indexed: &["Finansbilag", "Postering", "Dimension"],
+    schema: "sf1590a.xsd",
+    wsdl: "sf1590a.wsdl",
+};
 
 /// Builds one finansbilag. Values that fail a domain check are left out and reported, so that the rules can
 /// still run over the rest and the receipt lists every error.
@@ -91,7 +59,7 @@ fn read_postering(element: &Element, path: String, findings: &mut Vec<Finding>) 
         Some(k) => read_kontering(k, kontering_loc.path.clone(), f.findings),
         None => f.text("Kontering").and(None),
     };
-    let party = element.child("Part").and_then(|part| read_party(part, format!("{}/Part", f.path), f.findings));
+    let party = element.child("Part").and_then(|part| read_party(part, &format!("{}/Part", f.path), f.findings));
     Some(Postering {
         loc,
         id: Located { value: id?, loc: id_loc },
@@ -106,54 +74,3 @@ fn read_postering(element: &Element, path: String, findings: &mut Vec<Finding>) 
     })
 }
 
-fn read_kontering(element: &Element, path: String, findings: &mut Vec<Finding>) -> Option<Kontering> {
-    let mut f = Fields { element, path, findings };
-    let funktion = f.parse("Funktion", Funktion::parse);
-    let gruppering = f.parse_optional("Gruppering", Gruppering::parse);
-    let dranst = f.parse("Dranst", Dranst::parse);
-    let ejerforhold = f.parse_optional("Ejerforhold", Ejerforhold::parse);
-    let art = f.parse("Art", Art::parse);
-    let dimensions = element
-        .children_named("Dimension")
-        .map(|d| {
-            let text = |name| d.child(name).map(|c| c.text().to_string()).unwrap_or_default();
-            (text("Navn"), text("Vaerdi"))
-        })
-        .collect();
-    Some(Kontering {
-        funktion: funktion?,
-        gruppering,
-        dranst: dranst?,
-        ejerforhold,
-        art: art?,
-        omkostningssted: f.optional("Omkostningssted").map(str::to_string),
-        psp_element: f.optional("PSPElement").map(str::to_string),
-        dimensions,
-    })
-}
-
-/// `Some(None)`: the party is present but invalid (reported); the postering is still built so that the
-/// other rules run, and the finding rejects the bilag.
-fn read_party(element: &Element, path: String, findings: &mut Vec<Finding>) -> Option<Option<Located<Party>>> {
-    if let Some(cpr) = element.child("CPR") {
-        let loc = cpr.loc(format!("{path}/CPR"));
-        return Some(match Cpr::parse(cpr.text()) {
-            Ok(cpr) => Some(Located { value: Party::Cpr(cpr), loc }),
-            Err(e) => {
-                findings.push(Finding::new(Rejection::InvalidCpr(e), &loc).with_value(mask_cpr(cpr.text())));
-                None
-            }
-        });
-    }
-    if let Some(cvr) = element.child("CVR") {
-        let loc = cvr.loc(format!("{path}/CVR"));
-        return Some(match Cvr::parse(cvr.text()) {
-            Ok(cvr) => Some(Located { value: Party::Cvr(cvr), loc }),
-            Err(e) => {
-                findings.push(Finding::new(Rejection::InvalidCvr(e), &loc).with_value(cvr.text()));
-                None
-            }
-        });
-    }
-    None
-}

@@ -314,7 +314,7 @@ impl Pipeline {
             }
         }
         if findings.is_empty() {
-            ItemOutcome::Accept(Booking::Finans(FinansBooking { bilag, mapped, mapping_version: context.mappings.version.clone() }))
+            ItemOutcome::Accept(Box::new(Booking::Finans(FinansBooking { bilag, mapped, mapping_version: context.mappings.version.clone() })))
         } else {
             ItemOutcome::Reject(findings)
         }
@@ -358,7 +358,7 @@ impl Pipeline {
         match mapped_type {
             Some(claim_type) if findings.is_empty() => {
                 let booking = ClaimBooking { fordring, claim_type, account, mapping_version: context.mappings.version.clone() };
-                (ItemOutcome::Accept(Booking::Claim(booking)), related)
+                (ItemOutcome::Accept(Box::new(Booking::Claim(booking))), related)
             }
             _ => (ItemOutcome::Reject(findings), related),
         }

@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::claims::{Claim, ClaimDelivery};
 use common::delivery::{Bilag, Delivery};
 use common::*;
 
@@ -47,6 +48,15 @@ fn validate_prints_the_receipt_and_books_nothing() {
     assert!(stderr.contains("leverance_id="), "the delivery span carries its id: {stderr}");
     assert_eq!(count(dir.path(), "SELECT count(*) AS n FROM erp_journal"), 0);
     assert_eq!(count(dir.path(), "SELECT count(*) AS n FROM deliveries"), 0);
+
+    // A claim (SF1590_B) is recognised by its namespace.
+    let claim = dir.path().join("claim.xml");
+    std::fs::write(&claim, ClaimDelivery::one(Claim::repayment("CLI-F-1")).soap11()).unwrap();
+    let out = fkoeko(dir.path()).arg("validate").arg(&claim).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("<Reference>CLI-F-1</Reference><Status>Accepteret</Status>"), "{stdout}");
+    assert_eq!(count(dir.path(), "SELECT count(*) AS n FROM erp_claims"), 0);
 
     let mut unbalanced = Bilag::balanced("CLI-2", "10.00");
     unbalanced.postings[1].amount = "9.00".into();

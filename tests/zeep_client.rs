@@ -1,5 +1,5 @@
-//! A real SOAP client (Python's zeep, from PyPI) against the running server: it reads the served WSDL and
-//! schemas, sends finansbilag, and reads the receipts' fields.
+//! A real SOAP client (Python's zeep, from PyPI) against the running server: it reads the served WSDLs and
+//! schemas, sends finansbilag and a claim, and reads the receipts' fields.
 
 mod common;
 
@@ -8,10 +8,10 @@ use std::process::Command;
 use common::*;
 
 #[test]
-fn zeep_sends_finansbilag_through_the_served_wsdl() {
+fn zeep_sends_finansbilag_and_claims_through_the_served_wsdls() {
     let app = TestApp::start();
     let out = Command::new("python3")
-        .arg(repo("tests/soap_client/zeep_sf1590a.py"))
+        .arg(repo("tests/soap_client/zeep_client.py"))
         .arg(app.url(""))
         .output()
         .expect("python3 runs");
@@ -36,6 +36,13 @@ fn zeep_sends_finansbilag_through_the_served_wsdl() {
     assert_eq!(rejected["Fejl"][0]["Kode"], "REGEL_BALANCE");
     assert_eq!(rejected["Fejl"][0]["Sti"], "/ModtagFinansbilag/Finansbilag[1]");
     assert!(rejected["Fejl"][0]["Tekst"].as_str().unwrap().contains("balancerer ikke"));
+
+    let claim = &result["claim_accepted"]["receipts"][0];
+    assert_eq!(claim["Reference"], "ZEEP-F-1");
+    assert_eq!(claim["Status"], "Accepteret", "{claim}");
+    assert!(claim["ErpReference"].as_str().unwrap().starts_with("erp_claims:"));
+    assert_eq!(app.count("SELECT count(*) AS n FROM erp_claims WHERE principal = '1999.95'"), 1);
+    assert_eq!(app.count("SELECT count(*) AS n FROM erp_claim_parties"), 2);
 
     assert_eq!(app.count("SELECT count(*) AS n FROM erp_journal"), 2);
     assert_eq!(app.count("SELECT count(*) AS n FROM erp_journal_lines WHERE amount = '310.75'"), 4);

@@ -69,10 +69,13 @@ pub struct ItemPlan {
 
 #[derive(Debug)]
 pub enum ItemOutcome {
-    Accept(Booking),
+    /// Boxed: a booking holds the whole item, a rejection only its findings.
+    Accept(Box<Booking>),
     Reject(Vec<Finding>),
 }
 
+// Always boxed (in ItemOutcome), so the size difference of the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Booking {
     Finans(FinansBooking),
@@ -211,7 +214,7 @@ impl Db {
                         // once the journal id is known.
                         insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
                         let sender = sender.as_deref().unwrap_or_default();
-                        receipt.erp_reference = Some(match &booking {
+                        receipt.erp_reference = Some(match booking.as_ref() {
                             Booking::Finans(finans) => format!("erp_journal:{}", book(conn, &receipt.id, delivery_key, sender, finans, at)?),
                             Booking::Claim(claim) => format!("erp_claims:{}", book_claim(conn, &receipt.id, delivery_key, sender, claim, at)?),
                         });

@@ -102,19 +102,26 @@ fn element_name(message: &str) -> Option<String> {
     Some(name.rsplit('}').next().unwrap_or(name).to_string())
 }
 
-/// Drops namespace URIs in braces so the message reads as the element names a person sees.
+/// Drops namespace URIs in braces ("{urn:...}Art" reads "Art"), but keeps braces that are part of a pattern
+/// ("\d{8}"), and the final full stop, which the receipt text adds itself.
 fn tidy(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
-    let mut in_braces = false;
-    for c in message.trim().chars() {
-        match c {
-            '{' => in_braces = true,
-            '}' if in_braces => in_braces = false,
-            _ if !in_braces => out.push(c),
-            _ => {}
+    let mut rest = message.trim();
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').map(|c| open + c);
+        match close {
+            Some(close) if rest[open + 1..close].contains(':') => {
+                out.push_str(&rest[..open]);
+                rest = &rest[close + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..=open]);
+                rest = &rest[open + 1..];
+            }
         }
     }
-    out
+    out.push_str(rest);
+    out.trim_end_matches('.').to_string()
 }
 
 #[cfg(test)]
@@ -125,6 +132,8 @@ mod tests {
     fn names_and_messages() {
         let m = "Element '{urn:fkoeko:sf1590a:v1}Art': [facet 'pattern'] The value '52' is not accepted.\n";
         assert_eq!(element_name(m).as_deref(), Some("Art"));
-        assert_eq!(tidy(m), "Element 'Art': [facet 'pattern'] The value '52' is not accepted.");
+        assert_eq!(tidy(m), "Element 'Art': [facet 'pattern'] The value '52' is not accepted");
+        let p = "Element '{urn:fkoeko:sf1590a:v1}LeveranceId': not accepted by the pattern '[0-9a-f]{8}-[0-9a-f]{4}'.";
+        assert_eq!(tidy(p), "Element 'LeveranceId': not accepted by the pattern '[0-9a-f]{8}-[0-9a-f]{4}'");
     }
 }

@@ -2,6 +2,7 @@
 //! and every receipt checked with xmllint against schemas/ (an independent validator).
 #![allow(dead_code)]
 
+pub mod claims;
 pub mod delivery;
 
 use std::path::{Path, PathBuf};
@@ -67,7 +68,12 @@ impl TestApp {
     }
 
     pub fn post_bytes(&self, body: &[u8], content_type: &str) -> (u16, String) {
-        let response = ureq::post(&self.url("/sf1590a")).set("Content-Type", content_type).send_bytes(body);
+        self.post_to("/sf1590a", body, content_type)
+    }
+
+    /// POSTs to an endpoint; every receipt answer is validated with xmllint.
+    pub fn post_to(&self, path: &str, body: &[u8], content_type: &str) -> (u16, String) {
+        let response = ureq::post(&self.url(path)).set("Content-Type", content_type).send_bytes(body);
         let (status, text) = match response {
             Ok(r) => (r.status(), r.into_string().unwrap()),
             Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
@@ -84,6 +90,18 @@ impl TestApp {
         let (status, text) = self.post(body);
         assert_eq!(status, 200, "{text}");
         parse_receipts(&text)
+    }
+
+    /// POSTs an SF1590_B call and reads the receipts, asserting an HTTP 200 answer.
+    pub fn send_claims(&self, body: &str) -> ReceiptSet {
+        let (status, text) = self.post_to("/sf1590b", body.as_bytes(), "text/xml; charset=utf-8");
+        assert_eq!(status, 200, "{text}");
+        parse_receipts(&text)
+    }
+
+    pub fn execute(&self, sql: &str) {
+        use diesel::connection::SimpleConnection;
+        self.db().batch_execute(sql).unwrap();
     }
 
     pub fn db(&self) -> SqliteConnection {

@@ -1,5 +1,5 @@
-"""A SOAP client nobody in this project wrote (zeep) loads the served WSDL, sends finansbilag over SOAP 1.1
-and SOAP 1.2, and prints what it read from the receipts as JSON for the Rust test to check."""
+"""A SOAP client nobody in this project wrote (zeep) loads the served WSDLs, sends finansbilag (SF1590_A) over
+SOAP 1.1 and 1.2 and a claim (SF1590_B), and prints what it read from the receipts as JSON for the Rust test."""
 
 import datetime
 import decimal
@@ -44,6 +44,47 @@ def send(service, bilag_id, counter_amount):
             }
         ],
     )
+    return receipts(result)
+
+
+def send_claim(service, fordring_id):
+    result = service.ModtagFordring(
+        LeveranceId=str(uuid.uuid4()),
+        AfsenderSystem=KY,
+        Myndighed="29189846",
+        Dannet=datetime.datetime.now(datetime.timezone.utc),
+        Fordring=[
+            {
+                "FordringId": fordring_id,
+                "Fordringstype": "KONTANT-TILB",
+                "Hovedstol": decimal.Decimal("1999.95"),
+                "Beskrivelse": "Tilbagebetaling, sendt med zeep",
+                "PeriodeFra": datetime.date(2026, 8, 1),
+                "PeriodeTil": datetime.date(2026, 8, 31),
+                "Stiftelsesdato": datetime.date(2026, 9, 15),
+                "Forfaldsdato": datetime.date(2026, 10, 1),
+                "SidsteRettidigeBetalingsdato": datetime.date(2026, 10, 15),
+                "Haefter": [
+                    {
+                        "Rolle": "JuridiskAnsvarlig",
+                        "CPR": "0101901234",
+                        "Navn": "Jens Jensen",
+                        "Adresse": {"Vejnavn": "Byvej", "Husnummer": "12", "Postnummer": "2750", "By": "Ballerup"},
+                    },
+                    {
+                        "Rolle": "JuridiskMedhaefter",
+                        "CVR": "29189846",
+                        "Navn": "Byens Vikarer ApS",
+                        "Adresse": {"Vejnavn": "Torvet", "Husnummer": "1", "Postnummer": "2750", "By": "Ballerup"},
+                    },
+                ],
+            }
+        ],
+    )
+    return receipts(result)
+
+
+def receipts(result):
     return {
         "LeveranceId": result.LeveranceId,
         "AfsenderSystem": result.AfsenderSystem,
@@ -69,6 +110,7 @@ def main():
         "soap11_accepted": send(soap11, "ZEEP-1", "310.75"),
         "soap11_rejected": send(soap11, "ZEEP-2", "300.00"),
         "soap12_accepted": send(soap12, "ZEEP-3", "310.75"),
+        "claim_accepted": send_claim(Client(base + "/sf1590b?wsdl", settings=Settings(strict=True)).service, "ZEEP-F-1"),
     }
     print(json.dumps(out, default=str))
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::alerts::sender::{AlertSender, SenderTask};
 use crate::config::Config;
 use crate::domain::mapping::MappingSet;
 use crate::domain::sortiment::{parse_sortiment_file, Integration};
@@ -39,6 +40,21 @@ pub enum Command {
         #[command(subcommand)]
         command: SortimentCommand,
     },
+    /// Rejection alerts in the outbox.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlertsCommand {
+    /// Show pending, sent and failed alerts.
+    List {
+        /// Only alerts with this status: pending, sending, sent or failed.
+        #[arg(long)]
+        status: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -54,9 +70,34 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve => {
             let pipeline = build(&config)?;
+            let alerts = start_alerts(&pipeline, &config)?;
             let listener = TcpListener::bind(&config.server.listen).with_context(|| format!("binding {}", config.server.listen))?;
             tracing::info!(address = %listener.local_addr()?, "serving SF1590_A at /sf1590a and SF1590_B at /sf1590b");
             actix_web::rt::System::new().block_on(crate::http::server(pipeline, listener, &config)?)?;
+            if let Some(alerts) = alerts {
+                alerts.stop();
+            }
+            Ok(0)
+        }
+        Command::Alerts { command: AlertsCommand::List { status } } => {
+            let db = open_db(&config)?;
+            let rows = db.list_alerts(status.as_deref())?;
+            println!("{:>6}  {:<8}  {:>6}  {:<19}  {:<19}  {:<36}  recipients / last error", "id", "status", "tries", "created", "next try / sent", "sender");
+            for row in &rows {
+                let when = row.sent_at.unwrap_or(row.next_attempt_at);
+                println!(
+                    "{:>6}  {:<8}  {:>6}  {:<19}  {:<19}  {:<36}  {}{}",
+                    row.id,
+                    row.status,
+                    row.attempts,
+                    row.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    when.format("%Y-%m-%d %H:%M:%S"),
+                    row.afsender_system.as_deref().unwrap_or("-"),
+                    row.recipients,
+                    row.last_error.as_deref().map_or(String::new(), |e| format!("  ({e})")),
+                );
+            }
+            println!("{} alert(s)", rows.len());
             Ok(0)
         }
         Command::Validate { file } => {
@@ -110,12 +151,22 @@ pub fn build(config: &Config) -> anyhow::Result<Arc<Pipeline>> {
     Ok(Arc::new(Pipeline::new(settings, db, mappings)))
 }
 
+/// The alert sender task, when alerts are on.
+fn start_alerts(pipeline: &Pipeline, config: &Config) -> anyhow::Result<Option<SenderTask>> {
+    if !config.alerts.enabled {
+        return Ok(None);
+    }
+    let sender = AlertSender::new(pipeline.db.clone(), config.alerts.clone()).context("setting up SMTP for alerts")?;
+    Ok(Some(SenderTask::spawn(sender, Duration::from_millis(config.alerts.poll_interval_ms))))
+}
+
 /// A server running in its own thread, for tests and embedding. Dropping it does not stop it; call `stop`.
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub pipeline: Arc<Pipeline>,
     handle: actix_web::dev::ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
+    alerts: Option<SenderTask>,
 }
 
 impl RunningServer {
@@ -124,6 +175,9 @@ impl RunningServer {
     }
 
     pub fn stop(mut self) {
+        if let Some(alerts) = self.alerts.take() {
+            alerts.stop();
+        }
         actix_web::rt::System::new().block_on(self.handle.stop(true));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -137,10 +191,10 @@ pub fn spawn(config: &Config) -> anyhow::Result<RunningServer> {
     let listener = TcpListener::bind(&config.server.listen)?;
     let addr = listener.local_addr()?;
     let (tx, rx) = std::sync::mpsc::channel();
-    let (server_pipeline, config) = (pipeline.clone(), config.clone());
+    let (server_pipeline, server_config) = (pipeline.clone(), config.clone());
     let thread = std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            match crate::http::server(server_pipeline, listener, &config) {
+            match crate::http::server(server_pipeline, listener, &server_config) {
                 Ok(server) => {
                     let _ = tx.send(Ok(server.handle()));
                     let _ = server.await;
@@ -152,5 +206,6 @@ pub fn spawn(config: &Config) -> anyhow::Result<RunningServer> {
         })
     });
     let handle = rx.recv().context("server thread ended")??;
-    Ok(RunningServer { addr, pipeline, handle, thread: Some(thread) })
+    let alerts = start_alerts(&pipeline, config)?;
+    Ok(RunningServer { addr, pipeline, handle, thread: Some(thread), alerts })
 }

@@ -16,6 +16,50 @@ pub struct Config {
     pub paths: PathsConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
+    pub alerts: AlertsConfig,
+}
+
+/// Rejection alerts by email.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Write alerts to the outbox and send them. Off: no alerts at all.
+    pub enabled: bool,
+    pub from: String,
+    /// Copy of every alert (the municipality's finance team).
+    pub copy_to: Vec<String>,
+    /// Rejections of one sender within this many seconds go out as one mail.
+    pub group_window_secs: u64,
+    /// Tries before an alert is given up as failed.
+    pub max_attempts: u32,
+    pub backoff_initial_secs: u64,
+    pub backoff_max_secs: u64,
+    /// How often the sender task looks for due alerts.
+    pub poll_interval_ms: u64,
+    pub smtp: SmtpConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    /// Login, when the server wants one; the password is best given as FKOEKO_ALERTS__SMTP__PASSWORD.
+    pub username: String,
+    pub password: String,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain SMTP: only for a relay on the same host or in tests.
+    None,
+    /// Plain connection upgraded with STARTTLS (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +151,24 @@ impl Default for Config {
                 max_posteringer_per_bilag: 10_000,
             },
             log: LogConfig { format: LogFormat::Text, filter: "info".into() },
+            alerts: AlertsConfig {
+                enabled: true,
+                from: "fkoeko@localhost".into(),
+                copy_to: Vec::new(),
+                group_window_secs: 300,
+                max_attempts: 10,
+                backoff_initial_secs: 30,
+                backoff_max_secs: 3600,
+                poll_interval_ms: 2000,
+                smtp: SmtpConfig {
+                    host: "localhost".into(),
+                    port: 25,
+                    security: SmtpSecurity::None,
+                    username: String::new(),
+                    password: String::new(),
+                    timeout_secs: 30,
+                },
+            },
         }
     }
 }

@@ -4,6 +4,7 @@
 // so its size does not matter and boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod alerts;
 pub mod app;
 pub mod config;
 pub mod domain;

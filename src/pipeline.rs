@@ -8,6 +8,7 @@ use chrono::{NaiveDate, Utc};
 use sha2::{Digest, Sha256};
 use tracing::{field, info, info_span, warn};
 
+use crate::alerts::AlertTarget;
 use crate::config::Config;
 use crate::domain::finans::{Kontering, Located};
 use crate::domain::fordring::check_fordring;
@@ -88,6 +89,15 @@ pub struct Settings {
     pub max_fordringer_straks: usize,
     pub max_postings: usize,
     pub schema_dir: PathBuf,
+    pub alerts: AlertSettings,
+}
+
+/// Who hears of rejections, beyond the owners named in the sortiment.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    pub enabled: bool,
+    pub copy_to: Vec<String>,
+    pub group_window: chrono::Duration,
 }
 
 impl Settings {
@@ -125,6 +135,11 @@ impl Settings {
             max_fordringer_straks: limits.max_fordringer_straks,
             max_postings: limits.max_posteringer_per_bilag,
             schema_dir: config.paths.schemas.clone(),
+            alerts: AlertSettings {
+                enabled: config.alerts.enabled,
+                copy_to: config.alerts.copy_to.clone(),
+                group_window: chrono::Duration::seconds(config.alerts.group_window_secs as i64),
+            },
         })
     }
 
@@ -405,9 +420,33 @@ impl Pipeline {
         }
     }
 
+    /// Who is told when this sender's delivery is rejected: its owners (unless the sortiment turned its alerts
+    /// off) and the configured copy. `None`: nobody.
+    fn alert_target(&self, sender: Option<&Sender>, system: Option<uuid::Uuid>) -> Option<AlertTarget> {
+        let alerts = &self.settings.alerts;
+        if !alerts.enabled || sender.is_some_and(|s| !s.alerts) {
+            return None;
+        }
+        let to = sender.map(|s| s.owners.clone()).unwrap_or_default();
+        if to.is_empty() && alerts.copy_to.is_empty() {
+            return None;
+        }
+        let group_key = format!("{}|{}|{}", system.map_or("ukendt".into(), |s| s.to_string()), to.join(","), alerts.copy_to.join(","));
+        Some(AlertTarget { group_key, to, cc: alerts.copy_to.clone() })
+    }
+
     fn finish(&self, record: &DeliveryRecord, plans: Vec<ItemPlan>, soap_version: Option<SoapVersion>, mode: Mode) -> Result<Processed, TechnicalError> {
         let receipts = match mode {
-            Mode::Book => self.db.commit_delivery(record, plans)?,
+            Mode::Book => {
+                // Decided up front: even an accepted plan can still be rejected inside the transaction (a
+                // related claim that is not there), and its alert must be written in that same transaction.
+                let mut record = record.clone();
+                let sortiment = self.sortiment()?;
+                let sender = record.sender.and_then(|s| sortiment.get(&s));
+                record.sender_name = sender.map(|s| s.name.clone());
+                let target = self.alert_target(sender, record.sender);
+                self.db.commit_delivery(&record, plans, target.as_ref().map(|t| (t, self.settings.alerts.group_window)))?
+            }
             Mode::DryRun => preview(record, plans),
         };
         let codes: Vec<&str> = receipts.receipts.iter().flat_map(|r| r.errors.iter().map(|e| e.code.as_str())).collect();

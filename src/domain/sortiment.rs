@@ -109,6 +109,8 @@ pub struct Sender {
     pub certificates: Vec<String>,
     pub konteringer: Vec<KonteringPattern>,
     pub claim_types: Vec<ClaimTypeRule>,
+    /// Whether the owners are mailed when a delivery is rejected (`advarsler` in the file).
+    pub alerts: bool,
 }
 
 impl Sender {
@@ -138,6 +140,11 @@ pub struct Sortiment {
 impl Sortiment {
     pub fn new(version: i64, senders: Vec<Sender>) -> Self {
         Sortiment { version, senders: senders.into_iter().map(|s| (s.system, s)).collect() }
+    }
+
+    /// The sender whatever it may deliver, e.g. to find the owners of a rejected delivery.
+    pub fn get(&self, system: &Uuid) -> Option<&Sender> {
+        self.senders.get(system)
     }
 
     pub fn senders(&self) -> impl Iterator<Item = &Sender> {
@@ -186,6 +193,12 @@ struct SenderSpec {
     kontering: Vec<toml::Spanned<PatternSpec>>,
     #[serde(default)]
     fordringstype: Vec<toml::Spanned<ClaimTypeSpec>>,
+    #[serde(default = "yes")]
+    advarsler: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -306,6 +319,7 @@ pub fn parse_sortiment_file(name: &str, content: &str) -> Result<Vec<Sender>, So
                 certificates: spec.certifikater,
                 konteringer,
                 claim_types,
+                alerts: spec.advarsler,
             });
         }
     }

@@ -7,10 +7,11 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::schema::{
-    deliveries, erp_claim_parties, erp_claims, erp_debtor_data, erp_debtors, erp_journal, erp_journal_lines, receipt_errors,
+    alert_outbox, deliveries, erp_claim_parties, erp_claims, erp_debtor_data, erp_debtors, erp_journal, erp_journal_lines, receipt_errors,
     receipts,
 };
 use super::{Db, StorageError};
+use crate::alerts::{AlertPayload, AlertTarget};
 use crate::domain::finans::{Finansbilag, Located};
 use crate::domain::fordring::Fordring;
 use crate::domain::mapping::{Mapped, MappedClaimType};
@@ -33,6 +34,8 @@ pub struct DeliveryRecord {
     pub request_hash: String,
     pub sortiment_version: Option<i64>,
     pub mapping_version: Option<String>,
+    /// The sender's name in the sortiment, for alerts.
+    pub sender_name: Option<String>,
 }
 
 impl DeliveryRecord {
@@ -50,6 +53,7 @@ impl DeliveryRecord {
             request_hash,
             sortiment_version: None,
             mapping_version: None,
+            sender_name: None,
         }
     }
 }
@@ -112,8 +116,15 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 }
 
 impl Db {
-    /// Writes a delivery and returns its receipts; a delivery seen before returns what it got then.
-    pub fn commit_delivery(&self, record: &DeliveryRecord, plans: Vec<ItemPlan>) -> Result<ReceiptSet, StorageError> {
+    /// Writes a delivery and returns its receipts; a delivery seen before returns what it got then. When
+    /// something is rejected and `alert` names recipients, the alert goes into the outbox in the same
+    /// transaction.
+    pub fn commit_delivery(
+        &self,
+        record: &DeliveryRecord,
+        plans: Vec<ItemPlan>,
+        alert: Option<(&AlertTarget, chrono::Duration)>,
+    ) -> Result<ReceiptSet, StorageError> {
         let mut conn = self.conn()?;
         // IMMEDIATE takes SQLite's write lock at the start, so the idempotency checks below and the writes
         // that depend on them cannot interleave with another delivery's.
@@ -134,7 +145,9 @@ impl Db {
                     let finding = Finding::new(Rejection::DuplicateDifferent(format!("LeveranceId {id}")), &record.delivery_id_loc)
                         .with_value(id.clone());
                     let references: Vec<String> = plans.iter().map(|p| p.reference.clone()).collect();
-                    return Ok(reject_unrecorded(record, &references, &[finding], at));
+                    let set = reject_unrecorded(record, &references, &[finding], at);
+                    enqueue_alert(conn, record, &set, alert, at)?;
+                    return Ok(set);
                 }
             }
             let delivery_key: i32 = diesel::insert_into(deliveries::table)
@@ -235,9 +248,46 @@ impl Db {
                     deliveries::response_json.eq(to_json(&set)),
                 ))
                 .execute(conn)?;
+            enqueue_alert(conn, record, &set, alert, at)?;
             Ok(set)
         })
     }
+}
+
+/// Puts an alert for the rejected receipts of `set` into the outbox; nothing when all were accepted.
+fn enqueue_alert(
+    conn: &mut SqliteConnection,
+    record: &DeliveryRecord,
+    set: &ReceiptSet,
+    alert: Option<(&AlertTarget, chrono::Duration)>,
+    at: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    let Some((target, window)) = alert else { return Ok(()) };
+    let rejected: Vec<Receipt> = set.receipts.iter().filter(|r| r.status == Status::Afvist).cloned().collect();
+    if rejected.is_empty() {
+        return Ok(());
+    }
+    let payload = AlertPayload {
+        sender: record.sender.map(|s| s.to_string()),
+        sender_name: record.sender_name.clone(),
+        integration: record.integration.as_str().to_string(),
+        transport: record.transport.to_string(),
+        delivery_id: set.delivery_id.clone(),
+        received_at: set.processed_at.clone(),
+        accepted: set.accepted(),
+        rejected,
+    };
+    diesel::insert_into(alert_outbox::table)
+        .values((
+            alert_outbox::group_key.eq(&target.group_key),
+            alert_outbox::afsender_system.eq(record.sender.map(|s| s.to_string())),
+            alert_outbox::recipients.eq(serde_json::json!({"to": target.to, "cc": target.cc}).to_string()),
+            alert_outbox::payload.eq(to_json(&payload)),
+            alert_outbox::created_at.eq(at.naive_utc()),
+            alert_outbox::next_attempt_at.eq((at + window).naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 fn accepted_exists(conn: &mut SqliteConnection, integration: &str, sender: &str, reference: &str) -> Result<bool, StorageError> {

@@ -1,5 +1,6 @@
 //! Storage through diesel: the connection pool, migrations, and the writes of the pipeline.
 
+pub mod alerts;
 pub mod booking;
 pub mod schema;
 pub mod sortiment;

@@ -23,6 +23,26 @@ diesel::table! {
         valid_to -> Nullable<Date>,
         integrations -> Text,
         certificates -> Text,
+        alerts -> Bool,
+    }
+}
+
+diesel::table! {
+    alert_outbox (id) {
+        id -> Integer,
+        group_key -> Text,
+        afsender_system -> Nullable<Text>,
+        recipients -> Text,
+        payload -> Text,
+        created_at -> Timestamp,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        lease_until -> Nullable<Timestamp>,
+        claimed_by -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        sent_at -> Nullable<Timestamp>,
+        message_id -> Nullable<Text>,
     }
 }
 
@@ -233,4 +253,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     erp_claims,
     erp_debtor_data,
     erp_claim_parties,
+    alert_outbox,
 );

@@ -63,6 +63,7 @@ impl Db {
                         sortiment_senders::valid_to.eq(sender.valid_to),
                         sortiment_senders::integrations.eq(json(&integrations)),
                         sortiment_senders::certificates.eq(json(&sender.certificates)),
+                        sortiment_senders::alerts.eq(sender.alerts),
                     ))
                     .returning(sortiment_senders::id)
                     .get_result(conn)?;
@@ -101,7 +102,7 @@ impl Db {
 
     /// One stored version of the sortiment, as the pipeline uses it.
     pub fn load_sortiment(&self, version: i64) -> Result<Sortiment, StorageError> {
-        type SenderRow = (i32, String, String, String, String, chrono::NaiveDate, Option<chrono::NaiveDate>, String, String);
+        type SenderRow = (i32, String, String, String, String, chrono::NaiveDate, Option<chrono::NaiveDate>, String, String, bool);
         let mut conn = self.conn()?;
         let rows: Vec<SenderRow> = sortiment_senders::table
             .filter(sortiment_senders::version_id.eq(version as i32))
@@ -115,10 +116,11 @@ impl Db {
                 sortiment_senders::valid_to,
                 sortiment_senders::integrations,
                 sortiment_senders::certificates,
+                sortiment_senders::alerts,
             ))
             .load(&mut conn)?;
         let mut senders = Vec::with_capacity(rows.len());
-        for (id, system, name, authority, owners, valid_from, valid_to, integrations, certificates) in rows {
+        for (id, system, name, authority, owners, valid_from, valid_to, integrations, certificates, alerts) in rows {
             let patterns: Vec<(String, String, String)> = sortiment_konteringer::table
                 .filter(sortiment_konteringer::sender_id.eq(id))
                 .order(sortiment_konteringer::id)
@@ -149,6 +151,7 @@ impl Db {
                     .into_iter()
                     .map(|(code, required)| Ok(ClaimTypeRule { code, required: from_json(&required)? }))
                     .collect::<Result<_, StorageError>>()?,
+                alerts,
             });
         }
         Ok(Sortiment::new(version, senders))

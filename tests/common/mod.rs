@@ -4,6 +4,7 @@
 
 pub mod claims;
 pub mod delivery;
+pub mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,6 +18,7 @@ use fkoeko_adapter::domain::receipt::ReceiptSet;
 pub const KY: &str = "6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01";
 pub const EXPIRED_SENDER: &str = "0b5e2f44-8c1d-4a7e-b3f6-9d2c7a1e5f02";
 pub const DEBTOR_ONLY_SENDER: &str = "3c9d7b21-5e4f-4a8b-9c1d-2e3f4a5b6c03";
+pub const QUIET_SENDER: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c04";
 pub const OUR_CVR: &str = "29189846";
 
 pub fn repo(path: &str) -> PathBuf {
@@ -38,6 +40,15 @@ impl TestApp {
     pub fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("fkoeko.db");
+        Self::start_on(dir, db_path, adjust)
+    }
+
+    /// A second instance on the same database, as a second adapter process would be.
+    pub fn start_beside(other: &TestApp, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on(tempfile::tempdir().unwrap(), other.db_path.clone(), adjust)
+    }
+
+    fn start_on(dir: tempfile::TempDir, db_path: PathBuf, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".into();
         config.server.workers = 2;
@@ -45,6 +56,8 @@ impl TestApp {
         config.paths.schemas = repo("schemas");
         config.paths.mappings = repo("mappings");
         config.paths.sortiment = repo("tests/fixtures/sortiment.toml");
+        // Alerts are tested on their own, against a real SMTP server (tests/alerts.rs).
+        config.alerts.enabled = false;
         adjust(&mut config);
         let server = spawn(&config).expect("server starts");
         TestApp { server: Some(server), dir, db_path, config }
@@ -104,8 +117,12 @@ impl TestApp {
         self.db().batch_execute(sql).unwrap();
     }
 
+    /// A connection of the test's own, waiting (like the service does) while another writer holds the lock.
     pub fn db(&self) -> SqliteConnection {
-        SqliteConnection::establish(&self.db_path.display().to_string()).unwrap()
+        use diesel::connection::SimpleConnection;
+        let mut conn = SqliteConnection::establish(&self.db_path.display().to_string()).unwrap();
+        conn.batch_execute("PRAGMA busy_timeout = 10000").unwrap();
+        conn
     }
 
     pub fn count(&self, sql: &str) -> i64 {

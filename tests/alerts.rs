@@ -1,0 +1,209 @@
+//! Rejection alerts by email, against a real SMTP server (aiosmtpd) started by the test.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::delivery::{new_id, Bilag, Delivery};
+use common::smtp::{free_port, SmtpSink};
+use common::*;
+use fkoeko_adapter::config::Config;
+
+const OWNER: &str = "ky@kommune.example.dk";
+const FINANCE: &str = "oekonomi@kommune.example.dk";
+
+fn alerts_to(port: u16, window_secs: u64) -> impl FnOnce(&mut Config) {
+    move |c: &mut Config| {
+        c.alerts.enabled = true;
+        c.alerts.smtp.port = port;
+        c.alerts.smtp.host = "127.0.0.1".into();
+        c.alerts.from = "fkoeko@kommune.example.dk".into();
+        c.alerts.copy_to = vec![FINANCE.into()];
+        c.alerts.group_window_secs = window_secs;
+        c.alerts.poll_interval_ms = 100;
+        c.alerts.backoff_initial_secs = 1;
+        c.alerts.backoff_max_secs = 1;
+        c.alerts.max_attempts = 1000;
+        c.alerts.smtp.timeout_secs = 5;
+    }
+}
+
+fn rejected(bilag_id: &str) -> Delivery {
+    let mut d = Delivery::one(bilag_id);
+    d.bilag[0].postings[0].party = Some(("CPR", "3102901234".into()));
+    d
+}
+
+fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn one_rejection_gives_one_mail_to_the_owner_and_the_copy() {
+    let sink = SmtpSink::start();
+    let app = TestApp::start_with(alerts_to(sink.port, 0));
+    let delivery = rejected("ALERT-1");
+    app.send(&delivery.soap11());
+    let mails = sink.wait_for(1, Duration::from_secs(20));
+    let mail = &mails[0];
+    let mut rcpt: Vec<&str> = mail["rcpt_tos"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    rcpt.sort();
+    assert_eq!(rcpt, [OWNER, FINANCE]);
+    assert_eq!(mail["to"], OWNER);
+    assert_eq!(mail["cc"], FINANCE);
+    assert_eq!(mail["subject"], format!("Afvist: 1 finansbilag fra KY (test) ({KY})"));
+    for part in ["text", "html"] {
+        let body = mail[part].as_str().unwrap();
+        for needle in [delivery.delivery_id.as_str(), "ALERT-1", "REGEL_CPR", "CPR-nummeret er ugyldigt", "/ModtagFinansbilag/Finansbilag[1]/Postering[1]/Part/CPR", "310290-XXXX", "send de afviste igen"] {
+            assert!(body.contains(needle), "{part} lacks {needle}:\n{body}");
+        }
+        assert!(!body.contains("3102901234"), "a full CPR number in the mail");
+    }
+    assert_eq!(app.count("SELECT count(*) AS n FROM alert_outbox WHERE status = 'sent' AND attempts = 1"), 1);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(sink.mails().len(), 1, "sent once");
+}
+
+#[test]
+fn accepted_deliveries_and_quiet_senders_send_nothing() {
+    let sink = SmtpSink::start();
+    let app = TestApp::start_with(alerts_to(sink.port, 0));
+    app.send(&Delivery::one("OK-1").soap11());
+    let quiet = Delivery { sender: QUIET_SENDER.into(), ..rejected("QUIET-1") };
+    assert_eq!(app.send(&quiet.soap11()).receipts[0].status, fkoeko_adapter::domain::receipt::Status::Afvist);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(app.count("SELECT count(*) AS n FROM alert_outbox"), 0);
+    assert!(sink.mails().is_empty());
+}
+
+#[test]
+fn rejections_within_the_window_go_out_as_one_mail() {
+    let sink = SmtpSink::start();
+    let app = TestApp::start_with(alerts_to(sink.port, 5));
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        // Ten deliveries of ten rejected finansbilag each: a hundred rejections, one mail.
+        let bilag = (0..10)
+            .map(|i| {
+                let mut b = Bilag::balanced(&format!("GRP-{n}-{i}"), "10.00");
+                b.postings[1].amount = "9.00".into();
+                b
+            })
+            .collect();
+        let delivery = Delivery::new(bilag);
+        ids.push(delivery.delivery_id.clone());
+        app.send(&delivery.soap11());
+    }
+    let mails = sink.wait_for(1, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(sink.mails().len(), 1, "one mail for the window");
+    let text = mails[0]["text"].as_str().unwrap();
+    assert!(mails[0]["subject"].as_str().unwrap().starts_with("Afvist: 100 finansbilag"), "{}", mails[0]["subject"]);
+    for id in &ids {
+        assert_eq!(text.matches(id.as_str()).count(), 1, "{id} listed once");
+    }
+    assert_eq!(text.matches("REGEL_BALANCE").count(), 100);
+}
+
+#[test]
+fn smtp_down_then_back_every_alert_arrives_exactly_once() {
+    let port = free_port();
+    let app = TestApp::start_with(alerts_to(port, 0));
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        // An unknown sender too: its alert goes to the finance copy only.
+        let mut delivery = rejected(&format!("DOWN-{n}"));
+        if n % 3 == 0 {
+            delivery.sender = new_id();
+        }
+        ids.push(delivery.delivery_id.clone());
+        app.send(&delivery.soap11());
+    }
+    // Nobody answers on the port: the outbox keeps the alerts and counts the tries.
+    wait_until(Duration::from_secs(20), "failed tries", || {
+        app.count("SELECT count(*) AS n FROM alert_outbox WHERE status = 'pending' AND attempts >= 1") == 6
+    });
+    let errors = app.rows("SELECT json_array(last_error) AS row FROM alert_outbox LIMIT 1", 1);
+    assert!(errors[0][0].as_deref().is_some_and(|e| !e.is_empty()));
+
+    let sink = SmtpSink::start_on(port, tempfile::tempdir().unwrap());
+    wait_until(Duration::from_secs(30), "all alerts sent", || app.count("SELECT count(*) AS n FROM alert_outbox WHERE status = 'sent'") == 6);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mails = sink.mails();
+    let all: String = mails.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    for id in &ids {
+        assert_eq!(all.matches(id.as_str()).count(), 1, "{id} arrived exactly once");
+    }
+    let to_finance_only = mails.iter().filter(|m| m["to"] == FINANCE && m["cc"] == "").count();
+    // Two different unknown senders (n = 0 and 3): two groups, each to the copy address alone.
+    assert_eq!(to_finance_only, 2, "the unknown senders' alerts go to the copy address alone");
+}
+
+#[test]
+fn an_alert_is_given_up_after_the_configured_tries_and_shows_as_failed() {
+    let port = free_port();
+    let app = TestApp::start_with(|c| {
+        alerts_to(port, 0)(c);
+        c.alerts.max_attempts = 2;
+    });
+    app.send(&rejected("GIVE-UP").soap11());
+    wait_until(Duration::from_secs(20), "the alert to fail", || {
+        app.count("SELECT count(*) AS n FROM alert_outbox WHERE status = 'failed' AND attempts = 2") == 1
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fkoeko"))
+        .current_dir(repo(""))
+        .args(["alerts", "list", "--status", "failed"])
+        .env("FKOEKO_DATABASE__URL", &app.db_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("failed") && stdout.contains(OWNER) && stdout.contains("1 alert(s)"), "{stdout}");
+}
+
+#[test]
+fn two_processes_on_one_database_send_each_alert_once() {
+    let sink = SmtpSink::start();
+    let first = TestApp::start_with(alerts_to(sink.port, 0));
+    let second = TestApp::start_beside(&first, alerts_to(sink.port, 0));
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let delivery = rejected(&format!("TWO-{n}"));
+        ids.push(delivery.delivery_id.clone());
+        let app = if n % 2 == 0 { &first } else { &second };
+        app.send(&delivery.soap11());
+    }
+    wait_until(Duration::from_secs(30), "all alerts sent", || first.count("SELECT count(*) AS n FROM alert_outbox WHERE status = 'sent'") == 20);
+    std::thread::sleep(Duration::from_millis(1500));
+    let all: String = sink.mails().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect();
+    for id in &ids {
+        assert_eq!(all.matches(id.as_str()).count(), 1, "{id} arrived exactly once");
+    }
+}
+
+#[test]
+fn no_alert_without_its_rejection() {
+    use diesel::connection::SimpleConnection;
+    let sink = SmtpSink::start();
+    let app = TestApp::start_with(|c| {
+        alerts_to(sink.port, 0)(c);
+        c.database.busy_timeout_ms = 200;
+    });
+    let delivery = rejected("ROLLBACK-1");
+    let mut blocker = app.db();
+    blocker.batch_execute("BEGIN EXCLUSIVE").unwrap();
+    let (status, _) = app.post(&delivery.soap11());
+    assert_eq!(status, 500);
+    blocker.batch_execute("ROLLBACK").unwrap();
+    // The rejection was never written, so neither was its alert.
+    assert_eq!(app.count("SELECT count(*) AS n FROM alert_outbox"), 0);
+    app.send(&delivery.soap11());
+    let mails = sink.wait_for(1, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(sink.mails().len(), 1);
+    assert!(mails[0]["text"].as_str().unwrap().contains(&delivery.delivery_id));
+}

@@ -44,12 +44,13 @@ fn corrupt(e: serde_json::Error) -> StorageError {
 
 impl Db {
     /// Claims the groups that are due: their grouping window or backoff has passed, or another process's claim
-    /// ran out (it died while sending). The claim is one IMMEDIATE transaction, so two processes never claim the
-    /// same rows.
+    /// ran out (it died while sending). A row is claimed by an update that only changes it while it is still
+    /// claimable, and only the rows this process changed are its own: two processes never send the same row,
+    /// on SQLite (one writer at a time) or PostgreSQL (the second update waits for the first, then finds the
+    /// row taken).
     pub fn claim_due_alerts(&self, now: DateTime<Utc>, instance: &str, lease: chrono::Duration) -> Result<Vec<ClaimedGroup>, StorageError> {
         let now_naive = now.naive_utc();
-        let mut conn = self.conn()?;
-        conn.immediate_transaction(|conn| {
+        self.write(|conn| {
             let claimable = alert_outbox::status
                 .eq("pending")
                 .or(alert_outbox::status.eq("sending").and(alert_outbox::lease_until.lt(now_naive)));
@@ -62,28 +63,31 @@ impl Db {
                 .load(conn)?;
             let mut groups = Vec::with_capacity(keys.len());
             for key in keys {
-                let rows: Vec<(i32, String, String, i32)> = alert_outbox::table
-                    .filter(alert_outbox::group_key.eq(&key))
-                    .filter(claimable)
-                    .order(alert_outbox::id)
-                    .select((alert_outbox::id, alert_outbox::recipients, alert_outbox::payload, alert_outbox::attempts))
-                    .load(conn)?;
-                let Some(last) = rows.last() else { continue };
-                let recipients: Recipients = serde_json::from_str(&last.1).map_err(corrupt)?;
-                let ids: Vec<i32> = rows.iter().map(|r| r.0).collect();
-                diesel::update(alert_outbox::table.filter(alert_outbox::id.eq_any(&ids)))
+                let mut ids: Vec<i32> = diesel::update(alert_outbox::table.filter(alert_outbox::group_key.eq(&key)).filter(claimable))
                     .set((
                         alert_outbox::status.eq("sending"),
                         alert_outbox::lease_until.eq((now + lease).naive_utc()),
                         alert_outbox::claimed_by.eq(instance),
                     ))
-                    .execute(conn)?;
+                    .returning(alert_outbox::id)
+                    .get_results(conn)?;
+                if ids.is_empty() {
+                    continue;
+                }
+                ids.sort_unstable();
+                let rows: Vec<(String, String, i32)> = alert_outbox::table
+                    .filter(alert_outbox::id.eq_any(&ids))
+                    .order(alert_outbox::id)
+                    .select((alert_outbox::recipients, alert_outbox::payload, alert_outbox::attempts))
+                    .load(conn)?;
+                let Some(last) = rows.last() else { continue };
+                let recipients: Recipients = serde_json::from_str(&last.0).map_err(corrupt)?;
                 groups.push(ClaimedGroup {
                     ids,
                     to: recipients.to,
                     cc: recipients.cc,
-                    payloads: rows.iter().map(|r| serde_json::from_str(&r.2)).collect::<Result<_, _>>().map_err(corrupt)?,
-                    attempts: rows.iter().map(|r| r.3).max().unwrap_or(0),
+                    payloads: rows.iter().map(|r| serde_json::from_str(&r.1)).collect::<Result<_, _>>().map_err(corrupt)?,
+                    attempts: rows.iter().map(|r| r.2).max().unwrap_or(0),
                 });
             }
             Ok(groups)

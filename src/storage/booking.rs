@@ -10,7 +10,8 @@ use super::schema::{
     alert_outbox, deliveries, erp_claim_parties, erp_claims, erp_debtor_data, erp_debtors, erp_journal, erp_journal_lines, receipt_errors,
     receipts,
 };
-use super::{Db, StorageError};
+use super::amount::DbAmount;
+use super::{AnyConnection, Db, StorageError};
 use crate::alerts::{AlertPayload, AlertTarget};
 use crate::domain::finans::{Finansbilag, Located};
 use crate::domain::fordring::Fordring;
@@ -125,10 +126,9 @@ impl Db {
         plans: Vec<ItemPlan>,
         alert: Option<(&AlertTarget, chrono::Duration)>,
     ) -> Result<ReceiptSet, StorageError> {
-        let mut conn = self.conn()?;
-        // IMMEDIATE takes SQLite's write lock at the start, so the idempotency checks below and the writes
-        // that depend on them cannot interleave with another delivery's.
-        conn.immediate_transaction(|conn| {
+        // One write transaction (see `Db::write`): the idempotency checks below and the writes that depend on
+        // them cannot interleave with another delivery's.
+        self.write(|conn| {
             let at = Utc::now();
             let delivery_text = record.delivery_id.map(|id| id.to_string());
             if let Some(id) = &delivery_text {
@@ -172,7 +172,7 @@ impl Db {
             let delivery_id = delivery_text.clone().unwrap_or_else(|| NIL_UUID.to_string());
             let sender = record.sender.map(|s| s.to_string());
             let mut answers = Vec::with_capacity(plans.len());
-            for plan in plans {
+            for plan in &plans {
                 let earlier: Option<(String, String)> = match &sender {
                     Some(sender) => receipts::table
                         .filter(receipts::integration.eq(record.integration.as_str()))
@@ -184,44 +184,44 @@ impl Db {
                         .optional()?,
                     None => None,
                 };
-                let mut outcome = plan.outcome;
+                // A related claim must already be accepted: earlier, or before it in this transaction.
+                let mut missing_related = None;
                 if let (None, Some(related)) = (&earlier, &plan.related) {
                     let known = match &sender {
                         Some(sender) => accepted_exists(conn, record.integration.as_str(), sender, &related.value)?,
                         None => false,
                     };
                     if !known {
-                        let finding = Finding::new(Rejection::RelatedUnknown(related.value.clone()), &related.loc).with_value(related.value.clone());
-                        outcome = match outcome {
-                            ItemOutcome::Reject(mut findings) => {
-                                findings.push(finding);
-                                ItemOutcome::Reject(findings)
-                            }
-                            ItemOutcome::Accept(_) => ItemOutcome::Reject(vec![finding]),
-                        };
+                        missing_related = Some(Finding::new(Rejection::RelatedUnknown(related.value.clone()), &related.loc).with_value(related.value.clone()));
                     }
                 }
-                let receipt = match (earlier, outcome) {
-                    (Some((hash, first)), _) if hash == plan.content_hash => {
+                let receipt = match (earlier, &plan.outcome, missing_related) {
+                    (Some((hash, first)), _, _) if hash == plan.content_hash => {
                         // The same content again: the first receipt, unchanged; nothing is booked.
                         serde_json::from_str(&first).map_err(|e| StorageError::Corrupt(e.to_string()))?
                     }
-                    (Some(_), outcome) => {
+                    (Some(_), outcome, _) => {
                         let mut findings = vec![Finding::new(Rejection::DuplicateDifferent(plan.reference.clone()), &plan.reference_loc)
                             .with_value(plan.reference.clone())];
                         if let ItemOutcome::Reject(more) = outcome {
-                            findings.extend(more);
+                            findings.extend(more.iter().cloned());
                         }
                         let receipt = Receipt::rejected(&delivery_id, &plan.reference, &timestamp(at), &findings);
                         insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
                         receipt
                     }
-                    (None, ItemOutcome::Reject(findings)) => {
+                    (None, ItemOutcome::Reject(findings), missing) => {
+                        let findings: Vec<Finding> = findings.iter().cloned().chain(missing).collect();
                         let receipt = Receipt::rejected(&delivery_id, &plan.reference, &timestamp(at), &findings);
                         insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
                         receipt
                     }
-                    (None, ItemOutcome::Accept(booking)) => {
+                    (None, ItemOutcome::Accept(_), Some(missing)) => {
+                        let receipt = Receipt::rejected(&delivery_id, &plan.reference, &timestamp(at), &[missing]);
+                        insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
+                        receipt
+                    }
+                    (None, ItemOutcome::Accept(booking), None) => {
                         let mut receipt = Receipt::accepted(&delivery_id, &plan.reference, &timestamp(at));
                         // The receipt row comes first (the journal refers to it); its ErpReference is set
                         // once the journal id is known.
@@ -256,7 +256,7 @@ impl Db {
 
 /// Puts an alert for the rejected receipts of `set` into the outbox; nothing when all were accepted.
 fn enqueue_alert(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     record: &DeliveryRecord,
     set: &ReceiptSet,
     alert: Option<(&AlertTarget, chrono::Duration)>,
@@ -290,7 +290,7 @@ fn enqueue_alert(
     Ok(())
 }
 
-fn accepted_exists(conn: &mut SqliteConnection, integration: &str, sender: &str, reference: &str) -> Result<bool, StorageError> {
+fn accepted_exists(conn: &mut AnyConnection, integration: &str, sender: &str, reference: &str) -> Result<bool, StorageError> {
     let found: Option<String> = receipts::table
         .filter(receipts::integration.eq(integration))
         .filter(receipts::afsender_system.eq(sender))
@@ -303,7 +303,7 @@ fn accepted_exists(conn: &mut SqliteConnection, integration: &str, sender: &str,
 }
 
 fn insert_receipt(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     record: &DeliveryRecord,
     delivery_key: i32,
     content_hash: &str,
@@ -343,7 +343,7 @@ fn insert_receipt(
 
 /// Writes the import rows of one accepted finansbilag; returns the journal id.
 fn book(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     kvittering_id: &str,
     delivery_key: i32,
     sender: &str,
@@ -376,7 +376,7 @@ fn book(
                 erp_journal_lines::posting_id.eq(posting.id.value as i64),
                 erp_journal_lines::erp_account.eq(&mapped.account),
                 erp_journal_lines::erp_dimensions.eq(serde_json::Value::Object(dimensions).to_string()),
-                erp_journal_lines::amount.eq(posting.amount.value().to_string()),
+                erp_journal_lines::amount.eq(DbAmount(posting.amount.value())),
                 erp_journal_lines::debit_credit.eq(posting.side.code()),
                 erp_journal_lines::currency.eq(posting.currency.value.as_str()),
                 erp_journal_lines::posting_date.eq(posting.date.value),
@@ -401,7 +401,7 @@ fn book(
 
 /// Writes the import rows of one accepted claim, its parties and their master data; returns the claim id.
 fn book_claim(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     kvittering_id: &str,
     delivery_key: i32,
     sender: &str,
@@ -444,7 +444,7 @@ fn book_claim(
             erp_claims::fordring_id.eq(&f.fordring_id),
             erp_claims::src_fordringstype.eq(&f.claim_type.value),
             erp_claims::erp_claim_type.eq(&booking.claim_type.claim_type),
-            erp_claims::principal.eq(f.principal.value().to_string()),
+            erp_claims::principal.eq(DbAmount(f.principal.value())),
             erp_claims::currency.eq(f.currency.value.as_str()),
             erp_claims::description.eq(&f.description),
             erp_claims::period_from.eq(f.period_from.as_ref().map(|d| d.value)),
@@ -489,7 +489,7 @@ fn book_claim(
 /// The master-data row for a party as received: the existing one when nothing changed, else a new one, so
 /// that a CPR number is stored once per version of the party's name and address.
 fn debtor_data(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     kind: &str,
     identifier: &str,
     known: Option<&str>,

@@ -1,23 +1,37 @@
-//! Storage through diesel: the connection pool, migrations, and the writes of the pipeline.
+//! Storage through diesel, one code path for both backends: SQLite (the embedded default) and PostgreSQL
+//! (production, several adapter processes on one database). The connection pool, migrations per backend,
+//! the write transaction, and the amount type.
 
 pub mod alerts;
+pub mod amount;
 pub mod booking;
 pub mod schema;
 pub mod sortiment;
 
 use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ManageConnection, Pool, PooledConnection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend; every query in this module is written once, for both.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("database: {0}")]
-    Query(#[from] diesel::result::Error),
+    Query(#[from] DieselError),
     #[error("database connection: {0}")]
     Pool(#[from] diesel::r2d2::PoolError),
     #[error("database connection: {0}")]
@@ -28,53 +42,152 @@ pub enum StorageError {
     Corrupt(String),
 }
 
-pub type Conn = PooledConnection<ConnectionManager<SqliteConnection>>;
-
-#[derive(Debug)]
-struct SqlitePragmas {
-    busy_timeout_ms: u64,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
-    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        // WAL lets readers work beside the one writer; synchronous=FULL makes a commit durable before the
-        // receipt that depends on it is sent.
-        conn.batch_execute(&format!(
-            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-            self.busy_timeout_ms
-        ))
-        .map_err(diesel::r2d2::Error::QueryError)
+impl Backend {
+    /// `postgres://` or `postgresql://` is PostgreSQL; anything else is a SQLite file (`sqlite://` optional).
+    pub fn of(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
     }
 }
+
+/// Opens connections of the backend the URL names, never falling back to the other one (a PostgreSQL URL
+/// while the server is down must fail, not create a SQLite file of that name).
+#[derive(Debug)]
+pub struct Manager {
+    url: String,
+    backend: Backend,
+    /// SQLite: how long a writer waits for the lock. PostgreSQL: lock_timeout.
+    busy_timeout: Duration,
+}
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, Self::Error> {
+        let ms = self.busy_timeout.as_millis();
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = SqliteConnection::establish(&self.url).map_err(diesel::r2d2::Error::ConnectionError)?;
+                // WAL lets readers work beside the one writer; synchronous=FULL makes a commit durable before
+                // the receipt that depends on it is sent.
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {ms}; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+                ))
+                .map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::establish(&self.url).map_err(diesel::r2d2::Error::ConnectionError)?;
+                // A writer that cannot get its lock in time gives up, and the call is answered "try again later".
+                conn.batch_execute(&format!("SET lock_timeout = {ms}; SET TIME ZONE 'UTC';"))
+                    .map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(AnyConnection::Postgresql(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Self::Error> {
+        diesel::sql_query("SELECT 1").execute(conn).map(drop).map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        AnyConnection::is_broken_transaction_manager(conn)
+    }
+}
+
+pub type Conn = PooledConnection<Manager>;
 
 /// The database, shared by all requests.
 #[derive(Clone)]
 pub struct Db {
-    pool: Pool<ConnectionManager<SqliteConnection>>,
+    pool: Pool<Manager>,
+    pub backend: Backend,
 }
 
 impl Db {
-    /// Opens (creating if needed) the database and applies pending migrations.
+    /// Opens the database (a SQLite file is created if needed) and applies pending migrations.
     pub fn open(url: &str, pool_size: u32, busy_timeout: Duration) -> Result<Self, StorageError> {
-        let path = url.strip_prefix("sqlite://").unwrap_or(url);
-        if path.starts_with("postgres") {
-            return Err(StorageError::Connect("PostgreSQL is not supported by this build yet".into()));
-        }
-        if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StorageError::Connect(format!("{}: {e}", dir.display())))?;
-        }
+        let backend = Backend::of(url);
+        let url = match backend {
+            Backend::Sqlite => {
+                let path = url.strip_prefix("sqlite://").unwrap_or(url);
+                if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| StorageError::Connect(format!("{}: {e}", dir.display())))?;
+                }
+                path.to_string()
+            }
+            Backend::Postgres => url.to_string(),
+        };
         let pool = Pool::builder()
             .max_size(pool_size)
-            .connection_timeout(Duration::from_secs(10))
-            .connection_customizer(Box::new(SqlitePragmas { busy_timeout_ms: busy_timeout.as_millis() as u64 }))
-            .build(ConnectionManager::<SqliteConnection>::new(path))
+            // A call waits this long for a connection before it is answered with a SOAP Fault.
+            .connection_timeout(Duration::from_secs(5))
+            .build(Manager { url, backend, busy_timeout })
             .map_err(|e| StorageError::Connect(e.to_string()))?;
-        let db = Db { pool };
-        db.conn()?.run_pending_migrations(MIGRATIONS).map_err(|e| StorageError::Migration(e.to_string()))?;
+        let db = Db { pool, backend };
+        let mut conn = db.conn()?;
+        let migrations = match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        if backend == Backend::Postgres {
+            // Several processes may start at once; one migrates while the others wait.
+            diesel::sql_query("SELECT pg_advisory_lock(7714190590)").execute(&mut *conn)?;
+        }
+        let migrated = conn.run_pending_migrations(migrations).map(drop).map_err(|e| StorageError::Migration(e.to_string()));
+        if backend == Backend::Postgres {
+            diesel::sql_query("SELECT pg_advisory_unlock(7714190590)").execute(&mut *conn)?;
+        }
+        migrated?;
         Ok(db)
     }
 
     pub fn conn(&self) -> Result<Conn, StorageError> {
         Ok(self.pool.get()?)
+    }
+
+    /// Runs `work` in one transaction that may write. SQLite: `BEGIN IMMEDIATE`, so writers queue up before
+    /// they read what they decide on. PostgreSQL: the unique constraints decide between two processes doing
+    /// the same thing at once; the loser's transaction is rolled back and run again, and then sees the winner's
+    /// rows.
+    pub fn write<T>(&self, mut work: impl FnMut(&mut AnyConnection) -> Result<T, StorageError>) -> Result<T, StorageError> {
+        let mut conn = self.conn()?;
+        let conn: &mut AnyConnection = &mut conn;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match conn {
+                AnyConnection::Sqlite(inner) => AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?,
+                AnyConnection::Postgresql(_) => AnyConnection::begin_transaction(conn)?,
+            }
+            let outcome = work(conn).and_then(|value| AnyConnection::commit_transaction(conn).map(|_| value).map_err(StorageError::from));
+            match outcome {
+                Ok(value) => return Ok(value),
+                Err(error) => {
+                    // After a failed commit diesel has already rolled back; otherwise do it here.
+                    if AnyConnection::transaction_manager_status_mut(conn).transaction_depth().ok().flatten().is_some() {
+                        AnyConnection::rollback_transaction(conn)?;
+                    }
+                    let lost_race = matches!(
+                        error,
+                        StorageError::Query(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure, _))
+                    );
+                    if !(lost_race && tries < 5) {
+                        return Err(error);
+                    }
+                    tracing::debug!(tries, "another process wrote the same rows first; running the transaction again");
+                }
+            }
+        }
     }
 }

@@ -29,8 +29,7 @@ impl Db {
     /// Stores a parsed sortiment as a new version, unless it is the same as the one in force.
     pub fn save_sortiment(&self, source: &str, content: &str, senders: &[Sender]) -> Result<Loaded, StorageError> {
         let hash = hex::encode(Sha256::digest(content.as_bytes()));
-        let mut conn = self.conn()?;
-        conn.immediate_transaction(|conn| {
+        self.write(|conn| {
             let current: Option<(i32, String)> = sortiment_versions::table
                 .select((sortiment_versions::id, sortiment_versions::content_hash))
                 .order(sortiment_versions::id.desc())

@@ -157,11 +157,11 @@ fn an_alert_is_given_up_after_the_configured_tries_and_shows_as_failed() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fkoeko"))
         .current_dir(repo(""))
         .args(["alerts", "list", "--status", "failed"])
-        .env("FKOEKO_DATABASE__URL", &app.db_path)
+        .env("FKOEKO_DATABASE__URL", &app.db_url)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("failed") && stdout.contains(OWNER) && stdout.contains("1 alert(s)"), "{stdout}");
 }
 
@@ -187,18 +187,16 @@ fn two_processes_on_one_database_send_each_alert_once() {
 
 #[test]
 fn no_alert_without_its_rejection() {
-    use diesel::connection::SimpleConnection;
     let sink = SmtpSink::start();
     let app = TestApp::start_with(|c| {
         alerts_to(sink.port, 0)(c);
         c.database.busy_timeout_ms = 200;
     });
     let delivery = rejected("ROLLBACK-1");
-    let mut blocker = app.db();
-    blocker.batch_execute("BEGIN EXCLUSIVE").unwrap();
+    let blocker = app.lock_writes();
     let (status, _) = app.post(&delivery.soap11());
     assert_eq!(status, 500);
-    blocker.batch_execute("ROLLBACK").unwrap();
+    drop(blocker);
     // The rejection was never written, so neither was its alert.
     assert_eq!(app.count("SELECT count(*) AS n FROM alert_outbox"), 0);
     app.send(&delivery.soap11());

@@ -11,34 +11,25 @@ use common::claims::{Claim, ClaimDelivery};
 use common::delivery::{Bilag, Delivery};
 use common::*;
 
-fn fkoeko(dir: &std::path::Path) -> Command {
+/// The binary, on a database of the test's own (SQLite, or PostgreSQL in .ci/run's second pass).
+fn fkoeko(db_url: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_fkoeko"));
     command
         .current_dir(repo(""))
-        .env("FKOEKO_DATABASE__URL", dir.join("cli.db"))
+        .env("FKOEKO_DATABASE__URL", db_url)
         .env("FKOEKO_PATHS__SORTIMENT", repo("tests/fixtures/sortiment.toml"))
         .env_remove("FKOEKO_CONFIG")
         .env("RUST_LOG", "trace");
     command
 }
 
-fn count(dir: &std::path::Path, sql: &str) -> i64 {
-    use diesel::prelude::*;
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let mut conn = SqliteConnection::establish(&dir.join("cli.db").display().to_string()).unwrap();
-    diesel::sql_query(sql).get_result::<Count>(&mut conn).unwrap().n
-}
-
 #[test]
 fn validate_prints_the_receipt_and_books_nothing() {
     let dir = tempfile::tempdir().unwrap();
+    let db = new_database_url(dir.path());
     let good = dir.path().join("good.xml");
     std::fs::write(&good, Delivery::one("CLI-1").soap11()).unwrap();
-    let out = fkoeko(dir.path()).arg("validate").arg(&good).output().unwrap();
+    let out = fkoeko(&db).arg("validate").arg(&good).output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("<Status>Accepteret</Status>"), "{stdout}");
@@ -46,24 +37,24 @@ fn validate_prints_the_receipt_and_books_nothing() {
     // CPR numbers never appear in full, not even in trace logs.
     assert!(!stdout.contains("0101901234") && !stderr.contains("0101901234"), "{stderr}");
     assert!(stderr.contains("leverance_id="), "the delivery span carries its id: {stderr}");
-    assert_eq!(count(dir.path(), "SELECT count(*) AS n FROM erp_journal"), 0);
-    assert_eq!(count(dir.path(), "SELECT count(*) AS n FROM deliveries"), 0);
+    assert_eq!(count_in(&db, "SELECT count(*) AS n FROM erp_journal"), 0);
+    assert_eq!(count_in(&db, "SELECT count(*) AS n FROM deliveries"), 0);
 
     // A claim (SF1590_B) is recognised by its namespace.
     let claim = dir.path().join("claim.xml");
     std::fs::write(&claim, ClaimDelivery::one(Claim::repayment("CLI-F-1")).soap11()).unwrap();
-    let out = fkoeko(dir.path()).arg("validate").arg(&claim).output().unwrap();
+    let out = fkoeko(&db).arg("validate").arg(&claim).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("<Reference>CLI-F-1</Reference><Status>Accepteret</Status>"), "{stdout}");
-    assert_eq!(count(dir.path(), "SELECT count(*) AS n FROM erp_claims"), 0);
+    assert_eq!(count_in(&db, "SELECT count(*) AS n FROM erp_claims"), 0);
 
     let mut unbalanced = Bilag::balanced("CLI-2", "10.00");
     unbalanced.postings[1].amount = "9.00".into();
     let bad = dir.path().join("bad.xml");
     // A masse file: the same children under FinansbilagLeverance.
     std::fs::write(&bad, Delivery::new(vec![unbalanced]).body().replace("ModtagFinansbilag", "FinansbilagLeverance")).unwrap();
-    let out = fkoeko(dir.path()).arg("validate").arg(&bad).output().unwrap();
+    let out = fkoeko(&db).arg("validate").arg(&bad).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(stdout.contains("<Kode>REGEL_BALANCE</Kode>"), "{stdout}");
@@ -72,42 +63,44 @@ fn validate_prints_the_receipt_and_books_nothing() {
 #[test]
 fn sortiment_load_reports_file_and_line_and_keeps_history() {
     let dir = tempfile::tempdir().unwrap();
+    let db = new_database_url(dir.path());
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
         "[[afsender]]\nsystem = \"6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01\"\nnavn = \"KY\"\nmyndighed = \"29189847\"\ngyldig_fra = \"2024-01-01\"\nintegrationer = [\"SF1590_A\"]\n",
     )
     .unwrap();
-    let out = fkoeko(dir.path()).args(["sortiment", "load"]).arg(&bad).output().unwrap();
+    let out = fkoeko(&db).args(["sortiment", "load"]).arg(&bad).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains(&format!("{}:4: myndighed: CVR-nummeret består ikke modulus 11-kontrollen", bad.display())), "{stderr}");
     assert!(stderr.contains(&format!("{}:1: afsender", bad.display())), "{stderr}");
 
     let first = repo("tests/fixtures/sortiment.toml");
-    let out = fkoeko(dir.path()).args(["sortiment", "load"]).arg(&first).output().unwrap();
+    let out = fkoeko(&db).args(["sortiment", "load"]).arg(&first).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("loaded as sortiment version 1"));
-    let out = fkoeko(dir.path()).args(["sortiment", "load"]).arg(&first).output().unwrap();
+    let out = fkoeko(&db).args(["sortiment", "load"]).arg(&first).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing changed"));
     let second = dir.path().join("second.toml");
     let changed = std::fs::read_to_string(&first).unwrap().replace("KY (test)", "KY (omdøbt)");
     std::fs::write(&second, changed).unwrap();
-    let out = fkoeko(dir.path()).args(["sortiment", "load"]).arg(&second).output().unwrap();
+    let out = fkoeko(&db).args(["sortiment", "load"]).arg(&second).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("loaded as sortiment version 2"));
-    assert_eq!(count(dir.path(), "SELECT count(*) AS n FROM sortiment_versions"), 2);
-    assert_eq!(count(dir.path(), "SELECT count(*) AS n FROM sortiment_senders WHERE name = 'KY (test)' AND version_id = 1"), 1);
-    assert_eq!(count(dir.path(), "SELECT count(*) AS n FROM sortiment_senders WHERE name = 'KY (omdøbt)' AND version_id = 2"), 1);
+    assert_eq!(count_in(&db, "SELECT count(*) AS n FROM sortiment_versions"), 2);
+    assert_eq!(count_in(&db, "SELECT count(*) AS n FROM sortiment_senders WHERE name = 'KY (test)' AND version_id = 1"), 1);
+    assert_eq!(count_in(&db, "SELECT count(*) AS n FROM sortiment_senders WHERE name = 'KY (omdøbt)' AND version_id = 2"), 1);
 }
 
 /// `fkoeko serve` as a process, configured by a file and an environment variable that overrides it.
 #[test]
 fn serve_takes_a_config_file_and_environment_overrides() {
     let dir = tempfile::tempdir().unwrap();
+    let db = new_database_url(dir.path());
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = dir.path().join("fkoeko.toml");
     let mut file = std::fs::File::create(&config).unwrap();
     writeln!(file, "[server]\nlisten = \"127.0.0.1:1\"\n[log]\nformat = \"json\"").unwrap();
-    let mut child = fkoeko(dir.path())
+    let mut child = fkoeko(&db)
         .arg("--config")
         .arg(&config)
         .arg("serve")
@@ -134,5 +127,5 @@ fn serve_takes_a_config_file_and_environment_overrides() {
     let logs = String::from_utf8_lossy(&output.stderr);
     assert!(logs.lines().any(|l| l.starts_with('{') && l.contains("\"leverance_id\"")), "JSON logs with the delivery span: {logs}");
     assert!(!logs.contains("0101901234"));
-    assert_eq!(count(dir.path(), "SELECT count(*) AS n FROM erp_journal"), 1);
+    assert_eq!(count_in(&db, "SELECT count(*) AS n FROM erp_journal"), 1);
 }

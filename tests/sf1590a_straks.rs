@@ -352,16 +352,14 @@ fn fifty_parallel_sends_book_once() {
 
 #[test]
 fn database_unreachable_answers_a_fault_and_books_nothing() {
-    use diesel::connection::SimpleConnection;
     let app = TestApp::start_with(|c| c.database.busy_timeout_ms = 200);
     let delivery = Delivery::one("DB-DOWN");
     // Another process holds the database's write lock for longer than the service waits.
-    let mut blocker = app.db();
-    blocker.batch_execute("BEGIN EXCLUSIVE").unwrap();
+    let blocker = app.lock_writes();
     let (status, body) = app.post(&delivery.soap11());
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("<soap:Fault>") && body.contains("Prøv igen senere"), "{body}");
-    blocker.batch_execute("ROLLBACK").unwrap();
+    drop(blocker);
     assert_eq!(app.count("SELECT count(*) AS n FROM deliveries"), 0);
     assert_eq!(app.count("SELECT count(*) AS n FROM erp_journal"), 0);
     // Once the database is back, the retry is taken.

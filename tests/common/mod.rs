@@ -9,11 +9,13 @@ pub mod smtp;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use fkoeko_adapter::app::{spawn, RunningServer};
 use fkoeko_adapter::config::Config;
 use fkoeko_adapter::domain::receipt::ReceiptSet;
+use fkoeko_adapter::storage::{AnyConnection, Backend};
 
 pub const KY: &str = "6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01";
 pub const EXPIRED_SENDER: &str = "0b5e2f44-8c1d-4a7e-b3f6-9d2c7a1e5f02";
@@ -25,10 +27,65 @@ pub fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// Where the tests keep their databases: SQLite files, or, when TEST_POSTGRES_URL names a server
+/// (`postgres://user@host:port`, as .ci/run sets it for its second pass), a fresh PostgreSQL database per test.
+pub fn new_database_url(dir: &Path) -> String {
+    match std::env::var("TEST_POSTGRES_URL") {
+        Ok(server) if !server.is_empty() => {
+            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = diesel::pg::PgConnection::establish(&format!("{server}/postgres")).expect("the test PostgreSQL server answers");
+            admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+            format!("{server}/{name}")
+        }
+        _ => dir.join("fkoeko.db").display().to_string(),
+    }
+}
+
+/// A connection of the test's own to a test database, waiting (as the service does) for another writer.
+pub fn connect(url: &str) -> AnyConnection {
+    match Backend::of(url) {
+        Backend::Postgres => AnyConnection::Postgresql(diesel::pg::PgConnection::establish(url).unwrap()),
+        Backend::Sqlite => {
+            let mut conn = diesel::sqlite::SqliteConnection::establish(url).unwrap();
+            conn.batch_execute("PRAGMA busy_timeout = 10000").unwrap();
+            AnyConnection::Sqlite(conn)
+        }
+    }
+}
+
+pub fn count_in(url: &str, sql: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(sql).get_result::<Count>(&mut connect(url)).unwrap().n
+}
+
+/// Holds the database's write lock, as another process could, until dropped.
+pub struct WriteLock(AnyConnection);
+
+impl WriteLock {
+    pub fn take(url: &str) -> Self {
+        let mut conn = connect(url);
+        match &mut conn {
+            AnyConnection::Sqlite(c) => c.batch_execute("BEGIN EXCLUSIVE").unwrap(),
+            AnyConnection::Postgresql(c) => c.batch_execute("BEGIN; LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE").unwrap(),
+        }
+        WriteLock(conn)
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        let _ = self.0.batch_execute("ROLLBACK");
+    }
+}
+
 pub struct TestApp {
     pub server: Option<RunningServer>,
     pub dir: tempfile::TempDir,
-    pub db_path: PathBuf,
+    pub db_url: String,
     pub config: Config,
 }
 
@@ -39,20 +96,20 @@ impl TestApp {
 
     pub fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let db_path = dir.path().join("fkoeko.db");
-        Self::start_on(dir, db_path, adjust)
+        let db_url = new_database_url(dir.path());
+        Self::start_on(dir, db_url, adjust)
     }
 
     /// A second instance on the same database, as a second adapter process would be.
     pub fn start_beside(other: &TestApp, adjust: impl FnOnce(&mut Config)) -> Self {
-        Self::start_on(tempfile::tempdir().unwrap(), other.db_path.clone(), adjust)
+        Self::start_on(tempfile::tempdir().unwrap(), other.db_url.clone(), adjust)
     }
 
-    fn start_on(dir: tempfile::TempDir, db_path: PathBuf, adjust: impl FnOnce(&mut Config)) -> Self {
+    fn start_on(dir: tempfile::TempDir, db_url: String, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".into();
         config.server.workers = 2;
-        config.database.url = db_path.display().to_string();
+        config.database.url = db_url.clone();
         config.paths.schemas = repo("schemas");
         config.paths.mappings = repo("mappings");
         config.paths.sortiment = repo("tests/fixtures/sortiment.toml");
@@ -60,7 +117,7 @@ impl TestApp {
         config.alerts.enabled = false;
         adjust(&mut config);
         let server = spawn(&config).expect("server starts");
-        TestApp { server: Some(server), dir, db_path, config }
+        TestApp { server: Some(server), dir, db_url, config }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -117,26 +174,28 @@ impl TestApp {
         self.db().batch_execute(sql).unwrap();
     }
 
-    /// A connection of the test's own, waiting (like the service does) while another writer holds the lock.
-    pub fn db(&self) -> SqliteConnection {
-        use diesel::connection::SimpleConnection;
-        let mut conn = SqliteConnection::establish(&self.db_path.display().to_string()).unwrap();
-        conn.batch_execute("PRAGMA busy_timeout = 10000").unwrap();
-        conn
+    pub fn db(&self) -> AnyConnection {
+        connect(&self.db_url)
     }
 
     pub fn count(&self, sql: &str) -> i64 {
-        #[derive(QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        diesel::sql_query(sql).get_result::<Count>(&mut self.db()).unwrap().n
+        count_in(&self.db_url, sql)
+    }
+
+    /// Holds the write lock of the app's database until dropped.
+    pub fn lock_writes(&self) -> WriteLock {
+        WriteLock::take(&self.db_url)
     }
 
     /// Rows of text (NULL as None), for asserting what landed in a table.
     pub fn rows(&self, sql: &str, columns: usize) -> Vec<Vec<Option<String>>> {
-        // Each column is selected as text through json_array, so one row type serves every query.
+        // Each row is selected as one JSON array (SQLite's json_array; PostgreSQL's json_build_array, as text),
+        // so one row type serves every query.
+        let sql = match Backend::of(&self.db_url) {
+            Backend::Sqlite => sql.to_string(),
+            Backend::Postgres => sql.replace("json_array(", "json_build_array(").replace(") AS row", ")::text AS row"),
+        };
+        let sql = sql.as_str();
         #[derive(QueryableByName)]
         struct Row {
             #[diesel(sql_type = Nullable<Text>)]

@@ -1,0 +1,270 @@
+//! PostgreSQL in production: several adapter processes on one database, PostgreSQL going away and coming back,
+//! and the two backends' migrations kept in step. Run by .ci/run's PostgreSQL pass (`--include-ignored` with
+//! TEST_POSTGRES_URL set); the PostgreSQL-restart test starts a cluster of its own.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::delivery::{Bilag, Delivery};
+use common::*;
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+
+fn postgres_server() -> String {
+    std::env::var("TEST_POSTGRES_URL").expect("TEST_POSTGRES_URL names a PostgreSQL server (.ci/run starts one)")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `fkoeko serve` as a child process.
+struct ServeProcess {
+    child: Child,
+    base: String,
+}
+
+impl ServeProcess {
+    fn start(db_url: &str) -> Self {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_fkoeko"))
+            .current_dir(repo(""))
+            .arg("serve")
+            .env("FKOEKO_DATABASE__URL", db_url)
+            .env("FKOEKO_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("FKOEKO_PATHS__SORTIMENT", repo("tests/fixtures/sortiment.toml"))
+            .env("FKOEKO_ALERTS__ENABLED", "false")
+            .env("FKOEKO_DATABASE__BUSY_TIMEOUT_MS", "2000")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ureq::get(&format!("{base}/sf1590a?wsdl")).call().is_err() {
+            assert!(Instant::now() < deadline, "fkoeko serve did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ServeProcess { child, base }
+    }
+
+    /// (HTTP status, body); a connection error counts as status 0.
+    fn post(&self, body: &str) -> (u16, String) {
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
+        match agent.post(&format!("{}/sf1590a", self.base)).set("Content-Type", "text/xml").send_string(body) {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+            Err(_) => (0, String::new()),
+        }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: .ci/run's PostgreSQL pass"]
+fn two_processes_on_one_database_book_each_finansbilag_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_database_url(dir.path());
+    assert!(db.starts_with("postgres://"), "TEST_POSTGRES_URL must be set");
+    let (one, two) = (ServeProcess::start(&db), ServeProcess::start(&db));
+    // Thirty finansbilag, each sent to both processes at once, twice over: in the same delivery and in a delivery
+    // of its own per process.
+    let deliveries: Vec<Delivery> = (0..30).map(|n| Delivery::one(&format!("TWO-PROC-{n}"))).collect();
+    let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for d in &deliveries {
+            for server in [&one, &two] {
+                let same = d.soap11();
+                let own = Delivery::new(d.bilag.clone()).soap11();
+                handles.push(s.spawn(move || server.post(&same)));
+                handles.push(s.spawn(move || server.post(&own)));
+            }
+        }
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(parse_receipts(body).receipts[0].status, fkoeko_adapter::domain::receipt::Status::Accepteret, "{body}");
+    }
+    assert_eq!(count_in(&db, "SELECT count(*) AS n FROM erp_journal"), 30);
+    assert_eq!(count_in(&db, "SELECT count(DISTINCT bilag_id) AS n FROM erp_journal"), 30);
+    assert_eq!(count_in(&db, "SELECT count(*) AS n FROM erp_journal_lines"), 60);
+    assert_eq!(count_in(&db, "SELECT count(*) AS n FROM receipts"), 30);
+    // Each delivery sent to both processes is recorded once; the others once each.
+    assert_eq!(count_in(&db, "SELECT count(*) AS n FROM deliveries"), 30 + 60);
+}
+
+/// A PostgreSQL cluster of the test's own, so it can be stopped and started.
+struct Cluster {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    let dir = std::fs::read_dir("/usr/lib/postgresql").expect("PostgreSQL is installed").filter_map(|e| e.ok()).map(|e| e.path()).max().unwrap();
+    dir.join("bin").join(name)
+}
+
+fn as_postgres(program: &Path) -> Command {
+    // PostgreSQL refuses to run as root; on CI (root) it runs as the postgres user.
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let mut command = if root { Command::new("runuser") } else { Command::new(program) };
+    if root {
+        command.args(["-u", "postgres", "--"]).arg(program);
+    }
+    command
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let _ = Command::new("chown").arg("postgres").arg(dir.path()).status();
+        let status = as_postgres(&pg_bin("initdb"))
+            .args(["-A", "trust", "-U", "fkoeko", "-D"])
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "initdb");
+        let cluster = Cluster { dir, port: free_port() };
+        cluster.pg_ctl("start");
+        cluster
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let mut command = as_postgres(&pg_bin("pg_ctl"));
+        command.arg("-D").arg(self.dir.path().join("data")).arg("-w").arg("-l").arg(self.dir.path().join("log"));
+        if action == "start" {
+            command.arg("-o").arg(format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.path().display()));
+        } else {
+            command.args(["-m", "immediate"]);
+        }
+        let status = command.arg(action).stdout(Stdio::null()).status().unwrap();
+        assert!(status.success(), "pg_ctl {action}");
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://fkoeko@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = as_postgres(&pg_bin("pg_ctl")).arg("-D").arg(self.dir.path().join("data")).args(["-m", "immediate", "stop"]).status();
+    }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: .ci/run's PostgreSQL pass"]
+fn postgres_going_away_and_coming_back() {
+    let cluster = Cluster::start();
+    let server = ServeProcess::start(&cluster.url());
+    let load = std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            let mut results = Vec::new();
+            let started = Instant::now();
+            let mut n = 0;
+            // Calls for a while: before, during and after PostgreSQL is away.
+            while started.elapsed() < Duration::from_secs(12) {
+                let delivery = Delivery::new(vec![Bilag::balanced(&format!("PG-DOWN-{n}"), "12.00")]);
+                let (status, body) = server.post(&delivery.soap11());
+                results.push((delivery, status, body));
+                n += 1;
+            }
+            results
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        cluster.pg_ctl("stop");
+        std::thread::sleep(Duration::from_secs(3));
+        cluster.pg_ctl("start");
+        load.join().unwrap()
+    });
+    let (mut accepted, mut faults) = (Vec::new(), Vec::new());
+    for (delivery, status, body) in &load {
+        match status {
+            200 => {
+                let receipt = &parse_receipts(body).receipts[0];
+                assert_eq!(receipt.status, fkoeko_adapter::domain::receipt::Status::Accepteret, "{body}");
+                accepted.push(delivery);
+            }
+            500 => {
+                assert!(body.contains("<soap:Fault>"), "{body}");
+                faults.push(delivery);
+            }
+            other => panic!("a call got neither a receipt nor a SOAP Fault: {other} {body}"),
+        }
+    }
+    assert!(!faults.is_empty(), "PostgreSQL was away during the load, so some calls were answered with a fault");
+    assert!(accepted.len() > faults.len(), "calls succeeded before and after");
+    let url = cluster.url();
+    let journal = |bilag: &str| count_in(&url, &format!("SELECT count(*) AS n FROM erp_journal WHERE bilag_id = '{bilag}'"));
+    for delivery in &accepted {
+        assert_eq!(journal(&delivery.bilag[0].id), 1, "an accepted finansbilag is in the import tables once");
+    }
+    // A call answered with a fault is sent again, as a sender would: now it is accepted, and booked once.
+    for delivery in &faults {
+        let (status, body) = server.post(&delivery.soap11());
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(journal(&delivery.bilag[0].id), 1);
+    }
+    assert_eq!(count_in(&url, "SELECT count(*) AS n FROM erp_journal"), load.len() as i64);
+    // No half-written deliveries: every delivery row has its receipts.
+    assert_eq!(count_in(&url, "SELECT count(*) AS n FROM deliveries d WHERE NOT EXISTS (SELECT 1 FROM receipts r WHERE r.delivery_id = d.id)"), 0);
+}
+
+fn columns(url: &str, sql: &str) -> BTreeSet<String> {
+    #[derive(QueryableByName)]
+    struct Column {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    diesel::sql_query(sql).load::<Column>(&mut connect(url)).unwrap().into_iter().map(|c| c.name).collect()
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: .ci/run's PostgreSQL pass"]
+fn both_backends_have_the_same_tables_and_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("parity.db").display().to_string();
+    let postgres = format!("{}/parity_{}", postgres_server(), uuid::Uuid::new_v4().simple());
+    {
+        use diesel::connection::SimpleConnection;
+        let name = postgres.rsplit('/').next().unwrap();
+        diesel::pg::PgConnection::establish(&format!("{}/postgres", postgres_server())).unwrap().batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    }
+    for url in [&sqlite, &postgres] {
+        fkoeko_adapter::storage::Db::open(url, 1, Duration::from_secs(1)).unwrap();
+    }
+    let on_sqlite = columns(
+        &sqlite,
+        "SELECT m.name || '.' || p.name AS name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '__diesel%'",
+    );
+    let on_postgres = columns(
+        &postgres,
+        "SELECT table_name || '.' || column_name AS name FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name NOT LIKE '__diesel%'",
+    );
+    assert!(on_sqlite.len() > 100);
+    assert_eq!(on_sqlite, on_postgres);
+}
+
+#[test]
+fn both_backends_have_the_same_migrations() {
+    let names = |backend: &str| -> BTreeSet<String> {
+        std::fs::read_dir(repo(&format!("migrations/{backend}"))).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+    };
+    assert_eq!(names("sqlite"), names("postgres"));
+}

@@ -69,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     crate::telemetry::init(&config.log);
     match cli.command {
         Command::Serve => {
+            crate::http::check_transport(&config)?;
             let pipeline = build(&config)?;
             let alerts = start_alerts(&pipeline, &config)?;
             let listener = TcpListener::bind(&config.server.listen).with_context(|| format!("binding {}", config.server.listen))?;
@@ -104,7 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let pipeline = build(&config)?;
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let (transport, integration) = Transport::detect(&bytes);
-            let processed = pipeline.process(&bytes, integration, transport, Mode::DryRun)?;
+            let processed = pipeline.process(&bytes, integration, transport, None, Mode::DryRun)?;
             println!("{}", processed.receipts.to_xml());
             Ok(if processed.receipts.rejected() == 0 { 0 } else { 2 })
         }
@@ -174,6 +175,10 @@ impl RunningServer {
         format!("http://{}{path}", self.addr)
     }
 
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr)
+    }
+
     pub fn stop(mut self) {
         if let Some(alerts) = self.alerts.take() {
             alerts.stop();
@@ -187,6 +192,7 @@ impl RunningServer {
 
 /// Starts the service on the configured address (port 0 picks a free one).
 pub fn spawn(config: &Config) -> anyhow::Result<RunningServer> {
+    crate::http::check_transport(config)?;
     let pipeline = build(config)?;
     let listener = TcpListener::bind(&config.server.listen)?;
     let addr = listener.local_addr()?;

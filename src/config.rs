@@ -17,6 +17,21 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub alerts: AlertsConfig,
+    pub tls: TlsConfig,
+}
+
+/// HTTPS with rustls, and mutual TLS when client CAs are given.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub enabled: bool,
+    /// PEM: the server's certificate chain and its private key. Read again when changed.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// PEM files of the CAs whose client certificates are let in; empty: no client certificate asked for.
+    pub client_ca: Vec<PathBuf>,
+    /// Client certificates let in, by "sha256:<hex>" fingerprint or subject; empty: any from the CAs.
+    pub allowed_clients: Vec<String>,
 }
 
 /// Rejection alerts by email.
@@ -67,6 +82,15 @@ pub enum SmtpSecurity {
 pub struct ServerConfig {
     pub listen: String,
     pub workers: usize,
+    /// Plain HTTP on an address other than loopback only when this says so.
+    pub allow_plain_http: bool,
+    /// Calls processed at once; more are answered 503 with Retry-After.
+    pub max_concurrent_requests: usize,
+    /// Open connections per worker.
+    pub max_connections: usize,
+    /// Time to receive a request's head, and then its whole body.
+    pub request_head_timeout_secs: u64,
+    pub request_body_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,7 +151,15 @@ pub enum LogFormat {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            server: ServerConfig { listen: "127.0.0.1:8080".into(), workers: 4 },
+            server: ServerConfig {
+                listen: "127.0.0.1:8080".into(),
+                workers: 4,
+                allow_plain_http: false,
+                max_concurrent_requests: 64,
+                max_connections: 1024,
+                request_head_timeout_secs: 5,
+                request_body_timeout_secs: 60,
+            },
             database: DatabaseConfig { url: "data/fkoeko.db".into(), pool_size: 8, busy_timeout_ms: 5000 },
             installation: InstallationConfig {
                 myndighed: "29189846".into(),
@@ -151,6 +183,7 @@ impl Default for Config {
                 max_posteringer_per_bilag: 10_000,
             },
             log: LogConfig { format: LogFormat::Text, filter: "info".into() },
+            tls: TlsConfig::default(),
             alerts: AlertsConfig {
                 enabled: true,
                 from: "fkoeko@localhost".into(),

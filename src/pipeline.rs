@@ -16,7 +16,7 @@ use crate::domain::mapping::{Mapped, MappingSet};
 use crate::domain::receipt::ReceiptSet;
 use crate::domain::rejection::{Finding, Loc, Rejection};
 use crate::domain::rules::{check_finansbilag, RuleSettings};
-use crate::domain::sortiment::{Integration, Sender, Sortiment};
+use crate::domain::sortiment::{CallerCertificate, Integration, Sender, Sortiment};
 use crate::domain::values::{Cvr, Valuta};
 use crate::storage::booking::{preview, Booking, ClaimBooking, DeliveryRecord, FinansBooking, ItemOutcome, ItemPlan};
 use crate::storage::{Db, StorageError};
@@ -193,7 +193,14 @@ impl Pipeline {
     }
 
     /// Processes one delivery. Business errors become receipts; only technical failures are errors.
-    pub fn process(&self, bytes: &[u8], integration: Integration, transport: Transport, mode: Mode) -> Result<Processed, TechnicalError> {
+    pub fn process(
+        &self,
+        bytes: &[u8],
+        integration: Integration,
+        transport: Transport,
+        caller: Option<&CallerCertificate>,
+        mode: Mode,
+    ) -> Result<Processed, TechnicalError> {
         let spec = WireSpec::of(integration);
         let span = info_span!("delivery", integration = integration.as_str(), transport = transport.as_str(),
             leverance_id = field::Empty, afsender = field::Empty);
@@ -284,7 +291,7 @@ impl Pipeline {
         record.sortiment_version = Some(sortiment.version);
         let today = Utc::now().date_naive();
         let sender = match &header {
-            Some(header) => self.check_delivery(header, &context, &sortiment, integration, today, &mut delivery_findings),
+            Some(header) => self.check_delivery(header, &context, caller, &sortiment, integration, today, &mut delivery_findings),
             None => None,
         };
         record.authority = header.as_ref().map(|h| h.authority.value.clone());
@@ -390,6 +397,7 @@ impl Pipeline {
         &self,
         header: &crate::domain::finans::DeliveryHeader,
         context: &CallContext,
+        caller: Option<&CallerCertificate>,
         sortiment: &'s Sortiment,
         integration: Integration,
         today: NaiveDate,
@@ -412,7 +420,17 @@ impl Pipeline {
             }
         }
         match sortiment.admit(&header.sender.value, integration, today) {
-            Ok(sender) => Some(sender),
+            Ok(sender) => {
+                // A sender that connects directly may be pinned to its certificates; a call without one of
+                // them (or without TLS at all) is not from that sender.
+                if !sender.certificates.is_empty() && !caller.is_some_and(|c| c.is_in(&sender.certificates)) {
+                    let shown = caller.map_or("intet certifikat".to_string(), |c| format!("{}, {}", c.subject, c.fingerprint));
+                    tracing::warn!(caller = %shown, "client certificate not pinned for this sender; rejected");
+                    findings.push(Finding::new(Rejection::CertificateNotForSender(shown), &header.sender.loc)
+                        .with_value(header.sender.value.to_string()));
+                }
+                Some(sender)
+            }
             Err(rejection) => {
                 findings.push(Finding::new(rejection, &header.sender.loc).with_value(header.sender.value.to_string()));
                 None
@@ -561,4 +579,58 @@ fn place_schema_issues(spec: &WireSpec, body: &Element, issues: &[schema::Schema
         }
     }
     (delivery, per_item)
+}
+
+/// The steps of `Pipeline::process` that need no database, for both integrations and both framings: the
+/// guarded reader, the SOAP envelope, libxml2's schema check and the wire model. Returns every finding. Used by
+/// the fuzz target (fuzz/), which holds this path to: no panic, no hang, bounded memory, on any bytes.
+pub fn read_offline(bytes: &[u8], schema_dir: &std::path::Path) -> Vec<Finding> {
+    let limits = XmlLimits::default();
+    let text = match tree::decode_utf8(bytes) {
+        Ok(text) => text,
+        Err(finding) => return vec![finding],
+    };
+    let document = match tree::read_document(text, &limits) {
+        Ok(root) => root,
+        Err(finding) => return vec![finding],
+    };
+    let (body, in_soap) = match soap::open(&document) {
+        Ok(envelope) => (envelope.body, true),
+        Err(_) => (&document, false),
+    };
+    let mut findings = Vec::new();
+    for integration in [Integration::Sf1590A, Integration::Sf1590B] {
+        let spec = WireSpec::of(integration);
+        if body.ns.as_deref() != Some(spec.namespace) {
+            continue;
+        }
+        match schema::validate(&schema_dir.join(spec.schema), text, in_soap) {
+            Ok(issues) => {
+                let items = body.children_named(spec.item).count();
+                let (delivery, per_item) = place_schema_issues(spec, body, &issues, items);
+                findings.extend(delivery);
+                findings.extend(per_item.into_iter().flatten());
+            }
+            Err(_) => continue,
+        }
+        wire::read_header(body, &mut findings);
+        let root_path = format!("/{}", body.name);
+        for (i, item) in body.children_named(spec.item).enumerate() {
+            let path = format!("{root_path}/{}[{}]", spec.item, i + 1);
+            match integration {
+                Integration::Sf1590A => {
+                    if let Some(bilag) = sf1590a::read_finansbilag(item, i + 1, path, &mut findings) {
+                        let settings = RuleSettings { open_periods: Vec::new(), currencies: vec![Valuta::dkk()] };
+                        findings.extend(check_finansbilag(&bilag, &settings, Utc::now().date_naive()));
+                    }
+                }
+                Integration::Sf1590B => {
+                    if let Some(fordring) = sf1590b::read_fordring(item, i + 1, path, &mut findings) {
+                        findings.extend(check_fordring(&fordring, None, &[Valuta::dkk()]));
+                    }
+                }
+            }
+        }
+    }
+    findings
 }

@@ -85,6 +85,8 @@ pub enum Rejection {
     UnknownSender,
     #[error("Afsendersystemet må ikke levere til {0} efter sortimentet.")]
     SenderNotForIntegration(&'static str),
+    #[error("Kaldets klientcertifikat ({0}) er ikke et af dem, sortimentet tillader for afsendersystemet.")]
+    CertificateNotForSender(String),
     #[error("Afsendersystemet i Serviceplatformens kald ({0}) er ikke det samme som AfsenderSystem i leverancen.")]
     SenderContextMismatch(String),
     #[error("Afsendersystemets sortiment er ikke gyldigt den {0} (gyldigt {1}). Kontakt kommunen.")]
@@ -134,7 +136,8 @@ impl Rejection {
             Rejection::TooLarge(_) => Code::FormatStoerrelse,
             Rejection::UnknownSender
             | Rejection::SenderNotForIntegration(_)
-            | Rejection::SenderContextMismatch(_) => Code::AfsenderUkendt,
+            | Rejection::SenderContextMismatch(_)
+            | Rejection::CertificateNotForSender(_) => Code::AfsenderUkendt,
             Rejection::SenderInactive(..) => Code::AfsenderIkkeAktiv,
             Rejection::WrongAuthority(..) => Code::MyndighedForkert,
             Rejection::KonteringOutsideSortiment { .. } => Code::SortimentKontering,

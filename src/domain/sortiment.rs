@@ -44,6 +44,31 @@ impl fmt::Display for Integration {
     }
 }
 
+/// The client certificate a call came with, by the names allowlists and sortiment pins use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerCertificate {
+    /// "sha256:" and the hex SHA-256 of the certificate (DER).
+    pub fingerprint: String,
+    /// The subject as RFC 4514-like text, e.g. "CN=SP_PROD_Callback, O=KOMBIT".
+    pub subject: String,
+}
+
+impl CallerCertificate {
+    /// Whether a list of fingerprints and subjects names this certificate.
+    pub fn is_in(&self, names: &[String]) -> bool {
+        names.iter().any(|name| {
+            let name = name.trim();
+            match name.strip_prefix("sha256:") {
+                Some(hex) => {
+                    let wanted: String = hex.chars().filter(|c| *c != ':').collect::<String>().to_lowercase();
+                    self.fingerprint.strip_prefix("sha256:") == Some(wanted.as_str())
+                }
+                None => name == self.subject,
+            }
+        })
+    }
+}
+
 /// Glob patterns (`*` any run, `?` one character) over Funktion, Dranst and Art.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KonteringPattern {

@@ -1,8 +1,12 @@
 //! HTTP transport: SOAP over HTTP for straks deliveries (SF1590_A at /sf1590a, SF1590_B at /sf1590b), the WSDL and the schemas it refers to.
 
+pub mod tls;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
@@ -11,7 +15,7 @@ use futures_util::StreamExt;
 
 use crate::config::Config;
 use crate::domain::rejection::Rejection;
-use crate::domain::sortiment::Integration;
+use crate::domain::sortiment::{CallerCertificate, Integration};
 use crate::pipeline::{Mode, Pipeline, Transport};
 use crate::wire::WireSpec;
 use crate::xml::soap::{self, SoapVersion};
@@ -20,13 +24,48 @@ struct State {
     pipeline: Arc<Pipeline>,
     schema_dir: PathBuf,
     max_body: usize,
+    body_timeout: Duration,
+    /// Client certificates let in beyond the TLS handshake; empty: any the CAs issued.
+    allowed_clients: Vec<String>,
+    /// Whether clients must show a certificate (mutual TLS).
+    mutual_tls: bool,
+    in_flight: AtomicUsize,
+    max_in_flight: usize,
+}
+
+/// Counts a call as in flight while it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Plain HTTP only on loopback, or where the configuration says so explicitly. Checked before binding.
+pub fn check_transport(config: &Config) -> anyhow::Result<()> {
+    let loopback = config.server.listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback())
+        || config.server.listen.starts_with("localhost:");
+    if !config.tls.enabled && !loopback && !config.server.allow_plain_http {
+        anyhow::bail!(
+            "refusing plain HTTP on {}: configure [tls], or set server.allow_plain_http = true if a proxy in front terminates TLS",
+            config.server.listen
+        );
+    }
+    Ok(())
 }
 
 pub fn server(pipeline: Arc<Pipeline>, listener: TcpListener, config: &Config) -> anyhow::Result<actix_web::dev::Server> {
+    check_transport(config)?;
     let state = web::Data::new(State {
         pipeline,
         schema_dir: config.paths.schemas.clone(),
         max_body: config.limits.max_body_bytes,
+        body_timeout: Duration::from_secs(config.server.request_body_timeout_secs),
+        allowed_clients: config.tls.allowed_clients.clone(),
+        mutual_tls: config.tls.enabled && !config.tls.client_ca.is_empty(),
+        in_flight: AtomicUsize::new(0),
+        max_in_flight: config.server.max_concurrent_requests,
     });
     let server = HttpServer::new(move || {
         App::new()
@@ -38,9 +77,15 @@ pub fn server(pipeline: Arc<Pipeline>, listener: TcpListener, config: &Config) -
             .route("/schemas/{name}", web::get().to(schema_file))
     })
     .workers(config.server.workers.max(1))
-    .listen(listener)?
-    .run();
-    Ok(server)
+    .max_connections(config.server.max_connections)
+    .client_request_timeout(Duration::from_secs(config.server.request_head_timeout_secs))
+    .on_connect(tls::on_connect);
+    let server = if config.tls.enabled {
+        server.listen_rustls_0_23(listener, tls::server_config(&config.tls)?)?
+    } else {
+        server.listen(listener)?
+    };
+    Ok(server.run())
 }
 
 /// The address clients reached us on, so the WSDL points back at it.
@@ -85,32 +130,77 @@ fn soap_response(status: StatusCode, version: SoapVersion, body: String) -> Http
     HttpResponse::build(status).insert_header((header::CONTENT_TYPE, version.content_type())).body(body)
 }
 
+/// The caller's certificate, if it is let in: with mutual TLS, on the allowlist (when there is one).
+fn admitted_caller(req: &HttpRequest, state: &State) -> Result<Option<CallerCertificate>, HttpResponse> {
+    let caller = req.conn_data::<CallerCertificate>().cloned();
+    if !state.mutual_tls || state.allowed_clients.is_empty() {
+        return Ok(caller);
+    }
+    match caller {
+        Some(c) if c.is_in(&state.allowed_clients) => Ok(Some(c)),
+        other => {
+            let shown = other.map_or("none".to_string(), |c| format!("{} ({})", c.subject, c.fingerprint));
+            tracing::warn!(certificate = %shown, peer = ?req.peer_addr(), "client certificate not on the allowlist; refused");
+            Err(HttpResponse::Forbidden().body("Klientcertifikatet er ikke på listen over tilladte kaldere.\n"))
+        }
+    }
+}
+
+enum Body {
+    Read(web::BytesMut),
+    TooLarge,
+}
+
+/// Reads the body up to the size limit, and no further.
+async fn read_body(req: &HttpRequest, payload: &mut web::Payload, max: usize) -> Result<Body, actix_web::error::PayloadError> {
+    // A declared length over the limit is refused before a byte of the body is read.
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Ok(Body::TooLarge);
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > max {
+            return Ok(Body::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Body::Read(body))
+}
+
 async fn receive(req: HttpRequest, mut payload: web::Payload, state: web::Data<State>, integration: Integration) -> HttpResponse {
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let hinted = SoapVersion::from_content_type(content_type);
-    let mut body = web::BytesMut::new();
-    let mut too_large = false;
-    while let Some(chunk) = payload.next().await {
-        match chunk {
-            Ok(chunk) if body.len() + chunk.len() > state.max_body => {
-                too_large = true;
-                break;
-            }
-            Ok(chunk) => body.extend_from_slice(&chunk),
-            Err(e) => {
-                tracing::warn!(error = %e, "request body could not be read");
-                return HttpResponse::BadRequest().finish();
-            }
-        }
+    let caller = match admitted_caller(&req, &state) {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    if state.in_flight.fetch_add(1, Ordering::SeqCst) >= state.max_in_flight {
+        state.in_flight.fetch_sub(1, Ordering::SeqCst);
+        tracing::warn!(limit = state.max_in_flight, "too many calls at once; answered 503");
+        return HttpResponse::ServiceUnavailable().insert_header((header::RETRY_AFTER, "5")).finish();
     }
+    let _in_flight = InFlight(&state.in_flight);
+    let body = match actix_web::rt::time::timeout(state.body_timeout, read_body(&req, &mut payload, state.max_body)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "request body could not be read");
+            return HttpResponse::BadRequest().finish();
+        }
+        Err(_) => {
+            tracing::warn!(secs = state.body_timeout.as_secs(), "request body not received in time; answered 408");
+            return HttpResponse::RequestTimeout().insert_header((header::CONNECTION, "close")).finish();
+        }
+    };
+    let too_large = matches!(body, Body::TooLarge);
     let pipeline = state.pipeline.clone();
     let max_body = state.max_body;
-    let result = web::block(move || {
-        if too_large {
+    let result = web::block(move || match body {
+        Body::TooLarge => {
             pipeline.reject_unread(Rejection::TooLarge(format!("kaldet er større end {max_body} bytes")), integration, Transport::Straks)
-        } else {
-            pipeline.process(&body, integration, Transport::Straks, Mode::Book)
         }
+        Body::Read(body) => pipeline.process(&body, integration, Transport::Straks, caller.as_ref(), Mode::Book),
     })
     .await;
     let mut response = match result {

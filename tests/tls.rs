@@ -1,0 +1,215 @@
+//! HTTPS and mutual TLS with real certificates made in the test (rcgen), curl as the client.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::delivery::Delivery;
+use common::*;
+use fkoeko_adapter::app::{spawn, RunningServer};
+use fkoeko_adapter::config::Config;
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Ca { cert, key }
+    }
+
+    /// A certificate for a server (127.0.0.1) or a client, written as PEM files `name.pem` and `name.key`.
+    fn issue(&self, dir: &Path, name: &str, server: bool, expired: bool) -> Issued {
+        let mut params = CertificateParams::new(if server { vec!["127.0.0.1".to_string(), "localhost".to_string()] } else { Vec::new() }).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages =
+            vec![if server { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let (pem, key_file) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+        std::fs::write(&pem, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let fingerprint = fkoeko_adapter::http::tls::caller_certificate(cert.der()).fingerprint;
+        Issued { pem, key: key_file, fingerprint }
+    }
+
+    fn write(&self, path: &Path) {
+        std::fs::write(path, self.cert.pem()).unwrap();
+    }
+}
+
+struct Issued {
+    pem: PathBuf,
+    key: PathBuf,
+    fingerprint: String,
+}
+
+/// curl's exit code, the HTTP status and the body.
+fn curl(url: &str, ca: &Path, client: Option<&Issued>, body: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (request, response) = (dir.path().join("request.xml"), dir.path().join("response.xml"));
+    std::fs::write(&request, body).unwrap();
+    let mut command = Command::new("curl");
+    command.args(["-sS", "--max-time", "20", "-H", "Content-Type: text/xml", "-o"]).arg(&response).args(["-w", "%{http_code}", "--cacert"]).arg(ca);
+    if let Some(client) = client {
+        command.arg("--cert").arg(&client.pem).arg("--key").arg(&client.key);
+    }
+    let out = command.arg("--data-binary").arg(format!("@{}", request.display())).arg(url).output().expect("curl is installed");
+    let body = std::fs::read_to_string(&response).unwrap_or_default();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), body)
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    server: RunningServer,
+    /// What clients trust for the server.
+    ca_file: PathBuf,
+    server_cert: Issued,
+    client_ca: Ca,
+    sp: Issued,
+    ky_direct: Issued,
+    pinned: Issued,
+    db: String,
+}
+
+const DIRECT_SENDER: &str = "5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b05";
+
+fn start() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (server_ca, client_ca) = (Ca::new("Server CA"), Ca::new("Client CA"));
+    let ca_file = d.join("server-ca.pem");
+    server_ca.write(&ca_file);
+    client_ca.write(&d.join("client-ca.pem"));
+    let server_cert = server_ca.issue(d, "server", true, false);
+    // Serviceplatformen's callback certificate, on the allowlist by fingerprint.
+    let sp = client_ca.issue(d, "SP_TEST_Callback", false, false);
+    // Allowed by subject.
+    let ky_direct = client_ca.issue(d, "KY-direkte", false, false);
+    // A sender that connects directly, pinned to its own certificate in the sortiment.
+    let pinned = client_ca.issue(d, "Direkte", false, false);
+    let sortiment = std::fs::read_to_string(repo("tests/fixtures/sortiment.toml")).unwrap()
+        + &format!(
+            "\n[[afsender]]\nsystem = \"{DIRECT_SENDER}\"\nnavn = \"Direkte (test)\"\nmyndighed = \"29189846\"\n\
+             gyldig_fra = \"2024-01-01\"\nintegrationer = [\"SF1590_A\"]\ncertifikater = [\"{}\"]\n\n  [[afsender.kontering]]\n  funktion = \"*\"\n",
+            pinned.fingerprint
+        );
+    std::fs::write(d.join("sortiment.toml"), sortiment).unwrap();
+    let db = new_database_url(d);
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.server.workers = 2;
+    config.database.url = db.clone();
+    config.paths.schemas = repo("schemas");
+    config.paths.mappings = repo("mappings");
+    config.paths.sortiment = d.join("sortiment.toml");
+    config.alerts.enabled = false;
+    config.tls.enabled = true;
+    config.tls.cert = server_cert.pem.clone();
+    config.tls.key = server_cert.key.clone();
+    config.tls.client_ca = vec![d.join("client-ca.pem")];
+    config.tls.allowed_clients = vec![sp.fingerprint.clone(), "CN=KY-direkte".into(), pinned.fingerprint.clone()];
+    let server = spawn(&config).unwrap();
+    Setup { dir, server, ca_file, server_cert, client_ca, sp, ky_direct, pinned, db }
+}
+
+fn status_of(body: &str) -> String {
+    parse_receipts(body).receipts[0].status.as_str().to_string()
+}
+
+#[test]
+fn client_certificates_are_checked() {
+    let s = start();
+    let url = s.server.https_url("/sf1590a");
+    let d = s.dir.path();
+
+    // On the allowlist by fingerprint (Serviceplatformen) and by subject: in.
+    let (code, status, body) = curl(&url, &s.ca_file, Some(&s.sp), &Delivery::one("TLS-1").soap11());
+    assert_eq!((code, status.as_str()), (0, "200"), "{body}");
+    assert_eq!(status_of(&body), "Accepteret");
+    let (_, status, body) = curl(&url, &s.ca_file, Some(&s.ky_direct), &Delivery::one("TLS-2").soap11());
+    assert_eq!((status.as_str(), status_of(&body).as_str()), ("200", "Accepteret"));
+
+    // Refused in the handshake: no certificate, one from another CA, an expired one from the trusted CA.
+    let refused = [
+        ("no certificate", None),
+        ("unknown CA", Some(Ca::new("Unknown CA").issue(d, "SP_TEST_Callback-copy", false, false))),
+        ("expired", Some(s.client_ca.issue(d, "SP_TEST_Callback-expired", false, true))),
+    ];
+    for (what, client) in &refused {
+        let (code, status, _) = curl(&url, &s.ca_file, client.as_ref(), &Delivery::one("TLS-NO").soap11());
+        assert!(code != 0 && status != "200", "{what}: curl {code}, HTTP {status}");
+    }
+
+    // From the trusted CA but not on the allowlist: HTTP 403, nothing processed.
+    let stranger = s.client_ca.issue(d, "stranger", false, false);
+    let (code, status, body) = curl(&url, &s.ca_file, Some(&stranger), &Delivery::one("TLS-NO").soap11());
+    assert_eq!((code, status.as_str()), (0, "403"), "{body}");
+
+    // A sender pinned to its own certificate: a call for it with another allowed certificate is rejected
+    // with AFSENDER_UKENDT; with its own certificate it is accepted.
+    let for_direct = |id: &str| Delivery { sender: DIRECT_SENDER.into(), ..Delivery::one(id) }.soap11();
+    let (_, status, body) = curl(&url, &s.ca_file, Some(&s.sp), &for_direct("PIN-1"));
+    assert_eq!(status, "200");
+    let set = parse_receipts(&body);
+    assert_eq!(set.receipts[0].errors[0].code.as_str(), "AFSENDER_UKENDT", "{body}");
+    assert!(set.receipts[0].errors[0].text.contains("klientcertifikat"), "{body}");
+    let (_, _, body) = curl(&url, &s.ca_file, Some(&s.pinned), &for_direct("PIN-2"));
+    assert_eq!(status_of(&body), "Accepteret", "{body}");
+
+    assert_eq!(count_in(&s.db, "SELECT count(*) AS n FROM erp_journal"), 3);
+    assert_eq!(count_in(&s.db, "SELECT count(*) AS n FROM erp_journal WHERE bilag_id = 'TLS-NO'"), 0);
+}
+
+#[test]
+fn certificates_are_rotated_without_a_restart() {
+    let s = start();
+    let url = s.server.https_url("/sf1590a");
+    let d = s.dir.path();
+    // A new server certificate from a new CA, written over the files the server reads.
+    let new_ca = Ca::new("Server CA 2026");
+    let new_ca_file = d.join("server-ca-2026.pem");
+    new_ca.write(&new_ca_file);
+    let (code, _, _) = curl(&url, &new_ca_file, Some(&s.sp), &Delivery::one("ROT-0").soap11());
+    assert_ne!(code, 0, "the new CA is not trusted for the old server certificate");
+    let rotated = new_ca.issue(d, "server-2026", true, false);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::copy(&rotated.key, &s.server_cert.key).unwrap();
+    std::fs::copy(&rotated.pem, &s.server_cert.pem).unwrap();
+    let (code, status, body) = curl(&url, &new_ca_file, Some(&s.sp), &Delivery::one("ROT-1").soap11());
+    assert_eq!((code, status.as_str()), (0, "200"), "the rotated certificate is served: {body}");
+    assert_eq!(status_of(&body), "Accepteret");
+
+    // The client CAs are read again too: one from a new client CA gets in once that CA is added.
+    let new_client_ca = Ca::new("Client CA 2026");
+    let client = new_client_ca.issue(d, "SP_TEST_Callback-2026", false, false);
+    let (code, _, _) = curl(&url, &new_ca_file, Some(&client), &Delivery::one("ROT-2").soap11());
+    assert_ne!(code, 0);
+    let both = std::fs::read_to_string(d.join("client-ca.pem")).unwrap() + &new_client_ca.cert.pem();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(d.join("client-ca.pem"), both).unwrap();
+    let (code, status, body) = curl(&url, &new_ca_file, Some(&client), &Delivery::one("ROT-2").soap11());
+    // In the handshake now; the allowlist still decides: this certificate is not on it.
+    assert_eq!((code, status.as_str()), (0, "403"), "{body}");
+}
+
+#[test]
+fn plain_http_is_refused_off_loopback_unless_allowed() {
+    let mut config = Config::default();
+    config.server.listen = "0.0.0.0:0".into();
+    let refused = spawn(&config).err().expect("refused before anything is bound").to_string();
+    assert!(refused.contains("refusing plain HTTP"), "{refused}");
+}

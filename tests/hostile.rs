@@ -5,67 +5,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::delivery::Delivery;
+use common::serve::ServeProcess;
 use common::*;
-
-struct Serve {
-    child: Child,
-    port: u16,
-}
-
-impl Serve {
-    fn start(db: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(env!("CARGO_BIN_EXE_fkoeko"))
-            .current_dir(repo(""))
-            .arg("serve")
-            .env("FKOEKO_DATABASE__URL", db)
-            .env("FKOEKO_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-            .env("FKOEKO_PATHS__SORTIMENT", repo("tests/fixtures/sortiment.toml"))
-            .env("FKOEKO_ALERTS__ENABLED", "false")
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let serve = Serve { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while ureq::get(&serve.url("/sf1590a?wsdl")).call().is_err() {
-            assert!(Instant::now() < deadline, "fkoeko serve did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        serve
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn post(&self, body: &[u8]) -> (u16, String) {
-        match ureq::post(&self.url("/sf1590a")).set("Content-Type", "text/xml").send_bytes(body) {
-            Ok(r) => (r.status(), r.into_string().unwrap()),
-            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-            Err(e) => panic!("{e}"),
-        }
-    }
-
-    /// Resident memory of the server process, in MB.
-    fn rss_mb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kb: u64 = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-        kb / 1024
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn envelope(body: &str) -> String {
     format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>{body}</soap:Body></soap:Envelope>")
@@ -112,7 +56,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, &'static str, &'static str)> {
 fn hostile_documents_get_clear_errors_and_memory_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let db = new_database_url(dir.path());
-    let server = Serve::start(&db);
+    let server = ServeProcess::start(&db, &[]);
     let baseline = server.rss_mb();
     let mut peak = baseline;
     for (what, document, code, word) in corpus() {
@@ -132,7 +76,7 @@ fn hostile_documents_get_clear_errors_and_memory_stays_bounded() {
 
     // A 1 GB body streamed at the server, by a client that reads while it writes (as curl does): the server
     // reads up to its limit and answers FORMAT_STOERRELSE; the client then stops sending.
-    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
     stream.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut reader = stream.try_clone().unwrap();

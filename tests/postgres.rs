@@ -5,12 +5,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::delivery::{Bilag, Delivery};
+use common::serve::ServeProcess;
 use common::*;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
@@ -19,66 +19,13 @@ fn postgres_server() -> String {
     std::env::var("TEST_POSTGRES_URL").expect("TEST_POSTGRES_URL names a PostgreSQL server (.ci/run starts one)")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// `fkoeko serve` as a child process.
-struct ServeProcess {
-    child: Child,
-    base: String,
-}
-
-impl ServeProcess {
-    fn start(db_url: &str) -> Self {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_fkoeko"))
-            .current_dir(repo(""))
-            .arg("serve")
-            .env("FKOEKO_DATABASE__URL", db_url)
-            .env("FKOEKO_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-            .env("FKOEKO_PATHS__SORTIMENT", repo("tests/fixtures/sortiment.toml"))
-            .env("FKOEKO_ALERTS__ENABLED", "false")
-            .env("FKOEKO_DATABASE__BUSY_TIMEOUT_MS", "2000")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while ureq::get(&format!("{base}/sf1590a?wsdl")).call().is_err() {
-            assert!(Instant::now() < deadline, "fkoeko serve did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        ServeProcess { child, base }
-    }
-
-    /// (HTTP status, body); a connection error counts as status 0.
-    fn post(&self, body: &str) -> (u16, String) {
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
-        match agent.post(&format!("{}/sf1590a", self.base)).set("Content-Type", "text/xml").send_string(body) {
-            Ok(r) => (r.status(), r.into_string().unwrap()),
-            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
-            Err(_) => (0, String::new()),
-        }
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 #[ignore = "needs PostgreSQL: .ci/run's PostgreSQL pass"]
 fn two_processes_on_one_database_book_each_finansbilag_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = new_database_url(dir.path());
     assert!(db.starts_with("postgres://"), "TEST_POSTGRES_URL must be set");
-    let (one, two) = (ServeProcess::start(&db), ServeProcess::start(&db));
+    let (one, two) = (ServeProcess::start(&db, &[]), ServeProcess::start(&db, &[]));
     // Thirty finansbilag, each sent to both processes at once, twice over: in the same delivery and in a delivery
     // of its own per process.
     let deliveries: Vec<Delivery> = (0..30).map(|n| Delivery::one(&format!("TWO-PROC-{n}"))).collect();
@@ -88,8 +35,8 @@ fn two_processes_on_one_database_book_each_finansbilag_once() {
             for server in [&one, &two] {
                 let same = d.soap11();
                 let own = Delivery::new(d.bilag.clone()).soap11();
-                handles.push(s.spawn(move || server.post(&same)));
-                handles.push(s.spawn(move || server.post(&own)));
+                handles.push(s.spawn(move || server.post(same.as_bytes())));
+                handles.push(s.spawn(move || server.post(own.as_bytes())));
             }
         }
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -170,7 +117,7 @@ impl Drop for Cluster {
 #[ignore = "needs PostgreSQL: .ci/run's PostgreSQL pass"]
 fn postgres_going_away_and_coming_back() {
     let cluster = Cluster::start();
-    let server = ServeProcess::start(&cluster.url());
+    let server = ServeProcess::start(&cluster.url(), &[("FKOEKO_DATABASE__BUSY_TIMEOUT_MS", "2000")]);
     let load = std::thread::scope(|s| {
         let load = s.spawn(|| {
             let mut results = Vec::new();
@@ -179,7 +126,7 @@ fn postgres_going_away_and_coming_back() {
             // Calls for a while: before, during and after PostgreSQL is away.
             while started.elapsed() < Duration::from_secs(12) {
                 let delivery = Delivery::new(vec![Bilag::balanced(&format!("PG-DOWN-{n}"), "12.00")]);
-                let (status, body) = server.post(&delivery.soap11());
+                let (status, body) = server.post(delivery.soap11().as_bytes());
                 results.push((delivery, status, body));
                 n += 1;
             }
@@ -215,7 +162,7 @@ fn postgres_going_away_and_coming_back() {
     }
     // A call answered with a fault is sent again, as a sender would: now it is accepted, and booked once.
     for delivery in &faults {
-        let (status, body) = server.post(&delivery.soap11());
+        let (status, body) = server.post(delivery.soap11().as_bytes());
         assert_eq!(status, 200, "{body}");
         assert_eq!(journal(&delivery.bilag[0].id), 1);
     }

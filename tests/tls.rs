@@ -109,14 +109,8 @@ fn start() -> Setup {
         );
     std::fs::write(d.join("sortiment.toml"), sortiment).unwrap();
     let db = new_database_url(d);
-    let mut config = Config::default();
-    config.server.listen = "127.0.0.1:0".into();
-    config.server.workers = 2;
-    config.database.url = db.clone();
-    config.paths.schemas = repo("schemas");
-    config.paths.mappings = repo("mappings");
+    let mut config = test_config(&db);
     config.paths.sortiment = d.join("sortiment.toml");
-    config.alerts.enabled = false;
     config.tls.enabled = true;
     config.tls.cert = server_cert.pem.clone();
     config.tls.key = server_cert.key.clone();

@@ -4,6 +4,7 @@
 
 pub mod claims;
 pub mod delivery;
+pub mod serve;
 pub mod smtp;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,24 @@ pub const EXPIRED_SENDER: &str = "0b5e2f44-8c1d-4a7e-b3f6-9d2c7a1e5f02";
 pub const DEBTOR_ONLY_SENDER: &str = "3c9d7b21-5e4f-4a8b-9c1d-2e3f4a5b6c03";
 pub const QUIET_SENDER: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c04";
 pub const OUR_CVR: &str = "29189846";
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The configuration every test server starts from: a random loopback port, the repo's schemas and mappings,
+/// the test sortiment, and alerts off (they are tested on their own, against a real SMTP server).
+pub fn test_config(db_url: &str) -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.server.workers = 2;
+    config.database.url = db_url.to_string();
+    config.paths.schemas = repo("schemas");
+    config.paths.mappings = repo("mappings");
+    config.paths.sortiment = repo("tests/fixtures/sortiment.toml");
+    config.alerts.enabled = false;
+    config
+}
 
 pub fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -106,15 +125,7 @@ impl TestApp {
     }
 
     fn start_on(dir: tempfile::TempDir, db_url: String, adjust: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Config::default();
-        config.server.listen = "127.0.0.1:0".into();
-        config.server.workers = 2;
-        config.database.url = db_url.clone();
-        config.paths.schemas = repo("schemas");
-        config.paths.mappings = repo("mappings");
-        config.paths.sortiment = repo("tests/fixtures/sortiment.toml");
-        // Alerts are tested on their own, against a real SMTP server (tests/alerts.rs).
-        config.alerts.enabled = false;
+        let mut config = test_config(&db_url);
         adjust(&mut config);
         let server = spawn(&config).expect("server starts");
         TestApp { server: Some(server), dir, db_url, config }

@@ -1,14 +1,11 @@
 //! A real SMTP server (aiosmtpd) in a child process, and what arrived at it.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use super::free_port;
 
 pub struct SmtpSink {
     pub port: u16,

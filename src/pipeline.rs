@@ -291,7 +291,10 @@ impl Pipeline {
         record.sortiment_version = Some(sortiment.version);
         let today = Utc::now().date_naive();
         let sender = match &header {
-            Some(header) => self.check_delivery(header, &context, caller, &sortiment, integration, today, &mut delivery_findings),
+            Some(header) => {
+                let arrival = Arrival { context: &context, caller };
+                self.check_delivery(header, &arrival, &sortiment, integration, today, &mut delivery_findings)
+            }
             None => None,
         };
         record.authority = header.as_ref().map(|h| h.authority.value.clone());
@@ -396,8 +399,7 @@ impl Pipeline {
     fn check_delivery<'s>(
         &self,
         header: &crate::domain::finans::DeliveryHeader,
-        context: &CallContext,
-        caller: Option<&CallerCertificate>,
+        arrival: &Arrival,
         sortiment: &'s Sortiment,
         integration: Integration,
         today: NaiveDate,
@@ -408,6 +410,7 @@ impl Pipeline {
             findings.push(Finding::new(Rejection::WrongAuthority(header.authority.value.clone(), ours.into()), &header.authority.loc)
                 .with_value(header.authority.value.clone()));
         }
+        let (context, caller) = (arrival.context, arrival.caller);
         if let Some((cvr, loc)) = &context.municipality_cvr {
             if cvr != ours {
                 findings.push(Finding::new(Rejection::WrongAuthority(cvr.clone(), ours.into()), loc).with_value(cvr.clone()));
@@ -475,6 +478,12 @@ impl Pipeline {
         }
         Ok(Processed { receipts, soap_version })
     }
+}
+
+/// What came with a delivery beside its body: Serviceplatformen's context header and the client certificate.
+struct Arrival<'a> {
+    context: &'a CallContext,
+    caller: Option<&'a CallerCertificate>,
 }
 
 /// What every item of one delivery is checked against.

@@ -102,7 +102,7 @@ fn hostile_documents_get_clear_errors_and_memory_stays_bounded() {
         })
     };
     write!(stream, "POST /sf1590a HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
-    let chunk = format!("{:x}\r\n{}\r\n", 1 << 20, "<a>".repeat((1 << 20) / 3) + &"x".repeat((1 << 20) % 3));
+    let chunk = format!("{:x}\r\n{}\r\n", 1 << 20, "<a>".repeat((1 << 20) / 3) + "x");
     let started = Instant::now();
     let mut sent_mb = 0;
     while sent_mb < 1024 && !answered.load(std::sync::atomic::Ordering::SeqCst) {

@@ -127,3 +127,27 @@ fn hostile_documents_get_clear_errors_and_memory_stays_bounded() {
     assert!(peak < baseline + 400, "resident memory grew from {baseline} MB to {peak} MB");
     println!("resident memory: {baseline} MB at start, {peak} MB at most");
 }
+
+#[test]
+fn slow_bodies_time_out_and_calls_at_once_are_limited() {
+    let app = TestApp::start_with(|c| {
+        c.server.max_concurrent_requests = 1;
+        c.server.request_body_timeout_secs = 2;
+    });
+    // A caller that announces a body and sends only part of it holds the one slot...
+    let mut slow = TcpStream::connect(app.server.as_ref().unwrap().addr).unwrap();
+    write!(slow, "POST /sf1590a HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: 1000\r\n\r\n<soap:Envelope").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // ... so another call is turned away with 503 and Retry-After.
+    match ureq::post(&app.url("/sf1590a")).set("Content-Type", "text/xml").send_string(&Delivery::one("BUSY").soap11()) {
+        Err(ureq::Error::Status(503, r)) => assert_eq!(r.header("Retry-After"), Some("5")),
+        other => panic!("expected 503, got {other:?}"),
+    }
+    // The slow body is cut off after its time with 408.
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // And the slot is free again.
+    assert_eq!(app.send(&Delivery::one("AFTER-SLOW").soap11()).receipts[0].status.as_str(), "Accepteret");
+}

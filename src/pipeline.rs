@@ -209,16 +209,16 @@ impl Pipeline {
 
         let text = match tree::decode_utf8(bytes) {
             Ok(text) => text,
-            Err(finding) => return self.finish(&record, reject_items(&[], &[finding], Vec::new()), None, mode),
+            Err(finding) => return self.finish(record, reject_items(&[], &[finding], Vec::new()), None, None, mode),
         };
         let document = match tree::read_document(text, &self.settings.limits) {
             Ok(root) => root,
-            Err(finding) => return self.finish(&record, reject_items(&[], &[finding], Vec::new()), None, mode),
+            Err(finding) => return self.finish(record, reject_items(&[], &[finding], Vec::new()), None, None, mode),
         };
         let (body, context, version) = match transport {
             Transport::Straks => match soap::open(&document) {
                 Ok(envelope) => (envelope.body, envelope.context, Some(envelope.version)),
-                Err(finding) => return self.finish(&record, reject_items(&[], &[finding], Vec::new()), None, mode),
+                Err(finding) => return self.finish(record, reject_items(&[], &[finding], Vec::new()), None, None, mode),
             },
             Transport::Masse => (&document, CallContext::default(), None),
         };
@@ -257,7 +257,7 @@ impl Pipeline {
                 Rejection::Schema(format!("forventede {{{}}}{expected_root}, fandt {}", spec.namespace, body.name)),
                 &body.loc(root_path.clone()),
             );
-            return self.finish(&record, reject_items(&references, &[finding], Vec::new()), version, mode);
+            return self.finish(record, reject_items(&references, &[finding], Vec::new()), version, None, mode);
         }
         let max_items = self.settings.max_items_straks(integration);
         if transport == Transport::Straks && items.len() > max_items {
@@ -265,7 +265,7 @@ impl Pipeline {
                 Rejection::TooLarge(format!("{} {} i ét kald; højst {max_items} er tilladt", items.len(), spec.item)),
                 &body.loc(root_path.clone()),
             );
-            return self.finish(&record, reject_items(&references, &[finding], Vec::new()), version, mode);
+            return self.finish(record, reject_items(&references, &[finding], Vec::new()), version, None, mode);
         }
         for (i, item) in items.iter().enumerate() {
             let postings = item.children_named("Postering").count();
@@ -274,14 +274,14 @@ impl Pipeline {
                     Rejection::TooLarge(format!("{postings} posteringer i ét finansbilag; højst {} er tilladt", self.settings.max_postings)),
                     &item.loc(format!("{root_path}/{}[{}]", spec.item, i + 1)),
                 );
-                return self.finish(&record, reject_items(&references, &[finding], Vec::new()), version, mode);
+                return self.finish(record, reject_items(&references, &[finding], Vec::new()), version, None, mode);
             }
         }
         let issues = schema::validate(&self.settings.schema_dir.join(spec.schema), text, transport == Transport::Straks)?;
         let (delivery_findings, mut item_findings) = place_schema_issues(spec, body, &issues, items.len());
         if !delivery_findings.is_empty() {
             let plans = reject_items(&references, &delivery_findings, item_findings);
-            return self.finish(&record, plans, version, mode);
+            return self.finish(record, plans, version, None, mode);
         }
 
         // Layer 2 and 3: the delivery's own fields, its sender, then each finansbilag.
@@ -324,7 +324,7 @@ impl Pipeline {
                 outcome,
             });
         }
-        self.finish(&record, plans, version, mode)
+        self.finish(record, plans, version, Some(sortiment), mode)
     }
 
     fn evaluate_finansbilag(&self, item: &Element, index: usize, path: String, context: &ItemContext, mut findings: Vec<Finding>) -> ItemOutcome {
@@ -354,9 +354,10 @@ impl Pipeline {
         context: &ItemContext,
         mut findings: Vec<Finding>,
     ) -> (ItemOutcome, Option<Located<String>>) {
-        let related_raw = item.child("RelateretFordringId").map(|r| Located { value: r.text().to_string(), loc: r.loc(format!("{path}/RelateretFordringId")) });
+        // Read from the element, so that it is checked even when the rest of the claim could not be built.
+        let related = item.child("RelateretFordringId").map(|r| Located { value: r.text().to_string(), loc: r.loc(format!("{path}/RelateretFordringId")) });
         let Some(fordring) = sf1590b::read_fordring(item, index, path, &mut findings) else {
-            return (ItemOutcome::Reject(findings), related_raw);
+            return (ItemOutcome::Reject(findings), related);
         };
         let claim_type = &fordring.claim_type;
         let type_rule = context.sender.and_then(|sender| {
@@ -379,7 +380,6 @@ impl Pipeline {
                 t.account.clone().map(|account| Mapped { account, dimensions: Vec::new(), rule: t.rule.clone() })
             }),
         };
-        let related = fordring.related.clone();
         match mapped_type {
             Some(claim_type) if findings.is_empty() => {
                 let booking = ClaimBooking { fordring, claim_type, account, mapping_version: context.mappings.version.clone() };
@@ -392,7 +392,7 @@ impl Pipeline {
     /// Rejects a delivery that could not even be read in full (over the size limit), and records that.
     pub fn reject_unread(&self, rejection: Rejection, integration: Integration, transport: Transport) -> Result<Processed, TechnicalError> {
         let record = DeliveryRecord::new(integration, transport.as_str(), String::new());
-        self.finish(&record, reject_items(&[], &[Finding::nowhere(rejection)], Vec::new()), None, Mode::Book)
+        self.finish(record, reject_items(&[], &[Finding::nowhere(rejection)], Vec::new()), None, None, Mode::Book)
     }
 
     /// The delivery-level checks: municipality, Serviceplatformen's context, and the sender's sortiment.
@@ -456,19 +456,30 @@ impl Pipeline {
         Some(AlertTarget { group_key, to, cc: alerts.copy_to.clone() })
     }
 
-    fn finish(&self, record: &DeliveryRecord, plans: Vec<ItemPlan>, soap_version: Option<SoapVersion>, mode: Mode) -> Result<Processed, TechnicalError> {
+    /// Writes (or, in a dry run, only previews) the decisions. `sortiment` is the one the delivery was checked
+    /// against; a delivery rejected before that point has none yet, and it is read here for the alert.
+    fn finish(
+        &self,
+        mut record: DeliveryRecord,
+        plans: Vec<ItemPlan>,
+        soap_version: Option<SoapVersion>,
+        sortiment: Option<Arc<Sortiment>>,
+        mode: Mode,
+    ) -> Result<Processed, TechnicalError> {
         let receipts = match mode {
             Mode::Book => {
                 // Decided up front: even an accepted plan can still be rejected inside the transaction (a
                 // related claim that is not there), and its alert must be written in that same transaction.
-                let mut record = record.clone();
-                let sortiment = self.sortiment()?;
+                let sortiment = match sortiment {
+                    Some(sortiment) => sortiment,
+                    None => self.sortiment()?,
+                };
                 let sender = record.sender.and_then(|s| sortiment.get(&s));
                 record.sender_name = sender.map(|s| s.name.clone());
                 let target = self.alert_target(sender, record.sender);
                 self.db.commit_delivery(&record, plans, target.as_ref().map(|t| (t, self.settings.alerts.group_window)))?
             }
-            Mode::DryRun => preview(record, plans),
+            Mode::DryRun => preview(&record, plans),
         };
         let codes: Vec<&str> = receipts.receipts.iter().flat_map(|r| r.errors.iter().map(|e| e.code.as_str())).collect();
         if receipts.rejected() > 0 {

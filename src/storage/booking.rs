@@ -173,68 +173,52 @@ impl Db {
             let sender = record.sender.map(|s| s.to_string());
             let mut answers = Vec::with_capacity(plans.len());
             for plan in &plans {
-                let earlier: Option<(String, String)> = match &sender {
-                    Some(sender) => receipts::table
-                        .filter(receipts::integration.eq(record.integration.as_str()))
-                        .filter(receipts::afsender_system.eq(sender))
-                        .filter(receipts::reference.eq(&plan.reference))
-                        .filter(receipts::status.eq(Status::Accepteret.as_str()))
-                        .select((receipts::content_hash, receipts::receipt_json))
-                        .first(conn)
-                        .optional()?,
+                let earlier = match &sender {
+                    Some(sender) => accepted_receipt(conn, record.integration.as_str(), sender, &plan.reference)?,
                     None => None,
                 };
-                // A related claim must already be accepted: earlier, or before it in this transaction.
-                let mut missing_related = None;
-                if let (None, Some(related)) = (&earlier, &plan.related) {
-                    let known = match &sender {
-                        Some(sender) => accepted_exists(conn, record.integration.as_str(), sender, &related.value)?,
-                        None => false,
-                    };
-                    if !known {
-                        missing_related = Some(Finding::new(Rejection::RelatedUnknown(related.value.clone()), &related.loc).with_value(related.value.clone()));
-                    }
-                }
-                let receipt = match (earlier, &plan.outcome, missing_related) {
-                    (Some((hash, first)), _, _) if hash == plan.content_hash => {
+                let receipt = match earlier {
+                    Some((hash, first)) if hash == plan.content_hash => {
                         // The same content again: the first receipt, unchanged; nothing is booked.
                         serde_json::from_str(&first).map_err(|e| StorageError::Corrupt(e.to_string()))?
                     }
-                    (Some(_), outcome, _) => {
-                        let mut findings = vec![Finding::new(Rejection::DuplicateDifferent(plan.reference.clone()), &plan.reference_loc)
-                            .with_value(plan.reference.clone())];
-                        if let ItemOutcome::Reject(more) = outcome {
-                            findings.extend(more.iter().cloned());
+                    earlier => {
+                        let mut findings = Vec::new();
+                        if earlier.is_some() {
+                            findings.push(Finding::new(Rejection::DuplicateDifferent(plan.reference.clone()), &plan.reference_loc)
+                                .with_value(plan.reference.clone()));
                         }
-                        let receipt = Receipt::rejected(&delivery_id, &plan.reference, &timestamp(at), &findings);
-                        insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
-                        receipt
-                    }
-                    (None, ItemOutcome::Reject(findings), missing) => {
-                        let findings: Vec<Finding> = findings.iter().cloned().chain(missing).collect();
-                        let receipt = Receipt::rejected(&delivery_id, &plan.reference, &timestamp(at), &findings);
-                        insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
-                        receipt
-                    }
-                    (None, ItemOutcome::Accept(_), Some(missing)) => {
-                        let receipt = Receipt::rejected(&delivery_id, &plan.reference, &timestamp(at), &[missing]);
-                        insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
-                        receipt
-                    }
-                    (None, ItemOutcome::Accept(booking), None) => {
-                        let mut receipt = Receipt::accepted(&delivery_id, &plan.reference, &timestamp(at));
-                        // The receipt row comes first (the journal refers to it); its ErpReference is set
-                        // once the journal id is known.
-                        insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
-                        let sender = sender.as_deref().unwrap_or_default();
-                        receipt.erp_reference = Some(match booking.as_ref() {
-                            Booking::Finans(finans) => format!("erp_journal:{}", book(conn, &receipt.id, delivery_key, sender, finans, at)?),
-                            Booking::Claim(claim) => format!("erp_claims:{}", book_claim(conn, &receipt.id, delivery_key, sender, claim, at)?),
-                        });
-                        diesel::update(receipts::table.find(&receipt.id))
-                            .set((receipts::erp_reference.eq(&receipt.erp_reference), receipts::receipt_json.eq(to_json(&receipt))))
-                            .execute(conn)?;
-                        receipt
+                        if let ItemOutcome::Reject(own) = &plan.outcome {
+                            findings.extend(own.iter().cloned());
+                        }
+                        // A related claim must already be accepted: earlier, or before it in this transaction.
+                        if let (None, Some(related), Some(sender)) = (&earlier, &plan.related, &sender) {
+                            if accepted_receipt(conn, record.integration.as_str(), sender, &related.value)?.is_none() {
+                                findings.push(Finding::new(Rejection::RelatedUnknown(related.value.clone()), &related.loc).with_value(related.value.clone()));
+                            }
+                        }
+                        match (&plan.outcome, findings.is_empty()) {
+                            (ItemOutcome::Accept(booking), true) => {
+                                let mut receipt = Receipt::accepted(&delivery_id, &plan.reference, &timestamp(at));
+                                // The receipt row comes first (the journal refers to it); its ErpReference is set
+                                // once the journal id is known.
+                                insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
+                                let sender = sender.as_deref().unwrap_or_default();
+                                receipt.erp_reference = Some(match booking.as_ref() {
+                                    Booking::Finans(finans) => format!("erp_journal:{}", book(conn, &receipt.id, delivery_key, sender, finans, at)?),
+                                    Booking::Claim(claim) => format!("erp_claims:{}", book_claim(conn, &receipt.id, delivery_key, sender, claim, at)?),
+                                });
+                                diesel::update(receipts::table.find(&receipt.id))
+                                    .set((receipts::erp_reference.eq(&receipt.erp_reference), receipts::receipt_json.eq(to_json(&receipt))))
+                                    .execute(conn)?;
+                                receipt
+                            }
+                            _ => {
+                                let receipt = Receipt::rejected(&delivery_id, &plan.reference, &timestamp(at), &findings);
+                                insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
+                                receipt
+                            }
+                        }
                     }
                 };
                 answers.push(receipt);
@@ -290,16 +274,17 @@ fn enqueue_alert(
     Ok(())
 }
 
-fn accepted_exists(conn: &mut AnyConnection, integration: &str, sender: &str, reference: &str) -> Result<bool, StorageError> {
-    let found: Option<String> = receipts::table
+/// The accepted receipt of (integration, sender, BilagId/FordringId), if there is one: its content hash and
+/// the receipt as JSON.
+fn accepted_receipt(conn: &mut AnyConnection, integration: &str, sender: &str, reference: &str) -> Result<Option<(String, String)>, StorageError> {
+    Ok(receipts::table
         .filter(receipts::integration.eq(integration))
         .filter(receipts::afsender_system.eq(sender))
         .filter(receipts::reference.eq(reference))
         .filter(receipts::status.eq(Status::Accepteret.as_str()))
-        .select(receipts::kvittering_id)
+        .select((receipts::content_hash, receipts::receipt_json))
         .first(conn)
-        .optional()?;
-    Ok(found.is_some())
+        .optional()?)
 }
 
 fn insert_receipt(

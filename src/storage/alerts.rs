@@ -110,22 +110,23 @@ impl Db {
     /// A failed try: back to pending until `retry_at`, or given up (`retry_at` None).
     pub fn alerts_failed(&self, ids: &[i32], attempts: i32, error: &str, retry_at: Option<DateTime<Utc>>) -> Result<(), StorageError> {
         let status = if retry_at.is_some() { "pending" } else { "failed" };
-        let mut conn = self.conn()?;
-        let target = alert_outbox::table.filter(alert_outbox::id.eq_any(ids));
-        diesel::update(target)
-            .set((
-                alert_outbox::status.eq(status),
-                alert_outbox::attempts.eq(attempts),
-                alert_outbox::last_error.eq(error),
-                alert_outbox::lease_until.eq(None::<NaiveDateTime>),
-            ))
-            .execute(&mut conn)?;
-        if let Some(at) = retry_at {
+        // One transaction: a retry is never left pending without its new time.
+        self.write(|conn| {
             diesel::update(alert_outbox::table.filter(alert_outbox::id.eq_any(ids)))
-                .set(alert_outbox::next_attempt_at.eq(at.naive_utc()))
-                .execute(&mut conn)?;
-        }
-        Ok(())
+                .set((
+                    alert_outbox::status.eq(status),
+                    alert_outbox::attempts.eq(attempts),
+                    alert_outbox::last_error.eq(error),
+                    alert_outbox::lease_until.eq(None::<NaiveDateTime>),
+                ))
+                .execute(conn)?;
+            if let Some(at) = retry_at {
+                diesel::update(alert_outbox::table.filter(alert_outbox::id.eq_any(ids)))
+                    .set(alert_outbox::next_attempt_at.eq(at.naive_utc()))
+                    .execute(conn)?;
+            }
+            Ok(())
+        })
     }
 
     pub fn list_alerts(&self, status: Option<&str>) -> Result<Vec<OutboxRow>, StorageError> {

@@ -98,7 +98,7 @@ async fn wsdl(req: HttpRequest, state: web::Data<State>, integration: Integratio
     if !req.query_string().eq_ignore_ascii_case("wsdl") {
         return HttpResponse::BadRequest().body(format!("GET {}?wsdl gives the WSDL; deliveries are POSTed as SOAP.\n", req.path()));
     }
-    match tokio_read(state.schema_dir.join(WireSpec::of(integration).wsdl)).await {
+    match read_file(state.schema_dir.join(WireSpec::of(integration).wsdl)).await {
         Ok(text) => HttpResponse::Ok()
             .content_type(ContentType::xml())
             .body(text.replace("{{BASE}}", &base_url(&req))),
@@ -116,13 +116,14 @@ async fn schema_file(name: web::Path<String>, state: web::Data<State>) -> HttpRe
     if !plain {
         return HttpResponse::NotFound().finish();
     }
-    match tokio_read(state.schema_dir.join(&name)).await {
+    match read_file(state.schema_dir.join(&name)).await {
         Ok(text) => HttpResponse::Ok().content_type(ContentType::xml()).body(text),
         Err(_) => HttpResponse::NotFound().finish(),
     }
 }
 
-async fn tokio_read(path: PathBuf) -> std::io::Result<String> {
+/// Reads a file on the blocking pool, off the request threads.
+async fn read_file(path: PathBuf) -> std::io::Result<String> {
     web::block(move || std::fs::read_to_string(path)).await.map_err(std::io::Error::other)?
 }
 

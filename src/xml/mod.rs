@@ -3,3 +3,4 @@
 pub mod schema;
 pub mod soap;
 pub mod tree;
+pub mod stream;

@@ -8,7 +8,7 @@ use quick_xml::NsReader;
 
 use crate::domain::rejection::{Finding, Loc, Rejection};
 
-const XINCLUDE_NS: &[u8] = b"http://www.w3.org/2001/XInclude";
+pub const XINCLUDE_NS: &[u8] = b"http://www.w3.org/2001/XInclude";
 
 /// Limits on what a caller controls.
 #[derive(Debug, Clone)]

@@ -1,0 +1,409 @@
+//! Streaming reading of a batch file: the document is read once as a stream of events, with memory bounded by
+//! the largest single event, to check that it is well-formed (and free of DTDs, entities and the like) and to
+//! find where each finansbilag / fordring starts and ends. The items themselves are then read one at a time
+//! by their byte range (see `pipeline::masse`).
+
+use std::cell::Cell;
+use std::io::{BufRead, Read};
+use std::rc::Rc;
+
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::NsReader;
+
+use super::tree::XmlLimits;
+use crate::domain::rejection::{Finding, Loc, Rejection};
+
+/// Where one item (a direct child of the root with the item's name) lies in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemSpan {
+    /// 1-based, in document order.
+    pub index: usize,
+    /// Byte range of the element, from its `<` to the end of its end tag.
+    pub start: u64,
+    pub end: u64,
+    /// Position of its `<` in the file (column in bytes).
+    pub line: u32,
+    pub col: u32,
+}
+
+/// What the scan found around the items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outline {
+    /// The root's qualified name as written (with its prefix, if any), to close a one-item document with.
+    pub root_qname: String,
+    pub root_local: String,
+    pub root_ns: Option<String>,
+    /// Everything before the first item (or, with no items, before the root's end tag): the XML
+    /// declaration, the root's start tag and the delivery's own fields.
+    pub prefix_end: u64,
+    pub prefix_end_line: u32,
+    pub prefix_end_col: u32,
+    pub items: usize,
+}
+
+/// Limits of a streamed file; unlike a straks body the file as a whole has no size or element limit.
+#[derive(Debug, Clone)]
+pub struct StreamLimits {
+    pub xml: XmlLimits,
+    /// The largest the part before the first item may be.
+    pub max_prefix_bytes: u64,
+    /// The largest one item may be, in bytes (it is read into memory whole).
+    pub max_item_bytes: u64,
+}
+
+#[derive(Debug)]
+pub enum ScanError<E> {
+    /// The file is not acceptable as XML: it is rejected as a whole.
+    Rejected(Finding),
+    /// The item callback stopped the scan.
+    Stopped(E),
+    Io(std::io::Error),
+}
+
+/// A reader that counts lines as bytes are consumed, and refuses to go further than `budget` bytes past the
+/// start of the current event: quick-xml holds a whole event in memory, so this bounds memory on a file with a
+/// gigabyte-long text node or tag.
+struct Counting<R> {
+    inner: R,
+    consumed: u64,
+    lines: u32,
+    line_start: u64,
+    event_start: Rc<Cell<u64>>,
+    budget: u64,
+}
+
+impl<R: BufRead> Read for Counting<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Counting<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.consumed.saturating_sub(self.event_start.get()) > self.budget {
+            return Err(std::io::Error::other(TooLong));
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        if let Ok(buffer) = self.inner.fill_buf() {
+            for (i, _) in buffer[..n.min(buffer.len())].iter().enumerate().filter(|(_, &b)| b == b'\n') {
+                self.lines += 1;
+                self.line_start = self.consumed + i as u64 + 1;
+            }
+        }
+        self.consumed += n as u64;
+        self.inner.consume(n);
+    }
+}
+
+#[derive(Debug)]
+struct TooLong;
+
+impl std::fmt::Display for TooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an XML construct is longer than the limit")
+    }
+}
+
+impl std::error::Error for TooLong {}
+
+fn reject(rejection: Rejection, line: u32, col: u32) -> Finding {
+    Finding { rejection, loc: Some(Loc { path: String::new(), line: Some(line), col: Some(col) }), value: None }
+}
+
+/// Streams the document from `source`, calling `on_item` for every item in order. The items are direct
+/// children of the root with the local name `item` in the namespace `namespace`.
+pub fn scan<R: BufRead, E>(
+    source: R,
+    namespace: &str,
+    item: &str,
+    limits: &StreamLimits,
+    mut on_item: impl FnMut(ItemSpan) -> Result<(), E>,
+) -> Result<Outline, ScanError<E>> {
+    let event_start = Rc::new(Cell::new(0));
+    let budget = limits.max_item_bytes.max(limits.max_prefix_bytes).max(limits.xml.max_text_len as u64 * 4 + 4096);
+    let counting = Counting { inner: source, consumed: 0, lines: 0, line_start: 0, event_start: event_start.clone(), budget };
+    let mut reader = NsReader::from_reader(counting);
+    reader.config_mut().trim_text(false);
+    let mut buf = Vec::new();
+    let mut depth = 0usize;
+    let mut outline: Option<Outline> = None;
+    let mut seen_bom = false;
+    // The item being read: its span so far, and the number of elements in it.
+    let mut current: Option<(ItemSpan, usize)> = None;
+    // Text at depth 0 after the root is closed, or a second root: the reader refuses those itself.
+    loop {
+        let start = reader.buffer_position();
+        event_start.set(start);
+        buf.clear();
+        let here = |reader: &NsReader<Counting<R>>| {
+            let counting = reader.get_ref();
+            (counting.lines + 1, (start.saturating_sub(counting.line_start) + 1) as u32)
+        };
+        let (ns, event) = match reader.read_resolved_event_into(&mut buf) {
+            Ok(ok) => ok,
+            Err(quick_xml::Error::Io(e)) => {
+                let (line, col) = here(&reader);
+                if e.get_ref().is_some_and(|inner| inner.is::<TooLong>()) {
+                    let what = if current.is_some() { "et element i et bilag" } else { "en del af filen" };
+                    return Err(ScanError::Rejected(reject(
+                        Rejection::TooLarge(format!("{what} er længere end grænsen på {budget} byte")),
+                        line,
+                        col,
+                    )));
+                }
+                return Err(ScanError::Io(std::io::Error::new(e.kind(), e.to_string())));
+            }
+            Err(e) => {
+                let (line, col) = here(&reader);
+                return Err(ScanError::Rejected(reject(Rejection::NotWellFormed(e.to_string()), line, col)));
+            }
+        };
+        // Owned, so that the reader can be asked for positions while the event is handled.
+        let ns: Result<Option<Vec<u8>>, Vec<u8>> = match ns {
+            ResolveResult::Bound(ns) => Ok(Some(ns.0.to_vec())),
+            ResolveResult::Unbound => Ok(None),
+            ResolveResult::Unknown(prefix) => Err(prefix),
+        };
+        let (line, col) = here(&reader);
+        let fail = |rejection| Err(ScanError::Rejected(reject(rejection, line, col)));
+        match event {
+            Event::Decl(decl) => {
+                if let Some(Ok(encoding)) = decl.encoding() {
+                    let encoding = String::from_utf8_lossy(&encoding).to_string();
+                    if !encoding.eq_ignore_ascii_case("utf-8") {
+                        return fail(Rejection::Encoding(format!("erklæret encoding '{encoding}'")));
+                    }
+                }
+            }
+            Event::DocType(_) => return fail(Rejection::Forbidden("DTD (<!DOCTYPE>)".into())),
+            Event::PI(_) => return fail(Rejection::Forbidden("behandlingsinstruktion (<?...?>)".into())),
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let empty = matches!(event, Event::Empty(_));
+                let raw = e.as_ref();
+                if let Err(err) = std::str::from_utf8(raw) {
+                    return fail(Rejection::Encoding(format!("ugyldig UTF-8 ({err})")));
+                }
+                // The start tag is consumed already: its own line breaks are not before it.
+                let tag_lines = raw.iter().filter(|&&b| b == b'\n').count() as u32;
+                let (line, col) = if tag_lines > 0 { (line - tag_lines, 1) } else { (line, col) };
+                if depth >= limits.xml.max_depth {
+                    return fail(Rejection::TooLarge(format!("elementer mere end {} niveauer dybt", limits.xml.max_depth)));
+                }
+                if e.name().as_ref().len() > limits.xml.max_name_len {
+                    return fail(Rejection::TooLarge(format!("et elementnavn er længere end {} tegn", limits.xml.max_name_len)));
+                }
+                let element_ns = match ns {
+                    Ok(Some(ns)) if ns == super::tree::XINCLUDE_NS => return fail(Rejection::Forbidden("XInclude".into())),
+                    Ok(Some(ns)) => Some(String::from_utf8_lossy(&ns).into_owned()),
+                    Ok(None) => None,
+                    Err(prefix) => {
+                        let prefix = String::from_utf8_lossy(&prefix).into_owned();
+                        return fail(Rejection::NotWellFormed(format!("præfikset '{prefix}' er ikke erklæret")));
+                    }
+                };
+                let mut attributes = 0;
+                for attribute in e.attributes() {
+                    let attribute = match attribute {
+                        Ok(a) => a,
+                        Err(err) => return fail(Rejection::NotWellFormed(err.to_string())),
+                    };
+                    attributes += 1;
+                    if attributes > limits.xml.max_attributes {
+                        return fail(Rejection::TooLarge(format!("mere end {} attributter på et element", limits.xml.max_attributes)));
+                    }
+                    if attribute.value.contains(&b'&') {
+                        let value = String::from_utf8_lossy(&attribute.value);
+                        if let Err(err) = quick_xml::escape::unescape(&value) {
+                            return fail(Rejection::Forbidden(format!("entitet i en attribut ({err})")));
+                        }
+                    }
+                }
+                let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                match (depth, &mut outline, &mut current) {
+                    (0, None, _) => {
+                        outline = Some(Outline {
+                            root_qname: String::from_utf8_lossy(e.name().as_ref()).into_owned(),
+                            root_local: local,
+                            root_ns: element_ns,
+                            prefix_end: 0,
+                            prefix_end_line: 0,
+                            prefix_end_col: 0,
+                            items: 0,
+                        });
+                    }
+                    (1, Some(o), None) if local == item && element_ns.as_deref() == Some(namespace) => {
+                        if o.items == 0 {
+                            (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start, line, col);
+                        }
+                        o.items += 1;
+                        let span = ItemSpan { index: o.items, start, end: reader.buffer_position(), line, col };
+                        if empty {
+                            on_item(span).map_err(ScanError::Stopped)?;
+                        } else {
+                            current = Some((span, 1));
+                        }
+                    }
+                    (1, Some(o), None) => {
+                        if o.items > 0 {
+                            return fail(Rejection::Schema(format!(
+                                "elementet '{local}' står efter første {item}; kun {item} må følge"
+                            )));
+                        }
+                        if start > limits.max_prefix_bytes {
+                            return fail(Rejection::TooLarge(format!("leverancens felter før første {item} fylder mere end {} byte", limits.max_prefix_bytes)));
+                        }
+                    }
+                    (_, _, Some((_, elements))) => {
+                        *elements += 1;
+                        if *elements > limits.xml.max_elements {
+                            return fail(Rejection::TooLarge(format!("mere end {} elementer i ét {item}", limits.xml.max_elements)));
+                        }
+                    }
+                    _ => {}
+                }
+                if !empty {
+                    depth += 1;
+                }
+            }
+            Event::End(_) => {
+                depth -= 1;
+                match (depth, &mut current) {
+                    (1, Some((span, _))) => {
+                        span.end = reader.buffer_position();
+                        if span.end - span.start > limits.max_item_bytes {
+                            return fail(Rejection::TooLarge(format!(
+                                "{item} nr. {} fylder {} byte; højst {} er tilladt",
+                                span.index,
+                                span.end - span.start,
+                                limits.max_item_bytes
+                            )));
+                        }
+                        let span = *span;
+                        current = None;
+                        on_item(span).map_err(ScanError::Stopped)?;
+                    }
+                    (0, _) => {
+                        if let Some(o) = outline.as_mut().filter(|o| o.items == 0) {
+                            (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start, line, col);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::Text(ref t) => {
+                let text = match std::str::from_utf8(t.as_ref()) {
+                    Ok(text) => text,
+                    Err(err) => return fail(Rejection::Encoding(format!("ugyldig UTF-8 ({err})"))),
+                };
+                let text = if !seen_bom && outline.is_none() { text.trim_start_matches('\u{feff}') } else { text };
+                seen_bom = true;
+                if t.len() > limits.xml.max_text_len {
+                    return fail(Rejection::TooLarge(format!("en tekst er længere end {} tegn", limits.xml.max_text_len)));
+                }
+                if depth == 0 && !text.trim().is_empty() {
+                    return fail(Rejection::NotWellFormed("tekst uden for rodelementet".into()));
+                }
+            }
+            Event::CData(ref t) => {
+                if std::str::from_utf8(t.as_ref()).is_err() {
+                    return fail(Rejection::Encoding("ugyldig UTF-8 i CDATA".into()));
+                }
+                if t.len() > limits.xml.max_text_len {
+                    return fail(Rejection::TooLarge(format!("en tekst er længere end {} tegn", limits.xml.max_text_len)));
+                }
+            }
+            Event::GeneralRef(ref r) => {
+                let known = r.is_char_ref() && r.resolve_char_ref().ok().flatten().is_some()
+                    || matches!(&**r, b"lt" | b"gt" | b"amp" | b"apos" | b"quot");
+                if !known {
+                    let name = String::from_utf8_lossy(r).into_owned();
+                    return fail(Rejection::Forbidden(format!("entitetsreference &{name};")));
+                }
+            }
+            Event::Comment(_) => {}
+            Event::Eof => break,
+        }
+    }
+    let (line, col) = {
+        let counting = reader.get_ref();
+        (counting.lines + 1, (counting.consumed.saturating_sub(counting.line_start) + 1) as u32)
+    };
+    if depth > 0 {
+        return Err(ScanError::Rejected(reject(Rejection::NotWellFormed("filen slutter, før alle elementer er lukket".into()), line, col)));
+    }
+    outline.ok_or_else(|| ScanError::Rejected(reject(Rejection::NotWellFormed("filen har intet rodelement".into()), 1, 1)))
+}
+
+/// Reads the byte range of a file; for the prefix and for one item at a time.
+pub fn read_range(file: &std::fs::File, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = vec![0; (end - start) as usize];
+    file.read_exact_at(&mut bytes, start)?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> StreamLimits {
+        StreamLimits { xml: XmlLimits::default(), max_prefix_bytes: 4096, max_item_bytes: 4096 }
+    }
+
+    fn spans(text: &str) -> Result<(Outline, Vec<ItemSpan>), Finding> {
+        let mut spans = Vec::new();
+        let outline = scan::<_, ()>(text.as_bytes(), "urn:x", "i", &limits(), |s| {
+            spans.push(s);
+            Ok(())
+        })
+        .map_err(|e| match e {
+            ScanError::Rejected(f) => f,
+            other => panic!("{other:?}"),
+        })?;
+        Ok((outline, spans))
+    }
+
+    #[test]
+    fn finds_items_with_their_bytes_and_positions() {
+        let text = "<?xml version=\"1.0\"?>\n<r xmlns=\"urn:x\">\n  <h>1</h>\n  <i>a</i>\n  <i\n    k=\"v\"><j/></i><i/>\n</r>\n";
+        let (outline, spans) = spans(text).unwrap();
+        assert_eq!((outline.root_qname.as_str(), outline.items), ("r", 3));
+        assert_eq!(&text[..outline.prefix_end as usize], "<?xml version=\"1.0\"?>\n<r xmlns=\"urn:x\">\n  <h>1</h>\n  ");
+        assert_eq!((outline.prefix_end_line, outline.prefix_end_col), (4, 3));
+        let texts: Vec<&str> = spans.iter().map(|s| &text[s.start as usize..s.end as usize]).collect();
+        assert_eq!(texts, vec!["<i>a</i>", "<i\n    k=\"v\"><j/></i>", "<i/>"]);
+        let positions: Vec<(u32, u32)> = spans.iter().map(|s| (s.line, s.col)).collect();
+        assert_eq!(positions, vec![(4, 3), (5, 1), (6, 19)]);
+    }
+
+    #[test]
+    fn refuses_what_the_straks_reader_refuses() {
+        let code = |text: &str| spans(text).unwrap_err().code().as_str();
+        assert_eq!(code("<!DOCTYPE r [<!ENTITY e \"x\">]><r xmlns=\"urn:x\"/>"), "FORMAT_XML");
+        assert_eq!(code("<r xmlns=\"urn:x\"><i>&e;</i></r>"), "FORMAT_XML");
+        assert_eq!(code("<r xmlns=\"urn:x\"><i>a</i>"), "FORMAT_XML");
+        assert_eq!(code("<r xmlns=\"urn:x\"><i>a</i><h/></r>"), "FORMAT_XSD");
+        assert_eq!(code(&format!("<r xmlns=\"urn:x\"><i>{}</i></r>", "x".repeat(10_000))), "FORMAT_STOERRELSE");
+        let invalid = b"<r xmlns=\"urn:x\"><i>\xff</i></r>";
+        let err = scan::<_, ()>(&invalid[..], "urn:x", "i", &limits(), |_| Ok(())).unwrap_err();
+        assert!(matches!(err, ScanError::Rejected(f) if f.code().as_str() == "FORMAT_XML"));
+    }
+
+    #[test]
+    fn a_huge_text_node_is_refused_without_reading_it_whole() {
+        // 64 MB of text in one node, served by a reader that produces it lazily.
+        let head = std::io::Cursor::new(b"<r xmlns=\"urn:x\"><i>".to_vec());
+        let body = std::io::repeat(b'a').take(64 << 20);
+        let source = std::io::BufReader::new(head.chain(body));
+        let err = scan::<_, ()>(source, "urn:x", "i", &limits(), |_| Ok(())).unwrap_err();
+        assert!(matches!(err, ScanError::Rejected(f) if f.code().as_str() == "FORMAT_STOERRELSE"));
+    }
+}

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::alerts::sender::{AlertSender, SenderTask};
+use crate::batch::{BatchTask, Receiver};
 use crate::config::Config;
 use crate::domain::mapping::MappingSet;
 use crate::domain::sortiment::{parse_sortiment_file, Integration};
@@ -40,6 +41,11 @@ pub enum Command {
         #[command(subcommand)]
         command: SortimentCommand,
     },
+    /// Batch files (masse) in the drop folders.
+    Batch {
+        #[command(subcommand)]
+        command: BatchCommand,
+    },
     /// Rejection alerts in the outbox.
     Alerts {
         #[command(subcommand)]
@@ -58,6 +64,12 @@ pub enum AlertsCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum BatchCommand {
+    /// Process every complete file in the inboxes (and any a stopped process left), then exit.
+    RunOnce,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum SortimentCommand {
     /// Load a sortiment file as the new version in force (the earlier versions are kept).
     Load { file: PathBuf },
@@ -72,11 +84,35 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             crate::http::check_transport(&config)?;
             let pipeline = build(&config)?;
             let alerts = start_alerts(&pipeline, &config)?;
+            let batch = start_batch(&pipeline, &config)?;
             let listener = TcpListener::bind(&config.server.listen).with_context(|| format!("binding {}", config.server.listen))?;
             tracing::info!(address = %listener.local_addr()?, "serving SF1590_A at /sf1590a and SF1590_B at /sf1590b");
             actix_web::rt::System::new().block_on(crate::http::server(pipeline, listener, &config)?)?;
             if let Some(alerts) = alerts {
                 alerts.stop();
+            }
+            if let Some(batch) = batch {
+                batch.stop();
+            }
+            Ok(0)
+        }
+        Command::Batch { command: BatchCommand::RunOnce } => {
+            let pipeline = build(&config)?;
+            let receiver = Receiver::new(pipeline, &config)?;
+            let bar = progress_bar();
+            let handled = receiver.run_once(&|name, p| {
+                if let Some(bar) = &bar {
+                    bar.set_length(p.items_total as u64);
+                    bar.set_position(p.items_done as u64);
+                    bar.set_message(name.to_string());
+                }
+            });
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            for h in handled? {
+                let note = if h.repeated { " (processed before: nothing booked, receipt written again)" } else { "" };
+                println!("{}: {} accepted, {} rejected -> {}{note}", h.file_name, h.accepted, h.rejected, h.receipt_file.display());
             }
             Ok(0)
         }
@@ -161,6 +197,30 @@ fn start_alerts(pipeline: &Pipeline, config: &Config) -> anyhow::Result<Option<S
     Ok(Some(SenderTask::spawn(sender, Duration::from_millis(config.alerts.poll_interval_ms))))
 }
 
+/// The drop-folder receiver, when batch files are on.
+fn start_batch(pipeline: &Arc<Pipeline>, config: &Config) -> anyhow::Result<Option<BatchTask>> {
+    if !config.batch.enabled {
+        return Ok(None);
+    }
+    let receiver = Receiver::new(pipeline.clone(), config)?;
+    tracing::info!(dir = %config.batch.dir.display(), convention = ?config.batch.convention, "watching the batch inboxes");
+    Ok(Some(receiver.spawn()))
+}
+
+/// A progress bar on a terminal; none when the output goes to a file or a pipe.
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    let style = indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} items, {per_sec}, {eta} left")
+        .expect("a valid template")
+        .progress_chars("=> ");
+    bar.set_style(style);
+    Some(bar)
+}
+
 /// A server running in its own thread, for tests and embedding. Dropping it does not stop it; call `stop`.
 pub struct RunningServer {
     pub addr: SocketAddr,
@@ -168,6 +228,7 @@ pub struct RunningServer {
     handle: actix_web::dev::ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
     alerts: Option<SenderTask>,
+    batch: Option<BatchTask>,
 }
 
 impl RunningServer {
@@ -182,6 +243,9 @@ impl RunningServer {
     pub fn stop(mut self) {
         if let Some(alerts) = self.alerts.take() {
             alerts.stop();
+        }
+        if let Some(batch) = self.batch.take() {
+            batch.stop();
         }
         actix_web::rt::System::new().block_on(self.handle.stop(true));
         if let Some(thread) = self.thread.take() {
@@ -213,5 +277,6 @@ pub fn spawn(config: &Config) -> anyhow::Result<RunningServer> {
     });
     let handle = rx.recv().context("server thread ended")??;
     let alerts = start_alerts(&pipeline, config)?;
-    Ok(RunningServer { addr, pipeline, handle, thread: Some(thread), alerts })
+    let batch = start_batch(&pipeline, config)?;
+    Ok(RunningServer { addr, pipeline, handle, thread: Some(thread), alerts, batch })
 }

@@ -18,6 +18,38 @@ pub struct Config {
     pub log: LogConfig,
     pub alerts: AlertsConfig,
     pub tls: TlsConfig,
+    pub batch: BatchConfig,
+}
+
+/// Batch files (masse) from drop folders. Per integration, under `dir`: `sf1590a/` and `sf1590b/`, each with
+/// `inbox/` (where files arrive, e.g. an SFTP upload area), `processing/`, `archive/` and `outbox/` (receipt
+/// files).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Watch the inboxes while `fkoeko serve` runs. `fkoeko batch run-once` works either way.
+    pub enabled: bool,
+    pub dir: PathBuf,
+    /// When a file is complete: "metadata" (Serviceplatformen: its `<name>.metadata` has arrived and the
+    /// size agrees) or "plain" (not a temporary name, and unchanged for `quiet_secs`).
+    pub convention: BatchConvention,
+    pub quiet_secs: u64,
+    /// Names that are still being written, in a plain folder (besides names starting with a dot).
+    pub temporary_suffixes: Vec<String>,
+    /// How this installation is named among a .metadata file's Recipients; empty: the municipality's CVR.
+    pub recipients: Vec<String>,
+    pub poll_interval_ms: u64,
+    /// How long a process owns a file without booking a chunk of it before another may take it over.
+    pub lease_secs: u64,
+    /// Threads that read and check items; 0: one per CPU.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchConvention {
+    Metadata,
+    Plain,
 }
 
 /// HTTPS with rustls, and mutual TLS when client CAs are given.
@@ -184,6 +216,17 @@ impl Default for Config {
             },
             log: LogConfig { format: LogFormat::Text, filter: "info".into() },
             tls: TlsConfig::default(),
+            batch: BatchConfig {
+                enabled: true,
+                dir: "data/batch".into(),
+                convention: BatchConvention::Metadata,
+                quiet_secs: 30,
+                temporary_suffixes: vec![".tmp".into(), ".part".into(), ".filepart".into()],
+                recipients: Vec::new(),
+                poll_interval_ms: 2000,
+                lease_secs: 120,
+                workers: 0,
+            },
             alerts: AlertsConfig {
                 enabled: true,
                 from: "fkoeko@localhost".into(),

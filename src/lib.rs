@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod batch;
 pub mod config;
 pub mod domain;
 pub mod http;

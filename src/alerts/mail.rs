@@ -8,7 +8,7 @@ use quick_xml::escape::escape;
 use super::AlertPayload;
 
 /// Receipts listed in full per mail; a rejected batch of thousands is summarised after these.
-const MAX_LISTED: usize = 200;
+pub const MAX_LISTED: usize = 200;
 
 pub struct Rendered {
     pub subject: String,
@@ -23,7 +23,7 @@ pub fn render(payloads: &[AlertPayload]) -> Rendered {
         (None, Some(id)) => format!("ukendt afsendersystem {id}"),
         _ => "et afsendersystem, der ikke kunne læses".to_string(),
     };
-    let rejected: usize = payloads.iter().map(|p| p.rejected.len()).sum();
+    let rejected: usize = payloads.iter().map(|p| p.rejected_count()).sum();
     let subject = format!(
         "Afvist: {rejected} {} fra {system}",
         if first.integration == "SF1590_B" { "fordring(er)" } else { "finansbilag" }
@@ -42,14 +42,14 @@ pub fn render(payloads: &[AlertPayload]) -> Rendered {
         let _ = write!(
             text,
             "\nLeverance {} ({} {}, modtaget {}): {} afvist, {} accepteret\n",
-            payload.delivery_id, payload.integration, payload.transport, payload.received_at, payload.rejected.len(), payload.accepted
+            payload.delivery_id, payload.integration, payload.transport, payload.received_at, payload.rejected_count(), payload.accepted
         );
         let _ = write!(
             html,
             "<h3>Leverance {} ({} {}, modtaget {}): {} afvist, {} accepteret</h3><table border=\"1\" cellpadding=\"4\">\
              <tr><th>Reference</th><th>Kode</th><th>Fejl</th><th>Sti</th><th>Linje</th></tr>",
             escape(&payload.delivery_id), escape(&payload.integration), escape(&payload.transport),
-            escape(&payload.received_at), payload.rejected.len(), payload.accepted
+            escape(&payload.received_at), payload.rejected_count(), payload.accepted
         );
         for receipt in &payload.rejected {
             if listed == MAX_LISTED {

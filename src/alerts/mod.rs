@@ -28,4 +28,14 @@ pub struct AlertPayload {
     pub received_at: String,
     pub rejected: Vec<Receipt>,
     pub accepted: usize,
+    /// How many were rejected in all; a large batch file's alert lists only the first of them. Absent in
+    /// alerts written before it was added: then `rejected` is all of them.
+    #[serde(default)]
+    pub rejected_total: Option<usize>,
+}
+
+impl AlertPayload {
+    pub fn rejected_count(&self) -> usize {
+        self.rejected_total.unwrap_or(self.rejected.len())
+    }
 }

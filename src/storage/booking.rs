@@ -112,7 +112,7 @@ pub fn reject_unrecorded(record: &DeliveryRecord, references: &[String], finding
     ReceiptSet::new(delivery_id, sender, timestamp(at), receipts)
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("receipts serialize")
 }
 
@@ -130,119 +130,170 @@ impl Db {
         // them cannot interleave with another delivery's.
         self.write(|conn| {
             let at = Utc::now();
-            let delivery_text = record.delivery_id.map(|id| id.to_string());
-            if let Some(id) = &delivery_text {
-                let earlier: Option<(String, String)> = deliveries::table
-                    .filter(deliveries::leverance_id.eq(id))
-                    .select((deliveries::request_hash, deliveries::response_json))
-                    .first(conn)
-                    .optional()?;
-                if let Some((hash, response)) = earlier {
-                    if hash == record.request_hash {
-                        return serde_json::from_str(&response).map_err(|e| StorageError::Corrupt(e.to_string()));
-                    }
-                    tracing::warn!("LeveranceId already used for other content; nothing written");
-                    let finding = Finding::new(Rejection::DuplicateDifferent(format!("LeveranceId {id}")), &record.delivery_id_loc)
-                        .with_value(id.clone());
+            let delivery_key = match open_delivery(conn, record, at)? {
+                Opened::Seen { response, .. } => {
+                    return serde_json::from_str(&response).map_err(|e| StorageError::Corrupt(e.to_string()));
+                }
+                Opened::Conflict(finding) => {
                     let references: Vec<String> = plans.iter().map(|p| p.reference.clone()).collect();
                     let set = reject_unrecorded(record, &references, &[finding], at);
-                    enqueue_alert(conn, record, &set, alert, at)?;
+                    enqueue_alert(conn, record, &set, (0, set.rejected()), alert, at)?;
                     return Ok(set);
                 }
-            }
-            let delivery_key: i32 = diesel::insert_into(deliveries::table)
-                .values((
-                    deliveries::leverance_id.eq(&delivery_text),
-                    deliveries::integration.eq(record.integration.as_str()),
-                    deliveries::transport.eq(record.transport),
-                    deliveries::afsender_system.eq(record.sender.map(|s| s.to_string())),
-                    deliveries::myndighed.eq(&record.authority),
-                    deliveries::transaction_uuid.eq(&record.transaction_uuid),
-                    deliveries::user_system_uuid.eq(&record.user_system_uuid),
-                    deliveries::request_hash.eq(&record.request_hash),
-                    deliveries::received_at.eq(at.naive_utc()),
-                    deliveries::sortiment_version_id.eq(record.sortiment_version.map(|v| v as i32)),
-                    deliveries::mapping_version.eq(&record.mapping_version),
-                    deliveries::accepted_count.eq(0),
-                    deliveries::rejected_count.eq(0),
-                    deliveries::response_json.eq(""),
-                ))
-                .returning(deliveries::id)
-                .get_result(conn)?;
-            let delivery_id = delivery_text.clone().unwrap_or_else(|| NIL_UUID.to_string());
-            let sender = record.sender.map(|s| s.to_string());
-            let mut answers = Vec::with_capacity(plans.len());
-            for plan in &plans {
-                let earlier = match &sender {
-                    Some(sender) => accepted_receipt(conn, record.integration.as_str(), sender, &plan.reference)?,
-                    None => None,
-                };
-                let receipt = match earlier {
-                    Some((hash, first)) if hash == plan.content_hash => {
-                        // The same content again: the first receipt, unchanged; nothing is booked.
-                        serde_json::from_str(&first).map_err(|e| StorageError::Corrupt(e.to_string()))?
-                    }
-                    earlier => {
-                        let mut findings = Vec::new();
-                        if earlier.is_some() {
-                            findings.push(Finding::new(Rejection::DuplicateDifferent(plan.reference.clone()), &plan.reference_loc)
-                                .with_value(plan.reference.clone()));
-                        }
-                        if let ItemOutcome::Reject(own) = &plan.outcome {
-                            findings.extend(own.iter().cloned());
-                        }
-                        // A related claim must already be accepted: earlier, or before it in this transaction.
-                        if let (None, Some(related), Some(sender)) = (&earlier, &plan.related, &sender) {
-                            if accepted_receipt(conn, record.integration.as_str(), sender, &related.value)?.is_none() {
-                                findings.push(Finding::new(Rejection::RelatedUnknown(related.value.clone()), &related.loc).with_value(related.value.clone()));
-                            }
-                        }
-                        match (&plan.outcome, findings.is_empty()) {
-                            (ItemOutcome::Accept(booking), true) => {
-                                let mut receipt = Receipt::accepted(&delivery_id, &plan.reference, &timestamp(at));
-                                // The receipt row comes first (the journal refers to it); its ErpReference is set
-                                // once the journal id is known.
-                                insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
-                                let sender = sender.as_deref().unwrap_or_default();
-                                receipt.erp_reference = Some(match booking.as_ref() {
-                                    Booking::Finans(finans) => format!("erp_journal:{}", book(conn, &receipt.id, delivery_key, sender, finans, at)?),
-                                    Booking::Claim(claim) => format!("erp_claims:{}", book_claim(conn, &receipt.id, delivery_key, sender, claim, at)?),
-                                });
-                                diesel::update(receipts::table.find(&receipt.id))
-                                    .set((receipts::erp_reference.eq(&receipt.erp_reference), receipts::receipt_json.eq(to_json(&receipt))))
-                                    .execute(conn)?;
-                                receipt
-                            }
-                            _ => {
-                                let receipt = Receipt::rejected(&delivery_id, &plan.reference, &timestamp(at), &findings);
-                                insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
-                                receipt
-                            }
-                        }
-                    }
-                };
-                answers.push(receipt);
-            }
-            let sender_text = sender.unwrap_or_else(|| NIL_UUID.to_string());
-            let set = ReceiptSet::new(delivery_id, sender_text, timestamp(at), answers);
-            diesel::update(deliveries::table.find(delivery_key))
-                .set((
-                    deliveries::accepted_count.eq(set.accepted() as i32),
-                    deliveries::rejected_count.eq(set.rejected() as i32),
-                    deliveries::response_json.eq(to_json(&set)),
-                ))
-                .execute(conn)?;
-            enqueue_alert(conn, record, &set, alert, at)?;
+                Opened::New(key) => key,
+            };
+            let answers = decide_items(conn, record, delivery_key, &plans, at)?;
+            let sender_text = record.sender.map_or_else(|| NIL_UUID.to_string(), |s| s.to_string());
+            let set = ReceiptSet::new(delivery_text(record), sender_text, timestamp(at), answers);
+            close_delivery(conn, delivery_key, set.accepted(), set.rejected(), &to_json(&set))?;
+            enqueue_alert(conn, record, &set, (set.accepted(), set.rejected()), alert, at)?;
             Ok(set)
         })
     }
 }
 
+/// How a delivery's LeveranceId stands when it is to be written.
+pub(super) enum Opened {
+    /// Not seen before: its row is written, with this key.
+    New(i32),
+    /// The same content was delivered under this LeveranceId before; `response` is what it got then.
+    Seen { key: i32, response: String },
+    /// The LeveranceId was used for other content: the delivery is rejected and nothing is written for it.
+    Conflict(Finding),
+}
+
+fn delivery_text(record: &DeliveryRecord) -> String {
+    record.delivery_id.map_or_else(|| NIL_UUID.to_string(), |id| id.to_string())
+}
+
+/// Checks the delivery's LeveranceId against earlier deliveries, and writes its row when it is new.
+pub(super) fn open_delivery(conn: &mut AnyConnection, record: &DeliveryRecord, at: DateTime<Utc>) -> Result<Opened, StorageError> {
+    let delivery_text = record.delivery_id.map(|id| id.to_string());
+    if let Some(id) = &delivery_text {
+        let earlier: Option<(i32, String, String)> = deliveries::table
+            .filter(deliveries::leverance_id.eq(id))
+            .select((deliveries::id, deliveries::request_hash, deliveries::response_json))
+            .first(conn)
+            .optional()?;
+        if let Some((key, hash, response)) = earlier {
+            if hash == record.request_hash {
+                return Ok(Opened::Seen { key, response });
+            }
+            tracing::warn!("LeveranceId already used for other content; nothing written");
+            let finding = Finding::new(Rejection::DuplicateDifferent(format!("LeveranceId {id}")), &record.delivery_id_loc)
+                .with_value(id.clone());
+            return Ok(Opened::Conflict(finding));
+        }
+    }
+    let key = diesel::insert_into(deliveries::table)
+        .values((
+            deliveries::leverance_id.eq(&delivery_text),
+            deliveries::integration.eq(record.integration.as_str()),
+            deliveries::transport.eq(record.transport),
+            deliveries::afsender_system.eq(record.sender.map(|s| s.to_string())),
+            deliveries::myndighed.eq(&record.authority),
+            deliveries::transaction_uuid.eq(&record.transaction_uuid),
+            deliveries::user_system_uuid.eq(&record.user_system_uuid),
+            deliveries::request_hash.eq(&record.request_hash),
+            deliveries::received_at.eq(at.naive_utc()),
+            deliveries::sortiment_version_id.eq(record.sortiment_version.map(|v| v as i32)),
+            deliveries::mapping_version.eq(&record.mapping_version),
+            deliveries::accepted_count.eq(0),
+            deliveries::rejected_count.eq(0),
+            deliveries::response_json.eq(""),
+        ))
+        .returning(deliveries::id)
+        .get_result(conn)?;
+    Ok(Opened::New(key))
+}
+
+/// Records the outcome of a delivery on its row: the counts, and the answer a re-sent delivery gets again.
+pub(super) fn close_delivery(conn: &mut AnyConnection, key: i32, accepted: usize, rejected: usize, response: &str) -> Result<(), StorageError> {
+    diesel::update(deliveries::table.find(key))
+        .set((
+            deliveries::accepted_count.eq(accepted as i32),
+            deliveries::rejected_count.eq(rejected as i32),
+            deliveries::response_json.eq(response),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Decides each item inside the delivery's transaction and writes its receipt, and the import rows of what
+/// is accepted. An item accepted before (same sender and BilagId/FordringId) with the same content gets its
+/// first receipt again and books nothing.
+pub(super) fn decide_items(
+    conn: &mut AnyConnection,
+    record: &DeliveryRecord,
+    delivery_key: i32,
+    plans: &[ItemPlan],
+    at: DateTime<Utc>,
+) -> Result<Vec<Receipt>, StorageError> {
+    let delivery_id = delivery_text(record);
+    let sender = record.sender.map(|s| s.to_string());
+    let mut answers = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let earlier = match &sender {
+            Some(sender) => accepted_receipt(conn, record.integration.as_str(), sender, &plan.reference)?,
+            None => None,
+        };
+        let receipt = match earlier {
+            Some((hash, first)) if hash == plan.content_hash => {
+                // The same content again: the first receipt, unchanged; nothing is booked.
+                serde_json::from_str(&first).map_err(|e| StorageError::Corrupt(e.to_string()))?
+            }
+            earlier => {
+                let mut findings = Vec::new();
+                if earlier.is_some() {
+                    findings.push(Finding::new(Rejection::DuplicateDifferent(plan.reference.clone()), &plan.reference_loc)
+                        .with_value(plan.reference.clone()));
+                }
+                if let ItemOutcome::Reject(own) = &plan.outcome {
+                    findings.extend(own.iter().cloned());
+                }
+                // A related claim must already be accepted: earlier, or before it in this transaction.
+                if let (None, Some(related), Some(sender)) = (&earlier, &plan.related, &sender) {
+                    if accepted_receipt(conn, record.integration.as_str(), sender, &related.value)?.is_none() {
+                        findings.push(Finding::new(Rejection::RelatedUnknown(related.value.clone()), &related.loc).with_value(related.value.clone()));
+                    }
+                }
+                match (&plan.outcome, findings.is_empty()) {
+                    (ItemOutcome::Accept(booking), true) => {
+                        let mut receipt = Receipt::accepted(&delivery_id, &plan.reference, &timestamp(at));
+                        // The receipt row comes first (the journal refers to it); its ErpReference is set
+                        // once the journal id is known.
+                        insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
+                        let sender = sender.as_deref().unwrap_or_default();
+                        receipt.erp_reference = Some(match booking.as_ref() {
+                            Booking::Finans(finans) => format!("erp_journal:{}", book(conn, &receipt.id, delivery_key, sender, finans, at)?),
+                            Booking::Claim(claim) => format!("erp_claims:{}", book_claim(conn, &receipt.id, delivery_key, sender, claim, at)?),
+                        });
+                        diesel::update(receipts::table.find(&receipt.id))
+                            .set((receipts::erp_reference.eq(&receipt.erp_reference), receipts::receipt_json.eq(to_json(&receipt))))
+                            .execute(conn)?;
+                        receipt
+                    }
+                    _ => {
+                        let receipt = Receipt::rejected(&delivery_id, &plan.reference, &timestamp(at), &findings);
+                        insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
+                        receipt
+                    }
+                }
+            }
+        };
+        answers.push(receipt);
+    }
+    Ok(answers)
+}
+
 /// Puts an alert for the rejected receipts of `set` into the outbox; nothing when all were accepted.
-fn enqueue_alert(
+/// `counts` (accepted, rejected) are the whole delivery's: a batch file's alert lists only its first
+/// rejections.
+pub(super) fn enqueue_alert(
     conn: &mut AnyConnection,
     record: &DeliveryRecord,
     set: &ReceiptSet,
+    counts: (usize, usize),
     alert: Option<(&AlertTarget, chrono::Duration)>,
     at: DateTime<Utc>,
 ) -> Result<(), StorageError> {
@@ -258,7 +309,8 @@ fn enqueue_alert(
         transport: record.transport.to_string(),
         delivery_id: set.delivery_id.clone(),
         received_at: set.processed_at.clone(),
-        accepted: set.accepted(),
+        accepted: counts.0,
+        rejected_total: Some(counts.1),
         rejected,
     };
     diesel::insert_into(alert_outbox::table)

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod amount;
+pub mod batch;
 pub mod booking;
 pub mod schema;
 pub mod sortiment;
@@ -40,6 +41,8 @@ pub enum StorageError {
     Migration(String),
     #[error("stored data could not be read back: {0}")]
     Corrupt(String),
+    #[error("another process has taken over this batch file")]
+    LeaseLost,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

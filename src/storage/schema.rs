@@ -230,6 +230,42 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    batch_files (id) {
+        id -> Integer,
+        file_key -> Text,
+        integration -> Text,
+        file_name -> Text,
+        stored_name -> Text,
+        content_hash -> Text,
+        size_bytes -> BigInt,
+        metadata -> Nullable<Text>,
+        state -> Text,
+        delivery_id -> Nullable<Integer>,
+        leverance_id -> Nullable<Text>,
+        afsender_system -> Nullable<Text>,
+        items_total -> Nullable<Integer>,
+        items_done -> Integer,
+        accepted_count -> Integer,
+        rejected_count -> Integer,
+        claimed_by -> Text,
+        lease_until -> Timestamp,
+        received_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+        receipt_file -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    batch_receipts (batch_id, position) {
+        batch_id -> Integer,
+        position -> Integer,
+        status -> Text,
+        receipt_json -> Text,
+    }
+}
+
+diesel::joinable!(batch_receipts -> batch_files (batch_id));
 diesel::joinable!(sortiment_fordringstyper -> sortiment_senders (sender_id));
 diesel::joinable!(erp_claim_parties -> erp_claims (claim_id));
 diesel::joinable!(erp_claim_parties -> erp_debtor_data (debtor_data_id));
@@ -254,4 +290,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     erp_debtor_data,
     erp_claim_parties,
     alert_outbox,
+    batch_files,
+    batch_receipts,
 );

@@ -69,6 +69,8 @@ struct Counting<R> {
     consumed: u64,
     lines: u32,
     line_start: u64,
+    /// UTF-8 continuation bytes on the current line, so that columns count characters as the tree reader does.
+    continuations: u64,
     event_start: Rc<Cell<u64>>,
     budget: u64,
 }
@@ -93,9 +95,14 @@ impl<R: BufRead> BufRead for Counting<R> {
 
     fn consume(&mut self, n: usize) {
         if let Ok(buffer) = self.inner.fill_buf() {
-            for (i, _) in buffer[..n.min(buffer.len())].iter().enumerate().filter(|(_, &b)| b == b'\n') {
-                self.lines += 1;
-                self.line_start = self.consumed + i as u64 + 1;
+            for (i, &b) in buffer[..n.min(buffer.len())].iter().enumerate() {
+                if b == b'\n' {
+                    self.lines += 1;
+                    self.line_start = self.consumed + i as u64 + 1;
+                    self.continuations = 0;
+                } else if b & 0xC0 == 0x80 {
+                    self.continuations += 1;
+                }
             }
         }
         self.consumed += n as u64;
@@ -129,7 +136,7 @@ pub fn scan<R: BufRead, E>(
 ) -> Result<Outline, ScanError<E>> {
     let event_start = Rc::new(Cell::new(0));
     let budget = limits.max_item_bytes.max(limits.max_prefix_bytes).max(limits.xml.max_text_len as u64 * 4 + 4096);
-    let counting = Counting { inner: source, consumed: 0, lines: 0, line_start: 0, event_start: event_start.clone(), budget };
+    let counting = Counting { inner: source, consumed: 0, lines: 0, line_start: 0, continuations: 0, event_start: event_start.clone(), budget };
     let mut reader = NsReader::from_reader(counting);
     reader.config_mut().trim_text(false);
     let mut buf = Vec::new();
@@ -143,14 +150,17 @@ pub fn scan<R: BufRead, E>(
         let start = reader.buffer_position();
         event_start.set(start);
         buf.clear();
-        let here = |reader: &NsReader<Counting<R>>| {
+        // The line and column (in characters) of the event's start. When asked after the event was read, the
+        // event's own bytes are consumed: `own_continuations` of them are inside characters.
+        let here = |reader: &NsReader<Counting<R>>, own_continuations: u64| {
             let counting = reader.get_ref();
-            (counting.lines + 1, (start.saturating_sub(counting.line_start) + 1) as u32)
+            let bytes = start.saturating_sub(counting.line_start);
+            (counting.lines + 1, (bytes.saturating_sub(counting.continuations.saturating_sub(own_continuations)) + 1) as u32)
         };
         let (ns, event) = match reader.read_resolved_event_into(&mut buf) {
             Ok(ok) => ok,
             Err(quick_xml::Error::Io(e)) => {
-                let (line, col) = here(&reader);
+                let (line, col) = here(&reader, 0);
                 if e.get_ref().is_some_and(|inner| inner.is::<TooLong>()) {
                     let what = if current.is_some() { "et element i et bilag" } else { "en del af filen" };
                     return Err(ScanError::Rejected(reject(
@@ -162,7 +172,7 @@ pub fn scan<R: BufRead, E>(
                 return Err(ScanError::Io(std::io::Error::new(e.kind(), e.to_string())));
             }
             Err(e) => {
-                let (line, col) = here(&reader);
+                let (line, col) = here(&reader, 0);
                 return Err(ScanError::Rejected(reject(Rejection::NotWellFormed(e.to_string()), line, col)));
             }
         };
@@ -172,7 +182,11 @@ pub fn scan<R: BufRead, E>(
             ResolveResult::Unbound => Ok(None),
             ResolveResult::Unknown(prefix) => Err(prefix),
         };
-        let (line, col) = here(&reader);
+        let own_continuations = match &event {
+            Event::Start(e) | Event::Empty(e) => (**e).iter().filter(|&&b| b & 0xC0 == 0x80).count() as u64,
+            _ => 0,
+        };
+        let (line, col) = here(&reader, own_continuations);
         let fail = |rejection| Err(ScanError::Rejected(reject(rejection, line, col)));
         match event {
             Event::Decl(decl) => {

@@ -143,6 +143,12 @@ impl Delivery {
         x
     }
 
+    /// As a batch file: the same children under FinansbilagLeverance, the root on line 2.
+    pub fn masse(&self) -> String {
+        let body = self.body().replace("<ModtagFinansbilag ", "<FinansbilagLeverance ").replace("</ModtagFinansbilag>", "</FinansbilagLeverance>");
+        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{body}\n")
+    }
+
     /// A SOAP 1.1 call. The body element starts on line 4.
     pub fn soap11(&self) -> String {
         envelope("http://schemas.xmlsoap.org/soap/envelope/", &self.header, &self.body())

@@ -4,6 +4,7 @@
 
 pub mod claims;
 pub mod delivery;
+pub mod masse;
 pub mod serve;
 pub mod smtp;
 
@@ -39,6 +40,9 @@ pub fn test_config(db_url: &str) -> Config {
     config.paths.mappings = repo("mappings");
     config.paths.sortiment = repo("tests/fixtures/sortiment.toml");
     config.alerts.enabled = false;
+    // Tests of batch files turn it on, with folders of their own.
+    config.batch.enabled = false;
+    config.batch.dir = std::env::temp_dir().join(format!("fkoeko-batch-{}", uuid::Uuid::new_v4().simple()));
     config
 }
 

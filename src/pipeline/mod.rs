@@ -25,6 +25,9 @@ use crate::xml::schema::{self, SchemaError};
 use crate::xml::soap::{self, CallContext, SoapVersion};
 use crate::xml::tree::{self, Element, XmlLimits};
 
+mod masse;
+pub use masse::{MasseFile, Progress};
+
 /// Failures the sender cannot fix: answered with a SOAP Fault ("try again later"), nothing handed over.
 #[derive(Debug, thiserror::Error)]
 pub enum TechnicalError {
@@ -34,6 +37,8 @@ pub enum TechnicalError {
     Schema(#[from] SchemaError),
     #[error("no sortiment has been loaded")]
     NoSortiment,
+    #[error("reading a batch file: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +93,10 @@ pub struct Settings {
     pub max_finansbilag_straks: usize,
     pub max_fordringer_straks: usize,
     pub max_postings: usize,
+    /// The largest one finansbilag or fordring in a batch file may be, in bytes.
+    pub max_item_bytes: u64,
+    /// Threads that read and check the items of a batch file.
+    pub batch_workers: usize,
     pub schema_dir: PathBuf,
     pub alerts: AlertSettings,
 }
@@ -134,6 +143,11 @@ impl Settings {
             max_finansbilag_straks: limits.max_finansbilag_straks,
             max_fordringer_straks: limits.max_fordringer_straks,
             max_postings: limits.max_posteringer_per_bilag,
+            max_item_bytes: limits.max_body_bytes as u64,
+            batch_workers: match config.batch.workers {
+                0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+                n => n,
+            },
             schema_dir: config.paths.schemas.clone(),
             alerts: AlertSettings {
                 enabled: config.alerts.enabled,
@@ -301,30 +315,45 @@ impl Pipeline {
         let mappings = self.mappings();
         record.mapping_version = Some(mappings.version.clone());
 
-        let mut plans = Vec::with_capacity(items.len());
-        for (i, (item, item_ref)) in items.iter().zip(references).enumerate() {
-            let mut findings = delivery_findings.clone();
-            let own = std::mem::take(&mut item_findings[i]);
-            let (outcome, related) = if !own.is_empty() {
-                findings.extend(own);
-                (ItemOutcome::Reject(findings), None)
-            } else {
-                let path = format!("{root_path}/{}[{}]", spec.item, i + 1);
-                let context = ItemContext { sender, today, mappings: &mappings };
-                match integration {
-                    Integration::Sf1590A => (self.evaluate_finansbilag(item, i + 1, path, &context, findings), None),
-                    Integration::Sf1590B => self.evaluate_fordring(item, i + 1, path, &context, findings),
-                }
-            };
-            plans.push(ItemPlan {
-                reference: item_ref.reference,
-                reference_loc: item_ref.loc,
-                content_hash: item_ref.content_hash,
-                related,
-                outcome,
-            });
-        }
+        let context = ItemContext { sender, today, mappings: &mappings, root_path: &root_path };
+        let plans = items
+            .iter()
+            .zip(references)
+            .enumerate()
+            .map(|(i, (item, item_ref))| {
+                let own = std::mem::take(&mut item_findings[i]);
+                self.plan_item(integration, item, i + 1, item_ref, &delivery_findings, own, &context)
+            })
+            .collect();
         self.finish(record, plans, version, Some(sortiment), mode)
+    }
+
+    /// The decision on one item, before it is booked: rejected with the delivery's findings and its own
+    /// (schema) findings if there are any, else checked, mapped and planned for booking.
+    #[allow(clippy::too_many_arguments)]
+    fn plan_item(
+        &self,
+        integration: Integration,
+        item: &Element,
+        index: usize,
+        item_ref: ItemRef,
+        delivery_findings: &[Finding],
+        own: Vec<Finding>,
+        context: &ItemContext,
+    ) -> ItemPlan {
+        let spec = WireSpec::of(integration);
+        let mut findings = delivery_findings.to_vec();
+        let (outcome, related) = if !own.is_empty() {
+            findings.extend(own);
+            (ItemOutcome::Reject(findings), None)
+        } else {
+            let path = format!("{}/{}[{index}]", context.root_path, spec.item);
+            match integration {
+                Integration::Sf1590A => (self.evaluate_finansbilag(item, index, path, context, findings), None),
+                Integration::Sf1590B => self.evaluate_fordring(item, index, path, context, findings),
+            }
+        };
+        ItemPlan { reference: item_ref.reference, reference_loc: item_ref.loc, content_hash: item_ref.content_hash, related, outcome }
     }
 
     fn evaluate_finansbilag(&self, item: &Element, index: usize, path: String, context: &ItemContext, mut findings: Vec<Finding>) -> ItemOutcome {
@@ -499,6 +528,8 @@ struct Arrival<'a> {
 
 /// What every item of one delivery is checked against.
 struct ItemContext<'a> {
+    /// The path of the delivery's root element, e.g. "/ModtagFinansbilag".
+    root_path: &'a str,
     sender: Option<&'a Sender>,
     today: NaiveDate,
     mappings: &'a MappingSet,

@@ -1,0 +1,2 @@
+DROP TABLE batch_receipts;
+DROP TABLE batch_files;

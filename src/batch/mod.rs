@@ -1,0 +1,417 @@
+//! The masse transport: drop folders. Files arrive in an inbox (an SFTP upload area), are taken when complete,
+//! claimed by a rename into `processing/` and a row in the database, run through the pipeline, answered with
+//! a receipt file in `outbox/`, and moved to `archive/`.
+//!
+//! Every step can be interrupted. A file's row says how far it came; a file whose process stopped is taken over
+//! once its lease runs out, resumed after its last committed chunk, and its receipt file written (again, to
+//! the same name and content) before it is marked done.
+
+pub mod metadata;
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use tracing::{error, info, warn};
+
+use crate::config::{BatchConfig, BatchConvention, Config};
+use crate::domain::receipt::{timestamp, Receipt, ReceiptSet, KVITTERING_NS, NIL_UUID};
+use crate::domain::rejection::{Finding, Rejection};
+use crate::domain::sortiment::Integration;
+use crate::pipeline::{MasseFile, Pipeline, Progress};
+use crate::storage::batch::{BatchFile, Claimed, Lease, NewBatchFile, DONE, PROCESSING, RECEIPT};
+use metadata::Metadata;
+
+/// The folders of one integration.
+#[derive(Debug, Clone)]
+pub struct Folders {
+    pub inbox: PathBuf,
+    pub processing: PathBuf,
+    pub archive: PathBuf,
+    pub outbox: PathBuf,
+}
+
+impl Folders {
+    pub fn of(dir: &Path, integration: Integration) -> Self {
+        let base = dir.join(integration.as_str().to_lowercase().replace('_', ""));
+        Folders { inbox: base.join("inbox"), processing: base.join("processing"), archive: base.join("archive"), outbox: base.join("outbox") }
+    }
+
+    fn create(&self) -> std::io::Result<()> {
+        for dir in [&self.inbox, &self.processing, &self.archive, &self.outbox] {
+            fs::create_dir_all(dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// What became of one file.
+#[derive(Debug, Clone)]
+pub struct Handled {
+    pub file_name: String,
+    pub receipt_file: PathBuf,
+    pub accepted: i32,
+    pub rejected: i32,
+    /// The file was processed before: nothing was booked, its receipt file was written again.
+    pub repeated: bool,
+}
+
+/// Reports progress of the file being processed: its name and how far it is.
+pub type ProgressFn<'a> = dyn Fn(&str, Progress) + Sync + 'a;
+
+pub struct Receiver {
+    pipeline: Arc<Pipeline>,
+    config: BatchConfig,
+    recipients: Vec<String>,
+    owner: String,
+    /// Files already warned about (incomplete or unreadable metadata), so each is logged once.
+    warned: Mutex<HashSet<String>>,
+}
+
+impl Receiver {
+    pub fn new(pipeline: Arc<Pipeline>, config: &Config) -> anyhow::Result<Self> {
+        let batch = config.batch.clone();
+        for integration in [Integration::Sf1590A, Integration::Sf1590B] {
+            let folders = Folders::of(&batch.dir, integration);
+            folders.create().with_context(|| format!("creating the batch folders under {}", batch.dir.display()))?;
+        }
+        let recipients =
+            if batch.recipients.is_empty() { vec![config.installation.myndighed.clone()] } else { batch.recipients.clone() };
+        let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let owner = format!("{}:{}:{}", host.trim(), std::process::id(), &uuid::Uuid::new_v4().to_string()[..8]);
+        Ok(Receiver { pipeline, config: batch, recipients, owner, warned: Mutex::new(HashSet::new()) })
+    }
+
+    fn lease(&self, batch_id: i32) -> Lease {
+        Lease { batch_id, owner: self.owner.clone(), duration: chrono::Duration::seconds(self.config.lease_secs as i64) }
+    }
+
+    /// One round over every integration: files whose process stopped, files left in `processing/`, then every
+    /// complete file in the inboxes. Returns what was handled.
+    pub fn run_once(&self, progress: &ProgressFn<'_>) -> anyhow::Result<Vec<Handled>> {
+        let mut handled = Vec::new();
+        for integration in [Integration::Sf1590A, Integration::Sf1590B] {
+            let folders = Folders::of(&self.config.dir, integration);
+            for file in self.pipeline.db.abandoned_batch_files()?.into_iter().filter(|f| f.integration == integration.as_str()) {
+                if self.pipeline.db.take_over_batch_file(&file, &self.owner, self.lease(file.id).duration)? {
+                    let file = self.pipeline.db.batch_file(file.id)?.expect("the row was just updated");
+                    handled.push(self.carry_on(integration, &folders, file, progress)?);
+                }
+            }
+            for stored in list(&folders.processing)? {
+                if stored.ends_with(".metadata") {
+                    continue;
+                }
+                // A file in processing/ without a finished row: its process stopped before it claimed the row,
+                // or it waits for a file with the same key.
+                if self.pipeline.db.batch_file_by_stored_name(&stored)?.is_some_and(|f| f.state == DONE || f.claimed_by != self.owner) {
+                    continue;
+                }
+                handled.extend(self.handle_stored(integration, &folders, &stored, progress)?);
+            }
+            for name in list(&folders.inbox)? {
+                if let Some(taken) = self.take(integration, &folders, &name)? {
+                    handled.extend(self.handle_stored(integration, &folders, &taken, progress)?);
+                }
+            }
+        }
+        Ok(handled)
+    }
+
+    /// Moves a complete file (and its metadata) from the inbox to `processing/`; `None` when it is not complete
+    /// or another process took it first. The rename is the claim on the file system.
+    fn take(&self, integration: Integration, folders: &Folders, name: &str) -> anyhow::Result<Option<String>> {
+        if name.starts_with('.') || self.config.temporary_suffixes.iter().any(|s| name.ends_with(s.as_str())) || name.ends_with(".metadata") {
+            return Ok(None);
+        }
+        let path = folders.inbox.join(name);
+        let Ok(info) = fs::metadata(&path) else { return Ok(None) };
+        if !info.is_file() {
+            return Ok(None);
+        }
+        let with_metadata = match self.config.convention {
+            BatchConvention::Metadata => {
+                let meta_path = folders.inbox.join(format!("{name}.metadata"));
+                let Ok(bytes) = fs::read(&meta_path) else { return Ok(None) };
+                match metadata::parse(&bytes) {
+                    Ok(m) if m.file_name != name => {
+                        self.warn_once(name, &format!("its .metadata names another file, {}", m.file_name));
+                        return Ok(None);
+                    }
+                    // Still being uploaded (or the metadata is wrong): wait.
+                    Ok(m) if m.size_in_bytes != info.len() => {
+                        if age(&meta_path) > Duration::from_secs(self.config.quiet_secs) {
+                            self.warn_once(name, &format!("its .metadata says {} bytes, the file has {}", m.size_in_bytes, info.len()));
+                        }
+                        return Ok(None);
+                    }
+                    Ok(_) => true,
+                    Err(e) => {
+                        // The metadata may still be being written.
+                        if age(&meta_path) > Duration::from_secs(self.config.quiet_secs) {
+                            self.warn_once(name, &format!("its .metadata cannot be read: {e}"));
+                        }
+                        return Ok(None);
+                    }
+                }
+            }
+            BatchConvention::Plain => {
+                if age(&path) < Duration::from_secs(self.config.quiet_secs) {
+                    return Ok(None);
+                }
+                false
+            }
+        };
+        let stored = format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S%.6f"), name);
+        match fs::rename(&path, folders.processing.join(&stored)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("moving {} to processing", path.display())),
+        }
+        if with_metadata {
+            fs::rename(folders.inbox.join(format!("{name}.metadata")), folders.processing.join(format!("{stored}.metadata")))
+                .with_context(|| format!("moving {name}.metadata to processing"))?;
+        }
+        sync_dir(&folders.processing)?;
+        info!(file = name, integration = integration.as_str(), "batch file taken from the inbox");
+        Ok(Some(stored))
+    }
+
+    /// A file in `processing/`: claimed in the database, then processed, or answered from before.
+    fn handle_stored(&self, integration: Integration, folders: &Folders, stored: &str, progress: &ProgressFn<'_>) -> anyhow::Result<Option<Handled>> {
+        let path = folders.processing.join(stored);
+        let name = original_name(stored).to_string();
+        let (content_hash, size) = hash_file(&path)?;
+        let meta_path = folders.processing.join(format!("{stored}.metadata"));
+        let (meta, meta_text) = match fs::read(&meta_path) {
+            Ok(bytes) => (metadata::parse(&bytes).ok(), Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Err(_) => (None, None),
+        };
+        let file_key = match &meta {
+            Some(m) => format!("sftp:{}:{}", m.sender, m.senders_file_id),
+            None => format!("sha256:{content_hash}"),
+        };
+        let new = NewBatchFile {
+            file_key,
+            integration: integration.as_str().to_string(),
+            file_name: name.clone(),
+            stored_name: stored.to_string(),
+            content_hash: content_hash.clone(),
+            size_bytes: size as i64,
+            metadata: meta_text,
+        };
+        match self.pipeline.db.claim_batch_file(&new, &self.owner, self.lease(0).duration)? {
+            Claimed::Busy => Ok(None),
+            Claimed::Mine(file) => self.carry_on(integration, folders, file, progress).map(Some),
+            Claimed::Done(earlier) => {
+                let receipt_file = folders.outbox.join(receipt_name(&name));
+                let repeated = earlier.content_hash == content_hash;
+                if repeated {
+                    info!(file = %name, first = %earlier.file_name, "batch file was processed before; nothing booked, its receipt file is written again");
+                    write_receipt_file(&self.pipeline, &earlier, &receipt_file)?;
+                } else {
+                    warn!(file = %name, key = %earlier.file_key, "another file was delivered before with the same SendersFileId; rejected");
+                    let finding = Finding::nowhere(Rejection::DuplicateDifferent(format!(
+                        "SendersFileId {} (fil {})",
+                        meta.as_ref().map_or("", |m| m.senders_file_id.as_str()),
+                        earlier.file_name
+                    )));
+                    let at = timestamp(Utc::now());
+                    let receipt = Receipt::rejected(NIL_UUID, "LEVERANCE", &at, &[finding]);
+                    let set = ReceiptSet::new(NIL_UUID.into(), meta.as_ref().map_or(NIL_UUID.into(), |m| m.sender.clone()), at, vec![receipt]);
+                    write_atomically(&receipt_file, |out| out.write_all(format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}\n", set.to_xml()).as_bytes()))?;
+                }
+                archive(folders, stored)?;
+                Ok(Some(Handled { file_name: name, receipt_file, accepted: earlier.accepted_count, rejected: earlier.rejected_count, repeated }))
+            }
+        }
+    }
+
+    /// Takes a claimed file from wherever it stopped to done.
+    fn carry_on(&self, integration: Integration, folders: &Folders, mut file: BatchFile, progress: &ProgressFn<'_>) -> anyhow::Result<Handled> {
+        let lease = self.lease(file.id);
+        let receipt_file = folders.outbox.join(receipt_name(&file.file_name));
+        if file.state == PROCESSING {
+            let path = folders.processing.join(&file.stored_name);
+            let meta: Option<Metadata> = file.metadata.as_deref().and_then(|m| metadata::parse(m.as_bytes()).ok());
+            let mut findings = Vec::new();
+            if let Some(m) = &meta {
+                if !m.recipients.iter().any(|r| self.recipients.contains(r)) {
+                    findings.push(Finding::nowhere(Rejection::WrongAuthority(m.recipients.join(", "), self.recipients.join(", "))));
+                }
+            }
+            let masse = MasseFile {
+                path: &path,
+                name: &file.file_name,
+                integration,
+                content_hash: &file.content_hash,
+                metadata_sender: meta.map(|m| m.sender),
+                delivery_findings: findings,
+                lease: lease.clone(),
+            };
+            let name = file.file_name.clone();
+            file = self.pipeline.process_file(&masse, &|p| progress(&name, p))?;
+        }
+        if file.state == RECEIPT {
+            write_receipt_file(&self.pipeline, &file, &receipt_file)?;
+            archive(folders, &file.stored_name)?;
+            self.pipeline.db.mark_batch_done(&lease, &receipt_file.display().to_string())?;
+            info!(file = %file.file_name, receipt = %receipt_file.display(), accepted = file.accepted_count, rejected = file.rejected_count, "receipt file written");
+        }
+        Ok(Handled { file_name: file.file_name, receipt_file, accepted: file.accepted_count, rejected: file.rejected_count, repeated: false })
+    }
+
+    fn warn_once(&self, name: &str, why: &str) {
+        if self.warned.lock().expect("warned lock").insert(format!("{name}|{why}")) {
+            warn!(file = name, "batch file not taken: {why}");
+        }
+    }
+
+    /// Watches the inboxes in a thread until stopped.
+    pub fn spawn(self) -> BatchTask {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let interval = Duration::from_millis(self.config.poll_interval_ms);
+        let thread = std::thread::Builder::new()
+            .name("batch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    if let Err(e) = self.run_once(&|_, _| {}) {
+                        error!(error = format!("{e:#}"), "batch files: a round failed; trying again");
+                    }
+                    let mut waited = Duration::ZERO;
+                    while waited < interval && !flag.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
+                        waited += Duration::from_millis(50);
+                    }
+                }
+            })
+            .expect("spawning the batch thread");
+        BatchTask { stop, thread: Some(thread) }
+    }
+}
+
+pub struct BatchTask {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BatchTask {
+    /// Stops after the file in hand (which, if this process is killed instead, is resumed by the next).
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The receipt file's name: the input's, with `.kvittering.xml` for its `.xml`.
+pub fn receipt_name(file_name: &str) -> String {
+    format!("{}.kvittering.xml", file_name.strip_suffix(".xml").unwrap_or(file_name))
+}
+
+/// The name a file arrived under, from its name in processing/ ("<time>-<name>").
+fn original_name(stored: &str) -> &str {
+    stored.split_once('-').map_or(stored, |(_, name)| name)
+}
+
+/// Names in a folder, sorted (files arrive in name order from most senders).
+fn list(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+fn age(path: &Path) -> Duration {
+    fs::metadata(path).and_then(|m| m.modified()).ok().and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default()
+}
+
+fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
+    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// Moves a processed file (and its metadata) to the archive; already there is fine (a resumed run).
+fn archive(folders: &Folders, stored: &str) -> anyhow::Result<()> {
+    for name in [stored.to_string(), format!("{stored}.metadata")] {
+        match fs::rename(folders.processing.join(&name), folders.archive.join(&name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("archiving {name}")),
+        }
+    }
+    sync_dir(&folders.archive)?;
+    Ok(())
+}
+
+/// Writes the receipt file of a file whose items are all decided, from the stored receipts, a page at a time.
+/// Its time stamp is the file's finish time, so writing it again gives the same file.
+fn write_receipt_file(pipeline: &Pipeline, file: &BatchFile, target: &Path) -> anyhow::Result<()> {
+    let processed = file.finished_at.map_or_else(Utc::now, |t| t.and_utc());
+    write_atomically(target, |out| {
+        write!(
+            out,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<KvitteringLeverance xmlns=\"{KVITTERING_NS}\"><LeveranceId>{}</LeveranceId>\
+             <AfsenderSystem>{}</AfsenderSystem><Behandlet>{}</Behandlet>\n",
+            file.leverance_id.as_deref().unwrap_or(NIL_UUID),
+            file.afsender_system.as_deref().unwrap_or(NIL_UUID),
+            timestamp(processed)
+        )?;
+        let mut after = -1;
+        loop {
+            let page = pipeline.db.batch_receipts_page(file.id, after, 5000).map_err(std::io::Error::other)?;
+            let Some((last, _)) = page.last() else { break };
+            after = *last;
+            for (_, receipt) in &page {
+                let xml = quick_xml::se::to_string_with_root("Kvittering", receipt).map_err(std::io::Error::other)?;
+                out.write_all(xml.as_bytes())?;
+                out.write_all(b"\n")?;
+            }
+        }
+        out.write_all(b"</KvitteringLeverance>\n")
+    })
+}
+
+/// Writes a file under a temporary name in the same folder, syncs it, and renames it into place: a reader
+/// sees the whole file or none.
+fn write_atomically(target: &Path, write: impl FnOnce(&mut BufWriter<&File>) -> std::io::Result<()>) -> anyhow::Result<()> {
+    let dir = target.parent().context("a receipt file has a folder")?;
+    let name = target.file_name().and_then(|n| n.to_str()).context("a receipt file has a name")?;
+    let temporary = dir.join(format!(".{name}.tmp"));
+    let file = File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, &file);
+    write(&mut out).with_context(|| format!("writing {}", temporary.display()))?;
+    out.flush()?;
+    drop(out);
+    file.sync_all()?;
+    fs::rename(&temporary, target).with_context(|| format!("renaming to {}", target.display()))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", dir.display()))
+}

@@ -1,0 +1,89 @@
+//! Batch files in drop folders, for the masse tests: a configuration with folders of its own, and the receiver
+//! run in the test's process.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fkoeko_adapter::batch::{Folders, Handled, Receiver};
+use fkoeko_adapter::config::{BatchConvention, Config};
+use fkoeko_adapter::domain::receipt::ReceiptSet;
+use fkoeko_adapter::domain::sortiment::Integration;
+use fkoeko_adapter::pipeline::Pipeline;
+
+pub struct Batch {
+    pub dir: tempfile::TempDir,
+    pub db_url: String,
+    pub config: Config,
+    pub pipeline: Arc<Pipeline>,
+}
+
+impl Batch {
+    /// Plain drop folders (complete when unchanged for 0 s), on a fresh database.
+    pub fn plain() -> Self {
+        Self::with(|c| c.batch.convention = BatchConvention::Plain)
+    }
+
+    /// Serviceplatformen's convention: complete when the .metadata has arrived.
+    pub fn metadata() -> Self {
+        Self::with(|c| c.batch.convention = BatchConvention::Metadata)
+    }
+
+    pub fn with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db_url = super::new_database_url(dir.path());
+        let mut config = super::test_config(&db_url);
+        config.batch.dir = dir.path().join("batch");
+        config.batch.quiet_secs = 0;
+        config.batch.workers = 2;
+        adjust(&mut config);
+        let pipeline = fkoeko_adapter::app::build(&config).unwrap();
+        Batch { dir, db_url, config, pipeline }
+    }
+
+    /// A second receiver on the same database and folders, as a second adapter process would have.
+    pub fn receiver(&self) -> Receiver {
+        Receiver::new(self.pipeline.clone(), &self.config).unwrap()
+    }
+
+    pub fn folders(&self) -> Folders {
+        Folders::of(&self.config.batch.dir, Integration::Sf1590A)
+    }
+
+    /// Puts a file in the SF1590_A inbox as an uploader would: under a temporary name, then renamed.
+    pub fn drop_file(&self, name: &str, content: &[u8]) -> PathBuf {
+        let folders = self.folders();
+        std::fs::create_dir_all(&folders.inbox).unwrap();
+        let temporary = folders.inbox.join(format!("{name}.part"));
+        std::fs::write(&temporary, content).unwrap();
+        let path = folders.inbox.join(name);
+        std::fs::rename(&temporary, &path).unwrap();
+        path
+    }
+
+    pub fn run_once(&self) -> Vec<Handled> {
+        self.receiver().run_once(&|_, _| {}).unwrap()
+    }
+
+    /// The receipt file of `name`, checked against kvittering.xsd, and read.
+    pub fn receipt(&self, name: &str) -> (String, ReceiptSet) {
+        let path = self.folders().outbox.join(fkoeko_adapter::batch::receipt_name(name));
+        read_receipt_file(&path)
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        super::count_in(&self.db_url, sql)
+    }
+
+    pub fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    }
+}
+
+pub fn read_receipt_file(path: &Path) -> (String, ReceiptSet) {
+    let xml = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    super::assert_valid_receipt(&xml);
+    let set: ReceiptSet = quick_xml::de::from_str(&xml).unwrap();
+    (xml, set)
+}

@@ -1,0 +1,83 @@
+//! A batch file survives its process being killed: `fkoeko batch run-once` is killed with SIGKILL in the middle
+//! of a large file, run again, and every finansbilag is booked exactly once, with exactly one receipt file.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::delivery::{Bilag, Delivery};
+use common::masse::{read_receipt_file, Batch};
+use fkoeko_adapter::domain::receipt::Status;
+
+const BILAG: usize = 20_000;
+
+fn run_once(batch: &Batch) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fkoeko"));
+    command
+        .current_dir(common::repo(""))
+        .args(["batch", "run-once"])
+        .env("FKOEKO_DATABASE__URL", &batch.db_url)
+        .env("FKOEKO_PATHS__SORTIMENT", common::repo("tests/fixtures/sortiment.toml"))
+        .env("FKOEKO_ALERTS__ENABLED", "false")
+        .env("FKOEKO_BATCH__DIR", &batch.config.batch.dir)
+        .env("FKOEKO_BATCH__CONVENTION", "plain")
+        .env("FKOEKO_BATCH__QUIET_SECS", "0")
+        .env("FKOEKO_BATCH__LEASE_SECS", "2")
+        .env("FKOEKO_BATCH__WORKERS", "2")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    command
+}
+
+#[test]
+fn a_batch_file_killed_midway_is_resumed_and_booked_exactly_once() {
+    let batch = Batch::plain();
+    let bilag = (0..BILAG).map(|b| Bilag::balanced(&format!("K-{b}"), "42.00")).collect();
+    let text = Delivery::new(bilag).masse();
+    batch.drop_file("payout.xml", text.as_bytes());
+
+    // Killed once some chunks are committed and before the end.
+    let mut child = run_once(&batch).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let done_at_kill = loop {
+        let done = batch.count("SELECT COALESCE(MAX(items_done), 0) AS n FROM batch_files");
+        if done > 0 {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            break batch.count("SELECT COALESCE(MAX(items_done), 0) AS n FROM batch_files");
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        assert!(Instant::now() < deadline, "no chunk was committed");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(done_at_kill > 0 && done_at_kill < BILAG as i64, "killed at {done_at_kill} of {BILAG}");
+    let outbox = batch.folders().outbox;
+    assert!(Batch::names_in(&outbox).iter().all(|n| n.starts_with('.')), "no receipt file before the file is done");
+    // What was committed before the kill is booked, and nothing more.
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal"), done_at_kill);
+
+    // A new process takes the file over once the dead one's lease has run out, and finishes it.
+    std::thread::sleep(Duration::from_secs(3));
+    let out = run_once(&batch).output().unwrap();
+    assert!(out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains(&format!("payout.xml: {BILAG} accepted, 0 rejected")), "{report}");
+
+    assert_eq!(Batch::names_in(&outbox), vec!["payout.kvittering.xml"]);
+    let (_, set) = read_receipt_file(&outbox.join("payout.kvittering.xml"));
+    assert_eq!(set.receipts.len(), BILAG);
+    assert!(set.receipts.iter().all(|r| r.status == Status::Accepteret));
+    assert!(set.receipts.iter().enumerate().all(|(i, r)| r.reference == format!("K-{i}")), "receipts in file order");
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal"), BILAG as i64);
+    assert_eq!(batch.count("SELECT COUNT(DISTINCT bilag_id) AS n FROM erp_journal"), BILAG as i64);
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal_lines"), 2 * BILAG as i64);
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM receipts"), BILAG as i64);
+    assert!(Batch::names_in(&batch.folders().processing).is_empty());
+    assert_eq!(Batch::names_in(&batch.folders().archive).len(), 1);
+
+    // And run again: nothing left to do.
+    let out = run_once(&batch).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
+}

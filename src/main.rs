@@ -1,5 +1,10 @@
 use clap::Parser;
 
+// The pipeline allocates many small, short-lived values per element and posting; mimalloc handles that
+// pattern across threads better than the system allocator (see benches/masse.py).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = fkoeko_adapter::app::Cli::parse();
     match fkoeko_adapter::app::run(cli) {

@@ -594,11 +594,14 @@ fn reject_items(items: &[ItemRef], delivery: &[Finding], per_item: Vec<Vec<Findi
 /// Turns libxml2's schema messages into findings with a path, and sorts them into those about the delivery
 /// itself and those inside the n-th finansbilag.
 fn place_schema_issues(spec: &WireSpec, body: &Element, issues: &[schema::SchemaIssue], items: usize) -> (Vec<Finding>, Vec<Vec<Finding>>) {
+    let mut per_item = vec![Vec::new(); items];
+    if issues.is_empty() {
+        return (Vec::new(), per_item);
+    }
     let mut located = Vec::new();
     body.walk("", spec.indexed, &mut located);
     let item_prefix = format!("/{}/{}[", body.name, spec.item);
     let mut delivery = Vec::new();
-    let mut per_item = vec![Vec::new(); items];
     for issue in issues {
         let on_line: Vec<&(String, &Element)> = located.iter().filter(|(_, e)| Some(e.line) == issue.line).collect();
         let hit = on_line

@@ -401,13 +401,17 @@ fn book(
         ))
         .returning(erp_journal::id)
         .get_result(conn)?;
-    for (n, (posting, mapped)) in bilag.postings.iter().zip(&booking.mapped).enumerate() {
-        let k = &posting.kontering.value;
-        let dimensions: serde_json::Map<String, serde_json::Value> =
-            mapped.dimensions.iter().map(|(name, value)| (name.clone(), value.clone().into())).collect();
-        let party = posting.party.as_ref().map(|p| &p.value);
-        diesel::insert_into(erp_journal_lines::table)
-            .values((
+    let lines: Vec<_> = bilag
+        .postings
+        .iter()
+        .zip(&booking.mapped)
+        .enumerate()
+        .map(|(n, (posting, mapped))| {
+            let k = &posting.kontering.value;
+            let dimensions: serde_json::Map<String, serde_json::Value> =
+                mapped.dimensions.iter().map(|(name, value)| (name.clone(), value.clone().into())).collect();
+            let party = posting.party.as_ref().map(|p| &p.value);
+            (
                 erp_journal_lines::journal_id.eq(journal),
                 erp_journal_lines::line_no.eq(n as i32 + 1),
                 erp_journal_lines::posting_id.eq(posting.id.value as i64),
@@ -430,8 +434,17 @@ fn book(
                 erp_journal_lines::src_pspelement.eq(&k.psp_element),
                 erp_journal_lines::src_dimensions.eq(serde_json::to_string(&k.dimensions).expect("strings serialize")),
                 erp_journal_lines::mapping_rule.eq(&mapped.rule),
-            ))
-            .execute(conn)?;
+            )
+        })
+        .collect();
+    // Several lines per statement (a bilag may hold thousands: in slices, within SQLite's parameter limit).
+    for lines in lines.chunks(500) {
+        let insert = diesel::insert_into(erp_journal_lines::table).values(lines);
+        // A multi-row insert is not available through the multi-backend connection.
+        match conn {
+            AnyConnection::Sqlite(c) => insert.execute(c)?,
+            AnyConnection::Postgresql(c) => insert.execute(c)?,
+        };
     }
     Ok(journal)
 }

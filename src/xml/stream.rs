@@ -121,6 +121,15 @@ impl std::fmt::Display for TooLong {
 
 impl std::error::Error for TooLong {}
 
+/// An element's namespace, as far as the scan needs it.
+enum Ns {
+    Ours,
+    XInclude,
+    Other(String),
+    None,
+    Undeclared(Vec<u8>),
+}
+
 fn reject(rejection: Rejection, line: u32, col: u32) -> Finding {
     Finding { rejection, loc: Some(Loc { path: String::new(), line: Some(line), col: Some(col) }), value: None }
 }
@@ -177,10 +186,13 @@ pub fn scan<R: BufRead, E>(
             }
         };
         // Owned, so that the reader can be asked for positions while the event is handled.
-        let ns: Result<Option<Vec<u8>>, Vec<u8>> = match ns {
-            ResolveResult::Bound(ns) => Ok(Some(ns.0.to_vec())),
-            ResolveResult::Unbound => Ok(None),
-            ResolveResult::Unknown(prefix) => Err(prefix),
+        // Without allocating for the common case: an element in the delivery's namespace.
+        let ns = match ns {
+            ResolveResult::Bound(ns) if ns.0 == namespace.as_bytes() => Ns::Ours,
+            ResolveResult::Bound(ns) if ns.0 == super::tree::XINCLUDE_NS => Ns::XInclude,
+            ResolveResult::Bound(ns) => Ns::Other(String::from_utf8_lossy(ns.0).into_owned()),
+            ResolveResult::Unbound => Ns::None,
+            ResolveResult::Unknown(prefix) => Ns::Undeclared(prefix),
         };
         let own_continuations = match &event {
             Event::Start(e) | Event::Empty(e) => (**e).iter().filter(|&&b| b & 0xC0 == 0x80).count() as u64,
@@ -215,10 +227,11 @@ pub fn scan<R: BufRead, E>(
                     return fail(Rejection::TooLarge(format!("et elementnavn er længere end {} tegn", limits.xml.max_name_len)));
                 }
                 let element_ns = match ns {
-                    Ok(Some(ns)) if ns == super::tree::XINCLUDE_NS => return fail(Rejection::Forbidden("XInclude".into())),
-                    Ok(Some(ns)) => Some(String::from_utf8_lossy(&ns).into_owned()),
-                    Ok(None) => None,
-                    Err(prefix) => {
+                    Ns::XInclude => return fail(Rejection::Forbidden("XInclude".into())),
+                    Ns::Ours => Some(None),
+                    Ns::Other(ns) => Some(Some(ns)),
+                    Ns::None => None,
+                    Ns::Undeclared(prefix) => {
                         let prefix = String::from_utf8_lossy(&prefix).into_owned();
                         return fail(Rejection::NotWellFormed(format!("præfikset '{prefix}' er ikke erklæret")));
                     }
@@ -240,20 +253,22 @@ pub fn scan<R: BufRead, E>(
                         }
                     }
                 }
-                let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                // Names are compared as bytes: most elements are neither the root nor an item, and allocate nothing.
+                let local = e.local_name();
+                let is_item = local.as_ref() == item.as_bytes() && element_ns == Some(None);
                 match (depth, &mut outline, &mut current) {
                     (0, None, _) => {
                         outline = Some(Outline {
                             root_qname: String::from_utf8_lossy(e.name().as_ref()).into_owned(),
-                            root_local: local,
-                            root_ns: element_ns,
+                            root_local: String::from_utf8_lossy(local.as_ref()).into_owned(),
+                            root_ns: element_ns.map(|ns| ns.unwrap_or_else(|| namespace.to_string())),
                             prefix_end: 0,
                             prefix_end_line: 0,
                             prefix_end_col: 0,
                             items: 0,
                         });
                     }
-                    (1, Some(o), None) if local == item && element_ns.as_deref() == Some(namespace) => {
+                    (1, Some(o), None) if is_item => {
                         if o.items == 0 {
                             (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start, line, col);
                         }
@@ -267,6 +282,7 @@ pub fn scan<R: BufRead, E>(
                     }
                     (1, Some(o), None) => {
                         if o.items > 0 {
+                            let local = String::from_utf8_lossy(local.as_ref());
                             return fail(Rejection::Schema(format!(
                                 "elementet '{local}' står efter første {item}; kun {item} må følge"
                             )));

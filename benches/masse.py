@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Batch-file benchmark: a generated SF1590_A file of 1,000,000 posteringer (100,000 finansbilag of 10) is
+processed end to end by `fkoeko batch run-once` (release build, SQLite, a fresh database: read, schema-checked,
+checked, mapped, booked, receipt file written), and validated by `xmllint --stream --noout --schema` on the
+same machine in the same run. Prints wall time, posteringer per second and peak resident memory of both, and
+the ratio. Targets (issue 7): peak memory under 150 MB, end to end within 2x xmllint's time.
+
+    python3 benches/masse.py [--bilag N] [--postings-per-bilag M] [--keep DIR]
+"""
+import argparse
+import datetime
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SENDER = "6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01"  # KY in tests/fixtures/sortiment.toml
+AUTHORITY = "29189846"
+
+
+def generate(path, bilag, per_bilag):
+    today = datetime.date.today().isoformat()
+    debit = (
+        "<Postering><PosteringId>{id}</PosteringId><Beloeb>{amount}</Beloeb><DebetKredit>D</DebetKredit>"
+        "<Valuta>DKK</Valuta><Posteringsdato>" + today + "</Posteringsdato><Posteringstekst>Kontanthjælp</Posteringstekst>"
+        "<Kontering><Funktion>5.57.72</Funktion><Dranst>1</Dranst><Art>5.2</Art><Omkostningssted>OMK-4410</Omkostningssted>"
+        "<Dimension><Navn>Sag</Navn><Vaerdi>S-{id}</Vaerdi></Dimension></Kontering>"
+        "<Part><CPR>0101901234</CPR></Part></Postering>\n"
+    )
+    credit = (
+        "<Postering><PosteringId>{id}</PosteringId><Beloeb>{amount}</Beloeb><DebetKredit>K</DebetKredit>"
+        "<Posteringsdato>" + today + "</Posteringsdato><Posteringstekst>Modpost</Posteringstekst>"
+        "<Kontering><Funktion>9.51.01</Funktion><Dranst>0</Dranst><Art>9.5</Art></Kontering></Postering>\n"
+    )
+    with open(path, "w", encoding="utf-8", buffering=1 << 20) as out:
+        out.write('<?xml version="1.0" encoding="UTF-8"?>\n<FinansbilagLeverance xmlns="urn:fkoeko:sf1590a:v1">\n')
+        out.write(f"<LeveranceId>{uuid.uuid4()}</LeveranceId>\n<AfsenderSystem>{SENDER}</AfsenderSystem>\n")
+        out.write(f"<Myndighed>{AUTHORITY}</Myndighed>\n<Dannet>{today}T02:00:00+01:00</Dannet>\n")
+        for b in range(bilag):
+            parts = [f"<Finansbilag>\n<BilagId>BENCH-{b}</BilagId><Bilagsdato>{today}</Bilagsdato>\n"]
+            for p in range(per_bilag // 2):
+                amount = f"{(b * 7 + p) % 9000 + 100}.{p % 100:02d}"
+                parts.append(debit.format(id=2 * p + 1, amount=amount))
+                parts.append(credit.format(id=2 * p + 2, amount=amount))
+            parts.append("</Finansbilag>\n")
+            out.write("".join(parts))
+        out.write("</FinansbilagLeverance>\n")
+
+
+def timed(command, env=None, cwd=None):
+    """Runs a command under /usr/bin/time; returns (seconds, peak RSS in MB, stdout)."""
+    fmt = "BENCH %e %M"
+    result = subprocess.run(["/usr/bin/time", "-f", fmt] + command, env=env, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{command[0]} failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-3000:]}")
+    line = [l for l in result.stderr.splitlines() if l.startswith("BENCH ")][-1]
+    _, seconds, kb = line.split()
+    return float(seconds), int(kb) / 1024, result.stdout
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bilag", type=int, default=100_000)
+    parser.add_argument("--postings-per-bilag", type=int, default=10)
+    parser.add_argument("--keep", help="work in this directory and keep it")
+    args = parser.parse_args()
+    postings = args.bilag * args.postings_per_bilag
+
+    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
+    binary = os.path.join(ROOT, "target", "release", "fkoeko")
+    work = args.keep or tempfile.mkdtemp(prefix="fkoeko-bench-")
+    os.makedirs(work, exist_ok=True)
+    try:
+        data = os.path.join(work, "bench.xml")
+        print(f"generating {postings:,} posteringer in {args.bilag:,} finansbilag ...", flush=True)
+        generate(data, args.bilag, args.postings_per_bilag)
+        size_mb = os.path.getsize(data) / 1e6
+
+        x_sec, x_mb, _ = timed(["xmllint", "--stream", "--noout", "--schema", os.path.join(ROOT, "schemas", "sf1590a.xsd"), data])
+
+        batch_dir = os.path.join(work, "batch")
+        inbox = os.path.join(batch_dir, "sf1590a", "inbox")
+        os.makedirs(inbox, exist_ok=True)
+        shutil.copy(data, os.path.join(inbox, "bench.xml"))
+        env = dict(os.environ)
+        env.update({
+            "FKOEKO_DATABASE__URL": os.path.join(work, "bench.db"),
+            "FKOEKO_PATHS__SORTIMENT": os.path.join(ROOT, "tests", "fixtures", "sortiment.toml"),
+            "FKOEKO_ALERTS__ENABLED": "false",
+            "FKOEKO_BATCH__DIR": batch_dir,
+            "FKOEKO_BATCH__CONVENTION": "plain",
+            "FKOEKO_BATCH__QUIET_SECS": "0",
+            "RUST_LOG": "warn",
+        })
+        f_sec, f_mb, report = timed([binary, "batch", "run-once"], env=env, cwd=ROOT)
+        expected = f"bench.xml: {args.bilag} accepted, 0 rejected"
+        if expected not in report:
+            sys.exit(f"unexpected outcome: {report}")
+
+        cpus = os.cpu_count()
+        print(f"file: {size_mb:,.0f} MB, {postings:,} posteringer, {args.bilag:,} finansbilag; {cpus} CPUs")
+        print(f"xmllint --stream --schema:   {x_sec:7.2f} s  {postings / x_sec:>11,.0f} posteringer/s  peak {x_mb:6.1f} MB")
+        print(f"fkoeko batch run-once:       {f_sec:7.2f} s  {postings / f_sec:>11,.0f} posteringer/s  peak {f_mb:6.1f} MB")
+        print(f"ratio fkoeko / xmllint:      {f_sec / x_sec:7.2f}x   (target: at most 2x; memory target: under 150 MB)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

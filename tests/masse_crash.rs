@@ -31,6 +31,16 @@ fn run_once(batch: &Batch) -> Command {
     command
 }
 
+/// The child is killed however the test ends, so that a failed assertion leaves no process behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_batch_file_killed_midway_is_resumed_and_booked_exactly_once() {
     let batch = Batch::plain();
@@ -39,16 +49,16 @@ fn a_batch_file_killed_midway_is_resumed_and_booked_exactly_once() {
     batch.drop_file("payout.xml", text.as_bytes());
 
     // Killed once some chunks are committed and before the end.
-    let mut child = run_once(&batch).spawn().unwrap();
+    let mut child = KillOnDrop(run_once(&batch).spawn().unwrap());
     let deadline = Instant::now() + Duration::from_secs(300);
     let done_at_kill = loop {
-        let done = batch.count("SELECT COALESCE(MAX(items_done), 0) AS n FROM batch_files");
+        let done = batch.count("SELECT CAST(COALESCE(MAX(items_done), 0) AS BIGINT) AS n FROM batch_files");
         if done > 0 {
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            break batch.count("SELECT COALESCE(MAX(items_done), 0) AS n FROM batch_files");
+            child.0.kill().unwrap(); // SIGKILL
+            child.0.wait().unwrap();
+            break batch.count("SELECT CAST(COALESCE(MAX(items_done), 0) AS BIGINT) AS n FROM batch_files");
         }
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        assert!(child.0.try_wait().unwrap().is_none(), "the run ended before it could be killed");
         assert!(Instant::now() < deadline, "no chunk was committed");
         std::thread::sleep(Duration::from_millis(10));
     };

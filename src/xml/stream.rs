@@ -11,6 +11,7 @@ use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
+use super::guard;
 use super::tree::XmlLimits;
 use crate::domain::rejection::{Finding, Loc, Rejection};
 
@@ -121,15 +122,6 @@ impl std::fmt::Display for TooLong {
 
 impl std::error::Error for TooLong {}
 
-/// An element's namespace, as far as the scan needs it.
-enum Ns {
-    Ours,
-    XInclude,
-    Other(String),
-    None,
-    Undeclared(Vec<u8>),
-}
-
 fn reject(rejection: Rejection, line: u32, col: u32) -> Finding {
     Finding { rejection, loc: Some(Loc { path: String::new(), line: Some(line), col: Some(col) }), value: None }
 }
@@ -185,14 +177,22 @@ pub fn scan<R: BufRead, E>(
                 return Err(ScanError::Rejected(reject(Rejection::NotWellFormed(e.to_string()), line, col)));
             }
         };
-        // Owned, so that the reader can be asked for positions while the event is handled.
-        // Without allocating for the common case: an element in the delivery's namespace.
-        let ns = match ns {
-            ResolveResult::Bound(ns) if ns.0 == namespace.as_bytes() => Ns::Ours,
-            ResolveResult::Bound(ns) if ns.0 == super::tree::XINCLUDE_NS => Ns::XInclude,
-            ResolveResult::Bound(ns) => Ns::Other(String::from_utf8_lossy(ns.0).into_owned()),
-            ResolveResult::Unbound => Ns::None,
-            ResolveResult::Unknown(prefix) => Ns::Undeclared(prefix),
+        // The shared guards run while the namespace is still borrowed from the reader. What the scan needs of
+        // it after that is owned, so that the reader can be asked for positions: an element in the delivery's
+        // namespace (the common case) allocates nothing.
+        let checked = match &event {
+            Event::Start(e) | Event::Empty(e) => match std::str::from_utf8(e) {
+                Err(err) => Err(Rejection::Encoding(format!("ugyldig UTF-8 ({err})"))),
+                Ok(_) => guard::check_start(e, &ns, depth, &limits.xml),
+            },
+            Event::GeneralRef(r) => guard::resolve_reference(r).map(drop),
+            other => guard::check_event(other),
+        };
+        // For an element: None in no namespace, Some(None) in the delivery's, else Some(its namespace).
+        let element_ns: Option<Option<String>> = match ns {
+            ResolveResult::Bound(ns) if ns.0 == namespace.as_bytes() => Some(None),
+            ResolveResult::Bound(ns) => Some(Some(String::from_utf8_lossy(ns.0).into_owned())),
+            _ => None,
         };
         let own_continuations = match &event {
             Event::Start(e) | Event::Empty(e) => (**e).iter().filter(|&&b| b & 0xC0 == 0x80).count() as u64,
@@ -201,57 +201,13 @@ pub fn scan<R: BufRead, E>(
         let (line, col) = here(&reader, own_continuations);
         let fail = |rejection| Err(ScanError::Rejected(reject(rejection, line, col)));
         match event {
-            Event::Decl(decl) => {
-                if let Some(Ok(encoding)) = decl.encoding() {
-                    let encoding = String::from_utf8_lossy(&encoding).to_string();
-                    if !encoding.eq_ignore_ascii_case("utf-8") {
-                        return fail(Rejection::Encoding(format!("erklæret encoding '{encoding}'")));
-                    }
-                }
-            }
-            Event::DocType(_) => return fail(Rejection::Forbidden("DTD (<!DOCTYPE>)".into())),
-            Event::PI(_) => return fail(Rejection::Forbidden("behandlingsinstruktion (<?...?>)".into())),
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(event, Event::Empty(_));
-                let raw = e.as_ref();
-                if let Err(err) = std::str::from_utf8(raw) {
-                    return fail(Rejection::Encoding(format!("ugyldig UTF-8 ({err})")));
-                }
                 // The start tag is consumed already: its own line breaks are not before it.
-                let tag_lines = raw.iter().filter(|&&b| b == b'\n').count() as u32;
+                let tag_lines = e.iter().filter(|&&b| b == b'\n').count() as u32;
                 let (line, col) = if tag_lines > 0 { (line - tag_lines, 1) } else { (line, col) };
-                if depth >= limits.xml.max_depth {
-                    return fail(Rejection::TooLarge(format!("elementer mere end {} niveauer dybt", limits.xml.max_depth)));
-                }
-                if e.name().as_ref().len() > limits.xml.max_name_len {
-                    return fail(Rejection::TooLarge(format!("et elementnavn er længere end {} tegn", limits.xml.max_name_len)));
-                }
-                let element_ns = match ns {
-                    Ns::XInclude => return fail(Rejection::Forbidden("XInclude".into())),
-                    Ns::Ours => Some(None),
-                    Ns::Other(ns) => Some(Some(ns)),
-                    Ns::None => None,
-                    Ns::Undeclared(prefix) => {
-                        let prefix = String::from_utf8_lossy(&prefix).into_owned();
-                        return fail(Rejection::NotWellFormed(format!("præfikset '{prefix}' er ikke erklæret")));
-                    }
-                };
-                let mut attributes = 0;
-                for attribute in e.attributes() {
-                    let attribute = match attribute {
-                        Ok(a) => a,
-                        Err(err) => return fail(Rejection::NotWellFormed(err.to_string())),
-                    };
-                    attributes += 1;
-                    if attributes > limits.xml.max_attributes {
-                        return fail(Rejection::TooLarge(format!("mere end {} attributter på et element", limits.xml.max_attributes)));
-                    }
-                    if attribute.value.contains(&b'&') {
-                        let value = String::from_utf8_lossy(&attribute.value);
-                        if let Err(err) = quick_xml::escape::unescape(&value) {
-                            return fail(Rejection::Forbidden(format!("entitet i en attribut ({err})")));
-                        }
-                    }
+                if let Err(rejection) = checked {
+                    return Err(ScanError::Rejected(reject(rejection, line, col)));
                 }
                 // Names are compared as bytes: most elements are neither the root nor an item, and allocate nothing.
                 let local = e.local_name();
@@ -350,12 +306,9 @@ pub fn scan<R: BufRead, E>(
                     return fail(Rejection::TooLarge(format!("en tekst er længere end {} tegn", limits.xml.max_text_len)));
                 }
             }
-            Event::GeneralRef(ref r) => {
-                let known = r.is_char_ref() && r.resolve_char_ref().ok().flatten().is_some()
-                    || matches!(&**r, b"lt" | b"gt" | b"amp" | b"apos" | b"quot");
-                if !known {
-                    let name = String::from_utf8_lossy(r).into_owned();
-                    return fail(Rejection::Forbidden(format!("entitetsreference &{name};")));
+            Event::Decl(_) | Event::DocType(_) | Event::PI(_) | Event::GeneralRef(_) => {
+                if let Err(rejection) = checked {
+                    return fail(rejection);
                 }
             }
             Event::Comment(_) => {}

@@ -1,0 +1,82 @@
+//! The checks every received document passes before anything else (libxml2 included) sees its bytes. One set
+//! of checks, shared by the reader of a straks body (`tree`) and the streaming scan of a batch file (`stream`).
+
+use quick_xml::events::{BytesRef, BytesStart, Event};
+use quick_xml::name::ResolveResult;
+
+use super::tree::XmlLimits;
+use crate::domain::rejection::Rejection;
+
+const XINCLUDE_NS: &[u8] = b"http://www.w3.org/2001/XInclude";
+
+/// Refuses the constructs that are refused wherever they stand: a DTD, a processing instruction, and an
+/// XML declaration naming an encoding other than UTF-8. Start tags and references have checks of their own.
+pub fn check_event(event: &Event) -> Result<(), Rejection> {
+    match event {
+        Event::Decl(decl) => {
+            if let Some(Ok(encoding)) = decl.encoding() {
+                let encoding = String::from_utf8_lossy(&encoding).to_string();
+                if !encoding.eq_ignore_ascii_case("utf-8") {
+                    return Err(Rejection::Encoding(format!("erklæret encoding '{encoding}'")));
+                }
+            }
+            Ok(())
+        }
+        Event::DocType(_) => Err(Rejection::Forbidden("DTD (<!DOCTYPE>)".into())),
+        Event::PI(_) => Err(Rejection::Forbidden("behandlingsinstruktion (<?...?>)".into())),
+        _ => Ok(()),
+    }
+}
+
+/// A start tag with `depth` elements open around it: depth, name, namespace (XInclude is refused, a prefix
+/// must be declared) and attributes (count, length, and no entities in their values).
+pub fn check_start(e: &BytesStart, ns: &ResolveResult, depth: usize, limits: &XmlLimits) -> Result<(), Rejection> {
+    if depth >= limits.max_depth {
+        return Err(Rejection::TooLarge(format!("elementer mere end {} niveauer dybt", limits.max_depth)));
+    }
+    if e.name().as_ref().len() > limits.max_name_len {
+        return Err(Rejection::TooLarge(format!("et elementnavn er længere end {} tegn", limits.max_name_len)));
+    }
+    match ns {
+        ResolveResult::Bound(ns) if ns.as_ref() == XINCLUDE_NS => return Err(Rejection::Forbidden("XInclude".into())),
+        ResolveResult::Unknown(prefix) => {
+            let prefix = String::from_utf8_lossy(prefix).into_owned();
+            return Err(Rejection::NotWellFormed(format!("præfikset '{prefix}' er ikke erklæret")));
+        }
+        _ => {}
+    }
+    for (count, attribute) in e.attributes().enumerate() {
+        let attribute = attribute.map_err(|err| Rejection::NotWellFormed(err.to_string()))?;
+        if count + 1 > limits.max_attributes {
+            return Err(Rejection::TooLarge(format!("mere end {} attributter på et element", limits.max_attributes)));
+        }
+        if attribute.value.len() > limits.max_text_len || attribute.key.as_ref().len() > limits.max_name_len {
+            return Err(Rejection::TooLarge("en attribut er for lang".into()));
+        }
+        if attribute.value.contains(&b'&') {
+            let value = String::from_utf8_lossy(&attribute.value);
+            if let Err(err) = quick_xml::escape::unescape(&value) {
+                return Err(Rejection::Forbidden(format!("entitet i en attribut ({err})")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The character a reference in text stands for: one of the five predefined entities or a character
+/// reference. Any other entity is refused: there is no DTD to define it, and none is read.
+pub fn resolve_reference(r: &BytesRef) -> Result<char, Rejection> {
+    let resolved = if r.is_char_ref() {
+        r.resolve_char_ref().ok().flatten()
+    } else {
+        match &**r {
+            b"lt" => Some('<'),
+            b"gt" => Some('>'),
+            b"amp" => Some('&'),
+            b"apos" => Some('\''),
+            b"quot" => Some('"'),
+            _ => None,
+        }
+    };
+    resolved.ok_or_else(|| Rejection::Forbidden(format!("entitetsreference &{};", String::from_utf8_lossy(r))))
+}

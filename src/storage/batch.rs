@@ -9,7 +9,7 @@ use diesel::prelude::*;
 
 use super::booking::{close_delivery, decide_items, enqueue_alert, open_delivery, to_json, DeliveryRecord, ItemPlan, Opened};
 use super::schema::{batch_files, batch_receipts};
-use super::{AnyConnection, Db, StorageError};
+use super::{execute_native, AnyConnection, Db, StorageError};
 use crate::alerts::AlertTarget;
 use crate::domain::receipt::{timestamp, Receipt, ReceiptSet, Status, NIL_UUID};
 use crate::domain::rejection::Finding;
@@ -211,12 +211,7 @@ impl Db {
                 .collect();
             // In slices: SQLite allows a limited number of parameters in one statement.
             for rows in rows.chunks(500) {
-                let insert = diesel::insert_into(batch_receipts::table).values(rows);
-                // A multi-row insert is not available through the multi-backend connection.
-                match conn {
-                    AnyConnection::Sqlite(c) => insert.execute(c)?,
-                    AnyConnection::Postgresql(c) => insert.execute(c)?,
-                };
+                execute_native(conn, diesel::insert_into(batch_receipts::table).values(rows))?;
             }
             let accepted = receipts.iter().filter(|r| r.status == Status::Accepteret).count() as i32;
             diesel::update(batch_files::table.find(lease.batch_id))

@@ -11,7 +11,7 @@ use super::schema::{
     receipts,
 };
 use super::amount::DbAmount;
-use super::{AnyConnection, Db, StorageError};
+use super::{execute_native, AnyConnection, Db, StorageError};
 use crate::alerts::{AlertPayload, AlertTarget};
 use crate::domain::finans::{Finansbilag, Located};
 use crate::domain::fordring::Fordring;
@@ -439,12 +439,7 @@ fn book(
         .collect();
     // Several lines per statement (a bilag may hold thousands: in slices, within SQLite's parameter limit).
     for lines in lines.chunks(500) {
-        let insert = diesel::insert_into(erp_journal_lines::table).values(lines);
-        // A multi-row insert is not available through the multi-backend connection.
-        match conn {
-            AnyConnection::Sqlite(c) => insert.execute(c)?,
-            AnyConnection::Postgresql(c) => insert.execute(c)?,
-        };
+        execute_native(conn, diesel::insert_into(erp_journal_lines::table).values(lines))?;
     }
     Ok(journal)
 }

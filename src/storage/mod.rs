@@ -110,6 +110,19 @@ impl ManageConnection for Manager {
 
 pub type Conn = PooledConnection<Manager>;
 
+/// Runs a statement that diesel cannot run through the multi-backend connection, such as a multi-row insert,
+/// on the backend's own connection.
+pub(crate) fn execute_native<Q>(conn: &mut AnyConnection, query: Q) -> diesel::QueryResult<usize>
+where
+    Q: RunQueryDsl<SqliteConnection> + diesel::query_dsl::methods::ExecuteDsl<SqliteConnection>,
+    Q: RunQueryDsl<PgConnection> + diesel::query_dsl::methods::ExecuteDsl<PgConnection>,
+{
+    match conn {
+        AnyConnection::Sqlite(c) => diesel::query_dsl::methods::ExecuteDsl::<SqliteConnection>::execute(query, c),
+        AnyConnection::Postgresql(c) => diesel::query_dsl::methods::ExecuteDsl::<PgConnection>::execute(query, c),
+    }
+}
+
 /// The database, shared by all requests.
 #[derive(Clone)]
 pub struct Db {

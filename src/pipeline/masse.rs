@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tracing::{info, warn};
 
-use super::{place_schema_issues, reject_items, Arrival, ItemContext, ItemRef, Pipeline, TechnicalError};
+use super::{place_schema_issues, reject_items, Arrival, ItemContext, ItemRef, Pipeline, TechnicalError, Transport};
 use crate::domain::rejection::{Finding, Loc, Rejection};
 use crate::domain::sortiment::Integration;
 use crate::storage::batch::{BatchFile, Lease, Target};
@@ -85,12 +85,10 @@ impl Frame {
     }
 
     fn shift_loc(&self, span: &ItemSpan, loc: &mut Loc, index: usize, item: &str) {
-        if let (Some(line), Some(col)) = (loc.line, loc.col.or(Some(1))) {
-            let (l, c) = self.shift(span, line, col);
+        if let Some(line) = loc.line {
+            let (l, c) = self.shift(span, line, loc.col.unwrap_or(1));
             loc.line = Some(l);
-            if loc.col.is_some() {
-                loc.col = Some(c);
-            }
+            loc.col = loc.col.map(|_| c);
         }
         let first = format!("/{}/{item}[1]", self.outline.root_local);
         if let Some(rest) = loc.path.strip_prefix(&first) {
@@ -107,6 +105,76 @@ impl Frame {
     }
 }
 
+/// Books planned items in file order, a chunk per transaction, and reports how far it has come.
+struct Booker<'a> {
+    pipeline: &'a Pipeline,
+    file: &'a MasseFile<'a>,
+    record: &'a DeliveryRecord,
+    target: &'a Target,
+    progress: &'a (dyn Fn(Progress) + Sync),
+    total: usize,
+    /// Items booked by an earlier run of this file, and by this one so far.
+    resumed_at: usize,
+    committed: usize,
+    chunk: Vec<ItemPlan>,
+    chunk_postings: usize,
+    started: Instant,
+    last_commit: Instant,
+    last_log: Instant,
+}
+
+impl<'a> Booker<'a> {
+    fn new(
+        pipeline: &'a Pipeline,
+        file: &'a MasseFile<'a>,
+        record: &'a DeliveryRecord,
+        target: &'a Target,
+        progress: &'a (dyn Fn(Progress) + Sync),
+        done: usize,
+        total: usize,
+    ) -> Self {
+        let now = Instant::now();
+        Booker {
+            pipeline, file, record, target, progress, total,
+            resumed_at: done,
+            committed: done,
+            chunk: Vec::new(),
+            chunk_postings: 0,
+            started: now,
+            last_commit: now,
+            last_log: now,
+        }
+    }
+
+    /// The next item in file order; the chunk is committed when it is full or has waited long enough.
+    fn add(&mut self, plan: ItemPlan, postings: usize) -> Result<(), TechnicalError> {
+        self.chunk.push(plan);
+        self.chunk_postings += postings;
+        if self.chunk.len() >= CHUNK_ITEMS || self.chunk_postings >= CHUNK_POSTINGS || self.last_commit.elapsed() >= CHUNK_INTERVAL {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), TechnicalError> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        self.pipeline.db.commit_batch_chunk(&self.file.lease, self.record, self.target, self.committed as i32, &self.chunk)?;
+        self.committed += self.chunk.len();
+        self.chunk.clear();
+        self.chunk_postings = 0;
+        self.last_commit = Instant::now();
+        (self.progress)(Progress { items_done: self.committed, items_total: self.total });
+        if self.last_log.elapsed() >= LOG_INTERVAL {
+            let rate = (self.committed - self.resumed_at) as f64 / self.started.elapsed().as_secs_f64();
+            info!(done = self.committed, total = self.total, per_second = format!("{rate:.0}"), "batch file in progress");
+            self.last_log = Instant::now();
+        }
+        Ok(())
+    }
+}
+
 impl Pipeline {
     fn stream_limits(&self) -> StreamLimits {
         StreamLimits { xml: self.settings.limits.clone(), max_prefix_bytes: 64 * 1024, max_item_bytes: self.settings.max_item_bytes }
@@ -119,14 +187,14 @@ impl Pipeline {
         let spec = WireSpec::of(file.integration);
         let span = tracing::info_span!("batch_file", file = file.name, integration = file.integration.as_str());
         let _entered = span.enter();
-        let mut record = DeliveryRecord::new(file.integration, "masse", format!("file:{}", file.content_hash));
+        let mut record = DeliveryRecord::new(file.integration, Transport::Masse.as_str(), format!("file:{}", file.content_hash));
         let handle = File::open(file.path)?;
         let limits = self.stream_limits();
         let outline = match stream::scan::<_, ()>(BufReader::with_capacity(256 * 1024, &handle), spec.namespace, spec.item, &limits, |_| Ok(())) {
             Ok(outline) => outline,
             Err(ScanError::Rejected(finding)) => {
                 warn!(error = %finding.rejection, "batch file rejected as a whole");
-                return self.reject_whole(file, &record, reject_items(&[], &[finding], Vec::new()));
+                return self.reject_whole(file, record, reject_items(&[], &[finding], Vec::new()));
             }
             Err(ScanError::Io(e)) => return Err(e.into()),
             Err(ScanError::Stopped(())) => unreachable!("the first scan does not stop"),
@@ -139,7 +207,7 @@ impl Pipeline {
         let header_doc = frame.with_item("");
         let root = match tree::read_document(&header_doc, &self.settings.limits) {
             Ok(root) => root,
-            Err(finding) => return self.reject_whole(file, &record, reject_items(&[], &[finding], Vec::new())),
+            Err(finding) => return self.reject_whole(file, record, reject_items(&[], &[finding], Vec::new())),
         };
         let root_path = format!("/{}", root.name);
         record.delivery_id = root.child("LeveranceId").and_then(|e| uuid::Uuid::parse_str(e.text()).ok());
@@ -203,8 +271,7 @@ impl Pipeline {
     }
 
     /// A file rejected as a whole before any item could be read: one receipt for the file.
-    fn reject_whole(&self, file: &MasseFile, record: &DeliveryRecord, plans: Vec<ItemPlan>) -> Result<BatchFile, TechnicalError> {
-        let mut record = record.clone();
+    fn reject_whole(&self, file: &MasseFile, mut record: DeliveryRecord, plans: Vec<ItemPlan>) -> Result<BatchFile, TechnicalError> {
         let (target, done) = self.db.start_batch(&file.lease, &record, 0)?;
         if done == 0 {
             self.db.commit_batch_chunk(&file.lease, &record, &target, 0, &plans)?;
@@ -279,42 +346,25 @@ impl Pipeline {
             // Plans come back out of order; they are booked in file order (a BilagId repeated in the file, a
             // claim naming one before it).
             let mut waiting: BTreeMap<usize, (ItemPlan, usize)> = BTreeMap::new();
-            let mut chunk: Vec<ItemPlan> = Vec::new();
-            let (mut chunk_postings, mut next, mut committed) = (0usize, done + 1, done);
-            let (started, mut last_commit, mut last_log) = (Instant::now(), Instant::now(), Instant::now());
+            let mut next = done + 1;
+            let mut booker = Booker::new(self, file, record, target, progress, done, total);
             let booked = (|| -> Result<(), TechnicalError> {
                 for (index, plan, postings) in &plan_rx {
                     waiting.insert(index, (plan, postings));
                     while let Some((plan, postings)) = waiting.remove(&next) {
-                        chunk.push(plan);
-                        chunk_postings += postings;
+                        booker.add(plan, postings)?;
                         next += 1;
                     }
-                    if chunk.len() >= CHUNK_ITEMS || chunk_postings >= CHUNK_POSTINGS || (!chunk.is_empty() && last_commit.elapsed() >= CHUNK_INTERVAL) {
-                        self.db.commit_batch_chunk(&file.lease, record, target, committed as i32, &chunk)?;
-                        committed += chunk.len();
-                        (chunk.clear(), chunk_postings = 0, last_commit = Instant::now());
-                        progress(Progress { items_done: committed, items_total: total });
-                        if last_log.elapsed() >= LOG_INTERVAL {
-                            let rate = (committed - done) as f64 / started.elapsed().as_secs_f64();
-                            info!(done = committed, total, per_second = format!("{rate:.0}"), "batch file in progress");
-                            last_log = Instant::now();
-                        }
-                    }
                 }
-                if !chunk.is_empty() {
-                    self.db.commit_batch_chunk(&file.lease, record, target, committed as i32, &chunk)?;
-                    committed += chunk.len();
-                    progress(Progress { items_done: committed, items_total: total });
-                }
-                Ok(())
+                booker.commit()
             })();
             // Stop the reader and the workers if booking failed, then report the first failure.
             drop(plan_rx);
             let read = reader.join().expect("the reader thread does not panic");
             booked?;
             read?;
-            if committed != total {
+            if booker.committed != total {
+                let committed = booker.committed;
                 return Err(std::io::Error::other(format!("{committed} of {total} items were processed; the file changed while it was processed")).into());
             }
             Ok(())
@@ -387,12 +437,7 @@ impl Pipeline {
             loc: item.child(spec.reference).map_or_else(|| item.loc(path.clone()), |b| b.loc(path.clone())),
             content_hash: item.content_hash(),
         };
-        if postings > self.settings.max_postings {
-            own.push(Finding::new(
-                Rejection::TooLarge(format!("{postings} posteringer i ét finansbilag; højst {} er tilladt", self.settings.max_postings)),
-                &item.loc(format!("/{}/{}[{index}]", frame.outline.root_local, spec.item)),
-            ));
-        }
+        own.extend(self.too_many_postings(&item, format!("/{}/{}[{index}]", frame.outline.root_local, spec.item)));
         (self.plan_item(integration, &item, index, item_ref, delivery_findings, own, context), postings.max(1))
     }
 }

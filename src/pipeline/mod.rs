@@ -282,12 +282,7 @@ impl Pipeline {
             return self.finish(record, reject_items(&references, &[finding], Vec::new()), version, None, mode);
         }
         for (i, item) in items.iter().enumerate() {
-            let postings = item.children_named("Postering").count();
-            if postings > self.settings.max_postings {
-                let finding = Finding::new(
-                    Rejection::TooLarge(format!("{postings} posteringer i ét finansbilag; højst {} er tilladt", self.settings.max_postings)),
-                    &item.loc(format!("{root_path}/{}[{}]", spec.item, i + 1)),
-                );
+            if let Some(finding) = self.too_many_postings(item, format!("{root_path}/{}[{}]", spec.item, i + 1)) {
                 return self.finish(record, reject_items(&references, &[finding], Vec::new()), version, None, mode);
             }
         }
@@ -326,6 +321,15 @@ impl Pipeline {
             })
             .collect();
         self.finish(record, plans, version, Some(sortiment), mode)
+    }
+
+    /// A finansbilag over the configured number of postings; at `path`.
+    fn too_many_postings(&self, item: &Element, path: String) -> Option<Finding> {
+        let postings = item.children_named("Postering").count();
+        (postings > self.settings.max_postings).then(|| {
+            let rejection = Rejection::TooLarge(format!("{postings} posteringer i ét finansbilag; højst {} er tilladt", self.settings.max_postings));
+            Finding::new(rejection, &item.loc(path))
+        })
     }
 
     /// The decision on one item, before it is booked: rejected with the delivery's findings and its own

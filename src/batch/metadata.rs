@@ -54,8 +54,8 @@ fn collect_recipients(element: &Element, inside: bool, out: &mut Vec<String>) {
     }
 }
 
-/// A metadata document for a file, as Serviceplatformen writes it; for tests, the benchmark and operators
-/// who feed a metadata-convention folder by hand.
+/// A metadata document for a file, as Serviceplatformen writes it; for the tests, and for operators who feed a
+/// metadata-convention folder by hand.
 pub fn render(file_name: &str, size: u64, sender: &str, senders_file_id: &str, recipients: &[&str]) -> String {
     let recipients: String = recipients.iter().map(|r| format!("<Recipients>{r}</Recipients>")).collect();
     format!(

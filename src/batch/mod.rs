@@ -8,7 +8,7 @@
 
 pub mod metadata;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ use crate::domain::receipt::{timestamp, Receipt, ReceiptSet, KVITTERING_NS, NIL_
 use crate::domain::rejection::{Finding, Rejection};
 use crate::domain::sortiment::Integration;
 use crate::pipeline::{MasseFile, Pipeline, Progress};
-use crate::storage::batch::{BatchFile, Claimed, Lease, NewBatchFile, DONE, PROCESSING, RECEIPT};
+use crate::storage::batch::{BatchFile, Claimed, Lease, NewBatchFile, PROCESSING, RECEIPT};
 use metadata::Metadata;
 
 /// The folders of one integration.
@@ -73,6 +73,9 @@ pub struct Receiver {
     owner: String,
     /// Files already warned about (incomplete or unreadable metadata), so each is logged once.
     warned: Mutex<HashSet<String>>,
+    /// Content hash and size of files in processing/, which do not change there: a file that waits for
+    /// another with the same key is not read again at every round.
+    hashes: Mutex<HashMap<String, (String, u64)>>,
 }
 
 impl Receiver {
@@ -86,11 +89,15 @@ impl Receiver {
             if batch.recipients.is_empty() { vec![config.installation.myndighed.clone()] } else { batch.recipients.clone() };
         let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let owner = format!("{}:{}:{}", host.trim(), std::process::id(), &uuid::Uuid::new_v4().to_string()[..8]);
-        Ok(Receiver { pipeline, config: batch, recipients, owner, warned: Mutex::new(HashSet::new()) })
+        Ok(Receiver { pipeline, config: batch, recipients, owner, warned: Mutex::default(), hashes: Mutex::default() })
     }
 
     fn lease(&self, batch_id: i32) -> Lease {
-        Lease { batch_id, owner: self.owner.clone(), duration: chrono::Duration::seconds(self.config.lease_secs as i64) }
+        Lease { batch_id, owner: self.owner.clone(), duration: self.lease_duration() }
+    }
+
+    fn lease_duration(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.config.lease_secs as i64)
     }
 
     /// One round over every integration: files whose process stopped, files left in `processing/`, then every
@@ -99,8 +106,8 @@ impl Receiver {
         let mut handled = Vec::new();
         for integration in [Integration::Sf1590A, Integration::Sf1590B] {
             let folders = Folders::of(&self.config.dir, integration);
-            for file in self.pipeline.db.abandoned_batch_files()?.into_iter().filter(|f| f.integration == integration.as_str()) {
-                if self.pipeline.db.take_over_batch_file(&file, &self.owner, self.lease(file.id).duration)? {
+            for file in self.pipeline.db.abandoned_batch_files(integration.as_str())? {
+                if self.pipeline.db.take_over_batch_file(&file, &self.owner, self.lease_duration())? {
                     let file = self.pipeline.db.batch_file(file.id)?.expect("the row was just updated");
                     handled.push(self.carry_on(integration, &folders, file, progress)?);
                 }
@@ -109,9 +116,10 @@ impl Receiver {
                 if stored.ends_with(".metadata") {
                     continue;
                 }
-                // A file in processing/ without a finished row: its process stopped before it claimed the row,
-                // or it waits for a file with the same key.
-                if self.pipeline.db.batch_file_by_stored_name(&stored)?.is_some_and(|f| f.state == DONE || f.claimed_by != self.owner) {
+                // A file in processing/ without a row of its own: its process stopped before it claimed the row,
+                // or it waits for a file with the same key. A file with a row is done, in hand, or taken over
+                // above once its lease has run out.
+                if self.pipeline.db.batch_file_by_stored_name(&stored)?.is_some() {
                     continue;
                 }
                 handled.extend(self.handle_stored(integration, &folders, &stored, progress)?);
@@ -188,7 +196,15 @@ impl Receiver {
     fn handle_stored(&self, integration: Integration, folders: &Folders, stored: &str, progress: &ProgressFn<'_>) -> anyhow::Result<Option<Handled>> {
         let path = folders.processing.join(stored);
         let name = original_name(stored).to_string();
-        let (content_hash, size) = hash_file(&path)?;
+        let known = self.hashes.lock().expect("hashes lock").get(stored).cloned();
+        let (content_hash, size) = match known {
+            Some(known) => known,
+            None => {
+                let hashed = hash_file(&path)?;
+                self.hashes.lock().expect("hashes lock").insert(stored.to_string(), hashed.clone());
+                hashed
+            }
+        };
         let meta_path = folders.processing.join(format!("{stored}.metadata"));
         let (meta, meta_text) = match fs::read(&meta_path) {
             Ok(bytes) => (metadata::parse(&bytes).ok(), Some(String::from_utf8_lossy(&bytes).into_owned())),
@@ -207,7 +223,7 @@ impl Receiver {
             size_bytes: size as i64,
             metadata: meta_text,
         };
-        match self.pipeline.db.claim_batch_file(&new, &self.owner, self.lease(0).duration)? {
+        match self.pipeline.db.claim_batch_file(&new, &self.owner, self.lease_duration())? {
             Claimed::Busy => Ok(None),
             Claimed::Mine(file) => self.carry_on(integration, folders, file, progress).map(Some),
             Claimed::Done(earlier) => {
@@ -228,7 +244,7 @@ impl Receiver {
                     let set = ReceiptSet::new(NIL_UUID.into(), meta.as_ref().map_or(NIL_UUID.into(), |m| m.sender.clone()), at, vec![receipt]);
                     write_atomically(&receipt_file, |out| out.write_all(format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}\n", set.to_xml()).as_bytes()))?;
                 }
-                archive(folders, stored)?;
+                self.archive(folders, stored)?;
                 Ok(Some(Handled { file_name: name, receipt_file, accepted: earlier.accepted_count, rejected: earlier.rejected_count, repeated }))
             }
         }
@@ -261,11 +277,25 @@ impl Receiver {
         }
         if file.state == RECEIPT {
             write_receipt_file(&self.pipeline, &file, &receipt_file)?;
-            archive(folders, &file.stored_name)?;
+            self.archive(folders, &file.stored_name)?;
             self.pipeline.db.mark_batch_done(&lease, &receipt_file.display().to_string())?;
             info!(file = %file.file_name, receipt = %receipt_file.display(), accepted = file.accepted_count, rejected = file.rejected_count, "receipt file written");
         }
         Ok(Handled { file_name: file.file_name, receipt_file, accepted: file.accepted_count, rejected: file.rejected_count, repeated: false })
+    }
+
+    /// Moves a processed file (and its metadata) to the archive; already there is fine (a resumed run).
+    fn archive(&self, folders: &Folders, stored: &str) -> anyhow::Result<()> {
+        self.hashes.lock().expect("hashes lock").remove(stored);
+        for name in [stored.to_string(), format!("{stored}.metadata")] {
+            match fs::rename(folders.processing.join(&name), folders.archive.join(&name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("archiving {name}")),
+            }
+        }
+        sync_dir(&folders.archive)?;
+        Ok(())
     }
 
     fn warn_once(&self, name: &str, why: &str) {
@@ -353,19 +383,6 @@ fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
         size += n as u64;
     }
     Ok((hex::encode(hasher.finalize()), size))
-}
-
-/// Moves a processed file (and its metadata) to the archive; already there is fine (a resumed run).
-fn archive(folders: &Folders, stored: &str) -> anyhow::Result<()> {
-    for name in [stored.to_string(), format!("{stored}.metadata")] {
-        match fs::rename(folders.processing.join(&name), folders.archive.join(&name)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("archiving {name}")),
-        }
-    }
-    sync_dir(&folders.archive)?;
-    Ok(())
 }
 
 /// Writes the receipt file of a file whose items are all decided, from the stored receipts, a page at a time.

@@ -94,20 +94,15 @@ impl Db {
         Ok(batch_files::table.filter(batch_files::stored_name.eq(stored_name)).first(&mut *conn).optional()?)
     }
 
-    /// Files not done whose owner's lease ran out: their owner stopped.
-    pub fn abandoned_batch_files(&self) -> Result<Vec<BatchFile>, StorageError> {
+    /// Files of an integration, not done, whose owner's lease ran out: their owner stopped.
+    pub fn abandoned_batch_files(&self, integration: &str) -> Result<Vec<BatchFile>, StorageError> {
         let mut conn = self.conn()?;
         Ok(batch_files::table
+            .filter(batch_files::integration.eq(integration))
             .filter(batch_files::state.ne(DONE))
             .filter(batch_files::lease_until.lt(Utc::now().naive_utc()))
             .order(batch_files::id)
             .load(&mut *conn)?)
-    }
-
-    /// Files still being worked on, for progress reports and metrics.
-    pub fn batch_files_in_progress(&self) -> Result<i64, StorageError> {
-        let mut conn = self.conn()?;
-        Ok(batch_files::table.filter(batch_files::state.ne(DONE)).count().get_result(&mut *conn)?)
     }
 
     /// Claims a file found in the processing folder under `new.stored_name`.

@@ -272,7 +272,7 @@ impl Pipeline {
 
     /// A file rejected as a whole before any item could be read: one receipt for the file.
     fn reject_whole(&self, file: &MasseFile, mut record: DeliveryRecord, plans: Vec<ItemPlan>) -> Result<BatchFile, TechnicalError> {
-        let (target, done) = self.db.start_batch(&file.lease, &record, 0)?;
+        let (target, done) = self.db.start_batch(&file.lease, &record, plans.len())?;
         if done == 0 {
             self.db.commit_batch_chunk(&file.lease, &record, &target, 0, &plans)?;
         }

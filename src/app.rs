@@ -100,7 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let pipeline = build(&config)?;
             let receiver = Receiver::new(pipeline, &config)?;
             let bar = progress_bar();
-            let handled = receiver.run_once(&|name, p| {
+            let round = receiver.run_once(&|name, p| {
                 if let Some(bar) = &bar {
                     bar.set_length(p.items_total as u64);
                     bar.set_position(p.items_done as u64);
@@ -110,11 +110,15 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
             }
-            for h in handled? {
+            let round = round?;
+            for h in &round.handled {
                 let note = if h.repeated { " (processed before: nothing booked, receipt written again)" } else { "" };
                 println!("{}: {} accepted, {} rejected -> {}{note}", h.file_name, h.accepted, h.rejected, h.receipt_file.display());
             }
-            Ok(0)
+            for (file, why) in &round.failed {
+                eprintln!("{file}: failed: {why}");
+            }
+            Ok(if round.failed.is_empty() { 0 } else { 1 })
         }
         Command::Alerts { command: AlertsCommand::List { status } } => {
             let db = open_db(&config)?;

@@ -3,11 +3,13 @@
 
 mod common;
 
+use common::claims::{Claim, ClaimDelivery};
 use common::delivery::{line_of, Bilag, Delivery, Posting};
 use common::masse::Batch;
 use common::{KY, OUR_CVR};
 use fkoeko_adapter::batch::metadata;
 use fkoeko_adapter::domain::receipt::Status;
+use fkoeko_adapter::domain::sortiment::Integration;
 
 fn mixed_file() -> (Delivery, String) {
     let mut unbalanced = Bilag::balanced("M-2", "100.00");
@@ -212,8 +214,8 @@ fn two_receivers_never_take_the_same_file() {
     }
     let (a, b) = (batch.receiver(), batch.receiver());
     let (mut handled_a, handled_b) = std::thread::scope(|s| {
-        let one = s.spawn(|| a.run_once(&|_, _| {}).unwrap());
-        let two = s.spawn(|| b.run_once(&|_, _| {}).unwrap());
+        let one = s.spawn(|| a.run_once(&|_, _| {}).unwrap().handled);
+        let two = s.spawn(|| b.run_once(&|_, _| {}).unwrap().handled);
         (one.join().unwrap(), two.join().unwrap())
     });
     handled_a.extend(handled_b);
@@ -242,4 +244,68 @@ fn a_posting_error_deep_in_a_large_file_is_found_in_place() {
     assert_eq!(error.code.as_str(), "REGEL_PERIODE_LUKKET");
     assert_eq!(error.path.as_deref(), Some("/FinansbilagLeverance/Finansbilag[2718]/Postering[1]/Posteringsdato"));
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal_lines"), 2 * 2999);
+}
+
+#[test]
+fn a_file_of_fordringer_gives_its_receipt_file_and_claims() {
+    // SF1590_B_1 through the same path: a claim, its interest claim later in the file (related to a claim
+    // booked before it in the same file), and an interest claim whose main claim is unknown.
+    let batch = Batch::plain();
+    let delivery = ClaimDelivery::new(vec![Claim::repayment("FM-1"), Claim::interest("FM-2", "FM-1"), Claim::interest("FM-3", "FM-UKENDT")]);
+    batch.drop_file_for(Integration::Sf1590B, "fordringer.xml", delivery.masse().as_bytes());
+    let handled = batch.run_once();
+    assert_eq!((handled[0].accepted, handled[0].rejected), (2, 1));
+
+    let (_, set) = batch.receipt_for(Integration::Sf1590B, "fordringer.xml");
+    let outcome: Vec<(&str, Status)> = set.receipts.iter().map(|r| (r.reference.as_str(), r.status)).collect();
+    assert_eq!(outcome, vec![("FM-1", Status::Accepteret), ("FM-2", Status::Accepteret), ("FM-3", Status::Afvist)]);
+    assert_eq!(
+        common::errors_of(&set, "FM-3"),
+        vec![("REGEL_RELATERET".to_string(), Some("/FordringLeverance/Fordring[3]/RelateretFordringId".to_string()))]
+    );
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_claims"), 2);
+    assert_eq!(
+        batch.count("SELECT COUNT(*) AS n FROM erp_claims c JOIN erp_claims m ON c.related_claim_id = m.id WHERE c.fordring_id = 'FM-2' AND m.fordring_id = 'FM-1'"),
+        1
+    );
+    assert!(Batch::names_in(&batch.folders().outbox).is_empty(), "nothing in SF1590_A's outbox");
+}
+
+#[test]
+fn a_file_that_fails_does_not_hold_up_the_others() {
+    // SF1590_A's outbox cannot be written (it is a file, not a folder): its file fails in this round and
+    // stays claimed, to be tried again; the SF1590_B file after it is still handled.
+    // A lease of 0 s: the failed file may be taken over at the next round.
+    let batch = Batch::with(|c| {
+        c.batch.convention = fkoeko_adapter::config::BatchConvention::Plain;
+        c.batch.lease_secs = 0;
+    });
+    let receiver = batch.receiver();
+    let outbox = batch.folders().outbox;
+    std::fs::remove_dir(&outbox).unwrap();
+    std::fs::write(&outbox, b"not a folder").unwrap();
+    batch.drop_file("stuck.xml", Delivery::one("ST-1").masse().as_bytes());
+    batch.drop_file_for(Integration::Sf1590B, "claims.xml", ClaimDelivery::one(Claim::repayment("ST-F1")).masse().as_bytes());
+
+    let round = receiver.run_once(&|_, _| {}).unwrap();
+    assert_eq!(round.failed.len(), 1, "{round:?}");
+    assert_eq!(round.failed[0].0, "stuck.xml");
+    assert!(round.failed[0].1.contains("kvittering"), "{}", round.failed[0].1);
+    let handled: Vec<&str> = round.handled.iter().map(|h| h.file_name.as_str()).collect();
+    assert_eq!(handled, vec!["claims.xml"]);
+    batch.receipt_for(Integration::Sf1590B, "claims.xml");
+    // The failed file's items are booked; only its receipt file is missing, and it is still in processing/.
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM batch_files WHERE file_name = 'stuck.xml' AND state = 'receipt'"), 1);
+    assert_eq!(Batch::names_in(&batch.folders().processing).len(), 1);
+
+    // Once the outbox is there again and the lease has run out, the file is finished: nothing booked twice.
+    std::fs::remove_file(&outbox).unwrap();
+    std::fs::create_dir(&outbox).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let round = batch.receiver().run_once(&|_, _| {}).unwrap();
+    assert!(round.failed.is_empty(), "{round:?}");
+    assert_eq!(round.handled.iter().map(|h| h.file_name.as_str()).collect::<Vec<_>>(), vec!["stuck.xml"]);
+    let (_, set) = batch.receipt("stuck.xml");
+    assert_eq!(set.receipts.len(), 1);
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal WHERE bilag_id = 'ST-1'"), 1);
 }

@@ -63,6 +63,27 @@ pub struct Handled {
     pub repeated: bool,
 }
 
+/// What one round over the drop folders did.
+#[derive(Debug, Default)]
+pub struct Round {
+    pub handled: Vec<Handled>,
+    /// Files that could not be handled this round, and why.
+    pub failed: Vec<(String, String)>,
+}
+
+impl Round {
+    fn record(&mut self, file: &str, outcome: anyhow::Result<Option<Handled>>) {
+        match outcome {
+            Ok(handled) => self.handled.extend(handled),
+            Err(e) => {
+                let why = format!("{e:#}");
+                error!(file, error = %why, "batch file failed; it is tried again when its lease has run out");
+                self.failed.push((file.to_string(), why));
+            }
+        }
+    }
+}
+
 /// Reports progress of the file being processed: its name and how far it is.
 pub type ProgressFn<'a> = dyn Fn(&str, Progress) + Sync + 'a;
 
@@ -101,15 +122,19 @@ impl Receiver {
     }
 
     /// One round over every integration: files whose process stopped, files left in `processing/`, then every
-    /// complete file in the inboxes. Returns what was handled.
-    pub fn run_once(&self, progress: &ProgressFn<'_>) -> anyhow::Result<Vec<Handled>> {
-        let mut handled = Vec::new();
+    /// complete file in the inboxes. A file that fails (the database, the disk) is reported and left where it
+    /// is, to be taken over once its lease runs out; the other files are still handled.
+    pub fn run_once(&self, progress: &ProgressFn<'_>) -> anyhow::Result<Round> {
+        let mut round = Round::default();
         for integration in [Integration::Sf1590A, Integration::Sf1590B] {
             let folders = Folders::of(&self.config.dir, integration);
             for file in self.pipeline.db.abandoned_batch_files(integration.as_str())? {
                 if self.pipeline.db.take_over_batch_file(&file, &self.owner, self.lease_duration())? {
-                    let file = self.pipeline.db.batch_file(file.id)?.expect("the row was just updated");
-                    handled.push(self.carry_on(integration, &folders, file, progress)?);
+                    let name = file.file_name.clone();
+                    let carried = self.pipeline.db.batch_file(file.id).map_err(anyhow::Error::from).and_then(|file| {
+                        self.carry_on(integration, &folders, file.context("the row was just updated")?, progress).map(Some)
+                    });
+                    round.record(&name, carried);
                 }
             }
             for stored in list(&folders.processing)? {
@@ -122,15 +147,17 @@ impl Receiver {
                 if self.pipeline.db.batch_file_by_stored_name(&stored)?.is_some() {
                     continue;
                 }
-                handled.extend(self.handle_stored(integration, &folders, &stored, progress)?);
+                round.record(original_name(&stored), self.handle_stored(integration, &folders, &stored, progress));
             }
             for name in list(&folders.inbox)? {
-                if let Some(taken) = self.take(integration, &folders, &name)? {
-                    handled.extend(self.handle_stored(integration, &folders, &taken, progress)?);
-                }
+                let handled = self.take(integration, &folders, &name).and_then(|taken| match taken {
+                    Some(stored) => self.handle_stored(integration, &folders, &stored, progress),
+                    None => Ok(None),
+                });
+                round.record(&name, handled);
             }
         }
-        Ok(handled)
+        Ok(round)
     }
 
     /// Moves a complete file (and its metadata) from the inbox to `processing/`; `None` when it is not complete
@@ -313,6 +340,7 @@ impl Receiver {
             .name("batch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
+                    // Failed files are logged as they fail, and tried again when their lease has run out.
                     if let Err(e) = self.run_once(&|_, _| {}) {
                         error!(error = format!("{e:#}"), "batch files: a round failed; trying again");
                     }

@@ -140,6 +140,12 @@ impl ClaimDelivery {
         format!("<ModtagFordring xmlns=\"urn:fkoeko:sf1590b:v1\">\n{x}{claims}</ModtagFordring>")
     }
 
+    /// As a batch file: the same children under FordringLeverance.
+    pub fn masse(&self) -> String {
+        let body = self.body().replace("<ModtagFordring ", "<FordringLeverance ").replace("</ModtagFordring>", "</FordringLeverance>");
+        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{body}\n")
+    }
+
     pub fn soap11(&self) -> String {
         envelope("http://schemas.xmlsoap.org/soap/envelope/", "", &self.body())
     }

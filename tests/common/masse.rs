@@ -45,13 +45,22 @@ impl Batch {
         Receiver::new(self.pipeline.clone(), &self.config).unwrap()
     }
 
+    /// The SF1590_A folders.
     pub fn folders(&self) -> Folders {
-        Folders::of(&self.config.batch.dir, Integration::Sf1590A)
+        self.folders_of(Integration::Sf1590A)
+    }
+
+    pub fn folders_of(&self, integration: Integration) -> Folders {
+        Folders::of(&self.config.batch.dir, integration)
     }
 
     /// Puts a file in the SF1590_A inbox as an uploader would: under a temporary name, then renamed.
     pub fn drop_file(&self, name: &str, content: &[u8]) -> PathBuf {
-        let folders = self.folders();
+        self.drop_file_for(Integration::Sf1590A, name, content)
+    }
+
+    pub fn drop_file_for(&self, integration: Integration, name: &str, content: &[u8]) -> PathBuf {
+        let folders = self.folders_of(integration);
         std::fs::create_dir_all(&folders.inbox).unwrap();
         let temporary = folders.inbox.join(format!("{name}.part"));
         std::fs::write(&temporary, content).unwrap();
@@ -60,13 +69,20 @@ impl Batch {
         path
     }
 
+    /// One round of a fresh receiver; every file it took must have been handled.
     pub fn run_once(&self) -> Vec<Handled> {
-        self.receiver().run_once(&|_, _| {}).unwrap()
+        let round = self.receiver().run_once(&|_, _| {}).unwrap();
+        assert!(round.failed.is_empty(), "{:?}", round.failed);
+        round.handled
     }
 
-    /// The receipt file of `name`, checked against kvittering.xsd, and read.
+    /// The receipt file of the SF1590_A file `name`, checked against kvittering.xsd, and read.
     pub fn receipt(&self, name: &str) -> (String, ReceiptSet) {
-        let path = self.folders().outbox.join(fkoeko_adapter::batch::receipt_name(name));
+        self.receipt_for(Integration::Sf1590A, name)
+    }
+
+    pub fn receipt_for(&self, integration: Integration, name: &str) -> (String, ReceiptSet) {
+        let path = self.folders_of(integration).outbox.join(fkoeko_adapter::batch::receipt_name(name));
         read_receipt_file(&path)
     }
 

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tracing::{info, warn};
 
-use super::{place_schema_issues, reject_items, Arrival, ItemContext, ItemRef, Pipeline, TechnicalError, Transport};
+use super::{place_schema_issues, reject_items, wrong_root, Arrival, ItemContext, ItemRef, Pipeline, TechnicalError, Transport};
 use crate::domain::rejection::{Finding, Loc, Rejection};
-use crate::domain::sortiment::Integration;
+use crate::domain::sortiment::{Integration, Sortiment};
 use crate::storage::batch::{BatchFile, Lease, Target};
 use crate::storage::booking::{DeliveryRecord, ItemOutcome, ItemPlan};
 use crate::wire::{self, WireSpec};
@@ -113,8 +113,9 @@ struct Booker<'a> {
     target: &'a Target,
     progress: &'a (dyn Fn(Progress) + Sync),
     total: usize,
-    /// Items booked by an earlier run of this file, and by this one so far.
+    /// Items booked by an earlier run of this file.
     resumed_at: usize,
+    /// Items booked in all, by earlier runs and this one.
     committed: usize,
     chunk: Vec<ItemPlan>,
     chunk_postings: usize,
@@ -210,15 +211,10 @@ impl Pipeline {
             Err(finding) => return self.reject_whole(file, record, reject_items(&[], &[finding], Vec::new())),
         };
         let root_path = format!("/{}", root.name);
-        record.delivery_id = root.child("LeveranceId").and_then(|e| uuid::Uuid::parse_str(e.text()).ok());
-        record.sender = root.child("AfsenderSystem").and_then(|e| uuid::Uuid::parse_str(e.text()).ok());
-        record.delivery_id_loc = root.child("LeveranceId").map(|e| e.loc(format!("{root_path}/LeveranceId"))).unwrap_or_default();
+        record.name_from(&root, &root_path);
         let mut delivery_findings = Vec::new();
-        if root.name != spec.masse_root || root.ns.as_deref() != Some(spec.namespace) {
-            delivery_findings.push(Finding::new(
-                Rejection::Schema(format!("forventede {{{}}}{}, fandt {}", spec.namespace, spec.masse_root, root.name)),
-                &root.loc(root_path.clone()),
-            ));
+        if let Some(finding) = wrong_root(spec, &root, spec.masse_root, &root_path) {
+            delivery_findings.push(finding);
         } else {
             let issues = schema::validate(&self.settings.schema_dir.join(spec.schema), &header_doc, false)?;
             // The items were left out of this document: that they are missing is no error when there are any.
@@ -260,7 +256,7 @@ impl Pipeline {
         }
         self.stream_items(file, &frame, &handle, &record, &target, &delivery_findings, &context, done, progress)?;
 
-        let alert = self.batch_alert(&mut record)?;
+        let alert = self.batch_alert(&mut record, &sortiment);
         let finished = self.db.finish_batch(&file.lease, &record, &target, alert.as_ref().map(|t| (t, self.settings.alerts.group_window)))?;
         if finished.rejected_count > 0 {
             warn!(accepted = finished.accepted_count, rejected = finished.rejected_count, "batch file processed with rejections");
@@ -276,16 +272,15 @@ impl Pipeline {
         if done == 0 {
             self.db.commit_batch_chunk(&file.lease, &record, &target, 0, &plans)?;
         }
-        let alert = self.batch_alert(&mut record)?;
+        let alert = self.batch_alert(&mut record, &*self.sortiment()?);
         Ok(self.db.finish_batch(&file.lease, &record, &target, alert.as_ref().map(|t| (t, self.settings.alerts.group_window)))?)
     }
 
     /// Who hears of the file's rejections (see `alert_target`); names the sender in the record for the mail.
-    fn batch_alert(&self, record: &mut DeliveryRecord) -> Result<Option<crate::alerts::AlertTarget>, TechnicalError> {
-        let sortiment = self.sortiment()?;
+    fn batch_alert(&self, record: &mut DeliveryRecord, sortiment: &Sortiment) -> Option<crate::alerts::AlertTarget> {
         let sender = record.sender.and_then(|s| sortiment.get(&s));
         record.sender_name = sender.map(|s| s.name.clone());
-        Ok(self.alert_target(sender, record.sender))
+        self.alert_target(sender, record.sender)
     }
 
     /// The second pass: items are read in order by one thread, planned in parallel by workers, and booked in

@@ -250,10 +250,7 @@ impl Pipeline {
                 ItemRef { reference: spec.reference_of(e, i + 1), loc, content_hash: e.content_hash() }
             })
             .collect();
-        // Best effort before the schema check, so even a wholly rejected delivery names itself in its receipt.
-        record.delivery_id = body.child("LeveranceId").and_then(|e| uuid::Uuid::parse_str(e.text()).ok());
-        record.sender = body.child("AfsenderSystem").and_then(|e| uuid::Uuid::parse_str(e.text()).ok());
-        record.delivery_id_loc = body.child("LeveranceId").map(|e| e.loc(format!("{root_path}/LeveranceId"))).unwrap_or_default();
+        record.name_from(body, &root_path);
         if let Some(id) = record.delivery_id {
             span.record("leverance_id", field::display(id));
         }
@@ -266,11 +263,7 @@ impl Pipeline {
             Transport::Straks => spec.straks_root,
             Transport::Masse => spec.masse_root,
         };
-        if body.name != expected_root || body.ns.as_deref() != Some(spec.namespace) {
-            let finding = Finding::new(
-                Rejection::Schema(format!("forventede {{{}}}{expected_root}, fandt {}", spec.namespace, body.name)),
-                &body.loc(root_path.clone()),
-            );
+        if let Some(finding) = wrong_root(spec, body, expected_root, &root_path) {
             return self.finish(record, reject_items(&references, &[finding], Vec::new()), version, None, mode);
         }
         let max_items = self.settings.max_items_straks(integration);
@@ -564,6 +557,14 @@ struct ItemRef {
     reference: String,
     loc: Loc,
     content_hash: String,
+}
+
+/// A delivery whose root (or SOAP body) is not the one expected, in the integration's namespace.
+fn wrong_root(spec: &WireSpec, body: &Element, expected: &str, root_path: &str) -> Option<Finding> {
+    (body.name != expected || body.ns.as_deref() != Some(spec.namespace)).then(|| {
+        let rejection = Rejection::Schema(format!("forventede {{{}}}{expected}, fandt {}", spec.namespace, body.name));
+        Finding::new(rejection, &body.loc(root_path.to_string()))
+    })
 }
 
 /// Every item rejected with the delivery's findings (and its own, where given); a delivery that names no

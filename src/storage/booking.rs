@@ -40,6 +40,15 @@ pub struct DeliveryRecord {
 }
 
 impl DeliveryRecord {
+    /// Takes LeveranceId and AfsenderSystem from the delivery's root (or SOAP body) as far as they can be read:
+    /// before the schema check, so that even a wholly rejected delivery names itself in its receipt.
+    pub fn name_from(&mut self, body: &crate::xml::tree::Element, root_path: &str) {
+        let delivery_id = body.child("LeveranceId");
+        self.delivery_id = delivery_id.and_then(|e| Uuid::parse_str(e.text()).ok());
+        self.sender = body.child("AfsenderSystem").and_then(|e| Uuid::parse_str(e.text()).ok());
+        self.delivery_id_loc = delivery_id.map(|e| e.loc(format!("{root_path}/LeveranceId"))).unwrap_or_default();
+    }
+
     /// What is known before the delivery has been read.
     pub fn new(integration: Integration, transport: &'static str, request_hash: String) -> Self {
         DeliveryRecord {

@@ -385,7 +385,7 @@ impl Pipeline {
             }
             let mut findings = delivery_findings.to_vec();
             findings.push(finding);
-            let loc = Loc { path: format!("/{}/{}[{index}]", frame.outline.root_local, spec.item), line: Some(span.line), col: Some(span.col) };
+            let loc = Loc { path: format!("{}/{}[{index}]", context.root_path, spec.item), line: Some(span.line), col: Some(span.col) };
             let plan = ItemPlan {
                 reference: format!("{}[{index}]", spec.item),
                 reference_loc: loc,
@@ -426,13 +426,8 @@ impl Pipeline {
         };
         frame.shift_element(span, &mut item);
         let postings = item.children_named("Postering").count();
-        let path = format!("/{}/{}[{index}]/{}", frame.outline.root_local, spec.item, spec.reference);
-        let item_ref = ItemRef {
-            reference: spec.reference_of(&item, index),
-            loc: item.child(spec.reference).map_or_else(|| item.loc(path.clone()), |b| b.loc(path.clone())),
-            content_hash: item.content_hash(),
-        };
-        own.extend(self.too_many_postings(&item, format!("/{}/{}[{index}]", frame.outline.root_local, spec.item)));
+        let item_ref = ItemRef::of(spec, &item, index, context.root_path);
+        own.extend(self.too_many_postings(&item, format!("{}/{}[{index}]", context.root_path, spec.item)));
         (self.plan_item(integration, &item, index, item_ref, delivery_findings, own, context), postings.max(1))
     }
 }

@@ -244,11 +244,7 @@ impl Pipeline {
         let references: Vec<ItemRef> = items
             .iter()
             .enumerate()
-            .map(|(i, e)| {
-                let path = format!("{root_path}/{}[{}]/{}", spec.item, i + 1, spec.reference);
-                let loc = e.child(spec.reference).map_or_else(|| e.loc(path.clone()), |b| b.loc(path.clone()));
-                ItemRef { reference: spec.reference_of(e, i + 1), loc, content_hash: e.content_hash() }
-            })
+            .map(|(i, e)| ItemRef::of(spec, e, i + 1, &root_path))
             .collect();
         record.name_from(body, &root_path);
         if let Some(id) = record.delivery_id {
@@ -557,6 +553,15 @@ struct ItemRef {
     reference: String,
     loc: Loc,
     content_hash: String,
+}
+
+impl ItemRef {
+    /// The `index`-th item (1-based) under the root at `root_path`.
+    fn of(spec: &WireSpec, item: &Element, index: usize, root_path: &str) -> Self {
+        let path = format!("{root_path}/{}[{index}]/{}", spec.item, spec.reference);
+        let loc = item.child(spec.reference).map_or_else(|| item.loc(path.clone()), |b| b.loc(path.clone()));
+        ItemRef { reference: spec.reference_of(item, index), loc, content_hash: item.content_hash() }
+    }
 }
 
 /// A delivery whose root (or SOAP body) is not the one expected, in the integration's namespace.

@@ -272,7 +272,9 @@ impl Receiver {
                     write_atomically(&receipt_file, |out| out.write_all(format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}\n", set.to_xml()).as_bytes()))?;
                 }
                 self.archive(folders, stored)?;
-                Ok(Some(Handled { file_name: name, receipt_file, accepted: earlier.accepted_count, rejected: earlier.rejected_count, repeated }))
+                // A repeat is answered with the first file's receipts; other content with one rejection.
+                let (accepted, rejected) = if repeated { (earlier.accepted_count, earlier.rejected_count) } else { (0, 1) };
+                Ok(Some(Handled { file_name: name, receipt_file, accepted, rejected, repeated }))
             }
         }
     }

@@ -34,7 +34,6 @@ pub struct Outline {
     /// The root's qualified name as written (with its prefix, if any), to close a one-item document with.
     pub root_qname: String,
     pub root_local: String,
-    pub root_ns: Option<String>,
     /// Everything before the first item (or, with no items, before the root's end tag): the XML
     /// declaration, the root's start tag and the delivery's own fields.
     pub prefix_end: u64,
@@ -177,9 +176,8 @@ pub fn scan<R: BufRead, E>(
                 return Err(ScanError::Rejected(reject(Rejection::NotWellFormed(e.to_string()), line, col)));
             }
         };
-        // The shared guards run while the namespace is still borrowed from the reader. What the scan needs of
-        // it after that is owned, so that the reader can be asked for positions: an element in the delivery's
-        // namespace (the common case) allocates nothing.
+        // The shared guards, and whether an element is in the delivery's namespace, are decided while the
+        // namespace is borrowed from the reader; after that the reader can be asked for positions.
         let checked = match &event {
             Event::Start(e) | Event::Empty(e) => match std::str::from_utf8(e) {
                 Err(err) => Err(Rejection::Encoding(format!("ugyldig UTF-8 ({err})"))),
@@ -188,12 +186,7 @@ pub fn scan<R: BufRead, E>(
             Event::GeneralRef(r) => guard::resolve_reference(r).map(drop),
             other => guard::check_event(other),
         };
-        // For an element: None in no namespace, Some(None) in the delivery's, else Some(its namespace).
-        let element_ns: Option<Option<String>> = match ns {
-            ResolveResult::Bound(ns) if ns.0 == namespace.as_bytes() => Some(None),
-            ResolveResult::Bound(ns) => Some(Some(String::from_utf8_lossy(ns.0).into_owned())),
-            _ => None,
-        };
+        let in_delivery_ns = matches!(&ns, ResolveResult::Bound(ns) if ns.0 == namespace.as_bytes());
         let own_continuations = match &event {
             Event::Start(e) | Event::Empty(e) => (**e).iter().filter(|&&b| b & 0xC0 == 0x80).count() as u64,
             _ => 0,
@@ -211,13 +204,12 @@ pub fn scan<R: BufRead, E>(
                 }
                 // Names are compared as bytes: most elements are neither the root nor an item, and allocate nothing.
                 let local = e.local_name();
-                let is_item = local.as_ref() == item.as_bytes() && element_ns == Some(None);
+                let is_item = in_delivery_ns && local.as_ref() == item.as_bytes();
                 match (depth, &mut outline, &mut current) {
                     (0, None, _) => {
                         outline = Some(Outline {
                             root_qname: String::from_utf8_lossy(e.name().as_ref()).into_owned(),
                             root_local: String::from_utf8_lossy(local.as_ref()).into_owned(),
-                            root_ns: element_ns.map(|ns| ns.unwrap_or_else(|| namespace.to_string())),
                             prefix_end: 0,
                             prefix_end_line: 0,
                             prefix_end_col: 0,

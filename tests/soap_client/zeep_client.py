@@ -26,13 +26,20 @@ def posting(posting_id, amount, side, funktion, dranst, art, **extra):
     return p
 
 
+def delivery_fields():
+    """The delivery's own fields, the same for both integrations: a fresh LeveranceId from KY to us."""
+    return {
+        "LeveranceId": str(uuid.uuid4()),
+        "AfsenderSystem": KY,
+        "Myndighed": "29189846",
+        "Dannet": datetime.datetime.now(datetime.timezone.utc),
+    }
+
+
 def send(service, bilag_id, counter_amount):
     today = datetime.date.today()
     result = service.ModtagFinansbilag(
-        LeveranceId=str(uuid.uuid4()),
-        AfsenderSystem=KY,
-        Myndighed="29189846",
-        Dannet=datetime.datetime.now(datetime.timezone.utc),
+        **delivery_fields(),
         Finansbilag=[
             {
                 "BilagId": bilag_id,
@@ -49,10 +56,7 @@ def send(service, bilag_id, counter_amount):
 
 def send_claim(service, fordring_id):
     result = service.ModtagFordring(
-        LeveranceId=str(uuid.uuid4()),
-        AfsenderSystem=KY,
-        Myndighed="29189846",
-        Dannet=datetime.datetime.now(datetime.timezone.utc),
+        **delivery_fields(),
         Fordring=[
             {
                 "FordringId": fordring_id,

@@ -311,3 +311,30 @@ fn a_file_that_fails_does_not_hold_up_the_others() {
     assert_eq!(set.receipts.len(), 1);
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal WHERE bilag_id = 'ST-1'"), 1);
 }
+
+#[test]
+fn the_envelope_is_schema_checked_once_and_the_first_bilag_on_its_own() {
+    let batch = Batch::plain();
+    // An error in the first bilag rejects that bilag only, though the envelope is checked together with it.
+    let mut first_bad = Bilag::balanced("E-1", "10.00");
+    first_bad.postings[0].art = "52".into();
+    let text = Delivery::new(vec![first_bad, Bilag::balanced("E-2", "10.00")]).masse();
+    batch.drop_file("first-bad.xml", text.as_bytes());
+    // An error in the envelope rejects every bilag, each with that error.
+    let envelope_bad = Delivery::new(vec![Bilag::balanced("E-3", "1.00"), Bilag::balanced("E-4", "1.00")]).masse().replace("T08:00:00+01:00", "kl. 8");
+    batch.drop_file("envelope-bad.xml", envelope_bad.as_bytes());
+    batch.run_once();
+
+    let (_, first) = batch.receipt("first-bad.xml");
+    let outcome: Vec<(&str, Status)> = first.receipts.iter().map(|r| (r.reference.as_str(), r.status)).collect();
+    assert_eq!(outcome, vec![("E-1", Status::Afvist), ("E-2", Status::Accepteret)]);
+    assert_eq!(
+        common::errors_of(&first, "E-1"),
+        vec![("FORMAT_XSD".to_string(), Some("/FinansbilagLeverance/Finansbilag[1]/Postering[1]/Kontering/Art".to_string()))]
+    );
+    let (_, envelope) = batch.receipt("envelope-bad.xml");
+    for reference in ["E-3", "E-4"] {
+        assert_eq!(common::errors_of(&envelope, reference), vec![("FORMAT_XSD".to_string(), Some("/FinansbilagLeverance/Dannet".to_string()))]);
+    }
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal"), 1);
+}

@@ -204,8 +204,13 @@ impl Pipeline {
         let frame = Frame { prefix, close: format!("</{}>", outline.root_qname), outline };
         info!(items = frame.outline.items, "batch file is well-formed; processing its items");
 
-        // The delivery's own fields, checked once, as a straks call's are.
-        let header_doc = frame.with_item("");
+        // The delivery's own fields, checked once, as a straks call's are: in a document with the first item (the
+        // schema wants at least one), whose own errors are found again when that item is processed.
+        let first_item = match frame.outline.first_item {
+            Some(span) => String::from_utf8(stream::read_range(&handle, span.start, span.end)?).map_err(|e| std::io::Error::other(e.to_string()))?,
+            None => String::new(),
+        };
+        let header_doc = frame.with_item(&first_item);
         let root = match tree::read_document(&header_doc, &self.settings.limits) {
             Ok(root) => root,
             Err(finding) => return self.reject_whole(file, record, reject_items(&[], &[finding], Vec::new())),
@@ -217,12 +222,7 @@ impl Pipeline {
             delivery_findings.push(finding);
         } else {
             let issues = schema::validate(&self.settings.schema_dir.join(spec.schema), &header_doc, false)?;
-            // The items were left out of this document: that they are missing is no error when there are any.
-            let issues: Vec<_> = issues
-                .into_iter()
-                .filter(|i| !(frame.outline.items > 0 && i.message.contains("Missing child element") && i.message.contains(spec.item)))
-                .collect();
-            delivery_findings.extend(place_schema_issues(spec, &root, &issues, 0).0);
+            delivery_findings.extend(place_schema_issues(spec, &root, &issues, 1).0);
         }
         let header = if delivery_findings.is_empty() { wire::read_header(&root, &mut delivery_findings) } else { None };
         delivery_findings.extend(file.delivery_findings.iter().cloned());

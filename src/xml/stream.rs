@@ -40,6 +40,8 @@ pub struct Outline {
     pub prefix_end_line: u32,
     pub prefix_end_col: u32,
     pub items: usize,
+    /// Where the first item is: the delivery's own fields are schema-checked together with it.
+    pub first_item: Option<ItemSpan>,
 }
 
 /// Limits of a streamed file; unlike a straks body the file as a whole has no size or element limit.
@@ -214,6 +216,7 @@ pub fn scan<R: BufRead, E>(
                             prefix_end_line: 0,
                             prefix_end_col: 0,
                             items: 0,
+                            first_item: None,
                         });
                     }
                     (1, Some(o), None) if is_item => {
@@ -223,6 +226,7 @@ pub fn scan<R: BufRead, E>(
                         o.items += 1;
                         let span = ItemSpan { index: o.items, start, end: reader.buffer_position(), line, col };
                         if empty {
+                            o.first_item.get_or_insert(span);
                             on_item(span).map_err(ScanError::Stopped)?;
                         } else {
                             current = Some((span, 1));
@@ -266,6 +270,9 @@ pub fn scan<R: BufRead, E>(
                         }
                         let span = *span;
                         current = None;
+                        if let Some(o) = outline.as_mut() {
+                            o.first_item.get_or_insert(span);
+                        }
                         on_item(span).map_err(ScanError::Stopped)?;
                     }
                     (0, _) => {
@@ -351,6 +358,7 @@ mod tests {
         let text = "<?xml version=\"1.0\"?>\n<r xmlns=\"urn:x\">\n  <h>1</h>\n  <i>a</i>\n  <i\n    k=\"v\"><j/></i><i/>\n</r>\n";
         let (outline, spans) = spans(text).unwrap();
         assert_eq!((outline.root_qname.as_str(), outline.items), ("r", 3));
+        assert_eq!(outline.first_item, Some(spans[0]));
         assert_eq!(&text[..outline.prefix_end as usize], "<?xml version=\"1.0\"?>\n<r xmlns=\"urn:x\">\n  <h>1</h>\n  ");
         assert_eq!((outline.prefix_end_line, outline.prefix_end_col), (4, 3));
         let texts: Vec<&str> = spans.iter().map(|s| &text[s.start as usize..s.end as usize]).collect();

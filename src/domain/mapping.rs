@@ -5,7 +5,7 @@
 //! `erp_konto` may instead say `opslag:FILE.csv`: that lookup table is searched at this point in the order,
 //! by exact values of its key columns, and the search goes on below when it has no row.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -24,6 +24,79 @@ pub enum MappingError {
     Invalid { file: String, line: u64, message: String },
     #[error("{file}: {source}")]
     Io { file: String, source: std::io::Error },
+}
+
+impl MappingError {
+    /// The file and line an error is at (line 0: the file as a whole), for showing it beside the row.
+    pub fn place(&self) -> (&str, u64) {
+        match self {
+            MappingError::Invalid { file, line, .. } => (file, *line),
+            MappingError::Io { file, .. } => (file, 0),
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            MappingError::Invalid { message, .. } => message.clone(),
+            MappingError::Io { source, .. } => source.to_string(),
+        }
+    }
+}
+
+/// Every error found in a set of mapping files, in file and line order: a person fixes them all at once.
+#[derive(Debug)]
+pub struct MappingErrors(pub Vec<MappingError>);
+
+impl std::fmt::Display for MappingErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+impl std::error::Error for MappingErrors {}
+
+impl From<MappingError> for MappingErrors {
+    fn from(error: MappingError) -> Self {
+        MappingErrors(vec![error])
+    }
+}
+
+/// The mapping files by name: what is stored as one version, edited on the page and written to the folder.
+pub type MappingFiles = BTreeMap<String, String>;
+
+/// Reads every .csv file of the mapping folder.
+pub fn read_dir(dir: &Path) -> Result<MappingFiles, MappingError> {
+    let io = |file: &str, source| MappingError::Io { file: file.to_string(), source };
+    let mut files = MappingFiles::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io(&dir.display().to_string(), e))? {
+        let name = entry.map_err(|e| io(&dir.display().to_string(), e))?.file_name().to_string_lossy().into_owned();
+        if is_mapping_file_name(&name) {
+            let content = std::fs::read_to_string(dir.join(&name)).map_err(|e| io(&name, e))?;
+            files.insert(name, content);
+        }
+    }
+    Ok(files)
+}
+
+/// A plain `.csv` name: no folders, no hidden or temporary files.
+pub fn is_mapping_file_name(name: &str) -> bool {
+    name.ends_with(".csv")
+        && !name.starts_with('.')
+        && name.len() > 4
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The version of a set of files: a hash of names and contents, recorded with each booking.
+pub fn version_of(files: &MappingFiles) -> String {
+    let mut hasher = Sha256::new();
+    for (name, content) in files {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(content.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(&hasher.finalize()[..8])
 }
 
 /// The outcome of mapping one kontering.
@@ -159,75 +232,43 @@ pub struct MappingSet {
 
 impl MappingSet {
     /// Loads the mapping folder; any error leaves the caller with the version it had.
-    pub fn load_dir(dir: &Path) -> Result<Self, MappingError> {
-        let io = |file: &str, source| MappingError::Io { file: file.to_string(), source };
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .map_err(|e| io(&dir.display().to_string(), e))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".csv"))
-            .collect();
-        names.sort();
-        let mut files = HashMap::new();
-        let mut hasher = Sha256::new();
-        for name in &names {
-            let content = std::fs::read_to_string(dir.join(name)).map_err(|e| io(name, e))?;
-            hasher.update(name.as_bytes());
-            hasher.update([0]);
-            hasher.update(content.as_bytes());
-            hasher.update([0]);
-            files.insert(name.clone(), content);
-        }
-        let version = hex::encode(&hasher.finalize()[..8]);
-        Self::from_files(version, &files)
+    pub fn load_dir(dir: &Path) -> Result<Self, MappingErrors> {
+        Self::check(&read_dir(dir)?)
     }
 
-    pub fn from_files(version: String, files: &HashMap<String, String>) -> Result<Self, MappingError> {
-        let content = files.get(RULES_FILE).ok_or_else(|| MappingError::Invalid {
-            file: RULES_FILE.into(),
-            line: 0,
-            message: "filen mangler i mapningsmappen".into(),
-        })?;
+    /// Reads a set of files into mapping rules, or every error in them.
+    pub fn check(files: &MappingFiles) -> Result<Self, MappingErrors> {
+        let mut errors = Vec::new();
+        let set = Self::read(files, &mut errors);
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            errors.sort_by(|a, b| a.place().cmp(&b.place()));
+            Err(MappingErrors(errors))
+        }
+    }
+
+    fn read(files: &MappingFiles, errors: &mut Vec<MappingError>) -> Self {
+        let version = version_of(files);
         let mut rules = Vec::new();
-        for row in read_rows(RULES_FILE, content)? {
-            let invalid = |message: String| MappingError::Invalid { file: RULES_FILE.into(), line: row.line, message };
-            let mut cells = Vec::new();
-            let mut dimension = None;
-            let mut account = None;
-            let mut dimensions = "";
-            for (column, value) in &row.cells {
-                match column.as_str() {
-                    "erp_konto" => account = Some(value.as_str()),
-                    "erp_dimensioner" => dimensions = value,
-                    "dimension" => {
-                        if !matches!(value.as_str(), "" | "*") {
-                            let (name, pattern) = value
-                                .split_once('=')
-                                .ok_or_else(|| invalid(format!("dimension '{value}' skal skrives NAVN=VÆRDI")))?;
-                            dimension = Some((name.trim().to_string(), Cell::parse(pattern.trim())));
-                        }
+        let mut lookups: HashMap<&str, Option<LookupTable>> = HashMap::new();
+        match files.get(RULES_FILE) {
+            None => errors.push(MappingError::Invalid { file: RULES_FILE.into(), line: 0, message: "filen mangler i mapningsmappen".into() }),
+            Some(content) => {
+                for row in read_rows(RULES_FILE, content, errors) {
+                    match read_rule(&row, files, &mut lookups, errors) {
+                        Ok(Some(rule)) => rules.push(rule),
+                        Ok(None) => {}
+                        Err(message) => errors.push(MappingError::Invalid { file: RULES_FILE.into(), line: row.line, message }),
                     }
-                    other => match KonteringField::from_column(other) {
-                        Some(field) => cells.push((field, Cell::parse(value))),
-                        None => return Err(invalid(format!("ukendt kolonne '{other}'"))),
-                    },
                 }
             }
-            let account = account.ok_or_else(|| invalid("kolonnen erp_konto mangler".into()))?;
-            let target = match account.strip_prefix(LOOKUP_PREFIX) {
-                Some(table) => {
-                    let table_content = files.get(table).ok_or_else(|| invalid(format!("opslagstabellen '{table}' findes ikke")))?;
-                    Target::Lookup(read_lookup(table, table_content)?)
-                }
-                None => Target::Output(Output::parse(account, dimensions).map_err(invalid)?),
-            };
-            rules.push(Rule { line: row.line, cells, dimension, target });
         }
         let claim_types = match files.get(CLAIM_TYPES_FILE) {
-            Some(content) => read_claim_types(content)?,
+            Some(content) => read_claim_types(content, errors),
             None => Vec::new(),
         };
-        Ok(MappingSet { version, rules, claim_types })
+        MappingSet { version, rules, claim_types }
     }
 
     /// The first row of fordringstyper.csv, from the top, that matches the fordringstype.
@@ -265,9 +306,57 @@ struct Row {
     cells: Vec<(String, String)>,
 }
 
+/// One row of konti.csv as a rule; `Ok(None)` when the lookup table it names has errors of its own (reported
+/// once, at the table's rows).
+fn read_rule<'f>(
+    row: &Row,
+    files: &'f MappingFiles,
+    lookups: &mut HashMap<&'f str, Option<LookupTable>>,
+    errors: &mut Vec<MappingError>,
+) -> Result<Option<Rule>, String> {
+    let mut cells = Vec::new();
+    let mut dimension = None;
+    let mut account = None;
+    let mut dimensions = "";
+    for (column, value) in &row.cells {
+        match column.as_str() {
+            "erp_konto" => account = Some(value.as_str()),
+            "erp_dimensioner" => dimensions = value,
+            "dimension" => {
+                if !matches!(value.as_str(), "" | "*") {
+                    let (name, pattern) = value.split_once('=').ok_or_else(|| format!("dimension '{value}' skal skrives NAVN=VÆRDI"))?;
+                    dimension = Some((name.trim().to_string(), Cell::parse(pattern.trim())));
+                }
+            }
+            other => match KonteringField::from_column(other) {
+                Some(field) => cells.push((field, Cell::parse(value))),
+                None => return Err(format!("ukendt kolonne '{other}'")),
+            },
+        }
+    }
+    let account = account.ok_or("kolonnen erp_konto mangler")?;
+    let target = match account.strip_prefix(LOOKUP_PREFIX) {
+        Some(table) => {
+            let (name, content) = files.get_key_value(table).ok_or_else(|| format!("opslagstabellen '{table}' findes ikke"))?;
+            let loaded = lookups.entry(name.as_str()).or_insert_with(|| {
+                let before = errors.len();
+                let table = read_lookup(name, content, errors);
+                (errors.len() == before).then_some(table)
+            });
+            match loaded {
+                Some(table) => Target::Lookup(table.clone()),
+                None => return Ok(None),
+            }
+        }
+        None => Target::Output(Output::parse(account, dimensions)?),
+    };
+    Ok(Some(Rule { line: row.line, cells, dimension, target }))
+}
+
 /// Reads a semicolon-separated file line by line, so that every row knows its physical line: the csv crate's
-/// own positions skip comment lines, which would send a person to the wrong line.
-fn read_rows(file: &str, content: &str) -> Result<Vec<Row>, MappingError> {
+/// own positions skip comment lines, which would send a person to the wrong line. A row that cannot be read
+/// is reported and left out, so that the rows after it are still checked.
+fn read_rows(file: &str, content: &str, errors: &mut Vec<MappingError>) -> Vec<Row> {
     let invalid = |line: u64, message: String| MappingError::Invalid { file: file.into(), line, message };
     let fields = |line: u64, text: &str| -> Result<Vec<String>, MappingError> {
         let mut reader = csv::ReaderBuilder::new()
@@ -289,77 +378,90 @@ fn read_rows(file: &str, content: &str) -> Result<Vec<Row>, MappingError> {
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        let cells = fields(line, text)?;
+        let cells = match fields(line, text) {
+            Ok(cells) => cells,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
         match &headers {
             None => headers = Some(cells.iter().map(|h| h.to_lowercase()).collect()),
             Some(headers) => {
                 if cells.len() != headers.len() {
-                    return Err(invalid(
-                        line,
-                        format!("rækken har {} kolonner, men overskriften har {}", cells.len(), headers.len()),
-                    ));
+                    errors.push(invalid(line, format!("rækken har {} kolonner, men overskriften har {}", cells.len(), headers.len())));
+                    continue;
                 }
                 rows.push(Row { line, cells: headers.iter().cloned().zip(cells).collect() });
             }
         }
     }
-    Ok(rows)
+    rows
 }
 
-fn read_claim_types(content: &str) -> Result<Vec<ClaimTypeRow>, MappingError> {
-    let mut rows = Vec::new();
-    for row in read_rows(CLAIM_TYPES_FILE, content)? {
-        let invalid = |message: String| MappingError::Invalid { file: CLAIM_TYPES_FILE.into(), line: row.line, message };
+fn read_claim_types(content: &str, errors: &mut Vec<MappingError>) -> Vec<ClaimTypeRow> {
+    let read = |row: &Row| -> Result<ClaimTypeRow, String> {
         let get = |name: &str| row.cells.iter().find(|(c, _)| c == name).map(|(_, v)| v.as_str());
-        for (column, _) in &row.cells {
-            if !matches!(column.as_str(), "fordringstype" | "erp_fordringstype" | "erp_konto") {
-                return Err(invalid(format!("ukendt kolonne '{column}'")));
-            }
+        if let Some((column, _)) = row.cells.iter().find(|(c, _)| !matches!(c.as_str(), "fordringstype" | "erp_fordringstype" | "erp_konto")) {
+            return Err(format!("ukendt kolonne '{column}'"));
         }
-        let pattern = get("fordringstype").ok_or_else(|| invalid("kolonnen fordringstype mangler".into()))?;
-        let claim_type = get("erp_fordringstype").filter(|v| !v.is_empty()).ok_or_else(|| invalid("erp_fordringstype er tom".into()))?;
-        rows.push(ClaimTypeRow {
+        let pattern = get("fordringstype").ok_or("kolonnen fordringstype mangler")?;
+        let claim_type = get("erp_fordringstype").filter(|v| !v.is_empty()).ok_or("erp_fordringstype er tom")?;
+        Ok(ClaimTypeRow {
             line: row.line,
             pattern: Cell::parse(pattern),
             claim_type: claim_type.to_string(),
             account: get("erp_konto").filter(|v| !v.is_empty()).map(str::to_string),
-        });
+        })
+    };
+    let mut rows = Vec::new();
+    for row in read_rows(CLAIM_TYPES_FILE, content, errors) {
+        match read(&row) {
+            Ok(claim_type) => rows.push(claim_type),
+            Err(message) => errors.push(MappingError::Invalid { file: CLAIM_TYPES_FILE.into(), line: row.line, message }),
+        }
     }
-    Ok(rows)
+    rows
 }
 
-fn read_lookup(file: &str, content: &str) -> Result<LookupTable, MappingError> {
+fn read_lookup(file: &str, content: &str, errors: &mut Vec<MappingError>) -> LookupTable {
     let mut keys: Option<Vec<KonteringField>> = None;
-    let mut table = HashMap::new();
-    for row in read_rows(file, content)? {
-        let invalid = |message: String| MappingError::Invalid { file: file.into(), line: row.line, message };
-        let mut key_fields = Vec::new();
-        let mut key = Vec::new();
-        let (mut account, mut dimensions) = (None, "");
-        for (column, value) in &row.cells {
-            match column.as_str() {
-                "erp_konto" => account = Some(value.as_str()),
-                "erp_dimensioner" => dimensions = value,
-                other => {
-                    let field = KonteringField::from_column(other)
-                        .ok_or_else(|| invalid(format!("ukendt kolonne '{other}' (opslagstabeller slår op på præcise værdier)")))?;
-                    if value.contains(['*', '?']) {
-                        return Err(invalid(format!("'{value}': opslagstabeller har kun præcise værdier; brug konti.csv til mønstre")));
+    let mut table: HashMap<Vec<Option<String>>, (u64, Output)> = HashMap::new();
+    for row in read_rows(file, content, errors) {
+        let read = || -> Result<(Vec<KonteringField>, Vec<Option<String>>, Output), String> {
+            let mut key_fields = Vec::new();
+            let mut key = Vec::new();
+            let (mut account, mut dimensions) = (None, "");
+            for (column, value) in &row.cells {
+                match column.as_str() {
+                    "erp_konto" => account = Some(value.as_str()),
+                    "erp_dimensioner" => dimensions = value,
+                    other => {
+                        let field = KonteringField::from_column(other)
+                            .ok_or_else(|| format!("ukendt kolonne '{other}' (opslagstabeller slår op på præcise værdier)"))?;
+                        if value.contains(['*', '?']) {
+                            return Err(format!("'{value}': opslagstabeller har kun præcise værdier; brug konti.csv til mønstre"));
+                        }
+                        key_fields.push(field);
+                        key.push((!value.is_empty()).then(|| value.clone()));
                     }
-                    key_fields.push(field);
-                    key.push((!value.is_empty()).then(|| value.clone()));
                 }
             }
+            let output = Output::parse(account.ok_or("kolonnen erp_konto mangler")?, dimensions)?;
+            if let Some((first, _)) = table.get(&key) {
+                return Err(format!("samme nøgle som linje {first}"));
+            }
+            Ok((key_fields, key, output))
+        };
+        match read() {
+            Ok((key_fields, key, output)) => {
+                keys.get_or_insert(key_fields);
+                table.insert(key, (row.line, output));
+            }
+            Err(message) => errors.push(MappingError::Invalid { file: file.into(), line: row.line, message }),
         }
-        let output = Output::parse(account.ok_or_else(|| invalid("kolonnen erp_konto mangler".into()))?, dimensions)
-            .map_err(invalid)?;
-        if let Some((first, _)) = table.get(&key) {
-            return Err(invalid(format!("samme nøgle som linje {first}")));
-        }
-        keys.get_or_insert(key_fields);
-        table.insert(key, (row.line, output));
     }
-    Ok(LookupTable { file: file.into(), keys: keys.unwrap_or_default(), rows: table })
+    LookupTable { file: file.into(), keys: keys.unwrap_or_default(), rows: table }
 }
 
 #[cfg(test)]
@@ -380,8 +482,8 @@ mod tests {
         }
     }
 
-    fn set(files: &[(&str, &str)]) -> Result<MappingSet, MappingError> {
-        MappingSet::from_files("v".into(), &files.iter().map(|(n, c)| (n.to_string(), c.to_string())).collect())
+    fn set(files: &[(&str, &str)]) -> Result<MappingSet, MappingErrors> {
+        MappingSet::check(&files.iter().map(|(n, c)| (n.to_string(), c.to_string())).collect())
     }
 
     const HEADER: &str = "funktion;dranst;art;dimension;erp_konto;erp_dimensioner\n";
@@ -426,5 +528,26 @@ mod tests {
         assert_eq!(err.to_string(), "konti.csv:2: rækken har 2 kolonner, men overskriften har 6");
         let err = set(&[(RULES_FILE, &format!("{HEADER}# c\n\n5.57.72;1;5.2;;5500;afd{{x}}\n"))]).unwrap_err();
         assert!(err.to_string().starts_with("konti.csv:4: "), "{err}");
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_row_and_later_rows_are_still_checked() {
+        let lookup = "funktion;erp_konto;erp_dimensioner\n5.57.72;5572;\n5.57.72;5573;\n";
+        let rules = format!("{HEADER}5.57.72;1\n5.57.*;1;5.2;;opslag:liste.csv;\n*;*;*;;;\n*;*;*;;9999;\n");
+        let err = set(&[(RULES_FILE, &rules), ("liste.csv", lookup), (CLAIM_TYPES_FILE, "fordringstype;erp_fordringstype\nX;\n")]).unwrap_err();
+        let places: Vec<(String, u64)> = err.0.iter().map(|e| (e.place().0.to_string(), e.place().1)).collect();
+        assert_eq!(
+            places,
+            vec![("fordringstyper.csv".into(), 2), ("konti.csv".into(), 2), ("konti.csv".into(), 4), ("liste.csv".into(), 3)],
+            "{err}"
+        );
+        assert_eq!(err.0[3].message(), "samme nøgle som linje 2");
+    }
+
+    #[test]
+    fn the_version_is_the_same_for_the_same_files_and_changes_with_any_byte() {
+        let files = |konti: &str| MappingFiles::from([(RULES_FILE.to_string(), konti.to_string())]);
+        assert_eq!(version_of(&files(HEADER)), version_of(&files(HEADER)));
+        assert_ne!(version_of(&files(HEADER)), version_of(&files(&format!("{HEADER}\n"))));
     }
 }

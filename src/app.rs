@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::alerts::sender::{AlertSender, SenderTask};
-use crate::batch::{BatchTask, Receiver};
+use crate::alerts::sender::{self, AlertSender};
+use crate::batch::Receiver;
+use crate::task::Periodic;
 use crate::config::Config;
 use crate::domain::mapping::MappingSet;
 use crate::domain::sortiment::{parse_sortiment_file, Integration};
@@ -193,16 +194,16 @@ pub fn build(config: &Config) -> anyhow::Result<Arc<Pipeline>> {
 }
 
 /// The alert sender task, when alerts are on.
-fn start_alerts(pipeline: &Pipeline, config: &Config) -> anyhow::Result<Option<SenderTask>> {
+fn start_alerts(pipeline: &Pipeline, config: &Config) -> anyhow::Result<Option<Periodic>> {
     if !config.alerts.enabled {
         return Ok(None);
     }
     let sender = AlertSender::new(pipeline.db.clone(), config.alerts.clone()).context("setting up SMTP for alerts")?;
-    Ok(Some(SenderTask::spawn(sender, Duration::from_millis(config.alerts.poll_interval_ms))))
+    Ok(Some(sender::spawn(sender, Duration::from_millis(config.alerts.poll_interval_ms))))
 }
 
 /// The drop-folder receiver, when batch files are on.
-fn start_batch(pipeline: &Arc<Pipeline>, config: &Config) -> anyhow::Result<Option<BatchTask>> {
+fn start_batch(pipeline: &Arc<Pipeline>, config: &Config) -> anyhow::Result<Option<Periodic>> {
     if !config.batch.enabled {
         return Ok(None);
     }
@@ -231,8 +232,8 @@ pub struct RunningServer {
     pub pipeline: Arc<Pipeline>,
     handle: actix_web::dev::ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
-    alerts: Option<SenderTask>,
-    batch: Option<BatchTask>,
+    alerts: Option<Periodic>,
+    batch: Option<Periodic>,
 }
 
 impl RunningServer {

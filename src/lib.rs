@@ -12,6 +12,7 @@ pub mod domain;
 pub mod http;
 pub mod pipeline;
 pub mod storage;
+pub mod task;
 pub mod telemetry;
 pub mod wire;
 pub mod xml;

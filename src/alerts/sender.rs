@@ -1,7 +1,5 @@
 //! The task in `fkoeko serve` that sends the alert outbox by SMTP.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -13,6 +11,7 @@ use super::mail::render;
 use crate::config::{AlertsConfig, SmtpSecurity};
 use crate::storage::alerts::ClaimedGroup;
 use crate::storage::Db;
+use crate::task::Periodic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -107,34 +106,11 @@ impl AlertSender {
     }
 }
 
-/// The sender task running on its own thread; `stop` ends it after the current round.
-pub struct SenderTask {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl SenderTask {
-    pub fn spawn(sender: AlertSender, poll: Duration) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("alert-sender".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    if let Err(e) = sender.run_once() {
-                        tracing::error!(error = %e, "alert outbox not readable; trying again");
-                    }
-                    std::thread::sleep(poll);
-                }
-            })
-            .expect("a thread can be started");
-        SenderTask { stop, thread: Some(thread) }
-    }
-
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+/// The sender task: one round of due alerts every `poll`.
+pub fn spawn(sender: AlertSender, poll: Duration) -> Periodic {
+    Periodic::spawn("alert-sender", poll, move || {
+        if let Err(e) = sender.run_once() {
+            tracing::error!(error = %e, "alert outbox not readable; trying again");
         }
-    }
+    })
 }

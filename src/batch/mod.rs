@@ -12,7 +12,6 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +25,7 @@ use crate::domain::receipt::{timestamp, Receipt, ReceiptSet, KVITTERING_NS, NIL_
 use crate::domain::rejection::{Finding, Rejection};
 use crate::domain::sortiment::Integration;
 use crate::pipeline::{MasseFile, Pipeline, Progress};
+use crate::task::Periodic;
 use crate::storage::batch::{BatchFile, Claimed, Lease, NewBatchFile, PROCESSING, RECEIPT};
 use metadata::Metadata;
 
@@ -334,42 +334,16 @@ impl Receiver {
     }
 
     /// Watches the inboxes in a thread until stopped.
-    pub fn spawn(self) -> BatchTask {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+    /// Watches the inboxes: a round every poll interval. `stop` ends it after the file in hand (which, if the
+    /// process is killed instead, is resumed by the next).
+    pub fn spawn(self) -> Periodic {
         let interval = Duration::from_millis(self.config.poll_interval_ms);
-        let thread = std::thread::Builder::new()
-            .name("batch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    // Failed files are logged as they fail, and tried again when their lease has run out.
-                    if let Err(e) = self.run_once(&|_, _| {}) {
-                        error!(error = format!("{e:#}"), "batch files: a round failed; trying again");
-                    }
-                    let mut waited = Duration::ZERO;
-                    while waited < interval && !flag.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(50));
-                        waited += Duration::from_millis(50);
-                    }
-                }
-            })
-            .expect("spawning the batch thread");
-        BatchTask { stop, thread: Some(thread) }
-    }
-}
-
-pub struct BatchTask {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl BatchTask {
-    /// Stops after the file in hand (which, if this process is killed instead, is resumed by the next).
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        Periodic::spawn("batch", interval, move || {
+            // Failed files are logged as they fail, and tried again when their lease has run out.
+            if let Err(e) = self.run_once(&|_, _| {}) {
+                error!(error = format!("{e:#}"), "batch files: a round failed; trying again");
+            }
+        })
     }
 }
 

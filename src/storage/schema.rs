@@ -293,3 +293,24 @@ diesel::allow_tables_to_appear_in_same_query!(
     batch_files,
     batch_receipts,
 );
+
+diesel::table! {
+    mapping_versions (id) {
+        id -> Integer,
+        version -> Text,
+        files -> Text,
+        author -> Text,
+        source -> Text,
+        comment -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    admin_sessions (token_hash) {
+        token_hash -> Text,
+        user_name -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}

@@ -12,7 +12,6 @@ use crate::alerts::sender::{self, AlertSender};
 use crate::batch::Receiver;
 use crate::task::Periodic;
 use crate::config::Config;
-use crate::domain::mapping::MappingSet;
 use crate::domain::sortiment::{parse_sortiment_file, Integration};
 use crate::wire::WireSpec;
 use crate::pipeline::{Mode, Pipeline, Settings, Transport};
@@ -184,13 +183,14 @@ pub fn build(config: &Config) -> anyhow::Result<Arc<Pipeline>> {
             .with_context(|| format!("loading the initial sortiment from {}", config.paths.sortiment.display()))?;
         tracing::info!(?loaded, file = %config.paths.sortiment.display(), "no sortiment in the database; loaded the configured file");
     }
-    let mappings = MappingSet::load_dir(&config.paths.mappings)
-        .with_context(|| format!("loading the mappings in {}", config.paths.mappings.display()))?;
-    tracing::info!(version = %mappings.version, "mappings loaded");
     for integration in [Integration::Sf1590A, Integration::Sf1590B] {
         schema::check_schema(&config.paths.schemas.join(WireSpec::of(integration).schema))?;
     }
-    Ok(Arc::new(Pipeline::new(settings, db, mappings)))
+    let pipeline = Pipeline::new(settings, db);
+    pipeline.sync_mapping_folder(true)?;
+    let mappings = pipeline.mappings()?;
+    tracing::info!(version = %mappings.version, "mappings loaded");
+    Ok(Arc::new(pipeline))
 }
 
 /// The alert sender task, when alerts are on.

@@ -19,6 +19,31 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub tls: TlsConfig,
     pub batch: BatchConfig,
+    pub admin: AdminConfig,
+}
+
+/// The administrative listener: the web page for finance staff, health and metrics for operators.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub enabled: bool,
+    pub listen: String,
+    /// Plain HTTP on an address other than loopback only when this says so (a proxy in front terminates TLS).
+    pub allow_plain_http: bool,
+    /// Serve the page over HTTPS with [tls]'s certificate and key (no client certificate is asked for).
+    pub tls: bool,
+    /// How long a login lasts.
+    pub session_hours: u64,
+    /// Who may log in. No user by default: nobody can log in until one is configured.
+    pub users: Vec<AdminUser>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminUser {
+    pub name: String,
+    /// An Argon2 hash in PHC form, from `fkoeko admin hash-password`.
+    pub password_hash: String,
 }
 
 /// Batch files (masse) from drop folders. Per integration, under `dir`: `sf1590a/` and `sf1590b/`, each with
@@ -150,6 +175,8 @@ pub struct PathsConfig {
     pub mappings: PathBuf,
     /// Loaded at start when the database holds no sortiment yet.
     pub sortiment: PathBuf,
+    /// How often the mapping folder is looked at for changes made in the files; 0: only at start.
+    pub mappings_poll_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -202,6 +229,7 @@ impl Default for Config {
                 schemas: "schemas".into(),
                 mappings: "mappings".into(),
                 sortiment: "sortiment/example.toml".into(),
+                mappings_poll_interval_ms: 2000,
             },
             limits: LimitsConfig {
                 max_body_bytes: 20 * 1024 * 1024,
@@ -226,6 +254,14 @@ impl Default for Config {
                 poll_interval_ms: 2000,
                 lease_secs: 120,
                 workers: 0,
+            },
+            admin: AdminConfig {
+                enabled: true,
+                listen: "127.0.0.1:8081".into(),
+                allow_plain_http: false,
+                tls: false,
+                session_hours: 8,
+                users: Vec::new(),
             },
             alerts: AlertsConfig {
                 enabled: true,

@@ -10,7 +10,7 @@ pub mod metadata;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -25,6 +25,7 @@ use crate::domain::receipt::{timestamp, Receipt, ReceiptSet, KVITTERING_NS, NIL_
 use crate::domain::rejection::{Finding, Rejection};
 use crate::domain::sortiment::Integration;
 use crate::pipeline::{MasseFile, Pipeline, Progress};
+use crate::files::{sync_dir, write_atomically};
 use crate::task::Periodic;
 use crate::storage::batch::{BatchFile, Claimed, Lease, NewBatchFile, PROCESSING, RECEIPT};
 use metadata::Metadata;
@@ -214,7 +215,7 @@ impl Receiver {
             fs::rename(folders.inbox.join(format!("{name}.metadata")), folders.processing.join(format!("{stored}.metadata")))
                 .with_context(|| format!("moving {name}.metadata to processing"))?;
         }
-        sync_dir(&folders.processing)?;
+        sync_dir(&folders.processing).with_context(|| format!("syncing {}", folders.processing.display()))?;
         info!(file = name, integration = integration.as_str(), "batch file taken from the inbox");
         Ok(Some(stored))
     }
@@ -269,7 +270,8 @@ impl Receiver {
                     let at = timestamp(Utc::now());
                     let receipt = Receipt::rejected(NIL_UUID, "LEVERANCE", &at, &[finding]);
                     let set = ReceiptSet::new(NIL_UUID.into(), meta.as_ref().map_or(NIL_UUID.into(), |m| m.sender.clone()), at, vec![receipt]);
-                    write_atomically(&receipt_file, |out| out.write_all(format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}\n", set.to_xml()).as_bytes()))?;
+                    write_atomically(&receipt_file, |out| out.write_all(format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}\n", set.to_xml()).as_bytes()))
+                        .with_context(|| format!("writing {}", receipt_file.display()))?;
                 }
                 self.archive(folders, stored)?;
                 // A repeat is answered with the first file's receipts; other content with one rejection.
@@ -323,7 +325,7 @@ impl Receiver {
                 Err(e) => return Err(e).with_context(|| format!("archiving {name}")),
             }
         }
-        sync_dir(&folders.archive)?;
+        sync_dir(&folders.archive).with_context(|| format!("syncing {}", folders.archive.display()))?;
         Ok(())
     }
 
@@ -415,24 +417,6 @@ fn write_receipt_file(pipeline: &Pipeline, file: &BatchFile, target: &Path) -> a
         }
         out.write_all(b"</KvitteringLeverance>\n")
     })
+    .with_context(|| format!("writing {}", target.display()))
 }
 
-/// Writes a file under a temporary name in the same folder, syncs it, and renames it into place: a reader
-/// sees the whole file or none.
-fn write_atomically(target: &Path, write: impl FnOnce(&mut BufWriter<&File>) -> std::io::Result<()>) -> anyhow::Result<()> {
-    let dir = target.parent().context("a receipt file has a folder")?;
-    let name = target.file_name().and_then(|n| n.to_str()).context("a receipt file has a name")?;
-    let temporary = dir.join(format!(".{name}.tmp"));
-    let file = File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
-    let mut out = BufWriter::with_capacity(1 << 20, &file);
-    write(&mut out).with_context(|| format!("writing {}", temporary.display()))?;
-    out.flush()?;
-    drop(out);
-    file.sync_all()?;
-    fs::rename(&temporary, target).with_context(|| format!("renaming to {}", target.display()))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", dir.display()))
-}

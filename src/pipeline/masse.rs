@@ -161,7 +161,8 @@ impl<'a> Booker<'a> {
         if self.chunk.is_empty() {
             return Ok(());
         }
-        self.pipeline.db.commit_batch_chunk(&self.file.lease, self.record, self.target, self.committed as i32, &self.chunk)?;
+        let receipts = self.pipeline.db.commit_batch_chunk(&self.file.lease, self.record, self.target, self.committed as i32, &self.chunk)?;
+        self.pipeline.metrics.errors(self.record.integration, &receipts);
         self.committed += self.chunk.len();
         self.chunk.clear();
         self.chunk_postings = 0;
@@ -242,7 +243,7 @@ impl Pipeline {
             }
         }
         record.authority = header.as_ref().map(|h| h.authority.value.clone());
-        let mappings = self.mappings();
+        let mappings = self.mappings()?;
         record.mapping_version = Some(mappings.version.clone());
         if !delivery_findings.is_empty() {
             warn!(errors = delivery_findings.len(), "the file's delivery fields or sender are rejected; every item is rejected with them");
@@ -256,8 +257,7 @@ impl Pipeline {
         }
         self.stream_items(file, &frame, &handle, &record, &target, &delivery_findings, &context, done, progress)?;
 
-        let alert = self.batch_alert(&mut record, &sortiment);
-        let finished = self.db.finish_batch(&file.lease, &record, &target, alert.as_ref().map(|t| (t, self.settings.alerts.group_window)))?;
+        let finished = self.finish_file(file, &mut record, &target, &sortiment)?;
         if finished.rejected_count > 0 {
             warn!(accepted = finished.accepted_count, rejected = finished.rejected_count, "batch file processed with rejections");
         } else {
@@ -272,15 +272,19 @@ impl Pipeline {
         if done == 0 {
             self.db.commit_batch_chunk(&file.lease, &record, &target, 0, &plans)?;
         }
-        let alert = self.batch_alert(&mut record, &*self.sortiment()?);
-        Ok(self.db.finish_batch(&file.lease, &record, &target, alert.as_ref().map(|t| (t, self.settings.alerts.group_window)))?)
+        self.finish_file(file, &mut record, &target, &*self.sortiment()?)
     }
 
-    /// Who hears of the file's rejections (see `alert_target`); names the sender in the record for the mail.
-    fn batch_alert(&self, record: &mut DeliveryRecord, sortiment: &Sortiment) -> Option<crate::alerts::AlertTarget> {
+    /// Records the file's outcome and its alert: who hears of its rejections (see `alert_target`; the sender is
+    /// named in the record for the mail).
+    fn finish_file(&self, file: &MasseFile, record: &mut DeliveryRecord, target: &Target, sortiment: &Sortiment) -> Result<BatchFile, TechnicalError> {
         let sender = record.sender.and_then(|s| sortiment.get(&s));
         record.sender_name = sender.map(|s| s.name.clone());
-        self.alert_target(sender, record.sender)
+        let alert = self.alert_target(sender, record.sender);
+        let finished = self.db.finish_batch(&file.lease, record, target, alert.as_ref().map(|t| (t, self.settings.alerts.group_window)))?;
+        let (accepted, rejected) = (finished.accepted_count as usize, finished.rejected_count as usize);
+        self.metrics.delivery(file.integration, record.transport, accepted, rejected, record.arrived.elapsed());
+        Ok(finished)
     }
 
     /// The second pass: items are read in order by one thread, planned in parallel by workers, and booked in

@@ -2,7 +2,7 @@
 //! receive → validate (XML, schema, rules) → check sortiment → map → book → receipt.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use chrono::{NaiveDate, Utc};
 use sha2::{Digest, Sha256};
@@ -25,7 +25,9 @@ use crate::xml::schema::{self, SchemaError};
 use crate::xml::soap::{self, CallContext, SoapVersion};
 use crate::xml::tree::{self, Element, XmlLimits};
 
+mod mappings;
 mod masse;
+pub use mappings::MappingChange;
 pub use masse::{MasseFile, Progress};
 
 /// Failures the sender cannot fix: answered with a SOAP Fault ("try again later"), nothing handed over.
@@ -37,6 +39,8 @@ pub enum TechnicalError {
     Schema(#[from] SchemaError),
     #[error("no sortiment has been loaded")]
     NoSortiment,
+    #[error("no mapping version is stored")]
+    NoMappings,
     #[error("reading a batch file: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -98,6 +102,8 @@ pub struct Settings {
     /// Threads that read and check the items of a batch file.
     pub batch_workers: usize,
     pub schema_dir: PathBuf,
+    /// The mapping folder: changes there are taken into use, and it is kept in step with the version in force.
+    pub mapping_dir: PathBuf,
     pub alerts: AlertSettings,
 }
 
@@ -149,6 +155,7 @@ impl Settings {
                 n => n,
             },
             schema_dir: config.paths.schemas.clone(),
+            mapping_dir: config.paths.mappings.clone(),
             alerts: AlertSettings {
                 enabled: config.alerts.enabled,
                 copy_to: config.alerts.copy_to.clone(),
@@ -174,7 +181,10 @@ pub struct Processed {
 pub struct Pipeline {
     pub settings: Settings,
     pub db: Db,
-    mappings: RwLock<Arc<MappingSet>>,
+    pub metrics: crate::metrics::Metrics,
+    /// The mapping version in use, by its id in the database.
+    mappings: Mutex<Option<(i64, Arc<MappingSet>)>>,
+    mapping_folder: Mutex<mappings::FolderState>,
     sortiment: Mutex<Option<Arc<Sortiment>>>,
 }
 
@@ -186,12 +196,9 @@ pub enum Mode {
 }
 
 impl Pipeline {
-    pub fn new(settings: Settings, db: Db, mappings: MappingSet) -> Self {
-        Pipeline { settings, db, mappings: RwLock::new(Arc::new(mappings)), sortiment: Mutex::new(None) }
-    }
-
-    pub fn mappings(&self) -> Arc<MappingSet> {
-        self.mappings.read().expect("mapping lock").clone()
+    /// A pipeline on a database; the mapping folder is brought in step by `sync_mapping_folder`.
+    pub fn new(settings: Settings, db: Db) -> Self {
+        Pipeline { settings, db, metrics: Default::default(), mappings: Mutex::new(None), mapping_folder: Mutex::default(), sortiment: Mutex::new(None) }
     }
 
     /// The sortiment in force, re-read when another process (or `fkoeko sortiment load`) stored a new version.
@@ -296,7 +303,7 @@ impl Pipeline {
             None => None,
         };
         record.authority = header.as_ref().map(|h| h.authority.value.clone());
-        let mappings = self.mappings();
+        let mappings = self.mappings()?;
         record.mapping_version = Some(mappings.version.clone());
 
         let context = ItemContext { sender, today, mappings: &mappings, root_path: &root_path };
@@ -499,7 +506,10 @@ impl Pipeline {
                 let sender = record.sender.and_then(|s| sortiment.get(&s));
                 record.sender_name = sender.map(|s| s.name.clone());
                 let target = self.alert_target(sender, record.sender);
-                self.db.commit_delivery(&record, plans, target.as_ref().map(|t| (t, self.settings.alerts.group_window)))?
+                let receipts = self.db.commit_delivery(&record, plans, target.as_ref().map(|t| (t, self.settings.alerts.group_window)))?;
+                self.metrics.errors(record.integration, &receipts.receipts);
+                self.metrics.delivery(record.integration, record.transport, receipts.accepted(), receipts.rejected(), record.arrived.elapsed());
+                receipts
             }
             Mode::DryRun => preview(&record, plans),
         };

@@ -64,3 +64,9 @@ impl FromSql<Amount, MultiBackend> for DbAmount {
         bytes.from_sql::<Self, Amount>()
     }
 }
+
+impl From<DbAmount> for Decimal {
+    fn from(amount: DbAmount) -> Self {
+        amount.0
+    }
+}

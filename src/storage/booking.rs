@@ -37,6 +37,8 @@ pub struct DeliveryRecord {
     pub mapping_version: Option<String>,
     /// The sender's name in the sortiment, for alerts.
     pub sender_name: Option<String>,
+    /// When it arrived, for the processing time in the metrics.
+    pub arrived: std::time::Instant,
 }
 
 impl DeliveryRecord {
@@ -64,6 +66,7 @@ impl DeliveryRecord {
             sortiment_version: None,
             mapping_version: None,
             sender_name: None,
+            arrived: std::time::Instant::now(),
         }
     }
 }

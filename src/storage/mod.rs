@@ -6,6 +6,8 @@ pub mod alerts;
 pub mod amount;
 pub mod batch;
 pub mod booking;
+pub mod inspect;
+pub mod mappings;
 pub mod schema;
 pub mod sortiment;
 

@@ -1,0 +1,27 @@
+//! Writing files so that a crash leaves the whole old file or the whole new one: receipt files, mapping files.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+/// Writes under a temporary name in the same folder (hidden, so no watcher takes it), syncs it, renames it
+/// into place and syncs the folder.
+pub fn write_atomically(target: &Path, write: impl FnOnce(&mut BufWriter<&File>) -> std::io::Result<()>) -> std::io::Result<()> {
+    let invalid = |what| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{}: {what}", target.display()));
+    let dir = target.parent().ok_or_else(|| invalid("no folder"))?;
+    let name = target.file_name().and_then(|n| n.to_str()).ok_or_else(|| invalid("no file name"))?;
+    let temporary = dir.join(format!(".{name}.tmp"));
+    let file = File::create(&temporary)?;
+    let mut out = BufWriter::with_capacity(1 << 20, &file);
+    write(&mut out)?;
+    out.flush()?;
+    drop(out);
+    file.sync_all()?;
+    fs::rename(&temporary, target)?;
+    sync_dir(dir)
+}
+
+/// Makes renames and removals in a folder durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}

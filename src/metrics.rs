@@ -1,0 +1,111 @@
+//! Prometheus metrics, served at GET /metrics on the administrative listener.
+//!
+//! Counters and timings are this process's own (Prometheus sums them over instances); the gauges of shared
+//! state (batch files in progress, the alert outbox) are read from the database when scraped, so that every
+//! instance reports the same, true figure.
+
+use std::time::Duration;
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::domain::receipt::Receipt;
+use crate::domain::sortiment::Integration;
+
+pub struct Metrics {
+    registry: Registry,
+    deliveries: IntCounterVec,
+    items: IntCounterVec,
+    errors: IntCounterVec,
+    seconds: HistogramVec,
+    batch_files: IntGauge,
+    outbox: IntGaugeVec,
+}
+
+/// Shared state read from the database at scrape time.
+pub struct SharedFigures {
+    pub batch_files_in_progress: i64,
+    /// Alerts by outbox status (pending, sending, sent, failed).
+    pub alert_outbox: Vec<(String, i64)>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let deliveries = IntCounterVec::new(
+            Opts::new("fkoeko_deliveries_total", "Deliveries processed, by integration, transport and result (accepteret, afvist, delvist)."),
+            &["integration", "transport", "result"],
+        )
+        .expect("valid metric");
+        let items = IntCounterVec::new(
+            Opts::new("fkoeko_items_total", "Finansbilag and fordringer decided, by integration, transport and receipt status."),
+            &["integration", "transport", "status"],
+        )
+        .expect("valid metric");
+        let errors = IntCounterVec::new(
+            Opts::new("fkoeko_rejection_errors_total", "Errors in rejected receipts, by integration and receipt code."),
+            &["integration", "code"],
+        )
+        .expect("valid metric");
+        let seconds = HistogramVec::new(
+            HistogramOpts::new("fkoeko_delivery_seconds", "Time from receiving a delivery to its receipts being written.")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0]),
+            &["integration", "transport"],
+        )
+        .expect("valid metric");
+        let batch_files = IntGauge::new("fkoeko_batch_files_in_progress", "Batch files claimed and not yet done, on every instance.")
+            .expect("valid metric");
+        let outbox = IntGaugeVec::new(Opts::new("fkoeko_alert_outbox", "Rejection alerts in the outbox, by status."), &["status"])
+            .expect("valid metric");
+        for metric in [
+            Box::new(deliveries.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(items.clone()),
+            Box::new(errors.clone()),
+            Box::new(seconds.clone()),
+            Box::new(batch_files.clone()),
+            Box::new(outbox.clone()),
+        ] {
+            registry.register(metric).expect("each metric registered once");
+        }
+        Metrics { registry, deliveries, items, errors, seconds, batch_files, outbox }
+    }
+
+    /// One delivery (a call or a batch file) done, with its receipts' outcome and how long it took.
+    pub fn delivery(&self, integration: Integration, transport: &str, accepted: usize, rejected: usize, took: Duration) {
+        let integration = integration.as_str();
+        let result = match (accepted, rejected) {
+            (_, 0) => "accepteret",
+            (0, _) => "afvist",
+            _ => "delvist",
+        };
+        self.deliveries.with_label_values(&[integration, transport, result]).inc();
+        self.items.with_label_values(&[integration, transport, "Accepteret"]).inc_by(accepted as u64);
+        self.items.with_label_values(&[integration, transport, "Afvist"]).inc_by(rejected as u64);
+        self.seconds.with_label_values(&[integration, transport]).observe(took.as_secs_f64());
+    }
+
+    /// The codes of the errors in these receipts.
+    pub fn errors(&self, integration: Integration, receipts: &[Receipt]) {
+        for error in receipts.iter().flat_map(|r| &r.errors) {
+            self.errors.with_label_values(&[integration.as_str(), error.code.as_str()]).inc();
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self, shared: &SharedFigures) -> String {
+        self.batch_files.set(shared.batch_files_in_progress);
+        // Every status is shown, at 0 when none are in it, so that a dashboard's series do not vanish.
+        for status in ["pending", "sending", "sent", "failed"] {
+            let count = shared.alert_outbox.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            self.outbox.with_label_values(&[status]).set(count);
+        }
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("metrics encode");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}

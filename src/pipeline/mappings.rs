@@ -1,0 +1,174 @@
+//! The mapping in force, and how it changes without a restart.
+//!
+//! The database holds every version; the newest is in force for every instance on it. A delivery takes the
+//! version in force once, at its start, and is mapped by that version alone. The folder under mappings/ is a
+//! second way in: a change there is checked and stored as a new version, and the folder is rewritten whenever
+//! the version in force moves on elsewhere (the page, a rollback, another instance). Files that fail the check
+//! never replace a working version.
+
+use std::fs;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::{Pipeline, TechnicalError};
+use crate::files::{sync_dir, write_atomically};
+use crate::domain::mapping::{self, MappingErrors, MappingFiles, MappingSet};
+use crate::storage::mappings::{MappingSource, NewMapping, Saved};
+use crate::task::Periodic;
+
+/// The outcome of a change asked for on the page (or by a rollback).
+#[derive(Debug)]
+pub enum MappingChange {
+    /// Stored as the version with this id, and in force now.
+    Saved(i64),
+    /// The files are the version in force already.
+    Unchanged(i64),
+    /// Refused: the version in force stays.
+    Invalid(MappingErrors),
+}
+
+/// The folder's state as last read or written by this process.
+#[derive(Default)]
+pub(super) struct FolderState {
+    /// Hash of the files as last seen; a different hash is a change made in the folder.
+    seen: Option<String>,
+}
+
+impl Pipeline {
+    /// The mapping in force, re-read when a newer version has been stored (by this or another instance).
+    pub fn mappings(&self) -> Result<Arc<MappingSet>, TechnicalError> {
+        let (id, _) = self.db.current_mapping()?.ok_or(TechnicalError::NoMappings)?;
+        let mut cached = self.mappings.lock().expect("mapping lock");
+        if let Some((cached_id, set)) = cached.as_ref() {
+            if *cached_id == id {
+                return Ok(set.clone());
+            }
+        }
+        let stored = self.db.mapping_version(id)?.ok_or(TechnicalError::NoMappings)?;
+        match MappingSet::check(&stored.files) {
+            Ok(set) => {
+                let set = Arc::new(set);
+                tracing::info!(id, version = %set.version, "mapping version in force");
+                *cached = Some((id, set.clone()));
+                Ok(set)
+            }
+            // Every stored version was checked before it was stored; only a program with stricter checks than
+            // the one that stored it gets here. It keeps mapping by the version it had.
+            Err(errors) => {
+                tracing::error!(id, errors = %errors, "stored mapping version does not pass this program's checks; kept the one in use");
+                cached.as_ref().map(|(_, set)| set.clone()).ok_or(TechnicalError::NoMappings)
+            }
+        }
+    }
+
+    /// Checks files and, when they pass, stores them as the version in force and writes them to the folder.
+    pub fn change_mappings(&self, files: &MappingFiles, author: &str, source: MappingSource, comment: &str) -> Result<MappingChange, TechnicalError> {
+        if let Err(errors) = MappingSet::check(files) {
+            return Ok(MappingChange::Invalid(errors));
+        }
+        let mut folder = self.mapping_folder.lock().expect("mapping folder lock");
+        let version = mapping::version_of(files);
+        let saved = self.db.save_mapping(&NewMapping { version: &version, files, author, source, comment })?;
+        tracing::info!(?saved, %version, author, source = source.as_str(), "mapping change");
+        self.write_folder(&mut folder, files)?;
+        Ok(match saved {
+            Saved::New(id) => MappingChange::Saved(id),
+            Saved::Unchanged(id) => MappingChange::Unchanged(id),
+        })
+    }
+
+    /// Brings back an earlier version, as a new version (the history only grows).
+    pub fn roll_back_mappings(&self, to: i64, author: &str) -> Result<Option<MappingChange>, TechnicalError> {
+        let Some(old) = self.db.mapping_version(to)? else { return Ok(None) };
+        let comment = format!("tilbage til version {to}");
+        self.change_mappings(&old.files, author, MappingSource::Rollback, &comment).map(Some)
+    }
+
+    /// Brings the folder and the database in step. A change in the folder that passes the check is stored as
+    /// the version in force; one that does not is logged and left (and moved aside when the folder is next
+    /// rewritten). When the version in force has moved on elsewhere, the folder is rewritten with it.
+    ///
+    /// At start, files that match an earlier version are an out-of-date copy (this instance was down while the
+    /// mapping changed) and are rewritten; with no version stored yet, the files must pass the check.
+    pub fn sync_mapping_folder(&self, at_start: bool) -> anyhow::Result<()> {
+        let dir = &self.settings.mapping_dir;
+        let mut folder = self.mapping_folder.lock().expect("mapping folder lock");
+        let current = self.db.current_mapping()?;
+        let files = match mapping::read_dir(dir) {
+            Ok(files) => Some(files),
+            Err(e) if current.is_some() => {
+                tracing::warn!(error = %e, dir = %dir.display(), "mapping folder not readable; it is written again from the version in force");
+                None
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading the mappings in {}", dir.display())),
+        };
+        let hash = files.as_ref().map(mapping::version_of);
+        let changed_here = hash.is_some() && hash != folder.seen;
+        if let (true, Some(files), Some(hash)) = (changed_here, &files, &hash) {
+            folder.seen = Some(hash.clone());
+            let stale = at_start && current.as_ref().is_some_and(|(_, v)| v != hash) && self.db.mapping_version_known(hash)?;
+            match MappingSet::check(files) {
+                Err(errors) if current.is_none() => {
+                    return Err(errors).with_context(|| format!("loading the mappings in {}", dir.display()));
+                }
+                Err(errors) => {
+                    tracing::error!(dir = %dir.display(), errors = %errors, "mapping files changed but do not pass the check; the version in force stays");
+                    return Ok(());
+                }
+                Ok(_) if stale => tracing::warn!(dir = %dir.display(), "mapping folder holds an earlier version; written again from the version in force"),
+                Ok(_) => {
+                    let comment = format!("ændret i {}", dir.display());
+                    let new = NewMapping { version: hash, files, author: "mappings/", source: MappingSource::Files, comment: &comment };
+                    let saved = self.db.save_mapping(&new)?;
+                    tracing::info!(?saved, version = %hash, "mapping files taken into use");
+                    return Ok(());
+                }
+            }
+        }
+        let Some((id, version)) = self.db.current_mapping()? else { return Ok(()) };
+        if hash.as_ref() != Some(&version) {
+            let stored = self.db.mapping_version(id)?.ok_or(TechnicalError::NoMappings)?;
+            self.write_folder(&mut folder, &stored.files)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a version to the folder, each file atomically. Files in the folder that are no stored version
+    /// (an edit that failed the check) are first moved aside into a hidden folder, not lost.
+    fn write_folder(&self, folder: &mut FolderState, files: &MappingFiles) -> Result<(), TechnicalError> {
+        let dir = &self.settings.mapping_dir;
+        fs::create_dir_all(dir)?;
+        let present = mapping::read_dir(dir).unwrap_or_default();
+        let present_version = mapping::version_of(&present);
+        if !present.is_empty() && !self.db.mapping_version_known(&present_version)? {
+            let aside = dir.join(format!(".ikke-i-brug-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f")));
+            fs::create_dir_all(&aside)?;
+            for name in present.keys() {
+                fs::copy(dir.join(name), aside.join(name))?;
+            }
+            tracing::warn!(aside = %aside.display(), "mapping files that were never in force were moved aside before the folder was written");
+        }
+        for (name, content) in files {
+            write_atomically(&dir.join(name), |out| out.write_all(content.as_bytes()))?;
+        }
+        for name in present.keys().filter(|n| !files.contains_key(*n)) {
+            fs::remove_file(dir.join(name))?;
+        }
+        sync_dir(dir)?;
+        folder.seen = Some(mapping::version_of(files));
+        Ok(())
+    }
+
+    /// Watches the mapping folder for changes made in the files.
+    pub fn watch_mapping_folder(self: &Arc<Self>, interval: Duration) -> Periodic {
+        let pipeline = self.clone();
+        Periodic::spawn("mapping-watch", interval, move || {
+            if let Err(e) = pipeline.sync_mapping_folder(false) {
+                tracing::error!(error = format!("{e:#}"), "mapping folder: a round failed; trying again");
+            }
+        })
+    }
+}

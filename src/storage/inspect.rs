@@ -1,0 +1,229 @@
+//! Read-only queries for people: deliveries and their rejections, what was booked where and by which mapping.
+//! The web page and the `fkoeko deliveries` command both go through these.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+
+use rust_decimal::Decimal;
+
+use super::amount::DbAmount;
+use super::schema::{batch_files, deliveries, erp_claims, erp_journal, erp_journal_lines, receipt_errors, receipts};
+use super::{Db, StorageError};
+use crate::domain::receipt::{Receipt, Status};
+
+/// Which deliveries to list; every field left empty matches all.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// A LeveranceId, or a BilagId or FordringId of one of its items.
+    pub text: Option<String>,
+    /// AfsenderSystem (UUID).
+    pub sender: Option<String>,
+    /// "SF1590_A" or "SF1590_B".
+    pub integration: Option<String>,
+    /// Only deliveries with an error of this receipt code.
+    pub code: Option<String>,
+    /// Received on or after this day, and on or before `to` (UTC days).
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    /// Only deliveries with at least one rejected item.
+    pub only_rejected: bool,
+}
+
+/// One delivery in a list.
+#[derive(Debug, Clone, Queryable)]
+pub struct DeliverySummary {
+    pub id: i32,
+    pub leverance_id: Option<String>,
+    pub integration: String,
+    pub transport: String,
+    pub sender: Option<String>,
+    pub received_at: NaiveDateTime,
+    pub mapping_version: Option<String>,
+    pub accepted: i32,
+    pub rejected: i32,
+}
+
+/// A journal line as booked: where it went, and the rule that sent it there.
+#[derive(Debug, Clone, Queryable)]
+pub struct BookedLine {
+    pub line_no: i32,
+    pub posting_id: i64,
+    pub account: String,
+    pub dimensions: String,
+    #[diesel(deserialize_as = DbAmount)]
+    pub amount: Decimal,
+    pub debit_credit: String,
+    pub funktion: String,
+    pub dranst: String,
+    pub art: String,
+    pub rule: String,
+}
+
+/// What an accepted item became in the ERP's import tables.
+#[derive(Debug, Clone)]
+pub enum Booked {
+    Journal { journal_id: i32, mapping_version: String, status: String, lines: Vec<BookedLine> },
+    Claim { claim_id: i32, claim_type: String, account: Option<String>, principal: Decimal, rules: String, mapping_version: String, status: String },
+}
+
+/// One item's receipt and, when accepted, its booking.
+#[derive(Debug, Clone)]
+pub struct ItemDetail {
+    pub receipt: Receipt,
+    pub booked: Option<Booked>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryDetail {
+    pub summary: DeliverySummary,
+    /// The batch file it came in, when it came as one.
+    pub file_name: Option<String>,
+    pub items: Vec<ItemDetail>,
+}
+
+type SummaryColumns = (
+    deliveries::id,
+    deliveries::leverance_id,
+    deliveries::integration,
+    deliveries::transport,
+    deliveries::afsender_system,
+    deliveries::received_at,
+    deliveries::mapping_version,
+    deliveries::accepted_count,
+    deliveries::rejected_count,
+);
+
+const SUMMARY: SummaryColumns = (
+    deliveries::id,
+    deliveries::leverance_id,
+    deliveries::integration,
+    deliveries::transport,
+    deliveries::afsender_system,
+    deliveries::received_at,
+    deliveries::mapping_version,
+    deliveries::accepted_count,
+    deliveries::rejected_count,
+);
+
+fn corrupt(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt(e.to_string())
+}
+
+impl Db {
+    /// Deliveries matching the filter, newest first, at most `limit`.
+    pub fn find_deliveries(&self, filter: &DeliveryFilter, limit: i64) -> Result<Vec<DeliverySummary>, StorageError> {
+        let mut query = deliveries::table.select(SUMMARY).into_boxed();
+        if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            let by_item = receipts::table.filter(receipts::reference.eq(text.to_string())).select(receipts::delivery_id);
+            query = query.filter(deliveries::leverance_id.eq(text.to_string()).or(deliveries::id.eq_any(by_item)));
+        }
+        if let Some(sender) = &filter.sender {
+            query = query.filter(deliveries::afsender_system.eq(sender.clone()));
+        }
+        if let Some(integration) = &filter.integration {
+            query = query.filter(deliveries::integration.eq(integration.clone()));
+        }
+        if let Some(code) = &filter.code {
+            let with_code = receipts::table
+                .inner_join(receipt_errors::table)
+                .filter(receipt_errors::code.eq(code.clone()))
+                .select(receipts::delivery_id);
+            query = query.filter(deliveries::id.eq_any(with_code));
+        }
+        if let Some(from) = filter.from {
+            query = query.filter(deliveries::received_at.ge(from.and_hms_opt(0, 0, 0).expect("midnight")));
+        }
+        if let Some(to) = filter.to.and_then(|d| d.succ_opt()) {
+            query = query.filter(deliveries::received_at.lt(to.and_hms_opt(0, 0, 0).expect("midnight")));
+        }
+        if filter.only_rejected {
+            query = query.filter(deliveries::rejected_count.gt(0));
+        }
+        Ok(query.order(deliveries::id.desc()).limit(limit).load(&mut self.conn()?)?)
+    }
+
+    /// One delivery, by its row id or its LeveranceId, with every item's receipt and booking.
+    pub fn delivery_detail(&self, key: &str) -> Result<Option<DeliveryDetail>, StorageError> {
+        let mut conn = self.conn()?;
+        let query = deliveries::table.select(SUMMARY).into_boxed();
+        let query = match key.parse::<i32>() {
+            Ok(id) => query.filter(deliveries::id.eq(id)),
+            Err(_) => query.filter(deliveries::leverance_id.eq(key.to_string())),
+        };
+        let Some(summary) = query.first::<DeliverySummary>(&mut conn).optional()? else { return Ok(None) };
+        let file_name = batch_files::table
+            .filter(batch_files::delivery_id.eq(summary.id))
+            .select(batch_files::file_name)
+            .first::<String>(&mut conn)
+            .optional()?;
+        let stored: Vec<(String, String)> = receipts::table
+            .filter(receipts::delivery_id.eq(summary.id))
+            .select((receipts::kvittering_id, receipts::receipt_json))
+            .load(&mut conn)?;
+        let mut items = Vec::with_capacity(stored.len());
+        for (kvittering_id, json) in stored {
+            let receipt: Receipt = serde_json::from_str(&json).map_err(corrupt)?;
+            let booked = if receipt.status == Status::Accepteret { booked(&mut conn, &kvittering_id)? } else { None };
+            items.push(ItemDetail { receipt, booked });
+        }
+        // A delivery that was seen before got its first receipts back: those are what the items' rows hold, and
+        // the rows sort by the order of the items in the answer.
+        items.sort_by_key(|item| item.receipt.reference.clone());
+        Ok(Some(DeliveryDetail { summary, file_name, items }))
+    }
+
+    /// The receipt codes that occur in stored errors, for the filter's choices.
+    pub fn error_codes_seen(&self) -> Result<Vec<String>, StorageError> {
+        Ok(receipt_errors::table.select(receipt_errors::code).distinct().order(receipt_errors::code).load(&mut self.conn()?)?)
+    }
+}
+
+/// The journal or claim an accepted receipt became.
+fn booked(conn: &mut super::AnyConnection, kvittering_id: &str) -> Result<Option<Booked>, StorageError> {
+    let journal: Option<(i32, String, String)> = erp_journal::table
+        .filter(erp_journal::kvittering_id.eq(kvittering_id))
+        .select((erp_journal::id, erp_journal::mapping_version, erp_journal::status))
+        .first(conn)
+        .optional()?;
+    if let Some((journal_id, mapping_version, status)) = journal {
+        let lines: Vec<BookedLine> = erp_journal_lines::table
+            .filter(erp_journal_lines::journal_id.eq(journal_id))
+            .order(erp_journal_lines::line_no)
+            .select((
+                erp_journal_lines::line_no,
+                erp_journal_lines::posting_id,
+                erp_journal_lines::erp_account,
+                erp_journal_lines::erp_dimensions,
+                erp_journal_lines::amount,
+                erp_journal_lines::debit_credit,
+                erp_journal_lines::src_funktion,
+                erp_journal_lines::src_dranst,
+                erp_journal_lines::src_art,
+                erp_journal_lines::mapping_rule,
+            ))
+            .load(conn)?;
+        return Ok(Some(Booked::Journal { journal_id, mapping_version, status, lines }));
+    }
+    let claim: Option<(i32, String, Option<String>, DbAmount, String, String, String)> = erp_claims::table
+        .filter(erp_claims::kvittering_id.eq(kvittering_id))
+        .select((
+            erp_claims::id,
+            erp_claims::erp_claim_type,
+            erp_claims::erp_account,
+            erp_claims::principal,
+            erp_claims::mapping_rules,
+            erp_claims::mapping_version,
+            erp_claims::status,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(claim.map(|(claim_id, claim_type, account, principal, rules, mapping_version, status)| Booked::Claim {
+        claim_id,
+        claim_type,
+        account,
+        principal: principal.0,
+        rules,
+        mapping_version,
+        status,
+    }))
+}

@@ -301,6 +301,60 @@ impl MappingSet {
     }
 }
 
+/// A kontering as typed by a person into "try it" (the page, `fkoeko mappings try`): every field as text,
+/// empty where not given.
+#[derive(Debug, Clone, Default)]
+pub struct KonteringInput {
+    pub funktion: String,
+    pub gruppering: String,
+    pub dranst: String,
+    pub ejerforhold: String,
+    pub art: String,
+    pub omkostningssted: String,
+    pub psp_element: String,
+    /// NAME=VALUE, separated by commas.
+    pub dimensions: String,
+}
+
+impl KonteringInput {
+    /// The kontering, or what is wrong with each field, as a delivery's kontering would be checked.
+    pub fn parse(&self) -> Result<Kontering, Vec<String>> {
+        use crate::domain::values::{Art, Dranst, Ejerforhold, Funktion, Gruppering};
+        let mut errors = Vec::new();
+        fn optional(raw: &str) -> Option<&str> {
+            Some(raw.trim()).filter(|v| !v.is_empty())
+        }
+        fn field<T>(errors: &mut Vec<String>, name: &str, result: Result<T, crate::domain::values::ValueError>) -> Option<T> {
+            result.map_err(|e| errors.push(format!("{name}: {e}"))).ok()
+        }
+        let funktion = field(&mut errors, "funktion", Funktion::parse(self.funktion.trim()));
+        let dranst = field(&mut errors, "dranst", Dranst::parse(self.dranst.trim()));
+        let art = field(&mut errors, "art", Art::parse(self.art.trim()));
+        let gruppering = optional(&self.gruppering).and_then(|g| field(&mut errors, "gruppering", Gruppering::parse(g)));
+        let ejerforhold = optional(&self.ejerforhold).and_then(|e| field(&mut errors, "ejerforhold", Ejerforhold::parse(e)));
+        let mut dimensions = Vec::new();
+        for part in self.dimensions.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.split_once('=') {
+                Some((name, value)) => dimensions.push((name.trim().to_string(), value.trim().to_string())),
+                None => errors.push(format!("dimension '{part}' skal skrives NAVN=VÆRDI")),
+            }
+        }
+        match (funktion, dranst, art) {
+            (Some(funktion), Some(dranst), Some(art)) if errors.is_empty() => Ok(Kontering {
+                funktion,
+                gruppering,
+                dranst,
+                ejerforhold,
+                art,
+                omkostningssted: optional(&self.omkostningssted).map(str::to_string),
+                psp_element: optional(&self.psp_element).map(str::to_string),
+                dimensions,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
 struct Row {
     line: u64,
     cells: Vec<(String, String)>,

@@ -202,7 +202,7 @@ impl Pipeline {
     }
 
     /// The sortiment in force, re-read when another process (or `fkoeko sortiment load`) stored a new version.
-    fn sortiment(&self) -> Result<Arc<Sortiment>, TechnicalError> {
+    pub fn sortiment(&self) -> Result<Arc<Sortiment>, TechnicalError> {
         let version = self.db.current_sortiment_version()?.ok_or(TechnicalError::NoSortiment)?;
         let mut cached = self.sortiment.lock().expect("sortiment lock");
         if let Some(current) = cached.as_ref().filter(|s| s.version == version) {

@@ -172,6 +172,24 @@ impl Db {
         Ok(Some(DeliveryDetail { summary, file_name, items }))
     }
 
+    /// Batch files not yet done, and alerts by outbox status, for the metrics.
+    pub fn shared_figures(&self) -> Result<crate::metrics::SharedFigures, StorageError> {
+        use super::schema::alert_outbox;
+        let mut conn = self.conn()?;
+        let batch_files_in_progress: i64 = batch_files::table.filter(batch_files::state.ne(super::batch::DONE)).count().get_result(&mut conn)?;
+        let alert_outbox: Vec<(String, i64)> = alert_outbox::table
+            .group_by(alert_outbox::status)
+            .select((alert_outbox::status, diesel::dsl::count_star()))
+            .load(&mut conn)?;
+        Ok(crate::metrics::SharedFigures { batch_files_in_progress, alert_outbox })
+    }
+
+    /// Whether the database answers, for the readiness check.
+    pub fn ping(&self) -> Result<(), StorageError> {
+        diesel::sql_query("SELECT 1").execute(&mut self.conn()?)?;
+        Ok(())
+    }
+
     /// The receipt codes that occur in stored errors, for the filter's choices.
     pub fn error_codes_seen(&self) -> Result<Vec<String>, StorageError> {
         Ok(receipt_errors::table.select(receipt_errors::code).distinct().order(receipt_errors::code).load(&mut self.conn()?)?)

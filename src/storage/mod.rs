@@ -9,6 +9,7 @@ pub mod booking;
 pub mod inspect;
 pub mod mappings;
 pub mod schema;
+pub mod sessions;
 pub mod sortiment;
 
 use std::time::Duration;

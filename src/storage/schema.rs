@@ -292,6 +292,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     alert_outbox,
     batch_files,
     batch_receipts,
+    mapping_versions,
+    admin_sessions,
 );
 
 diesel::table! {

@@ -12,7 +12,9 @@ use crate::alerts::sender::{self, AlertSender};
 use crate::batch::Receiver;
 use crate::task::Periodic;
 use crate::config::Config;
+use crate::domain::mapping::{KonteringInput, MappingSet};
 use crate::domain::sortiment::{parse_sortiment_file, Integration};
+use crate::storage::inspect::DeliveryFilter;
 use crate::wire::WireSpec;
 use crate::pipeline::{Mode, Pipeline, Settings, Transport};
 use crate::storage::sortiment::Loaded;
@@ -51,6 +53,92 @@ pub enum Command {
         #[command(subcommand)]
         command: AlertsCommand,
     },
+    /// Received deliveries: what was rejected and why, what was booked where.
+    Deliveries {
+        #[command(subcommand)]
+        command: DeliveriesCommand,
+    },
+    /// The mapping files: check them, try a kontering or fordringstype.
+    Mappings {
+        #[command(subcommand)]
+        command: MappingsCommand,
+    },
+    /// The web page's users.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeliveriesCommand {
+    /// Deliveries, newest first, as the web page lists them.
+    List {
+        /// A LeveranceId, or a BilagId or FordringId of one of its items.
+        #[arg(long, short)]
+        query: Option<String>,
+        /// AfsenderSystem (UUID).
+        #[arg(long)]
+        sender: Option<String>,
+        /// SF1590_A or SF1590_B.
+        #[arg(long)]
+        integration: Option<String>,
+        /// Only deliveries with an error of this receipt code.
+        #[arg(long)]
+        code: Option<String>,
+        /// Received on or after this day (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// Received on or before this day (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        /// Only deliveries with something rejected.
+        #[arg(long)]
+        rejected: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// One delivery, by its id or LeveranceId: every receipt with every error, and what was booked.
+    Show { key: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MappingsCommand {
+    /// Check the mapping files in a folder (default: paths.mappings), as the service would before using them.
+    /// Exit code 0: they pass; 1: errors, each with its file and line.
+    Check { dir: Option<PathBuf> },
+    /// Which rule maps a kontering (or a fordringstype), and to what. Uses the version in force, or --dir.
+    Try {
+        #[arg(long, default_value = "")]
+        funktion: String,
+        #[arg(long, default_value = "")]
+        gruppering: String,
+        #[arg(long, default_value = "")]
+        dranst: String,
+        #[arg(long, default_value = "")]
+        ejerforhold: String,
+        #[arg(long, default_value = "")]
+        art: String,
+        #[arg(long, default_value = "")]
+        omkostningssted: String,
+        #[arg(long, default_value = "")]
+        pspelement: String,
+        /// NAME=VALUE, separated by commas.
+        #[arg(long, default_value = "")]
+        dimensions: String,
+        /// Try a fordringstype (SF1590_B) instead of a kontering.
+        #[arg(long, conflicts_with_all = ["funktion", "dranst", "art"])]
+        fordringstype: Option<String>,
+        /// Try the files in this folder instead of the version in force.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Read a password from standard input and print its Argon2 hash, for admin.users in the configuration.
+    HashPassword,
 }
 
 #[derive(Subcommand, Debug)]
@@ -81,19 +169,16 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     crate::telemetry::init(&config.log);
     match cli.command {
         Command::Serve => {
-            crate::http::check_transport(&config)?;
+            check_transports(&config)?;
             let pipeline = build(&config)?;
-            let alerts = start_alerts(&pipeline, &config)?;
-            let batch = start_batch(&pipeline, &config)?;
-            let listener = TcpListener::bind(&config.server.listen).with_context(|| format!("binding {}", config.server.listen))?;
-            tracing::info!(address = %listener.local_addr()?, "serving SF1590_A at /sf1590a and SF1590_B at /sf1590b");
-            actix_web::rt::System::new().block_on(crate::http::server(pipeline, listener, &config)?)?;
-            if let Some(alerts) = alerts {
-                alerts.stop();
-            }
-            if let Some(batch) = batch {
-                batch.stop();
-            }
+            let listeners = Listeners::bind(&config)?;
+            let background = Background::start(&pipeline, &config)?;
+            actix_web::rt::System::new().block_on(async move {
+                let servers = listeners.serve(pipeline, &config)?;
+                futures_util::future::try_join_all(servers).await?;
+                anyhow::Ok(())
+            })?;
+            background.stop();
             Ok(0)
         }
         Command::Batch { command: BatchCommand::RunOnce } => {
@@ -139,6 +224,74 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 );
             }
             println!("{} alert(s)", rows.len());
+            Ok(0)
+        }
+        Command::Deliveries { command } => {
+            let db = open_db(&config)?;
+            match command {
+                DeliveriesCommand::List { query, sender, integration, code, from, to, rejected, limit } => {
+                    let filter = DeliveryFilter { text: query, sender, integration, code, from, to, only_rejected: rejected };
+                    print!("{}", crate::terminal::delivery_list(&db.find_deliveries(&filter, limit)?));
+                    Ok(0)
+                }
+                DeliveriesCommand::Show { key } => match db.delivery_detail(&key)? {
+                    Some(detail) => {
+                        print!("{}", crate::terminal::delivery(&detail));
+                        Ok(0)
+                    }
+                    None => {
+                        eprintln!("no delivery with id or LeveranceId {key}");
+                        Ok(1)
+                    }
+                },
+            }
+        }
+        Command::Mappings { command: MappingsCommand::Check { dir } } => {
+            let dir = dir.unwrap_or(config.paths.mappings);
+            match MappingSet::load_dir(&dir) {
+                Ok(set) => {
+                    println!("{}: the mapping files pass (version {})", dir.display(), set.version);
+                    Ok(0)
+                }
+                Err(errors) => {
+                    print!("{}", crate::terminal::mapping_errors(&errors));
+                    Ok(1)
+                }
+            }
+        }
+        Command::Mappings {
+            command: MappingsCommand::Try { funktion, gruppering, dranst, ejerforhold, art, omkostningssted, pspelement, dimensions, fordringstype, dir },
+        } => {
+            let set = match dir {
+                Some(dir) => match MappingSet::load_dir(&dir) {
+                    Ok(set) => set,
+                    Err(errors) => {
+                        print!("{}", crate::terminal::mapping_errors(&errors));
+                        return Ok(1);
+                    }
+                },
+                None => crate::pipeline::in_force(&open_db(&config)?)?.1,
+            };
+            let kontering = fordringstype.is_none().then_some(KonteringInput {
+                funktion,
+                gruppering,
+                dranst,
+                ejerforhold,
+                art,
+                omkostningssted,
+                psp_element: pspelement,
+                dimensions,
+            });
+            let (text, mapped) = crate::terminal::tried(&set, kontering.as_ref(), fordringstype.as_deref());
+            print!("{text}");
+            Ok(if mapped { 0 } else { 2 })
+        }
+        Command::Admin { command: AdminCommand::HashPassword } => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password).context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(password.chars().count() >= 12, "use a password of at least 12 characters");
+            println!("{}", crate::web::hash_password(password)?);
             Ok(0)
         }
         Command::Validate { file } => {
@@ -193,23 +346,67 @@ pub fn build(config: &Config) -> anyhow::Result<Arc<Pipeline>> {
     Ok(Arc::new(pipeline))
 }
 
-/// The alert sender task, when alerts are on.
-fn start_alerts(pipeline: &Pipeline, config: &Config) -> anyhow::Result<Option<Periodic>> {
-    if !config.alerts.enabled {
-        return Ok(None);
+fn check_transports(config: &Config) -> anyhow::Result<()> {
+    crate::http::check_transport(config)?;
+    if config.admin.enabled {
+        crate::web::check_transport(config)?;
     }
-    let sender = AlertSender::new(pipeline.db.clone(), config.alerts.clone()).context("setting up SMTP for alerts")?;
-    Ok(Some(sender::spawn(sender, Duration::from_millis(config.alerts.poll_interval_ms))))
+    Ok(())
 }
 
-/// The drop-folder receiver, when batch files are on.
-fn start_batch(pipeline: &Arc<Pipeline>, config: &Config) -> anyhow::Result<Option<Periodic>> {
-    if !config.batch.enabled {
-        return Ok(None);
+/// The service's listeners, bound before anything is served so that a taken port stops the start.
+struct Listeners {
+    main: TcpListener,
+    admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    fn bind(config: &Config) -> anyhow::Result<Self> {
+        let bind = |address: &str| TcpListener::bind(address).with_context(|| format!("binding {address}"));
+        let main = bind(&config.server.listen)?;
+        let admin = if config.admin.enabled { Some(bind(&config.admin.listen)?) } else { None };
+        Ok(Listeners { main, admin })
     }
-    let receiver = Receiver::new(pipeline.clone(), config)?;
-    tracing::info!(dir = %config.batch.dir.display(), convention = ?config.batch.convention, "watching the batch inboxes");
-    Ok(Some(receiver.spawn()))
+
+    /// Starts serving, inside an actix system.
+    fn serve(self, pipeline: Arc<Pipeline>, config: &Config) -> anyhow::Result<Vec<actix_web::dev::Server>> {
+        tracing::info!(address = %self.main.local_addr()?, "serving SF1590_A at /sf1590a and SF1590_B at /sf1590b");
+        let mut servers = vec![crate::http::server(pipeline.clone(), self.main, config)?];
+        if let Some(admin) = self.admin {
+            tracing::info!(address = %admin.local_addr()?, "serving the web page, /healthz, /readyz and /metrics");
+            servers.push(crate::web::server(pipeline, admin, config)?);
+        }
+        Ok(servers)
+    }
+}
+
+/// The tasks beside the listeners: the alert sender, the batch folder watcher and the mapping folder watcher,
+/// each when the configuration turns it on.
+struct Background(Vec<Periodic>);
+
+impl Background {
+    fn start(pipeline: &Arc<Pipeline>, config: &Config) -> anyhow::Result<Self> {
+        let mut tasks = Vec::new();
+        if config.alerts.enabled {
+            let sender = AlertSender::new(pipeline.db.clone(), config.alerts.clone()).context("setting up SMTP for alerts")?;
+            tasks.push(sender::spawn(sender, Duration::from_millis(config.alerts.poll_interval_ms)));
+        }
+        if config.batch.enabled {
+            let receiver = Receiver::new(pipeline.clone(), config)?;
+            tracing::info!(dir = %config.batch.dir.display(), convention = ?config.batch.convention, "watching the batch inboxes");
+            tasks.push(receiver.spawn());
+        }
+        if config.paths.mappings_poll_interval_ms > 0 {
+            tasks.push(pipeline.watch_mapping_folder(Duration::from_millis(config.paths.mappings_poll_interval_ms)));
+        }
+        Ok(Background(tasks))
+    }
+
+    fn stop(self) {
+        for task in self.0 {
+            task.stop();
+        }
+    }
 }
 
 /// A progress bar on a terminal; none when the output goes to a file or a pipe.
@@ -229,11 +426,12 @@ fn progress_bar() -> Option<indicatif::ProgressBar> {
 /// A server running in its own thread, for tests and embedding. Dropping it does not stop it; call `stop`.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// The administrative listener (web page, health, metrics), when it is on.
+    pub admin_addr: Option<SocketAddr>,
     pub pipeline: Arc<Pipeline>,
-    handle: actix_web::dev::ServerHandle,
+    handles: Vec<actix_web::dev::ServerHandle>,
     thread: Option<std::thread::JoinHandle<()>>,
-    alerts: Option<Periodic>,
-    batch: Option<Periodic>,
+    background: Option<Background>,
 }
 
 impl RunningServer {
@@ -245,34 +443,41 @@ impl RunningServer {
         format!("https://{}{path}", self.addr)
     }
 
+    /// A URL on the administrative listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin_addr.expect("the admin listener is on"))
+    }
+
     pub fn stop(mut self) {
-        if let Some(alerts) = self.alerts.take() {
-            alerts.stop();
+        if let Some(background) = self.background.take() {
+            background.stop();
         }
-        if let Some(batch) = self.batch.take() {
-            batch.stop();
-        }
-        actix_web::rt::System::new().block_on(self.handle.stop(true));
+        actix_web::rt::System::new().block_on(async {
+            for handle in &self.handles {
+                handle.stop(true).await;
+            }
+        });
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-/// Starts the service on the configured address (port 0 picks a free one).
+/// Starts the service on the configured addresses (port 0 picks a free one).
 pub fn spawn(config: &Config) -> anyhow::Result<RunningServer> {
-    crate::http::check_transport(config)?;
+    check_transports(config)?;
     let pipeline = build(config)?;
-    let listener = TcpListener::bind(&config.server.listen)?;
-    let addr = listener.local_addr()?;
+    let listeners = Listeners::bind(config)?;
+    let addr = listeners.main.local_addr()?;
+    let admin_addr = listeners.admin.as_ref().map(|l| l.local_addr()).transpose()?;
     let (tx, rx) = std::sync::mpsc::channel();
     let (server_pipeline, server_config) = (pipeline.clone(), config.clone());
     let thread = std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            match crate::http::server(server_pipeline, listener, &server_config) {
-                Ok(server) => {
-                    let _ = tx.send(Ok(server.handle()));
-                    let _ = server.await;
+            match listeners.serve(server_pipeline, &server_config) {
+                Ok(servers) => {
+                    let _ = tx.send(Ok(servers.iter().map(|s| s.handle()).collect::<Vec<_>>()));
+                    let _ = futures_util::future::join_all(servers).await;
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e));
@@ -280,8 +485,7 @@ pub fn spawn(config: &Config) -> anyhow::Result<RunningServer> {
             }
         })
     });
-    let handle = rx.recv().context("server thread ended")??;
-    let alerts = start_alerts(&pipeline, config)?;
-    let batch = start_batch(&pipeline, config)?;
-    Ok(RunningServer { addr, pipeline, handle, thread: Some(thread), alerts, batch })
+    let handles = rx.recv().context("server thread ended")??;
+    let background = Some(Background::start(&pipeline, config)?);
+    Ok(RunningServer { addr, admin_addr, pipeline, handles, thread: Some(thread), background })
 }

@@ -16,5 +16,7 @@ pub mod pipeline;
 pub mod storage;
 pub mod task;
 pub mod telemetry;
+pub mod terminal;
+pub mod web;
 pub mod wire;
 pub mod xml;

@@ -280,6 +280,12 @@ impl MappingSet {
         })
     }
 
+    /// "Try it": the rule that maps a kontering typed by a person, and what it maps it to; `Ok(None)` when no
+    /// rule does; `Err` when the kontering itself is not valid.
+    pub fn try_kontering(&self, input: &KonteringInput) -> Result<Option<Mapped>, Vec<String>> {
+        input.parse().map(|kontering| self.map(&kontering))
+    }
+
     /// The first rule, from the top, that maps this kontering.
     pub fn map(&self, kontering: &Kontering) -> Option<Mapped> {
         self.rules.iter().find_map(|rule| {

@@ -44,15 +44,18 @@ impl Drop for InFlight<'_> {
 
 /// Plain HTTP only on loopback, or where the configuration says so explicitly. Checked before binding.
 pub fn check_transport(config: &Config) -> anyhow::Result<()> {
-    let loopback = config.server.listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback())
-        || config.server.listen.starts_with("localhost:");
-    if !config.tls.enabled && !loopback && !config.server.allow_plain_http {
+    if !config.tls.enabled && !is_loopback(&config.server.listen) && !config.server.allow_plain_http {
         anyhow::bail!(
             "refusing plain HTTP on {}: configure [tls], or set server.allow_plain_http = true if a proxy in front terminates TLS",
             config.server.listen
         );
     }
     Ok(())
+}
+
+/// Whether a listen address is on loopback only.
+pub fn is_loopback(listen: &str) -> bool {
+    listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback()) || listen.starts_with("localhost:")
 }
 
 pub fn server(pipeline: Arc<Pipeline>, listener: TcpListener, config: &Config) -> anyhow::Result<actix_web::dev::Server> {

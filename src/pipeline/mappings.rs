@@ -16,7 +16,7 @@ use anyhow::Context;
 use super::{Pipeline, TechnicalError};
 use crate::files::{sync_dir, write_atomically};
 use crate::domain::mapping::{self, MappingErrors, MappingFiles, MappingSet};
-use crate::storage::mappings::{MappingSource, NewMapping, Saved};
+use crate::storage::mappings::{MappingSource, NewMapping, Saved, StoredMapping};
 use crate::task::Periodic;
 
 /// The outcome of a change asked for on the page (or by a rollback).
@@ -35,6 +35,14 @@ pub enum MappingChange {
 pub(super) struct FolderState {
     /// Hash of the files as last seen; a different hash is a change made in the folder.
     seen: Option<String>,
+}
+
+/// The stored version in force, and its rules: what the page and `fkoeko mappings try` show and try.
+pub fn in_force(db: &crate::storage::Db) -> Result<(StoredMapping, MappingSet), TechnicalError> {
+    let (id, _) = db.current_mapping()?.ok_or(TechnicalError::NoMappings)?;
+    let stored = db.mapping_version(id)?.ok_or(TechnicalError::NoMappings)?;
+    let set = MappingSet::check(&stored.files).map_err(|errors| TechnicalError::MappingsInvalid(errors.to_string()))?;
+    Ok((stored, set))
 }
 
 impl Pipeline {

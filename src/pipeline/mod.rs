@@ -27,7 +27,7 @@ use crate::xml::tree::{self, Element, XmlLimits};
 
 mod mappings;
 mod masse;
-pub use mappings::MappingChange;
+pub use mappings::{in_force, MappingChange};
 pub use masse::{MasseFile, Progress};
 
 /// Failures the sender cannot fix: answered with a SOAP Fault ("try again later"), nothing handed over.
@@ -41,6 +41,8 @@ pub enum TechnicalError {
     NoSortiment,
     #[error("no mapping version is stored")]
     NoMappings,
+    #[error("the stored mapping version does not pass this program's checks: {0}")]
+    MappingsInvalid(String),
     #[error("reading a batch file: {0}")]
     Io(#[from] std::io::Error),
 }

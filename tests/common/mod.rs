@@ -37,13 +37,38 @@ pub fn test_config(db_url: &str) -> Config {
     config.server.workers = 2;
     config.database.url = db_url.to_string();
     config.paths.schemas = repo("schemas");
-    config.paths.mappings = repo("mappings");
+    // A copy per test: the service writes the version in force back to its mapping folder.
+    config.paths.mappings = copy_of_mappings();
+    config.paths.mappings_poll_interval_ms = 0;
+    config.admin.listen = "127.0.0.1:0".into();
+    config.admin.users = vec![fkoeko_adapter::config::AdminUser { name: ADMIN_USER.into(), password_hash: admin_password_hash() }];
     config.paths.sortiment = repo("tests/fixtures/sortiment.toml");
     config.alerts.enabled = false;
     // Tests of batch files turn it on, with folders of their own.
     config.batch.enabled = false;
     config.batch.dir = std::env::temp_dir().join(format!("fkoeko-batch-{}", uuid::Uuid::new_v4().simple()));
     config
+}
+
+/// The web page's test user.
+pub const ADMIN_USER: &str = "økonomi";
+pub const ADMIN_PASSWORD: &str = "en lang og hemmelig sætning";
+
+/// Hashed once per test process: Argon2 is slow on purpose.
+pub fn admin_password_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| fkoeko_adapter::web::hash_password(ADMIN_PASSWORD).unwrap()).clone()
+}
+
+/// The repository's mapping files, copied to a folder of the test's own.
+pub fn copy_of_mappings() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fkoeko-mappings-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(repo("mappings")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    dir
 }
 
 pub fn repo(path: &str) -> PathBuf {
@@ -140,7 +165,7 @@ impl TestApp {
     }
 
     pub fn mapping_version(&self) -> String {
-        self.server.as_ref().unwrap().pipeline.mappings().version.clone()
+        self.server.as_ref().unwrap().pipeline.mappings().unwrap().version.clone()
     }
 
     /// POSTs a SOAP 1.1 call; returns status and body. Every receipt answer is validated with xmllint.

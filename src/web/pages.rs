@@ -1,0 +1,462 @@
+//! The HTML of the web page (maud: checked at compile time, every value escaped). Danish, as its users are.
+
+use chrono::NaiveDate;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+
+use super::{FilterQuery, TryQuery};
+use crate::domain::mapping::{Mapped, MappedClaimType, MappingErrors, MappingFiles, MappingSet};
+use crate::domain::receipt::Status;
+use crate::domain::sortiment::Sortiment;
+use crate::storage::inspect::{Booked, DeliveryDetail, DeliverySummary};
+use crate::storage::mappings::StoredMapping;
+
+const STYLE: &str = r#"
+body { font-family: system-ui, sans-serif; margin: 0; color: #1b1b1b; background: #fafafa; }
+header { background: #0b3d5c; color: white; padding: .6rem 1.2rem; display: flex; gap: 1.4rem; align-items: center; }
+header a { color: white; text-decoration: none; } header a:hover { text-decoration: underline; }
+header .who { margin-left: auto; display: flex; gap: .8rem; align-items: center; }
+main { padding: 1rem 1.4rem; max-width: 1300px; }
+h1 { font-size: 1.4rem; } h2 { font-size: 1.15rem; margin-top: 1.6rem; }
+table { border-collapse: collapse; margin: .4rem 0 1rem; background: white; }
+th, td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; vertical-align: top; font-size: .92rem; }
+th { background: #eef2f5; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.error td { background: #fde8e8; }
+.rejected { color: #a40000; font-weight: 600; } .accepted { color: #1f6f1f; font-weight: 600; }
+.box { background: white; border: 1px solid #ccc; padding: .8rem 1rem; margin: .6rem 0 1rem; }
+.errors { border-color: #a40000; background: #fff5f5; } .ok { border-color: #1f6f1f; background: #f3fbf3; }
+form.filters { display: flex; flex-wrap: wrap; gap: .6rem; align-items: end; }
+form.filters label, form.try label { display: flex; flex-direction: column; font-size: .85rem; }
+form.try { display: flex; flex-wrap: wrap; gap: .5rem; align-items: end; }
+textarea { width: 100%; font-family: ui-monospace, monospace; font-size: .9rem; }
+pre { background: #f4f4f4; padding: .5rem; overflow-x: auto; font-size: .85rem; }
+.muted { color: #666; } code { font-size: .9em; }
+"#;
+
+fn layout(title: &str, user: Option<&str>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="da" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " – fkoeko" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    strong { "fkoeko" }
+                    @if let Some(user) = user {
+                        a href="/afvisninger" { "Afvisninger" }
+                        a href="/leverancer" { "Leverancer" }
+                        a href="/mapninger" { "Mapninger" }
+                        a href="/sortiment" { "Sortiment" }
+                        span.who {
+                            span { "Logget ind som " strong { (user) } }
+                            form method="post" action="/logout" { button type="submit" { "Log ud" } }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+pub fn login(next: &str, error: Option<&str>, no_users: bool) -> Markup {
+    layout("Log ind", None, html! {
+        h1 { "Log ind" }
+        @if no_users {
+            div.box.errors { "Der er ingen brugere sat op. En driftsansvarlig tilføjer dem i konfigurationen (admin.users) med "
+                code { "fkoeko admin hash-password" } "." }
+        }
+        @if let Some(error) = error { div.box.errors role="alert" { (error) } }
+        form.box method="post" action="/login" {
+            input type="hidden" name="next" value=(next);
+            p { label { "Brugernavn" br; input name="user" autocomplete="username" required autofocus; } }
+            p { label { "Adgangskode" br; input name="password" type="password" autocomplete="current-password" required; } }
+            button type="submit" { "Log ind" }
+        }
+    })
+}
+
+pub fn not_found(user: &str) -> Markup {
+    layout("Ikke fundet", Some(user), html! { h1 { "Ikke fundet" } p { "Der er intet her med det navn." } })
+}
+
+fn sender_name(sortiment: &Sortiment, system: Option<&str>) -> String {
+    let Some(system) = system else { return "ukendt".into() };
+    uuid::Uuid::parse_str(system)
+        .ok()
+        .and_then(|id| sortiment.get(&id))
+        .map_or_else(|| system.to_string(), |s| format!("{} ({})", s.name, &system[..8.min(system.len())]))
+}
+
+fn select(name: &str, current: &str, options: &[(String, String)]) -> Markup {
+    html! {
+        select name=(name) {
+            option value="" selected[current.is_empty()] { "alle" }
+            @for (value, label) in options {
+                option value=(value) selected[value == current] { (label) }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn delivery_list(
+    user: &str,
+    only_rejected: bool,
+    query: &FilterQuery,
+    rows: &[DeliverySummary],
+    codes: &[String],
+    sortiment: &Sortiment,
+    limit: usize,
+) -> Markup {
+    let (title, action) = if only_rejected { ("Afvisninger", "/afvisninger") } else { ("Leverancer", "/leverancer") };
+    let senders: Vec<(String, String)> = sortiment.senders().map(|s| (s.system.to_string(), s.name.clone())).collect();
+    let integrations = vec![("SF1590_A".to_string(), "SF1590_A (Finans)".to_string()), ("SF1590_B".to_string(), "SF1590_B (Debitor)".to_string())];
+    let codes: Vec<(String, String)> = codes.iter().map(|c| (c.clone(), c.clone())).collect();
+    layout(title, Some(user), html! {
+        h1 { (title) }
+        @if only_rejected {
+            p.muted { "Leverancer med mindst ét afvist finansbilag eller én afvist fordring, nyeste først." }
+        }
+        form.filters method="get" action=(action) {
+            @if !only_rejected {
+                label { "LeveranceId, BilagId eller FordringId" input name="q" value=(query.q) size="40"; }
+            }
+            label { "Afsender" (select("afsender", &query.afsender, &senders)) }
+            label { "Integration" (select("integration", &query.integration, &integrations)) }
+            label { "Fejlkode" (select("kode", &query.kode, &codes)) }
+            label { "Fra dato" input type="date" name="fra" value=(query.fra); }
+            label { "Til dato" input type="date" name="til" value=(query.til); }
+            button type="submit" { "Søg" }
+        }
+        @if rows.is_empty() {
+            p { "Ingen leverancer passer på søgningen." }
+        } @else {
+            table {
+                thead { tr { th { "Modtaget (UTC)" } th { "LeveranceId" } th { "Integration" } th { "Vej" } th { "Afsender" }
+                    th { "Accepteret" } th { "Afvist" } th { "Mapning" } } }
+                tbody {
+                    @for row in rows {
+                        tr {
+                            td { (row.received_at.format("%Y-%m-%d %H:%M:%S")) }
+                            td { a href={ "/leverancer/" (row.id) } { (row.leverance_id.as_deref().unwrap_or("(ikke læsbar)")) } }
+                            td { (row.integration) }
+                            td { (row.transport) }
+                            td { (sender_name(sortiment, row.sender.as_deref())) }
+                            td.num { (row.accepted) }
+                            td.num.rejected[row.rejected > 0] { (row.rejected) }
+                            td { code { (row.mapping_version.as_deref().unwrap_or("-")) } }
+                        }
+                    }
+                }
+            }
+            @if rows.len() >= limit { p.muted { "Viser de nyeste " (limit) "; afgræns søgningen for at se ældre." } }
+        }
+    })
+}
+
+pub fn delivery(user: &str, detail: &DeliveryDetail, sortiment: &Sortiment) -> Markup {
+    let s = &detail.summary;
+    let title = format!("Leverance {}", s.leverance_id.as_deref().unwrap_or("(ikke læsbar)"));
+    layout(&title, Some(user), html! {
+        h1 { (title) }
+        table {
+            tr { th { "Modtaget (UTC)" } td { (s.received_at.format("%Y-%m-%d %H:%M:%S")) } }
+            tr { th { "Integration" } td { (s.integration) } }
+            tr { th { "Vej" } td { (s.transport) @if let Some(file) = &detail.file_name { " – fil " code { (file) } } } }
+            tr { th { "Afsender" } td { (sender_name(sortiment, s.sender.as_deref())) } }
+            tr { th { "Mapningsversion" } td { code { (s.mapping_version.as_deref().unwrap_or("-")) } } }
+            tr { th { "Accepteret / afvist" } td { (s.accepted) " / " span.rejected[s.rejected > 0] { (s.rejected) } } }
+        }
+        @for item in &detail.items {
+            @let r = &item.receipt;
+            h2 {
+                (r.reference) " – "
+                @if r.status == Status::Accepteret { span.accepted { "Accepteret" } } @else { span.rejected { "Afvist" } }
+            }
+            p.muted { "KvitteringId " code { (r.id) } " · behandlet " (r.processed_at)
+                @if let Some(erp) = &r.erp_reference { " · ERP-reference " code { (erp) } } }
+            @if !r.errors.is_empty() {
+                table {
+                    thead { tr { th { "Kode" } th { "Tekst" } th { "Sti" } th { "Linje" } th { "Kolonne" } th { "Værdi" } } }
+                    tbody {
+                        @for e in &r.errors {
+                            tr.error {
+                                td { code { (e.code.as_str()) } }
+                                td { (e.text) }
+                                td { code { (e.path.as_deref().unwrap_or("")) } }
+                                td.num { (e.line.map(|l| l.to_string()).unwrap_or_default()) }
+                                td.num { (e.col.map(|c| c.to_string()).unwrap_or_default()) }
+                                td { (e.value.as_deref().unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+            }
+            @match &item.booked {
+                Some(Booked::Journal { journal_id, mapping_version, status, lines }) => {
+                    p { "Bogført i " code { "erp_journal" } " som id " (journal_id) " (status " (status) "), mapningsversion " code { (mapping_version) } }
+                    table {
+                        thead { tr { th { "Linje" } th { "PosteringId" } th { "Kontering (modtaget)" } th { "ERP-konto" } th { "Dimensioner" }
+                            th { "Beløb" } th { "D/K" } th { "Regel" } } }
+                        tbody {
+                            @for l in lines {
+                                tr {
+                                    td.num { (l.line_no) } td.num { (l.posting_id) }
+                                    td { code { (l.funktion) " / " (l.dranst) " / " (l.art) } }
+                                    td { code { (l.account) } } td { code { (l.dimensions) } }
+                                    td.num { (l.amount) } td { (l.debit_credit) } td { code { (l.rule) } }
+                                }
+                            }
+                        }
+                    }
+                }
+                Some(Booked::Claim { claim_id, claim_type, account, principal, rules, mapping_version, status }) => {
+                    p { "Overtaget i " code { "erp_claims" } " som id " (claim_id) " (status " (status) "), mapningsversion " code { (mapping_version) } }
+                    table {
+                        tr { th { "ERP-fordringstype" } td { code { (claim_type) } } }
+                        tr { th { "ERP-konto" } td { code { (account.as_deref().unwrap_or("-")) } } }
+                        tr { th { "Hovedstol" } td.num { (principal) } }
+                        tr { th { "Regler" } td { code { (rules) } } }
+                    }
+                }
+                None => {}
+            }
+        }
+    })
+}
+
+/// What "try it" found.
+pub enum TryOutcome {
+    Nothing,
+    Kontering(Result<Option<Mapped>, Vec<String>>),
+    ClaimType(String, Option<MappedClaimType>),
+}
+
+impl TryOutcome {
+    pub fn of(set: &MappingSet, kontering: Option<&crate::domain::mapping::KonteringInput>, fordringstype: &str) -> Self {
+        if let Some(input) = kontering {
+            TryOutcome::Kontering(set.try_kontering(input))
+        } else if !fordringstype.trim().is_empty() {
+            TryOutcome::ClaimType(fordringstype.trim().to_string(), set.map_claim_type(fordringstype.trim()))
+        } else {
+            TryOutcome::Nothing
+        }
+    }
+}
+
+/// A file's lines as a table, with the rows that have errors marked and the error beside them.
+fn file_table(name: &str, content: &str, errors: Option<&MappingErrors>) -> Markup {
+    let errors_at = |line: u64| -> Vec<String> {
+        errors.map_or_else(Vec::new, |e| e.0.iter().filter(|e| e.place() == (name, line)).map(|e| e.message()).collect())
+    };
+    let whole_file = errors_at(0);
+    html! {
+        h2 { code { (name) } }
+        @for message in &whole_file { div.box.errors { (message) } }
+        table data-file=(name) {
+            @for (index, text) in content.lines().enumerate() {
+                @let line = index as u64 + 1;
+                @let here = errors_at(line);
+                @if !text.trim().is_empty() {
+                    tr.error[!here.is_empty()] data-line=(line) {
+                        td.num.muted { (line) }
+                        @if text.trim_start().starts_with('#') {
+                            td.muted colspan="8" { (text) }
+                        } @else {
+                            @for cell in text.split(';') { td { (cell.trim()) } }
+                        }
+                        @if !here.is_empty() { td { strong { (here.join("; ")) } } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn try_form(fields: &TryQuery) -> Markup {
+    html! {
+        h2 { "Prøv en kontering" }
+        form.try method="get" action="/mapninger" {
+            label { "Funktion" input name="funktion" value=(fields.funktion) placeholder="5.57.72" size="9"; }
+            label { "Gruppering" input name="gruppering" value=(fields.gruppering) size="5"; }
+            label { "Dranst" input name="dranst" value=(fields.dranst) placeholder="1" size="3"; }
+            label { "Ejerforhold" input name="ejerforhold" value=(fields.ejerforhold) size="3"; }
+            label { "Art" input name="art" value=(fields.art) placeholder="5.2" size="5"; }
+            label { "Omkostningssted" input name="omkostningssted" value=(fields.omkostningssted) size="10"; }
+            label { "PSP-element" input name="pspelement" value=(fields.pspelement) size="10"; }
+            label { "Dimensioner (NAVN=VÆRDI, …)" input name="dimensioner" value=(fields.dimensioner) size="20"; }
+            button type="submit" { "Prøv" }
+        }
+        h2 { "Prøv en fordringstype" }
+        form.try method="get" action="/mapninger" {
+            label { "Fordringstype" input name="fordringstype" value=(fields.fordringstype) size="20"; }
+            button type="submit" { "Prøv" }
+        }
+    }
+}
+
+fn try_result(tried: &TryOutcome) -> Markup {
+    html! {
+        @match tried {
+            TryOutcome::Nothing => {}
+            TryOutcome::Kontering(Err(errors)) => div.box.errors #try-result { "Konteringen kan ikke læses: " (errors.join("; ")) }
+            TryOutcome::Kontering(Ok(None)) => div.box.errors #try-result { "Ingen regel mapper denne kontering (den ville blive afvist med MAPNING_MANGLER)." }
+            TryOutcome::Kontering(Ok(Some(m))) => div.box.ok #try-result {
+                "Mappes af " code { (m.rule) } " til ERP-konto " strong { code { (m.account) } }
+                @if !m.dimensions.is_empty() {
+                    " med dimensionerne "
+                    code { (m.dimensions.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(", ")) }
+                }
+            }
+            TryOutcome::ClaimType(code, None) => div.box.errors #try-result { "Ingen række i fordringstyper.csv mapper " code { (code) } "." }
+            TryOutcome::ClaimType(code, Some(t)) => div.box.ok #try-result {
+                code { (code) } " mappes af " code { (t.rule) } " til ERP-fordringstype " strong { code { (t.claim_type) } }
+                @if let Some(account) = &t.account { " og ERP-konto " strong { code { (account) } } }
+            }
+        }
+    }
+}
+
+fn version_line(stored: &StoredMapping) -> Markup {
+    html! {
+        "Version " strong { (stored.id) } " (" code { (stored.version) } "), gemt " (stored.created_at.format("%Y-%m-%d %H:%M:%S")) " UTC af "
+        strong { (stored.author) } " (" (stored.source) "): " (stored.comment)
+    }
+}
+
+pub fn mappings(user: &str, stored: &StoredMapping, fields: &TryQuery, tried: &TryOutcome) -> Markup {
+    layout("Mapninger", Some(user), html! {
+        h1 { "Mapninger" }
+        p { (version_line(stored)) }
+        p { a href="/mapninger/ret" { "Ret mapningerne" } " · " a href="/mapninger/historik" { "Historik og tilbagerulning" } }
+        (try_form(fields))
+        (try_result(tried))
+        p.muted { "Reglerne i konti.csv læses oppefra; den første regel, der passer, bestemmer. En celle er en præcis værdi, et mønster (5.57.*) eller tom/* for alt. "
+            code { "opslag:FIL.csv" } " slår op i en tabel på det sted i rækkefølgen." }
+        @for (name, content) in &stored.files { (file_table(name, content, None)) }
+    })
+}
+
+/// What an edit came to, for the edit page.
+pub enum EditOutcome {
+    Fresh,
+    Saved(i64),
+    Invalid { files: MappingFiles, comment: String, errors: MappingErrors },
+    /// Someone saved another version after this edit began.
+    Moved { base: i64, current: i64 },
+    BadName(String),
+}
+
+pub fn edit_mappings(user: &str, base: i64, files: &MappingFiles, comment: &str, outcome: &EditOutcome) -> Markup {
+    let errors = match outcome {
+        EditOutcome::Invalid { errors, .. } => Some(errors),
+        _ => None,
+    };
+    layout("Ret mapninger", Some(user), html! {
+        h1 { "Ret mapninger" }
+        @match outcome {
+            EditOutcome::Invalid { errors, .. } => div.box.errors role="alert" #edit-errors {
+                strong { "Ændringen er ikke gemt: " (errors.0.len()) " fejl. Versionen i brug er uændret." }
+                ul { @for e in &errors.0 { li { code { (e.place().0) } ", linje " (e.place().1) ": " (e.message()) } } }
+            }
+            EditOutcome::Moved { base, current } => div.box.errors role="alert" #edit-errors {
+                "Ændringen er ikke gemt: nogen har gemt version " (current) ", efter du begyndte at rette version " (base) ". Her er den nye version; ret den igen."
+            }
+            EditOutcome::BadName(name) => div.box.errors role="alert" #edit-errors { "Ændringen er ikke gemt: " code { (name) } " er ikke et gyldigt filnavn." }
+            EditOutcome::Fresh | EditOutcome::Saved(_) => {}
+        }
+        form method="post" action="/mapninger/ret" {
+            input type="hidden" name="base" value=(base);
+            @for (name, content) in files {
+                h2 { code { (name) } }
+                textarea name={ "fil:" (name) } rows=(content.lines().count().clamp(4, 30) + 2) spellcheck="false" { (content) }
+            }
+            p { label { "Hvad og hvorfor (gemmes i historikken)" br; input name="comment" value=(comment) size="80"; } }
+            button type="submit" { "Tjek og gem" }
+            " " a href="/mapninger" { "Fortryd" }
+        }
+        @if let Some(errors) = errors {
+            h2 { "Fejlene ved rækkerne" }
+            @for (name, content) in files {
+                @if errors.0.iter().any(|e| e.place().0 == name) { (file_table(name, content, Some(errors))) }
+            }
+        }
+    })
+}
+
+/// What changed from one version to the next, file by file, as a unified diff.
+fn diff(older: Option<&StoredMapping>, newer: &StoredMapping) -> String {
+    let empty = MappingFiles::new();
+    let old = older.map_or(&empty, |o| &o.files);
+    let mut names: Vec<&String> = old.keys().chain(newer.files.keys()).collect();
+    names.sort();
+    names.dedup();
+    let mut out = String::new();
+    for name in names {
+        let (a, b) = (old.get(name).map_or("", String::as_str), newer.files.get(name).map_or("", String::as_str));
+        if a != b {
+            let text = similar::TextDiff::from_lines(a, b);
+            out.push_str(&text.unified_diff().context_radius(1).header(name, name).to_string());
+        }
+    }
+    out
+}
+
+pub fn mapping_history(user: &str, history: &[StoredMapping]) -> Markup {
+    let current = history.first().map(|h| h.id);
+    layout("Mapningshistorik", Some(user), html! {
+        h1 { "Mapningshistorik" }
+        p.muted { "Hver gemt ændring, nyeste først. En tilbagerulning gemmer den gamle version som en ny version, så intet forsvinder." }
+        // The last entry, when there are 51, is only there to show what the 50th changed.
+        @for (i, version) in history.iter().enumerate().take(50) {
+            div.box data-version=(version.id) {
+                p { (version_line(version)) @if Some(version.id) == current { " – " strong { "i brug" } } }
+                pre { (diff(history.get(i + 1), version)) }
+                @if Some(version.id) != current {
+                    form method="post" action={ "/mapninger/historik/" (version.id) "/rul-tilbage" } {
+                        button type="submit" { "Rul tilbage til version " (version.id) }
+                    }
+                }
+            }
+        }
+    })
+}
+
+pub fn sortiment(user: &str, sortiment: &Sortiment, today: NaiveDate) -> Markup {
+    layout("Sortiment", Some(user), html! {
+        h1 { "Sortiment" }
+        p.muted { "Version " (sortiment.version) " i brug. Ændres med " code { "fkoeko sortiment load FIL" } "." }
+        @for sender in sortiment.senders() {
+            @let valid = sender.valid_from <= today && sender.valid_to.is_none_or(|to| today <= to);
+            div.box {
+                h2 { (sender.name) " " span.accepted[valid] .rejected[!valid] { @if valid { "(gyldig)" } @else { "(ikke gyldig i dag)" } } }
+                table {
+                    tr { th { "AfsenderSystem" } td { code { (sender.system) } } }
+                    tr { th { "Myndighed" } td { (sender.authority.as_str()) } }
+                    tr { th { "Gyldig" } td { (sender.valid_from) " – " (sender.valid_to.map(|d| d.to_string()).unwrap_or_else(|| "uden slut".into())) } }
+                    tr { th { "Ejere (får advarsler)" } td { (sender.owners.join(", ")) @if !sender.alerts { " – advarsler slået fra" } } }
+                    tr { th { "Integrationer" } td { (sender.integrations.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")) } }
+                    @if !sender.certificates.is_empty() { tr { th { "Certifikater" } td { (sender.certificates.join(", ")) } } }
+                }
+                @if !sender.konteringer.is_empty() {
+                    table {
+                        thead { tr { th { "Funktion" } th { "Dranst" } th { "Art" } } }
+                        tbody { @for k in &sender.konteringer { tr { td { (k.funktion.join(", ")) } td { (k.dranst.join(", ")) } td { (k.art.join(", ")) } } } }
+                    }
+                }
+                @if !sender.claim_types.is_empty() {
+                    table {
+                        thead { tr { th { "Fordringstype" } th { "Kræver" } } }
+                        tbody { @for t in &sender.claim_types { tr { td { code { (t.code) } }
+                            td { (t.required.iter().map(|r| r.describe()).collect::<Vec<_>>().join(", ")) } } } }
+                    }
+                }
+            }
+        }
+    })
+}

@@ -219,7 +219,7 @@ struct LoginQuery {
 }
 
 async fn login_page(query: web::Query<LoginQuery>, state: web::Data<State>) -> HttpResponse {
-    html(pages::login(query.next.as_deref().unwrap_or("/"), None, state.users.is_empty()))
+    html(pages::login(query.next.as_deref().unwrap_or("/"), "", None, state.users.is_empty()))
 }
 
 #[derive(Deserialize)]
@@ -249,7 +249,7 @@ async fn login(req: HttpRequest, form: web::Form<LoginForm>, state: web::Data<St
     .unwrap_or(false);
     if !known {
         tracing::warn!(user = %form.user, peer = ?req.peer_addr(), "web page: failed login");
-        return html(pages::login(&next, Some("Forkert brugernavn eller adgangskode."), state.users.is_empty()));
+        return html(pages::login(&next, &form.user, Some("Forkert brugernavn eller adgangskode."), state.users.is_empty()));
     }
     let (pipeline, user, lasts) = (state.pipeline.clone(), form.user.clone(), state.session);
     let token = match blocking(move || Ok(pipeline.db.create_session(&user, lasts)?)).await {

@@ -63,7 +63,8 @@ fn layout(title: &str, user: Option<&str>, body: Markup) -> Markup {
     }
 }
 
-pub fn login(next: &str, error: Option<&str>, no_users: bool) -> Markup {
+/// The login form; after a failed try it keeps the name typed, so only the password is typed again.
+pub fn login(next: &str, name: &str, error: Option<&str>, no_users: bool) -> Markup {
     layout("Log ind", None, html! {
         h1 { "Log ind" }
         @if no_users {
@@ -73,8 +74,8 @@ pub fn login(next: &str, error: Option<&str>, no_users: bool) -> Markup {
         @if let Some(error) = error { div.box.errors role="alert" { (error) } }
         form.box method="post" action="/login" {
             input type="hidden" name="next" value=(next);
-            p { label { "Brugernavn" br; input name="user" autocomplete="username" required autofocus; } }
-            p { label { "Adgangskode" br; input name="password" type="password" autocomplete="current-password" required; } }
+            p { label { "Brugernavn" br; input name="user" value=(name) autocomplete="username" required autofocus[name.is_empty()]; } }
+            p { label { "Adgangskode" br; input name="password" type="password" autocomplete="current-password" required autofocus[!name.is_empty()]; } }
             button type="submit" { "Log ind" }
         }
     })
@@ -370,7 +371,7 @@ pub fn edit_mappings(user: &str, base: i64, files: &MappingFiles, comment: &str,
             EditOutcome::BadName(name) => div.box.errors role="alert" #edit-errors { "Ændringen er ikke gemt: " code { (name) } " er ikke et gyldigt filnavn." }
             EditOutcome::Fresh | EditOutcome::Saved(_) => {}
         }
-        form method="post" action="/mapninger/ret" {
+        form #edit method="post" action="/mapninger/ret" {
             input type="hidden" name="base" value=(base);
             @for (name, content) in files {
                 h2 { code { (name) } }

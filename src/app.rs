@@ -262,15 +262,24 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Mappings {
             command: MappingsCommand::Try { funktion, gruppering, dranst, ejerforhold, art, omkostningssted, pspelement, dimensions, fordringstype, dir },
         } => {
-            let set = match dir {
-                Some(dir) => match MappingSet::load_dir(&dir) {
+            let in_force = match &dir {
+                Some(_) => None,
+                None => match crate::pipeline::in_force(&open_db(&config)?) {
+                    Ok((_, set)) => Some(set),
+                    // Nothing has run on this database yet: the configured files are what would be taken into use.
+                    Err(crate::pipeline::TechnicalError::NoMappings) => None,
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            let set = match in_force {
+                Some(set) => set,
+                None => match MappingSet::load_dir(dir.as_deref().unwrap_or(&config.paths.mappings)) {
                     Ok(set) => set,
                     Err(errors) => {
                         print!("{}", crate::terminal::mapping_errors(&errors));
                         return Ok(1);
                     }
                 },
-                None => crate::pipeline::in_force(&open_db(&config)?)?.1,
             };
             let kontering = fordringstype.is_none().then_some(KonteringInput {
                 funktion,

@@ -154,10 +154,8 @@ fn an_alert_is_given_up_after_the_configured_tries_and_shows_as_failed() {
     wait_until(Duration::from_secs(20), "the alert to fail", || {
         app.count("SELECT count(*) AS n FROM alert_outbox WHERE status = 'failed' AND attempts = 2") == 1
     });
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fkoeko"))
-        .current_dir(repo(""))
+    let out = fkoeko_command(&app.db_url)
         .args(["alerts", "list", "--status", "failed"])
-        .env("FKOEKO_DATABASE__URL", &app.db_url)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

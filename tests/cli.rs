@@ -13,13 +13,8 @@ use common::*;
 
 /// The binary, on a database of the test's own (SQLite, or PostgreSQL in .ci/run's second pass).
 fn fkoeko(db_url: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_fkoeko"));
-    command
-        .current_dir(repo(""))
-        .env("FKOEKO_DATABASE__URL", db_url)
-        .env("FKOEKO_PATHS__SORTIMENT", repo("tests/fixtures/sortiment.toml"))
-        .env_remove("FKOEKO_CONFIG")
-        .env("RUST_LOG", "trace");
+    let mut command = fkoeko_command(db_url);
+    command.env("RUST_LOG", "trace");
     command
 }
 
@@ -128,4 +123,82 @@ fn serve_takes_a_config_file_and_environment_overrides() {
     assert!(logs.lines().any(|l| l.starts_with('{') && l.contains("\"leverance_id\"")), "JSON logs with the delivery span: {logs}");
     assert!(!logs.contains("0101901234"));
     assert_eq!(count_in(&db, "SELECT count(*) AS n FROM erp_journal"), 1);
+}
+
+#[test]
+fn deliveries_list_and_show_what_the_page_shows() {
+    let app = TestApp::start();
+    let mut unmapped = Bilag::balanced("CLI-REJ", "40.00");
+    unmapped.postings[0].dranst = "2".into();
+    let rejected = Delivery::new(vec![unmapped]);
+    app.send(&rejected.soap11());
+    let accepted = Delivery::one("CLI-OK");
+    app.send(&accepted.soap11());
+
+    let out = fkoeko(&app.db_url).args(["deliveries", "list", "--rejected", "--code", "MAPNING_MANGLER"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains(&rejected.delivery_id) && !stdout.contains(&accepted.delivery_id), "{stdout}");
+    assert!(stdout.contains("1 delivery"), "{stdout}");
+
+    let out = fkoeko(&app.db_url).args(["deliveries", "list", "-q", "CLI-OK"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&accepted.delivery_id) && !stdout.contains(&rejected.delivery_id), "{stdout}");
+
+    let out = fkoeko(&app.db_url).args(["deliveries", "show", &rejected.delivery_id]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("CLI-REJ: Afvist"), "{stdout}");
+    assert!(stdout.contains("MAPNING_MANGLER at /ModtagFinansbilag/Finansbilag[1]/Postering[1]/Kontering line "), "{stdout}");
+
+    let out = fkoeko(&app.db_url).args(["deliveries", "show", &accepted.delivery_id]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("mapping {}", app.mapping_version())), "{stdout}");
+    assert!(stdout.contains("-> account 55772152") && stdout.contains("by konti.csv:12 → kontantydelser.csv:3"), "{stdout}");
+
+    let out = fkoeko(&app.db_url).args(["deliveries", "show", "00000000-0000-0000-0000-000000000001"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn mappings_check_lists_every_error_and_try_names_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_database_url(dir.path());
+    let broken = copy_of_mappings();
+    let konti = broken.join("konti.csv");
+    let content = std::fs::read_to_string(&konti).unwrap();
+    std::fs::write(&konti, format!("{content}5.57.72;*;2\n*;*;*;*;*;*;*;*;opslag:mangler.csv;\n")).unwrap();
+
+    let out = fkoeko(&db).args(["mappings", "check"]).arg(&broken).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("konti.csv:16: rækken har 3 kolonner, men overskriften har 10"), "{stdout}");
+    assert!(stdout.contains("konti.csv:17: opslagstabellen 'mangler.csv' findes ikke"), "{stdout}");
+    assert!(stdout.contains("2 error(s)"), "{stdout}");
+    let out = fkoeko(&db).args(["mappings", "check"]).arg(repo("mappings")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // On a database nothing has run on yet: the configured folder. (With a version stored, that version.)
+    let out = fkoeko(&db).args(["mappings", "try", "--funktion", "5.57.72", "--dranst", "1", "--art", "5.2"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("konti.csv:12 → kontantydelser.csv:3 -> account 55772152"), "{stdout}");
+    let out = fkoeko(&db).args(["mappings", "try", "--funktion", "5.57.72", "--dranst", "2", "--art", "5.2"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no rule maps this kontering"));
+    let out = fkoeko(&db).args(["mappings", "try", "--funktion", "5.5772", "--dranst", "1", "--art", "5.2"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the kontering is not valid: funktion:"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = fkoeko(&db).args(["mappings", "try", "--fordringstype", "RENTE-KH"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("-> claim type DEB-RENTE, account 72990000"), "{stdout}");
+
+    // With a version stored, the version in force: here one saved on the page, not the files on disk.
+    let app = TestApp::start();
+    let mut files = fkoeko_adapter::domain::mapping::read_dir(&app.config.paths.mappings).unwrap();
+    files.get_mut("konti.csv").unwrap().push_str("5.57.72;*;2;*;5.2;*;*;*;55772252;\n");
+    let pipeline = &app.server.as_ref().unwrap().pipeline;
+    pipeline.change_mappings(&files, "økonomi", fkoeko_adapter::storage::mappings::MappingSource::Page, "ny regel").unwrap();
+    let out = fkoeko(&app.db_url).args(["mappings", "try", "--funktion", "5.57.72", "--dranst", "2", "--art", "5.2"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("konti.csv:16 -> account 55772252"), "{stdout}");
 }

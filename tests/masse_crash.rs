@@ -13,13 +13,9 @@ use fkoeko_adapter::domain::receipt::Status;
 const BILAG: usize = 20_000;
 
 fn run_once(batch: &Batch) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_fkoeko"));
+    let mut command = common::fkoeko_command(&batch.db_url);
     command
-        .current_dir(common::repo(""))
         .args(["batch", "run-once"])
-        .env("FKOEKO_DATABASE__URL", &batch.db_url)
-        .env("FKOEKO_PATHS__SORTIMENT", common::repo("tests/fixtures/sortiment.toml"))
-        .env("FKOEKO_ALERTS__ENABLED", "false")
         .env("FKOEKO_BATCH__DIR", &batch.config.batch.dir)
         .env("FKOEKO_BATCH__CONVENTION", "plain")
         .env("FKOEKO_BATCH__QUIET_SECS", "0")

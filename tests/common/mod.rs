@@ -60,6 +60,21 @@ pub fn admin_password_hash() -> String {
     HASH.get_or_init(|| fkoeko_adapter::web::hash_password(ADMIN_PASSWORD).unwrap()).clone()
 }
 
+/// The `fkoeko` binary as an operator runs it, on a database of the test's own: the test sortiment, its own copy
+/// of the mappings, alerts off, the web page on a free port. Callers add or override settings by environment.
+pub fn fkoeko_command(db_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fkoeko"));
+    command
+        .current_dir(repo(""))
+        .env_remove("FKOEKO_CONFIG")
+        .env("FKOEKO_DATABASE__URL", db_url)
+        .env("FKOEKO_PATHS__SORTIMENT", repo("tests/fixtures/sortiment.toml"))
+        .env("FKOEKO_PATHS__MAPPINGS", copy_of_mappings())
+        .env("FKOEKO_ALERTS__ENABLED", "false")
+        .env("FKOEKO_ADMIN__LISTEN", "127.0.0.1:0");
+    command
+}
+
 /// The repository's mapping files, copied to a folder of the test's own.
 pub fn copy_of_mappings() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("fkoeko-mappings-{}", uuid::Uuid::new_v4().simple()));
@@ -151,6 +166,11 @@ impl TestApp {
     /// A second instance on the same database, as a second adapter process would be.
     pub fn start_beside(other: &TestApp, adjust: impl FnOnce(&mut Config)) -> Self {
         Self::start_on(tempfile::tempdir().unwrap(), other.db_url.clone(), adjust)
+    }
+
+    /// On a database the test provides.
+    pub fn start_on_url(db_url: String, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on(tempfile::tempdir().unwrap(), db_url, adjust)
     }
 
     fn start_on(dir: tempfile::TempDir, db_url: String, adjust: impl FnOnce(&mut Config)) -> Self {

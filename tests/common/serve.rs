@@ -1,6 +1,6 @@
 //! `fkoeko serve` as a child process, as an operator runs it.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct ServeProcess {
@@ -12,14 +12,10 @@ impl ServeProcess {
     /// On the given database, a free loopback port, the test sortiment, alerts off; `env` adds or overrides.
     pub fn start(db_url: &str, env: &[(&str, &str)]) -> Self {
         let port = super::free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_fkoeko"));
+        let mut command = super::fkoeko_command(db_url);
         command
-            .current_dir(super::repo(""))
             .arg("serve")
-            .env("FKOEKO_DATABASE__URL", db_url)
             .env("FKOEKO_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-            .env("FKOEKO_PATHS__SORTIMENT", super::repo("tests/fixtures/sortiment.toml"))
-            .env("FKOEKO_ALERTS__ENABLED", "false")
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null());

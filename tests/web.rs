@@ -1,0 +1,346 @@
+//! The administrative listener over HTTP: login, health, readiness and metrics; and mapping changes, from the
+//! page's code path and from the files, taken into use without a restart.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::delivery::{Bilag, Delivery};
+use common::*;
+use fkoeko_adapter::domain::mapping::{read_dir, RULES_FILE};
+use fkoeko_adapter::pipeline::MappingChange;
+use fkoeko_adapter::storage::mappings::MappingSource;
+
+/// An HTTP client that shows redirects instead of following them.
+fn client() -> ureq::Agent {
+    ureq::AgentBuilder::new().redirects(0).build()
+}
+
+fn get(url: &str, cookie: Option<&str>) -> (u16, String, Option<String>) {
+    let mut request = client().get(url);
+    if let Some(cookie) = cookie {
+        request = request.set("Cookie", cookie);
+    }
+    answer(request.call())
+}
+
+fn answer(result: Result<ureq::Response, ureq::Error>) -> (u16, String, Option<String>) {
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let (status, location) = (response.status(), response.header("Location").map(str::to_string));
+    let cookie = response.header("Set-Cookie").map(str::to_string);
+    let body = response.into_string().unwrap();
+    (status, body, location.or(cookie))
+}
+
+/// Logs in; returns the Cookie header for the session.
+fn log_in(app: &TestApp) -> String {
+    let response = client()
+        .post(&app.server.as_ref().unwrap().admin_url("/login"))
+        .send_form(&[("user", ADMIN_USER), ("password", ADMIN_PASSWORD), ("next", "/leverancer")])
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.header("Location"), Some("/leverancer"));
+    let cookie = response.header("Set-Cookie").expect("a session cookie").to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    cookie.split(';').next().unwrap().to_string()
+}
+
+/// A bilag whose payout (5.57.72, dranst 2, art 5.2) is in KY's sortiment but mapped by no rule.
+fn unmapped(bilag_id: &str) -> Delivery {
+    let mut bilag = Bilag::balanced(bilag_id, "40.00");
+    bilag.postings[0].dranst = "2".into();
+    Delivery::new(vec![bilag])
+}
+
+const NEW_RULE: &str = "5.57.72;*;2;*;5.2;*;*;*;55772252;afdeling=SOC\n";
+
+#[test]
+fn the_page_needs_a_login_and_a_session_ends_at_logout() {
+    let app = TestApp::start();
+    let admin = |path: &str| app.server.as_ref().unwrap().admin_url(path);
+    let (status, _, location) = get(&admin("/afvisninger?kode=MAPNING_MANGLER"), None);
+    assert_eq!((status, location.as_deref()), (303, Some("/login?next=/afvisninger%3Fkode%3DMAPNING_MANGLER")));
+    for path in ["/leverancer/1", "/mapninger", "/mapninger/ret", "/mapninger/historik", "/sortiment"] {
+        assert_eq!(get(&admin(path), None).0, 303, "{path} without a login");
+    }
+    // A wrong password, or a name nobody has, gets the form again and no session.
+    for (user, password) in [(ADMIN_USER, "forkert"), ("ingen", ADMIN_PASSWORD)] {
+        let (status, body, cookie) = answer(client().post(&admin("/login")).send_form(&[("user", user), ("password", password)]));
+        assert_eq!(status, 200);
+        assert!(body.contains("Forkert brugernavn eller adgangskode."), "{body}");
+        assert!(cookie.is_none(), "no session for a failed login");
+    }
+    // A login may only send one on to a page of this site.
+    let response = client()
+        .post(&admin("/login"))
+        .send_form(&[("user", ADMIN_USER), ("password", ADMIN_PASSWORD), ("next", "//evil.example/")])
+        .unwrap();
+    assert_eq!(response.header("Location"), Some("/"));
+
+    let cookie = log_in(&app);
+    let (status, body, _) = get(&admin("/afvisninger"), Some(&cookie));
+    assert_eq!(status, 200);
+    assert!(body.contains(&format!("Logget ind som <strong>{ADMIN_USER}</strong>")), "{body}");
+    // A form posted from another site is refused, even with the cookie.
+    let (status, _, _) = answer(client().post(&admin("/logout")).set("Cookie", &cookie).set("Origin", "http://evil.example").call());
+    assert_eq!(status, 403);
+    assert_eq!(get(&admin("/sortiment"), Some(&cookie)).0, 200);
+
+    let (status, _, _) = answer(client().post(&admin("/logout")).set("Cookie", &cookie).call());
+    assert_eq!(status, 303);
+    assert_eq!(get(&admin("/sortiment"), Some(&cookie)).0, 303, "the session ended");
+    // Only the session of the login sent on to "/" above is left.
+    assert_eq!(app.count("SELECT count(*) AS n FROM admin_sessions"), 1);
+}
+
+#[test]
+fn rejections_and_deliveries_are_found_by_filter_and_by_id() {
+    let app = TestApp::start();
+    let admin = |path: &str| app.server.as_ref().unwrap().admin_url(path);
+    let rejected = unmapped("FIND-REJ");
+    app.send(&rejected.soap11());
+    let accepted = Delivery::one("FIND-OK");
+    app.send(&accepted.soap11());
+    let cookie = log_in(&app);
+
+    let (_, body, _) = get(&admin("/afvisninger?kode=MAPNING_MANGLER&integration=SF1590_A"), Some(&cookie));
+    assert!(body.contains(&rejected.delivery_id) && !body.contains(&accepted.delivery_id), "{body}");
+    let (_, body, _) = get(&admin("/afvisninger?kode=REGEL_BALANCE"), Some(&cookie));
+    assert!(!body.contains(&rejected.delivery_id), "another code: {body}");
+    let (_, body, _) = get(&admin(&format!("/afvisninger?afsender={EXPIRED_SENDER}")), Some(&cookie));
+    assert!(!body.contains(&rejected.delivery_id), "another sender: {body}");
+    let (_, body, _) = get(&admin("/afvisninger?fra=2000-01-01&til=2000-12-31"), Some(&cookie));
+    assert!(!body.contains(&rejected.delivery_id), "another period: {body}");
+
+    // By BilagId and by LeveranceId; the delivery shows what was booked where, by which rule and version.
+    let (_, body, _) = get(&admin("/leverancer?q=FIND-OK"), Some(&cookie));
+    assert!(body.contains(&accepted.delivery_id) && !body.contains(&rejected.delivery_id), "{body}");
+    let (status, body, _) = get(&admin(&format!("/leverancer/{}", accepted.delivery_id)), Some(&cookie));
+    assert_eq!(status, 200);
+    assert!(body.contains("55772152") && body.contains("konti.csv:12 → kontantydelser.csv:3"), "{body}");
+    assert!(body.contains(&app.mapping_version()), "{body}");
+    let (_, body, _) = get(&admin(&format!("/leverancer/{}", rejected.delivery_id)), Some(&cookie));
+    assert!(body.contains("MAPNING_MANGLER") && body.contains("/ModtagFinansbilag/Finansbilag[1]/Postering[1]/Kontering"), "{body}");
+    assert!(body.contains("Ingen mapning fører konteringen"), "the Danish text: {body}");
+    assert!(!body.contains("0101901234"), "no CPR number in full on the page");
+    assert_eq!(get(&admin("/leverancer/999999"), Some(&cookie)).0, 404);
+}
+
+/// The value of one series in Prometheus's text format; 0 when it is not there yet.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_change_as_deliveries_are_processed() {
+    let smtp_port = free_port();
+    let app = TestApp::start_with(|c| {
+        // Alerts into the outbox, to a mail server that is not there, after a long window: they stay pending.
+        c.alerts.enabled = true;
+        c.alerts.copy_to = vec!["oekonomi@kommune.example.dk".into()];
+        c.alerts.group_window_secs = 3600;
+        c.alerts.smtp.port = smtp_port;
+    });
+    let url = app.server.as_ref().unwrap().admin_url("/metrics");
+    let scrape = || ureq::get(&url).call().unwrap().into_string().unwrap();
+    let before = scrape();
+    let accepted = r#"fkoeko_deliveries_total{integration="SF1590_A",result="accepteret",transport="straks"}"#;
+    let rejected = r#"fkoeko_deliveries_total{integration="SF1590_A",result="afvist",transport="straks"}"#;
+    let code = r#"fkoeko_rejection_errors_total{code="MAPNING_MANGLER",integration="SF1590_A"}"#;
+    let timed = r#"fkoeko_delivery_seconds_count{integration="SF1590_A",transport="straks"}"#;
+    let pending = r#"fkoeko_alert_outbox{status="pending"}"#;
+    assert_eq!((metric(&before, accepted), metric(&before, rejected), metric(&before, pending)), (0.0, 0.0, 0.0), "{before}");
+    assert!(before.contains("fkoeko_batch_files_in_progress 0"), "{before}");
+
+    app.send(&Delivery::one("M-1").soap11());
+    app.send(&Delivery::one("M-2").soap11());
+    app.send(&unmapped("M-3").soap11());
+    let after = scrape();
+    assert_eq!(metric(&after, accepted), 2.0, "{after}");
+    assert_eq!(metric(&after, rejected), 1.0, "{after}");
+    assert_eq!(metric(&after, code), 1.0, "{after}");
+    assert_eq!(metric(&after, timed), 3.0, "{after}");
+    assert_eq!(metric(&after, r#"fkoeko_items_total{integration="SF1590_A",status="Afvist",transport="straks"}"#), 1.0);
+    assert_eq!(metric(&after, pending), 1.0, "the rejection's alert waits in the outbox: {after}");
+    assert_eq!(ureq::get(&app.server.as_ref().unwrap().admin_url("/healthz")).call().unwrap().status(), 200);
+}
+
+/// A PostgreSQL server of the test's own, in a temporary folder, that the test can stop and start.
+struct OwnPostgres {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl OwnPostgres {
+    fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed (bash .ci/run installs it)")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .max()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let server = OwnPostgres { bin, data, port: free_port(), dir };
+        if is_root() {
+            // PostgreSQL refuses to run as root; it runs as the postgres user, which must reach its folder.
+            assert!(Command::new("chown").args(["-R", "postgres"]).arg(server.dir.path()).status().unwrap().success());
+        }
+        server.run("initdb", &["-D", server.data.to_str().unwrap(), "-A", "trust", "-U", "fkoeko"]);
+        server.pg_ctl("start");
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://fkoeko@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.path().display());
+        let log = self.dir.path().join("log");
+        self.run("pg_ctl", &["-D", self.data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "-m", "fast", "-o", &options, action]);
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program);
+        let mut command = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        let out = command.args(args).current_dir(self.dir.path()).output().unwrap();
+        assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = Command::new(self.bin.join("pg_ctl")).args(["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"]).output();
+        if is_root() {
+            let _ = Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"))
+                .args(["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"])
+                .output();
+        }
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn wait_for_status(url: &str, want: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body, _) = get(url, None);
+        if status == want {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{url} stayed {status}: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn readiness_follows_the_database() {
+    let postgres = OwnPostgres::start();
+    let app = TestApp::start_on_url(postgres.url(), |c| c.database.busy_timeout_ms = 1000);
+    let (readyz, healthz) = (app.server.as_ref().unwrap().admin_url("/readyz"), app.server.as_ref().unwrap().admin_url("/healthz"));
+    let body = wait_for_status(&readyz, 200);
+    let checks: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(checks["ready"], true);
+    assert_eq!(checks["checks"]["database"], "ok");
+    assert_eq!(checks["checks"]["schemas"], "ok");
+    assert_eq!(checks["checks"]["mappings"], format!("version {}", app.mapping_version()));
+
+    postgres.pg_ctl("stop");
+    let body = wait_for_status(&readyz, 503);
+    let checks: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(checks["ready"], false);
+    assert!(checks["checks"]["database"].as_str().unwrap().starts_with("fejl: "), "{body}");
+    assert_eq!(get(&healthz, None).0, 200, "alive all the same");
+    // A delivery now gets a SOAP Fault (try again later), not a receipt.
+    assert_eq!(app.post(&Delivery::one("DOWN-1").soap11()).0, 500);
+
+    postgres.pg_ctl("start");
+    wait_for_status(&readyz, 200);
+    assert!(app.send(&Delivery::one("UP-AGAIN").soap11()).receipts[0].errors.is_empty());
+}
+
+fn change_rules(dir: &Path, change: impl FnOnce(String) -> String) {
+    let path = dir.join(RULES_FILE);
+    let content = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, change(content)).unwrap();
+}
+
+#[test]
+fn a_change_in_the_files_is_taken_into_use_without_a_restart_and_an_invalid_one_is_not() {
+    let app = TestApp::start_with(|c| c.paths.mappings_poll_interval_ms = 100);
+    let server = app.server.as_ref().unwrap();
+    let dir = app.config.paths.mappings.clone();
+    let first = app.mapping_version();
+    let rejected = app.send(&unmapped("FILE-1").soap11());
+    assert_eq!(errors_of(&rejected, "FILE-1")[0].0, "MAPNING_MANGLER");
+
+    // An invalid change: logged and left; the version in force stays, and deliveries go on with it.
+    change_rules(&dir, |c| format!("{c}5.57.72;*;2;*;5.2;*;*;*;;\n"));
+    server.pipeline.sync_mapping_folder(false).unwrap();
+    assert_eq!(app.mapping_version(), first);
+    assert!(app.send(&Delivery::one("FILE-2").soap11()).receipts[0].errors.is_empty());
+    assert_eq!(app.count("SELECT count(*) AS n FROM mapping_versions"), 1);
+
+    // Fixed in the file: the watcher takes it into use, and the next delivery is mapped by it.
+    change_rules(&dir, |c| c.replace("5.57.72;*;2;*;5.2;*;*;*;;\n", NEW_RULE));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.mapping_version() == first {
+        assert!(Instant::now() < deadline, "the changed file was not taken into use");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let accepted = app.send(&unmapped("FILE-3").soap11());
+    assert!(accepted.receipts[0].errors.is_empty(), "{:?}", accepted.receipts[0].errors);
+    let booked = app.rows(
+        "SELECT json_array(l.erp_account, l.mapping_rule, j.mapping_version) AS row FROM erp_journal_lines l \
+         JOIN erp_journal j ON j.id = l.journal_id WHERE j.bilag_id = 'FILE-3' AND l.line_no = 1",
+        3,
+    );
+    assert_eq!(booked[0], vec![Some("55772252".into()), Some("konti.csv:16".into()), Some(app.mapping_version())]);
+    let history = app.rows("SELECT json_array(author, source) AS row FROM mapping_versions ORDER BY id", 2);
+    assert_eq!(history[1], vec![Some("mappings/".into()), Some("filer".into())]);
+}
+
+#[test]
+fn every_instance_on_the_database_follows_a_change_and_an_out_of_date_folder_is_rewritten() {
+    let first = TestApp::start();
+    let second = TestApp::start_beside(&first, |_| {});
+    let (a, b) = (first.server.as_ref().unwrap(), second.server.as_ref().unwrap());
+    let before = first.mapping_version();
+    let mut files = read_dir(&first.config.paths.mappings).unwrap();
+    files.get_mut(RULES_FILE).unwrap().push_str(NEW_RULE);
+    let change = a.pipeline.change_mappings(&files, ADMIN_USER, MappingSource::Page, "ny regel").unwrap();
+    assert!(matches!(change, MappingChange::Saved(_)), "{change:?}");
+
+    // The other instance maps its next delivery by the new version, without being told.
+    let receipts = second.send(&unmapped("BESIDE-1").soap11());
+    assert!(receipts.receipts[0].errors.is_empty(), "{:?}", receipts.receipts[0].errors);
+    assert_eq!(second.mapping_version(), first.mapping_version());
+    assert_ne!(second.mapping_version(), before);
+    // And its folder is written with it at its next look.
+    b.pipeline.sync_mapping_folder(false).unwrap();
+    assert_eq!(read_dir(&second.config.paths.mappings).unwrap(), files);
+
+    // A third instance starts with the repository's files, an earlier version: they are rewritten, not taken.
+    let third = TestApp::start_beside(&first, |_| {});
+    assert_eq!(third.mapping_version(), first.mapping_version());
+    assert_eq!(read_dir(&third.config.paths.mappings).unwrap(), files);
+    assert_eq!(first.count("SELECT count(*) AS n FROM mapping_versions"), 2);
+}

@@ -338,3 +338,37 @@ fn the_envelope_is_schema_checked_once_and_the_first_bilag_on_its_own() {
     }
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal"), 1);
 }
+
+#[test]
+fn a_mapping_change_part_way_through_a_file_leaves_the_whole_file_on_the_version_it_started_with() {
+    let batch = Batch::plain();
+    let bilag: Vec<Bilag> = (0..2500).map(|b| Bilag::balanced(&format!("V-{b}"), "3.00")).collect();
+    batch.drop_file("versions.xml", Delivery::new(bilag).masse().as_bytes());
+    let before = batch.pipeline.mappings().unwrap().version.clone();
+
+    // After the first chunk is booked, a new version maps the payouts elsewhere (a rule above all others).
+    let mut files = fkoeko_adapter::domain::mapping::read_dir(&batch.config.paths.mappings).unwrap();
+    let rules = files.get_mut("konti.csv").unwrap();
+    *rules = rules.replacen("5.57.72;*;*;*;*;*;*;*;opslag", "5.57.72;*;1;*;5.2;*;*;*;99999999;\n5.57.72;*;*;*;*;*;*;*;opslag", 1);
+    let changed = std::sync::atomic::AtomicBool::new(false);
+    let round = batch
+        .receiver()
+        .run_once(&|_, progress| {
+            if progress.items_done > 0 && progress.items_done < progress.items_total && !changed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let change = batch.pipeline.change_mappings(&files, "test", fkoeko_adapter::storage::mappings::MappingSource::Page, "midt i filen").unwrap();
+                assert!(matches!(change, fkoeko_adapter::pipeline::MappingChange::Saved(_)), "{change:?}");
+            }
+        })
+        .unwrap();
+    assert!(changed.load(std::sync::atomic::Ordering::SeqCst), "the change was made while the file was in progress");
+    assert_eq!((round.handled[0].accepted, round.handled[0].rejected), (2500, 0));
+    let versions = batch.count(&format!("SELECT COUNT(*) AS n FROM erp_journal WHERE mapping_version <> '{before}'"));
+    assert_eq!(versions, 0, "every bilag of the file on the version it started with");
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal_lines WHERE erp_account = '99999999'"), 0);
+
+    // The next delivery is mapped by the new version.
+    assert_ne!(batch.pipeline.mappings().unwrap().version, before);
+    batch.drop_file("after.xml", Delivery::new(vec![Bilag::balanced("V-AFTER", "3.00")]).masse().as_bytes());
+    batch.run_once();
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal_lines WHERE erp_account = '99999999'"), 1);
+}

@@ -30,16 +30,20 @@ pub struct DeliveryFilter {
 }
 
 /// One delivery in a list.
-#[derive(Debug, Clone, Queryable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = deliveries)]
 pub struct DeliverySummary {
     pub id: i32,
     pub leverance_id: Option<String>,
     pub integration: String,
     pub transport: String,
+    #[diesel(column_name = afsender_system)]
     pub sender: Option<String>,
     pub received_at: NaiveDateTime,
     pub mapping_version: Option<String>,
+    #[diesel(column_name = accepted_count)]
     pub accepted: i32,
+    #[diesel(column_name = rejected_count)]
     pub rejected: i32,
 }
 
@@ -81,30 +85,6 @@ pub struct DeliveryDetail {
     pub items: Vec<ItemDetail>,
 }
 
-type SummaryColumns = (
-    deliveries::id,
-    deliveries::leverance_id,
-    deliveries::integration,
-    deliveries::transport,
-    deliveries::afsender_system,
-    deliveries::received_at,
-    deliveries::mapping_version,
-    deliveries::accepted_count,
-    deliveries::rejected_count,
-);
-
-const SUMMARY: SummaryColumns = (
-    deliveries::id,
-    deliveries::leverance_id,
-    deliveries::integration,
-    deliveries::transport,
-    deliveries::afsender_system,
-    deliveries::received_at,
-    deliveries::mapping_version,
-    deliveries::accepted_count,
-    deliveries::rejected_count,
-);
-
 fn corrupt(e: impl std::fmt::Display) -> StorageError {
     StorageError::Corrupt(e.to_string())
 }
@@ -112,7 +92,7 @@ fn corrupt(e: impl std::fmt::Display) -> StorageError {
 impl Db {
     /// Deliveries matching the filter, newest first, at most `limit`.
     pub fn find_deliveries(&self, filter: &DeliveryFilter, limit: i64) -> Result<Vec<DeliverySummary>, StorageError> {
-        let mut query = deliveries::table.select(SUMMARY).into_boxed();
+        let mut query = deliveries::table.select(DeliverySummary::as_select()).into_boxed();
         if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
             let by_item = receipts::table.filter(receipts::reference.eq(text.to_string())).select(receipts::delivery_id);
             query = query.filter(deliveries::leverance_id.eq(text.to_string()).or(deliveries::id.eq_any(by_item)));
@@ -145,7 +125,7 @@ impl Db {
     /// One delivery, by its row id or its LeveranceId, with every item's receipt and booking.
     pub fn delivery_detail(&self, key: &str) -> Result<Option<DeliveryDetail>, StorageError> {
         let mut conn = self.conn()?;
-        let query = deliveries::table.select(SUMMARY).into_boxed();
+        let query = deliveries::table.select(DeliverySummary::as_select()).into_boxed();
         let query = match key.parse::<i32>() {
             Ok(id) => query.filter(deliveries::id.eq(id)),
             Err(_) => query.filter(deliveries::leverance_id.eq(key.to_string())),

@@ -127,14 +127,29 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + 
     }
 }
 
-/// The logged-in user, or a redirect to the login page.
-async fn user(req: &HttpRequest, state: &web::Data<State>) -> Result<String, HttpResponse> {
-    let to_login = || see_other(&format!("/login?next={}", urlencode(&req.uri().to_string())));
-    let Some(token) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()) else { return Err(to_login()) };
-    let pipeline = state.pipeline.clone();
-    match blocking(move || Ok(pipeline.db.session_user(&token)?)).await? {
-        Some(user) => Ok(user),
-        None => Err(to_login()),
+/// The logged-in user; a request without a live session is sent to the login page instead.
+struct LoggedIn(String);
+
+impl actix_web::FromRequest for LoggedIn {
+    type Error = actix_web::Error;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let to_login = || {
+                let response = see_other(&format!("/login?next={}", urlencode(&req.uri().to_string())));
+                actix_web::error::InternalError::from_response("not logged in", response).into()
+            };
+            let Some(token) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()) else { return Err(to_login()) };
+            let state = req.app_data::<web::Data<State>>().expect("the web page's state").clone();
+            let pipeline = state.pipeline.clone();
+            match blocking(move || Ok(pipeline.db.session_user(&token)?)).await {
+                Ok(Some(user)) => Ok(LoggedIn(user)),
+                Ok(None) => Err(to_login()),
+                Err(response) => Err(actix_web::error::InternalError::from_response("session lookup failed", response).into()),
+            }
+        })
     }
 }
 
@@ -316,11 +331,7 @@ impl FilterQuery {
 
 const LIST_LIMIT: i64 = 200;
 
-async fn delivery_list(req: HttpRequest, query: web::Query<FilterQuery>, state: web::Data<State>, only_rejected: bool) -> HttpResponse {
-    let user = match user(&req, &state).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+async fn delivery_list(user: String, query: web::Query<FilterQuery>, state: web::Data<State>, only_rejected: bool) -> HttpResponse {
     let query = query.into_inner();
     let (pipeline, filter) = (state.pipeline.clone(), query.filter(only_rejected));
     let found = blocking(move || {
@@ -336,19 +347,15 @@ async fn delivery_list(req: HttpRequest, query: web::Query<FilterQuery>, state: 
     }
 }
 
-async fn rejections(req: HttpRequest, query: web::Query<FilterQuery>, state: web::Data<State>) -> HttpResponse {
-    delivery_list(req, query, state, true).await
+async fn rejections(LoggedIn(user): LoggedIn, query: web::Query<FilterQuery>, state: web::Data<State>) -> HttpResponse {
+    delivery_list(user, query, state, true).await
 }
 
-async fn deliveries(req: HttpRequest, query: web::Query<FilterQuery>, state: web::Data<State>) -> HttpResponse {
-    delivery_list(req, query, state, false).await
+async fn deliveries(LoggedIn(user): LoggedIn, query: web::Query<FilterQuery>, state: web::Data<State>) -> HttpResponse {
+    delivery_list(user, query, state, false).await
 }
 
-async fn delivery(req: HttpRequest, key: web::Path<String>, state: web::Data<State>) -> HttpResponse {
-    let user = match user(&req, &state).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+async fn delivery(LoggedIn(user): LoggedIn, key: web::Path<String>, state: web::Data<State>) -> HttpResponse {
     let pipeline = state.pipeline.clone();
     let key = key.into_inner();
     match blocking(move || Ok((pipeline.db.delivery_detail(&key)?, pipeline.sortiment()?))).await {
@@ -396,11 +403,7 @@ impl TryQuery {
     }
 }
 
-async fn mappings(req: HttpRequest, query: web::Query<TryQuery>, state: web::Data<State>) -> HttpResponse {
-    let user = match user(&req, &state).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+async fn mappings(LoggedIn(user): LoggedIn, query: web::Query<TryQuery>, state: web::Data<State>) -> HttpResponse {
     let pipeline = state.pipeline.clone();
     match blocking(move || Ok(crate::pipeline::in_force(&pipeline.db)?)).await {
         Ok((stored, set)) => {
@@ -411,11 +414,7 @@ async fn mappings(req: HttpRequest, query: web::Query<TryQuery>, state: web::Dat
     }
 }
 
-async fn edit_mappings_page(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    let user = match user(&req, &state).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+async fn edit_mappings_page(LoggedIn(user): LoggedIn, state: web::Data<State>) -> HttpResponse {
     let pipeline = state.pipeline.clone();
     match blocking(move || Ok(crate::pipeline::in_force(&pipeline.db)?.0)).await {
         Ok(stored) => html(pages::edit_mappings(&user, stored.id, &stored.files, "", &pages::EditOutcome::Fresh)),
@@ -423,11 +422,7 @@ async fn edit_mappings_page(req: HttpRequest, state: web::Data<State>) -> HttpRe
     }
 }
 
-async fn edit_mappings(req: HttpRequest, form: web::Form<Vec<(String, String)>>, state: web::Data<State>) -> HttpResponse {
-    let user = match user(&req, &state).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+async fn edit_mappings(LoggedIn(user): LoggedIn, req: HttpRequest, form: web::Form<Vec<(String, String)>>, state: web::Data<State>) -> HttpResponse {
     if let Err(refused) = same_origin(&req) {
         return refused;
     }
@@ -487,11 +482,7 @@ async fn edit_mappings(req: HttpRequest, form: web::Form<Vec<(String, String)>>,
     }
 }
 
-async fn mapping_history(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    let user = match user(&req, &state).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+async fn mapping_history(LoggedIn(user): LoggedIn, state: web::Data<State>) -> HttpResponse {
     let pipeline = state.pipeline.clone();
     // The newest 50, and one more so that the oldest of them has something to compare with.
     match blocking(move || Ok(pipeline.db.mapping_history(51)?)).await {
@@ -500,11 +491,7 @@ async fn mapping_history(req: HttpRequest, state: web::Data<State>) -> HttpRespo
     }
 }
 
-async fn roll_back(req: HttpRequest, id: web::Path<i64>, state: web::Data<State>) -> HttpResponse {
-    let user = match user(&req, &state).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+async fn roll_back(LoggedIn(user): LoggedIn, req: HttpRequest, id: web::Path<i64>, state: web::Data<State>) -> HttpResponse {
     if let Err(refused) = same_origin(&req) {
         return refused;
     }
@@ -521,11 +508,7 @@ async fn roll_back(req: HttpRequest, id: web::Path<i64>, state: web::Data<State>
     }
 }
 
-async fn sortiment(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    let user = match user(&req, &state).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+async fn sortiment(LoggedIn(user): LoggedIn, state: web::Data<State>) -> HttpResponse {
     let pipeline = state.pipeline.clone();
     match blocking(move || Ok(pipeline.sortiment()?)).await {
         Ok(sortiment) => html(pages::sortiment(&user, &sortiment, chrono::Utc::now().date_naive())),

@@ -344,3 +344,57 @@ fn every_instance_on_the_database_follows_a_change_and_an_out_of_date_folder_is_
     assert_eq!(read_dir(&third.config.paths.mappings).unwrap(), files);
     assert_eq!(first.count("SELECT count(*) AS n FROM mapping_versions"), 2);
 }
+
+/// Posts the edit form as the page would: every file, the version it began from, a comment, perhaps a new file.
+fn post_edit(app: &TestApp, cookie: &str, base: i64, files: &[(String, String)], new_file: Option<(&str, &str)>) -> (u16, String, Option<String>) {
+    let mut form: Vec<(String, String)> = vec![("base".into(), base.to_string()), ("comment".into(), "via siden".into())];
+    form.extend(files.iter().map(|(name, content)| (format!("fil:{name}"), content.replace('\n', "\r\n"))));
+    if let Some((name, content)) = new_file {
+        form.push(("ny_fil_navn".into(), name.into()));
+        form.push(("ny_fil_indhold".into(), content.into()));
+    }
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let url = app.server.as_ref().unwrap().admin_url("/mapninger/ret");
+    answer(client().post(&url).set("Cookie", cookie).send_form(&pairs))
+}
+
+#[test]
+fn the_edit_form_adds_a_lookup_table_refuses_removing_one_in_use_and_a_stale_edit() {
+    let app = TestApp::start();
+    let cookie = log_in(&app);
+    let files: Vec<(String, String)> = read_dir(&app.config.paths.mappings).unwrap().into_iter().collect();
+    let with_rule: Vec<(String, String)> = files
+        .iter()
+        .map(|(name, content)| {
+            let content = if name == RULES_FILE { format!("{content}5.57.72;*;2;*;5.2;*;*;*;opslag:refusion.csv;\n") } else { content.clone() };
+            (name.clone(), content)
+        })
+        .collect();
+    let table = "funktion;dranst;art;erp_konto;erp_dimensioner\n5.57.72;2;5.2;55772299;ordning=refusion\n";
+
+    // The rule names a table that is not there yet: refused, with the error at the rule's row.
+    let (status, body, _) = post_edit(&app, &cookie, 1, &with_rule, None);
+    assert_eq!(status, 422);
+    assert!(body.contains("konti.csv</code>, linje 16: opslagstabellen 'refusion.csv' findes ikke"), "{body}");
+    assert!(body.contains(r#"<tr class="error" data-line="16">"#), "the row is marked: {body}");
+
+    // With the new table: saved, and in force for the next delivery.
+    let (status, _, location) = post_edit(&app, &cookie, 1, &with_rule, Some(("refusion.csv", table)));
+    assert_eq!((status, location.as_deref()), (303, Some("/mapninger?gemt=2")));
+    let receipts = app.send(&unmapped("EDIT-1").soap11());
+    assert!(receipts.receipts[0].errors.is_empty(), "{:?}", receipts.receipts[0].errors);
+    assert_eq!(std::fs::read_to_string(app.config.paths.mappings.join("refusion.csv")).unwrap(), table, "written to the folder");
+
+    // Emptying the table removes it: refused while the rule still names it.
+    let mut emptied = with_rule.clone();
+    emptied.push(("refusion.csv".into(), "   ".into()));
+    let (status, body, _) = post_edit(&app, &cookie, 2, &emptied, None);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("findes ikke"), "{body}");
+
+    // An edit begun on version 1, now that 2 is in force: refused, not merged.
+    let (status, body, _) = post_edit(&app, &cookie, 1, &files, None);
+    assert_eq!(status, 409);
+    assert!(body.contains("nogen har gemt version 2"), "{body}");
+    assert_eq!(app.count("SELECT count(*) AS n FROM mapping_versions"), 2);
+}

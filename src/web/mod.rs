@@ -427,18 +427,28 @@ async fn edit_mappings(LoggedIn(user): LoggedIn, req: HttpRequest, form: web::Fo
         return refused;
     }
     let mut files = MappingFiles::new();
-    let (mut comment, mut base) = (String::new(), 0_i64);
+    let (mut comment, mut base, mut new_name, mut new_content) = (String::new(), 0_i64, String::new(), String::new());
+    // Browsers send line ends as CRLF; the files are kept with LF.
+    let lf = |text: String| text.replace("\r\n", "\n");
     for (name, value) in form.into_inner() {
         match name.as_str() {
             "comment" => comment = value,
             "base" => base = value.parse().unwrap_or(0),
+            "ny_fil_navn" => new_name = value.trim().to_string(),
+            "ny_fil_indhold" => new_content = lf(value),
             _ => {
-                if let Some(file) = name.strip_prefix("fil:") {
-                    // Browsers send line ends as CRLF; the files are kept with LF.
-                    files.insert(file.to_string(), value.replace("\r\n", "\n"));
+                // A file emptied on the page is removed from the version (the check then says if it is needed).
+                if let Some(file) = name.strip_prefix("fil:").filter(|_| !value.trim().is_empty()) {
+                    files.insert(file.to_string(), lf(value));
                 }
             }
         }
+    }
+    if !new_name.is_empty() {
+        if files.contains_key(&new_name) {
+            return edit_refused(&state, &user, pages::EditOutcome::BadName(format!("{new_name} findes allerede"))).await;
+        }
+        files.insert(new_name, new_content);
     }
     let pipeline = state.pipeline.clone();
     let author = user.clone();
@@ -448,7 +458,7 @@ async fn edit_mappings(LoggedIn(user): LoggedIn, req: HttpRequest, form: web::Fo
             return Ok(pages::EditOutcome::Moved { base, current });
         }
         if let Some(bad) = files.keys().find(|n| !crate::domain::mapping::is_mapping_file_name(n)) {
-            return Ok(pages::EditOutcome::BadName(bad.clone()));
+            return Ok(pages::EditOutcome::BadName(format!("{bad} er ikke et gyldigt filnavn (bogstaver, tal, - og _, og .csv til sidst)")));
         }
         let comment = if comment.trim().is_empty() { "ændret på siden".to_string() } else { comment.trim().to_string() };
         Ok(match pipeline.change_mappings(&files, &author, MappingSource::Page, &comment)? {
@@ -462,22 +472,21 @@ async fn edit_mappings(LoggedIn(user): LoggedIn, req: HttpRequest, form: web::Fo
             tracing::info!(user = %user, id, "mapping saved on the web page");
             see_other(&format!("/mapninger?gemt={id}"))
         }
-        Ok(pages::EditOutcome::Invalid { files, comment, errors }) => {
-            let outcome = pages::EditOutcome::Invalid { files: files.clone(), comment: comment.clone(), errors };
-            HttpResponse::UnprocessableEntity()
-                .content_type(ContentType::html())
-                .body(pages::edit_mappings(&user, base, &files, &comment, &outcome).into_string())
-        }
-        Ok(other) => {
-            let pipeline = state.pipeline.clone();
-            match blocking(move || Ok(pipeline.db.mapping_version(pipeline.db.current_mapping()?.map_or(0, |c| c.0))?)).await {
-                Ok(Some(stored)) => HttpResponse::Conflict()
-                    .content_type(ContentType::html())
-                    .body(pages::edit_mappings(&user, stored.id, &stored.files, "", &other).into_string()),
-                Ok(None) => failure("no mapping version"),
-                Err(response) => response,
-            }
-        }
+        Ok(ref invalid @ pages::EditOutcome::Invalid { ref files, ref comment, .. }) => HttpResponse::UnprocessableEntity()
+            .content_type(ContentType::html())
+            .body(pages::edit_mappings(&user, base, files, comment, invalid).into_string()),
+        Ok(other) => edit_refused(&state, &user, other).await,
+        Err(response) => response,
+    }
+}
+
+/// The edit page again, on the version in force, saying why nothing was saved.
+async fn edit_refused(state: &web::Data<State>, user: &str, outcome: pages::EditOutcome) -> HttpResponse {
+    let pipeline = state.pipeline.clone();
+    match blocking(move || Ok(crate::pipeline::in_force(&pipeline.db)?.0)).await {
+        Ok(stored) => HttpResponse::Conflict()
+            .content_type(ContentType::html())
+            .body(pages::edit_mappings(user, stored.id, &stored.files, "", &outcome).into_string()),
         Err(response) => response,
     }
 }

@@ -368,7 +368,7 @@ pub fn edit_mappings(user: &str, base: i64, files: &MappingFiles, comment: &str,
             EditOutcome::Moved { base, current } => div.box.errors role="alert" #edit-errors {
                 "Ændringen er ikke gemt: nogen har gemt version " (current) ", efter du begyndte at rette version " (base) ". Her er den nye version; ret den igen."
             }
-            EditOutcome::BadName(name) => div.box.errors role="alert" #edit-errors { "Ændringen er ikke gemt: " code { (name) } " er ikke et gyldigt filnavn." }
+            EditOutcome::BadName(why) => div.box.errors role="alert" #edit-errors { "Ændringen er ikke gemt: " (why) "." }
             EditOutcome::Fresh | EditOutcome::Saved(_) => {}
         }
         form #edit method="post" action="/mapninger/ret" {
@@ -377,6 +377,11 @@ pub fn edit_mappings(user: &str, base: i64, files: &MappingFiles, comment: &str,
                 h2 { code { (name) } }
                 textarea name={ "fil:" (name) } rows=(content.lines().count().clamp(4, 30) + 2) spellcheck="false" { (content) }
             }
+            h2 { "Ny opslagstabel" }
+            p.muted { "Et navn som " code { "boligstoette.csv" } " og indholdet; konti.csv henviser til den med " code { "opslag:NAVN.csv" } ". "
+                "En fil, hvis indhold slettes helt ovenfor, fjernes." }
+            p { label { "Filnavn" br; input name="ny_fil_navn" size="30" pattern="[A-Za-z0-9_.-]+[.]csv"; } }
+            textarea name="ny_fil_indhold" rows="4" spellcheck="false" {}
             p { label { "Hvad og hvorfor (gemmes i historikken)" br; input name="comment" value=(comment) size="80"; } }
             button type="submit" { "Tjek og gem" }
             " " a href="/mapninger" { "Fortryd" }

@@ -97,6 +97,15 @@ fn the_page_needs_a_login_and_a_session_ends_at_logout() {
     assert_eq!(get(&admin("/sortiment"), Some(&cookie)).0, 303, "the session ended");
     // Only the session of the login sent on to "/" above is left.
     assert_eq!(app.count("SELECT count(*) AS n FROM admin_sessions"), 1);
+
+    // Ten wrong passwords for a name, and that name cannot log in for a while, even with the right one.
+    for _ in 0..9 {
+        answer(client().post(&admin("/login")).send_form(&[("user", ADMIN_USER), ("password", "gæt")]));
+    }
+    let (status, body, cookie) = answer(client().post(&admin("/login")).send_form(&[("user", ADMIN_USER), ("password", ADMIN_PASSWORD)]));
+    assert_eq!(status, 200);
+    assert!(body.contains("For mange forkerte forsøg"), "{body}");
+    assert!(cookie.is_none());
 }
 
 #[test]

@@ -32,6 +32,25 @@ struct State {
     secure_cookies: bool,
     /// Checked in place of an unknown user's hash, so that a wrong name takes as long as a wrong password.
     dummy_hash: String,
+    /// Failed logins per user name: when the last began counting, and how many since.
+    failures: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u32)>>,
+}
+
+/// After this many failed logins for one name, that name cannot log in for `LOCKOUT` (on this instance).
+const MAX_FAILURES: u32 = 10;
+const LOCKOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl State {
+    fn locked_out(&self, name: &str) -> bool {
+        let mut failures = self.failures.lock().expect("failure counts");
+        failures.retain(|_, (since, _)| since.elapsed() < LOCKOUT);
+        failures.get(name).is_some_and(|(_, count)| *count >= MAX_FAILURES)
+    }
+
+    fn failed(&self, name: &str) {
+        let mut failures = self.failures.lock().expect("failure counts");
+        failures.entry(name.to_string()).or_insert((std::time::Instant::now(), 0)).1 += 1;
+    }
 }
 
 /// Plain HTTP only on loopback, unless the configuration says so or the page is served over TLS.
@@ -65,6 +84,7 @@ pub fn server(pipeline: Arc<Pipeline>, listener: TcpListener, config: &Config) -
         session: chrono::Duration::hours(config.admin.session_hours as i64),
         secure_cookies: config.admin.tls,
         dummy_hash: hash_password("no user has this password")?,
+        failures: Default::default(),
     });
     let server = HttpServer::new(move || {
         App::new()
@@ -251,6 +271,11 @@ async fn login(req: HttpRequest, form: web::Form<LoginForm>, state: web::Data<St
     let form = form.into_inner();
     // Only a path on this site: a login never sends anyone elsewhere.
     let next = form.next.clone().filter(|n| n.starts_with('/') && !n.starts_with("//")).unwrap_or_else(|| "/".into());
+    if state.locked_out(&form.user) {
+        tracing::warn!(user = %form.user, peer = ?req.peer_addr(), "web page: login refused, too many failed tries");
+        let message = "For mange forkerte forsøg med dette brugernavn. Prøv igen om 5 minutter.";
+        return html(pages::login(&next, &form.user, Some(message), state.users.is_empty()));
+    }
     let users = state.users.clone();
     let dummy = state.dummy_hash.clone();
     let (name, password) = (form.user.clone(), form.password.clone());
@@ -263,6 +288,7 @@ async fn login(req: HttpRequest, form: web::Form<LoginForm>, state: web::Data<St
     .await
     .unwrap_or(false);
     if !known {
+        state.failed(&form.user);
         tracing::warn!(user = %form.user, peer = ?req.peer_addr(), "web page: failed login");
         return html(pages::login(&next, &form.user, Some("Forkert brugernavn eller adgangskode."), state.users.is_empty()));
     }

@@ -304,7 +304,10 @@ fn a_change_in_the_files_is_taken_into_use_without_a_restart_and_an_invalid_one_
     // An invalid change: logged and left; the version in force stays, and deliveries go on with it.
     change_rules(&dir, |c| format!("{c}5.57.72;*;2;*;5.2;*;*;*;;\n"));
     server.pipeline.sync_mapping_folder(false).unwrap();
+    server.pipeline.sync_mapping_folder(false).unwrap();
     assert_eq!(app.mapping_version(), first);
+    let left = std::fs::read_to_string(dir.join(RULES_FILE)).unwrap();
+    assert!(left.ends_with("5.57.72;*;2;*;5.2;*;*;*;;\n"), "a failed edit is left for its author to finish: {left}");
     assert!(app.send(&Delivery::one("FILE-2").soap11()).receipts[0].errors.is_empty());
     assert_eq!(app.count("SELECT count(*) AS n FROM mapping_versions"), 1);
 
@@ -325,6 +328,22 @@ fn a_change_in_the_files_is_taken_into_use_without_a_restart_and_an_invalid_one_
     assert_eq!(booked[0], vec![Some("55772252".into()), Some("konti.csv:16".into()), Some(app.mapping_version())]);
     let history = app.rows("SELECT json_array(author, source) AS row FROM mapping_versions ORDER BY id", 2);
     assert_eq!(history[1], vec![Some("mappings/".into()), Some("filer".into())]);
+
+    // A failed edit in the folder, and then a change made elsewhere (here: a rollback): the folder is written
+    // with the version in force, and the failed edit is moved aside, not lost.
+    change_rules(&dir, |c| format!("{c}ødelagt række\n"));
+    server.pipeline.sync_mapping_folder(false).unwrap();
+    server.pipeline.roll_back_mappings(1, ADMIN_USER).unwrap();
+    server.pipeline.sync_mapping_folder(false).unwrap();
+    assert_eq!(app.mapping_version(), first);
+    assert_eq!(std::fs::read_to_string(dir.join(RULES_FILE)).unwrap(), std::fs::read_to_string(repo("mappings/konti.csv")).unwrap());
+    let aside: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".ikke-i-brug-"))
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert!(std::fs::read_to_string(aside[0].path().join(RULES_FILE)).unwrap().ends_with("ødelagt række\n"));
 }
 
 #[test]

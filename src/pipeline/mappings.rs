@@ -35,6 +35,9 @@ pub enum MappingChange {
 pub(super) struct FolderState {
     /// Hash of the files as last seen; a different hash is a change made in the folder.
     seen: Option<String>,
+    /// The stored version the folder was last in step with. When the version in force moves past it, the folder
+    /// is rewritten; while it has not, a failed edit in the folder is left alone for its author to finish.
+    synced: Option<String>,
 }
 
 /// The stored version in force, and its rules: what the page and `fkoeko mappings try` show and try.
@@ -119,11 +122,12 @@ impl Pipeline {
             folder.seen = Some(hash.clone());
             let stale = at_start && current.as_ref().is_some_and(|(_, v)| v != hash) && self.db.mapping_version_known(hash)?;
             match MappingSet::check(files) {
-                Err(errors) if current.is_none() => {
-                    return Err(errors).with_context(|| format!("loading the mappings in {}", dir.display()));
-                }
                 Err(errors) => {
+                    let Some((_, in_force)) = &current else {
+                        return Err(errors).with_context(|| format!("loading the mappings in {}", dir.display()));
+                    };
                     tracing::error!(dir = %dir.display(), errors = %errors, "mapping files changed but do not pass the check; the version in force stays");
+                    folder.synced.get_or_insert_with(|| in_force.clone());
                     return Ok(());
                 }
                 Ok(_) if stale => tracing::warn!(dir = %dir.display(), "mapping folder holds an earlier version; written again from the version in force"),
@@ -132,12 +136,15 @@ impl Pipeline {
                     let new = NewMapping { version: hash, files, author: "mappings/", source: MappingSource::Files, comment: &comment };
                     let saved = self.db.save_mapping(&new)?;
                     tracing::info!(?saved, version = %hash, "mapping files taken into use");
+                    folder.synced = Some(hash.clone());
                     return Ok(());
                 }
             }
         }
-        let Some((id, version)) = self.db.current_mapping()? else { return Ok(()) };
-        if hash.as_ref() != Some(&version) {
+        let Some((id, version)) = current else { return Ok(()) };
+        if hash.as_ref() == Some(&version) {
+            folder.synced = Some(version);
+        } else if folder.synced.as_ref() != Some(&version) {
             let stored = self.db.mapping_version(id)?.ok_or(TechnicalError::NoMappings)?;
             self.write_folder(&mut folder, &stored.files)?;
         }
@@ -166,7 +173,9 @@ impl Pipeline {
             fs::remove_file(dir.join(name))?;
         }
         sync_dir(dir)?;
-        folder.seen = Some(mapping::version_of(files));
+        let version = mapping::version_of(files);
+        folder.seen = Some(version.clone());
+        folder.synced = Some(version);
         Ok(())
     }
 

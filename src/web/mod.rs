@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header::{self, ContentType};
+use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -124,7 +125,12 @@ fn see_other(to: &str) -> HttpResponse {
 }
 
 fn html(markup: maud::Markup) -> HttpResponse {
-    HttpResponse::Ok()
+    page(StatusCode::OK, markup)
+}
+
+/// A page with its status; every page carries the same headers.
+fn page(status: StatusCode, markup: maud::Markup) -> HttpResponse {
+    HttpResponse::build(status)
         .content_type(ContentType::html())
         // The page is never framed by another site, and nothing it shows is cached.
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
@@ -224,7 +230,7 @@ async fn readyz(state: web::Data<State>) -> HttpResponse {
         shown.insert(name.to_string(), result.unwrap_or_else(|e| format!("fejl: {e}")).into());
     }
     let body = serde_json::json!({ "ready": ready, "checks": shown });
-    let status = if ready { actix_web::http::StatusCode::OK } else { actix_web::http::StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     if !ready {
         tracing::warn!(checks = %body, "not ready");
     }
@@ -386,7 +392,7 @@ async fn delivery(LoggedIn(user): LoggedIn, key: web::Path<String>, state: web::
     let key = key.into_inner();
     match blocking(move || Ok((pipeline.db.delivery_detail(&key)?, pipeline.sortiment()?))).await {
         Ok((Some(detail), sortiment)) => html(pages::delivery(&user, &detail, &sortiment)),
-        Ok((None, _)) => HttpResponse::NotFound().content_type(ContentType::html()).body(pages::not_found(&user).into_string()),
+        Ok((None, _)) => page(StatusCode::NOT_FOUND, pages::not_found(&user)),
         Err(response) => response,
     }
 }
@@ -498,9 +504,9 @@ async fn edit_mappings(LoggedIn(user): LoggedIn, req: HttpRequest, form: web::Fo
             tracing::info!(user = %user, id, "mapping saved on the web page");
             see_other(&format!("/mapninger?gemt={id}"))
         }
-        Ok(ref invalid @ pages::EditOutcome::Invalid { ref files, ref comment, .. }) => HttpResponse::UnprocessableEntity()
-            .content_type(ContentType::html())
-            .body(pages::edit_mappings(&user, base, files, comment, invalid).into_string()),
+        Ok(ref invalid @ pages::EditOutcome::Invalid { ref files, ref comment, .. }) => {
+            page(StatusCode::UNPROCESSABLE_ENTITY, pages::edit_mappings(&user, base, files, comment, invalid))
+        }
         Ok(other) => edit_refused(&state, &user, other).await,
         Err(response) => response,
     }
@@ -510,9 +516,7 @@ async fn edit_mappings(LoggedIn(user): LoggedIn, req: HttpRequest, form: web::Fo
 async fn edit_refused(state: &web::Data<State>, user: &str, outcome: pages::EditOutcome) -> HttpResponse {
     let pipeline = state.pipeline.clone();
     match blocking(move || Ok(crate::pipeline::in_force(&pipeline.db)?.0)).await {
-        Ok(stored) => HttpResponse::Conflict()
-            .content_type(ContentType::html())
-            .body(pages::edit_mappings(user, stored.id, &stored.files, "", &outcome).into_string()),
+        Ok(stored) => page(StatusCode::CONFLICT, pages::edit_mappings(user, stored.id, &stored.files, "", &outcome)),
         Err(response) => response,
     }
 }
@@ -538,7 +542,7 @@ async fn roll_back(LoggedIn(user): LoggedIn, req: HttpRequest, id: web::Path<i64
         }
         // A version that passed once and fails now: only after a program update with stricter checks.
         Ok(Some(MappingChange::Invalid(errors))) => failure(format!("version {to} does not pass the checks now: {errors}")),
-        Ok(None) => HttpResponse::NotFound().content_type(ContentType::html()).body(pages::not_found(&user).into_string()),
+        Ok(None) => page(StatusCode::NOT_FOUND, pages::not_found(&user)),
         Err(response) => response,
     }
 }

@@ -96,12 +96,13 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format.
-    pub fn render(&self, shared: &SharedFigures) -> String {
-        self.batch_files.set(shared.batch_files_in_progress);
+    /// The text exposition format. Without the shared figures (the database does not answer), their gauges
+    /// read -1 rather than a stale or made-up count.
+    pub fn render(&self, shared: Option<&SharedFigures>) -> String {
+        self.batch_files.set(shared.map_or(-1, |s| s.batch_files_in_progress));
         // Every status is shown, at 0 when none are in it, so that a dashboard's series do not vanish.
         for status in ["pending", "sending", "sent", "failed"] {
-            let count = shared.alert_outbox.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            let count = shared.map_or(-1, |s| s.alert_outbox.iter().find(|(name, _)| name == status).map_or(0, |(_, n)| *n));
             self.outbox.with_label_values(&[status]).set(count);
         }
         let mut out = Vec::new();

@@ -281,6 +281,9 @@ fn readiness_follows_the_database() {
     // A delivery now gets a SOAP Fault (try again later), not a receipt.
     assert_eq!(app.post(&Delivery::one("DOWN-1").soap11()).0, 500);
 
+    let metrics = get(&app.server.as_ref().unwrap().admin_url("/metrics"), None).1;
+    assert!(metrics.contains("fkoeko_batch_files_in_progress -1"), "shared figures unknown, not made up: {metrics}");
+
     postgres.pg_ctl("start");
     wait_for_status(&readyz, 200);
     assert!(app.send(&Delivery::one("UP-AGAIN").soap11()).receipts[0].errors.is_empty());

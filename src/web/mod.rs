@@ -240,12 +240,9 @@ async fn readyz(state: web::Data<State>) -> HttpResponse {
 async fn metrics(state: web::Data<State>) -> HttpResponse {
     let pipeline = state.pipeline.clone();
     let text = web::block(move || {
-        let shared = pipeline.db.shared_figures().unwrap_or_else(|e| {
-            // The process's own figures are still worth having when the database is away.
-            tracing::warn!(error = %e, "metrics: shared figures not readable");
-            crate::metrics::SharedFigures { batch_files_in_progress: -1, alert_outbox: Vec::new() }
-        });
-        pipeline.metrics.render(&shared)
+        // The process's own figures are still worth having when the database is away.
+        let shared = pipeline.db.shared_figures().map_err(|e| tracing::warn!(error = %e, "metrics: shared figures not readable")).ok();
+        pipeline.metrics.render(shared.as_ref())
     })
     .await;
     match text {

@@ -327,18 +327,13 @@ async fn logout(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
 
 /// The filter fields of the lists, as they come in the query string.
 #[derive(Deserialize, Default, Clone)]
+#[serde(default)]
 pub(crate) struct FilterQuery {
-    #[serde(default)]
     pub(crate) q: String,
-    #[serde(default)]
     pub(crate) afsender: String,
-    #[serde(default)]
     pub(crate) integration: String,
-    #[serde(default)]
     pub(crate) kode: String,
-    #[serde(default)]
     pub(crate) fra: String,
-    #[serde(default)]
     pub(crate) til: String,
 }
 
@@ -396,24 +391,16 @@ async fn delivery(LoggedIn(user): LoggedIn, key: web::Path<String>, state: web::
 
 /// The "try it" fields.
 #[derive(Deserialize, Default)]
+#[serde(default)]
 pub(crate) struct TryQuery {
-    #[serde(default)]
     pub(crate) funktion: String,
-    #[serde(default)]
     pub(crate) gruppering: String,
-    #[serde(default)]
     pub(crate) dranst: String,
-    #[serde(default)]
     pub(crate) ejerforhold: String,
-    #[serde(default)]
     pub(crate) art: String,
-    #[serde(default)]
     pub(crate) omkostningssted: String,
-    #[serde(default)]
     pub(crate) pspelement: String,
-    #[serde(default)]
     pub(crate) dimensioner: String,
-    #[serde(default)]
     pub(crate) fordringstype: String,
 }
 

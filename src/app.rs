@@ -231,7 +231,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             match command {
                 DeliveriesCommand::List { query, sender, integration, code, from, to, rejected, limit } => {
                     let filter = DeliveryFilter { text: query, sender, integration, code, from, to, only_rejected: rejected };
-                    print!("{}", crate::terminal::delivery_list(&db.find_deliveries(&filter, limit)?));
+                    let rows = db.find_deliveries(&filter, limit)?;
+                    let codes_of = db.error_codes_of(&rows.iter().map(|r| r.id).collect::<Vec<_>>())?;
+                    print!("{}", crate::terminal::delivery_list(&rows, &codes_of));
                     Ok(0)
                 }
                 DeliveriesCommand::Show { key } => match db.delivery_detail(&key)? {

@@ -1,17 +1,22 @@
 //! The terminal's view of what the web page shows: `fkoeko deliveries` and `fkoeko mappings`. Same queries,
 //! same lookups; only the output differs.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use crate::domain::mapping::{KonteringInput, MappingErrors, MappingSet};
 use crate::storage::inspect::{Booked, DeliveryDetail, DeliverySummary};
 
-pub fn delivery_list(rows: &[DeliverySummary]) -> String {
-    let mut out = format!("{:>6}  {:<19}  {:<36}  {:<8}  {:<6}  {:<36}  {:>5}  {:>5}  mapping\n", "id", "received (UTC)", "leverance_id", "integr.", "via", "sender", "acc.", "rej.");
+/// The deliveries, and the error codes each got (by delivery id).
+pub fn delivery_list(rows: &[DeliverySummary], codes_of: &HashMap<i32, Vec<String>>) -> String {
+    let mut out = format!(
+        "{:>6}  {:<19}  {:<36}  {:<8}  {:<6}  {:<36}  {:>5}  {:>5}  {:<16}  codes\n",
+        "id", "received (UTC)", "leverance_id", "integr.", "via", "sender", "acc.", "rej.", "mapping"
+    );
     for row in rows {
         let _ = writeln!(
             out,
-            "{:>6}  {:<19}  {:<36}  {:<8}  {:<6}  {:<36}  {:>5}  {:>5}  {}",
+            "{:>6}  {:<19}  {:<36}  {:<8}  {:<6}  {:<36}  {:>5}  {:>5}  {:<16}  {}",
             row.id,
             row.received_at.format("%Y-%m-%d %H:%M:%S"),
             row.leverance_id.as_deref().unwrap_or("(not readable)"),
@@ -21,6 +26,7 @@ pub fn delivery_list(rows: &[DeliverySummary]) -> String {
             row.accepted,
             row.rejected,
             row.mapping_version.as_deref().unwrap_or("-"),
+            codes_of.get(&row.id).map(|c| c.join(",")).unwrap_or_default(),
         );
     }
     let _ = writeln!(out, "{} deliver{}", rows.len(), if rows.len() == 1 { "y" } else { "ies" });

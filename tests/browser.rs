@@ -29,6 +29,13 @@ fn finance_staff_find_a_rejection_fix_the_mapping_and_roll_it_back() {
     let rejected = unmapped_refund("REFUSION-1");
     let receipts = app.send(&rejected.soap11());
     assert_eq!(common::errors_of(&receipts, "REFUSION-1").first().map(|e| e.0.as_str()), Some("MAPNING_MANGLER"));
+    // Two rejections for other reasons, which the filter on the error code must leave out.
+    let mut unbalanced = Bilag::balanced("UBALANCE-1", "100.00");
+    unbalanced.postings[1].amount = "99.50".into();
+    app.send(&Delivery::new(vec![unbalanced]).soap11());
+    let mut expired = Delivery::one("UDLOEBET-1");
+    expired.sender = common::EXPIRED_SENDER.into();
+    app.send(&expired.soap11());
     let version_before = app.mapping_version();
 
     let next = unmapped_refund("REFUSION-2");

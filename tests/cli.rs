@@ -140,6 +140,8 @@ fn deliveries_list_and_show_what_the_page_shows() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains(&rejected.delivery_id) && !stdout.contains(&accepted.delivery_id), "{stdout}");
     assert!(stdout.contains("1 delivery"), "{stdout}");
+    let row = stdout.lines().find(|l| l.contains(&rejected.delivery_id)).unwrap();
+    assert!(row.ends_with("MAPNING_MANGLER"), "the codes it got: {row}");
 
     let out = fkoeko(&app.db_url).args(["deliveries", "list", "-q", "CLI-OK"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -120,6 +120,7 @@ fn rejections_and_deliveries_are_found_by_filter_and_by_id() {
 
     let (_, body, _) = get(&admin("/afvisninger?kode=MAPNING_MANGLER&integration=SF1590_A"), Some(&cookie));
     assert!(body.contains(&rejected.delivery_id) && !body.contains(&accepted.delivery_id), "{body}");
+    assert!(body.contains("<td><code>MAPNING_MANGLER</code> </td>"), "the codes column: {body}");
     let (_, body, _) = get(&admin("/afvisninger?kode=REGEL_BALANCE"), Some(&cookie));
     assert!(!body.contains(&rejected.delivery_id), "another code: {body}");
     let (_, body, _) = get(&admin(&format!("/afvisninger?afsender={EXPIRED_SENDER}")), Some(&cookie));

@@ -132,7 +132,10 @@ impl Pipeline {
                 }
                 Ok(_) if stale => tracing::warn!(dir = %dir.display(), "mapping folder holds an earlier version; written again from the version in force"),
                 Ok(_) => {
-                    let comment = format!("ændret i {}", dir.display());
+                    let comment = match current {
+                        None => format!("første version, indlæst fra {}", dir.display()),
+                        Some(_) => format!("ændret i {}", dir.display()),
+                    };
                     let new = NewMapping { version: hash, files, author: "mappings/", source: MappingSource::Files, comment: &comment };
                     let saved = self.db.save_mapping(&new)?;
                     tracing::info!(?saved, version = %hash, "mapping files taken into use");

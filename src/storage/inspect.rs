@@ -170,6 +170,22 @@ impl Db {
         Ok(())
     }
 
+    /// The distinct error codes of each of these deliveries, for a list to show what went wrong at a glance.
+    pub fn error_codes_of(&self, delivery_ids: &[i32]) -> Result<std::collections::HashMap<i32, Vec<String>>, StorageError> {
+        let rows: Vec<(i32, String)> = receipts::table
+            .inner_join(receipt_errors::table)
+            .filter(receipts::delivery_id.eq_any(delivery_ids))
+            .select((receipts::delivery_id, receipt_errors::code))
+            .distinct()
+            .order((receipts::delivery_id, receipt_errors::code))
+            .load(&mut self.conn()?)?;
+        let mut codes: std::collections::HashMap<i32, Vec<String>> = std::collections::HashMap::new();
+        for (id, code) in rows {
+            codes.entry(id).or_default().push(code);
+        }
+        Ok(codes)
+    }
+
     /// The receipt codes that occur in stored errors, for the filter's choices.
     pub fn error_codes_seen(&self) -> Result<Vec<String>, StorageError> {
         Ok(receipt_errors::table.select(receipt_errors::code).distinct().order(receipt_errors::code).load(&mut self.conn()?)?)

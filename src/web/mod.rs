@@ -360,9 +360,10 @@ async fn delivery_list(user: String, query: web::Query<FilterQuery>, state: web:
     let (pipeline, filter) = (state.pipeline.clone(), query.filter(only_rejected));
     let found = blocking(move || {
         let rows = pipeline.db.find_deliveries(&filter, LIST_LIMIT)?;
+        let codes_of = pipeline.db.error_codes_of(&rows.iter().map(|r| r.id).collect::<Vec<_>>())?;
         let codes = pipeline.db.error_codes_seen()?;
         let sortiment = pipeline.sortiment()?;
-        Ok((rows, codes, sortiment))
+        Ok((pages::DeliveryRows { rows, codes_of }, codes, sortiment))
     })
     .await;
     match found {

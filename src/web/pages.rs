@@ -104,12 +104,18 @@ fn select(name: &str, current: &str, options: &[(String, String)]) -> Markup {
     }
 }
 
+/// The deliveries of a list, and the error codes each of them got.
+pub struct DeliveryRows {
+    pub rows: Vec<DeliverySummary>,
+    pub codes_of: std::collections::HashMap<i32, Vec<String>>,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn delivery_list(
     user: &str,
     only_rejected: bool,
     query: &FilterQuery,
-    rows: &[DeliverySummary],
+    found: &DeliveryRows,
     codes: &[String],
     sortiment: &Sortiment,
     limit: usize,
@@ -134,12 +140,13 @@ pub fn delivery_list(
             label { "Til dato" input type="date" name="til" value=(query.til); }
             button type="submit" { "Søg" }
         }
+        @let rows = &found.rows;
         @if rows.is_empty() {
             p { "Ingen leverancer passer på søgningen." }
         } @else {
             table {
                 thead { tr { th { "Modtaget (UTC)" } th { "LeveranceId" } th { "Integration" } th { "Vej" } th { "Afsender" }
-                    th { "Accepteret" } th { "Afvist" } th { "Mapning" } } }
+                    th { "Accepteret" } th { "Afvist" } th { "Fejlkoder" } th { "Mapning" } } }
                 tbody {
                     @for row in rows {
                         tr {
@@ -150,6 +157,7 @@ pub fn delivery_list(
                             td { (sender_name(sortiment, row.sender.as_deref())) }
                             td.num { (row.accepted) }
                             td.num.rejected[row.rejected > 0] { (row.rejected) }
+                            td { @for code in found.codes_of.get(&row.id).into_iter().flatten() { code { (code) } " " } }
                             td { code { (row.mapping_version.as_deref().unwrap_or("-")) } }
                         }
                     }

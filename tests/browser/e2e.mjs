@@ -52,10 +52,12 @@ try {
   console.log("logged in");
 
   // 2. The rejected delivery: filter on its error code, open it, read its errors.
+  await shot("afvisninger");
   await page.selectOption("select[name=kode]", "MAPNING_MANGLER");
   await page.click("form.filters button[type=submit]");
   await page.waitForURL(/kode=MAPNING_MANGLER/);
-  await shot("afvisninger");
+  const listed = await page.locator("table tbody tr").count();
+  check(listed === 1, `expected only the delivery with MAPNING_MANGLER, found ${listed} rows`);
   await page.click(`a:text("${REJECTED}")`);
   await page.waitForURL(/\/leverancer\/\d+$/);
   const errorRow = page.locator("tr.error", { hasText: "MAPNING_MANGLER" }).first();
@@ -132,7 +134,6 @@ try {
 
   // 7. Rolled back: the version before the change is in force again.
   await page.goto(`${ADMIN}/mapninger/historik`);
-  await shot("historik");
   const previous = Number(saved) - 1;
   await page.click(`button:text("Rul tilbage til version ${previous}")`);
   await page.waitForURL(/\/mapninger\?gemt=\d+/);
@@ -140,6 +141,9 @@ try {
   console.log(`rolled back ${rolledBack}`);
   const afterRollback = await tryKontering();
   check(afterRollback.includes("Ingen regel"), `expected no rule after the rollback: ${afterRollback}`);
+  await page.goto(`${ADMIN}/mapninger/historik`);
+  await page.getByText(`tilbage til version ${previous}`).first().waitFor();
+  await shot("historik");
 
   await page.goto(`${ADMIN}/sortiment`);
   await page.getByText("KY (test)").first().waitFor();

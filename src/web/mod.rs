@@ -164,7 +164,8 @@ impl actix_web::FromRequest for LoggedIn {
         let req = req.clone();
         Box::pin(async move {
             let to_login = || {
-                let response = see_other(&format!("/login?next={}", urlencode(&req.uri().to_string())));
+                let query = serde_urlencoded::to_string([("next", req.uri().to_string())]).expect("a string pair encodes");
+                let response = see_other(&format!("/login?{query}"));
                 actix_web::error::InternalError::from_response("not logged in", response).into()
             };
             let Some(token) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()) else { return Err(to_login()) };
@@ -191,15 +192,6 @@ fn same_origin(req: &HttpRequest) -> Result<(), HttpResponse> {
         tracing::warn!(origin, host, "form posted from another origin; refused");
         Err(HttpResponse::Forbidden().body("Formularen kom fra en anden side.\n"))
     }
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn healthz() -> HttpResponse {

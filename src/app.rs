@@ -439,6 +439,7 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The administrative listener (web page, health, metrics), when it is on.
     pub admin_addr: Option<SocketAddr>,
+    admin_tls: bool,
     pub pipeline: Arc<Pipeline>,
     handles: Vec<actix_web::dev::ServerHandle>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -456,7 +457,8 @@ impl RunningServer {
 
     /// A URL on the administrative listener.
     pub fn admin_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.admin_addr.expect("the admin listener is on"))
+        let scheme = if self.admin_tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.admin_addr.expect("the admin listener is on"))
     }
 
     pub fn stop(mut self) {
@@ -498,5 +500,5 @@ pub fn spawn(config: &Config) -> anyhow::Result<RunningServer> {
     });
     let handles = rx.recv().context("server thread ended")??;
     let background = Some(Background::start(&pipeline, config)?);
-    Ok(RunningServer { addr, admin_addr, pipeline, handles, thread: Some(thread), background })
+    Ok(RunningServer { addr, admin_addr, admin_tls: config.admin.tls, pipeline, handles, thread: Some(thread), background })
 }

@@ -88,6 +88,10 @@ struct Setup {
 const DIRECT_SENDER: &str = "5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b05";
 
 fn start() -> Setup {
+    start_with(|_| {})
+}
+
+fn start_with(adjust: impl FnOnce(&mut Config)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (server_ca, client_ca) = (Ca::new("Server CA"), Ca::new("Client CA"));
@@ -116,6 +120,7 @@ fn start() -> Setup {
     config.tls.key = server_cert.key.clone();
     config.tls.client_ca = vec![d.join("client-ca.pem")];
     config.tls.allowed_clients = vec![sp.fingerprint.clone(), "CN=KY-direkte".into(), pinned.fingerprint.clone()];
+    adjust(&mut config);
     let server = spawn(&config).unwrap();
     Setup { dir, server, ca_file, server_cert, client_ca, sp, ky_direct, pinned, db }
 }
@@ -206,4 +211,37 @@ fn plain_http_is_refused_off_loopback_unless_allowed() {
     config.server.listen = "0.0.0.0:0".into();
     let refused = spawn(&config).err().expect("refused before anything is bound").to_string();
     assert!(refused.contains("refusing plain HTTP"), "{refused}");
+}
+
+#[test]
+fn the_web_page_over_https_asks_for_no_client_certificate() {
+    let s = start_with(|c| c.admin.tls = true);
+    let url = s.server.admin_url("/healthz");
+    assert!(url.starts_with("https://"), "{url}");
+    // The server's certificate, no client certificate: finance staff's browsers have none.
+    let out = Command::new("curl").args(["-sS", "--max-time", "20", "--cacert"]).arg(&s.ca_file).arg(&url).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    // The session cookie is Secure here.
+    let login = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-D", "-", "-o", "/dev/null", "--cacert"])
+        .arg(&s.ca_file)
+        .args(["--data-urlencode", &format!("user={ADMIN_USER}"), "--data-urlencode", &format!("password={ADMIN_PASSWORD}")])
+        .arg(s.server.admin_url("/login"))
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&login.stdout);
+    let cookie = headers.lines().find(|l| l.to_lowercase().starts_with("set-cookie:")).unwrap_or_default();
+    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{headers}");
+    // The delivery listener still wants a client certificate.
+    let (code, _, _) = curl(&s.server.https_url("/sf1590a"), &s.ca_file, None, &Delivery::one("TLS-ADMIN").soap11());
+    assert_ne!(code, 0);
+}
+
+#[test]
+fn the_web_page_is_not_served_in_plain_http_off_loopback_unless_allowed() {
+    let mut config = test_config("unused.db");
+    config.admin.listen = "0.0.0.0:0".into();
+    let refused = spawn(&config).err().expect("refused before anything is bound").to_string();
+    assert!(refused.contains("refusing plain HTTP for the web page"), "{refused}");
 }

@@ -62,9 +62,13 @@ pub fn delivery(detail: &DeliveryDetail) -> String {
                         l.funktion, l.dranst, l.art, l.account, l.amount, l.debit_credit, l.dimensions, l.rule);
                 }
             }
-            Some(Booked::Claim { claim_id, claim_type, account, principal, rules, mapping_version, status }) => {
+            Some(Booked::Claim { claim_id, claim_type, account, principal, rules, mapping_version, status, parties }) => {
                 let _ = writeln!(out, "  taken over as erp_claims {claim_id} ({status}), mapping {mapping_version}: type {claim_type}, account {}, principal {principal}, by {rules}",
                     account.as_deref().unwrap_or("-"));
+                for p in parties {
+                    let _ = writeln!(out, "    {} {} {} {}: {}", p.role, p.identifier_type, p.identifier, p.name,
+                        p.erp_debtor_number.as_deref().map_or("new debtor".to_string(), |n| format!("ERP debtor {n}")));
+                }
             }
             None => {}
         }

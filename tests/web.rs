@@ -140,6 +140,16 @@ fn rejections_and_deliveries_are_found_by_filter_and_by_id() {
     assert!(body.contains("Ingen mapning fører konteringen"), "the Danish text: {body}");
     assert!(!body.contains("0101901234"), "no CPR number in full on the page");
     assert_eq!(get(&admin("/leverancer/999999"), Some(&cookie)).0, 404);
+
+    // A claim: by its FordringId; its type, account and hæftere, the CPR number masked.
+    let claim = common::claims::ClaimDelivery::one(common::claims::Claim::repayment("FIND-F-1"));
+    app.send_claims(&claim.soap11());
+    let (_, body, _) = get(&admin("/leverancer?q=FIND-F-1"), Some(&cookie));
+    assert!(body.contains(&claim.delivery_id), "{body}");
+    let (_, body, _) = get(&admin(&format!("/leverancer/{}", claim.delivery_id)), Some(&cookie));
+    assert!(body.contains("DEB-KH-TILBAGEBETALING") && body.contains("55772900"), "{body}");
+    assert!(body.contains("JuridiskAnsvarlig") && body.contains("Jens Jensen") && body.contains("010190-XXXX"), "{body}");
+    assert!(!body.contains("0101901234"), "no CPR number in full on the page");
 }
 
 /// The value of one series in Prometheus's text format; 0 when it is not there yet.

@@ -7,7 +7,9 @@ use diesel::prelude::*;
 use rust_decimal::Decimal;
 
 use super::amount::DbAmount;
-use super::schema::{batch_files, deliveries, erp_claims, erp_journal, erp_journal_lines, receipt_errors, receipts};
+use super::schema::{
+    batch_files, deliveries, erp_claim_parties, erp_claims, erp_debtor_data, erp_journal, erp_journal_lines, receipt_errors, receipts,
+};
 use super::{Db, StorageError};
 use crate::domain::receipt::{Receipt, Status};
 
@@ -67,7 +69,27 @@ pub struct BookedLine {
 #[derive(Debug, Clone)]
 pub enum Booked {
     Journal { journal_id: i32, mapping_version: String, status: String, lines: Vec<BookedLine> },
-    Claim { claim_id: i32, claim_type: String, account: Option<String>, principal: Decimal, rules: String, mapping_version: String, status: String },
+    Claim {
+        claim_id: i32,
+        claim_type: String,
+        account: Option<String>,
+        principal: Decimal,
+        rules: String,
+        mapping_version: String,
+        status: String,
+        parties: Vec<BookedParty>,
+    },
+}
+
+/// A hæfter of an accepted claim, as the ERP reads it. A CPR number only masked: this is for showing.
+#[derive(Debug, Clone)]
+pub struct BookedParty {
+    pub role: String,
+    pub identifier_type: String,
+    pub identifier: String,
+    pub name: String,
+    /// The ERP's debtor number when it knew the party; else the ERP creates the debtor.
+    pub erp_debtor_number: Option<String>,
 }
 
 /// One item's receipt and, when accepted, its booking.
@@ -231,13 +253,25 @@ fn booked(conn: &mut super::AnyConnection, kvittering_id: &str) -> Result<Option
         ))
         .first(conn)
         .optional()?;
-    Ok(claim.map(|(claim_id, claim_type, account, principal, rules, mapping_version, status)| Booked::Claim {
-        claim_id,
-        claim_type,
-        account,
-        principal: principal.0,
-        rules,
-        mapping_version,
-        status,
-    }))
+    let Some((claim_id, claim_type, account, principal, rules, mapping_version, status)) = claim else { return Ok(None) };
+    let parties: Vec<(String, String, String, String, Option<String>)> = erp_claim_parties::table
+        .inner_join(erp_debtor_data::table)
+        .filter(erp_claim_parties::claim_id.eq(claim_id))
+        .order(erp_claim_parties::position)
+        .select((
+            erp_claim_parties::role,
+            erp_debtor_data::identifier_type,
+            erp_debtor_data::identifier,
+            erp_debtor_data::name,
+            erp_claim_parties::erp_debtor_number,
+        ))
+        .load(conn)?;
+    let parties = parties
+        .into_iter()
+        .map(|(role, identifier_type, identifier, name, erp_debtor_number)| {
+            let identifier = if identifier_type == "CPR" { crate::domain::values::mask_cpr(&identifier) } else { identifier };
+            BookedParty { role, identifier_type, identifier, name, erp_debtor_number }
+        })
+        .collect();
+    Ok(Some(Booked::Claim { claim_id, claim_type, account, principal: principal.0, rules, mapping_version, status, parties }))
 }

@@ -224,13 +224,24 @@ pub fn delivery(user: &str, detail: &DeliveryDetail, sortiment: &Sortiment) -> M
                         }
                     }
                 }
-                Some(Booked::Claim { claim_id, claim_type, account, principal, rules, mapping_version, status }) => {
+                Some(Booked::Claim { claim_id, claim_type, account, principal, rules, mapping_version, status, parties }) => {
                     p { "Overtaget i " code { "erp_claims" } " som id " (claim_id) " (status " (status) "), mapningsversion " code { (mapping_version) } }
                     table {
                         tr { th { "ERP-fordringstype" } td { code { (claim_type) } } }
                         tr { th { "ERP-konto" } td { code { (account.as_deref().unwrap_or("-")) } } }
                         tr { th { "Hovedstol" } td.num { (principal) } }
                         tr { th { "Regler" } td { code { (rules) } } }
+                    }
+                    table {
+                        thead { tr { th { "Hæfter" } th { "Rolle" } th { "Navn" } th { "ERP-debitornummer" } } }
+                        tbody {
+                            @for p in parties {
+                                tr {
+                                    td { (p.identifier_type) " " code { (p.identifier) } } td { (p.role) } td { (p.name) }
+                                    td { (p.erp_debtor_number.as_deref().unwrap_or("ny debitor")) }
+                                }
+                            }
+                        }
                     }
                 }
                 None => {}

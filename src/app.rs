@@ -95,6 +95,9 @@ pub enum DeliveriesCommand {
         /// Only deliveries with something rejected.
         #[arg(long)]
         rejected: bool,
+        /// Only deliveries older than this id (the next page of a list).
+        #[arg(long)]
+        before: Option<i32>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
@@ -229,8 +232,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Deliveries { command } => {
             let db = open_db(&config)?;
             match command {
-                DeliveriesCommand::List { query, sender, integration, code, from, to, rejected, limit } => {
-                    let filter = DeliveryFilter { text: query, sender, integration, code, from, to, only_rejected: rejected };
+                DeliveriesCommand::List { query, sender, integration, code, from, to, rejected, before, limit } => {
+                    let filter = DeliveryFilter { text: query, sender, integration, code, from, to, only_rejected: rejected, before };
                     let rows = db.find_deliveries(&filter, limit)?;
                     let codes_of = db.error_codes_of(&rows.iter().map(|r| r.id).collect::<Vec<_>>())?;
                     print!("{}", crate::terminal::delivery_list(&rows, &codes_of));

@@ -141,6 +141,13 @@ fn rejections_and_deliveries_are_found_by_filter_and_by_id() {
     assert!(!body.contains("0101901234"), "no CPR number in full on the page");
     assert_eq!(get(&admin("/leverancer/999999"), Some(&cookie)).0, 404);
 
+    // Page by page, newest first: one, and then the one before it.
+    let (_, body, _) = get(&admin("/leverancer?antal=1"), Some(&cookie));
+    assert!(body.contains(&accepted.delivery_id) && !body.contains(&rejected.delivery_id), "{body}");
+    let next = body.split(r#"<a id="older" href=""#).nth(1).expect("a link to older deliveries").split('"').next().unwrap().replace("&amp;", "&");
+    let (_, body, _) = get(&admin(&next), Some(&cookie));
+    assert!(body.contains(&rejected.delivery_id) && !body.contains(&accepted.delivery_id), "{next}: {body}");
+
     // A claim: by its FordringId; its type, account and hæftere, the CPR number masked.
     let claim = common::claims::ClaimDelivery::one(common::claims::Claim::repayment("FIND-F-1"));
     app.send_claims(&claim.soap11());

@@ -29,6 +29,8 @@ pub struct DeliveryFilter {
     pub to: Option<NaiveDate>,
     /// Only deliveries with at least one rejected item.
     pub only_rejected: bool,
+    /// Only deliveries older than this row id: the next page of a list, newest first.
+    pub before: Option<i32>,
 }
 
 /// One delivery in a list.
@@ -140,6 +142,9 @@ impl Db {
         }
         if filter.only_rejected {
             query = query.filter(deliveries::rejected_count.gt(0));
+        }
+        if let Some(before) = filter.before {
+            query = query.filter(deliveries::id.lt(before));
         }
         Ok(query.order(deliveries::id.desc()).limit(limit).load(&mut self.conn()?)?)
     }

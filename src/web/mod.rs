@@ -327,6 +327,10 @@ pub(crate) struct FilterQuery {
     pub(crate) kode: String,
     pub(crate) fra: String,
     pub(crate) til: String,
+    /// The next page: deliveries older than this id.
+    pub(crate) foer: Option<i32>,
+    /// Rows per page, at most `LIST_LIMIT`.
+    pub(crate) antal: Option<i64>,
 }
 
 impl FilterQuery {
@@ -341,6 +345,7 @@ impl FilterQuery {
             from: day(&self.fra),
             to: day(&self.til),
             only_rejected,
+            before: self.foer,
         }
     }
 }
@@ -350,8 +355,9 @@ const LIST_LIMIT: i64 = 200;
 async fn delivery_list(user: String, query: web::Query<FilterQuery>, state: web::Data<State>, only_rejected: bool) -> HttpResponse {
     let query = query.into_inner();
     let (pipeline, filter) = (state.pipeline.clone(), query.filter(only_rejected));
+    let limit = query.antal.unwrap_or(LIST_LIMIT).clamp(1, LIST_LIMIT);
     let found = blocking(move || {
-        let rows = pipeline.db.find_deliveries(&filter, LIST_LIMIT)?;
+        let rows = pipeline.db.find_deliveries(&filter, limit)?;
         let codes_of = pipeline.db.error_codes_of(&rows.iter().map(|r| r.id).collect::<Vec<_>>())?;
         let codes = pipeline.db.error_codes_seen()?;
         let sortiment = pipeline.sortiment()?;
@@ -359,7 +365,7 @@ async fn delivery_list(user: String, query: web::Query<FilterQuery>, state: web:
     })
     .await;
     match found {
-        Ok((rows, codes, sortiment)) => html(pages::delivery_list(&user, only_rejected, &query, &rows, &codes, &sortiment, LIST_LIMIT as usize)),
+        Ok((rows, codes, sortiment)) => html(pages::delivery_list(&user, only_rejected, &query, &rows, &codes, &sortiment, limit as usize)),
         Err(response) => response,
     }
 }

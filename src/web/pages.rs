@@ -163,7 +163,14 @@ pub fn delivery_list(
                     }
                 }
             }
-            @if rows.len() >= limit { p.muted { "Viser de nyeste " (limit) "; afgræns søgningen for at se ældre." } }
+            @if let (true, Some(last)) = (rows.len() >= limit, rows.last()) {
+                @let next = serde_urlencoded::to_string([
+                    ("q", query.q.as_str()), ("afsender", &query.afsender), ("integration", &query.integration),
+                    ("kode", &query.kode), ("fra", &query.fra), ("til", &query.til), ("foer", &last.id.to_string()),
+                    ("antal", &limit.to_string()),
+                ]).expect("strings encode");
+                p { a #older href={ (action) "?" (next) } { "Vis ældre" } }
+            }
         }
     })
 }

@@ -42,6 +42,9 @@ pub fn delivery(detail: &DeliveryDetail) -> String {
     let _ = writeln!(out, "  sender     {}", s.sender.as_deref().unwrap_or("-"));
     let _ = writeln!(out, "  mapping    {}", s.mapping_version.as_deref().unwrap_or("-"));
     let _ = writeln!(out, "  accepted   {}, rejected {}", s.accepted, s.rejected);
+    if detail.items.len() < detail.items_total {
+        let _ = writeln!(out, "  (the first {} of {} receipts, in the delivery's order)", detail.items.len(), detail.items_total);
+    }
     for item in &detail.items {
         let r = &item.receipt;
         let _ = writeln!(out, "\n{}: {} (KvitteringId {})", r.reference, r.status.as_str(), r.id);

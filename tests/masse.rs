@@ -246,6 +246,15 @@ fn a_posting_error_deep_in_a_large_file_is_found_in_place() {
     assert_eq!(error.code.as_str(), "REGEL_PERIODE_LUKKET");
     assert_eq!(error.path.as_deref(), Some("/FinansbilagLeverance/Finansbilag[2718]/Postering[1]/Posteringsdato"));
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal_lines"), 2 * 2999);
+
+    // As the page and `deliveries show` see it: the first thousand receipts, in file order, of 3,000.
+    let leverance = set.delivery_id.clone();
+    let detail = batch.pipeline.db.delivery_detail(&leverance).unwrap().expect("the file's delivery");
+    assert_eq!((detail.items.len(), detail.items_total), (1000, 3000));
+    assert_eq!(detail.file_name.as_deref(), Some("large.xml"));
+    let references: Vec<&str> = detail.items.iter().map(|i| i.receipt.reference.as_str()).collect();
+    assert_eq!((references[0], references[9], references[999]), ("L-0", "L-9", "L-999"));
+    assert!(detail.items.iter().all(|i| i.booked.is_some()));
 }
 
 #[test]

@@ -141,12 +141,23 @@ fn rejections_and_deliveries_are_found_by_filter_and_by_id() {
     assert!(!body.contains("0101901234"), "no CPR number in full on the page");
     assert_eq!(get(&admin("/leverancer/999999"), Some(&cookie)).0, 404);
 
+    // A delivery's items in its own order, with an item accepted before shown as booked then.
+    let mixed = Delivery::new(vec![Bilag::balanced("FIND-Z", "5.00"), Bilag::balanced("FIND-OK", "1250.50")]);
+    app.send(&mixed.soap11());
+    let (_, body, _) = get(&admin(&format!("/leverancer/{}", mixed.delivery_id)), Some(&cookie));
+    let (z, ok) = (body.find("FIND-Z – ").expect("FIND-Z shown"), body.find("FIND-OK – ").expect("FIND-OK shown"));
+    assert!(z < ok, "in the delivery's order: {body}");
+    assert_eq!(body.matches("Bogført i <code>erp_journal</code>").count(), 2, "both booked, one of them earlier: {body}");
+    let (_, first, _) = get(&admin(&format!("/leverancer/{}", accepted.delivery_id)), Some(&cookie));
+    let journal_of = |page: &str| page.split("som id ").nth(1).map(|rest| rest.split(' ').next().unwrap().to_string());
+    assert_eq!(journal_of(&body[ok..]), journal_of(&first), "the earlier booking, not a second one");
+
     // Page by page, newest first: one, and then the one before it.
     let (_, body, _) = get(&admin("/leverancer?antal=1"), Some(&cookie));
-    assert!(body.contains(&accepted.delivery_id) && !body.contains(&rejected.delivery_id), "{body}");
+    assert!(body.contains(&mixed.delivery_id) && !body.contains(&accepted.delivery_id), "{body}");
     let next = body.split(r#"<a id="older" href=""#).nth(1).expect("a link to older deliveries").split('"').next().unwrap().replace("&amp;", "&");
     let (_, body, _) = get(&admin(&next), Some(&cookie));
-    assert!(body.contains(&rejected.delivery_id) && !body.contains(&accepted.delivery_id), "{next}: {body}");
+    assert!(body.contains(&accepted.delivery_id) && !body.contains(&mixed.delivery_id), "{next}: {body}");
 
     // A claim: by its FordringId; its type, account and hæftere, the CPR number masked.
     let claim = common::claims::ClaimDelivery::one(common::claims::Claim::repayment("FIND-F-1"));

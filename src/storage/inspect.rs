@@ -11,7 +11,7 @@ use super::schema::{
     batch_files, deliveries, erp_claim_parties, erp_claims, erp_debtor_data, erp_journal, erp_journal_lines, receipt_errors, receipts,
 };
 use super::{Db, StorageError};
-use crate::domain::receipt::{Receipt, Status};
+use crate::domain::receipt::{Receipt, ReceiptSet, Status};
 
 /// Which deliveries to list; every field left empty matches all.
 #[derive(Debug, Clone, Default)]
@@ -106,8 +106,14 @@ pub struct DeliveryDetail {
     pub summary: DeliverySummary,
     /// The batch file it came in, when it came as one.
     pub file_name: Option<String>,
+    /// The first `MAX_ITEMS` items.
     pub items: Vec<ItemDetail>,
+    /// How many items the delivery has in all.
+    pub items_total: usize,
 }
+
+/// The most items one delivery's view shows: a batch file can hold a hundred thousand.
+pub const MAX_ITEMS: usize = 1000;
 
 fn corrupt(e: impl std::fmt::Display) -> StorageError {
     StorageError::Corrupt(e.to_string())
@@ -149,34 +155,53 @@ impl Db {
         Ok(query.order(deliveries::id.desc()).limit(limit).load(&mut self.conn()?)?)
     }
 
-    /// One delivery, by its row id or its LeveranceId, with every item's receipt and booking.
+    /// One delivery, by its row id or its LeveranceId: the receipts it was answered with, in the order of its
+    /// items (at most `MAX_ITEMS`), and what each accepted one was booked as. The answer, not the receipt rows
+    /// of this delivery: an item accepted in an earlier delivery is answered with that earlier receipt.
     pub fn delivery_detail(&self, key: &str) -> Result<Option<DeliveryDetail>, StorageError> {
-        let mut conn = self.conn()?;
-        let query = deliveries::table.select(DeliverySummary::as_select()).into_boxed();
-        let query = match key.parse::<i32>() {
-            Ok(id) => query.filter(deliveries::id.eq(id)),
-            Err(_) => query.filter(deliveries::leverance_id.eq(key.to_string())),
+        let found = {
+            let mut conn = self.conn()?;
+            let query = deliveries::table.select((DeliverySummary::as_select(), deliveries::response_json)).into_boxed();
+            let query = match key.parse::<i32>() {
+                Ok(id) => query.filter(deliveries::id.eq(id)),
+                Err(_) => query.filter(deliveries::leverance_id.eq(key.to_string())),
+            };
+            match query.first::<(DeliverySummary, String)>(&mut conn).optional()? {
+                None => return Ok(None),
+                Some((summary, response)) => {
+                    let file: Option<(i32, String, Option<i32>)> = batch_files::table
+                        .filter(batch_files::delivery_id.eq(summary.id))
+                        .select((batch_files::id, batch_files::file_name, batch_files::items_total))
+                        .first(&mut conn)
+                        .optional()?;
+                    (summary, response, file)
+                }
+            }
         };
-        let Some(summary) = query.first::<DeliverySummary>(&mut conn).optional()? else { return Ok(None) };
-        let file_name = batch_files::table
-            .filter(batch_files::delivery_id.eq(summary.id))
-            .select(batch_files::file_name)
-            .first::<String>(&mut conn)
-            .optional()?;
-        let stored: Vec<(String, String)> = receipts::table
-            .filter(receipts::delivery_id.eq(summary.id))
-            .select((receipts::kvittering_id, receipts::receipt_json))
-            .load(&mut conn)?;
-        let mut items = Vec::with_capacity(stored.len());
-        for (kvittering_id, json) in stored {
-            let receipt: Receipt = serde_json::from_str(&json).map_err(corrupt)?;
-            let booked = if receipt.status == Status::Accepteret { booked(&mut conn, &kvittering_id)? } else { None };
+        let (summary, response, file) = found;
+        let (answer, items_total, file_name) = match file {
+            // A batch file's receipts are kept per position; its delivery row holds no answer of its own.
+            Some((batch_id, name, total)) => {
+                let page: Vec<Receipt> = self.batch_receipts_page(batch_id, -1, MAX_ITEMS as i64)?.into_iter().map(|(_, r)| r).collect();
+                let total = total.map_or(page.len(), |t| t as usize);
+                (page, total, Some(name))
+            }
+            None => {
+                // Empty while the delivery's transaction has not ended.
+                let set: Option<ReceiptSet> = (!response.is_empty()).then(|| serde_json::from_str(&response)).transpose().map_err(corrupt)?;
+                let mut receipts = set.map(|s| s.receipts).unwrap_or_default();
+                let total = receipts.len();
+                receipts.truncate(MAX_ITEMS);
+                (receipts, total, None)
+            }
+        };
+        let mut conn = self.conn()?;
+        let mut items = Vec::with_capacity(answer.len());
+        for receipt in answer {
+            let booked = if receipt.status == Status::Accepteret { booked(&mut conn, &receipt.id)? } else { None };
             items.push(ItemDetail { receipt, booked });
         }
-        // A delivery that was seen before got its first receipts back: those are what the items' rows hold, and
-        // the rows sort by the order of the items in the answer.
-        items.sort_by_key(|item| item.receipt.reference.clone());
-        Ok(Some(DeliveryDetail { summary, file_name, items }))
+        Ok(Some(DeliveryDetail { summary, file_name, items, items_total }))
     }
 
     /// Batch files not yet done, and alerts by outbox status, for the metrics.

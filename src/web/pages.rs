@@ -188,6 +188,9 @@ pub fn delivery(user: &str, detail: &DeliveryDetail, sortiment: &Sortiment) -> M
             tr { th { "Mapningsversion" } td { code { (s.mapping_version.as_deref().unwrap_or("-")) } } }
             tr { th { "Accepteret / afvist" } td { (s.accepted) " / " span.rejected[s.rejected > 0] { (s.rejected) } } }
         }
+        @if detail.items.len() < detail.items_total {
+            p.muted { "Viser de første " (detail.items.len()) " af " (detail.items_total) " kvitteringer, i leverancens rækkefølge." }
+        }
         @for item in &detail.items {
             @let r = &item.receipt;
             h2 {

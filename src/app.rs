@@ -112,23 +112,8 @@ pub enum MappingsCommand {
     Check { dir: Option<PathBuf> },
     /// Which rule maps a kontering (or a fordringstype), and to what. Uses the version in force, or --dir.
     Try {
-        #[arg(long, default_value = "")]
-        funktion: String,
-        #[arg(long, default_value = "")]
-        gruppering: String,
-        #[arg(long, default_value = "")]
-        dranst: String,
-        #[arg(long, default_value = "")]
-        ejerforhold: String,
-        #[arg(long, default_value = "")]
-        art: String,
-        #[arg(long, default_value = "")]
-        omkostningssted: String,
-        #[arg(long, default_value = "")]
-        pspelement: String,
-        /// NAME=VALUE, separated by commas.
-        #[arg(long, default_value = "")]
-        dimensions: String,
+        #[command(flatten)]
+        kontering: KonteringArgs,
         /// Try a fordringstype (SF1590_B) instead of a kontering.
         #[arg(long, conflicts_with_all = ["funktion", "dranst", "art"])]
         fordringstype: Option<String>,
@@ -136,6 +121,43 @@ pub enum MappingsCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+/// The fields of a kontering, for `mappings try`.
+#[derive(clap::Args, Debug)]
+pub struct KonteringArgs {
+    #[arg(long, default_value = "")]
+    funktion: String,
+    #[arg(long, default_value = "")]
+    gruppering: String,
+    #[arg(long, default_value = "")]
+    dranst: String,
+    #[arg(long, default_value = "")]
+    ejerforhold: String,
+    #[arg(long, default_value = "")]
+    art: String,
+    #[arg(long, default_value = "")]
+    omkostningssted: String,
+    #[arg(long, default_value = "")]
+    pspelement: String,
+    /// NAME=VALUE, separated by commas.
+    #[arg(long, default_value = "")]
+    dimensions: String,
+}
+
+impl From<KonteringArgs> for KonteringInput {
+    fn from(a: KonteringArgs) -> Self {
+        KonteringInput {
+            funktion: a.funktion,
+            gruppering: a.gruppering,
+            dranst: a.dranst,
+            ejerforhold: a.ejerforhold,
+            art: a.art,
+            omkostningssted: a.omkostningssted,
+            psp_element: a.pspelement,
+            dimensions: a.dimensions,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -264,38 +286,19 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
         }
-        Command::Mappings {
-            command: MappingsCommand::Try { funktion, gruppering, dranst, ejerforhold, art, omkostningssted, pspelement, dimensions, fordringstype, dir },
-        } => {
-            let in_force = match &dir {
-                Some(_) => None,
+        Command::Mappings { command: MappingsCommand::Try { kontering, fordringstype, dir } } => {
+            let load = |dir: &Path| MappingSet::load_dir(dir).map_err(|errors| print!("{}", crate::terminal::mapping_errors(&errors)));
+            let set = match &dir {
+                Some(dir) => load(dir),
                 None => match crate::pipeline::in_force(&open_db(&config)?) {
-                    Ok((_, set)) => Some(set),
+                    Ok((_, set)) => Ok(set),
                     // Nothing has run on this database yet: the configured files are what would be taken into use.
-                    Err(crate::pipeline::TechnicalError::NoMappings) => None,
+                    Err(crate::pipeline::TechnicalError::NoMappings) => load(&config.paths.mappings),
                     Err(e) => return Err(e.into()),
                 },
             };
-            let set = match in_force {
-                Some(set) => set,
-                None => match MappingSet::load_dir(dir.as_deref().unwrap_or(&config.paths.mappings)) {
-                    Ok(set) => set,
-                    Err(errors) => {
-                        print!("{}", crate::terminal::mapping_errors(&errors));
-                        return Ok(1);
-                    }
-                },
-            };
-            let kontering = fordringstype.is_none().then_some(KonteringInput {
-                funktion,
-                gruppering,
-                dranst,
-                ejerforhold,
-                art,
-                omkostningssted,
-                psp_element: pspelement,
-                dimensions,
-            });
+            let Ok(set) = set else { return Ok(1) };
+            let kontering = fordringstype.is_none().then(|| KonteringInput::from(kontering));
             let (text, mapped) = crate::terminal::tried(&set, kontering.as_ref(), fordringstype.as_deref());
             print!("{text}");
             Ok(if mapped { 0 } else { 2 })

@@ -308,8 +308,9 @@ impl MappingSet {
 }
 
 /// A kontering as typed by a person into "try it" (the page, `fkoeko mappings try`): every field as text,
-/// empty where not given.
-#[derive(Debug, Clone, Default)]
+/// empty where not given. Read from a form by the column names of the mapping files.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
 pub struct KonteringInput {
     pub funktion: String,
     pub gruppering: String,
@@ -317,12 +318,19 @@ pub struct KonteringInput {
     pub ejerforhold: String,
     pub art: String,
     pub omkostningssted: String,
+    #[serde(rename = "pspelement")]
     pub psp_element: String,
     /// NAME=VALUE, separated by commas.
+    #[serde(rename = "dimensioner")]
     pub dimensions: String,
 }
 
 impl KonteringInput {
+    /// Whether anything that makes a kontering was typed (a try of a fordringstype has none of it).
+    pub fn is_given(&self) -> bool {
+        !(self.funktion.is_empty() && self.dranst.is_empty() && self.art.is_empty())
+    }
+
     /// The kontering, or what is wrong with each field, as a delivery's kontering would be checked.
     pub fn parse(&self) -> Result<Kontering, Vec<String>> {
         use crate::domain::values::{Art, Dranst, Ejerforhold, Funktion, Gruppering};

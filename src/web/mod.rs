@@ -388,41 +388,21 @@ async fn delivery(LoggedIn(user): LoggedIn, key: web::Path<String>, state: web::
     }
 }
 
-/// The "try it" fields.
+/// The "try it" fields: a kontering, or a fordringstype.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub(crate) struct TryQuery {
-    pub(crate) funktion: String,
-    pub(crate) gruppering: String,
-    pub(crate) dranst: String,
-    pub(crate) ejerforhold: String,
-    pub(crate) art: String,
-    pub(crate) omkostningssted: String,
-    pub(crate) pspelement: String,
-    pub(crate) dimensioner: String,
+    #[serde(flatten)]
+    pub(crate) kontering: KonteringInput,
     pub(crate) fordringstype: String,
-}
-
-impl TryQuery {
-    fn kontering(&self) -> Option<KonteringInput> {
-        (!self.funktion.is_empty() || !self.dranst.is_empty() || !self.art.is_empty()).then(|| KonteringInput {
-            funktion: self.funktion.clone(),
-            gruppering: self.gruppering.clone(),
-            dranst: self.dranst.clone(),
-            ejerforhold: self.ejerforhold.clone(),
-            art: self.art.clone(),
-            omkostningssted: self.omkostningssted.clone(),
-            psp_element: self.pspelement.clone(),
-            dimensions: self.dimensioner.clone(),
-        })
-    }
 }
 
 async fn mappings(LoggedIn(user): LoggedIn, query: web::Query<TryQuery>, state: web::Data<State>) -> HttpResponse {
     let pipeline = state.pipeline.clone();
     match blocking(move || Ok(crate::pipeline::in_force(&pipeline.db)?)).await {
         Ok((stored, set)) => {
-            let tried = pages::TryOutcome::of(&set, query.kontering().as_ref(), &query.fordringstype);
+            let kontering = query.kontering.is_given().then_some(&query.kontering);
+            let tried = pages::TryOutcome::of(&set, kontering, &query.fordringstype);
             html(pages::mappings(&user, &stored, &query, &tried))
         }
         Err(response) => response,

@@ -309,17 +309,18 @@ fn file_table(name: &str, content: &str, errors: Option<&MappingErrors>) -> Mark
 }
 
 fn try_form(fields: &TryQuery) -> Markup {
+    let k = &fields.kontering;
     html! {
         h2 { "Prøv en kontering" }
         form.try method="get" action="/mapninger" {
-            label { "Funktion" input name="funktion" value=(fields.funktion) placeholder="5.57.72" size="9"; }
-            label { "Gruppering" input name="gruppering" value=(fields.gruppering) size="5"; }
-            label { "Dranst" input name="dranst" value=(fields.dranst) placeholder="1" size="3"; }
-            label { "Ejerforhold" input name="ejerforhold" value=(fields.ejerforhold) size="3"; }
-            label { "Art" input name="art" value=(fields.art) placeholder="5.2" size="5"; }
-            label { "Omkostningssted" input name="omkostningssted" value=(fields.omkostningssted) size="10"; }
-            label { "PSP-element" input name="pspelement" value=(fields.pspelement) size="10"; }
-            label { "Dimensioner (NAVN=VÆRDI, …)" input name="dimensioner" value=(fields.dimensioner) size="20"; }
+            label { "Funktion" input name="funktion" value=(k.funktion) placeholder="5.57.72" size="9"; }
+            label { "Gruppering" input name="gruppering" value=(k.gruppering) size="5"; }
+            label { "Dranst" input name="dranst" value=(k.dranst) placeholder="1" size="3"; }
+            label { "Ejerforhold" input name="ejerforhold" value=(k.ejerforhold) size="3"; }
+            label { "Art" input name="art" value=(k.art) placeholder="5.2" size="5"; }
+            label { "Omkostningssted" input name="omkostningssted" value=(k.omkostningssted) size="10"; }
+            label { "PSP-element" input name="pspelement" value=(k.psp_element) size="10"; }
+            label { "Dimensioner (NAVN=VÆRDI, …)" input name="dimensioner" value=(k.dimensions) size="20"; }
             button type="submit" { "Prøv" }
         }
         h2 { "Prøv en fordringstype" }

@@ -77,14 +77,14 @@ impl Pipeline {
 
     /// Checks files and, when they pass, stores them as the version in force and writes them to the folder.
     pub fn change_mappings(&self, files: &MappingFiles, author: &str, source: MappingSource, comment: &str) -> Result<MappingChange, TechnicalError> {
-        if let Err(errors) = MappingSet::check(files) {
-            return Ok(MappingChange::Invalid(errors));
-        }
+        let version = match MappingSet::check(files) {
+            Ok(set) => set.version,
+            Err(errors) => return Ok(MappingChange::Invalid(errors)),
+        };
         let mut folder = self.mapping_folder.lock().expect("mapping folder lock");
-        let version = mapping::version_of(files);
         let saved = self.db.save_mapping(&NewMapping { version: &version, files, author, source, comment })?;
         tracing::info!(?saved, %version, author, source = source.as_str(), "mapping change");
-        self.write_folder(&mut folder, files)?;
+        self.write_folder(&mut folder, files, &version)?;
         Ok(match saved {
             Saved::New(id) => MappingChange::Saved(id),
             Saved::Unchanged(id) => MappingChange::Unchanged(id),
@@ -149,14 +149,14 @@ impl Pipeline {
             folder.synced = Some(version);
         } else if folder.synced.as_ref() != Some(&version) {
             let stored = self.db.mapping_version(id)?.ok_or(TechnicalError::NoMappings)?;
-            self.write_folder(&mut folder, &stored.files)?;
+            self.write_folder(&mut folder, &stored.files, &version)?;
         }
         Ok(())
     }
 
     /// Writes a version to the folder, each file atomically. Files in the folder that are no stored version
     /// (an edit that failed the check) are first moved aside into a hidden folder, not lost.
-    fn write_folder(&self, folder: &mut FolderState, files: &MappingFiles) -> Result<(), TechnicalError> {
+    fn write_folder(&self, folder: &mut FolderState, files: &MappingFiles, version: &str) -> Result<(), TechnicalError> {
         let dir = &self.settings.mapping_dir;
         fs::create_dir_all(dir)?;
         let present = mapping::read_dir(dir).unwrap_or_default();
@@ -176,9 +176,8 @@ impl Pipeline {
             fs::remove_file(dir.join(name))?;
         }
         sync_dir(dir)?;
-        let version = mapping::version_of(files);
-        folder.seen = Some(version.clone());
-        folder.synced = Some(version);
+        folder.seen = Some(version.to_string());
+        folder.synced = Some(version.to_string());
         Ok(())
     }
 

@@ -58,8 +58,9 @@ pub fn is_loopback(listen: &str) -> bool {
     listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback()) || listen.starts_with("localhost:")
 }
 
+/// Serves deliveries on a bound listener. The caller has checked the transport (`check_transport`) before
+/// binding it.
 pub fn server(pipeline: Arc<Pipeline>, listener: TcpListener, config: &Config) -> anyhow::Result<actix_web::dev::Server> {
-    check_transport(config)?;
     let state = web::Data::new(State {
         pipeline,
         schema_dir: config.paths.schemas.clone(),

@@ -74,8 +74,9 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
     Ok(Argon2::default().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("hashing: {e}"))?.to_string())
 }
 
+/// Serves the web page, health and metrics on a bound listener. The caller has checked the transport
+/// (`check_transport`) before binding it.
 pub fn server(pipeline: Arc<Pipeline>, listener: TcpListener, config: &Config) -> anyhow::Result<actix_web::dev::Server> {
-    check_transport(config)?;
     if config.admin.users.is_empty() {
         tracing::warn!("no users in admin.users: nobody can log in to the web page (see `fkoeko admin hash-password`)");
     }

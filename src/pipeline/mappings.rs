@@ -58,20 +58,20 @@ impl Pipeline {
                 return Ok(set.clone());
             }
         }
-        let stored = self.db.mapping_version(id)?.ok_or(TechnicalError::NoMappings)?;
-        match MappingSet::check(&stored.files) {
-            Ok(set) => {
+        match in_force(&self.db) {
+            Ok((stored, set)) => {
                 let set = Arc::new(set);
-                tracing::info!(id, version = %set.version, "mapping version in force");
-                *cached = Some((id, set.clone()));
+                tracing::info!(id = stored.id, version = %set.version, "mapping version in force");
+                *cached = Some((stored.id, set.clone()));
                 Ok(set)
             }
             // Every stored version was checked before it was stored; only a program with stricter checks than
             // the one that stored it gets here. It keeps mapping by the version it had.
-            Err(errors) => {
-                tracing::error!(id, errors = %errors, "stored mapping version does not pass this program's checks; kept the one in use");
-                cached.as_ref().map(|(_, set)| set.clone()).ok_or(TechnicalError::NoMappings)
+            Err(TechnicalError::MappingsInvalid(errors)) => {
+                tracing::error!(id, errors, "stored mapping version does not pass this program's checks; kept the one in use");
+                cached.as_ref().map(|(_, set)| set.clone()).ok_or(TechnicalError::MappingsInvalid(errors))
             }
+            Err(e) => Err(e),
         }
     }
 

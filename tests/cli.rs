@@ -199,7 +199,7 @@ fn mappings_check_lists_every_error_and_try_names_the_rule() {
     let mut files = fkoeko_adapter::domain::mapping::read_dir(&app.config.paths.mappings).unwrap();
     files.get_mut("konti.csv").unwrap().push_str("5.57.72;*;2;*;5.2;*;*;*;55772252;\n");
     let pipeline = &app.server.as_ref().unwrap().pipeline;
-    pipeline.change_mappings(&files, "økonomi", fkoeko_adapter::storage::mappings::MappingSource::Page, "ny regel").unwrap();
+    pipeline.change_mappings(&files, "økonomi", fkoeko_adapter::storage::mappings::MappingSource::Page, "ny regel", None).unwrap();
     let out = fkoeko(&app.db_url).args(["mappings", "try", "--funktion", "5.57.72", "--dranst", "2", "--art", "5.2"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("konti.csv:16 -> account 55772252"), "{stdout}");

@@ -364,7 +364,7 @@ fn a_mapping_change_part_way_through_a_file_leaves_the_whole_file_on_the_version
         .receiver()
         .run_once(&|_, progress| {
             if progress.items_done > 0 && progress.items_done < progress.items_total && !changed.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                let change = batch.pipeline.change_mappings(&files, "test", fkoeko_adapter::storage::mappings::MappingSource::Page, "midt i filen").unwrap();
+                let change = batch.pipeline.change_mappings(&files, "test", fkoeko_adapter::storage::mappings::MappingSource::Page, "midt i filen", None).unwrap();
                 assert!(matches!(change, fkoeko_adapter::pipeline::MappingChange::Saved(_)), "{change:?}");
             }
         })

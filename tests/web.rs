@@ -386,7 +386,7 @@ fn every_instance_on_the_database_follows_a_change_and_an_out_of_date_folder_is_
     let before = first.mapping_version();
     let mut files = read_dir(&first.config.paths.mappings).unwrap();
     files.get_mut(RULES_FILE).unwrap().push_str(NEW_RULE);
-    let change = a.pipeline.change_mappings(&files, ADMIN_USER, MappingSource::Page, "ny regel").unwrap();
+    let change = a.pipeline.change_mappings(&files, ADMIN_USER, MappingSource::Page, "ny regel", None).unwrap();
     assert!(matches!(change, MappingChange::Saved(_)), "{change:?}");
 
     // The other instance maps its next delivery by the new version, without being told.
@@ -457,4 +457,17 @@ fn the_edit_form_adds_a_lookup_table_refuses_removing_one_in_use_and_a_stale_edi
     assert_eq!(status, 409);
     assert!(body.contains("nogen har gemt version 2"), "{body}");
     assert_eq!(app.count("SELECT count(*) AS n FROM mapping_versions"), 2);
+
+    // Two edits begun from version 2 and saved one after the other (as two people could): the first is stored,
+    // the second is refused inside the same transaction that would store it.
+    let pipeline = &app.server.as_ref().unwrap().pipeline;
+    let mut one = read_dir(&app.config.paths.mappings).unwrap();
+    one.get_mut(RULES_FILE).unwrap().push_str("# den ene\n");
+    let mut other = read_dir(&app.config.paths.mappings).unwrap();
+    other.get_mut(RULES_FILE).unwrap().push_str("# den anden\n");
+    let first = pipeline.change_mappings(&one, "a", MappingSource::Page, "den ene", Some(2)).unwrap();
+    let second = pipeline.change_mappings(&other, "b", MappingSource::Page, "den anden", Some(2)).unwrap();
+    assert!(matches!(first, MappingChange::Saved(3)), "{first:?}");
+    assert!(matches!(second, MappingChange::Moved(3)), "{second:?}");
+    assert_eq!(read_dir(&app.config.paths.mappings).unwrap(), one, "the folder holds the version in force");
 }

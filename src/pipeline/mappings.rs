@@ -26,8 +26,10 @@ pub enum MappingChange {
     Saved(i64),
     /// The files are the version in force already.
     Unchanged(i64),
-    /// Refused: the version in force stays.
+    /// Refused: the files do not pass the check; the version in force stays.
     Invalid(MappingErrors),
+    /// Refused: the edit began from another version than this one, which is in force.
+    Moved(i64),
 }
 
 /// The folder's state as last read or written by this process.
@@ -76,26 +78,36 @@ impl Pipeline {
     }
 
     /// Checks files and, when they pass, stores them as the version in force and writes them to the folder.
-    pub fn change_mappings(&self, files: &MappingFiles, author: &str, source: MappingSource, comment: &str) -> Result<MappingChange, TechnicalError> {
+    /// `begun_on`: the version an edit started from, when the change must not replace any other.
+    pub fn change_mappings(
+        &self,
+        files: &MappingFiles,
+        author: &str,
+        source: MappingSource,
+        comment: &str,
+        begun_on: Option<i64>,
+    ) -> Result<MappingChange, TechnicalError> {
         let version = match MappingSet::check(files) {
             Ok(set) => set.version,
             Err(errors) => return Ok(MappingChange::Invalid(errors)),
         };
         let mut folder = self.mapping_folder.lock().expect("mapping folder lock");
-        let saved = self.db.save_mapping(&NewMapping { version: &version, files, author, source, comment })?;
+        let saved = self.db.save_mapping(&NewMapping { version: &version, files, author, source, comment, begun_on })?;
         tracing::info!(?saved, %version, author, source = source.as_str(), "mapping change");
-        self.write_folder(&mut folder, files, &version)?;
-        Ok(match saved {
+        let change = match saved {
+            Saved::Moved(current) => return Ok(MappingChange::Moved(current)),
             Saved::New(id) => MappingChange::Saved(id),
             Saved::Unchanged(id) => MappingChange::Unchanged(id),
-        })
+        };
+        self.write_folder(&mut folder, files, &version)?;
+        Ok(change)
     }
 
     /// Brings back an earlier version, as a new version (the history only grows).
     pub fn roll_back_mappings(&self, to: i64, author: &str) -> Result<Option<MappingChange>, TechnicalError> {
         let Some(old) = self.db.mapping_version(to)? else { return Ok(None) };
         let comment = format!("tilbage til version {to}");
-        self.change_mappings(&old.files, author, MappingSource::Rollback, &comment).map(Some)
+        self.change_mappings(&old.files, author, MappingSource::Rollback, &comment, None).map(Some)
     }
 
     /// Brings the folder and the database in step. A change in the folder that passes the check is stored as
@@ -136,7 +148,7 @@ impl Pipeline {
                         None => format!("første version, indlæst fra {}", dir.display()),
                         Some(_) => format!("ændret i {}", dir.display()),
                     };
-                    let new = NewMapping { version: hash, files, author: "mappings/", source: MappingSource::Files, comment: &comment };
+                    let new = NewMapping { version: hash, files, author: "mappings/", source: MappingSource::Files, comment: &comment, begun_on: None };
                     let saved = self.db.save_mapping(&new)?;
                     tracing::info!(?saved, version = %hash, "mapping files taken into use");
                     folder.synced = Some(hash.clone());

@@ -48,6 +48,8 @@ pub struct NewMapping<'a> {
     pub author: &'a str,
     pub source: MappingSource,
     pub comment: &'a str,
+    /// The version an edit began from: when another has been stored since, nothing is stored.
+    pub begun_on: Option<i64>,
 }
 
 /// What storing a version did.
@@ -56,6 +58,8 @@ pub enum Saved {
     New(i64),
     /// The files are the version in force already; nothing was stored.
     Unchanged(i64),
+    /// The edit began from an earlier version than this one, which is in force; nothing was stored.
+    Moved(i64),
 }
 
 type Row = (i32, String, String, String, String, String, NaiveDateTime);
@@ -105,8 +109,9 @@ impl Db {
         rows.into_iter().map(stored).collect()
     }
 
-    /// Stores checked files as the version in force, unless they are that version already. Runs in a write
-    /// transaction, so two instances storing at once each see the other's row.
+    /// Stores checked files as the version in force, unless they are that version already, or the edit began
+    /// from a version that is no longer in force. Runs in a write transaction, so two saves at once (on one
+    /// instance or two) each see the other's row: the later of two edits begun from the same version is refused.
     pub fn save_mapping(&self, new: &NewMapping) -> Result<Saved, StorageError> {
         let files = serde_json::to_string(new.files).expect("file names and contents serialize");
         self.write(|conn| {
@@ -116,6 +121,9 @@ impl Db {
                 .first(conn)
                 .optional()?;
             if let Some((id, version)) = &current {
+                if new.begun_on.is_some_and(|begun| begun != i64::from(*id)) {
+                    return Ok(Saved::Moved((*id).into()));
+                }
                 if version == new.version {
                     return Ok(Saved::Unchanged((*id).into()));
                 }

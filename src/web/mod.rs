@@ -449,16 +449,13 @@ async fn edit_mappings(LoggedIn(user): LoggedIn, req: HttpRequest, form: web::Fo
     let pipeline = state.pipeline.clone();
     let author = user.clone();
     let outcome = blocking(move || {
-        let (current, _) = pipeline.db.current_mapping()?.ok_or_else(|| anyhow::anyhow!("no mapping version"))?;
-        if current != base {
-            return Ok(pages::EditOutcome::Moved { base, current });
-        }
         if let Some(bad) = files.keys().find(|n| !crate::domain::mapping::is_mapping_file_name(n)) {
             return Ok(pages::EditOutcome::BadName(format!("{bad} er ikke et gyldigt filnavn (bogstaver, tal, - og _, og .csv til sidst)")));
         }
         let comment = if comment.trim().is_empty() { "ændret på siden".to_string() } else { comment.trim().to_string() };
-        Ok(match pipeline.change_mappings(&files, &author, MappingSource::Page, &comment)? {
+        Ok(match pipeline.change_mappings(&files, &author, MappingSource::Page, &comment, Some(base))? {
             MappingChange::Invalid(errors) => pages::EditOutcome::Invalid { files, comment, errors },
+            MappingChange::Moved(current) => pages::EditOutcome::Moved { base, current },
             MappingChange::Saved(id) | MappingChange::Unchanged(id) => pages::EditOutcome::Saved(id),
         })
     })
@@ -506,6 +503,7 @@ async fn roll_back(LoggedIn(user): LoggedIn, req: HttpRequest, id: web::Path<i64
         }
         // A version that passed once and fails now: only after a program update with stricter checks.
         Ok(Some(MappingChange::Invalid(errors))) => failure(format!("version {to} does not pass the checks now: {errors}")),
+        Ok(Some(MappingChange::Moved(_))) => unreachable!("a rollback replaces whatever is in force"),
         Ok(None) => page(StatusCode::NOT_FOUND, pages::not_found(&user)),
         Err(response) => response,
     }

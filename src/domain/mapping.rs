@@ -421,23 +421,21 @@ fn read_rule<'f>(
     Ok(Some(Rule { line: row.line, cells, dimension, target }))
 }
 
+/// The cells of one line of a mapping file (semicolon-separated, trimmed, quotes as in CSV).
+pub fn cells_of(line: &str) -> Result<Vec<String>, csv::Error> {
+    let mut reader = csv::ReaderBuilder::new().delimiter(b';').has_headers(false).trim(csv::Trim::All).from_reader(line.as_bytes());
+    match reader.records().next() {
+        Some(record) => Ok(record?.iter().map(str::to_string).collect()),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Reads a semicolon-separated file line by line, so that every row knows its physical line: the csv crate's
 /// own positions skip comment lines, which would send a person to the wrong line. A row that cannot be read
 /// is reported and left out, so that the rows after it are still checked.
 fn read_rows(file: &str, content: &str, errors: &mut Vec<MappingError>) -> Vec<Row> {
     let invalid = |line: u64, message: String| MappingError::Invalid { file: file.into(), line, message };
-    let fields = |line: u64, text: &str| -> Result<Vec<String>, MappingError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .delimiter(b';')
-            .has_headers(false)
-            .trim(csv::Trim::All)
-            .from_reader(text.as_bytes());
-        match reader.records().next() {
-            Some(Ok(record)) => Ok(record.iter().map(str::to_string).collect()),
-            Some(Err(e)) => Err(invalid(line, e.to_string())),
-            None => Ok(Vec::new()),
-        }
-    };
+    let fields = |line: u64, text: &str| cells_of(text).map_err(|e| invalid(line, e.to_string()));
     let mut headers: Option<Vec<String>> = None;
     let mut rows = Vec::new();
     for (index, text) in content.lines().enumerate() {

@@ -298,7 +298,11 @@ fn file_table(name: &str, content: &str, errors: Option<&MappingErrors>) -> Mark
                         @if text.trim_start().starts_with('#') {
                             td.muted colspan="8" { (text) }
                         } @else {
-                            @for cell in text.split(';') { td { (cell.trim()) } }
+                            // A line the CSV reader cannot split is shown whole; its error is beside it.
+                            @match crate::domain::mapping::cells_of(text) {
+                                Ok(cells) => { @for cell in cells { td { (cell) } } }
+                                Err(_) => { td colspan="8" { (text) } }
+                            }
                         }
                         @if !here.is_empty() { td { strong { (here.join("; ")) } } }
                     }

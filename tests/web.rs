@@ -209,12 +209,12 @@ fn metrics_change_as_deliveries_are_processed() {
     assert_eq!(ureq::get(&app.server.as_ref().unwrap().admin_url("/healthz")).call().unwrap().status(), 200);
 }
 
-/// A PostgreSQL server of the test's own, in a temporary folder, that the test can stop and start.
+/// A PostgreSQL server of the test's own, in a temporary folder, that the test can stop and start. It listens
+/// on a Unix socket in that folder only: no TCP port another test could take while it is stopped.
 struct OwnPostgres {
     bin: std::path::PathBuf,
     data: std::path::PathBuf,
     dir: tempfile::TempDir,
-    port: u16,
 }
 
 impl OwnPostgres {
@@ -226,7 +226,7 @@ impl OwnPostgres {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let server = OwnPostgres { bin, data, port: free_port(), dir };
+        let server = OwnPostgres { bin, data, dir };
         if is_root() {
             // PostgreSQL refuses to run as root; it runs as the postgres user, which must reach its folder.
             assert!(Command::new("chown").args(["-R", "postgres"]).arg(server.dir.path()).status().unwrap().success());
@@ -237,11 +237,11 @@ impl OwnPostgres {
     }
 
     fn url(&self) -> String {
-        format!("postgres://fkoeko@127.0.0.1:{}/postgres", self.port)
+        format!("postgresql:///postgres?host={}&user=fkoeko", self.dir.path().display())
     }
 
     fn pg_ctl(&self, action: &str) {
-        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.path().display());
+        let options = format!("-k {} -c listen_addresses=''", self.dir.path().display());
         let log = self.dir.path().join("log");
         self.run("pg_ctl", &["-D", self.data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "-m", "fast", "-o", &options, action]);
     }
@@ -256,7 +256,8 @@ impl OwnPostgres {
             Command::new(&path)
         };
         let out = command.args(args).current_dir(self.dir.path()).output().unwrap();
-        assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+        assert!(out.status.success(), "{program} {args:?}: {}\nserver log:\n{log}", String::from_utf8_lossy(&out.stderr));
     }
 }
 

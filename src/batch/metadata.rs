@@ -18,7 +18,7 @@ pub struct Metadata {
 pub fn parse(bytes: &[u8]) -> Result<Metadata, String> {
     let text = tree::decode_utf8(bytes).map_err(|f| f.rejection.to_string())?;
     let root = tree::read_document(text, &XmlLimits::default()).map_err(|f| f.rejection.to_string())?;
-    if root.name != "Trigger" || root.ns.as_deref() != Some(NAMESPACE) {
+    if &*root.name != "Trigger" || root.ns() != Some(NAMESPACE) {
         return Err(format!("expected {{{NAMESPACE}}}Trigger, found {}", root.name));
     }
     let descriptor = find(&root, "FileDescriptor").ok_or("no FileDescriptor")?;
@@ -39,13 +39,13 @@ pub fn parse(bytes: &[u8]) -> Result<Metadata, String> {
 
 /// The first element with this local name, depth first.
 fn find<'a>(element: &'a Element, name: &str) -> Option<&'a Element> {
-    element.children.iter().find_map(|c| if c.name == name { Some(c) } else { find(c, name) })
+    element.children.iter().find_map(|c| if &*c.name == name { Some(c) } else { find(c, name) })
 }
 
 /// Every non-empty text at or under a Recipients element: a recipient may be given as its text or in child
 /// elements.
 fn collect_recipients(element: &Element, inside: bool, out: &mut Vec<String>) {
-    let inside = inside || element.name == "Recipients";
+    let inside = inside || &*element.name == "Recipients";
     if inside && element.children.is_empty() && !element.text().trim().is_empty() {
         out.push(element.text().trim().to_string());
     }

@@ -125,6 +125,25 @@ pub enum Rejection {
     NoMapping { funktion: String, dranst: String, art: String },
     #[error("{0} er allerede modtaget fra dette afsendersystem med et andet indhold. Brug et nyt id til nyt indhold.")]
     DuplicateDifferent(String),
+    #[error("Yderligere {count} fejl er ikke vist: kvitteringen viser de første {MAX_ERRORS_PER_ITEM} fejl for hvert bilag og hver fordring. Ret de viste fejl og send igen.")]
+    MoreErrors { count: usize, code: Code },
+}
+
+/// The errors a receipt lists for one item at most: beyond this a count stands for the rest, so an answer stays in
+/// proportion to what was sent.
+pub const MAX_ERRORS_PER_ITEM: usize = 100;
+
+/// Keeps the first `MAX_ERRORS_PER_ITEM` findings and a count of the rest (beside `omitted` found and not kept
+/// earlier), under the code of the first left out.
+pub fn cap_findings(findings: &mut Vec<Finding>, omitted: usize) {
+    let over = findings.len().saturating_sub(MAX_ERRORS_PER_ITEM);
+    if over == 0 && omitted == 0 {
+        return;
+    }
+    let code = findings.get(MAX_ERRORS_PER_ITEM).or(findings.last()).map_or(Code::FormatXsd, Finding::code);
+    let loc = findings.get(MAX_ERRORS_PER_ITEM).or(findings.last()).and_then(|f| f.loc.clone());
+    findings.truncate(MAX_ERRORS_PER_ITEM);
+    findings.push(Finding { rejection: Rejection::MoreErrors { count: over + omitted, code }, loc, value: None });
 }
 
 impl Rejection {
@@ -155,6 +174,7 @@ impl Rejection {
             Rejection::MissingMasterData(..) => Code::RegelStamdata,
             Rejection::RelatedUnknown(_) => Code::RegelRelateret,
             Rejection::DuplicateDifferent(_) => Code::DubletAfvigende,
+            Rejection::MoreErrors { code, .. } => *code,
         }
     }
 }

@@ -14,17 +14,21 @@ use crate::domain::finans::{Kontering, Located};
 use crate::domain::fordring::check_fordring;
 use crate::domain::mapping::{Mapped, MappingSet};
 use crate::domain::receipt::ReceiptSet;
-use crate::domain::rejection::{Finding, Loc, Rejection};
+use crate::domain::rejection::{cap_findings, Finding, Loc, Rejection};
 use crate::domain::rules::{check_finansbilag, RuleSettings};
 use crate::domain::sortiment::{CallerCertificate, Integration, Sender, Sortiment};
 use crate::domain::values::{Cvr, Valuta};
 use crate::storage::booking::{preview, Booking, ClaimBooking, DeliveryRecord, FinansBooking, ItemOutcome, ItemPlan};
 use crate::storage::{Db, StorageError};
 use crate::wire::{self, sf1590a, sf1590b, WireSpec};
-use crate::xml::schema::{self, SchemaError};
-use crate::xml::soap::{self, CallContext, SoapVersion};
+use crate::xml::schema::SchemaError;
+use crate::xml::soap::{CallContext, SoapVersion};
+use crate::xml::stream::{self, Framing, ItemSpan, ScanError, StreamLimits};
 use crate::xml::tree::{self, Element, XmlLimits};
 
+use intake::{OpenError, Source};
+
+mod intake;
 mod mappings;
 mod masse;
 pub use mappings::{in_force, MappingChange};
@@ -215,7 +219,20 @@ impl Pipeline {
         Ok(loaded)
     }
 
-    /// Processes one delivery. Business errors become receipts; only technical failures are errors.
+    /// How this installation reads deliveries of an integration.
+    pub(crate) fn reading(&self, integration: Integration) -> intake::Reading<'_> {
+        let spec = WireSpec::of(integration);
+        intake::Reading {
+            spec,
+            schema: self.settings.schema_dir.join(spec.schema),
+            xml: &self.settings.limits,
+            stream: StreamLimits { xml: self.settings.limits.clone(), max_prefix_bytes: MAX_PREFIX_BYTES, max_item_bytes: self.settings.max_item_bytes },
+        }
+    }
+
+    /// Processes one delivery held in memory: a straks call's SOAP body, or (for `fkoeko validate`) a batch
+    /// file. Business errors become receipts; only technical failures are errors. Read item by item by the same
+    /// intake as a batch file on disk (`intake`), decided by the same steps, and written in one transaction.
     pub fn process(
         &self,
         bytes: &[u8],
@@ -224,101 +241,142 @@ impl Pipeline {
         caller: Option<&CallerCertificate>,
         mode: Mode,
     ) -> Result<Processed, TechnicalError> {
-        let spec = WireSpec::of(integration);
         let span = info_span!("delivery", integration = integration.as_str(), transport = transport.as_str(),
             leverance_id = field::Empty, afsender = field::Empty);
         let _entered = span.enter();
         let mut record = DeliveryRecord::new(integration, transport.as_str(), hex::encode(Sha256::digest(bytes)));
-
         let text = match tree::decode_utf8(bytes) {
             Ok(text) => text,
             Err(finding) => return self.finish(record, reject_items(&[], &[finding], Vec::new()), None, None, mode),
         };
-        let document = match tree::read_document(text, &self.settings.limits) {
-            Ok(root) => root,
-            Err(finding) => return self.finish(record, reject_items(&[], &[finding], Vec::new()), None, None, mode),
+        let source: &[u8] = text.as_bytes();
+        let framing = match transport {
+            Transport::Straks => Framing::Soap,
+            Transport::Masse => Framing::Document,
         };
-        let (body, context, version) = match transport {
-            Transport::Straks => match soap::open(&document) {
-                Ok(envelope) => (envelope.body, envelope.context, Some(envelope.version)),
-                Err(finding) => return self.finish(record, reject_items(&[], &[finding], Vec::new()), None, None, mode),
-            },
-            Transport::Masse => (&document, CallContext::default(), None),
+        let reading = self.reading(integration);
+        let opened = match intake::open(source, framing, &reading) {
+            Ok(opened) => opened,
+            Err(OpenError::Rejected(finding)) => return self.finish(record, reject_items(&[], &[finding], Vec::new()), None, None, mode),
+            Err(OpenError::Technical(e)) => return Err(e),
         };
-        record.request_hash = body.content_hash();
-        record.transaction_uuid = context.transaction.clone();
-        record.user_system_uuid = context.user_system.as_ref().map(|(v, _)| v.clone());
-        let root_path = format!("/{}", body.name);
-        let items: Vec<&Element> = body.children_named(spec.item).collect();
-        let references: Vec<ItemRef> = items
-            .iter()
-            .enumerate()
-            .map(|(i, e)| ItemRef::of(spec, e, i + 1, &root_path))
-            .collect();
-        record.name_from(body, &root_path);
+        let version = opened.frame.outline.soap;
+        record.transaction_uuid = opened.context.transaction.clone();
+        record.user_system_uuid = opened.context.user_system.first().map(|(v, _)| v.clone());
+        let mut findings = opened.findings.clone();
+        let max_items = self.settings.max_items_straks(integration);
+        if transport == Transport::Straks && opened.frame.outline.items > max_items {
+            let spec = WireSpec::of(integration);
+            let rejection = Rejection::TooLarge(format!("{} {} i ét kald; højst {max_items} er tilladt", opened.frame.outline.items, spec.item));
+            findings.push(Finding::new(rejection, &opened.root.loc(opened.root_path())));
+        }
+        let arrival = Arrival { context: &opened.context, caller, metadata_sender: None };
+        let decided = self.decide_delivery(&opened, findings, &arrival, integration, &mut record)?;
         if let Some(id) = record.delivery_id {
             span.record("leverance_id", field::display(id));
         }
         if let Some(sender) = record.sender {
             span.record("afsender", field::display(sender));
         }
+        let root_path = opened.root_path();
+        let context = ItemContext { sender: decided.sender(), today: decided.today, mappings: &decided.mappings, root_path: &root_path };
+        let mut digest = Sha256::new();
+        opened.start_digest(&mut digest);
+        let mut plans = Vec::with_capacity(opened.frame.outline.items);
+        let scanned = stream::scan(source.reader()?, framing, reading.spec.namespace, reading.spec.item, &reading.stream, |span| {
+            let bytes = source.range(span.start, span.end)?;
+            let (plan, _) = self.plan_framed_item(integration, &opened.frame, &span, &bytes, &decided.findings, &context, Some(&mut digest))?;
+            plans.push(plan);
+            Ok::<_, TechnicalError>(())
+        });
+        match scanned {
+            Ok(_) => {}
+            Err(ScanError::Stopped(e)) => return Err(e),
+            Err(ScanError::Io(e)) => return Err(e.into()),
+            Err(ScanError::Rejected(f)) => return Err(std::io::Error::other(format!("the delivery read differently the second time: {}", f.rejection)).into()),
+        }
+        Element::feed_close(&mut digest);
+        if transport == Transport::Straks {
+            record.request_hash = hex::encode(digest.finalize());
+        }
+        if plans.is_empty() {
+            plans = reject_items(&[], &decided.findings, Vec::new());
+        }
+        self.finish(record, plans, version, Some(decided.sortiment), mode)
+    }
 
-        // Layer 1: shape and size.
-        let expected_root = match transport {
-            Transport::Straks => spec.straks_root,
-            Transport::Masse => spec.masse_root,
-        };
-        if let Some(finding) = wrong_root(spec, body, expected_root, &root_path) {
-            return self.finish(record, reject_items(&references, &[finding], Vec::new()), version, None, mode);
-        }
-        let max_items = self.settings.max_items_straks(integration);
-        if transport == Transport::Straks && items.len() > max_items {
-            let finding = Finding::new(
-                Rejection::TooLarge(format!("{} {} i ét kald; højst {max_items} er tilladt", items.len(), spec.item)),
-                &body.loc(root_path.clone()),
-            );
-            return self.finish(record, reject_items(&references, &[finding], Vec::new()), version, None, mode);
-        }
-        for (i, item) in items.iter().enumerate() {
-            if let Some(finding) = self.too_many_postings(item, format!("{root_path}/{}[{}]", spec.item, i + 1)) {
-                return self.finish(record, reject_items(&references, &[finding], Vec::new()), version, None, mode);
-            }
-        }
-        let issues = schema::validate(&self.settings.schema_dir.join(spec.schema), text, transport == Transport::Straks)?;
-        let (delivery_findings, mut item_findings) = place_schema_issues(spec, body, &issues, items.len());
-        if !delivery_findings.is_empty() {
-            let plans = reject_items(&references, &delivery_findings, item_findings);
-            return self.finish(record, plans, version, None, mode);
-        }
-
-        // Layer 2 and 3: the delivery's own fields, its sender, then each finansbilag.
-        let mut delivery_findings = Vec::new();
-        let header = wire::read_header(body, &mut delivery_findings);
+    /// The delivery-level decision, the same for both transports: the delivery names itself in the record,
+    /// its municipality, Serviceplatformen's context and its sender are checked against the sortiment, and the
+    /// mapping version it will be mapped by is taken.
+    fn decide_delivery(
+        &self,
+        opened: &intake::Opened,
+        mut findings: Vec<Finding>,
+        arrival: &Arrival,
+        integration: Integration,
+        record: &mut DeliveryRecord,
+    ) -> Result<DeliveryDecision, TechnicalError> {
+        record.name_from(&opened.root, &opened.root_path());
+        // A delivery whose fields break the schema is rejected for that alone: its header is not read further.
+        let header = if findings.is_empty() { wire::read_header(&opened.root, &mut findings) } else { None };
         let sortiment = self.sortiment()?;
         record.sortiment_version = Some(sortiment.version);
         let today = Utc::now().date_naive();
         let sender = match &header {
-            Some(header) => {
-                let arrival = Arrival { context: &context, caller };
-                self.check_delivery(header, &arrival, &sortiment, integration, today, &mut delivery_findings)
-            }
+            Some(header) => self.check_delivery(header, arrival, &sortiment, integration, today, &mut findings).map(|s| s.system),
             None => None,
         };
+        if let (Some(named), Some(header)) = (&arrival.metadata_sender, &header) {
+            if uuid::Uuid::parse_str(named).ok() != Some(header.sender.value) {
+                findings.push(Finding::new(Rejection::SenderContextMismatch(named.clone()), &header.sender.loc).with_value(named.clone()));
+            }
+        }
         record.authority = header.as_ref().map(|h| h.authority.value.clone());
         let mappings = self.mappings()?;
         record.mapping_version = Some(mappings.version.clone());
+        Ok(DeliveryDecision { sortiment, sender, today, mappings, findings })
+    }
 
-        let context = ItemContext { sender, today, mappings: &mappings, root_path: &root_path };
-        let plans = items
-            .iter()
-            .zip(references)
-            .enumerate()
-            .map(|(i, (item, item_ref))| {
-                let own = std::mem::take(&mut item_findings[i]);
-                self.plan_item(integration, item, i + 1, item_ref, &delivery_findings, own, &context)
-            })
-            .collect();
-        self.finish(record, plans, version, Some(sortiment), mode)
+    /// One item, the same for both transports: read as a one-item document, checked, mapped and planned. Feeds
+    /// the item into `digest` when given. Returns the plan and the item's number of postings (for chunk sizes).
+    #[allow(clippy::too_many_arguments)]
+    fn plan_framed_item(
+        &self,
+        integration: Integration,
+        frame: &intake::Frame,
+        span: &ItemSpan,
+        bytes: &[u8],
+        delivery_findings: &[Finding],
+        context: &ItemContext,
+        digest: Option<&mut Sha256>,
+    ) -> Result<(ItemPlan, usize), TechnicalError> {
+        let spec = WireSpec::of(integration);
+        let index = span.index;
+        let read = match intake::read_item(frame, span, bytes, &self.reading(integration))? {
+            Ok(read) => read,
+            Err(finding) => {
+                let mut findings = delivery_findings.to_vec();
+                findings.push(finding);
+                let loc = Loc { path: frame.item_path(index), line: Some(span.line), col: Some(span.col) };
+                let plan = ItemPlan {
+                    reference: format!("{}[{index}]", spec.item),
+                    reference_loc: loc,
+                    content_hash: String::new(),
+                    related: None,
+                    outcome: ItemOutcome::Reject(findings),
+                };
+                return Ok((plan, 0));
+            }
+        };
+        let item = read.item;
+        if let Some(digest) = digest {
+            item.feed(digest);
+        }
+        let mut own = read.findings;
+        let postings = item.children_named("Postering").count();
+        let item_ref = ItemRef::of(spec, &item, index, context.root_path);
+        own.extend(self.too_many_postings(&item, frame.item_path(index)));
+        Ok((self.plan_item(integration, &item, index, item_ref, delivery_findings, own, context), postings.max(1)))
     }
 
     /// A finansbilag over the configured number of postings; at `path`.
@@ -354,6 +412,13 @@ impl Pipeline {
                 Integration::Sf1590A => (self.evaluate_finansbilag(item, index, path, context, findings), None),
                 Integration::Sf1590B => self.evaluate_fordring(item, index, path, context, findings),
             }
+        };
+        let outcome = match outcome {
+            ItemOutcome::Reject(mut findings) => {
+                cap_findings(&mut findings, 0);
+                ItemOutcome::Reject(findings)
+            }
+            accepted => accepted,
         };
         ItemPlan { reference: item_ref.reference, reference_loc: item_ref.loc, content_hash: item_ref.content_hash, related, outcome }
     }
@@ -442,12 +507,12 @@ impl Pipeline {
                 .with_value(header.authority.value.clone()));
         }
         let (context, caller) = (arrival.context, arrival.caller);
-        if let Some((cvr, loc)) = &context.municipality_cvr {
+        for (cvr, loc) in &context.municipality_cvr {
             if cvr != ours {
                 findings.push(Finding::new(Rejection::WrongAuthority(cvr.clone(), ours.into()), loc).with_value(cvr.clone()));
             }
         }
-        if let Some((system, loc)) = &context.user_system {
+        for (system, loc) in &context.user_system {
             let same = uuid::Uuid::parse_str(system).is_ok_and(|s| s == header.sender.value);
             if !same {
                 findings.push(Finding::new(Rejection::SenderContextMismatch(system.clone()), loc).with_value(system.clone()));
@@ -525,10 +590,33 @@ impl Pipeline {
     }
 }
 
-/// What came with a delivery beside its body: Serviceplatformen's context header and the client certificate.
+/// The largest the part of a delivery before its first item may be: its own fields, and in a straks call the
+/// SOAP envelope's start and header.
+const MAX_PREFIX_BYTES: u64 = 64 * 1024;
+
+/// What came with a delivery beside its body: Serviceplatformen's context, the client certificate, and the
+/// sender a batch file's .metadata names.
 struct Arrival<'a> {
     context: &'a CallContext,
     caller: Option<&'a CallerCertificate>,
+    metadata_sender: Option<String>,
+}
+
+/// The delivery-level decision every item is decided with.
+struct DeliveryDecision {
+    sortiment: Arc<Sortiment>,
+    /// The sender, when the sortiment admits it.
+    sender: Option<uuid::Uuid>,
+    today: NaiveDate,
+    mappings: Arc<MappingSet>,
+    /// What rejects every item: the delivery's fields, its municipality, context or sender.
+    findings: Vec<Finding>,
+}
+
+impl DeliveryDecision {
+    fn sender(&self) -> Option<&Sender> {
+        self.sender.and_then(|s| self.sortiment.get(&s))
+    }
 }
 
 /// What every item of one delivery is checked against.
@@ -576,14 +664,6 @@ impl ItemRef {
     }
 }
 
-/// A delivery whose root (or SOAP body) is not the one expected, in the integration's namespace.
-fn wrong_root(spec: &WireSpec, body: &Element, expected: &str, root_path: &str) -> Option<Finding> {
-    (body.name != expected || body.ns.as_deref() != Some(spec.namespace)).then(|| {
-        let rejection = Rejection::Schema(format!("forventede {{{}}}{expected}, fandt {}", spec.namespace, body.name));
-        Finding::new(rejection, &body.loc(root_path.to_string()))
-    })
-}
-
 /// Every item rejected with the delivery's findings (and its own, where given); a delivery that names no
 /// items gets one receipt for itself.
 fn reject_items(items: &[ItemRef], delivery: &[Finding], per_item: Vec<Vec<Finding>>) -> Vec<ItemPlan> {
@@ -613,100 +693,63 @@ fn reject_items(items: &[ItemRef], delivery: &[Finding], per_item: Vec<Vec<Findi
         .collect()
 }
 
-/// Turns libxml2's schema messages into findings with a path, and sorts them into those about the delivery
-/// itself and those inside the n-th finansbilag.
-fn place_schema_issues(spec: &WireSpec, body: &Element, issues: &[schema::SchemaIssue], items: usize) -> (Vec<Finding>, Vec<Vec<Finding>>) {
-    let mut per_item = vec![Vec::new(); items];
-    if issues.is_empty() {
-        return (Vec::new(), per_item);
-    }
-    let mut located = Vec::new();
-    body.walk("", spec.indexed, &mut located);
-    let item_prefix = format!("/{}/{}[", body.name, spec.item);
-    let mut delivery = Vec::new();
-    for issue in issues {
-        let on_line: Vec<&(String, &Element)> = located.iter().filter(|(_, e)| Some(e.line) == issue.line).collect();
-        let hit = on_line
-            .iter()
-            .find(|(_, e)| Some(&e.name) == issue.element.as_ref())
-            .or_else(|| on_line.first())
-            .copied();
-        let (loc, value) = match hit {
-            Some((path, e)) => {
-                let leaf = e.children.is_empty() && !e.text().is_empty();
-                let value = leaf.then(|| {
-                    if e.name == "CPR" { crate::domain::values::mask_cpr(e.text()) } else { e.text().chars().take(100).collect() }
-                });
-                (Loc { path: path.clone(), line: Some(e.line), col: Some(e.col) }, value)
-            }
-            None => (Loc { path: format!("/{}", body.name), line: issue.line, col: None }, None),
-        };
-        let index = loc
-            .path
-            .strip_prefix(&item_prefix)
-            .and_then(|rest| rest.split(']').next())
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|n| (1..=items).contains(n));
-        let mut finding = Finding::new(Rejection::Schema(issue.message.clone()), &loc);
-        finding.value = value;
-        match index {
-            Some(n) => per_item[n - 1].push(finding),
-            None => delivery.push(finding),
-        }
-    }
-    (delivery, per_item)
-}
-
 /// The steps of `Pipeline::process` that need no database, for both integrations and both framings: the
-/// guarded reader, the SOAP envelope, libxml2's schema check and the wire model. Returns every finding. Used by
-/// the fuzz target (fuzz/), which holds this path to: no panic, no hang, bounded memory, on any bytes.
+/// intake (streaming scan, libxml2's schema check of each item as a document of its own) and the wire model and
+/// rules. Returns every finding. Used by the fuzz target (fuzz/), which holds this path to: no panic, no hang,
+/// bounded memory, on any bytes.
 pub fn read_offline(bytes: &[u8], schema_dir: &std::path::Path) -> Vec<Finding> {
-    let limits = XmlLimits::default();
     let text = match tree::decode_utf8(bytes) {
         Ok(text) => text,
         Err(finding) => return vec![finding],
     };
-    let document = match tree::read_document(text, &limits) {
-        Ok(root) => root,
-        Err(finding) => return vec![finding],
+    let source: &[u8] = text.as_bytes();
+    let (transport, integration) = Transport::detect(source);
+    let framing = match transport {
+        Transport::Straks => Framing::Soap,
+        Transport::Masse => Framing::Document,
     };
-    let (body, in_soap) = match soap::open(&document) {
-        Ok(envelope) => (envelope.body, true),
-        Err(_) => (&document, false),
+    let spec = WireSpec::of(integration);
+    let limits = XmlLimits::default();
+    let reading = intake::Reading {
+        spec,
+        schema: schema_dir.join(spec.schema),
+        xml: &limits,
+        stream: StreamLimits { xml: limits.clone(), max_prefix_bytes: MAX_PREFIX_BYTES, max_item_bytes: 20 << 20 },
     };
-    let mut findings = Vec::new();
-    for integration in [Integration::Sf1590A, Integration::Sf1590B] {
-        let spec = WireSpec::of(integration);
-        if body.ns.as_deref() != Some(spec.namespace) {
-            continue;
-        }
-        match schema::validate(&schema_dir.join(spec.schema), text, in_soap) {
-            Ok(issues) => {
-                let items = body.children_named(spec.item).count();
-                let (delivery, per_item) = place_schema_issues(spec, body, &issues, items);
-                findings.extend(delivery);
-                findings.extend(per_item.into_iter().flatten());
+    let opened = match intake::open(source, framing, &reading) {
+        Ok(opened) => opened,
+        Err(OpenError::Rejected(finding)) => return vec![finding],
+        Err(OpenError::Technical(_)) => return Vec::new(),
+    };
+    let mut findings = opened.findings.clone();
+    wire::read_header(&opened.root, &mut findings);
+    let rules = RuleSettings { open_periods: Vec::new(), currencies: vec![Valuta::dkk()] };
+    let _ = stream::scan(source, framing, spec.namespace, spec.item, &reading.stream, |span| {
+        let Ok(read) = intake::read_item(&opened.frame, &span, &source[span.start as usize..span.end as usize], &reading) else {
+            return Ok::<_, ()>(());
+        };
+        let read = match read {
+            Ok(read) => read,
+            Err(finding) => {
+                findings.push(finding);
+                return Ok(());
             }
-            Err(_) => continue,
-        }
-        wire::read_header(body, &mut findings);
-        let root_path = format!("/{}", body.name);
-        for (i, item) in body.children_named(spec.item).enumerate() {
-            let path = format!("{root_path}/{}[{}]", spec.item, i + 1);
-            match integration {
-                Integration::Sf1590A => {
-                    if let Some(bilag) = sf1590a::read_finansbilag(item, i + 1, path, &mut findings) {
-                        let settings = RuleSettings { open_periods: Vec::new(), currencies: vec![Valuta::dkk()] };
-                        findings.extend(check_finansbilag(&bilag, &settings, Utc::now().date_naive()));
-                    }
-                }
-                Integration::Sf1590B => {
-                    if let Some(fordring) = sf1590b::read_fordring(item, i + 1, path, &mut findings) {
-                        findings.extend(check_fordring(&fordring, None, &[Valuta::dkk()]));
-                    }
+        };
+        findings.extend(read.findings);
+        let path = opened.frame.item_path(span.index);
+        match integration {
+            Integration::Sf1590A => {
+                if let Some(bilag) = sf1590a::read_finansbilag(&read.item, span.index, path, &mut findings) {
+                    findings.extend(check_finansbilag(&bilag, &rules, Utc::now().date_naive()));
                 }
             }
+            Integration::Sf1590B => {
+                if let Some(fordring) = sf1590b::read_fordring(&read.item, span.index, path, &mut findings) {
+                    findings.extend(check_fordring(&fordring, None, &[Valuta::dkk()]));
+                }
+            }
         }
-    }
+        Ok(())
+    });
     findings
 }

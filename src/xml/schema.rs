@@ -5,6 +5,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use std::ffi::c_void;
+
+use libxml::bindings;
 use libxml::parser::{Parser, ParserOptions};
 use libxml::schemas::{SchemaParserContext, SchemaValidationContext};
 
@@ -19,10 +22,34 @@ pub enum SchemaError {
 /// One schema violation as libxml2 reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaIssue {
+    /// The element it is about, as its number in document order (0 is the document's root element), counted
+    /// the same way as `tree::Element::preorder` visits: it places the issue on its element whatever the
+    /// layout (libxml2's line numbers cannot tell apart the elements of a document sent on one line).
+    pub ordinal: Option<usize>,
     pub line: Option<u32>,
-    /// Local name of the element the message is about, when it names one.
-    pub element: Option<String>,
     pub message: String,
+}
+
+/// What libxml2 found: the first `max` issues, and how many more there were.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchemaReport {
+    pub issues: Vec<SchemaIssue>,
+    pub omitted: usize,
+}
+
+impl SchemaReport {
+    pub fn is_empty(&self) -> bool {
+        self.issues.is_empty() && self.omitted == 0
+    }
+}
+
+/// Which element of the document the schema is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The root element (a batch file).
+    Root,
+    /// The one element inside the SOAP Body, found by the SOAP namespace (a straks call).
+    SoapBody,
 }
 
 thread_local! {
@@ -47,9 +74,90 @@ pub fn check_schema(path: &Path) -> Result<(), SchemaError> {
     compile(path).map(drop)
 }
 
-/// Validates the element the delivery is about: the root, or with `in_soap_body` the first element inside
-/// the SOAP Body. Line numbers are those of the whole received text.
-pub fn validate(schema: &Path, text: &str, in_soap_body: bool) -> Result<Vec<SchemaIssue>, SchemaError> {
+/// Where libxml2's errors go during one validation: the first `max` with the node each is about, then only a
+/// count, so a document with 80,000 errors costs no more memory than one with 100.
+struct Collector {
+    issues: Vec<(usize, Option<u32>, String)>,
+    omitted: usize,
+    max: usize,
+}
+
+unsafe extern "C" fn collect(data: *mut c_void, error: *const bindings::_xmlError) {
+    if data.is_null() || error.is_null() {
+        return;
+    }
+    // SAFETY: `data` is the Collector `validate` registered for the length of one validation, and libxml2
+    // passes a valid error for the length of the call.
+    let (collector, error) = unsafe { (&mut *(data as *mut Collector), &*error) };
+    if collector.issues.len() >= collector.max {
+        collector.omitted += 1;
+        return;
+    }
+    let message = if error.message.is_null() {
+        String::new()
+    } else {
+        // SAFETY: libxml2's messages are NUL-terminated C strings.
+        unsafe { std::ffi::CStr::from_ptr(error.message) }.to_string_lossy().into_owned()
+    };
+    let line = (error.line > 0).then_some(error.line as u32);
+    collector.issues.push((error.node as usize, line, message));
+}
+
+const SOAP_NAMESPACES: [&[u8]; 2] = [b"http://schemas.xmlsoap.org/soap/envelope/", b"http://www.w3.org/2003/05/soap-envelope"];
+
+/// The element children of a libxml2 node.
+fn element_children(node: bindings::xmlNodePtr) -> impl Iterator<Item = bindings::xmlNodePtr> {
+    // SAFETY: nodes of a document that outlives the iterator; `children` and `next` are null or valid.
+    let mut next = unsafe { (*node).children };
+    std::iter::from_fn(move || {
+        while !next.is_null() {
+            let current = next;
+            next = unsafe { (*current).next };
+            if unsafe { (*current).type_ } == bindings::xmlElementType_XML_ELEMENT_NODE {
+                return Some(current);
+            }
+        }
+        None
+    })
+}
+
+fn local_name(node: bindings::xmlNodePtr) -> &'static [u8] {
+    // SAFETY: an element's name is a NUL-terminated string owned by the document (or its dictionary), read
+    // only while the document lives.
+    unsafe { std::ffi::CStr::from_ptr((*node).name as *const std::os::raw::c_char) }.to_bytes()
+}
+
+fn namespace(node: bindings::xmlNodePtr) -> Option<&'static [u8]> {
+    // SAFETY: as for `local_name`; `ns` is null or a valid namespace of the document.
+    unsafe {
+        let ns = (*node).ns;
+        (!ns.is_null() && !(*ns).href.is_null()).then(|| std::ffi::CStr::from_ptr((*ns).href as *const std::os::raw::c_char).to_bytes())
+    }
+}
+
+/// The number in document order of each of `wanted` (element nodes under `root`), in one walk.
+fn ordinals(root: bindings::xmlNodePtr, wanted: &[usize]) -> HashMap<usize, usize> {
+    let mut found = HashMap::new();
+    let wanted: std::collections::HashSet<usize> = wanted.iter().copied().collect();
+    let mut stack = vec![root];
+    let mut n = 0usize;
+    while let Some(node) = stack.pop() {
+        if wanted.contains(&(node as usize)) {
+            found.insert(node as usize, n);
+            if found.len() == wanted.len() {
+                break;
+            }
+        }
+        n += 1;
+        let children: Vec<_> = element_children(node).collect();
+        stack.extend(children.into_iter().rev());
+    }
+    found
+}
+
+/// Validates the element a delivery is about (see `Target`) and reports at most `max` issues, each with the
+/// element it is about.
+pub fn validate(schema: &Path, text: &str, target: Target, max: usize) -> Result<SchemaReport, SchemaError> {
     let options = ParserOptions {
         recover: false,
         no_def_dtd: true,
@@ -65,15 +173,13 @@ pub fn validate(schema: &Path, text: &str, in_soap_body: bool) -> Result<Vec<Sch
         encoding: Some("UTF-8"),
     };
     let document = Parser::default().parse_string_with_options(text, options).map_err(|_| SchemaError::Parse)?;
-    let root = document.get_root_element().ok_or(SchemaError::Parse)?;
-    let target = if in_soap_body {
-        root.get_child_elements()
-            .into_iter()
-            .find(|n| n.get_name() == "Body")
-            .and_then(|body| body.get_first_element_child())
-            .ok_or(SchemaError::Parse)?
-    } else {
-        root
+    let root = document.get_root_element().ok_or(SchemaError::Parse)?.node_ptr();
+    let node = match target {
+        Target::Root => root,
+        Target::SoapBody => element_children(root)
+            .find(|n| local_name(*n) == b"Body" && namespace(*n).is_some_and(|ns| SOAP_NAMESPACES.contains(&ns)))
+            .and_then(|body| element_children(body).next())
+            .ok_or(SchemaError::Parse)?,
     };
     VALIDATORS.with(|cell| {
         let mut validators = cell.borrow_mut();
@@ -81,25 +187,31 @@ pub fn validate(schema: &Path, text: &str, in_soap_body: bool) -> Result<Vec<Sch
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(compile(schema)?),
         };
-        let issues = match validator.validate_node(&target) {
-            Ok(()) => Vec::new(),
-            Err(errors) => errors
-                .into_iter()
-                .map(|e| {
-                    let raw = e.message.unwrap_or_default();
-                    SchemaIssue { line: e.line.map(|l| l as u32), element: element_name(&raw), message: tidy(&raw) }
-                })
-                .collect(),
+        let mut collector = Collector { issues: Vec::new(), omitted: 0, max };
+        // The libxml crate's own error list keeps every error and not the node it is about; this collector
+        // takes its place for the length of the call.
+        let handler: unsafe extern "C" fn(*mut c_void, *const bindings::_xmlError) = collect;
+        // SAFETY: the two signatures differ only in the constness of the error pointer (libxml2 2.12 changed
+        // it), which has the same representation; the collector outlives the validation and is unregistered
+        // before it is dropped.
+        let rc = unsafe {
+            bindings::xmlSchemaSetValidStructuredErrors(validator.as_ptr(), std::mem::transmute(handler), &mut collector as *mut Collector as *mut c_void);
+            let rc = bindings::xmlSchemaValidateOneElement(validator.as_ptr(), node);
+            bindings::xmlSchemaSetValidStructuredErrors(validator.as_ptr(), std::mem::transmute(handler), std::ptr::null_mut());
+            rc
         };
-        Ok(issues)
+        if rc != 0 && collector.issues.is_empty() && collector.omitted == 0 {
+            collector.issues.push((0, None, format!("libxml2 stopped the schema check with status {rc}")));
+        }
+        let nodes: Vec<usize> = collector.issues.iter().map(|(node, _, _)| *node).filter(|n| *n != 0).collect();
+        let numbers = if nodes.is_empty() { HashMap::new() } else { ordinals(root, &nodes) };
+        let issues = collector
+            .issues
+            .into_iter()
+            .map(|(node, line, raw)| SchemaIssue { ordinal: numbers.get(&node).copied(), line, message: tidy(&raw) })
+            .collect();
+        Ok(SchemaReport { issues, omitted: collector.omitted })
     })
-}
-
-/// libxml2 writes "Element '{urn:...}Art': ..."; this takes out "Art".
-fn element_name(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("Element '")?;
-    let name = &rest[..rest.find('\'')?];
-    Some(name.rsplit('}').next().unwrap_or(name).to_string())
 }
 
 /// Drops namespace URIs in braces ("{urn:...}Art" reads "Art"), but keeps braces that are part of a pattern
@@ -131,7 +243,6 @@ mod tests {
     #[test]
     fn names_and_messages() {
         let m = "Element '{urn:fkoeko:sf1590a:v1}Art': [facet 'pattern'] The value '52' is not accepted.\n";
-        assert_eq!(element_name(m).as_deref(), Some("Art"));
         assert_eq!(tidy(m), "Element 'Art': [facet 'pattern'] The value '52' is not accepted");
         let p = "Element '{urn:fkoeko:sf1590a:v1}LeveranceId': not accepted by the pattern '[0-9a-f]{8}-[0-9a-f]{4}'.";
         assert_eq!(tidy(p), "Element 'LeveranceId': not accepted by the pattern '[0-9a-f]{8}-[0-9a-f]{4}'");

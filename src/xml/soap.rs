@@ -1,7 +1,7 @@
 //! SOAP 1.1 and 1.2 envelopes: finding the body, reading Serviceplatformen's context header blocks, and
 //! writing answers and faults.
 
-use crate::domain::rejection::{Finding, Loc, Rejection};
+use crate::domain::rejection::Loc;
 use crate::xml::tree::Element;
 
 const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -41,57 +41,41 @@ impl SoapVersion {
     }
 }
 
-/// Serviceplatformen's context from the SOAP header, each value with where it was.
+/// Serviceplatformen's context, each value with where it was. A block may stand in the SOAP header (the token
+/// model) or first in the request element inside the Body (the certificate model); both are read, and every
+/// value found is checked.
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {
-    pub municipality_cvr: Option<(String, Loc)>,
-    pub user_system: Option<(String, Loc)>,
+    pub municipality_cvr: Vec<(String, Loc)>,
+    pub user_system: Vec<(String, Loc)>,
     pub transaction: Option<String>,
 }
 
-/// The parts of an envelope the pipeline needs.
-pub struct Envelope<'a> {
-    pub version: SoapVersion,
-    pub context: CallContext,
-    pub body: &'a Element,
-}
-
-fn xml_error(rejection: Rejection, element: &Element) -> Finding {
-    Finding::new(rejection, &element.loc(format!("/{}", element.name)))
-}
-
-pub fn open(root: &Element) -> Result<Envelope<'_>, Finding> {
-    let version = match (root.name.as_str(), root.ns.as_deref()) {
-        ("Envelope", Some(SOAP11_NS)) => SoapVersion::V11,
-        ("Envelope", Some(SOAP12_NS)) => SoapVersion::V12,
-        _ => return Err(xml_error(Rejection::Schema("rodelementet skal være en SOAP 1.1- eller 1.2-Envelope".into()), root)),
-    };
-    let in_soap = |e: &&Element| e.ns.as_deref() == Some(version.namespace());
-    let header = root.children.iter().filter(in_soap).find(|e| e.name == "Header");
-    let body = root
+/// The one element inside the SOAP Body of an envelope the streaming scan has accepted.
+pub fn body_content(envelope: &Element) -> Option<&Element> {
+    let ns = envelope.ns()?;
+    envelope
         .children
         .iter()
-        .filter(in_soap)
-        .find(|e| e.name == "Body")
-        .ok_or_else(|| xml_error(Rejection::Schema("SOAP-Envelope uden Body".into()), root))?;
-    let content = match body.children.as_slice() {
-        [one] => one,
-        _ => return Err(xml_error(Rejection::Schema("SOAP-Body skal indeholde præcis ét element".into()), body)),
-    };
-    Ok(Envelope { version, context: header.map(read_context).unwrap_or_default(), body: content })
+        .find(|e| &*e.name == "Body" && e.ns() == Some(ns))
+        .and_then(|body| body.children.first())
 }
 
-fn read_context(header: &Element) -> CallContext {
+/// The context blocks of a call: in the envelope's Header, and first in the request element `request`.
+pub fn read_context(envelope: &Element, request: &Element) -> CallContext {
     let mut context = CallContext::default();
-    for block in &header.children {
-        let path = format!("/Envelope/Header/{}", block.name);
-        let value = |name: &str| {
-            block.child(name).map(|c| (c.text().to_string(), c.loc(format!("{path}/{name}"))))
-        };
-        match (block.ns.as_deref(), block.name.as_str()) {
-            (Some(AUTHORITY_CONTEXT_NS), "AuthorityContext") => context.municipality_cvr = value("MunicipalityCVR"),
-            (Some(INVOCATION_CONTEXT_NS), "InvocationContext") => context.user_system = value("UserSystemUUID"),
-            (Some(REQUEST_HEADER_NS), "RequestHeader") => context.transaction = value("TransactionUUID").map(|(v, _)| v),
+    let ns = envelope.ns();
+    let header = envelope.children.iter().find(|e| &*e.name == "Header" && e.ns() == ns);
+    let in_header = header.into_iter().flat_map(|h| h.children.iter().map(move |b| (format!("/{}/{}/{}", envelope.name, h.name, b.name), b)));
+    let in_body = request.children.iter().map(|b| (format!("/{}/{}", request.name, b.name), b));
+    for (path, block) in in_header.chain(in_body) {
+        let value = |name: &str| block.child(name).map(|c| (c.text().to_string(), c.loc(format!("{path}/{name}"))));
+        match (block.ns(), &*block.name) {
+            (Some(AUTHORITY_CONTEXT_NS), "AuthorityContext") => context.municipality_cvr.extend(value("MunicipalityCVR")),
+            (Some(INVOCATION_CONTEXT_NS), "InvocationContext") => context.user_system.extend(value("UserSystemUUID")),
+            (Some(REQUEST_HEADER_NS), "RequestHeader") => {
+                context.transaction = context.transaction.take().or(value("TransactionUUID").map(|(v, _)| v))
+            }
             _ => {}
         }
     }

@@ -12,6 +12,7 @@ use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
 use super::guard;
+use super::soap::SoapVersion;
 use super::tree::XmlLimits;
 use crate::domain::rejection::{Finding, Loc, Rejection};
 
@@ -42,6 +43,31 @@ pub struct Outline {
     pub items: usize,
     /// Where the first item is: the delivery's own fields are schema-checked together with it.
     pub first_item: Option<ItemSpan>,
+    /// The end tags that close a document cut after an item: the delivery root's, and in a SOAP envelope the
+    /// Body's and the Envelope's.
+    pub closing: String,
+    /// The SOAP version, when the delivery came in an envelope.
+    pub soap: Option<SoapVersion>,
+}
+
+/// How the delivery root sits in the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// The document's root is the delivery (a batch file).
+    Document,
+    /// The delivery is the one element in the Body of a SOAP 1.1 or 1.2 Envelope (a straks call). The Envelope
+    /// holds an optional Header and then the Body, both in the SOAP namespace, and nothing else: an element of
+    /// another namespace named Body is not taken for it.
+    Soap,
+}
+
+/// Where the reader is in a SOAP envelope, outside the delivery root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SoapPart {
+    Envelope,
+    Header,
+    Body,
+    AfterBody,
 }
 
 /// Limits of a streamed file; unlike a straks body the file as a whole has no size or element limit.
@@ -128,14 +154,24 @@ fn reject(rejection: Rejection, line: u32, col: u32) -> Finding {
 }
 
 /// Streams the document from `source`, calling `on_item` for every item in order. The items are direct
-/// children of the root with the local name `item` in the namespace `namespace`.
+/// children of the delivery root (see `Framing`) with the local name `item` in the namespace `namespace`.
 pub fn scan<R: BufRead, E>(
     source: R,
+    framing: Framing,
     namespace: &str,
     item: &str,
     limits: &StreamLimits,
     mut on_item: impl FnMut(ItemSpan) -> Result<(), E>,
 ) -> Result<Outline, ScanError<E>> {
+    // The depth of the delivery root, and the envelope's state around it.
+    let root_depth = match framing {
+        Framing::Document => 0,
+        Framing::Soap => 2,
+    };
+    let mut soap: Option<(SoapVersion, SoapPart)> = None;
+    // The envelope's and the Body's qualified names, to close a cut document with.
+    let mut soap_names: Vec<String> = Vec::new();
+    let mut root_done = false;
     let event_start = Rc::new(Cell::new(0));
     let budget = limits.max_item_bytes.max(limits.max_prefix_bytes).max(limits.xml.max_text_len as u64 * 4 + 4096);
     let counting = Counting { inner: source, consumed: 0, lines: 0, line_start: 0, continuations: 0, event_start: event_start.clone(), budget };
@@ -189,6 +225,11 @@ pub fn scan<R: BufRead, E>(
             other => guard::check_event(other),
         };
         let in_delivery_ns = matches!(&ns, ResolveResult::Bound(ns) if ns.0 == namespace.as_bytes());
+        let soap_ns = match &ns {
+            ResolveResult::Bound(ns) if ns.0 == SoapVersion::V11.namespace().as_bytes() => Some(SoapVersion::V11),
+            ResolveResult::Bound(ns) if ns.0 == SoapVersion::V12.namespace().as_bytes() => Some(SoapVersion::V12),
+            _ => None,
+        };
         let own_continuations = match &event {
             Event::Start(e) | Event::Empty(e) => (**e).iter().filter(|&&b| b & 0xC0 == 0x80).count() as u64,
             _ => 0,
@@ -207,20 +248,65 @@ pub fn scan<R: BufRead, E>(
                 // Names are compared as bytes: most elements are neither the root nor an item, and allocate nothing.
                 let local = e.local_name();
                 let is_item = in_delivery_ns && local.as_ref() == item.as_bytes();
+                if framing == Framing::Soap && depth < root_depth {
+                    let version = soap_ns;
+                    let part = soap.map(|(_, part)| part);
+                    let named = |name: &[u8]| local.as_ref() == name && version.is_some() && version == soap.map(|(v, _)| v);
+                    let next = match (depth, part) {
+                        (0, _) if local.as_ref() == b"Envelope" && version.is_some() => (version.expect("checked"), SoapPart::Envelope),
+                        (0, _) => return fail(Rejection::Schema("rodelementet skal være en SOAP 1.1- eller 1.2-Envelope".into())),
+                        (1, Some(SoapPart::Envelope)) if named(b"Header") => (version.expect("checked"), SoapPart::Header),
+                        (1, Some(SoapPart::Envelope | SoapPart::Header)) if named(b"Body") => (version.expect("checked"), SoapPart::Body),
+                        (1, _) => {
+                            let local = String::from_utf8_lossy(local.as_ref());
+                            return fail(Rejection::Schema(format!(
+                                "SOAP-Envelope må kun indeholde en Header og derefter én Body i SOAP-navnerummet; fandt '{local}'"
+                            )));
+                        }
+                        // Inside the Header: its blocks are read from the prefix with the delivery's fields.
+                        (_, Some(SoapPart::Header)) => soap.expect("in the envelope"),
+                        (2, Some(SoapPart::Body)) if outline.is_none() => soap.expect("in the envelope"),
+                        _ => return fail(Rejection::Schema("SOAP-Body skal indeholde præcis ét element".into())),
+                    };
+                    if !empty && (depth == 0 || next.1 == SoapPart::Body) && depth < 2 {
+                        soap_names.push(String::from_utf8_lossy(e.name().as_ref()).into_owned());
+                    }
+                    soap = Some(next);
+                    if depth == 1 && next.1 == SoapPart::Body && empty {
+                        return fail(Rejection::Schema("SOAP-Body skal indeholde præcis ét element".into()));
+                    }
+                }
+                let in_root = outline.is_some() && !root_done;
                 match (depth, &mut outline, &mut current) {
-                    (0, None, _) => {
+                    (d, None, _) if d == root_depth && soap.is_none_or(|(_, part)| part == SoapPart::Body) => {
+                        let root_qname = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                        let mut closing = format!("</{root_qname}>");
+                        for name in soap_names.iter().rev() {
+                            closing.push_str(&format!("</{name}>"));
+                        }
                         outline = Some(Outline {
-                            root_qname: String::from_utf8_lossy(e.name().as_ref()).into_owned(),
+                            root_qname,
                             root_local: String::from_utf8_lossy(local.as_ref()).into_owned(),
                             prefix_end: 0,
                             prefix_end_line: 0,
                             prefix_end_col: 0,
                             items: 0,
                             first_item: None,
+                            closing,
+                            soap: soap.map(|(v, _)| v),
                         });
+                        if empty {
+                            root_done = true;
+                            if let Some(o) = outline.as_mut() {
+                                (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start, line, col);
+                            }
+                        }
                     }
-                    (1, Some(o), None) if is_item => {
+                    (d, Some(o), None) if d == root_depth + 1 && in_root && is_item => {
                         if o.items == 0 {
+                            if start > limits.max_prefix_bytes {
+                                return fail(Rejection::TooLarge(format!("leverancens felter før første {item} fylder mere end {} byte", limits.max_prefix_bytes)));
+                            }
                             (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start, line, col);
                         }
                         o.items += 1;
@@ -232,7 +318,7 @@ pub fn scan<R: BufRead, E>(
                             current = Some((span, 1));
                         }
                     }
-                    (1, Some(o), None) => {
+                    (d, Some(o), None) if d == root_depth + 1 && in_root => {
                         if o.items > 0 {
                             let local = String::from_utf8_lossy(local.as_ref());
                             return fail(Rejection::Schema(format!(
@@ -257,8 +343,16 @@ pub fn scan<R: BufRead, E>(
             }
             Event::End(_) => {
                 depth -= 1;
+                if framing == Framing::Soap && depth == 1 && soap.is_some_and(|(_, part)| part == SoapPart::Body) {
+                    if outline.is_none() {
+                        return fail(Rejection::Schema("SOAP-Body skal indeholde præcis ét element".into()));
+                    }
+                    soap = soap.map(|(v, _)| (v, SoapPart::AfterBody));
+                } else if framing == Framing::Soap && depth == 1 && soap.is_some_and(|(_, part)| part == SoapPart::Header) {
+                    soap = soap.map(|(v, _)| (v, SoapPart::Envelope));
+                }
                 match (depth, &mut current) {
-                    (1, Some((span, _))) => {
+                    (d, Some((span, _))) if d == root_depth + 1 => {
                         span.end = reader.buffer_position();
                         if span.end - span.start > limits.max_item_bytes {
                             return fail(Rejection::TooLarge(format!(
@@ -275,7 +369,8 @@ pub fn scan<R: BufRead, E>(
                         }
                         on_item(span).map_err(ScanError::Stopped)?;
                     }
-                    (0, _) => {
+                    (d, _) if d == root_depth && outline.is_some() && !root_done => {
+                        root_done = true;
                         if let Some(o) = outline.as_mut().filter(|o| o.items == 0) {
                             (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start, line, col);
                         }
@@ -295,6 +390,9 @@ pub fn scan<R: BufRead, E>(
                 }
                 if depth == 0 && !text.trim().is_empty() {
                     return fail(Rejection::NotWellFormed("tekst uden for rodelementet".into()));
+                }
+                if depth <= root_depth && (outline.is_none() || root_done) && !text.trim().is_empty() && soap.is_some_and(|(_, p)| p != SoapPart::Header) {
+                    return fail(Rejection::Schema("tekst i SOAP-Envelope uden for Body's element".into()));
                 }
             }
             Event::CData(ref t) => {
@@ -321,7 +419,10 @@ pub fn scan<R: BufRead, E>(
     if depth > 0 {
         return Err(ScanError::Rejected(reject(Rejection::NotWellFormed("filen slutter, før alle elementer er lukket".into()), line, col)));
     }
-    outline.ok_or_else(|| ScanError::Rejected(reject(Rejection::NotWellFormed("filen har intet rodelement".into()), 1, 1)))
+    match framing {
+        Framing::Document => outline.ok_or_else(|| ScanError::Rejected(reject(Rejection::NotWellFormed("filen har intet rodelement".into()), 1, 1))),
+        Framing::Soap => outline.ok_or_else(|| ScanError::Rejected(reject(Rejection::Schema("SOAP-Envelope uden Body".into()), line, col))),
+    }
 }
 
 /// Reads the byte range of a file; for the prefix and for one item at a time.
@@ -342,7 +443,7 @@ mod tests {
 
     fn spans(text: &str) -> Result<(Outline, Vec<ItemSpan>), Finding> {
         let mut spans = Vec::new();
-        let outline = scan::<_, ()>(text.as_bytes(), "urn:x", "i", &limits(), |s| {
+        let outline = scan::<_, ()>(text.as_bytes(), Framing::Document, "urn:x", "i", &limits(), |s| {
             spans.push(s);
             Ok(())
         })
@@ -376,7 +477,7 @@ mod tests {
         assert_eq!(code("<r xmlns=\"urn:x\"><i>a</i><h/></r>"), "FORMAT_XSD");
         assert_eq!(code(&format!("<r xmlns=\"urn:x\"><i>{}</i></r>", "x".repeat(10_000))), "FORMAT_STOERRELSE");
         let invalid = b"<r xmlns=\"urn:x\"><i>\xff</i></r>";
-        let err = scan::<_, ()>(&invalid[..], "urn:x", "i", &limits(), |_| Ok(())).unwrap_err();
+        let err = scan::<_, ()>(&invalid[..], Framing::Document, "urn:x", "i", &limits(), |_| Ok(())).unwrap_err();
         assert!(matches!(err, ScanError::Rejected(f) if f.code().as_str() == "FORMAT_XML"));
     }
 
@@ -386,7 +487,7 @@ mod tests {
         let head = std::io::Cursor::new(b"<r xmlns=\"urn:x\"><i>".to_vec());
         let body = std::io::repeat(b'a').take(64 << 20);
         let source = std::io::BufReader::new(head.chain(body));
-        let err = scan::<_, ()>(source, "urn:x", "i", &limits(), |_| Ok(())).unwrap_err();
+        let err = scan::<_, ()>(source, Framing::Document, "urn:x", "i", &limits(), |_| Ok(())).unwrap_err();
         assert!(matches!(err, ScanError::Rejected(f) if f.code().as_str() == "FORMAT_STOERRELSE"));
     }
 }

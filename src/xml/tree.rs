@@ -2,7 +2,11 @@
 //! against us before anything else (libxml2 included) sees the bytes: other encodings, DTDs and entities,
 //! processing instructions, XInclude, and documents beyond the configured limits.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use quick_xml::events::Event;
+use sha2::{Digest, Sha256};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
@@ -25,10 +29,13 @@ impl Default for XmlLimits {
     }
 }
 
+/// One element of a received document. Names and namespaces are shared between the elements that carry the
+/// same one (a document of 100,000 elements holds each distinct name once), so memory grows with the elements
+/// and their texts, not with the length of their names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
-    pub ns: Option<String>,
-    pub name: String,
+    pub ns: Option<Arc<str>>,
+    pub name: Arc<str>,
     pub line: u32,
     pub col: u32,
     pub text: String,
@@ -37,11 +44,15 @@ pub struct Element {
 
 impl Element {
     pub fn child(&self, name: &str) -> Option<&Element> {
-        self.children.iter().find(|c| c.name == name)
+        self.children.iter().find(|c| &*c.name == name)
     }
 
     pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
-        self.children.iter().filter(move |c| c.name == name)
+        self.children.iter().filter(move |c| &*c.name == name)
+    }
+
+    pub fn ns(&self) -> Option<&str> {
+        self.ns.as_deref()
     }
 
     pub fn text(&self) -> &str {
@@ -55,15 +66,30 @@ impl Element {
     /// Every element under (and including) this one, with its path, in document order. Elements whose name is
     /// in `indexed` get their position among equally named siblings, as in `Postering[5]`.
     pub fn walk<'a>(&'a self, parent_path: &str, indexed: &[&str], out: &mut Vec<(String, &'a Element)>) {
-        self.walk_at(format!("{parent_path}/{}", self.name), indexed, out);
+        self.preorder(parent_path, indexed, &mut |path, e| {
+            out.push((path.to_string(), e));
+            true
+        });
     }
 
-    fn walk_at<'a>(&'a self, path: String, indexed: &[&str], out: &mut Vec<(String, &'a Element)>) {
-        out.push((path.clone(), self));
+    /// Visits this element and everything under it in document order with its path, without building a path
+    /// per element beyond the one being visited. The visitor returns false to stop.
+    pub fn preorder<'a>(&'a self, parent_path: &str, indexed: &[&str], visit: &mut dyn FnMut(&str, &'a Element) -> bool) {
+        let mut path = format!("{parent_path}/{}", self.name);
+        self.preorder_at(&mut path, indexed, visit);
+    }
+
+    fn preorder_at<'a>(&'a self, path: &mut String, indexed: &[&str], visit: &mut dyn FnMut(&str, &'a Element) -> bool) -> bool {
+        if !visit(path, self) {
+            return false;
+        }
         let mut counts: Vec<(&str, usize)> = Vec::new();
         for child in &self.children {
-            let segment = if indexed.contains(&child.name.as_str()) {
-                let n = match counts.iter_mut().find(|(name, _)| *name == child.name) {
+            let len = path.len();
+            path.push('/');
+            path.push_str(&child.name);
+            if indexed.contains(&&*child.name) {
+                let n = match counts.iter_mut().find(|(name, _)| *name == &*child.name) {
                     Some((_, n)) => {
                         *n += 1;
                         *n
@@ -73,54 +99,85 @@ impl Element {
                         1
                     }
                 };
-                format!("{}[{n}]", child.name)
-            } else {
-                child.name.clone()
-            };
-            child.walk_at(format!("{path}/{segment}"), indexed, out);
+                path.push_str(&format!("[{n}]"));
+            }
+            let go_on = child.preorder_at(path, indexed, visit);
+            path.truncate(len);
+            if !go_on {
+                return false;
+            }
         }
+        true
+    }
+
+    /// The number of elements in this subtree, itself included.
+    pub fn count(&self) -> usize {
+        1 + self.children.iter().map(Element::count).sum::<usize>()
     }
 
     /// A stable digest of names and trimmed texts, independent of prefixes, whitespace and attribute order:
     /// "the same content" for idempotency.
     pub fn content_hash(&self) -> String {
-        use sha2::{Digest, Sha256};
-        fn feed(e: &Element, h: &mut Sha256) {
-            h.update(e.ns.as_deref().unwrap_or("").as_bytes());
-            h.update([1]);
-            h.update(e.name.as_bytes());
-            h.update([2]);
-            h.update(e.text().as_bytes());
-            h.update([3]);
-            for c in &e.children {
-                feed(c, h);
-            }
-            h.update([4]);
-        }
         let mut hasher = Sha256::new();
-        feed(self, &mut hasher);
+        self.feed(&mut hasher);
         hex::encode(hasher.finalize())
     }
-}
 
-/// Line and column (1-based, in characters) of byte offsets in one document.
-struct Positions<'a> {
-    text: &'a str,
-    line_starts: Vec<usize>,
-}
-
-impl<'a> Positions<'a> {
-    fn new(text: &'a str) -> Self {
-        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-        Positions { text, line_starts }
+    /// Feeds this element's content into a digest. A delivery read item by item feeds its root's start
+    /// (`feed_open`), each child in turn and then `feed_close`: the same digest as `content_hash` of the whole.
+    pub fn feed(&self, h: &mut Sha256) {
+        self.feed_open(h);
+        for c in &self.children {
+            c.feed(h);
+        }
+        Element::feed_close(h);
     }
 
-    fn at(&self, offset: usize) -> (u32, u32) {
+    pub fn feed_open(&self, h: &mut Sha256) {
+        h.update(self.ns.as_deref().unwrap_or("").as_bytes());
+        h.update([1]);
+        h.update(self.name.as_bytes());
+        h.update([2]);
+        h.update(self.text().as_bytes());
+        h.update([3]);
+    }
+
+    pub fn feed_close(h: &mut Sha256) {
+        h.update([4]);
+    }
+}
+
+/// Line and column (1-based, columns in characters) of byte offsets that only move forward: each byte of the
+/// document is looked at once, so positions cost time in proportion to the document whatever its layout.
+pub(crate) struct Cursor<'a> {
+    text: &'a [u8],
+    offset: usize,
+    line: u32,
+    col: u32,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Cursor { text: text.as_bytes(), offset: 0, line: 1, col: 1 }
+    }
+
+    /// The position of `offset`; an offset behind the last one asked for starts again from the beginning
+    /// (only error positions can do that, once per document).
+    pub fn at(&mut self, offset: usize) -> (u32, u32) {
         let offset = offset.min(self.text.len());
-        let line = self.line_starts.partition_point(|&start| start <= offset);
-        let start = self.line_starts[line - 1];
-        let col = self.text.get(start..offset).map_or(offset - start, |s| s.chars().count()) + 1;
-        (line as u32, col as u32)
+        if offset < self.offset {
+            (self.offset, self.line, self.col) = (0, 1, 1);
+        }
+        for &b in &self.text[self.offset..offset] {
+            if b == b'\n' {
+                self.line += 1;
+                self.col = 1;
+            } else if b & 0xC0 != 0x80 {
+                self.col += 1;
+            }
+        }
+        self.offset = offset;
+        (self.line, self.col)
     }
 }
 
@@ -136,31 +193,47 @@ pub fn decode_utf8(bytes: &[u8]) -> Result<&str, Finding> {
     }
     std::str::from_utf8(bytes).map_err(|e| {
         let good = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
-        let (line, col) = Positions::new(good).at(good.len());
+        let (line, col) = Cursor::new(good).at(good.len());
         rejected(Rejection::Encoding(format!("ugyldig UTF-8-byte ved byte {}", e.valid_up_to())), line, col)
     })
 }
 
+/// Names and namespaces met so far in one document, each held once.
+#[derive(Default)]
+struct Names(HashSet<Arc<str>>);
+
+impl Names {
+    fn get(&mut self, name: &[u8]) -> Arc<str> {
+        let name = String::from_utf8_lossy(name);
+        if let Some(known) = self.0.get(&*name) {
+            return known.clone();
+        }
+        let new: Arc<str> = Arc::from(&*name);
+        self.0.insert(new.clone());
+        new
+    }
+}
+
 /// Reads the whole document into a tree.
 pub fn read_document(text: &str, limits: &XmlLimits) -> Result<Element, Finding> {
-    let positions = Positions::new(text);
+    let mut cursor = Cursor::new(text);
     let mut reader = NsReader::from_str(text);
     reader.config_mut().trim_text(false);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     let mut elements = 0usize;
+    let mut names = Names::default();
 
     loop {
         let start = reader.buffer_position() as usize;
-        let at = |offset: usize| positions.at(offset);
         let (ns, event) = match reader.read_resolved_event() {
             Ok(ok) => ok,
             Err(e) => {
-                let (line, col) = at(reader.error_position() as usize);
+                let (line, col) = cursor.at(reader.error_position() as usize);
                 return Err(rejected(Rejection::NotWellFormed(e.to_string()), line, col));
             }
         };
-        let (line, col) = at(start);
+        let (line, col) = cursor.at(start);
         let at_event = |rejection| rejected(rejection, line, col);
         let fail = |rejection| Err(at_event(rejection));
         guard::check_event(&event).map_err(at_event)?;
@@ -172,17 +245,10 @@ pub fn read_document(text: &str, limits: &XmlLimits) -> Result<Element, Finding>
                 }
                 guard::check_start(e, &ns, stack.len(), limits).map_err(at_event)?;
                 let ns = match ns {
-                    ResolveResult::Bound(ns) => Some(String::from_utf8_lossy(ns.as_ref()).into_owned()),
+                    ResolveResult::Bound(ns) => Some(names.get(ns.as_ref())),
                     _ => None,
                 };
-                let element = Element {
-                    ns,
-                    name: String::from_utf8_lossy(e.local_name().as_ref()).into_owned(),
-                    line,
-                    col,
-                    text: String::new(),
-                    children: Vec::new(),
-                };
+                let element = Element { ns, name: names.get(e.local_name().as_ref()), line, col, text: String::new(), children: Vec::new() };
                 if matches!(event, Event::Start(_)) {
                     stack.push(element);
                 } else {
@@ -212,7 +278,7 @@ pub fn read_document(text: &str, limits: &XmlLimits) -> Result<Element, Finding>
         }
     }
     if !stack.is_empty() {
-        let (line, col) = positions.at(text.len());
+        let (line, col) = cursor.at(text.len());
         return Err(rejected(Rejection::NotWellFormed("dokumentet slutter, før alle elementer er lukket".into()), line, col));
     }
     root.ok_or_else(|| rejected(Rejection::NotWellFormed("dokumentet har intet rodelement".into()), 1, 1))
@@ -220,7 +286,13 @@ pub fn read_document(text: &str, limits: &XmlLimits) -> Result<Element, Finding>
 
 fn attach(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
     match stack.last_mut() {
-        Some(parent) => parent.children.push(element),
+        Some(parent) => {
+            // Whitespace before a child is layout, not text: an indented element holds no text of its own.
+            if parent.children.is_empty() && parent.text.bytes().all(|b| b.is_ascii_whitespace()) {
+                parent.text.clear();
+            }
+            parent.children.push(element);
+        }
         // The reader refuses a second root element itself; keep the first.
         None => {
             root.get_or_insert(element);
@@ -228,8 +300,13 @@ fn attach(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
     }
 }
 
+/// Text inside the innermost open element. Whitespace-only text after a child is the layout between children
+/// and is not kept, so the text limit applies to real text however a document is indented.
 fn push_text(stack: &mut [Element], text: &str, limits: &XmlLimits, line: u32, col: u32) -> Result<(), Finding> {
     if let Some(current) = stack.last_mut() {
+        if !current.children.is_empty() && text.bytes().all(|b| b.is_ascii_whitespace()) {
+            return Ok(());
+        }
         if current.text.len() + text.len() > limits.max_text_len {
             return Err(rejected(Rejection::TooLarge(format!("en tekst er længere end {} tegn", limits.max_text_len)), line, col));
         }
@@ -251,7 +328,7 @@ mod tests {
     #[test]
     fn positions_and_paths() {
         let root = read("<?xml version=\"1.0\"?>\n<a xmlns=\"urn:x\">\n  <b>1</b>\n  <b>t&amp;&#65;</b>\n</a>").unwrap();
-        assert_eq!((root.line, root.col, root.ns.as_deref()), (2, 1, Some("urn:x")));
+        assert_eq!((root.line, root.col, root.ns()), (2, 1, Some("urn:x")));
         let mut all = Vec::new();
         root.walk("", &["b"], &mut all);
         let paths: Vec<_> = all.iter().map(|(p, e)| (p.as_str(), e.line, e.col)).collect();

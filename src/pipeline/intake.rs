@@ -1,0 +1,333 @@
+//! The one intake of both transports: a delivery is read item by item, whether it is a straks call's SOAP body
+//! in memory or a batch file on disk.
+//!
+//! 1. `stream::scan` reads the document once as a stream of events: well-formed, free of DTDs and entities,
+//!    within the limits, and where each item (finansbilag / fordring) starts and ends, by byte offsets.
+//! 2. `open` reads the delivery's own fields: the document's bytes before the first item (the *prefix*) with the
+//!    first item and the end tags, as a document of its own, schema-checked by libxml2.
+//! 3. `read_item` reads each item the same way, as a one-item document: libxml2 checks exactly the element the
+//!    wire reader reads, and an error found in it belongs to that item by construction.
+//!
+//! Positions in a one-item document are moved to where they are in what was sent; schema errors are placed on
+//! their element by its number in document order, not by line, so a delivery on one line is placed as well as
+//! an indented one. Memory is one item's tree and libxml2 document at a time; time is linear in the delivery.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use sha2::Sha256;
+
+use crate::domain::rejection::{cap_findings, Finding, Loc, Rejection, MAX_ERRORS_PER_ITEM};
+use crate::domain::values::mask_cpr;
+use crate::wire::WireSpec;
+use crate::xml::schema::{self, SchemaReport, Target};
+use crate::xml::soap::{self, CallContext};
+use crate::xml::stream::{self, Framing, ItemSpan, Outline, ScanError, StreamLimits};
+use crate::xml::tree::{self, Element, XmlLimits};
+
+use super::TechnicalError;
+
+/// Where a delivery's bytes are.
+pub trait Source: Sync {
+    /// A reader from the start, for a scan.
+    fn reader(&self) -> std::io::Result<Box<dyn BufRead + Send + '_>>;
+    /// The bytes of `start..end`.
+    fn range(&self, start: u64, end: u64) -> std::io::Result<Cow<'_, [u8]>>;
+}
+
+impl Source for [u8] {
+    fn reader(&self) -> std::io::Result<Box<dyn BufRead + Send + '_>> {
+        Ok(Box::new(self))
+    }
+
+    fn range(&self, start: u64, end: u64) -> std::io::Result<Cow<'_, [u8]>> {
+        self.get(start as usize..end as usize).map(Cow::Borrowed).ok_or_else(|| std::io::Error::other("range outside the delivery"))
+    }
+}
+
+impl Source for File {
+    fn reader(&self) -> std::io::Result<Box<dyn BufRead + Send + '_>> {
+        let mut handle: &File = self;
+        std::io::Seek::rewind(&mut handle)?;
+        Ok(Box::new(std::io::BufReader::with_capacity(256 * 1024, handle)))
+    }
+
+    fn range(&self, start: u64, end: u64) -> std::io::Result<Cow<'_, [u8]>> {
+        stream::read_range(self, start, end).map(Cow::Owned)
+    }
+}
+
+/// The delivery's own part of every one-item document: the bytes before the first item, and the end tags.
+pub struct Frame {
+    prefix: String,
+    pub outline: Outline,
+    framing: Framing,
+    spec: &'static WireSpec,
+    /// The delivery root's number in document order (0 for a batch file; after the envelope, its Header and
+    /// the Body for a straks call): schema issues are numbered from the document's root.
+    root_ordinal: usize,
+}
+
+impl Frame {
+    /// The delivery's fields with one item, as a document of its own.
+    fn with_item(&self, item: &str) -> String {
+        let mut text = String::with_capacity(self.prefix.len() + item.len() + self.outline.closing.len());
+        text.push_str(&self.prefix);
+        text.push_str(item);
+        text.push_str(&self.outline.closing);
+        text
+    }
+
+    fn target(&self) -> Target {
+        match self.framing {
+            Framing::Document => Target::Root,
+            Framing::Soap => Target::SoapBody,
+        }
+    }
+
+    /// The delivery root in a document read from `with_item`.
+    fn root<'a>(&self, document: &'a Element) -> Option<&'a Element> {
+        match self.framing {
+            Framing::Document => Some(document),
+            Framing::Soap => soap::body_content(document),
+        }
+    }
+
+    /// Moves positions in a one-item document to where they are in what was sent: the prefix is the source's
+    /// own bytes, and the item follows it there at `span`.
+    fn shift(&self, span: &ItemSpan, line: u32, col: u32) -> (u32, u32) {
+        let (p_line, p_col) = (self.outline.prefix_end_line, self.outline.prefix_end_col);
+        if line > p_line {
+            (line - p_line + span.line, col)
+        } else if line == p_line && col >= p_col {
+            (span.line, col - p_col + span.col)
+        } else {
+            (line, col)
+        }
+    }
+
+    fn shift_element(&self, span: &ItemSpan, element: &mut Element) {
+        (element.line, element.col) = self.shift(span, element.line, element.col);
+        for child in &mut element.children {
+            self.shift_element(span, child);
+        }
+    }
+
+    /// The path of the `index`-th item.
+    pub fn item_path(&self, index: usize) -> String {
+        format!("/{}/{}[{index}]", self.outline.root_local, self.spec.item)
+    }
+}
+
+/// A delivery whose own fields have been read.
+pub struct Opened {
+    pub frame: Frame,
+    /// The delivery root's own fields, and in a straks call the context blocks, read from the first one-item
+    /// document (its item is read again with the others).
+    pub root: Element,
+    /// What is wrong with the delivery's own fields (its root, their schema): every item is rejected with it.
+    pub findings: Vec<Finding>,
+    pub context: CallContext,
+}
+
+impl Opened {
+    pub fn root_path(&self) -> String {
+        format!("/{}", self.root.name)
+    }
+
+    /// Starts the layout-independent digest of the delivery (see `Element::content_hash`) with the root and its
+    /// fields; the items are fed as they are read.
+    pub fn start_digest(&self, digest: &mut Sha256) {
+        self.root.feed_open(digest);
+        for child in self.root.children.iter().filter(|c| &*c.name != self.frame.spec.item) {
+            child.feed(digest);
+        }
+    }
+}
+
+/// Why a delivery could not be opened.
+pub enum OpenError {
+    /// Rejected as a whole: not XML, not the expected shape, or not readable.
+    Rejected(Finding),
+    Technical(TechnicalError),
+}
+
+impl From<std::io::Error> for OpenError {
+    fn from(e: std::io::Error) -> Self {
+        OpenError::Technical(e.into())
+    }
+}
+
+/// What reading needs: the schema, the limits, the integration's wire model.
+pub struct Reading<'a> {
+    pub spec: &'static WireSpec,
+    pub schema: PathBuf,
+    pub xml: &'a XmlLimits,
+    pub stream: StreamLimits,
+}
+
+/// Scans the delivery and reads its own fields (see the module's comment).
+pub fn open<S: Source + ?Sized>(source: &S, framing: Framing, reading: &Reading) -> Result<Opened, OpenError> {
+    let spec = reading.spec;
+    let outline = match stream::scan::<_, ()>(source.reader()?, framing, spec.namespace, spec.item, &reading.stream, |_| Ok(())) {
+        Ok(outline) => outline,
+        Err(ScanError::Rejected(finding)) => return Err(OpenError::Rejected(finding)),
+        Err(ScanError::Io(e)) => return Err(e.into()),
+        Err(ScanError::Stopped(())) => unreachable!("this scan does not stop"),
+    };
+    let unreadable = |e: std::string::FromUtf8Error| std::io::Error::other(e.to_string());
+    let prefix = String::from_utf8(source.range(0, outline.prefix_end)?.into_owned()).map_err(unreadable)?;
+    let first_item = match outline.first_item {
+        Some(span) => String::from_utf8(source.range(span.start, span.end)?.into_owned()).map_err(unreadable)?,
+        None => String::new(),
+    };
+    let mut frame = Frame { prefix, outline, framing, spec, root_ordinal: 0 };
+    let text = frame.with_item(&first_item);
+    let mut document = tree::read_document(&text, reading.xml).map_err(OpenError::Rejected)?;
+    if let Some(span) = frame.outline.first_item {
+        frame.shift_element(&span, &mut document);
+    }
+    let root = frame.root(&document).ok_or_else(|| OpenError::Rejected(Finding::nowhere(Rejection::Schema("SOAP-Body skal indeholde præcis ét element".into()))))?;
+    frame.root_ordinal = ordinal_of(&document, root);
+    let context = match framing {
+        Framing::Soap => soap::read_context(&document, root),
+        Framing::Document => CallContext::default(),
+    };
+    let expected = match framing {
+        Framing::Soap => spec.straks_root,
+        Framing::Document => spec.masse_root,
+    };
+    let root_path = format!("/{}", root.name);
+    let mut findings = Vec::new();
+    if &*root.name != expected || root.ns() != Some(spec.namespace) {
+        let rejection = Rejection::Schema(format!("forventede {{{}}}{expected}, fandt {}", spec.namespace, root.name));
+        findings.push(Finding::new(rejection, &root.loc(root_path)));
+    } else {
+        let report = schema::validate(&reading.schema, &text, frame.target(), MAX_ERRORS_PER_ITEM).map_err(|e| OpenError::Technical(e.into()))?;
+        // Issues inside the first item are found again when it is read as an item.
+        let (delivery, _, unplaced) = place(&frame, root, &report);
+        findings.extend(delivery);
+        findings.extend(unplaced);
+    }
+    let root = root.clone();
+    Ok(Opened { frame, root, findings, context })
+}
+
+/// One item, read: its element (positions as sent), its own schema findings, and how many postings it has.
+pub struct ItemRead {
+    pub item: Element,
+    pub findings: Vec<Finding>,
+}
+
+/// Reads the item at `span` as a one-item document; `Err` when it cannot be read at all, with the finding
+/// placed on the item.
+pub fn read_item(frame: &Frame, span: &ItemSpan, bytes: &[u8], reading: &Reading) -> Result<Result<ItemRead, Finding>, TechnicalError> {
+    let index = span.index;
+    let at_item = |mut finding: Finding| {
+        if let Some(loc) = finding.loc.as_mut() {
+            if let Some(line) = loc.line {
+                let (l, c) = frame.shift(span, line, loc.col.unwrap_or(1));
+                (loc.line, loc.col) = (Some(l), loc.col.map(|_| c));
+            }
+            if loc.path.is_empty() {
+                loc.path = frame.item_path(index);
+            }
+        }
+        finding
+    };
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => return Ok(Err(at_item(Finding::nowhere(Rejection::Encoding(e.to_string()))))),
+    };
+    let text = frame.with_item(text);
+    let mut document = match tree::read_document(&text, reading.xml) {
+        Ok(document) => document,
+        Err(finding) => return Ok(Err(at_item(finding))),
+    };
+    frame.shift_element(span, &mut document);
+    let report = schema::validate(&reading.schema, &text, frame.target(), MAX_ERRORS_PER_ITEM)?;
+    let Some(root) = frame.root(&document) else {
+        return Ok(Err(at_item(Finding::nowhere(Rejection::Schema(format!("{} nr. {index} kunne ikke læses", frame.spec.item))))));
+    };
+    // The delivery's own fields were checked once, when it was opened; what is left here is about the item.
+    let (_, mut findings, unplaced) = place(frame, root, &report);
+    findings.extend(unplaced.into_iter().map(|mut f| {
+        f.loc = Some(Loc { path: frame.item_path(1), line: None, col: None });
+        f
+    }));
+    let first = frame.item_path(1);
+    let this = frame.item_path(index);
+    for finding in &mut findings {
+        if let Some(loc) = finding.loc.as_mut() {
+            if let Some(rest) = loc.path.strip_prefix(&first) {
+                loc.path = format!("{this}{rest}");
+            }
+        }
+    }
+    cap_findings(&mut findings, report.omitted);
+    let Some(item) = root.children.iter().find(|c| &*c.name == frame.spec.item && c.ns() == Some(frame.spec.namespace)) else {
+        return Ok(Err(at_item(Finding::nowhere(Rejection::Schema(format!("{} nr. {index} kunne ikke læses", frame.spec.item))))));
+    };
+    Ok(Ok(ItemRead { item: item.clone(), findings }))
+}
+
+/// The number of `target` in `document`'s order.
+fn ordinal_of(document: &Element, target: &Element) -> usize {
+    let mut n = 0;
+    let mut found = 0;
+    document.preorder("", &[], &mut |_, e| {
+        if std::ptr::eq(e, target) {
+            found = n;
+            return false;
+        }
+        n += 1;
+        true
+    });
+    found
+}
+
+/// Places libxml2's issues on their elements under the delivery root, in one walk: those about the delivery's
+/// own fields, those inside its (first) item, and those libxml2 gave no element for (at the root).
+fn place(frame: &Frame, root: &Element, report: &SchemaReport) -> (Vec<Finding>, Vec<Finding>, Vec<Finding>) {
+    let (mut delivery, mut item, mut unplaced) = (Vec::new(), Vec::new(), Vec::new());
+    if report.issues.is_empty() {
+        return (delivery, item, unplaced);
+    }
+    let root_path = format!("/{}", root.name);
+    let mut wanted: Vec<(usize, usize)> =
+        report.issues.iter().enumerate().filter_map(|(i, issue)| issue.ordinal.map(|o| (o, i))).collect();
+    wanted.sort_unstable();
+    let mut locs: Vec<Option<(Loc, Option<String>)>> = vec![None; report.issues.len()];
+    let mut next = 0;
+    let mut n = frame.root_ordinal;
+    if !wanted.is_empty() {
+        root.preorder("", frame.spec.indexed, &mut |path, e| {
+            while next < wanted.len() && wanted[next].0 < n {
+                next += 1;
+            }
+            while next < wanted.len() && wanted[next].0 == n {
+                let leaf = e.children.is_empty() && !e.text().is_empty();
+                let value = leaf.then(|| if &*e.name == "CPR" { mask_cpr(e.text()) } else { e.text().chars().take(100).collect() });
+                locs[wanted[next].1] = Some((e.loc(path.to_string()), value));
+                next += 1;
+            }
+            n += 1;
+            next < wanted.len()
+        });
+    }
+    let item_prefix = format!("{root_path}/{}[", frame.spec.item);
+    for (issue, placed) in report.issues.iter().zip(locs) {
+        let rejection = Rejection::Schema(issue.message.clone());
+        match placed {
+            Some((loc, value)) => {
+                let in_item = loc.path.starts_with(&item_prefix);
+                let finding = Finding { rejection, loc: Some(loc), value };
+                if in_item { item.push(finding) } else { delivery.push(finding) }
+            }
+            None => unplaced.push(Finding::new(rejection, &Loc { path: root_path.clone(), line: None, col: None })),
+        }
+    }
+    (delivery, item, unplaced)
+}

@@ -148,6 +148,14 @@ pub struct ServerConfig {
     /// Time to receive a request's head, and then its whole body.
     pub request_head_timeout_secs: u64,
     pub request_body_timeout_secs: u64,
+    /// The slowest a body may arrive, on average, once `body_grace_secs` have passed (408 below it): a sender
+    /// that trickles its body cannot hold a call slot for long.
+    pub min_body_bytes_per_sec: u64,
+    pub body_grace_secs: u64,
+    /// Request bodies held in memory at once, in bytes, across all calls: a call that would go over it is
+    /// answered 503 with Retry-After before its body is read. A call reserves its declared Content-Length, or
+    /// `limits.max_body_bytes` when it declares none.
+    pub max_body_bytes_in_flight: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,6 +226,9 @@ impl Default for Config {
                 max_connections: 1024,
                 request_head_timeout_secs: 5,
                 request_body_timeout_secs: 60,
+                min_body_bytes_per_sec: 16 * 1024,
+                body_grace_secs: 2,
+                max_body_bytes_in_flight: 128 * 1024 * 1024,
             },
             database: DatabaseConfig { url: "data/fkoeko.db".into(), pool_size: 8, busy_timeout_ms: 5000 },
             installation: InstallationConfig {

@@ -136,7 +136,24 @@ pub const MAX_ERRORS_PER_ITEM: usize = 100;
 /// Keeps the first `MAX_ERRORS_PER_ITEM` findings and a count of the rest (beside `omitted` found and not kept
 /// earlier), under the code of the first left out.
 pub fn cap_findings(findings: &mut Vec<Finding>, omitted: usize) {
+    // A count made by an earlier cap (of the schema errors) is carried into this one.
+    let mut carried = None;
+    findings.retain(|f| match f.rejection {
+        Rejection::MoreErrors { count, code } => {
+            carried = Some((carried.map_or(0, |(n, _)| n) + count, code));
+            false
+        }
+        _ => true,
+    });
+    let omitted = omitted + carried.map_or(0, |(n, _)| n);
     let over = findings.len().saturating_sub(MAX_ERRORS_PER_ITEM);
+    if over == 0 {
+        if let Some((_, code)) = carried.filter(|_| omitted > 0) {
+            let loc = findings.last().and_then(|f| f.loc.clone());
+            findings.push(Finding { rejection: Rejection::MoreErrors { count: omitted, code }, loc, value: None });
+            return;
+        }
+    }
     if over == 0 && omitted == 0 {
         return;
     }

@@ -4,7 +4,7 @@ pub mod tls;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,11 @@ struct State {
     schema_dir: PathBuf,
     max_body: usize,
     body_timeout: Duration,
+    min_body_rate: u64,
+    body_grace: Duration,
+    /// Body bytes reserved by the calls in flight, and the most there may be.
+    body_bytes: AtomicU64,
+    max_body_bytes: u64,
     /// Client certificates let in beyond the TLS handshake; empty: any the CAs issued.
     allowed_clients: Vec<String>,
     /// Whether clients must show a certificate (mutual TLS).
@@ -40,6 +45,36 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Body bytes a call has reserved of the budget, given back when the call is answered.
+struct Reserved {
+    state: web::Data<State>,
+    bytes: u64,
+}
+
+impl Reserved {
+    /// Reserves `bytes`, or `None` when the budget would be exceeded.
+    fn take(state: &web::Data<State>, bytes: u64) -> Option<Self> {
+        state
+            .body_bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| (held + bytes <= state.max_body_bytes).then_some(held + bytes))
+            .ok()
+            .map(|_| Reserved { state: state.clone(), bytes })
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.state.body_bytes.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
+
+fn busy() -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .insert_header((header::RETRY_AFTER, "5"))
+        .insert_header((header::CONNECTION, "close"))
+        .finish()
 }
 
 /// Plain HTTP only on loopback, or where the configuration says so explicitly. Checked before binding.
@@ -66,6 +101,10 @@ pub fn server(pipeline: Arc<Pipeline>, listener: TcpListener, config: &Config) -
         schema_dir: config.paths.schemas.clone(),
         max_body: config.limits.max_body_bytes,
         body_timeout: Duration::from_secs(config.server.request_body_timeout_secs),
+        min_body_rate: config.server.min_body_bytes_per_sec.max(1),
+        body_grace: Duration::from_secs(config.server.body_grace_secs),
+        body_bytes: AtomicU64::new(0),
+        max_body_bytes: config.server.max_body_bytes_in_flight,
         allowed_clients: config.tls.allowed_clients.clone(),
         mutual_tls: config.tls.enabled && !config.tls.client_ca.is_empty(),
         in_flight: AtomicUsize::new(0),
@@ -154,24 +193,39 @@ fn admitted_caller(req: &HttpRequest, state: &State) -> Result<Option<CallerCert
 enum Body {
     Read(web::BytesMut),
     TooLarge,
+    /// Not received in time, or slower than the minimum rate.
+    TooSlow,
 }
 
-/// Reads the body up to the size limit, and no further.
-async fn read_body(req: &HttpRequest, payload: &mut web::Payload, max: usize) -> Result<Body, actix_web::error::PayloadError> {
+/// The length a call declares.
+fn declared_length(req: &HttpRequest) -> Option<u64> {
+    req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads the body up to the size limit, and no further, as long as it keeps coming at the minimum rate: after the
+/// grace period, by each moment at least `rate` bytes a second on average must have arrived, and all of it
+/// within the body timeout.
+async fn read_body(req: &HttpRequest, payload: &mut web::Payload, state: &State) -> Result<Body, actix_web::error::PayloadError> {
+    let max = state.max_body;
     // A declared length over the limit is refused before a byte of the body is read.
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max as u64) {
+    if declared_length(req).is_some_and(|len| len > max as u64) {
         return Ok(Body::TooLarge);
     }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk?;
+    let started = actix_web::rt::time::Instant::now();
+    let mut body = web::BytesMut::with_capacity(declared_length(req).unwrap_or(0) as usize);
+    loop {
+        let due = state.body_grace + Duration::from_secs_f64((body.len() as f64 + 1.0) / state.min_body_rate as f64);
+        let left = (started + due.min(state.body_timeout)).saturating_duration_since(actix_web::rt::time::Instant::now());
+        let chunk = match actix_web::rt::time::timeout(left, payload.next()).await {
+            Ok(Some(chunk)) => chunk?,
+            Ok(None) => return Ok(Body::Read(body)),
+            Err(_) => return Ok(Body::TooSlow),
+        };
         if body.len() + chunk.len() > max {
             return Ok(Body::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(Body::Read(body))
 }
 
 async fn receive(req: HttpRequest, mut payload: web::Payload, state: web::Data<State>, integration: Integration) -> HttpResponse {
@@ -184,18 +238,24 @@ async fn receive(req: HttpRequest, mut payload: web::Payload, state: web::Data<S
     if state.in_flight.fetch_add(1, Ordering::SeqCst) >= state.max_in_flight {
         state.in_flight.fetch_sub(1, Ordering::SeqCst);
         tracing::warn!(limit = state.max_in_flight, "too many calls at once; answered 503");
-        return HttpResponse::ServiceUnavailable().insert_header((header::RETRY_AFTER, "5")).finish();
+        return busy();
     }
     let _in_flight = InFlight(&state.in_flight);
-    let body = match actix_web::rt::time::timeout(state.body_timeout, read_body(&req, &mut payload, state.max_body)).await {
-        Ok(Ok(body)) => body,
-        Ok(Err(e)) => {
+    // Memory: the body is reserved against the budget before a byte of it is read.
+    let reserve = declared_length(&req).unwrap_or(state.max_body as u64).min(state.max_body as u64);
+    let Some(_reserved) = Reserved::take(&state, reserve) else {
+        tracing::warn!(budget = state.max_body_bytes, wanted = reserve, "request bodies in memory would exceed their budget; answered 503");
+        return busy();
+    };
+    let body = match read_body(&req, &mut payload, &state).await {
+        Ok(Body::TooSlow) => {
+            tracing::warn!(rate = state.min_body_rate, "request body not received in time or too slowly; answered 408");
+            return HttpResponse::RequestTimeout().insert_header((header::CONNECTION, "close")).finish();
+        }
+        Ok(body) => body,
+        Err(e) => {
             tracing::warn!(error = %e, "request body could not be read");
             return HttpResponse::BadRequest().finish();
-        }
-        Err(_) => {
-            tracing::warn!(secs = state.body_timeout.as_secs(), "request body not received in time; answered 408");
-            return HttpResponse::RequestTimeout().insert_header((header::CONNECTION, "close")).finish();
         }
     };
     let too_large = matches!(body, Body::TooLarge);
@@ -206,6 +266,7 @@ async fn receive(req: HttpRequest, mut payload: web::Payload, state: web::Data<S
             pipeline.reject_unread(Rejection::TooLarge(format!("kaldet er større end {max_body} bytes")), integration, Transport::Straks)
         }
         Body::Read(body) => pipeline.process(&body, integration, Transport::Straks, caller.as_ref(), Mode::Book),
+        Body::TooSlow => unreachable!("answered above"),
     })
     .await;
     let mut response = match result {

@@ -248,7 +248,7 @@ pub fn scan<R: BufRead, E>(
                 // Names are compared as bytes: most elements are neither the root nor an item, and allocate nothing.
                 let local = e.local_name();
                 let is_item = in_delivery_ns && local.as_ref() == item.as_bytes();
-                if framing == Framing::Soap && depth < root_depth {
+                if framing == Framing::Soap && depth <= root_depth {
                     let version = soap_ns;
                     let part = soap.map(|(_, part)| part);
                     let named = |name: &[u8]| local.as_ref() == name && version.is_some() && version == soap.map(|(v, _)| v);
@@ -489,5 +489,36 @@ mod tests {
         let source = std::io::BufReader::new(head.chain(body));
         let err = scan::<_, ()>(source, Framing::Document, "urn:x", "i", &limits(), |_| Ok(())).unwrap_err();
         assert!(matches!(err, ScanError::Rejected(f) if f.code().as_str() == "FORMAT_STOERRELSE"));
+    }
+}
+
+#[cfg(test)]
+mod soap_tests {
+    use super::*;
+
+    fn outline(text: &str) -> Result<Outline, String> {
+        let limits = StreamLimits { xml: XmlLimits::default(), max_prefix_bytes: 4096, max_item_bytes: 4096 };
+        scan::<_, ()>(text.as_bytes(), Framing::Soap, "urn:x", "i", &limits, |_| Ok(())).map_err(|e| match e {
+            ScanError::Rejected(f) => f.rejection.to_string(),
+            other => panic!("{other:?}"),
+        })
+    }
+
+    const ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+
+    #[test]
+    fn the_delivery_is_the_one_element_of_the_soap_body() {
+        let ok = outline(&format!("<s:Envelope xmlns:s=\"{ENV}\"><s:Header><h/></s:Header><s:Body><r xmlns=\"urn:x\"><a/><i/><i/></r></s:Body></s:Envelope>")).unwrap();
+        assert_eq!((ok.root_local.as_str(), ok.items, ok.closing.as_str(), ok.soap), ("r", 2, "</r></s:Body></s:Envelope>", Some(SoapVersion::V11)));
+        for bad in [
+            format!("<s:Envelope xmlns:s=\"{ENV}\"><s:Body><r xmlns=\"urn:x\"/></s:Body><s:Body><r xmlns=\"urn:x\"/></s:Body></s:Envelope>"),
+            format!("<s:Envelope xmlns:s=\"{ENV}\"><d:Body xmlns:d=\"urn:d\"><r xmlns=\"urn:x\"/></d:Body><s:Body><r xmlns=\"urn:x\"/></s:Body></s:Envelope>"),
+            format!("<s:Envelope xmlns:s=\"{ENV}\"><s:Body><r xmlns=\"urn:x\"/><r xmlns=\"urn:x\"/></s:Body></s:Envelope>"),
+            format!("<s:Envelope xmlns:s=\"{ENV}\"><s:Body/></s:Envelope>"),
+            format!("<s:Envelope xmlns:s=\"{ENV}\"><s:Body>text</s:Body></s:Envelope>"),
+            "<Envelope><Body><r xmlns=\"urn:x\"/></Body></Envelope>".to_string(),
+        ] {
+            assert!(outline(&bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,0 +1,321 @@
+//! The straks intake read item by item, as a batch file is: each finansbilag is schema-checked as a document of
+//! its own, so an error lands on its own item whatever the layout; the SOAP Body's one element is what is
+//! checked and read; indentation is not text; an item's errors are capped; context blocks in the Body are read
+//! and checked; bodies are held to a memory budget and a minimum rate.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::delivery::{new_id, today, Bilag, Delivery, Posting};
+use common::*;
+
+const SOAP11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+
+/// The whole envelope on one line, as most clients send it.
+fn one_line(xml: &str) -> String {
+    xml.lines().map(str::trim).collect::<Vec<_>>().join("")
+}
+
+/// Indented two spaces a level, as a pretty-printing client sends it (the builder writes one tag a line).
+fn indented(xml: &str) -> String {
+    let mut depth: usize = 0;
+    let mut out = String::new();
+    for line in xml.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let closes_first = line.starts_with("</");
+        if closes_first {
+            depth = depth.saturating_sub(1);
+        }
+        out.push_str(&"  ".repeat(depth));
+        out.push_str(line);
+        out.push('\n');
+        let opens = line.matches('<').count() - line.matches("</").count() - line.matches("/>").count() - line.matches("<?").count();
+        let closes = line.matches("</").count() - usize::from(closes_first);
+        depth = (depth + opens).saturating_sub(closes);
+    }
+    out
+}
+
+/// Line and column (in characters) of the `nth` (0-based) occurrence of `needle`.
+fn position_of(doc: &str, needle: &str, nth: usize) -> (u32, u32) {
+    let at = doc.match_indices(needle).nth(nth).unwrap_or_else(|| panic!("{needle} #{nth} not in the document")).0;
+    let before = &doc[..at];
+    let line = before.matches('\n').count() as u32 + 1;
+    let col = before.rsplit('\n').next().unwrap().chars().count() as u32 + 1;
+    (line, col)
+}
+
+fn with_text(delivery: &Delivery, bilag_index: usize, text: &str) -> String {
+    // The builder writes no Bilagstekst: it goes in after the nth Bilagsdato.
+    let soap = delivery.soap11();
+    let mut at = 0;
+    for _ in 0..=bilag_index {
+        at += soap[at..].find("</Bilagsdato>").unwrap() + "</Bilagsdato>".len();
+    }
+    format!("{}\n<Bilagstekst>{text}</Bilagstekst>{}", &soap[..at], &soap[at..])
+}
+
+#[test]
+fn on_one_line_a_schema_error_lands_on_its_own_finansbilag() {
+    let app = TestApp::start();
+    let first = format!("EN-LINJE-1-{}", new_id());
+    let second = format!("EN-LINJE-2-{}", new_id());
+    let delivery = Delivery::new(vec![Bilag::balanced(&first, "100.00"), Bilag::balanced(&second, "200.00")]);
+    let soap = one_line(&with_text(&delivery, 1, &"x".repeat(201)));
+    assert_eq!(soap.lines().count(), 1);
+    let set = app.send(&soap);
+    let status = |reference: &str| set.receipts.iter().find(|r| r.reference == reference).unwrap().status.as_str().to_string();
+    assert_eq!(status(&first), "Accepteret", "{set:?}");
+    assert_eq!(status(&second), "Afvist");
+    let receipt = set.receipts.iter().find(|r| r.reference == second).unwrap();
+    assert_eq!(receipt.errors.len(), 1, "{receipt:?}");
+    let error = &receipt.errors[0];
+    assert_eq!(error.code.as_str(), "FORMAT_XSD");
+    assert_eq!(error.path.as_deref(), Some("/ModtagFinansbilag/Finansbilag[2]/Bilagstekst"));
+    let (line, col) = position_of(&soap, "<Bilagstekst>", 0);
+    assert_eq!((error.line, error.col), (Some(line), Some(col)));
+    // Only the first is booked, and nothing of the second's text.
+    assert_eq!(app.count(&format!("SELECT count(*) AS n FROM erp_journal WHERE bilag_id = '{first}'")), 1);
+    assert_eq!(app.count(&format!("SELECT count(*) AS n FROM erp_journal WHERE bilag_id = '{second}'")), 0);
+}
+
+#[test]
+fn the_same_error_is_placed_alike_on_one_line_indented_and_as_built() {
+    let app = TestApp::start();
+    for (layout, shape) in [("one line", one_line as fn(&str) -> String), ("indented", indented), ("as built", str::to_string)] {
+        let mut delivery = Delivery::new(vec![Bilag::balanced(&new_id(), "10.00"), Bilag::balanced(&new_id(), "20.00")]);
+        delivery.bilag[1].postings[1].art = "99".into();
+        let soap = shape(&delivery.soap11());
+        let set = app.send(&soap);
+        assert_eq!(set.receipts[0].status.as_str(), "Accepteret", "{layout}");
+        let error = &set.receipts[1].errors[0];
+        assert_eq!(error.path.as_deref(), Some("/ModtagFinansbilag/Finansbilag[2]/Postering[2]/Kontering/Art"), "{layout}");
+        // The second Art of the second bilag: the fourth Art in the document.
+        assert_eq!((error.line, error.col), {
+            let (l, c) = position_of(&soap, "<Art>", 3);
+            (Some(l), Some(c))
+        }, "{layout}");
+        assert_eq!(error.value.as_deref(), Some("99"), "{layout}");
+    }
+}
+
+#[test]
+fn a_decoy_body_is_neither_checked_nor_read() {
+    let app = TestApp::start();
+    let good = Delivery::one(&format!("LOKKEDUE-{}", new_id())).body();
+    let mut bad = Delivery::one(&"B".repeat(314));
+    bad.bilag[0].postings[1].dimensions = (0..11).map(|i| (format!("D{i}"), "v".to_string())).collect();
+    // The first posting's elements out of order and one unknown; the second with 11 dimensions.
+    let bad_body = bad
+        .body()
+        .replacen("<PosteringId>1</PosteringId>\n<Beloeb>", "<Beloeb>", 1)
+        .replacen("</Beloeb>\n<DebetKredit>", "</Beloeb>\n<PosteringId>1</PosteringId>\n<Ukendt>x</Ukendt>\n<DebetKredit>", 1);
+    // A valid delivery in a Body of another namespace before the SOAP Body.
+    let before = format!(
+        "<soap:Envelope xmlns:soap=\"{SOAP11}\"><d:Body xmlns:d=\"urn:decoy\">{good}</d:Body><soap:Body>{bad_body}</soap:Body></soap:Envelope>"
+    );
+    let set = app.send(&before);
+    assert!(set.receipts.iter().all(|r| r.status.as_str() == "Afvist"), "{set:?}");
+    assert!(set.receipts[0].errors.iter().any(|e| e.code.as_str() == "FORMAT_XSD"), "{set:?}");
+    // The same decoy in the Header: the real Body is the one checked, and every error in it is reported.
+    let in_header = format!(
+        "<soap:Envelope xmlns:soap=\"{SOAP11}\"><soap:Header><d:Body xmlns:d=\"urn:decoy\">{good}</d:Body></soap:Header><soap:Body>{bad_body}</soap:Body></soap:Envelope>"
+    );
+    let set = app.send(&one_line(&in_header));
+    assert_eq!(set.receipts.len(), 1, "{set:?}");
+    let paths: Vec<String> = set.receipts[0].errors.iter().filter_map(|e| e.path.clone()).collect();
+    assert!(set.receipts[0].errors.iter().all(|e| e.code.as_str() == "FORMAT_XSD"), "{set:?}");
+    assert!(paths.iter().any(|p| p == "/ModtagFinansbilag/Finansbilag[1]/BilagId"), "{paths:?}");
+    assert!(paths.iter().any(|p| p.starts_with("/ModtagFinansbilag/Finansbilag[1]/Postering[1]")), "{paths:?}");
+    assert!(paths.iter().any(|p| p.contains("Dimension[11]")), "{paths:?}");
+    // A second SOAP Body, and two elements in the Body, are refused too.
+    let two_bodies = format!("<soap:Envelope xmlns:soap=\"{SOAP11}\"><soap:Body>{good}</soap:Body><soap:Body>{good}</soap:Body></soap:Envelope>");
+    let set = app.send(&two_bodies);
+    assert_eq!(set.receipts[0].errors.first().map(|e| e.code.as_str()), Some("FORMAT_XSD"), "{set:?}");
+    let two_children = format!("<soap:Envelope xmlns:soap=\"{SOAP11}\"><soap:Body>{good}{good}</soap:Body></soap:Envelope>");
+    let set = app.send(&two_children);
+    assert_eq!(set.receipts[0].errors.first().map(|e| e.code.as_str()), Some("FORMAT_XSD"), "{set:?}");
+    assert_eq!(app.count("SELECT count(*) AS n FROM erp_journal"), 0);
+}
+
+/// A balanced finansbilag of `n` postings (n even).
+fn big_bilag(id: &str, n: u32) -> Bilag {
+    let mut postings = Vec::with_capacity(n as usize);
+    for i in 0..n / 2 {
+        let mut debit = Posting::debit(2 * i + 1, "1.25");
+        debit.dimensions.clear();
+        postings.push(debit);
+        postings.push(Posting::credit(2 * i + 2, "1.25"));
+    }
+    Bilag { id: id.into(), date: today(), postings }
+}
+
+#[test]
+fn an_indented_finansbilag_of_10000_postings_is_accepted_in_straks_and_in_a_batch_file() {
+    let app = TestApp::start();
+    let id = format!("STOR-{}", new_id());
+    let delivery = Delivery::new(vec![big_bilag(&id, 10_000)]);
+    let soap = indented(&delivery.soap11());
+    assert!(soap.contains("\n        <Postering>"), "indented as a client would");
+    let set = app.send(&soap);
+    assert_eq!(set.receipts[0].status.as_str(), "Accepteret", "{:?}", set.receipts[0].errors.first());
+    let lines = format!("SELECT count(*) AS n FROM erp_journal_lines l JOIN erp_journal j ON l.journal_id = j.id WHERE j.bilag_id = '{id}'");
+    assert_eq!(app.count(&lines), 10_000);
+
+    // The same indented content as a batch file, checked through `fkoeko validate` (the production intake).
+    let masse = Delivery::new(vec![big_bilag("STOR-MASSE", 10_000)]).masse();
+    let file = app.dir.path().join("stor.xml");
+    std::fs::write(&file, indented(&masse)).unwrap();
+    let out = fkoeko_command(&app.db_url).args(["validate"]).arg(&file).output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("Accepteret") && !printed.contains("Afvist"), "{printed}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn eighty_thousand_empty_postings_are_answered_in_proportion() {
+    let app = TestApp::start();
+    let delivery = Delivery::one("TOM");
+    let soap = delivery.soap11();
+    let start = soap.find("<Postering>").unwrap();
+    let end = soap.rfind("</Postering>").unwrap() + "</Postering>".len();
+    let soap = format!("{}{}{}", &soap[..start], "<Postering/>".repeat(80_000), &soap[end..]);
+    assert!(soap.len() < 1_100_000);
+    let (status, text) = app.post(&soap);
+    assert_eq!(status, 200);
+    assert!(text.len() < 100_000, "answer of {} bytes", text.len());
+    let set = parse_receipts(&text);
+    let codes: Vec<&str> = set.receipts[0].errors.iter().map(|e| e.code.as_str()).collect();
+    assert!(codes.contains(&"FORMAT_XSD") && codes.contains(&"FORMAT_STOERRELSE"), "{codes:?}");
+    assert_eq!(set.receipts[0].errors[0].path.as_deref(), Some("/ModtagFinansbilag/Finansbilag[1]/Postering[1]"));
+}
+
+#[test]
+fn an_item_with_thousands_of_errors_lists_the_first_hundred_and_a_count() {
+    let app = TestApp::start();
+    let mut bilag = big_bilag("MANGE-FEJL", 5_000);
+    for posting in &mut bilag.postings {
+        posting.art = "99".into();
+    }
+    let soap = one_line(&Delivery::new(vec![bilag]).soap11());
+    let (status, text) = app.post(&soap);
+    assert_eq!(status, 200);
+    assert!(text.len() < 100_000, "answer of {} bytes", text.len());
+    let set = parse_receipts(&text);
+    let errors = &set.receipts[0].errors;
+    assert_eq!(errors.len(), 101, "{:?}", &errors[..3]);
+    assert!(errors[..100].iter().all(|e| e.code.as_str() == "FORMAT_XSD"));
+    // Each on its own posting, in order, though the delivery is on one line.
+    for (i, error) in errors[..100].iter().enumerate() {
+        assert_eq!(error.path.as_deref(), Some(format!("/ModtagFinansbilag/Finansbilag[1]/Postering[{}]/Kontering/Art", i + 1).as_str()));
+        assert_eq!((error.line, error.col), {
+            let (l, c) = position_of(&soap, "<Art>", i);
+            (Some(l), Some(c))
+        });
+    }
+    let last = &errors[100];
+    assert_eq!(last.code.as_str(), "FORMAT_XSD");
+    assert!(last.text.starts_with("Yderligere 4900 fejl er ikke vist"), "{}", last.text);
+}
+
+fn context_blocks(user_system: &str, cvr: &str) -> String {
+    format!(
+        "<cc:CallContext xmlns:cc=\"http://serviceplatformen.dk/xml/schemas/CallContext/1/\"><cc:OnBehalfOfUser>x</cc:OnBehalfOfUser></cc:CallContext>\
+         <ac:AuthorityContext xmlns:ac=\"http://serviceplatformen.dk/xml/schemas/AuthorityContext/1/\"><ac:MunicipalityCVR>{cvr}</ac:MunicipalityCVR></ac:AuthorityContext>\
+         <ic:InvocationContext xmlns:ic=\"http://serviceplatformen.dk/xml/schemas/InvocationContext/1/\"><ic:ServiceAgreementUUID>{}</ic:ServiceAgreementUUID><ic:UserSystemUUID>{user_system}</ic:UserSystemUUID><ic:UserUUID>{}</ic:UserUUID><ic:ServiceUUID>{}</ic:ServiceUUID></ic:InvocationContext>",
+        new_id(),
+        new_id(),
+        new_id()
+    )
+}
+
+#[test]
+fn context_blocks_first_in_the_body_are_read_and_checked() {
+    let app = TestApp::start();
+    let in_body = |delivery: &Delivery, blocks: &str| one_line(&delivery.soap11().replacen("<LeveranceId>", &format!("{blocks}<LeveranceId>"), 1));
+    // Agreeing blocks: accepted, and the system recorded.
+    let delivery = Delivery::one(&format!("KONTEKST-{}", new_id()));
+    let set = app.send(&in_body(&delivery, &context_blocks(KY, OUR_CVR)));
+    assert_eq!(set.receipts[0].status.as_str(), "Accepteret", "{set:?}");
+    assert_eq!(app.count(&format!("SELECT count(*) AS n FROM deliveries WHERE user_system_uuid = '{KY}'")), 1);
+    // Another system, another municipality: each rejected at its place in the Body.
+    let other = new_id();
+    let delivery = Delivery::one(&format!("KONTEKST-{}", new_id()));
+    let set = app.send(&in_body(&delivery, &context_blocks(&other, "12345674")));
+    let errors = errors_of(&set, &delivery.bilag[0].id);
+    assert!(errors.contains(&("AFSENDER_UKENDT".into(), Some("/ModtagFinansbilag/InvocationContext/UserSystemUUID".into()))), "{errors:?}");
+    assert!(errors.contains(&("MYNDIGHED_FORKERT".into(), Some("/ModtagFinansbilag/AuthorityContext/MunicipalityCVR".into()))), "{errors:?}");
+    // A block in the header and a block in the body are both checked.
+    let mut delivery = Delivery::one(&format!("KONTEKST-{}", new_id()));
+    delivery.header = format!(
+        "<ac:AuthorityContext xmlns:ac=\"http://serviceplatformen.dk/xml/schemas/AuthorityContext/1/\"><ac:MunicipalityCVR>12345674</ac:MunicipalityCVR></ac:AuthorityContext>"
+    );
+    let set = app.send(&in_body(&delivery, &context_blocks(KY, OUR_CVR)));
+    let errors = errors_of(&set, &delivery.bilag[0].id);
+    assert_eq!(errors, vec![("MYNDIGHED_FORKERT".into(), Some("/Envelope/Header/AuthorityContext/MunicipalityCVR".into()))]);
+    // Anything else before LeveranceId is a schema error.
+    let delivery = Delivery::one(&format!("KONTEKST-{}", new_id()));
+    let set = app.send(&in_body(&delivery, "<x:Fremmed xmlns:x=\"urn:other\"/>"));
+    assert_eq!(errors_of(&set, &delivery.bilag[0].id)[0].0, "FORMAT_XSD");
+}
+
+#[test]
+fn bodies_over_the_memory_budget_are_turned_away_before_they_are_read() {
+    let small = Delivery::one(&format!("BUDGET-{}", new_id())).soap11();
+    let app = TestApp::start_with(|c| c.server.max_body_bytes_in_flight = small.len() as u64 + 100);
+    // A call that fits is taken.
+    assert_eq!(app.send(&small).receipts[0].status.as_str(), "Accepteret");
+    // One that declares more than the budget gets 503 with Retry-After, and its body is not read.
+    let big = Delivery::new((0..20).map(|i| Bilag::balanced(&format!("BUDGET-{i}-{}", new_id()), "1.00")).collect()).soap11();
+    match ureq::post(&app.url("/sf1590a")).set("Content-Type", "text/xml").send_string(&big) {
+        Err(ureq::Error::Status(503, r)) => assert_eq!(r.header("Retry-After"), Some("5")),
+        other => panic!("expected 503, got {other:?}"),
+    }
+    // While a slow call holds the budget, the next is turned away; once it is cut off, the budget is free.
+    let mut slow = TcpStream::connect(app.server.as_ref().unwrap().addr).unwrap();
+    write!(slow, "POST /sf1590a HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n<soap:Envelope", small.len()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    match ureq::post(&app.url("/sf1590a")).set("Content-Type", "text/xml").send_string(&small) {
+        Err(ureq::Error::Status(503, _)) => {}
+        other => panic!("expected 503 while the budget is held, got {other:?}"),
+    }
+    slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(app.send(&Delivery::one(&format!("BUDGET-{}", new_id())).soap11()).receipts[0].status.as_str(), "Accepteret");
+}
+
+#[test]
+fn a_body_that_trickles_in_is_cut_off_by_the_minimum_rate_not_the_whole_timeout() {
+    // The whole-body timeout is long; the rate rule is what ends a trickle.
+    let app = TestApp::start_with(|c| {
+        c.server.request_body_timeout_secs = 600;
+        c.server.body_grace_secs = 1;
+        c.server.min_body_bytes_per_sec = 1000;
+    });
+    let mut slow = TcpStream::connect(app.server.as_ref().unwrap().addr).unwrap();
+    write!(slow, "POST /sf1590a HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: 5000\r\n\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut answer = Vec::new();
+    // One byte every 200 ms, far under 1000 bytes a second, for at most 60 s (a tenth of the timeout).
+    for _ in 0..300 {
+        if slow.write_all(b" ").is_err() {
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match slow.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // A sender at a normal rate is not affected.
+    assert_eq!(app.send(&Delivery::one(&format!("RATE-{}", new_id())).soap11()).receipts[0].status.as_str(), "Accepteret");
+}

@@ -156,6 +156,9 @@ pub struct ServerConfig {
     /// answered 503 with Retry-After before its body is read. A call reserves its declared Content-Length, or
     /// `limits.max_body_bytes` when it declares none.
     pub max_body_bytes_in_flight: u64,
+    /// Deliveries read and decided at once (0: one per CPU). Calls beyond it wait with their bodies received,
+    /// so the memory that reading takes is bounded by this, not by the number of calls.
+    pub max_processing: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -229,6 +232,7 @@ impl Default for Config {
                 min_body_bytes_per_sec: 16 * 1024,
                 body_grace_secs: 2,
                 max_body_bytes_in_flight: 128 * 1024 * 1024,
+                max_processing: 0,
             },
             database: DatabaseConfig { url: "data/fkoeko.db".into(), pool_size: 8, busy_timeout_ms: 5000 },
             installation: InstallationConfig {

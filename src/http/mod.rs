@@ -30,6 +30,9 @@ struct State {
     /// Body bytes reserved by the calls in flight, and the most there may be.
     body_bytes: AtomicU64,
     max_body_bytes: u64,
+    /// Deliveries being read and decided, and the most there may be at once.
+    processing: (std::sync::Mutex<usize>, std::sync::Condvar),
+    max_processing: usize,
     /// Client certificates let in beyond the TLS handshake; empty: any the CAs issued.
     allowed_clients: Vec<String>,
     /// Whether clients must show a certificate (mutual TLS).
@@ -70,6 +73,26 @@ impl Drop for Reserved {
     }
 }
 
+/// A turn to read and decide a delivery, on a blocking thread; waits while `max_processing` others have one.
+struct Turn<'a>(&'a State);
+
+impl<'a> Turn<'a> {
+    fn wait(state: &'a State) -> Self {
+        let (count, freed) = &state.processing;
+        let mut count = freed.wait_while(count.lock().expect("turn lock"), |n| *n >= state.max_processing).expect("turn lock");
+        *count += 1;
+        Turn(state)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let (count, freed) = &self.0.processing;
+        *count.lock().expect("turn lock") -= 1;
+        freed.notify_one();
+    }
+}
+
 fn busy() -> HttpResponse {
     HttpResponse::ServiceUnavailable()
         .insert_header((header::RETRY_AFTER, "5"))
@@ -105,6 +128,11 @@ pub fn server(pipeline: Arc<Pipeline>, listener: TcpListener, config: &Config) -
         body_grace: Duration::from_secs(config.server.body_grace_secs),
         body_bytes: AtomicU64::new(0),
         max_body_bytes: config.server.max_body_bytes_in_flight,
+        processing: Default::default(),
+        max_processing: match config.server.max_processing {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        },
         allowed_clients: config.tls.allowed_clients.clone(),
         mutual_tls: config.tls.enabled && !config.tls.client_ca.is_empty(),
         in_flight: AtomicUsize::new(0),
@@ -261,12 +289,16 @@ async fn receive(req: HttpRequest, mut payload: web::Payload, state: web::Data<S
     let too_large = matches!(body, Body::TooLarge);
     let pipeline = state.pipeline.clone();
     let max_body = state.max_body;
-    let result = web::block(move || match body {
+    let turns = state.clone();
+    let result = web::block(move || {
+        let _turn = Turn::wait(&turns);
+        match body {
         Body::TooLarge => {
             pipeline.reject_unread(Rejection::TooLarge(format!("kaldet er større end {max_body} bytes")), integration, Transport::Straks)
         }
         Body::Read(body) => pipeline.process(&body, integration, Transport::Straks, caller.as_ref(), Mode::Book),
         Body::TooSlow => unreachable!("answered above"),
+        }
     })
     .await;
     let mut response = match result {

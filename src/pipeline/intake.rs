@@ -95,6 +95,13 @@ impl Frame {
         }
     }
 
+    fn root_mut<'a>(&self, document: &'a mut Element) -> Option<&'a mut Element> {
+        match self.framing {
+            Framing::Document => Some(document),
+            Framing::Soap => soap::body_content_mut(document),
+        }
+    }
+
     /// Moves positions in a one-item document to where they are in what was sent: the prefix is the source's
     /// own bytes, and the item follows it there at `span`.
     fn shift(&self, span: &ItemSpan, line: u32, col: u32) -> (u32, u32) {
@@ -179,12 +186,23 @@ pub fn open<S: Source + ?Sized>(source: &S, framing: Framing, reading: &Reading)
     };
     let unreadable = |e: std::string::FromUtf8Error| std::io::Error::other(e.to_string());
     let prefix = String::from_utf8(source.range(0, outline.prefix_end)?.into_owned()).map_err(unreadable)?;
-    let first_item = match outline.first_item {
-        Some(span) => String::from_utf8(source.range(span.start, span.end)?.into_owned()).map_err(unreadable)?,
+    // The schema wants an item after the delivery's fields: the first item's own start tag, emptied, stands in
+    // for it. Its errors are the item's (dropped here); the item itself is read with the others.
+    let stand_in = match outline.first_item {
+        Some(span) => {
+            let tag = String::from_utf8(source.range(span.start, span.start_tag_end)?.into_owned()).map_err(unreadable)?;
+            match tag.strip_suffix("/>") {
+                Some(_) => tag,
+                None => {
+                    let name: String = tag[1..].chars().take_while(|c| !c.is_whitespace() && *c != '>' && *c != '/').collect();
+                    format!("{tag}</{name}>")
+                }
+            }
+        }
         None => String::new(),
     };
     let mut frame = Frame { prefix, outline, framing, spec, root_ordinal: 0 };
-    let text = frame.with_item(&first_item);
+    let text = frame.with_item(&stand_in);
     let mut document = tree::read_document(&text, reading.xml).map_err(OpenError::Rejected)?;
     if let Some(span) = frame.outline.first_item {
         frame.shift_element(&span, &mut document);
@@ -211,7 +229,8 @@ pub fn open<S: Source + ?Sized>(source: &S, framing: Framing, reading: &Reading)
         findings.extend(delivery);
         findings.extend(unplaced);
     }
-    let root = root.clone();
+    let mut root = root.clone();
+    root.children.retain(|c| &*c.name != spec.item);
     Ok(Opened { frame, root, findings, context })
 }
 
@@ -242,12 +261,14 @@ pub fn read_item(frame: &Frame, span: &ItemSpan, bytes: &[u8], reading: &Reading
         Err(e) => return Ok(Err(at_item(Finding::nowhere(Rejection::Encoding(e.to_string()))))),
     };
     let text = frame.with_item(text);
+    // Every byte here passed the scan's guard (no DTD, entities or the like, within the limits) before libxml2
+    // sees it. The tree is built after libxml2's document is freed, so the two are never in memory at once.
+    let report = schema::validate(&reading.schema, &text, frame.target(), MAX_ERRORS_PER_ITEM)?;
     let mut document = match tree::read_document(&text, reading.xml) {
         Ok(document) => document,
         Err(finding) => return Ok(Err(at_item(finding))),
     };
     frame.shift_element(span, &mut document);
-    let report = schema::validate(&reading.schema, &text, frame.target(), MAX_ERRORS_PER_ITEM)?;
     let Some(root) = frame.root(&document) else {
         return Ok(Err(at_item(Finding::nowhere(Rejection::Schema(format!("{} nr. {index} kunne ikke læses", frame.spec.item))))));
     };
@@ -267,10 +288,12 @@ pub fn read_item(frame: &Frame, span: &ItemSpan, bytes: &[u8], reading: &Reading
         }
     }
     cap_findings(&mut findings, report.omitted);
-    let Some(item) = root.children.iter().find(|c| &*c.name == frame.spec.item && c.ns() == Some(frame.spec.namespace)) else {
+    let Some(at) = root.children.iter().position(|c| &*c.name == frame.spec.item && c.ns() == Some(frame.spec.namespace)) else {
         return Ok(Err(at_item(Finding::nowhere(Rejection::Schema(format!("{} nr. {index} kunne ikke læses", frame.spec.item))))));
     };
-    Ok(Ok(ItemRead { item: item.clone(), findings }))
+    // Taken out of the document rather than copied: an item can hold 10,000 postings.
+    let item = frame.root_mut(&mut document).expect("found above").children.swap_remove(at);
+    Ok(Ok(ItemRead { item, findings }))
 }
 
 /// The number of `target` in `document`'s order.

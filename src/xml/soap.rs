@@ -61,6 +61,15 @@ pub fn body_content(envelope: &Element) -> Option<&Element> {
         .and_then(|body| body.children.first())
 }
 
+pub fn body_content_mut(envelope: &mut Element) -> Option<&mut Element> {
+    let ns = envelope.ns.clone()?;
+    envelope
+        .children
+        .iter_mut()
+        .find(|e| &*e.name == "Body" && e.ns() == Some(&ns))
+        .and_then(|body| body.children.first_mut())
+}
+
 /// The context blocks of a call: in the envelope's Header, and first in the request element `request`.
 pub fn read_context(envelope: &Element, request: &Element) -> CallContext {
     let mut context = CallContext::default();

@@ -24,6 +24,9 @@ pub struct ItemSpan {
     /// Byte range of the element, from its `<` to the end of its end tag.
     pub start: u64,
     pub end: u64,
+    /// Where its start tag ends: the item's own start tag, without its content, stands in for it where only the
+    /// delivery's own fields are checked.
+    pub start_tag_end: u64,
     /// Position of its `<` in the file (column in bytes).
     pub line: u32,
     pub col: u32,
@@ -310,7 +313,8 @@ pub fn scan<R: BufRead, E>(
                             (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start, line, col);
                         }
                         o.items += 1;
-                        let span = ItemSpan { index: o.items, start, end: reader.buffer_position(), line, col };
+                        let end = reader.buffer_position();
+                        let span = ItemSpan { index: o.items, start, end, start_tag_end: end, line, col };
                         if empty {
                             o.first_item.get_or_insert(span);
                             on_item(span).map_err(ScanError::Stopped)?;

@@ -35,6 +35,22 @@ pub struct Finansbilag {
     pub postings: Vec<Postering>,
 }
 
+impl Finansbilag {
+    /// Drops the positions of an accepted finansbilag: nothing points into it any more, and a delivery of
+    /// 70,000 postings waiting for its transaction then holds their values, not their paths.
+    pub fn forget_positions(&mut self) {
+        self.loc = Loc::default();
+        for p in &mut self.postings {
+            for loc in [&mut p.loc, &mut p.id.loc, &mut p.currency.loc, &mut p.date.loc, &mut p.kontering.loc] {
+                *loc = Loc::default();
+            }
+            if let Some(party) = p.party.as_mut() {
+                party.loc = Loc::default();
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Postering {
     pub loc: Loc,

@@ -30,9 +30,10 @@ struct State {
     /// Body bytes reserved by the calls in flight, and the most there may be.
     body_bytes: AtomicU64,
     max_body_bytes: u64,
-    /// Deliveries being read and decided, and the most there may be at once.
-    processing: (std::sync::Mutex<usize>, std::sync::Condvar),
+    /// Deliveries being read and decided (how many, and their bytes), and the most there may be at once.
+    processing: (std::sync::Mutex<(usize, u64)>, std::sync::Condvar),
     max_processing: usize,
+    readers: Readers,
     /// Client certificates let in beyond the TLS handshake; empty: any the CAs issued.
     allowed_clients: Vec<String>,
     /// Whether clients must show a certificate (mutual TLS).
@@ -73,23 +74,68 @@ impl Drop for Reserved {
     }
 }
 
-/// A turn to read and decide a delivery, on a blocking thread; waits while `max_processing` others have one.
-struct Turn<'a>(&'a State);
+/// The threads that read and decide deliveries: a fixed few, started with the server, so that the memory one
+/// delivery took is reused by the next (a new thread per call keeps memory of its own in the allocator).
+struct Readers {
+    jobs: crossbeam_channel::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+/// A reader thread stopped before it answered (it panicked).
+struct Stopped;
+
+impl Readers {
+    fn start(threads: usize) -> Self {
+        let (jobs, queue) = crossbeam_channel::unbounded::<Box<dyn FnOnce() + Send>>();
+        for n in 0..threads.max(1) {
+            let queue = queue.clone();
+            // The threads end when the server's state, and with it the sender, is dropped.
+            std::thread::Builder::new()
+                .name(format!("delivery-reader-{n}"))
+                .spawn(move || {
+                    for job in queue {
+                        // A panic is logged by the hook and answered as a fault; the thread goes on.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                })
+                .expect("a reader thread starts");
+        }
+        Readers { jobs }
+    }
+
+    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, Stopped> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = answer.send(job());
+            }))
+            .map_err(|_| Stopped)?;
+        answered.await.map_err(|_| Stopped)
+    }
+}
+
+/// A turn to read and decide a delivery, on a blocking thread. It waits while `max_processing` others have one,
+/// or while the bodies being read already add up to the largest body allowed: reading takes memory in
+/// proportion to the delivery, so large deliveries take their turns one at a time and small ones side by side.
+struct Turn<'a>(&'a State, u64);
 
 impl<'a> Turn<'a> {
-    fn wait(state: &'a State) -> Self {
-        let (count, freed) = &state.processing;
-        let mut count = freed.wait_while(count.lock().expect("turn lock"), |n| *n >= state.max_processing).expect("turn lock");
-        *count += 1;
-        Turn(state)
+    fn wait(state: &'a State, bytes: u64) -> Self {
+        let (taken, freed) = &state.processing;
+        let full = |(count, held): &mut (usize, u64)| *count >= state.max_processing || (*held > 0 && *held + bytes > state.max_body as u64);
+        let mut taken = freed.wait_while(taken.lock().expect("turn lock"), full).expect("turn lock");
+        taken.0 += 1;
+        taken.1 += bytes;
+        Turn(state, bytes)
     }
 }
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        let (count, freed) = &self.0.processing;
-        *count.lock().expect("turn lock") -= 1;
-        freed.notify_one();
+        let (taken, freed) = &self.0.processing;
+        let mut taken = taken.lock().expect("turn lock");
+        taken.0 -= 1;
+        taken.1 -= self.1;
+        freed.notify_all();
     }
 }
 
@@ -119,6 +165,10 @@ pub fn is_loopback(listen: &str) -> bool {
 /// Serves deliveries on a bound listener. The caller has checked the transport (`check_transport`) before
 /// binding it.
 pub fn server(pipeline: Arc<Pipeline>, listener: TcpListener, config: &Config) -> anyhow::Result<actix_web::dev::Server> {
+    let max_processing = match config.server.max_processing {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
     let state = web::Data::new(State {
         pipeline,
         schema_dir: config.paths.schemas.clone(),
@@ -129,10 +179,8 @@ pub fn server(pipeline: Arc<Pipeline>, listener: TcpListener, config: &Config) -
         body_bytes: AtomicU64::new(0),
         max_body_bytes: config.server.max_body_bytes_in_flight,
         processing: Default::default(),
-        max_processing: match config.server.max_processing {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n,
-        },
+        max_processing,
+        readers: Readers::start(max_processing),
         allowed_clients: config.tls.allowed_clients.clone(),
         mutual_tls: config.tls.enabled && !config.tls.client_ca.is_empty(),
         in_flight: AtomicUsize::new(0),
@@ -290,17 +338,24 @@ async fn receive(req: HttpRequest, mut payload: web::Payload, state: web::Data<S
     let pipeline = state.pipeline.clone();
     let max_body = state.max_body;
     let turns = state.clone();
-    let result = web::block(move || {
-        let _turn = Turn::wait(&turns);
-        match body {
-        Body::TooLarge => {
-            pipeline.reject_unread(Rejection::TooLarge(format!("kaldet er større end {max_body} bytes")), integration, Transport::Straks)
-        }
-        Body::Read(body) => pipeline.process(&body, integration, Transport::Straks, caller.as_ref(), Mode::Book),
-        Body::TooSlow => unreachable!("answered above"),
-        }
-    })
-    .await;
+    let bytes = match &body {
+        Body::Read(body) => body.len() as u64,
+        _ => 0,
+    };
+    let result = state
+        .readers
+        .run(move || {
+            let _turn = Turn::wait(&turns, bytes);
+            match body {
+                Body::TooLarge => {
+                    let rejection = Rejection::TooLarge(format!("kaldet er større end {max_body} bytes"));
+                    pipeline.reject_unread(rejection, integration, Transport::Straks)
+                }
+                Body::Read(body) => pipeline.process(&body, integration, Transport::Straks, caller.as_ref(), Mode::Book),
+                Body::TooSlow => unreachable!("answered above"),
+            }
+        })
+        .await;
     let mut response = match result {
         Ok(Ok(processed)) => {
             let version = processed.soap_version.unwrap_or(hinted);
@@ -314,8 +369,8 @@ async fn receive(req: HttpRequest, mut payload: web::Payload, state: web::Data<S
                 soap::fault(hinted, "Teknisk fejl hos modtageren; intet er modtaget. Prøv igen senere."),
             )
         }
-        Err(e) => {
-            tracing::error!(error = %e, "worker pool failure");
+        Err(Stopped) => {
+            tracing::error!("the delivery's reader thread stopped; answered with a SOAP Fault");
             soap_response(StatusCode::INTERNAL_SERVER_ERROR, hinted, soap::fault(hinted, "Modtageren lukker ned; prøv igen senere."))
         }
     };

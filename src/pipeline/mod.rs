@@ -435,6 +435,8 @@ impl Pipeline {
             }
         }
         if findings.is_empty() {
+            let mut bilag = bilag;
+            bilag.forget_positions();
             ItemOutcome::Accept(Box::new(Booking::Finans(FinansBooking { bilag, mapped, mapping_version: context.mappings.version.clone() })))
         } else {
             ItemOutcome::Reject(findings)

@@ -113,7 +113,7 @@ pub enum MappingsCommand {
     /// Which rule maps a kontering (or a fordringstype), and to what. Uses the version in force, or --dir.
     Try {
         #[command(flatten)]
-        kontering: KonteringArgs,
+        kontering: Box<KonteringArgs>,
         /// Try a fordringstype (SF1590_B) instead of a kontering.
         #[arg(long, conflicts_with_all = ["funktion", "dranst", "art"])]
         fordringstype: Option<String>,
@@ -298,7 +298,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 },
             };
             let Ok(set) = set else { return Ok(1) };
-            let kontering = fordringstype.is_none().then(|| KonteringInput::from(kontering));
+            let kontering = fordringstype.is_none().then(|| KonteringInput::from(*kontering));
             let (text, mapped) = crate::terminal::tried(&set, kontering.as_ref(), fordringstype.as_deref());
             print!("{text}");
             Ok(if mapped { 0 } else { 2 })

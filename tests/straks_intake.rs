@@ -248,9 +248,7 @@ fn context_blocks_first_in_the_body_are_read_and_checked() {
     assert!(errors.contains(&("MYNDIGHED_FORKERT".into(), Some("/ModtagFinansbilag/AuthorityContext/MunicipalityCVR".into()))), "{errors:?}");
     // A block in the header and a block in the body are both checked.
     let mut delivery = Delivery::one(&format!("KONTEKST-{}", new_id()));
-    delivery.header = format!(
-        "<ac:AuthorityContext xmlns:ac=\"http://serviceplatformen.dk/xml/schemas/AuthorityContext/1/\"><ac:MunicipalityCVR>12345674</ac:MunicipalityCVR></ac:AuthorityContext>"
-    );
+    delivery.header = "<ac:AuthorityContext xmlns:ac=\"http://serviceplatformen.dk/xml/schemas/AuthorityContext/1/\"><ac:MunicipalityCVR>12345674</ac:MunicipalityCVR></ac:AuthorityContext>".into();
     let set = app.send(&in_body(&delivery, &context_blocks(KY, OUR_CVR)));
     let errors = errors_of(&set, &delivery.bilag[0].id);
     assert_eq!(errors, vec![("MYNDIGHED_FORKERT".into(), Some("/Envelope/Header/AuthorityContext/MunicipalityCVR".into()))]);

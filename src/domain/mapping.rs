@@ -494,7 +494,8 @@ fn read_lookup(file: &str, content: &str, errors: &mut Vec<MappingError>) -> Loo
     let mut keys: Option<Vec<KonteringField>> = None;
     let mut table: HashMap<Vec<Option<String>>, (u64, Output)> = HashMap::new();
     for row in read_rows(file, content, errors) {
-        let read = || -> Result<(Vec<KonteringField>, Vec<Option<String>>, Output), String> {
+        type Row = (Vec<KonteringField>, Vec<Option<String>>, Output);
+        let read = || -> Result<Row, String> {
             let mut key_fields = Vec::new();
             let mut key = Vec::new();
             let (mut account, mut dimensions) = (None, "");

@@ -244,10 +244,15 @@ impl Pipeline {
         let span = info_span!("delivery", integration = integration.as_str(), transport = transport.as_str(),
             leverance_id = field::Empty, afsender = field::Empty);
         let _entered = span.enter();
-        let mut record = DeliveryRecord::new(integration, transport.as_str(), hex::encode(Sha256::digest(bytes)));
+        // A delivery that cannot be read is known by the digest of its bytes; one that can, by its content.
+        let mut record = DeliveryRecord::new(integration, transport.as_str(), String::new());
+        let raw_digest = || hex::encode(Sha256::digest(bytes));
         let text = match tree::decode_utf8(bytes) {
             Ok(text) => text,
-            Err(finding) => return self.finish(record, reject_items(&[], &[finding], Vec::new()), None, None, mode),
+            Err(finding) => {
+                record.request_hash = raw_digest();
+                return self.finish(record, reject_items(&[], &[finding], Vec::new()), None, None, mode);
+            }
         };
         let source: &[u8] = text.as_bytes();
         let framing = match transport {
@@ -257,7 +262,10 @@ impl Pipeline {
         let reading = self.reading(integration);
         let opened = match intake::open(source, framing, &reading) {
             Ok(opened) => opened,
-            Err(OpenError::Rejected(finding)) => return self.finish(record, reject_items(&[], &[finding], Vec::new()), None, None, mode),
+            Err(OpenError::Rejected(finding)) => {
+                record.request_hash = raw_digest();
+                return self.finish(record, reject_items(&[], &[finding], Vec::new()), None, None, mode);
+            }
             Err(OpenError::Technical(e)) => return Err(e),
         };
         let version = opened.frame.outline.soap;
@@ -296,9 +304,7 @@ impl Pipeline {
             Err(ScanError::Rejected(f)) => return Err(std::io::Error::other(format!("the delivery read differently the second time: {}", f.rejection)).into()),
         }
         Element::feed_close(&mut digest);
-        if transport == Transport::Straks {
-            record.request_hash = hex::encode(digest.finalize());
-        }
+        record.request_hash = hex::encode(digest.finalize());
         if plans.is_empty() {
             plans = reject_items(&[], &decided.findings, Vec::new());
         }

@@ -270,7 +270,8 @@ fn booked(conn: &mut super::AnyConnection, kvittering_id: &str) -> Result<Option
             .load(conn)?;
         return Ok(Some(Booked::Journal { journal_id, mapping_version, status, lines }));
     }
-    let claim: Option<(i32, String, Option<String>, DbAmount, String, String, String)> = erp_claims::table
+    type ClaimRow = (i32, String, Option<String>, DbAmount, String, String, String);
+    let claim: Option<ClaimRow> = erp_claims::table
         .filter(erp_claims::kvittering_id.eq(kvittering_id))
         .select((
             erp_claims::id,

@@ -194,10 +194,12 @@ pub fn validate(schema: &Path, text: &str, target: Target, max: usize) -> Result
         // SAFETY: the two signatures differ only in the constness of the error pointer (libxml2 2.12 changed
         // it), which has the same representation; the collector outlives the validation and is unregistered
         // before it is dropped.
+        type Handler = unsafe extern "C" fn(*mut c_void, *const bindings::_xmlError);
         let rc = unsafe {
-            bindings::xmlSchemaSetValidStructuredErrors(validator.as_ptr(), std::mem::transmute(handler), &mut collector as *mut Collector as *mut c_void);
+            let handler = std::mem::transmute::<Handler, bindings::xmlStructuredErrorFunc>(handler);
+            bindings::xmlSchemaSetValidStructuredErrors(validator.as_ptr(), handler, &mut collector as *mut Collector as *mut c_void);
             let rc = bindings::xmlSchemaValidateOneElement(validator.as_ptr(), node);
-            bindings::xmlSchemaSetValidStructuredErrors(validator.as_ptr(), std::mem::transmute(handler), std::ptr::null_mut());
+            bindings::xmlSchemaSetValidStructuredErrors(validator.as_ptr(), handler, std::ptr::null_mut());
             rc
         };
         if rc != 0 && collector.issues.is_empty() && collector.omitted == 0 {

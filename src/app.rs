@@ -10,15 +10,15 @@ use clap::{Parser, Subcommand};
 
 use crate::alerts::sender::{self, AlertSender};
 use crate::batch::Receiver;
-use crate::task::Periodic;
 use crate::config::Config;
 use crate::domain::mapping::{KonteringInput, MappingSet};
 use crate::domain::sortiment::{parse_sortiment_file, Integration};
-use crate::storage::inspect::DeliveryFilter;
-use crate::wire::WireSpec;
 use crate::pipeline::{Mode, Pipeline, Settings, Transport};
+use crate::storage::inspect::DeliveryFilter;
 use crate::storage::sortiment::Loaded;
 use crate::storage::Db;
+use crate::task::Periodic;
+use crate::wire::WireSpec;
 use crate::xml::schema;
 
 #[derive(Parser, Debug)]
@@ -233,7 +233,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Alerts { command: AlertsCommand::List { status } } => {
             let db = open_db(&config)?;
             let rows = db.list_alerts(status.as_deref())?;
-            println!("{:>6}  {:<8}  {:>6}  {:<19}  {:<19}  {:<36}  recipients / last error", "id", "status", "tries", "created", "next try / sent", "sender");
+            println!(
+                "{:>6}  {:<8}  {:>6}  {:<19}  {:<19}  {:<36}  recipients / last error",
+                "id", "status", "tries", "created", "next try / sent", "sender"
+            );
             for row in &rows {
                 let when = row.sent_at.unwrap_or(row.next_attempt_at);
                 println!(
@@ -332,8 +335,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 
 fn open_db(config: &Config) -> anyhow::Result<Db> {
     let db = &config.database;
-    Db::open(&db.url, db.pool_size, Duration::from_millis(db.busy_timeout_ms))
-        .with_context(|| format!("opening the database {}", db.url))
+    Db::open(&db.url, db.pool_size, Duration::from_millis(db.busy_timeout_ms)).with_context(|| format!("opening the database {}", db.url))
 }
 
 /// Parses and stores a sortiment file; errors name file and line.

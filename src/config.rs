@@ -235,11 +235,7 @@ impl Default for Config {
                 max_processing: 0,
             },
             database: DatabaseConfig { url: "data/fkoeko.db".into(), pool_size: 8, busy_timeout_ms: 5000 },
-            installation: InstallationConfig {
-                myndighed: "29189846".into(),
-                currencies: vec!["DKK".into()],
-                open_periods: Vec::new(),
-            },
+            installation: InstallationConfig { myndighed: "29189846".into(), currencies: vec!["DKK".into()], open_periods: Vec::new() },
             paths: PathsConfig {
                 schemas: "schemas".into(),
                 mappings: "mappings".into(),

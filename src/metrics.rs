@@ -38,7 +38,10 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let deliveries = IntCounterVec::new(
-            Opts::new("fkoeko_deliveries_total", "Deliveries processed, by integration, transport and result (accepteret, afvist, delvist)."),
+            Opts::new(
+                "fkoeko_deliveries_total",
+                "Deliveries processed, by integration, transport and result (accepteret, afvist, delvist).",
+            ),
             &["integration", "transport", "result"],
         )
         .expect("valid metric");

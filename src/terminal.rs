@@ -37,8 +37,14 @@ pub fn delivery(detail: &DeliveryDetail) -> String {
     let s = &detail.summary;
     let mut out = String::new();
     let _ = writeln!(out, "Delivery {} (id {})", s.leverance_id.as_deref().unwrap_or("(not readable)"), s.id);
-    let _ = writeln!(out, "  received   {} UTC, {} via {}{}", s.received_at.format("%Y-%m-%d %H:%M:%S"), s.integration, s.transport,
-        detail.file_name.as_deref().map(|f| format!(", file {f}")).unwrap_or_default());
+    let _ = writeln!(
+        out,
+        "  received   {} UTC, {} via {}{}",
+        s.received_at.format("%Y-%m-%d %H:%M:%S"),
+        s.integration,
+        s.transport,
+        detail.file_name.as_deref().map(|f| format!(", file {f}")).unwrap_or_default()
+    );
     let _ = writeln!(out, "  sender     {}", s.sender.as_deref().unwrap_or("-"));
     let _ = writeln!(out, "  mapping    {}", s.mapping_version.as_deref().unwrap_or("-"));
     let _ = writeln!(out, "  accepted   {}, rejected {}", s.accepted, s.rejected);
@@ -54,23 +60,40 @@ pub fn delivery(detail: &DeliveryDetail) -> String {
                 (Some(line), None) => format!(" line {line}"),
                 _ => String::new(),
             };
-            let _ = writeln!(out, "  {} at {}{}: {}{}", e.code.as_str(), e.path.as_deref().unwrap_or("-"), at, e.text,
-                e.value.as_deref().map(|v| format!(" (value: {v})")).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "  {} at {}{}: {}{}",
+                e.code.as_str(),
+                e.path.as_deref().unwrap_or("-"),
+                at,
+                e.text,
+                e.value.as_deref().map(|v| format!(" (value: {v})")).unwrap_or_default()
+            );
         }
         match &item.booked {
             Some(Booked::Journal { journal_id, mapping_version, status, lines }) => {
                 let _ = writeln!(out, "  booked as erp_journal {journal_id} ({status}), mapping {mapping_version}");
                 for l in lines {
-                    let _ = writeln!(out, "    line {:>3}  posting {:<6}  {}/{}/{} -> account {}  {} {} {}  by {}", l.line_no, l.posting_id,
-                        l.funktion, l.dranst, l.art, l.account, l.amount, l.debit_credit, l.dimensions, l.rule);
+                    let _ = writeln!(
+                        out,
+                        "    line {:>3}  posting {:<6}  {}/{}/{} -> account {}  {} {} {}  by {}",
+                        l.line_no, l.posting_id, l.funktion, l.dranst, l.art, l.account, l.amount, l.debit_credit, l.dimensions, l.rule
+                    );
                 }
             }
             Some(Booked::Claim { claim_id, claim_type, account, principal, rules, mapping_version, status, parties }) => {
                 let _ = writeln!(out, "  taken over as erp_claims {claim_id} ({status}), mapping {mapping_version}: type {claim_type}, account {}, principal {principal}, by {rules}",
                     account.as_deref().unwrap_or("-"));
                 for p in parties {
-                    let _ = writeln!(out, "    {} {} {} {}: {}", p.role, p.identifier_type, p.identifier, p.name,
-                        p.erp_debtor_number.as_deref().map_or("new debtor".to_string(), |n| format!("ERP debtor {n}")));
+                    let _ = writeln!(
+                        out,
+                        "    {} {} {} {}: {}",
+                        p.role,
+                        p.identifier_type,
+                        p.identifier,
+                        p.name,
+                        p.erp_debtor_number.as_deref().map_or("new debtor".to_string(), |n| format!("ERP debtor {n}"))
+                    );
                 }
             }
             None => {}
@@ -96,13 +119,24 @@ pub fn tried(set: &MappingSet, kontering: Option<&KonteringInput>, fordringstype
             Ok(None) => ("no rule maps this kontering (it would be rejected with MAPNING_MANGLER)\n".into(), false),
             Ok(Some(m)) => {
                 let dims = m.dimensions.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(", ");
-                (format!("{} -> account {}{}\n", m.rule, m.account, if dims.is_empty() { String::new() } else { format!(", dimensions {dims}") }), true)
+                (
+                    format!(
+                        "{} -> account {}{}\n",
+                        m.rule,
+                        m.account,
+                        if dims.is_empty() { String::new() } else { format!(", dimensions {dims}") }
+                    ),
+                    true,
+                )
             }
         };
     }
     let code = fordringstype.unwrap_or_default();
     match set.map_claim_type(code) {
         None => (format!("no row of fordringstyper.csv maps {code}\n"), false),
-        Some(t) => (format!("{} -> claim type {}{}\n", t.rule, t.claim_type, t.account.map(|a| format!(", account {a}")).unwrap_or_default()), true),
+        Some(t) => (
+            format!("{} -> claim type {}{}\n", t.rule, t.claim_type, t.account.map(|a| format!(", account {a}")).unwrap_or_default()),
+            true,
+        ),
     }
 }

@@ -58,7 +58,15 @@ fn one_rejection_gives_one_mail_to_the_owner_and_the_copy() {
     assert_eq!(mail["subject"], format!("Afvist: 1 finansbilag fra KY (test) ({KY})"));
     for part in ["text", "html"] {
         let body = mail[part].as_str().unwrap();
-        for needle in [delivery.delivery_id.as_str(), "ALERT-1", "REGEL_CPR", "CPR-nummeret er ugyldigt", "/ModtagFinansbilag/Finansbilag[1]/Postering[1]/Part/CPR", "310290-XXXX", "send de afviste igen"] {
+        for needle in [
+            delivery.delivery_id.as_str(),
+            "ALERT-1",
+            "REGEL_CPR",
+            "CPR-nummeret er ugyldigt",
+            "/ModtagFinansbilag/Finansbilag[1]/Postering[1]/Part/CPR",
+            "310290-XXXX",
+            "send de afviste igen",
+        ] {
             assert!(body.contains(needle), "{part} lacks {needle}:\n{body}");
         }
         assert!(!body.contains("3102901234"), "a full CPR number in the mail");
@@ -131,7 +139,9 @@ fn smtp_down_then_back_every_alert_arrives_exactly_once() {
     assert!(errors[0][0].as_deref().is_some_and(|e| !e.is_empty()));
 
     let sink = SmtpSink::start_on(port, tempfile::tempdir().unwrap());
-    wait_until(Duration::from_secs(30), "all alerts sent", || app.count("SELECT count(*) AS n FROM alert_outbox WHERE status = 'sent'") == 6);
+    wait_until(Duration::from_secs(30), "all alerts sent", || {
+        app.count("SELECT count(*) AS n FROM alert_outbox WHERE status = 'sent'") == 6
+    });
     std::thread::sleep(Duration::from_millis(1500));
     let mails = sink.mails();
     let all: String = mails.iter().map(|m| m["text"].as_str().unwrap()).collect();
@@ -154,10 +164,7 @@ fn an_alert_is_given_up_after_the_configured_tries_and_shows_as_failed() {
     wait_until(Duration::from_secs(20), "the alert to fail", || {
         app.count("SELECT count(*) AS n FROM alert_outbox WHERE status = 'failed' AND attempts = 2") == 1
     });
-    let out = fkoeko_command(&app.db_url)
-        .args(["alerts", "list", "--status", "failed"])
-        .output()
-        .unwrap();
+    let out = fkoeko_command(&app.db_url).args(["alerts", "list", "--status", "failed"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("failed") && stdout.contains(OWNER) && stdout.contains("1 alert(s)"), "{stdout}");
@@ -175,7 +182,9 @@ fn two_processes_on_one_database_send_each_alert_once() {
         let app = if n % 2 == 0 { &first } else { &second };
         app.send(&delivery.soap11());
     }
-    wait_until(Duration::from_secs(30), "all alerts sent", || first.count("SELECT count(*) AS n FROM alert_outbox WHERE status = 'sent'") == 20);
+    wait_until(Duration::from_secs(30), "all alerts sent", || {
+        first.count("SELECT count(*) AS n FROM alert_outbox WHERE status = 'sent'") == 20
+    });
     std::thread::sleep(Duration::from_millis(1500));
     let all: String = sink.mails().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect();
     for id in &ids {

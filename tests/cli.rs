@@ -189,7 +189,11 @@ fn mappings_check_lists_every_error_and_try_names_the_rule() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("no rule maps this kontering"));
     let out = fkoeko(&db).args(["mappings", "try", "--funktion", "5.5772", "--dranst", "1", "--art", "5.2"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("the kontering is not valid: funktion:"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("the kontering is not valid: funktion:"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let out = fkoeko(&db).args(["mappings", "try", "--fordringstype", "RENTE-KH"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("-> claim type DEB-RENTE, account 72990000"), "{stdout}");

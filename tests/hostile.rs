@@ -32,22 +32,70 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, &'static str, &'static str)> {
     bad_utf8[at + 2] = 0x28;
     vec![
         ("billion laughs", format!("<?xml version=\"1.0\"?>\n{lol}\n{}", envelope("&lol9;")).into_bytes(), "FORMAT_XML", "DTD"),
-        ("quadratic blow-up", format!("<?xml version=\"1.0\"?>\n{big_entity}\n{}", envelope(&"&a;".repeat(10_000))).into_bytes(), "FORMAT_XML", "DTD"),
-        ("XXE to a file", format!("<?xml version=\"1.0\"?>\n<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>\n{}", envelope("&e;")).into_bytes(), "FORMAT_XML", "DTD"),
-        ("XXE to a URL", format!("<?xml version=\"1.0\"?>\n<!DOCTYPE x [<!ENTITY e SYSTEM \"http://127.0.0.1:9/x\">]>\n{}", envelope("&e;")).into_bytes(), "FORMAT_XML", "DTD"),
-        ("parameter entity", format!("<?xml version=\"1.0\"?>\n<!DOCTYPE x [<!ENTITY % p SYSTEM \"file:///etc/passwd\"> %p;]>\n{}", envelope("<a/>")).into_bytes(), "FORMAT_XML", "DTD"),
+        (
+            "quadratic blow-up",
+            format!("<?xml version=\"1.0\"?>\n{big_entity}\n{}", envelope(&"&a;".repeat(10_000))).into_bytes(),
+            "FORMAT_XML",
+            "DTD",
+        ),
+        (
+            "XXE to a file",
+            format!("<?xml version=\"1.0\"?>\n<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>\n{}", envelope("&e;")).into_bytes(),
+            "FORMAT_XML",
+            "DTD",
+        ),
+        (
+            "XXE to a URL",
+            format!("<?xml version=\"1.0\"?>\n<!DOCTYPE x [<!ENTITY e SYSTEM \"http://127.0.0.1:9/x\">]>\n{}", envelope("&e;"))
+                .into_bytes(),
+            "FORMAT_XML",
+            "DTD",
+        ),
+        (
+            "parameter entity",
+            format!("<?xml version=\"1.0\"?>\n<!DOCTYPE x [<!ENTITY % p SYSTEM \"file:///etc/passwd\"> %p;]>\n{}", envelope("<a/>"))
+                .into_bytes(),
+            "FORMAT_XML",
+            "DTD",
+        ),
         ("undeclared entity", envelope("<a>&passwd;</a>").into_bytes(), "FORMAT_XML", "&passwd;"),
-        ("XInclude", envelope("<a xmlns:xi=\"http://www.w3.org/2001/XInclude\"><xi:include href=\"file:///etc/passwd\" parse=\"text\"/></a>").into_bytes(), "FORMAT_XML", "XInclude"),
-        ("processing instruction", good.replace("<soap:Body>", "<soap:Body><?php system('id'); ?>").into_bytes(), "FORMAT_XML", "behandlingsinstruktion"),
+        (
+            "XInclude",
+            envelope("<a xmlns:xi=\"http://www.w3.org/2001/XInclude\"><xi:include href=\"file:///etc/passwd\" parse=\"text\"/></a>")
+                .into_bytes(),
+            "FORMAT_XML",
+            "XInclude",
+        ),
+        (
+            "processing instruction",
+            good.replace("<soap:Body>", "<soap:Body><?php system('id'); ?>").into_bytes(),
+            "FORMAT_XML",
+            "behandlingsinstruktion",
+        ),
         ("invalid UTF-8", bad_utf8, "FORMAT_XML", "UTF-8"),
         ("declared Latin-1", good.replace("encoding=\"UTF-8\"", "encoding=\"ISO-8859-1\"").into_bytes(), "FORMAT_XML", "ISO-8859-1"),
         ("UTF-16", utf16, "FORMAT_XML", "UTF-16"),
         ("byte-order mark that lies", lying_bom, "FORMAT_XML", "UTF-16"),
         ("very long name", envelope(&format!("<{0}/>", "n".repeat(100_000))).into_bytes(), "FORMAT_STOERRELSE", "elementnavn"),
-        ("very long value", good.replace("<Posteringstekst>Kontanthjælp<", &format!("<Posteringstekst>{}<", "x".repeat(5_000_000))).into_bytes(), "FORMAT_STOERRELSE", "tekst"),
+        (
+            "very long value",
+            good.replace("<Posteringstekst>Kontanthjælp<", &format!("<Posteringstekst>{}<", "x".repeat(5_000_000))).into_bytes(),
+            "FORMAT_STOERRELSE",
+            "tekst",
+        ),
         ("very long attribute", envelope(&format!("<a b=\"{}\"/>", "v".repeat(1_000_000))).into_bytes(), "FORMAT_STOERRELSE", "attribut"),
-        ("many attributes", envelope(&format!("<a {}/>", (0..500).map(|i| format!("a{i}=\"1\"")).collect::<Vec<_>>().join(" "))).into_bytes(), "FORMAT_STOERRELSE", "attributter"),
-        ("deep nesting", envelope(&format!("{}{}", "<a>".repeat(200_000), "</a>".repeat(200_000))).into_bytes(), "FORMAT_STOERRELSE", "niveauer"),
+        (
+            "many attributes",
+            envelope(&format!("<a {}/>", (0..500).map(|i| format!("a{i}=\"1\"")).collect::<Vec<_>>().join(" "))).into_bytes(),
+            "FORMAT_STOERRELSE",
+            "attributter",
+        ),
+        (
+            "deep nesting",
+            envelope(&format!("{}{}", "<a>".repeat(200_000), "</a>".repeat(200_000))).into_bytes(),
+            "FORMAT_STOERRELSE",
+            "niveauer",
+        ),
         ("over the size limit", format!("{good}<!--{}-->", "x".repeat(25 * 1024 * 1024)).into_bytes(), "FORMAT_STOERRELSE", "bytes"),
     ]
 }

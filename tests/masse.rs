@@ -36,7 +36,10 @@ fn a_file_with_accepted_and_rejected_finansbilag_gives_its_receipt_file_and_impo
     assert_eq!(set.sender, KY);
     let order: Vec<(&str, Status)> = set.receipts.iter().map(|r| (r.reference.as_str(), r.status)).collect();
     assert_eq!(order, vec![("M-1", Status::Accepteret), ("M-2", Status::Afvist), ("M-3", Status::Afvist), ("M-4", Status::Accepteret)]);
-    assert_eq!(common::errors_of(&set, "M-2"), vec![("REGEL_BALANCE".to_string(), Some("/FinansbilagLeverance/Finansbilag[2]".to_string()))]);
+    assert_eq!(
+        common::errors_of(&set, "M-2"),
+        vec![("REGEL_BALANCE".to_string(), Some("/FinansbilagLeverance/Finansbilag[2]".to_string()))]
+    );
     // The schema error is placed in the file as it is: the third bilag's Art, on its own line.
     let art = &set.receipts[2].errors[0];
     assert_eq!(art.code.as_str(), "FORMAT_XSD");
@@ -48,7 +51,10 @@ fn a_file_with_accepted_and_rejected_finansbilag_gives_its_receipt_file_and_impo
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal"), 2);
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal_lines"), 4);
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal WHERE bilag_id IN ('M-1', 'M-4')"), 2);
-    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM deliveries WHERE transport = 'masse' AND accepted_count = 2 AND rejected_count = 2"), 1);
+    assert_eq!(
+        batch.count("SELECT COUNT(*) AS n FROM deliveries WHERE transport = 'masse' AND accepted_count = 2 AND rejected_count = 2"),
+        1
+    );
     // The input is archived; nothing is left in the inbox or in processing.
     let folders = batch.folders();
     assert!(Batch::names_in(&folders.inbox).is_empty());
@@ -123,7 +129,10 @@ fn a_metadata_file_for_another_recipient_or_sender_rejects_the_file() {
     std::fs::write(inbox.join("b.xml.metadata"), metadata::render("b.xml", text.len() as u64, other_sender, "F-B", &[OUR_CVR])).unwrap();
     batch.run_once();
     let (_, a) = batch.receipt("a.xml");
-    assert!(a.receipts.iter().all(|r| r.status == Status::Afvist && r.errors.iter().any(|e| e.code.as_str() == "MYNDIGHED_FORKERT")), "{a:?}");
+    assert!(
+        a.receipts.iter().all(|r| r.status == Status::Afvist && r.errors.iter().any(|e| e.code.as_str() == "MYNDIGHED_FORKERT")),
+        "{a:?}"
+    );
     let (_, b) = batch.receipt("b.xml");
     assert!(b.receipts.iter().all(|r| r.errors.iter().any(|e| e.code.as_str() == "AFSENDER_UKENDT")), "{b:?}");
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal"), 0);
@@ -194,7 +203,8 @@ fn the_same_senders_file_id_with_other_content_is_rejected() {
     for (name, bilag) in [("one.xml", "S-1"), ("two.xml", "S-2")] {
         let text = Delivery::new(vec![Bilag::balanced(bilag, "5.00")]).masse();
         std::fs::write(inbox.join(name), &text).unwrap();
-        std::fs::write(inbox.join(format!("{name}.metadata")), metadata::render(name, text.len() as u64, KY, "SAME-ID", &[OUR_CVR])).unwrap();
+        std::fs::write(inbox.join(format!("{name}.metadata")), metadata::render(name, text.len() as u64, KY, "SAME-ID", &[OUR_CVR]))
+            .unwrap();
         let handled = batch.run_once();
         let expected = if name == "one.xml" { (1, 0, false) } else { (0, 1, false) };
         assert_eq!((handled[0].accepted, handled[0].rejected, handled[0].repeated), expected, "{name}");
@@ -262,7 +272,8 @@ fn a_file_of_fordringer_gives_its_receipt_file_and_claims() {
     // SF1590_B_1 through the same path: a claim, its interest claim later in the file (related to a claim
     // booked before it in the same file), and an interest claim whose main claim is unknown.
     let batch = Batch::plain();
-    let delivery = ClaimDelivery::new(vec![Claim::repayment("FM-1"), Claim::interest("FM-2", "FM-1"), Claim::interest("FM-3", "FM-UKENDT")]);
+    let delivery =
+        ClaimDelivery::new(vec![Claim::repayment("FM-1"), Claim::interest("FM-2", "FM-1"), Claim::interest("FM-3", "FM-UKENDT")]);
     batch.drop_file_for(Integration::Sf1590B, "fordringer.xml", delivery.masse().as_bytes());
     let handled = batch.run_once();
     assert_eq!((handled[0].accepted, handled[0].rejected), (2, 1));
@@ -330,7 +341,8 @@ fn the_envelope_is_schema_checked_once_and_the_first_bilag_on_its_own() {
     let text = Delivery::new(vec![first_bad, Bilag::balanced("E-2", "10.00")]).masse();
     batch.drop_file("first-bad.xml", text.as_bytes());
     // An error in the envelope rejects every bilag, each with that error.
-    let envelope_bad = Delivery::new(vec![Bilag::balanced("E-3", "1.00"), Bilag::balanced("E-4", "1.00")]).masse().replace("T08:00:00+01:00", "kl. 8");
+    let envelope_bad =
+        Delivery::new(vec![Bilag::balanced("E-3", "1.00"), Bilag::balanced("E-4", "1.00")]).masse().replace("T08:00:00+01:00", "kl. 8");
     batch.drop_file("envelope-bad.xml", envelope_bad.as_bytes());
     batch.run_once();
 
@@ -343,7 +355,10 @@ fn the_envelope_is_schema_checked_once_and_the_first_bilag_on_its_own() {
     );
     let (_, envelope) = batch.receipt("envelope-bad.xml");
     for reference in ["E-3", "E-4"] {
-        assert_eq!(common::errors_of(&envelope, reference), vec![("FORMAT_XSD".to_string(), Some("/FinansbilagLeverance/Dannet".to_string()))]);
+        assert_eq!(
+            common::errors_of(&envelope, reference),
+            vec![("FORMAT_XSD".to_string(), Some("/FinansbilagLeverance/Dannet".to_string()))]
+        );
     }
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal"), 1);
 }
@@ -363,8 +378,14 @@ fn a_mapping_change_part_way_through_a_file_leaves_the_whole_file_on_the_version
     let round = batch
         .receiver()
         .run_once(&|_, progress| {
-            if progress.items_done > 0 && progress.items_done < progress.items_total && !changed.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                let change = batch.pipeline.change_mappings(&files, "test", fkoeko_adapter::storage::mappings::MappingSource::Page, "midt i filen", None).unwrap();
+            if progress.items_done > 0
+                && progress.items_done < progress.items_total
+                && !changed.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                let change = batch
+                    .pipeline
+                    .change_mappings(&files, "test", fkoeko_adapter::storage::mappings::MappingSource::Page, "midt i filen", None)
+                    .unwrap();
                 assert!(matches!(change, fkoeko_adapter::pipeline::MappingChange::Saved(_)), "{change:?}");
             }
         })

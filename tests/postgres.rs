@@ -60,7 +60,8 @@ struct Cluster {
 }
 
 fn pg_bin(name: &str) -> PathBuf {
-    let dir = std::fs::read_dir("/usr/lib/postgresql").expect("PostgreSQL is installed").filter_map(|e| e.ok()).map(|e| e.path()).max().unwrap();
+    let dir =
+        std::fs::read_dir("/usr/lib/postgresql").expect("PostgreSQL is installed").filter_map(|e| e.ok()).map(|e| e.path()).max().unwrap();
     dir.join("bin").join(name)
 }
 
@@ -168,7 +169,10 @@ fn postgres_going_away_and_coming_back() {
     }
     assert_eq!(count_in(&url, "SELECT count(*) AS n FROM erp_journal"), load.len() as i64);
     // No half-written deliveries: every delivery row has its receipts.
-    assert_eq!(count_in(&url, "SELECT count(*) AS n FROM deliveries d WHERE NOT EXISTS (SELECT 1 FROM receipts r WHERE r.delivery_id = d.id)"), 0);
+    assert_eq!(
+        count_in(&url, "SELECT count(*) AS n FROM deliveries d WHERE NOT EXISTS (SELECT 1 FROM receipts r WHERE r.delivery_id = d.id)"),
+        0
+    );
 }
 
 fn columns(url: &str, sql: &str) -> BTreeSet<String> {
@@ -189,7 +193,10 @@ fn both_backends_have_the_same_tables_and_columns() {
     {
         use diesel::connection::SimpleConnection;
         let name = postgres.rsplit('/').next().unwrap();
-        diesel::pg::PgConnection::establish(&format!("{}/postgres", postgres_server())).unwrap().batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        diesel::pg::PgConnection::establish(&format!("{}/postgres", postgres_server()))
+            .unwrap()
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
     }
     for url in [&sqlite, &postgres] {
         fkoeko_adapter::storage::Db::open(url, 1, Duration::from_secs(1)).unwrap();
@@ -211,7 +218,10 @@ fn both_backends_have_the_same_tables_and_columns() {
 #[test]
 fn both_backends_have_the_same_migrations() {
     let names = |backend: &str| -> BTreeSet<String> {
-        std::fs::read_dir(repo(&format!("migrations/{backend}"))).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+        std::fs::read_dir(repo(&format!("migrations/{backend}")))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
     };
     assert_eq!(names("sqlite"), names("postgres"));
 }

@@ -43,16 +43,45 @@ fn accepted_delivery_lands_in_the_import_tables() {
     assert_eq!(
         text(&lines[0]),
         [
-            "1", "1", "55772152", r#"{"afdeling":"SOC","ordning":"kontanthjaelp","sag":"S-118"}"#, "1250.50", "D", "DKK",
-            "Kontanthjælp", "CPR", "0101901234", "5.57.72", "1", "5.2", "OMK-4410", r#"[["Sag","S-118"]]"#,
-            "konti.csv:12 → kontantydelser.csv:3", "NY"
+            "1",
+            "1",
+            "55772152",
+            r#"{"afdeling":"SOC","ordning":"kontanthjaelp","sag":"S-118"}"#,
+            "1250.50",
+            "D",
+            "DKK",
+            "Kontanthjælp",
+            "CPR",
+            "0101901234",
+            "5.57.72",
+            "1",
+            "5.2",
+            "OMK-4410",
+            r#"[["Sag","S-118"]]"#,
+            "konti.csv:12 → kontantydelser.csv:3",
+            "NY"
         ]
     );
     assert_eq!(
         text(&lines[1]),
         [
-            "2", "2", "91000000", "{}", "1250.50", "K", "DKK", "Modpost", "NULL", "NULL", "9.51.01", "0", "9.5", "NULL", "[]",
-            "konti.csv:15", "NY"
+            "2",
+            "2",
+            "91000000",
+            "{}",
+            "1250.50",
+            "K",
+            "DKK",
+            "Modpost",
+            "NULL",
+            "NULL",
+            "9.51.01",
+            "0",
+            "9.5",
+            "NULL",
+            "[]",
+            "konti.csv:15",
+            "NY"
         ]
     );
 }
@@ -212,7 +241,8 @@ fn a_masked_cpr_is_the_only_cpr_in_a_receipt() {
 #[test]
 fn not_well_formed_and_oversized_deliveries() {
     let app = TestApp::start_with(|c| c.limits.max_body_bytes = 64 * 1024);
-    let set = app.send("<?xml version=\"1.0\"?>\n<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">\n<soap:Body>\n<a></b>");
+    let set =
+        app.send("<?xml version=\"1.0\"?>\n<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">\n<soap:Body>\n<a></b>");
     assert_eq!(set.receipts.len(), 1);
     assert_eq!(set.receipts[0].errors[0].code.as_str(), "FORMAT_XML");
     assert_eq!(set.receipts[0].errors[0].line, Some(4));
@@ -238,7 +268,9 @@ fn hostile_xml_is_refused() {
     let xxe = "<?xml version=\"1.0\"?>\n<!DOCTYPE x [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]>\n<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>&xxe;</soap:Body></soap:Envelope>";
     let undeclared = Delivery::one("ENT").soap11().replace("<Posteringstekst>Kontanthjælp", "<Posteringstekst>&passwd;");
     let latin1 = Delivery::one("LATIN").soap11().replace("encoding=\"UTF-8\"", "encoding=\"ISO-8859-1\"");
-    for (name, doc, needle) in [("billion laughs", laughs, "DTD"), ("xxe", xxe, "DTD"), ("entity", &undeclared, "&passwd;"), ("latin-1", &latin1, "ISO-8859-1")] {
+    for (name, doc, needle) in
+        [("billion laughs", laughs, "DTD"), ("xxe", xxe, "DTD"), ("entity", &undeclared, "&passwd;"), ("latin-1", &latin1, "ISO-8859-1")]
+    {
         let (status, body) = app.post(doc);
         assert_eq!(status, 200, "{name}");
         let set = parse_receipts(&body);
@@ -393,7 +425,10 @@ fn serviceplatform_context_must_agree_with_the_delivery() {
     );
     assert_eq!(app.send(&agreeing.soap11()).receipts[0].status, Status::Accepteret);
     let recorded = app.rows(
-        &format!("SELECT json_array(transaction_uuid, user_system_uuid) AS row FROM deliveries WHERE leverance_id = '{}'", agreeing.delivery_id),
+        &format!(
+            "SELECT json_array(transaction_uuid, user_system_uuid) AS row FROM deliveries WHERE leverance_id = '{}'",
+            agreeing.delivery_id
+        ),
         2,
     );
     assert_eq!(recorded, [[Some(transaction), Some(KY.to_string())]]);

@@ -35,8 +35,20 @@ fn accepted_claim_with_two_parties_lands_in_the_import_tables() {
     assert_eq!(
         c[1..],
         [
-            "KY-F-1", "KONTANT-TILB", "DEB-KH-TILBAGEBETALING", "4250.00", "DKK", "2026-08-01", "2026-08-31", "2026-09-15",
-            "2026-10-01", "2026-10-15", "2029-10-15", "55772900", "fordringstyper.csv:7", "NY"
+            "KY-F-1",
+            "KONTANT-TILB",
+            "DEB-KH-TILBAGEBETALING",
+            "4250.00",
+            "DKK",
+            "2026-08-01",
+            "2026-08-31",
+            "2026-09-15",
+            "2026-10-01",
+            "2026-10-15",
+            "2029-10-15",
+            "55772900",
+            "fordringstyper.csv:7",
+            "NY"
         ]
     );
     let parties = app.rows(
@@ -63,10 +75,7 @@ fn accepted_claim_with_two_parties_lands_in_the_import_tables() {
     assert_eq!(app.count("SELECT count(*) AS n FROM erp_debtor_data WHERE identifier = '0101901234'"), 1);
     // With a kontering of its own, the account comes from konti.csv.
     let account = app.rows("SELECT json_array(erp_account, mapping_rules) AS row FROM erp_claims WHERE fordring_id = 'KY-F-2'", 2);
-    assert_eq!(
-        account,
-        [[Some("55772152".to_string()), Some("fordringstyper.csv:7; konti.csv:12 → kontantydelser.csv:3".to_string())]]
-    );
+    assert_eq!(account, [[Some("55772152".to_string()), Some("fordringstyper.csv:7; konti.csv:12 → kontantydelser.csv:3".to_string())]]);
 }
 
 #[test]
@@ -101,13 +110,21 @@ fn each_rule_rejects_with_its_code_and_path() {
             claim("B-TYPE", &|c| c.claim_type = "BOEDE".into()),
             vec![("SORTIMENT_FORDRINGSTYPE", format!("{CLAIM1}/Fordringstype")), ("MAPNING_MANGLER", format!("{CLAIM1}/Fordringstype"))],
         ),
-        ("claim type not mapped", claim("B-UMAPPET", &|c| c.claim_type = "UMAPPET".into()), vec![("MAPNING_MANGLER", format!("{CLAIM1}/Fordringstype"))]),
+        (
+            "claim type not mapped",
+            claim("B-UMAPPET", &|c| c.claim_type = "UMAPPET".into()),
+            vec![("MAPNING_MANGLER", format!("{CLAIM1}/Fordringstype"))],
+        ),
         (
             "kontering outside sortiment",
             claim("B-KONTERING", &|c| c.kontering = Some(("5.57.71".into(), "1".into(), "5.2".into()))),
             vec![("SORTIMENT_KONTERING", format!("{CLAIM1}/Kontering"))],
         ),
-        ("due before established", claim("B-DATO1", &|c| c.due = "2026-09-14".into()), vec![("REGEL_DATO", format!("{CLAIM1}/Forfaldsdato"))]),
+        (
+            "due before established",
+            claim("B-DATO1", &|c| c.due = "2026-09-14".into()),
+            vec![("REGEL_DATO", format!("{CLAIM1}/Forfaldsdato"))],
+        ),
         (
             "last timely payment before due",
             claim("B-DATO2", &|c| c.last_timely = "2026-09-30".into()),
@@ -128,7 +145,11 @@ fn each_rule_rejects_with_its_code_and_path() {
             claim("B-DATO5", &|c| c.period = (Some("2026-08-31".into()), Some("2026-08-01".into()))),
             vec![("REGEL_DATO", format!("{CLAIM1}/PeriodeTil"))],
         ),
-        ("cpr date", claim("B-CPR", &|c| c.parties[0].number = "3102901234".into()), vec![("REGEL_CPR", format!("{CLAIM1}/Haefter[1]/CPR"))]),
+        (
+            "cpr date",
+            claim("B-CPR", &|c| c.parties[0].number = "3102901234".into()),
+            vec![("REGEL_CPR", format!("{CLAIM1}/Haefter[1]/CPR"))],
+        ),
         (
             "cvr check digit",
             claim("B-CVR", &|c| c.parties.push(Party::company("JuridiskMedhaefter", "29189847", "X ApS"))),
@@ -251,7 +272,10 @@ fn a_resent_claim_is_booked_once() {
     });
     assert!(answers.iter().all(|a| a.receipts[0] == answers[0].receipts[0] && a.receipts[0].status == Status::Accepteret));
     assert_eq!(app.count("SELECT count(*) AS n FROM erp_claims WHERE fordring_id = 'PAR-F'"), 1);
-    assert_eq!(app.count("SELECT count(*) AS n FROM erp_claim_parties p JOIN erp_claims c ON c.id = p.claim_id WHERE c.fordring_id = 'PAR-F'"), 1);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM erp_claim_parties p JOIN erp_claims c ON c.id = p.claim_id WHERE c.fordring_id = 'PAR-F'"),
+        1
+    );
 }
 
 #[test]

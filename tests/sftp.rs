@@ -108,7 +108,11 @@ fn a_file_uploaded_by_sftp_with_its_metadata_is_answered_with_a_receipt_file_to_
     let data = local.join("maanedskoersel.xml");
     std::fs::write(&data, delivery.masse()).unwrap();
     let size = std::fs::metadata(&data).unwrap().len();
-    std::fs::write(local.join("maanedskoersel.xml.metadata"), metadata::render("maanedskoersel.xml", size, KY, "KY-2026-11-0001", &[OUR_CVR])).unwrap();
+    std::fs::write(
+        local.join("maanedskoersel.xml.metadata"),
+        metadata::render("maanedskoersel.xml", size, KY, "KY-2026-11-0001", &[OUR_CVR]),
+    )
+    .unwrap();
 
     // The data file first, then its metadata, as Serviceplatformen writes them.
     assert!(sshd.sftp(&format!("put {} inbox/maanedskoersel.xml\n", data.display())), "upload of the data file");
@@ -127,6 +131,9 @@ fn a_file_uploaded_by_sftp_with_its_metadata_is_answered_with_a_receipt_file_to_
     let outcome: Vec<(&str, Status)> = set.receipts.iter().map(|r| (r.reference.as_str(), r.status)).collect();
     assert_eq!(outcome, vec![("SFTP-1", Status::Accepteret), ("SFTP-2", Status::Afvist)]);
     assert_eq!(set.receipts[1].errors[0].code.as_str(), "REGEL_BALANCE");
-    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM batch_files WHERE file_key = 'sftp:6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01:KY-2026-11-0001'"), 1);
+    assert_eq!(
+        batch.count("SELECT COUNT(*) AS n FROM batch_files WHERE file_key = 'sftp:6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01:KY-2026-11-0001'"),
+        1
+    );
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal WHERE bilag_id = 'SFTP-1'"), 1);
 }

@@ -93,10 +93,14 @@ fn the_same_error_is_placed_alike_on_one_line_indented_and_as_built() {
         let error = &set.receipts[1].errors[0];
         assert_eq!(error.path.as_deref(), Some("/ModtagFinansbilag/Finansbilag[2]/Postering[2]/Kontering/Art"), "{layout}");
         // The second Art of the second bilag: the fourth Art in the document.
-        assert_eq!((error.line, error.col), {
-            let (l, c) = position_of(&soap, "<Art>", 3);
-            (Some(l), Some(c))
-        }, "{layout}");
+        assert_eq!(
+            (error.line, error.col),
+            {
+                let (l, c) = position_of(&soap, "<Art>", 3);
+                (Some(l), Some(c))
+            },
+            "{layout}"
+        );
         assert_eq!(error.value.as_deref(), Some("99"), "{layout}");
     }
 }
@@ -108,10 +112,11 @@ fn a_decoy_body_is_neither_checked_nor_read() {
     let mut bad = Delivery::one(&"B".repeat(314));
     bad.bilag[0].postings[1].dimensions = (0..11).map(|i| (format!("D{i}"), "v".to_string())).collect();
     // The first posting's elements out of order and one unknown; the second with 11 dimensions.
-    let bad_body = bad
-        .body()
-        .replacen("<PosteringId>1</PosteringId>\n<Beloeb>", "<Beloeb>", 1)
-        .replacen("</Beloeb>\n<DebetKredit>", "</Beloeb>\n<PosteringId>1</PosteringId>\n<Ukendt>x</Ukendt>\n<DebetKredit>", 1);
+    let bad_body = bad.body().replacen("<PosteringId>1</PosteringId>\n<Beloeb>", "<Beloeb>", 1).replacen(
+        "</Beloeb>\n<DebetKredit>",
+        "</Beloeb>\n<PosteringId>1</PosteringId>\n<Ukendt>x</Ukendt>\n<DebetKredit>",
+        1,
+    );
     // A valid delivery in a Body of another namespace before the SOAP Body.
     let before = format!(
         "<soap:Envelope xmlns:soap=\"{SOAP11}\"><d:Body xmlns:d=\"urn:decoy\">{good}</d:Body><soap:Body>{bad_body}</soap:Body></soap:Envelope>"
@@ -131,7 +136,8 @@ fn a_decoy_body_is_neither_checked_nor_read() {
     assert!(paths.iter().any(|p| p.starts_with("/ModtagFinansbilag/Finansbilag[1]/Postering[1]")), "{paths:?}");
     assert!(paths.iter().any(|p| p.contains("Dimension[11]")), "{paths:?}");
     // A second SOAP Body, and two elements in the Body, are refused too.
-    let two_bodies = format!("<soap:Envelope xmlns:soap=\"{SOAP11}\"><soap:Body>{good}</soap:Body><soap:Body>{good}</soap:Body></soap:Envelope>");
+    let two_bodies =
+        format!("<soap:Envelope xmlns:soap=\"{SOAP11}\"><soap:Body>{good}</soap:Body><soap:Body>{good}</soap:Body></soap:Envelope>");
     let set = app.send(&two_bodies);
     assert_eq!(set.receipts[0].errors.first().map(|e| e.code.as_str()), Some("FORMAT_XSD"), "{set:?}");
     let two_children = format!("<soap:Envelope xmlns:soap=\"{SOAP11}\"><soap:Body>{good}{good}</soap:Body></soap:Envelope>");
@@ -161,7 +167,8 @@ fn an_indented_finansbilag_of_10000_postings_is_accepted_in_straks_and_in_a_batc
     assert!(soap.contains("\n        <Postering>"), "indented as a client would");
     let set = app.send(&soap);
     assert_eq!(set.receipts[0].status.as_str(), "Accepteret", "{:?}", set.receipts[0].errors.first());
-    let lines = format!("SELECT count(*) AS n FROM erp_journal_lines l JOIN erp_journal j ON l.journal_id = j.id WHERE j.bilag_id = '{id}'");
+    let lines =
+        format!("SELECT count(*) AS n FROM erp_journal_lines l JOIN erp_journal j ON l.journal_id = j.id WHERE j.bilag_id = '{id}'");
     assert_eq!(app.count(&lines), 10_000);
 
     // The same indented content as a batch file, checked through `fkoeko validate` (the production intake).
@@ -233,7 +240,8 @@ fn context_blocks(user_system: &str, cvr: &str) -> String {
 #[test]
 fn context_blocks_first_in_the_body_are_read_and_checked() {
     let app = TestApp::start();
-    let in_body = |delivery: &Delivery, blocks: &str| one_line(&delivery.soap11().replacen("<LeveranceId>", &format!("{blocks}<LeveranceId>"), 1));
+    let in_body =
+        |delivery: &Delivery, blocks: &str| one_line(&delivery.soap11().replacen("<LeveranceId>", &format!("{blocks}<LeveranceId>"), 1));
     // Agreeing blocks: accepted, and the system recorded.
     let delivery = Delivery::one(&format!("KONTEKST-{}", new_id()));
     let set = app.send(&in_body(&delivery, &context_blocks(KY, OUR_CVR)));
@@ -245,7 +253,10 @@ fn context_blocks_first_in_the_body_are_read_and_checked() {
     let set = app.send(&in_body(&delivery, &context_blocks(&other, "12345674")));
     let errors = errors_of(&set, &delivery.bilag[0].id);
     assert!(errors.contains(&("AFSENDER_UKENDT".into(), Some("/ModtagFinansbilag/InvocationContext/UserSystemUUID".into()))), "{errors:?}");
-    assert!(errors.contains(&("MYNDIGHED_FORKERT".into(), Some("/ModtagFinansbilag/AuthorityContext/MunicipalityCVR".into()))), "{errors:?}");
+    assert!(
+        errors.contains(&("MYNDIGHED_FORKERT".into(), Some("/ModtagFinansbilag/AuthorityContext/MunicipalityCVR".into()))),
+        "{errors:?}"
+    );
     // A block in the header and a block in the body are both checked.
     let mut delivery = Delivery::one(&format!("KONTEKST-{}", new_id()));
     delivery.header = "<ac:AuthorityContext xmlns:ac=\"http://serviceplatformen.dk/xml/schemas/AuthorityContext/1/\"><ac:MunicipalityCVR>12345674</ac:MunicipalityCVR></ac:AuthorityContext>".into();
@@ -272,7 +283,8 @@ fn bodies_over_the_memory_budget_are_turned_away_before_they_are_read() {
     }
     // While a slow call holds the budget, the next is turned away; once it is cut off, the budget is free.
     let mut slow = TcpStream::connect(app.server.as_ref().unwrap().addr).unwrap();
-    write!(slow, "POST /sf1590a HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n<soap:Envelope", small.len()).unwrap();
+    write!(slow, "POST /sf1590a HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n<soap:Envelope", small.len())
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     match ureq::post(&app.url("/sf1590a")).set("Content-Type", "text/xml").send_string(&small) {
         Err(ureq::Error::Status(503, _)) => {}

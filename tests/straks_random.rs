@@ -26,11 +26,14 @@ impl Rng {
 }
 
 /// The ways a finansbilag is broken against the schema; each edits the lines of one finansbilag.
-const BREAKS: &[&str] = &["long text", "long id", "unknown element", "out of order", "bad amount", "eleven dimensions", "no posting id", "bad date"];
+const BREAKS: &[&str] =
+    &["long text", "long id", "unknown element", "out of order", "bad amount", "eleven dimensions", "no posting id", "bad date"];
 
 /// Breaks the finansbilag whose lines are `lines` (one element a line, as the builder writes them).
 fn break_bilag(lines: &mut Vec<String>, how: &str, rng: &mut Rng) {
-    let find_all = |lines: &Vec<String>, prefix: &str| -> Vec<usize> { lines.iter().enumerate().filter(|(_, l)| l.starts_with(prefix)).map(|(i, _)| i).collect() };
+    let find_all = |lines: &Vec<String>, prefix: &str| -> Vec<usize> {
+        lines.iter().enumerate().filter(|(_, l)| l.starts_with(prefix)).map(|(i, _)| i).collect()
+    };
     let pick = |lines: &Vec<String>, prefix: &str, rng: &mut Rng| -> usize {
         let all = find_all(lines, prefix);
         all[rng.below(all.len())]
@@ -93,7 +96,13 @@ fn lay_out(lines: &[String], layout: usize, rng: &mut Rng) -> String {
 fn xmllint_accepts(document: &str, dir: &std::path::Path) -> bool {
     let file = dir.join(format!("{}.xml", new_id()));
     std::fs::write(&file, document).unwrap();
-    let out = Command::new("xmllint").arg("--noout").arg("--schema").arg(repo("schemas/sf1590a.xsd")).arg(&file).output().expect("xmllint is installed");
+    let out = Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(repo("schemas/sf1590a.xsd"))
+        .arg(&file)
+        .output()
+        .expect("xmllint is installed");
     out.status.success()
 }
 
@@ -168,7 +177,13 @@ fn each_finansbilag_is_judged_as_xmllint_judges_it_alone_in_any_layout() {
                 let named = error.text.split("Element '").nth(1).and_then(|rest| rest.split('\'').next());
                 assert_eq!(named, Some(name), "{}: {context}", error.text);
                 let at = offset_of(&soap, error.line.unwrap(), error.col.unwrap());
-                assert!(soap[at..].starts_with(&format!("<{name}")), "{path} at {:?}:{:?} shows {:?}: {context}", error.line, error.col, &soap[at..at + 30]);
+                assert!(
+                    soap[at..].starts_with(&format!("<{name}")),
+                    "{path} at {:?}:{:?} shows {:?}: {context}",
+                    error.line,
+                    error.col,
+                    &soap[at..at + 30]
+                );
             }
             checked += 1;
         }

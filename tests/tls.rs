@@ -29,10 +29,10 @@ impl Ca {
 
     /// A certificate for a server (127.0.0.1) or a client, written as PEM files `name.pem` and `name.key`.
     fn issue(&self, dir: &Path, name: &str, server: bool, expired: bool) -> Issued {
-        let mut params = CertificateParams::new(if server { vec!["127.0.0.1".to_string(), "localhost".to_string()] } else { Vec::new() }).unwrap();
+        let mut params =
+            CertificateParams::new(if server { vec!["127.0.0.1".to_string(), "localhost".to_string()] } else { Vec::new() }).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages =
-            vec![if server { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
+        params.extended_key_usages = vec![if server { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
         if expired {
             params.not_before = rcgen::date_time_ymd(2020, 1, 1);
             params.not_after = rcgen::date_time_ymd(2021, 1, 1);
@@ -63,7 +63,11 @@ fn curl(url: &str, ca: &Path, client: Option<&Issued>, body: &str) -> (i32, Stri
     let (request, response) = (dir.path().join("request.xml"), dir.path().join("response.xml"));
     std::fs::write(&request, body).unwrap();
     let mut command = Command::new("curl");
-    command.args(["-sS", "--max-time", "20", "-H", "Content-Type: text/xml", "-o"]).arg(&response).args(["-w", "%{http_code}", "--cacert"]).arg(ca);
+    command
+        .args(["-sS", "--max-time", "20", "-H", "Content-Type: text/xml", "-o"])
+        .arg(&response)
+        .args(["-w", "%{http_code}", "--cacert"])
+        .arg(ca);
     if let Some(client) = client {
         command.arg("--cert").arg(&client.pem).arg("--key").arg(&client.key);
     }

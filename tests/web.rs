@@ -155,7 +155,8 @@ fn rejections_and_deliveries_are_found_by_filter_and_by_id() {
     // Page by page, newest first: one, and then the one before it.
     let (_, body, _) = get(&admin("/leverancer?antal=1"), Some(&cookie));
     assert!(body.contains(&mixed.delivery_id) && !body.contains(&accepted.delivery_id), "{body}");
-    let next = body.split(r#"<a id="older" href=""#).nth(1).expect("a link to older deliveries").split('"').next().unwrap().replace("&amp;", "&");
+    let next =
+        body.split(r#"<a id="older" href=""#).nth(1).expect("a link to older deliveries").split('"').next().unwrap().replace("&amp;", "&");
     let (_, body, _) = get(&admin(&next), Some(&cookie));
     assert!(body.contains(&accepted.delivery_id) && !body.contains(&mixed.delivery_id), "{next}: {body}");
 
@@ -407,7 +408,13 @@ fn every_instance_on_the_database_follows_a_change_and_an_out_of_date_folder_is_
 }
 
 /// Posts the edit form as the page would: every file, the version it began from, a comment, perhaps a new file.
-fn post_edit(app: &TestApp, cookie: &str, base: i64, files: &[(String, String)], new_file: Option<(&str, &str)>) -> (u16, String, Option<String>) {
+fn post_edit(
+    app: &TestApp,
+    cookie: &str,
+    base: i64,
+    files: &[(String, String)],
+    new_file: Option<(&str, &str)>,
+) -> (u16, String, Option<String>) {
     let mut form: Vec<(String, String)> = vec![("base".into(), base.to_string()), ("comment".into(), "via siden".into())];
     form.extend(files.iter().map(|(name, content)| (format!("fil:{name}"), content.replace('\n', "\r\n"))));
     if let Some((name, content)) = new_file {
@@ -427,7 +434,8 @@ fn the_edit_form_adds_a_lookup_table_refuses_removing_one_in_use_and_a_stale_edi
     let with_rule: Vec<(String, String)> = files
         .iter()
         .map(|(name, content)| {
-            let content = if name == RULES_FILE { format!("{content}5.57.72;*;2;*;5.2;*;*;*;opslag:refusion.csv;\n") } else { content.clone() };
+            let content =
+                if name == RULES_FILE { format!("{content}5.57.72;*;2;*;5.2;*;*;*;opslag:refusion.csv;\n") } else { content.clone() };
             (name.clone(), content)
         })
         .collect();

@@ -10,16 +10,8 @@ use common::*;
 #[test]
 fn zeep_sends_finansbilag_and_claims_through_the_served_wsdls() {
     let app = TestApp::start();
-    let out = Command::new("python3")
-        .arg(repo("tests/soap_client/zeep_client.py"))
-        .arg(app.url(""))
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "zeep client failed (pip install zeep):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("python3").arg(repo("tests/soap_client/zeep_client.py")).arg(app.url("")).output().expect("python3 runs");
+    assert!(out.status.success(), "zeep client failed (pip install zeep):\n{}", String::from_utf8_lossy(&out.stderr));
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON from the client");
 
     for (case, reference) in [("soap11_accepted", "ZEEP-1"), ("soap12_accepted", "ZEEP-3")] {

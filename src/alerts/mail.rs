@@ -24,32 +24,36 @@ pub fn render(payloads: &[AlertPayload]) -> Rendered {
         _ => "et afsendersystem, der ikke kunne læses".to_string(),
     };
     let rejected: usize = payloads.iter().map(|p| p.rejected_count()).sum();
-    let subject = format!(
-        "Afvist: {rejected} {} fra {system}",
-        if first.integration == "SF1590_B" { "fordring(er)" } else { "finansbilag" }
-    );
+    let subject =
+        format!("Afvist: {rejected} {} fra {system}", if first.integration == "SF1590_B" { "fordring(er)" } else { "finansbilag" });
     let what_to_do = "Ret fejlene i afsendersystemet og send de afviste igen, med samme BilagId/FordringId. \
         Det, der blev accepteret i samme leverance, er modtaget og skal ikke sendes igen.";
 
     let mut text = format!("Kommunens ERP-system har afvist data fra {system}.\n\n{what_to_do}\n");
-    let mut html = format!(
-        "<html><body><p>Kommunens ERP-system har afvist data fra <b>{}</b>.</p><p>{}</p>",
-        escape(&system),
-        escape(what_to_do)
-    );
+    let mut html =
+        format!("<html><body><p>Kommunens ERP-system har afvist data fra <b>{}</b>.</p><p>{}</p>", escape(&system), escape(what_to_do));
     let mut listed = 0;
     for payload in payloads {
         let _ = write!(
             text,
             "\nLeverance {} ({} {}, modtaget {}): {} afvist, {} accepteret\n",
-            payload.delivery_id, payload.integration, payload.transport, payload.received_at, payload.rejected_count(), payload.accepted
+            payload.delivery_id,
+            payload.integration,
+            payload.transport,
+            payload.received_at,
+            payload.rejected_count(),
+            payload.accepted
         );
         let _ = write!(
             html,
             "<h3>Leverance {} ({} {}, modtaget {}): {} afvist, {} accepteret</h3><table border=\"1\" cellpadding=\"4\">\
              <tr><th>Reference</th><th>Kode</th><th>Fejl</th><th>Sti</th><th>Linje</th></tr>",
-            escape(&payload.delivery_id), escape(&payload.integration), escape(&payload.transport),
-            escape(&payload.received_at), payload.rejected_count(), payload.accepted
+            escape(&payload.delivery_id),
+            escape(&payload.integration),
+            escape(&payload.transport),
+            escape(&payload.received_at),
+            payload.rejected_count(),
+            payload.accepted
         );
         for receipt in &payload.rejected {
             if listed == MAX_LISTED {

@@ -86,7 +86,8 @@ impl AlertSender {
     fn send(&self, group: &ClaimedGroup, message_id: &str) -> Result<(), SendError> {
         let address = |raw: &str| raw.parse::<Mailbox>().map_err(|e| SendError::GiveUp(format!("'{raw}': {e}")));
         let rendered = render(&group.payloads);
-        let mut builder = Message::builder().from(address(&self.config.from)?).subject(rendered.subject).message_id(Some(message_id.to_string()));
+        let mut builder =
+            Message::builder().from(address(&self.config.from)?).subject(rendered.subject).message_id(Some(message_id.to_string()));
         for to in &group.to {
             builder = builder.to(address(to)?);
         }

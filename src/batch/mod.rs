@@ -24,10 +24,10 @@ use crate::config::{BatchConfig, BatchConvention, Config};
 use crate::domain::receipt::{timestamp, Receipt, ReceiptSet, KVITTERING_NS, NIL_UUID};
 use crate::domain::rejection::{Finding, Rejection};
 use crate::domain::sortiment::Integration;
-use crate::pipeline::{MasseFile, Pipeline, Progress};
 use crate::files::{sync_dir, write_atomically};
-use crate::task::Periodic;
+use crate::pipeline::{MasseFile, Pipeline, Progress};
 use crate::storage::batch::{BatchFile, Claimed, Lease, NewBatchFile, PROCESSING, RECEIPT};
+use crate::task::Periodic;
 use metadata::Metadata;
 
 /// The folders of one integration.
@@ -42,7 +42,12 @@ pub struct Folders {
 impl Folders {
     pub fn of(dir: &Path, integration: Integration) -> Self {
         let base = dir.join(integration.as_str().to_lowercase().replace('_', ""));
-        Folders { inbox: base.join("inbox"), processing: base.join("processing"), archive: base.join("archive"), outbox: base.join("outbox") }
+        Folders {
+            inbox: base.join("inbox"),
+            processing: base.join("processing"),
+            archive: base.join("archive"),
+            outbox: base.join("outbox"),
+        }
     }
 
     fn create(&self) -> std::io::Result<()> {
@@ -107,8 +112,7 @@ impl Receiver {
             let folders = Folders::of(&batch.dir, integration);
             folders.create().with_context(|| format!("creating the batch folders under {}", batch.dir.display()))?;
         }
-        let recipients =
-            if batch.recipients.is_empty() { vec![config.installation.myndighed.clone()] } else { batch.recipients.clone() };
+        let recipients = if batch.recipients.is_empty() { vec![config.installation.myndighed.clone()] } else { batch.recipients.clone() };
         let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let owner = format!("{}:{}:{}", host.trim(), std::process::id(), &uuid::Uuid::new_v4().to_string()[..8]);
         Ok(Receiver { pipeline, config: batch, recipients, owner, warned: Mutex::default(), hashes: Mutex::default() })
@@ -164,7 +168,8 @@ impl Receiver {
     /// Moves a complete file (and its metadata) from the inbox to `processing/`; `None` when it is not complete
     /// or another process took it first. The rename is the claim on the file system.
     fn take(&self, integration: Integration, folders: &Folders, name: &str) -> anyhow::Result<Option<String>> {
-        if name.starts_with('.') || self.config.temporary_suffixes.iter().any(|s| name.ends_with(s.as_str())) || name.ends_with(".metadata") {
+        if name.starts_with('.') || self.config.temporary_suffixes.iter().any(|s| name.ends_with(s.as_str())) || name.ends_with(".metadata")
+        {
             return Ok(None);
         }
         let path = folders.inbox.join(name);
@@ -221,7 +226,13 @@ impl Receiver {
     }
 
     /// A file in `processing/`: claimed in the database, then processed, or answered from before.
-    fn handle_stored(&self, integration: Integration, folders: &Folders, stored: &str, progress: &ProgressFn<'_>) -> anyhow::Result<Option<Handled>> {
+    fn handle_stored(
+        &self,
+        integration: Integration,
+        folders: &Folders,
+        stored: &str,
+        progress: &ProgressFn<'_>,
+    ) -> anyhow::Result<Option<Handled>> {
         let path = folders.processing.join(stored);
         let name = original_name(stored).to_string();
         let known = self.hashes.lock().expect("hashes lock").get(stored).cloned();
@@ -269,9 +280,12 @@ impl Receiver {
                     )));
                     let at = timestamp(Utc::now());
                     let receipt = Receipt::rejected(NIL_UUID, "LEVERANCE", &at, &[finding]);
-                    let set = ReceiptSet::new(NIL_UUID.into(), meta.as_ref().map_or(NIL_UUID.into(), |m| m.sender.clone()), at, vec![receipt]);
-                    write_atomically(&receipt_file, |out| out.write_all(format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}\n", set.to_xml()).as_bytes()))
-                        .with_context(|| format!("writing {}", receipt_file.display()))?;
+                    let set =
+                        ReceiptSet::new(NIL_UUID.into(), meta.as_ref().map_or(NIL_UUID.into(), |m| m.sender.clone()), at, vec![receipt]);
+                    write_atomically(&receipt_file, |out| {
+                        out.write_all(format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}\n", set.to_xml()).as_bytes())
+                    })
+                    .with_context(|| format!("writing {}", receipt_file.display()))?;
                 }
                 self.archive(folders, stored)?;
                 // A repeat is answered with the first file's receipts; other content with one rejection.
@@ -282,7 +296,13 @@ impl Receiver {
     }
 
     /// Takes a claimed file from wherever it stopped to done.
-    fn carry_on(&self, integration: Integration, folders: &Folders, mut file: BatchFile, progress: &ProgressFn<'_>) -> anyhow::Result<Handled> {
+    fn carry_on(
+        &self,
+        integration: Integration,
+        folders: &Folders,
+        mut file: BatchFile,
+        progress: &ProgressFn<'_>,
+    ) -> anyhow::Result<Handled> {
         let lease = self.lease(file.id);
         let receipt_file = folders.outbox.join(receipt_name(&file.file_name));
         if file.state == PROCESSING {
@@ -312,7 +332,13 @@ impl Receiver {
             self.pipeline.db.mark_batch_done(&lease, &receipt_file.display().to_string())?;
             info!(file = %file.file_name, receipt = %receipt_file.display(), accepted = file.accepted_count, rejected = file.rejected_count, "receipt file written");
         }
-        Ok(Handled { file_name: file.file_name, receipt_file, accepted: file.accepted_count, rejected: file.rejected_count, repeated: false })
+        Ok(Handled {
+            file_name: file.file_name,
+            receipt_file,
+            accepted: file.accepted_count,
+            rejected: file.rejected_count,
+            repeated: false,
+        })
     }
 
     /// Moves a processed file (and its metadata) to the archive; already there is fine (a resumed run).
@@ -419,4 +445,3 @@ fn write_receipt_file(pipeline: &Pipeline, file: &BatchFile, target: &Path) -> a
     })
     .with_context(|| format!("writing {}", target.display()))
 }
-

@@ -80,8 +80,11 @@ pub fn check_fordring(fordring: &Fordring, type_rule: Option<&ClaimTypeRule>, cu
         if wrong {
             let relation = if strictly { "efter" } else { "samme dag som eller efter" };
             findings.push(
-                Finding::new(Rejection::DateOrder(format!("{} ({}) skal ligge {relation} {} ({})", names.1, later.value, names.0, earlier.value)), &later.loc)
-                    .with_value(later.value.to_string()),
+                Finding::new(
+                    Rejection::DateOrder(format!("{} ({}) skal ligge {relation} {} ({})", names.1, later.value, names.0, earlier.value)),
+                    &later.loc,
+                )
+                .with_value(later.value.to_string()),
             );
         }
     };
@@ -92,9 +95,8 @@ pub fn check_fordring(fordring: &Fordring, type_rule: Option<&ClaimTypeRule>, cu
     }
     match (&fordring.period_from, &fordring.period_to) {
         (Some(from), Some(to)) => date_order(from, to, ("PeriodeFra", "PeriodeTil"), false),
-        (Some(only), None) | (None, Some(only)) => {
-            findings.push(Finding::new(Rejection::DateOrder("PeriodeFra og PeriodeTil skal angives begge eller ingen af dem".into()), &only.loc))
-        }
+        (Some(only), None) | (None, Some(only)) => findings
+            .push(Finding::new(Rejection::DateOrder("PeriodeFra og PeriodeTil skal angives begge eller ingen af dem".into()), &only.loc)),
         (None, None) => {}
     }
 
@@ -111,14 +113,14 @@ pub fn check_fordring(fordring: &Fordring, type_rule: Option<&ClaimTypeRule>, cu
         findings.push(Finding::new(Rejection::Liability("ingen hæfter har rollen JuridiskAnsvarlig".into()), &fordring.loc));
     }
     for (n, haefter) in fordring.parties.iter().enumerate() {
-        if haefter.role == Rolle::JuridiskAnsvarlig
-            && fordring.parties[..n].iter().any(|h| h.role == Rolle::JuridiskAnsvarlig)
-        {
+        if haefter.role == Rolle::JuridiskAnsvarlig && fordring.parties[..n].iter().any(|h| h.role == Rolle::JuridiskAnsvarlig) {
             findings.push(Finding::new(Rejection::Liability("mere end én hæfter har rollen JuridiskAnsvarlig".into()), &haefter.loc));
         }
         if fordring.parties[..n].iter().any(|h| h.party.value == haefter.party.value) {
-            findings.push(Finding::new(Rejection::Liability("den samme part står som hæfter mere end én gang".into()), &haefter.party.loc)
-                .with_value(masked(&haefter.party.value)));
+            findings.push(
+                Finding::new(Rejection::Liability("den samme part står som hæfter mere end én gang".into()), &haefter.party.loc)
+                    .with_value(masked(&haefter.party.value)),
+            );
         }
     }
 

@@ -151,8 +151,7 @@ impl Output {
             let (name, value) = part.split_once('=').ok_or_else(|| format!("'{part}' i erp_dimensioner mangler '='"))?;
             let (name, value) = (name.trim(), value.trim());
             if let Some(inner) = value.strip_prefix('{').and_then(|v| v.strip_suffix('}')) {
-                let known = KonteringField::from_column(inner).is_some()
-                    || inner.strip_prefix("dimension:").is_some_and(|d| !d.is_empty());
+                let known = KonteringField::from_column(inner).is_some() || inner.strip_prefix("dimension:").is_some_and(|d| !d.is_empty());
                 if !known {
                     return Err(format!("'{{{inner}}}' er ikke et felt i konteringen"));
                 }
@@ -253,7 +252,9 @@ impl MappingSet {
         let mut rules = Vec::new();
         let mut lookups: HashMap<&str, Option<LookupTable>> = HashMap::new();
         match files.get(RULES_FILE) {
-            None => errors.push(MappingError::Invalid { file: RULES_FILE.into(), line: 0, message: "filen mangler i mapningsmappen".into() }),
+            None => {
+                errors.push(MappingError::Invalid { file: RULES_FILE.into(), line: 0, message: "filen mangler i mapningsmappen".into() })
+            }
             Some(content) => {
                 for row in read_rows(RULES_FILE, content, errors) {
                     match read_rule(&row, files, &mut lookups, errors) {
@@ -298,8 +299,7 @@ impl MappingSet {
             match &rule.target {
                 Target::Output(output) => Some(output.apply(kontering, here)),
                 Target::Lookup(table) => {
-                    let key: Vec<Option<String>> =
-                        table.keys.iter().map(|f| kontering.field(*f).map(str::to_string)).collect();
+                    let key: Vec<Option<String>> = table.keys.iter().map(|f| kontering.field(*f).map(str::to_string)).collect();
                     table.rows.get(&key).map(|(line, output)| output.apply(kontering, format!("{here} → {}:{line}", table.file)))
                 }
             }
@@ -468,7 +468,9 @@ fn read_rows(file: &str, content: &str, errors: &mut Vec<MappingError>) -> Vec<R
 fn read_claim_types(content: &str, errors: &mut Vec<MappingError>) -> Vec<ClaimTypeRow> {
     let read = |row: &Row| -> Result<ClaimTypeRow, String> {
         let get = |name: &str| row.cells.iter().find(|(c, _)| c == name).map(|(_, v)| v.as_str());
-        if let Some((column, _)) = row.cells.iter().find(|(c, _)| !matches!(c.as_str(), "fordringstype" | "erp_fordringstype" | "erp_konto")) {
+        if let Some((column, _)) =
+            row.cells.iter().find(|(c, _)| !matches!(c.as_str(), "fordringstype" | "erp_fordringstype" | "erp_konto"))
+        {
             return Err(format!("ukendt kolonne '{column}'"));
         }
         let pattern = get("fordringstype").ok_or("kolonnen fordringstype mangler")?;
@@ -576,7 +578,10 @@ mod tests {
         let claims = "fordringstype;erp_fordringstype;erp_konto\nKONTANT-TILB;DEB-KH;55772900\nRENTE-*;DEB-RENTE;\n";
         let mapping = set(&[(RULES_FILE, HEADER), (CLAIM_TYPES_FILE, claims)]).unwrap();
         let hit = mapping.map_claim_type("KONTANT-TILB").unwrap();
-        assert_eq!((hit.claim_type.as_str(), hit.account.as_deref(), hit.rule.as_str()), ("DEB-KH", Some("55772900"), "fordringstyper.csv:2"));
+        assert_eq!(
+            (hit.claim_type.as_str(), hit.account.as_deref(), hit.rule.as_str()),
+            ("DEB-KH", Some("55772900"), "fordringstyper.csv:2")
+        );
         assert_eq!(mapping.map_claim_type("RENTE-KH").unwrap().account, None);
         assert!(mapping.map_claim_type("BOEDE").is_none());
     }
@@ -601,7 +606,8 @@ mod tests {
     fn every_error_is_reported_with_its_row_and_later_rows_are_still_checked() {
         let lookup = "funktion;erp_konto;erp_dimensioner\n5.57.72;5572;\n5.57.72;5573;\n";
         let rules = format!("{HEADER}5.57.72;1\n5.57.*;1;5.2;;opslag:liste.csv;\n*;*;*;;;\n*;*;*;;9999;\n");
-        let err = set(&[(RULES_FILE, &rules), ("liste.csv", lookup), (CLAIM_TYPES_FILE, "fordringstype;erp_fordringstype\nX;\n")]).unwrap_err();
+        let err =
+            set(&[(RULES_FILE, &rules), ("liste.csv", lookup), (CLAIM_TYPES_FILE, "fordringstype;erp_fordringstype\nX;\n")]).unwrap_err();
         let places: Vec<(String, u64)> = err.0.iter().map(|e| (e.place().0.to_string(), e.place().1)).collect();
         assert_eq!(
             places,

@@ -117,7 +117,9 @@ pub enum Rejection {
     ClaimTypeOutsideSortiment(String),
     #[error("Fordringstypen {1} kræver {0} efter sortimentet, men fordringen har det ikke.")]
     MissingMasterData(&'static str, String),
-    #[error("Den relaterede fordring '{0}' er ikke modtaget og accepteret fra dette afsendersystem (tidligere eller før i samme leverance).")]
+    #[error(
+        "Den relaterede fordring '{0}' er ikke modtaget og accepteret fra dette afsendersystem (tidligere eller før i samme leverance)."
+    )]
     RelatedUnknown(String),
     #[error("Ingen mapning fører fordringstypen '{0}' til en fordringstype i ERP-systemet. Kommunens økonomiafdeling skal tilføje den i fordringstyper.csv.")]
     NoClaimTypeMapping(String),

@@ -42,19 +42,22 @@ pub fn check_finansbilag(bilag: &Finansbilag, settings: &RuleSettings, today: Na
 
     for posting in &bilag.postings {
         if !seen_ids.insert(posting.id.value) {
-            findings.push(Finding::new(Rejection::RepeatedPostingId(posting.id.value), &posting.id.loc)
-                .with_value(posting.id.value.to_string()));
+            findings.push(
+                Finding::new(Rejection::RepeatedPostingId(posting.id.value), &posting.id.loc).with_value(posting.id.value.to_string()),
+            );
         }
         let date = posting.date.value;
         if !open.contains(&(date.year(), date.month())) {
-            findings.push(Finding::new(Rejection::ClosedPeriod(date, describe_periods(&open)), &posting.date.loc)
-                .with_value(date.to_string()));
+            findings
+                .push(Finding::new(Rejection::ClosedPeriod(date, describe_periods(&open)), &posting.date.loc).with_value(date.to_string()));
         }
         let currency = &posting.currency.value;
         if !settings.currencies.contains(currency) {
             let allowed = settings.currencies.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ");
-            findings.push(Finding::new(Rejection::CurrencyNotAllowed(currency.to_string(), allowed), &posting.currency.loc)
-                .with_value(currency.to_string()));
+            findings.push(
+                Finding::new(Rejection::CurrencyNotAllowed(currency.to_string(), allowed), &posting.currency.loc)
+                    .with_value(currency.to_string()),
+            );
         }
         let sum = sums.entry(currency.to_string()).or_default();
         match posting.side {

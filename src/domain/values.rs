@@ -44,8 +44,20 @@ impl Cpr {
         let (day, month, yy, seventh) = (num(0..2)?, num(2..4)?, num(4..6)?, num(6..7)?);
         let century = match seventh {
             0..=3 => 1900,
-            4 | 9 => if yy <= 36 { 2000 } else { 1900 },
-            _ => if yy <= 57 { 2000 } else { 1800 },
+            4 | 9 => {
+                if yy <= 36 {
+                    2000
+                } else {
+                    1900
+                }
+            }
+            _ => {
+                if yy <= 57 {
+                    2000
+                } else {
+                    1800
+                }
+            }
         };
         NaiveDate::from_ymd_opt((century + yy) as i32, month, day)
     }
@@ -162,8 +174,7 @@ impl DebetKredit {
 
 /// Checks a string against a shape of digit placeholders: 'd' is a digit, anything else is itself.
 fn matches_shape(raw: &str, shape: &str) -> bool {
-    raw.len() == shape.len()
-        && raw.bytes().zip(shape.bytes()).all(|(c, s)| if s == b'd' { c.is_ascii_digit() } else { c == s })
+    raw.len() == shape.len() && raw.bytes().zip(shape.bytes()).all(|(c, s)| if s == b'd' { c.is_ascii_digit() } else { c == s })
 }
 
 macro_rules! shaped_value {

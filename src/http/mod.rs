@@ -121,7 +121,8 @@ struct Turn<'a>(&'a State, u64);
 impl<'a> Turn<'a> {
     fn wait(state: &'a State, bytes: u64) -> Self {
         let (taken, freed) = &state.processing;
-        let full = |(count, held): &mut (usize, u64)| *count >= state.max_processing || (*held > 0 && *held + bytes > state.max_body as u64);
+        let full =
+            |(count, held): &mut (usize, u64)| *count >= state.max_processing || (*held > 0 && *held + bytes > state.max_body as u64);
         let mut taken = freed.wait_while(taken.lock().expect("turn lock"), full).expect("turn lock");
         taken.0 += 1;
         taken.1 += bytes;
@@ -140,10 +141,7 @@ impl Drop for Turn<'_> {
 }
 
 fn busy() -> HttpResponse {
-    HttpResponse::ServiceUnavailable()
-        .insert_header((header::RETRY_AFTER, "5"))
-        .insert_header((header::CONNECTION, "close"))
-        .finish()
+    HttpResponse::ServiceUnavailable().insert_header((header::RETRY_AFTER, "5")).insert_header((header::CONNECTION, "close")).finish()
 }
 
 /// Plain HTTP only on loopback, or where the configuration says so explicitly. Checked before binding.
@@ -218,9 +216,7 @@ async fn wsdl(req: HttpRequest, state: web::Data<State>, integration: Integratio
         return HttpResponse::BadRequest().body(format!("GET {}?wsdl gives the WSDL; deliveries are POSTed as SOAP.\n", req.path()));
     }
     match read_file(state.schema_dir.join(WireSpec::of(integration).wsdl)).await {
-        Ok(text) => HttpResponse::Ok()
-            .content_type(ContentType::xml())
-            .body(text.replace("{{BASE}}", &base_url(&req))),
+        Ok(text) => HttpResponse::Ok().content_type(ContentType::xml()).body(text.replace("{{BASE}}", &base_url(&req))),
         Err(e) => {
             tracing::error!(error = %e, "WSDL not readable");
             HttpResponse::InternalServerError().finish()
@@ -231,7 +227,8 @@ async fn wsdl(req: HttpRequest, state: web::Data<State>, integration: Integratio
 async fn schema_file(name: web::Path<String>, state: web::Data<State>) -> HttpResponse {
     // Only plain file names of schemas: nothing outside the schema folder can be asked for.
     let name = name.into_inner();
-    let plain = name.ends_with(".xsd") && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) && !name.contains("..");
+    let plain =
+        name.ends_with(".xsd") && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) && !name.contains("..");
     if !plain {
         return HttpResponse::NotFound().finish();
     }

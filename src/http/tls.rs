@@ -26,7 +26,9 @@ fn modified(paths: &[PathBuf]) -> Vec<Option<SystemTime>> {
 
 fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let mut reader = BufReader::new(File::open(path).with_context(|| format!("reading {}", path.display()))?);
-    let certs = rustls_pemfile::certs(&mut reader).collect::<Result<Vec<_>, _>>().with_context(|| format!("{}: not PEM certificates", path.display()))?;
+    let certs = rustls_pemfile::certs(&mut reader)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{}: not PEM certificates", path.display()))?;
     anyhow::ensure!(!certs.is_empty(), "{}: no certificate in the file", path.display());
     Ok(certs)
 }
@@ -110,11 +112,21 @@ impl ClientCertVerifier for ClientVerifier {
         self.inner.get().verify_client_cert(end_entity, intermediates, now)
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 

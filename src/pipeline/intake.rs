@@ -207,7 +207,9 @@ pub fn open<S: Source + ?Sized>(source: &S, framing: Framing, reading: &Reading)
     if let Some(span) = frame.outline.first_item {
         frame.shift_element(&span, &mut document);
     }
-    let root = frame.root(&document).ok_or_else(|| OpenError::Rejected(Finding::nowhere(Rejection::Schema("SOAP-Body skal indeholde præcis ét element".into()))))?;
+    let root = frame
+        .root(&document)
+        .ok_or_else(|| OpenError::Rejected(Finding::nowhere(Rejection::Schema("SOAP-Body skal indeholde præcis ét element".into()))))?;
     frame.root_ordinal = ordinal_of(&document, root);
     let context = match framing {
         Framing::Soap => soap::read_context(&document, root),
@@ -223,7 +225,8 @@ pub fn open<S: Source + ?Sized>(source: &S, framing: Framing, reading: &Reading)
         let rejection = Rejection::Schema(format!("forventede {{{}}}{expected}, fandt {}", spec.namespace, root.name));
         findings.push(Finding::new(rejection, &root.loc(root_path)));
     } else {
-        let report = schema::validate(&reading.schema, &text, frame.target(), MAX_ERRORS_PER_ITEM).map_err(|e| OpenError::Technical(e.into()))?;
+        let report =
+            schema::validate(&reading.schema, &text, frame.target(), MAX_ERRORS_PER_ITEM).map_err(|e| OpenError::Technical(e.into()))?;
         // Issues inside the first item are found again when it is read as an item.
         let (delivery, _, unplaced) = place(&frame, root, &report);
         findings.extend(delivery);
@@ -319,8 +322,7 @@ fn place(frame: &Frame, root: &Element, report: &SchemaReport) -> (Vec<Finding>,
         return (delivery, item, unplaced);
     }
     let root_path = format!("/{}", root.name);
-    let mut wanted: Vec<(usize, usize)> =
-        report.issues.iter().enumerate().filter_map(|(i, issue)| issue.ordinal.map(|o| (o, i))).collect();
+    let mut wanted: Vec<(usize, usize)> = report.issues.iter().enumerate().filter_map(|(i, issue)| issue.ordinal.map(|o| (o, i))).collect();
     wanted.sort_unstable();
     let mut locs: Vec<Option<(Loc, Option<String>)>> = vec![None; report.issues.len()];
     let mut next = 0;
@@ -347,7 +349,11 @@ fn place(frame: &Frame, root: &Element, report: &SchemaReport) -> (Vec<Finding>,
             Some((loc, value)) => {
                 let in_item = loc.path.starts_with(&item_prefix);
                 let finding = Finding { rejection, loc: Some(loc), value };
-                if in_item { item.push(finding) } else { delivery.push(finding) }
+                if in_item {
+                    item.push(finding)
+                } else {
+                    delivery.push(finding)
+                }
             }
             None => unplaced.push(Finding::new(rejection, &Loc { path: root_path.clone(), line: None, col: None })),
         }

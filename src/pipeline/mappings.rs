@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::{Pipeline, TechnicalError};
-use crate::files::{sync_dir, write_atomically};
 use crate::domain::mapping::{self, MappingErrors, MappingFiles, MappingSet};
+use crate::files::{sync_dir, write_atomically};
 use crate::storage::mappings::{MappingSource, NewMapping, Saved, StoredMapping};
 use crate::task::Periodic;
 
@@ -142,13 +142,22 @@ impl Pipeline {
                     folder.synced.get_or_insert_with(|| in_force.clone());
                     return Ok(());
                 }
-                Ok(_) if stale => tracing::warn!(dir = %dir.display(), "mapping folder holds an earlier version; written again from the version in force"),
+                Ok(_) if stale => {
+                    tracing::warn!(dir = %dir.display(), "mapping folder holds an earlier version; written again from the version in force")
+                }
                 Ok(_) => {
                     let comment = match current {
                         None => format!("første version, indlæst fra {}", dir.display()),
                         Some(_) => format!("ændret i {}", dir.display()),
                     };
-                    let new = NewMapping { version: hash, files, author: "mappings/", source: MappingSource::Files, comment: &comment, begun_on: None };
+                    let new = NewMapping {
+                        version: hash,
+                        files,
+                        author: "mappings/",
+                        source: MappingSource::Files,
+                        comment: &comment,
+                        begun_on: None,
+                    };
                     let saved = self.db.save_mapping(&new)?;
                     tracing::info!(?saved, version = %hash, "mapping files taken into use");
                     folder.synced = Some(hash.clone());

@@ -82,7 +82,12 @@ impl<'a> Booker<'a> {
     ) -> Self {
         let now = Instant::now();
         Booker {
-            pipeline, file, record, target, progress, total,
+            pipeline,
+            file,
+            record,
+            target,
+            progress,
+            total,
             resumed_at: done,
             committed: done,
             chunk: Vec::new(),
@@ -107,7 +112,8 @@ impl<'a> Booker<'a> {
         if self.chunk.is_empty() {
             return Ok(());
         }
-        let receipts = self.pipeline.db.commit_batch_chunk(&self.file.lease, self.record, self.target, self.committed as i32, &self.chunk)?;
+        let receipts =
+            self.pipeline.db.commit_batch_chunk(&self.file.lease, self.record, self.target, self.committed as i32, &self.chunk)?;
         self.pipeline.metrics.errors(self.record.integration, &receipts);
         self.committed += self.chunk.len();
         self.chunk.clear();
@@ -180,7 +186,13 @@ impl Pipeline {
 
     /// Records the file's outcome and its alert: who hears of its rejections (see `alert_target`; the sender is
     /// named in the record for the mail).
-    fn finish_file(&self, file: &MasseFile, record: &mut DeliveryRecord, target: &Target, sortiment: &Sortiment) -> Result<BatchFile, TechnicalError> {
+    fn finish_file(
+        &self,
+        file: &MasseFile,
+        record: &mut DeliveryRecord,
+        target: &Target,
+        sortiment: &Sortiment,
+    ) -> Result<BatchFile, TechnicalError> {
         let sender = record.sender.and_then(|s| sortiment.get(&s));
         record.sender_name = sender.map(|s| s.name.clone());
         let alert = self.alert_target(sender, record.sender);
@@ -225,7 +237,9 @@ impl Pipeline {
                     Ok(_) | Err(ScanError::Stopped(None)) => Ok(()),
                     Err(ScanError::Stopped(Some(e))) | Err(ScanError::Io(e)) => Err(e.into()),
                     // The first scan accepted the file: it changed under us.
-                    Err(ScanError::Rejected(f)) => Err(std::io::Error::other(format!("the file changed while it was processed: {}", f.rejection)).into()),
+                    Err(ScanError::Rejected(f)) => {
+                        Err(std::io::Error::other(format!("the file changed while it was processed: {}", f.rejection)).into())
+                    }
                 }
             });
             for _ in 0..workers {
@@ -266,7 +280,10 @@ impl Pipeline {
             read?;
             if booker.committed != total {
                 let committed = booker.committed;
-                return Err(std::io::Error::other(format!("{committed} of {total} items were processed; the file changed while it was processed")).into());
+                return Err(std::io::Error::other(format!(
+                    "{committed} of {total} items were processed; the file changed while it was processed"
+                ))
+                .into());
             }
             Ok(())
         })

@@ -204,7 +204,14 @@ pub enum Mode {
 impl Pipeline {
     /// A pipeline on a database; the mapping folder is brought in step by `sync_mapping_folder`.
     pub fn new(settings: Settings, db: Db) -> Self {
-        Pipeline { settings, db, metrics: Default::default(), mappings: Mutex::new(None), mapping_folder: Mutex::default(), sortiment: Mutex::new(None) }
+        Pipeline {
+            settings,
+            db,
+            metrics: Default::default(),
+            mappings: Mutex::new(None),
+            mapping_folder: Mutex::default(),
+            sortiment: Mutex::new(None),
+        }
     }
 
     /// The sortiment in force, re-read when another process (or `fkoeko sortiment load`) stored a new version.
@@ -226,7 +233,11 @@ impl Pipeline {
             spec,
             schema: self.settings.schema_dir.join(spec.schema),
             xml: &self.settings.limits,
-            stream: StreamLimits { xml: self.settings.limits.clone(), max_prefix_bytes: MAX_PREFIX_BYTES, max_item_bytes: self.settings.max_item_bytes },
+            stream: StreamLimits {
+                xml: self.settings.limits.clone(),
+                max_prefix_bytes: MAX_PREFIX_BYTES,
+                max_item_bytes: self.settings.max_item_bytes,
+            },
         }
     }
 
@@ -241,8 +252,13 @@ impl Pipeline {
         caller: Option<&CallerCertificate>,
         mode: Mode,
     ) -> Result<Processed, TechnicalError> {
-        let span = info_span!("delivery", integration = integration.as_str(), transport = transport.as_str(),
-            leverance_id = field::Empty, afsender = field::Empty);
+        let span = info_span!(
+            "delivery",
+            integration = integration.as_str(),
+            transport = transport.as_str(),
+            leverance_id = field::Empty,
+            afsender = field::Empty
+        );
         let _entered = span.enter();
         // A delivery that cannot be read is known by the digest of its bytes; one that can, by its content.
         let mut record = DeliveryRecord::new(integration, transport.as_str(), String::new());
@@ -275,7 +291,8 @@ impl Pipeline {
         let max_items = self.settings.max_items_straks(integration);
         if transport == Transport::Straks && opened.frame.outline.items > max_items {
             let spec = WireSpec::of(integration);
-            let rejection = Rejection::TooLarge(format!("{} {} i ét kald; højst {max_items} er tilladt", opened.frame.outline.items, spec.item));
+            let rejection =
+                Rejection::TooLarge(format!("{} {} i ét kald; højst {max_items} er tilladt", opened.frame.outline.items, spec.item));
             findings.push(Finding::new(rejection, &opened.root.loc(opened.root_path())));
         }
         let arrival = Arrival { context: &opened.context, caller, metadata_sender: None };
@@ -293,7 +310,8 @@ impl Pipeline {
         let mut plans = Vec::with_capacity(opened.frame.outline.items);
         let scanned = stream::scan(source.reader()?, framing, reading.spec.namespace, reading.spec.item, &reading.stream, |span| {
             let bytes = source.range(span.start, span.end)?;
-            let (plan, _) = self.plan_framed_item(integration, &opened.frame, &span, &bytes, &decided.findings, &context, Some(&mut digest))?;
+            let (plan, _) =
+                self.plan_framed_item(integration, &opened.frame, &span, &bytes, &decided.findings, &context, Some(&mut digest))?;
             plans.push(plan);
             Ok::<_, TechnicalError>(())
         });
@@ -301,7 +319,9 @@ impl Pipeline {
             Ok(_) => {}
             Err(ScanError::Stopped(e)) => return Err(e),
             Err(ScanError::Io(e)) => return Err(e.into()),
-            Err(ScanError::Rejected(f)) => return Err(std::io::Error::other(format!("the delivery read differently the second time: {}", f.rejection)).into()),
+            Err(ScanError::Rejected(f)) => {
+                return Err(std::io::Error::other(format!("the delivery read differently the second time: {}", f.rejection)).into())
+            }
         }
         Element::feed_close(&mut digest);
         record.request_hash = hex::encode(digest.finalize());
@@ -389,7 +409,8 @@ impl Pipeline {
     fn too_many_postings(&self, item: &Element, path: String) -> Option<Finding> {
         let postings = item.children_named("Postering").count();
         (postings > self.settings.max_postings).then(|| {
-            let rejection = Rejection::TooLarge(format!("{postings} posteringer i ét finansbilag; højst {} er tilladt", self.settings.max_postings));
+            let rejection =
+                Rejection::TooLarge(format!("{postings} posteringer i ét finansbilag; højst {} er tilladt", self.settings.max_postings));
             Finding::new(rejection, &item.loc(path))
         })
     }
@@ -429,7 +450,14 @@ impl Pipeline {
         ItemPlan { reference: item_ref.reference, reference_loc: item_ref.loc, content_hash: item_ref.content_hash, related, outcome }
     }
 
-    fn evaluate_finansbilag(&self, item: &Element, index: usize, path: String, context: &ItemContext, mut findings: Vec<Finding>) -> ItemOutcome {
+    fn evaluate_finansbilag(
+        &self,
+        item: &Element,
+        index: usize,
+        path: String,
+        context: &ItemContext,
+        mut findings: Vec<Finding>,
+    ) -> ItemOutcome {
         let Some(bilag) = sf1590a::read_finansbilag(item, index, path, &mut findings) else {
             return ItemOutcome::Reject(findings);
         };
@@ -443,7 +471,11 @@ impl Pipeline {
         if findings.is_empty() {
             let mut bilag = bilag;
             bilag.forget_positions();
-            ItemOutcome::Accept(Box::new(Booking::Finans(FinansBooking { bilag, mapped, mapping_version: context.mappings.version.clone() })))
+            ItemOutcome::Accept(Box::new(Booking::Finans(FinansBooking {
+                bilag,
+                mapped,
+                mapping_version: context.mappings.version.clone(),
+            })))
         } else {
             ItemOutcome::Reject(findings)
         }
@@ -459,7 +491,9 @@ impl Pipeline {
         mut findings: Vec<Finding>,
     ) -> (ItemOutcome, Option<Located<String>>) {
         // Read from the element, so that it is checked even when the rest of the claim could not be built.
-        let related = item.child("RelateretFordringId").map(|r| Located { value: r.text().to_string(), loc: r.loc(format!("{path}/RelateretFordringId")) });
+        let related = item
+            .child("RelateretFordringId")
+            .map(|r| Located { value: r.text().to_string(), loc: r.loc(format!("{path}/RelateretFordringId")) });
         let Some(fordring) = sf1590b::read_fordring(item, index, path, &mut findings) else {
             return (ItemOutcome::Reject(findings), related);
         };
@@ -467,22 +501,25 @@ impl Pipeline {
         let type_rule = context.sender.and_then(|sender| {
             let rule = sender.claim_type(&claim_type.value);
             if rule.is_none() {
-                findings.push(Finding::new(Rejection::ClaimTypeOutsideSortiment(claim_type.value.clone()), &claim_type.loc)
-                    .with_value(claim_type.value.clone()));
+                findings.push(
+                    Finding::new(Rejection::ClaimTypeOutsideSortiment(claim_type.value.clone()), &claim_type.loc)
+                        .with_value(claim_type.value.clone()),
+                );
             }
             rule
         });
         findings.extend(check_fordring(&fordring, type_rule, &self.settings.rules.currencies));
         let mapped_type = context.mappings.map_claim_type(&claim_type.value);
         if mapped_type.is_none() {
-            findings.push(Finding::new(Rejection::NoClaimTypeMapping(claim_type.value.clone()), &claim_type.loc)
-                .with_value(claim_type.value.clone()));
+            findings.push(
+                Finding::new(Rejection::NoClaimTypeMapping(claim_type.value.clone()), &claim_type.loc).with_value(claim_type.value.clone()),
+            );
         }
         let account = match &fordring.kontering {
             Some(kontering) => context.map_kontering(kontering, &mut findings),
-            None => mapped_type.as_ref().and_then(|t| {
-                t.account.clone().map(|account| Mapped { account, dimensions: Vec::new(), rule: t.rule.clone() })
-            }),
+            None => mapped_type
+                .as_ref()
+                .and_then(|t| t.account.clone().map(|account| Mapped { account, dimensions: Vec::new(), rule: t.rule.clone() })),
         };
         match mapped_type {
             Some(claim_type) if findings.is_empty() => {
@@ -511,8 +548,10 @@ impl Pipeline {
     ) -> Option<&'s Sender> {
         let ours = self.settings.authority.as_str();
         if header.authority.value != ours {
-            findings.push(Finding::new(Rejection::WrongAuthority(header.authority.value.clone(), ours.into()), &header.authority.loc)
-                .with_value(header.authority.value.clone()));
+            findings.push(
+                Finding::new(Rejection::WrongAuthority(header.authority.value.clone(), ours.into()), &header.authority.loc)
+                    .with_value(header.authority.value.clone()),
+            );
         }
         let (context, caller) = (arrival.context, arrival.caller);
         for (cvr, loc) in &context.municipality_cvr {
@@ -533,8 +572,10 @@ impl Pipeline {
                 if !sender.certificates.is_empty() && !caller.is_some_and(|c| c.is_in(&sender.certificates)) {
                     let shown = caller.map_or("intet certifikat".to_string(), |c| format!("{}, {}", c.subject, c.fingerprint));
                     tracing::warn!(caller = %shown, "client certificate not pinned for this sender; rejected");
-                    findings.push(Finding::new(Rejection::CertificateNotForSender(shown), &header.sender.loc)
-                        .with_value(header.sender.value.to_string()));
+                    findings.push(
+                        Finding::new(Rejection::CertificateNotForSender(shown), &header.sender.loc)
+                            .with_value(header.sender.value.to_string()),
+                    );
                 }
                 Some(sender)
             }
@@ -583,7 +624,13 @@ impl Pipeline {
                 let target = self.alert_target(sender, record.sender);
                 let receipts = self.db.commit_delivery(&record, plans, target.as_ref().map(|t| (t, self.settings.alerts.group_window)))?;
                 self.metrics.errors(record.integration, &receipts.receipts);
-                self.metrics.delivery(record.integration, record.transport, receipts.accepted(), receipts.rejected(), record.arrived.elapsed());
+                self.metrics.delivery(
+                    record.integration,
+                    record.transport,
+                    receipts.accepted(),
+                    receipts.rejected(),
+                    record.arrived.elapsed(),
+                );
                 receipts
             }
             Mode::DryRun => preview(&record, plans),

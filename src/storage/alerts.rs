@@ -51,9 +51,8 @@ impl Db {
     pub fn claim_due_alerts(&self, now: DateTime<Utc>, instance: &str, lease: chrono::Duration) -> Result<Vec<ClaimedGroup>, StorageError> {
         let now_naive = now.naive_utc();
         self.write(|conn| {
-            let claimable = alert_outbox::status
-                .eq("pending")
-                .or(alert_outbox::status.eq("sending").and(alert_outbox::lease_until.lt(now_naive)));
+            let claimable =
+                alert_outbox::status.eq("pending").or(alert_outbox::status.eq("sending").and(alert_outbox::lease_until.lt(now_naive)));
             let keys: Vec<String> = alert_outbox::table
                 .filter(claimable)
                 .filter(alert_outbox::next_attempt_at.le(now_naive).or(alert_outbox::status.eq("sending")))

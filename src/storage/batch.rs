@@ -189,7 +189,10 @@ impl Db {
                 Target::Delivery(key) => decide_items(conn, record, *key, plans, at)?,
                 Target::Conflict(finding) => {
                     let delivery_id = record.delivery_id.map_or_else(|| NIL_UUID.to_string(), |id| id.to_string());
-                    plans.iter().map(|p| Receipt::rejected(&delivery_id, &p.reference, &timestamp(at), std::slice::from_ref(finding))).collect()
+                    plans
+                        .iter()
+                        .map(|p| Receipt::rejected(&delivery_id, &p.reference, &timestamp(at), std::slice::from_ref(finding)))
+                        .collect()
                 }
             };
             let rows: Vec<_> = receipts
@@ -241,7 +244,10 @@ impl Db {
                 .select(batch_receipts::receipt_json)
                 .limit(crate::alerts::mail::MAX_LISTED as i64)
                 .load(conn)?;
-            let listed = listed.iter().map(|j| serde_json::from_str(j)).collect::<Result<Vec<Receipt>, _>>()
+            let listed = listed
+                .iter()
+                .map(|j| serde_json::from_str(j))
+                .collect::<Result<Vec<Receipt>, _>>()
                 .map_err(|e| StorageError::Corrupt(e.to_string()))?;
             let delivery_id = record.delivery_id.map_or_else(|| NIL_UUID.to_string(), |id| id.to_string());
             let sender = record.sender.map_or_else(|| NIL_UUID.to_string(), |id| id.to_string());
@@ -304,9 +310,7 @@ fn take_over(conn: &mut AnyConnection, file: &BatchFile, owner: &str, lease: Dur
 /// the file on since this one read its position.
 fn renew(conn: &mut AnyConnection, lease: &Lease, at: Option<i32>) -> Result<BatchFile, StorageError> {
     let until = Utc::now().naive_utc() + lease.duration;
-    let mut update = diesel::update(batch_files::table.find(lease.batch_id))
-        .filter(batch_files::claimed_by.eq(&lease.owner))
-        .into_boxed();
+    let mut update = diesel::update(batch_files::table.find(lease.batch_id)).filter(batch_files::claimed_by.eq(&lease.owner)).into_boxed();
     if let Some(at) = at {
         update = update.filter(batch_files::items_done.eq(at));
     }

@@ -6,11 +6,11 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use super::amount::DbAmount;
 use super::schema::{
     alert_outbox, deliveries, erp_claim_parties, erp_claims, erp_debtor_data, erp_debtors, erp_journal, erp_journal_lines, receipt_errors,
     receipts,
 };
-use super::amount::DbAmount;
 use super::{execute_native, AnyConnection, Db, StorageError};
 use crate::alerts::{AlertPayload, AlertTarget};
 use crate::domain::finans::{Finansbilag, Located};
@@ -192,8 +192,8 @@ pub(super) fn open_delivery(conn: &mut AnyConnection, record: &DeliveryRecord, a
                 return Ok(Opened::Seen { key, response });
             }
             tracing::warn!("LeveranceId already used for other content; nothing written");
-            let finding = Finding::new(Rejection::DuplicateDifferent(format!("LeveranceId {id}")), &record.delivery_id_loc)
-                .with_value(id.clone());
+            let finding =
+                Finding::new(Rejection::DuplicateDifferent(format!("LeveranceId {id}")), &record.delivery_id_loc).with_value(id.clone());
             return Ok(Opened::Conflict(finding));
         }
     }
@@ -220,7 +220,13 @@ pub(super) fn open_delivery(conn: &mut AnyConnection, record: &DeliveryRecord, a
 }
 
 /// Records the outcome of a delivery on its row: the counts, and the answer a re-sent delivery gets again.
-pub(super) fn close_delivery(conn: &mut AnyConnection, key: i32, accepted: usize, rejected: usize, response: &str) -> Result<(), StorageError> {
+pub(super) fn close_delivery(
+    conn: &mut AnyConnection,
+    key: i32,
+    accepted: usize,
+    rejected: usize,
+    response: &str,
+) -> Result<(), StorageError> {
     diesel::update(deliveries::table.find(key))
         .set((
             deliveries::accepted_count.eq(accepted as i32),
@@ -257,8 +263,10 @@ pub(super) fn decide_items(
             earlier => {
                 let mut findings = Vec::new();
                 if earlier.is_some() {
-                    findings.push(Finding::new(Rejection::DuplicateDifferent(plan.reference.clone()), &plan.reference_loc)
-                        .with_value(plan.reference.clone()));
+                    findings.push(
+                        Finding::new(Rejection::DuplicateDifferent(plan.reference.clone()), &plan.reference_loc)
+                            .with_value(plan.reference.clone()),
+                    );
                 }
                 if let ItemOutcome::Reject(own) = &plan.outcome {
                     findings.extend(own.iter().cloned());
@@ -266,7 +274,9 @@ pub(super) fn decide_items(
                 // A related claim must already be accepted: earlier, or before it in this transaction.
                 if let (None, Some(related), Some(sender)) = (&earlier, &plan.related, &sender) {
                     if accepted_receipt(conn, record.integration.as_str(), sender, &related.value)?.is_none() {
-                        findings.push(Finding::new(Rejection::RelatedUnknown(related.value.clone()), &related.loc).with_value(related.value.clone()));
+                        findings.push(
+                            Finding::new(Rejection::RelatedUnknown(related.value.clone()), &related.loc).with_value(related.value.clone()),
+                        );
                     }
                 }
                 match (&plan.outcome, findings.is_empty()) {
@@ -277,8 +287,12 @@ pub(super) fn decide_items(
                         insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
                         let sender = sender.as_deref().unwrap_or_default();
                         receipt.erp_reference = Some(match booking.as_ref() {
-                            Booking::Finans(finans) => format!("erp_journal:{}", book(conn, &receipt.id, delivery_key, sender, finans, at)?),
-                            Booking::Claim(claim) => format!("erp_claims:{}", book_claim(conn, &receipt.id, delivery_key, sender, claim, at)?),
+                            Booking::Finans(finans) => {
+                                format!("erp_journal:{}", book(conn, &receipt.id, delivery_key, sender, finans, at)?)
+                            }
+                            Booking::Claim(claim) => {
+                                format!("erp_claims:{}", book_claim(conn, &receipt.id, delivery_key, sender, claim, at)?)
+                            }
                         });
                         diesel::update(receipts::table.find(&receipt.id))
                             .set((receipts::erp_reference.eq(&receipt.erp_reference), receipts::receipt_json.eq(to_json(&receipt))))
@@ -340,7 +354,12 @@ pub(super) fn enqueue_alert(
 
 /// The accepted receipt of (integration, sender, BilagId/FordringId), if there is one: its content hash and
 /// the receipt as JSON.
-fn accepted_receipt(conn: &mut AnyConnection, integration: &str, sender: &str, reference: &str) -> Result<Option<(String, String)>, StorageError> {
+fn accepted_receipt(
+    conn: &mut AnyConnection,
+    integration: &str,
+    sender: &str,
+    reference: &str,
+) -> Result<Option<(String, String)>, StorageError> {
     Ok(receipts::table
         .filter(receipts::integration.eq(integration))
         .filter(receipts::afsender_system.eq(sender))
@@ -475,12 +494,8 @@ fn book_claim(
             .optional()?,
         None => None,
     };
-    let dimensions: serde_json::Map<String, serde_json::Value> = booking
-        .account
-        .iter()
-        .flat_map(|m| m.dimensions.iter())
-        .map(|(name, value)| (name.clone(), value.clone().into()))
-        .collect();
+    let dimensions: serde_json::Map<String, serde_json::Value> =
+        booking.account.iter().flat_map(|m| m.dimensions.iter()).map(|(name, value)| (name.clone(), value.clone().into())).collect();
     let mut rules = vec![booking.claim_type.rule.clone()];
     rules.extend(booking.account.as_ref().map(|m| m.rule.clone()).filter(|r| *r != booking.claim_type.rule));
     let kontering = f.kontering.as_ref().map(|k| {
@@ -524,11 +539,8 @@ fn book_claim(
     for (position, haefter) in f.parties.iter().enumerate() {
         let party = &haefter.party.value;
         let (kind, identifier) = (party.kind(), party.expose());
-        let known: Option<String> = erp_debtors::table
-            .find((kind, identifier))
-            .select(erp_debtors::erp_debtor_number)
-            .first(conn)
-            .optional()?;
+        let known: Option<String> =
+            erp_debtors::table.find((kind, identifier)).select(erp_debtors::erp_debtor_number).first(conn).optional()?;
         let data = debtor_data(conn, kind, identifier, known.as_deref(), haefter, at)?;
         diesel::insert_into(erp_claim_parties::table)
             .values((
@@ -553,7 +565,18 @@ fn debtor_data(
     haefter: &crate::domain::fordring::Haefter,
     at: DateTime<Utc>,
 ) -> Result<i32, StorageError> {
-    type Row = (i32, Option<String>, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+    type Row = (
+        i32,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
     let a = haefter.address.as_ref();
     let wanted = (
         known.map(str::to_string),
@@ -582,7 +605,9 @@ fn debtor_data(
             erp_debtor_data::country,
         ))
         .load(conn)?;
-    if let Some(row) = rows.iter().find(|r| (r.1.clone(), r.2.clone(), r.3.clone(), r.4.clone(), r.5.clone(), r.6.clone(), r.7.clone(), r.8.clone(), r.9.clone()) == wanted) {
+    if let Some(row) = rows.iter().find(|r| {
+        (r.1.clone(), r.2.clone(), r.3.clone(), r.4.clone(), r.5.clone(), r.6.clone(), r.7.clone(), r.8.clone(), r.9.clone()) == wanted
+    }) {
         return Ok(row.0);
     }
     Ok(diesel::insert_into(erp_debtor_data::table)

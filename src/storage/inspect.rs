@@ -70,7 +70,12 @@ pub struct BookedLine {
 /// What an accepted item became in the ERP's import tables.
 #[derive(Debug, Clone)]
 pub enum Booked {
-    Journal { journal_id: i32, mapping_version: String, status: String, lines: Vec<BookedLine> },
+    Journal {
+        journal_id: i32,
+        mapping_version: String,
+        status: String,
+        lines: Vec<BookedLine>,
+    },
     Claim {
         claim_id: i32,
         claim_type: String,
@@ -188,7 +193,8 @@ impl Db {
             }
             None => {
                 // Empty while the delivery's transaction has not ended.
-                let set: Option<ReceiptSet> = (!response.is_empty()).then(|| serde_json::from_str(&response)).transpose().map_err(corrupt)?;
+                let set: Option<ReceiptSet> =
+                    (!response.is_empty()).then(|| serde_json::from_str(&response)).transpose().map_err(corrupt)?;
                 let mut receipts = set.map(|s| s.receipts).unwrap_or_default();
                 let total = receipts.len();
                 receipts.truncate(MAX_ITEMS);
@@ -208,11 +214,10 @@ impl Db {
     pub fn shared_figures(&self) -> Result<crate::metrics::SharedFigures, StorageError> {
         use super::schema::alert_outbox;
         let mut conn = self.conn()?;
-        let batch_files_in_progress: i64 = batch_files::table.filter(batch_files::state.ne(super::batch::DONE)).count().get_result(&mut conn)?;
-        let alert_outbox: Vec<(String, i64)> = alert_outbox::table
-            .group_by(alert_outbox::status)
-            .select((alert_outbox::status, diesel::dsl::count_star()))
-            .load(&mut conn)?;
+        let batch_files_in_progress: i64 =
+            batch_files::table.filter(batch_files::state.ne(super::batch::DONE)).count().get_result(&mut conn)?;
+        let alert_outbox: Vec<(String, i64)> =
+            alert_outbox::table.group_by(alert_outbox::status).select((alert_outbox::status, diesel::dsl::count_star())).load(&mut conn)?;
         Ok(crate::metrics::SharedFigures { batch_files_in_progress, alert_outbox })
     }
 

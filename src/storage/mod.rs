@@ -95,8 +95,7 @@ impl ManageConnection for Manager {
             Backend::Postgres => {
                 let mut conn = PgConnection::establish(&self.url).map_err(diesel::r2d2::Error::ConnectionError)?;
                 // A writer that cannot get its lock in time gives up, and the call is answered "try again later".
-                conn.batch_execute(&format!("SET lock_timeout = {ms}; SET TIME ZONE 'UTC';"))
-                    .map_err(diesel::r2d2::Error::QueryError)?;
+                conn.batch_execute(&format!("SET lock_timeout = {ms}; SET TIME ZONE 'UTC';")).map_err(diesel::r2d2::Error::QueryError)?;
                 Ok(AnyConnection::Postgresql(conn))
             }
         }
@@ -199,7 +198,10 @@ impl Db {
                     }
                     let lost_race = matches!(
                         error,
-                        StorageError::Query(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure, _))
+                        StorageError::Query(DieselError::DatabaseError(
+                            DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure,
+                            _
+                        ))
                     );
                     if !(lost_race && tries < 5) {
                         return Err(error);

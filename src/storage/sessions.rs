@@ -44,6 +44,8 @@ impl Db {
     }
 
     pub fn end_session(&self, token: &str) -> Result<(), StorageError> {
-        self.write(|conn| Ok(diesel::delete(admin_sessions::table.filter(admin_sessions::token_hash.eq(hash(token)))).execute(conn).map(drop)?))
+        self.write(|conn| {
+            Ok(diesel::delete(admin_sessions::table.filter(admin_sessions::token_hash.eq(hash(token)))).execute(conn).map(drop)?)
+        })
     }
 }

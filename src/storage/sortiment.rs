@@ -93,9 +93,7 @@ impl Db {
     /// The id of the sortiment version in force, if any was loaded.
     pub fn current_sortiment_version(&self) -> Result<Option<i64>, StorageError> {
         let mut conn = self.conn()?;
-        let id: Option<i32> = sortiment_versions::table
-            .select(diesel::dsl::max(sortiment_versions::id))
-            .first(&mut conn)?;
+        let id: Option<i32> = sortiment_versions::table.select(diesel::dsl::max(sortiment_versions::id)).first(&mut conn)?;
         Ok(id.map(i64::from))
     }
 

@@ -61,8 +61,12 @@ pub fn check_transport(config: &Config) -> anyhow::Result<()> {
         anyhow::bail!("refusing plain HTTP for the web page on {}: set admin.tls = true, or admin.allow_plain_http = true behind a proxy that terminates TLS", admin.listen);
     }
     for user in &admin.users {
-        PasswordHash::new(&user.password_hash)
-            .map_err(|e| anyhow::anyhow!("admin.users '{}': password_hash is not a PHC hash ({e}); make one with `fkoeko admin hash-password`", user.name))?;
+        PasswordHash::new(&user.password_hash).map_err(|e| {
+            anyhow::anyhow!(
+                "admin.users '{}': password_hash is not a PHC hash ({e}); make one with `fkoeko admin hash-password`",
+                user.name
+            )
+        })?;
     }
     Ok(())
 }
@@ -136,7 +140,10 @@ fn page(status: StatusCode, markup: maud::Markup) -> HttpResponse {
         // The page is never framed by another site, and nothing it shows is cached.
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ))
         .body(markup.into_string())
 }
 
@@ -294,12 +301,8 @@ async fn login(req: HttpRequest, form: web::Form<LoginForm>, state: web::Data<St
         Err(response) => return response,
     };
     tracing::info!(user = %form.user, "web page: logged in");
-    let cookie = Cookie::build(SESSION_COOKIE, token)
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(state.secure_cookies)
-        .finish();
+    let cookie =
+        Cookie::build(SESSION_COOKIE, token).path("/").http_only(true).same_site(SameSite::Strict).secure(state.secure_cookies).finish();
     HttpResponse::SeeOther().cookie(cookie).insert_header((header::LOCATION, next)).finish()
 }
 
@@ -418,7 +421,12 @@ async fn edit_mappings_page(LoggedIn(user): LoggedIn, state: web::Data<State>) -
     }
 }
 
-async fn edit_mappings(LoggedIn(user): LoggedIn, req: HttpRequest, form: web::Form<Vec<(String, String)>>, state: web::Data<State>) -> HttpResponse {
+async fn edit_mappings(
+    LoggedIn(user): LoggedIn,
+    req: HttpRequest,
+    form: web::Form<Vec<(String, String)>>,
+    state: web::Data<State>,
+) -> HttpResponse {
     if let Err(refused) = same_origin(&req) {
         return refused;
     }
@@ -450,7 +458,9 @@ async fn edit_mappings(LoggedIn(user): LoggedIn, req: HttpRequest, form: web::Fo
     let author = user.clone();
     let outcome = blocking(move || {
         if let Some(bad) = files.keys().find(|n| !crate::domain::mapping::is_mapping_file_name(n)) {
-            return Ok(pages::EditOutcome::BadName(format!("{bad} er ikke et gyldigt filnavn (bogstaver, tal, - og _, og .csv til sidst)")));
+            return Ok(pages::EditOutcome::BadName(format!(
+                "{bad} er ikke et gyldigt filnavn (bogstaver, tal, - og _, og .csv til sidst)"
+            )));
         }
         let comment = if comment.trim().is_empty() { "ændret på siden".to_string() } else { comment.trim().to_string() };
         Ok(match pipeline.change_mappings(&files, &author, MappingSource::Page, &comment, Some(base))? {

@@ -65,20 +65,24 @@ fn layout(title: &str, user: Option<&str>, body: Markup) -> Markup {
 
 /// The login form; after a failed try it keeps the name typed, so only the password is typed again.
 pub fn login(next: &str, name: &str, error: Option<&str>, no_users: bool) -> Markup {
-    layout("Log ind", None, html! {
-        h1 { "Log ind" }
-        @if no_users {
-            div.box.errors { "Der er ingen brugere sat op. En driftsansvarlig tilføjer dem i konfigurationen (admin.users) med "
-                code { "fkoeko admin hash-password" } "." }
-        }
-        @if let Some(error) = error { div.box.errors role="alert" { (error) } }
-        form.box method="post" action="/login" {
-            input type="hidden" name="next" value=(next);
-            p { label { "Brugernavn" br; input name="user" value=(name) autocomplete="username" required autofocus[name.is_empty()]; } }
-            p { label { "Adgangskode" br; input name="password" type="password" autocomplete="current-password" required autofocus[!name.is_empty()]; } }
-            button type="submit" { "Log ind" }
-        }
-    })
+    layout(
+        "Log ind",
+        None,
+        html! {
+            h1 { "Log ind" }
+            @if no_users {
+                div.box.errors { "Der er ingen brugere sat op. En driftsansvarlig tilføjer dem i konfigurationen (admin.users) med "
+                    code { "fkoeko admin hash-password" } "." }
+            }
+            @if let Some(error) = error { div.box.errors role="alert" { (error) } }
+            form.box method="post" action="/login" {
+                input type="hidden" name="next" value=(next);
+                p { label { "Brugernavn" br; input name="user" value=(name) autocomplete="username" required autofocus[name.is_empty()]; } }
+                p { label { "Adgangskode" br; input name="password" type="password" autocomplete="current-password" required autofocus[!name.is_empty()]; } }
+                button type="submit" { "Log ind" }
+            }
+        },
+    )
 }
 
 pub fn not_found(user: &str) -> Markup {
@@ -122,142 +126,151 @@ pub fn delivery_list(
 ) -> Markup {
     let (title, action) = if only_rejected { ("Afvisninger", "/afvisninger") } else { ("Leverancer", "/leverancer") };
     let senders: Vec<(String, String)> = sortiment.senders().map(|s| (s.system.to_string(), s.name.clone())).collect();
-    let integrations = vec![("SF1590_A".to_string(), "SF1590_A (Finans)".to_string()), ("SF1590_B".to_string(), "SF1590_B (Debitor)".to_string())];
+    let integrations =
+        vec![("SF1590_A".to_string(), "SF1590_A (Finans)".to_string()), ("SF1590_B".to_string(), "SF1590_B (Debitor)".to_string())];
     let codes: Vec<(String, String)> = codes.iter().map(|c| (c.clone(), c.clone())).collect();
-    layout(title, Some(user), html! {
-        h1 { (title) }
-        @if only_rejected {
-            p.muted { "Leverancer med mindst ét afvist finansbilag eller én afvist fordring, nyeste først." }
-        }
-        form.filters method="get" action=(action) {
-            @if !only_rejected {
-                label { "LeveranceId, BilagId eller FordringId" input name="q" value=(query.q) size="40"; }
+    layout(
+        title,
+        Some(user),
+        html! {
+            h1 { (title) }
+            @if only_rejected {
+                p.muted { "Leverancer med mindst ét afvist finansbilag eller én afvist fordring, nyeste først." }
             }
-            label { "Afsender" (select("afsender", &query.afsender, &senders)) }
-            label { "Integration" (select("integration", &query.integration, &integrations)) }
-            label { "Fejlkode" (select("kode", &query.kode, &codes)) }
-            label { "Fra dato" input type="date" name="fra" value=(query.fra); }
-            label { "Til dato" input type="date" name="til" value=(query.til); }
-            button type="submit" { "Søg" }
-        }
-        @let rows = &found.rows;
-        @if rows.is_empty() {
-            p { "Ingen leverancer passer på søgningen." }
-        } @else {
-            table {
-                thead { tr { th { "Modtaget (UTC)" } th { "LeveranceId" } th { "Integration" } th { "Vej" } th { "Afsender" }
-                    th { "Accepteret" } th { "Afvist" } th { "Fejlkoder" } th { "Mapning" } } }
-                tbody {
-                    @for row in rows {
-                        tr {
-                            td { (row.received_at.format("%Y-%m-%d %H:%M:%S")) }
-                            td { a href={ "/leverancer/" (row.id) } { (row.leverance_id.as_deref().unwrap_or("(ikke læsbar)")) } }
-                            td { (row.integration) }
-                            td { (row.transport) }
-                            td { (sender_name(sortiment, row.sender.as_deref())) }
-                            td.num { (row.accepted) }
-                            td.num.rejected[row.rejected > 0] { (row.rejected) }
-                            td { @for code in found.codes_of.get(&row.id).into_iter().flatten() { code { (code) } " " } }
-                            td { code { (row.mapping_version.as_deref().unwrap_or("-")) } }
+            form.filters method="get" action=(action) {
+                @if !only_rejected {
+                    label { "LeveranceId, BilagId eller FordringId" input name="q" value=(query.q) size="40"; }
+                }
+                label { "Afsender" (select("afsender", &query.afsender, &senders)) }
+                label { "Integration" (select("integration", &query.integration, &integrations)) }
+                label { "Fejlkode" (select("kode", &query.kode, &codes)) }
+                label { "Fra dato" input type="date" name="fra" value=(query.fra); }
+                label { "Til dato" input type="date" name="til" value=(query.til); }
+                button type="submit" { "Søg" }
+            }
+            @let rows = &found.rows;
+            @if rows.is_empty() {
+                p { "Ingen leverancer passer på søgningen." }
+            } @else {
+                table {
+                    thead { tr { th { "Modtaget (UTC)" } th { "LeveranceId" } th { "Integration" } th { "Vej" } th { "Afsender" }
+                        th { "Accepteret" } th { "Afvist" } th { "Fejlkoder" } th { "Mapning" } } }
+                    tbody {
+                        @for row in rows {
+                            tr {
+                                td { (row.received_at.format("%Y-%m-%d %H:%M:%S")) }
+                                td { a href={ "/leverancer/" (row.id) } { (row.leverance_id.as_deref().unwrap_or("(ikke læsbar)")) } }
+                                td { (row.integration) }
+                                td { (row.transport) }
+                                td { (sender_name(sortiment, row.sender.as_deref())) }
+                                td.num { (row.accepted) }
+                                td.num.rejected[row.rejected > 0] { (row.rejected) }
+                                td { @for code in found.codes_of.get(&row.id).into_iter().flatten() { code { (code) } " " } }
+                                td { code { (row.mapping_version.as_deref().unwrap_or("-")) } }
+                            }
                         }
                     }
                 }
+                @if let (true, Some(last)) = (rows.len() >= limit, rows.last()) {
+                    @let next = serde_urlencoded::to_string([
+                        ("q", query.q.as_str()), ("afsender", &query.afsender), ("integration", &query.integration),
+                        ("kode", &query.kode), ("fra", &query.fra), ("til", &query.til), ("foer", &last.id.to_string()),
+                        ("antal", &limit.to_string()),
+                    ]).expect("strings encode");
+                    p { a #older href={ (action) "?" (next) } { "Vis ældre" } }
+                }
             }
-            @if let (true, Some(last)) = (rows.len() >= limit, rows.last()) {
-                @let next = serde_urlencoded::to_string([
-                    ("q", query.q.as_str()), ("afsender", &query.afsender), ("integration", &query.integration),
-                    ("kode", &query.kode), ("fra", &query.fra), ("til", &query.til), ("foer", &last.id.to_string()),
-                    ("antal", &limit.to_string()),
-                ]).expect("strings encode");
-                p { a #older href={ (action) "?" (next) } { "Vis ældre" } }
-            }
-        }
-    })
+        },
+    )
 }
 
 pub fn delivery(user: &str, detail: &DeliveryDetail, sortiment: &Sortiment) -> Markup {
     let s = &detail.summary;
     let title = format!("Leverance {}", s.leverance_id.as_deref().unwrap_or("(ikke læsbar)"));
-    layout(&title, Some(user), html! {
-        h1 { (title) }
-        table {
-            tr { th { "Modtaget (UTC)" } td { (s.received_at.format("%Y-%m-%d %H:%M:%S")) } }
-            tr { th { "Integration" } td { (s.integration) } }
-            tr { th { "Vej" } td { (s.transport) @if let Some(file) = &detail.file_name { " – fil " code { (file) } } } }
-            tr { th { "Afsender" } td { (sender_name(sortiment, s.sender.as_deref())) } }
-            tr { th { "Mapningsversion" } td { code { (s.mapping_version.as_deref().unwrap_or("-")) } } }
-            tr { th { "Accepteret / afvist" } td { (s.accepted) " / " span.rejected[s.rejected > 0] { (s.rejected) } } }
-        }
-        @if detail.items.len() < detail.items_total {
-            p.muted { "Viser de første " (detail.items.len()) " af " (detail.items_total) " kvitteringer, i leverancens rækkefølge." }
-        }
-        @for item in &detail.items {
-            @let r = &item.receipt;
-            h2 {
-                (r.reference) " – "
-                @if r.status == Status::Accepteret { span.accepted { "Accepteret" } } @else { span.rejected { "Afvist" } }
+    layout(
+        &title,
+        Some(user),
+        html! {
+            h1 { (title) }
+            table {
+                tr { th { "Modtaget (UTC)" } td { (s.received_at.format("%Y-%m-%d %H:%M:%S")) } }
+                tr { th { "Integration" } td { (s.integration) } }
+                tr { th { "Vej" } td { (s.transport) @if let Some(file) = &detail.file_name { " – fil " code { (file) } } } }
+                tr { th { "Afsender" } td { (sender_name(sortiment, s.sender.as_deref())) } }
+                tr { th { "Mapningsversion" } td { code { (s.mapping_version.as_deref().unwrap_or("-")) } } }
+                tr { th { "Accepteret / afvist" } td { (s.accepted) " / " span.rejected[s.rejected > 0] { (s.rejected) } } }
             }
-            p.muted { "KvitteringId " code { (r.id) } " · behandlet " (r.processed_at)
-                @if let Some(erp) = &r.erp_reference { " · ERP-reference " code { (erp) } } }
-            @if !r.errors.is_empty() {
-                table {
-                    thead { tr { th { "Kode" } th { "Tekst" } th { "Sti" } th { "Linje" } th { "Kolonne" } th { "Værdi" } } }
-                    tbody {
-                        @for e in &r.errors {
-                            tr.error {
-                                td { code { (e.code.as_str()) } }
-                                td { (e.text) }
-                                td { code { (e.path.as_deref().unwrap_or("")) } }
-                                td.num { (e.line.map(|l| l.to_string()).unwrap_or_default()) }
-                                td.num { (e.col.map(|c| c.to_string()).unwrap_or_default()) }
-                                td { (e.value.as_deref().unwrap_or("")) }
-                            }
-                        }
-                    }
+            @if detail.items.len() < detail.items_total {
+                p.muted { "Viser de første " (detail.items.len()) " af " (detail.items_total) " kvitteringer, i leverancens rækkefølge." }
+            }
+            @for item in &detail.items {
+                @let r = &item.receipt;
+                h2 {
+                    (r.reference) " – "
+                    @if r.status == Status::Accepteret { span.accepted { "Accepteret" } } @else { span.rejected { "Afvist" } }
                 }
-            }
-            @match &item.booked {
-                Some(Booked::Journal { journal_id, mapping_version, status, lines }) => {
-                    p { "Bogført i " code { "erp_journal" } " som id " (journal_id) " (status " (status) "), mapningsversion " code { (mapping_version) } }
+                p.muted { "KvitteringId " code { (r.id) } " · behandlet " (r.processed_at)
+                    @if let Some(erp) = &r.erp_reference { " · ERP-reference " code { (erp) } } }
+                @if !r.errors.is_empty() {
                     table {
-                        thead { tr { th { "Linje" } th { "PosteringId" } th { "Kontering (modtaget)" } th { "ERP-konto" } th { "Dimensioner" }
-                            th { "Beløb" } th { "D/K" } th { "Regel" } } }
+                        thead { tr { th { "Kode" } th { "Tekst" } th { "Sti" } th { "Linje" } th { "Kolonne" } th { "Værdi" } } }
                         tbody {
-                            @for l in lines {
-                                tr {
-                                    td.num { (l.line_no) } td.num { (l.posting_id) }
-                                    td { code { (l.funktion) " / " (l.dranst) " / " (l.art) } }
-                                    td { code { (l.account) } } td { code { (l.dimensions) } }
-                                    td.num { (l.amount) } td { (l.debit_credit) } td { code { (l.rule) } }
+                            @for e in &r.errors {
+                                tr.error {
+                                    td { code { (e.code.as_str()) } }
+                                    td { (e.text) }
+                                    td { code { (e.path.as_deref().unwrap_or("")) } }
+                                    td.num { (e.line.map(|l| l.to_string()).unwrap_or_default()) }
+                                    td.num { (e.col.map(|c| c.to_string()).unwrap_or_default()) }
+                                    td { (e.value.as_deref().unwrap_or("")) }
                                 }
                             }
                         }
                     }
                 }
-                Some(Booked::Claim { claim_id, claim_type, account, principal, rules, mapping_version, status, parties }) => {
-                    p { "Overtaget i " code { "erp_claims" } " som id " (claim_id) " (status " (status) "), mapningsversion " code { (mapping_version) } }
-                    table {
-                        tr { th { "ERP-fordringstype" } td { code { (claim_type) } } }
-                        tr { th { "ERP-konto" } td { code { (account.as_deref().unwrap_or("-")) } } }
-                        tr { th { "Hovedstol" } td.num { (principal) } }
-                        tr { th { "Regler" } td { code { (rules) } } }
-                    }
-                    table {
-                        thead { tr { th { "Hæfter" } th { "Rolle" } th { "Navn" } th { "ERP-debitornummer" } } }
-                        tbody {
-                            @for p in parties {
-                                tr {
-                                    td { (p.identifier_type) " " code { (p.identifier) } } td { (p.role) } td { (p.name) }
-                                    td { (p.erp_debtor_number.as_deref().unwrap_or("ny debitor")) }
+                @match &item.booked {
+                    Some(Booked::Journal { journal_id, mapping_version, status, lines }) => {
+                        p { "Bogført i " code { "erp_journal" } " som id " (journal_id) " (status " (status) "), mapningsversion " code { (mapping_version) } }
+                        table {
+                            thead { tr { th { "Linje" } th { "PosteringId" } th { "Kontering (modtaget)" } th { "ERP-konto" } th { "Dimensioner" }
+                                th { "Beløb" } th { "D/K" } th { "Regel" } } }
+                            tbody {
+                                @for l in lines {
+                                    tr {
+                                        td.num { (l.line_no) } td.num { (l.posting_id) }
+                                        td { code { (l.funktion) " / " (l.dranst) " / " (l.art) } }
+                                        td { code { (l.account) } } td { code { (l.dimensions) } }
+                                        td.num { (l.amount) } td { (l.debit_credit) } td { code { (l.rule) } }
+                                    }
                                 }
                             }
                         }
                     }
+                    Some(Booked::Claim { claim_id, claim_type, account, principal, rules, mapping_version, status, parties }) => {
+                        p { "Overtaget i " code { "erp_claims" } " som id " (claim_id) " (status " (status) "), mapningsversion " code { (mapping_version) } }
+                        table {
+                            tr { th { "ERP-fordringstype" } td { code { (claim_type) } } }
+                            tr { th { "ERP-konto" } td { code { (account.as_deref().unwrap_or("-")) } } }
+                            tr { th { "Hovedstol" } td.num { (principal) } }
+                            tr { th { "Regler" } td { code { (rules) } } }
+                        }
+                        table {
+                            thead { tr { th { "Hæfter" } th { "Rolle" } th { "Navn" } th { "ERP-debitornummer" } } }
+                            tbody {
+                                @for p in parties {
+                                    tr {
+                                        td { (p.identifier_type) " " code { (p.identifier) } } td { (p.role) } td { (p.name) }
+                                        td { (p.erp_debtor_number.as_deref().unwrap_or("ny debitor")) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    None => {}
                 }
-                None => {}
             }
-        }
-    })
+        },
+    )
 }
 
 /// What "try it" found.
@@ -365,25 +378,36 @@ fn version_line(stored: &StoredMapping) -> Markup {
 }
 
 pub fn mappings(user: &str, stored: &StoredMapping, fields: &TryQuery, tried: &TryOutcome) -> Markup {
-    layout("Mapninger", Some(user), html! {
-        h1 { "Mapninger" }
-        p { (version_line(stored)) }
-        p { a href="/mapninger/ret" { "Ret mapningerne" } " · " a href="/mapninger/historik" { "Historik og tilbagerulning" } }
-        (try_form(fields))
-        (try_result(tried))
-        p.muted { "Reglerne i konti.csv læses oppefra; den første regel, der passer, bestemmer. En celle er en præcis værdi, et mønster (5.57.*) eller tom/* for alt. "
-            code { "opslag:FIL.csv" } " slår op i en tabel på det sted i rækkefølgen." }
-        @for (name, content) in &stored.files { (file_table(name, content, None)) }
-    })
+    layout(
+        "Mapninger",
+        Some(user),
+        html! {
+            h1 { "Mapninger" }
+            p { (version_line(stored)) }
+            p { a href="/mapninger/ret" { "Ret mapningerne" } " · " a href="/mapninger/historik" { "Historik og tilbagerulning" } }
+            (try_form(fields))
+            (try_result(tried))
+            p.muted { "Reglerne i konti.csv læses oppefra; den første regel, der passer, bestemmer. En celle er en præcis værdi, et mønster (5.57.*) eller tom/* for alt. "
+                code { "opslag:FIL.csv" } " slår op i en tabel på det sted i rækkefølgen." }
+            @for (name, content) in &stored.files { (file_table(name, content, None)) }
+        },
+    )
 }
 
 /// What an edit came to, for the edit page.
 pub enum EditOutcome {
     Fresh,
     Saved(i64),
-    Invalid { files: MappingFiles, comment: String, errors: MappingErrors },
+    Invalid {
+        files: MappingFiles,
+        comment: String,
+        errors: MappingErrors,
+    },
     /// Someone saved another version after this edit began.
-    Moved { base: i64, current: i64 },
+    Moved {
+        base: i64,
+        current: i64,
+    },
     BadName(String),
 }
 
@@ -392,41 +416,45 @@ pub fn edit_mappings(user: &str, base: i64, files: &MappingFiles, comment: &str,
         EditOutcome::Invalid { errors, .. } => Some(errors),
         _ => None,
     };
-    layout("Ret mapninger", Some(user), html! {
-        h1 { "Ret mapninger" }
-        @match outcome {
-            EditOutcome::Invalid { errors, .. } => div.box.errors role="alert" #edit-errors {
-                strong { "Ændringen er ikke gemt: " (errors.0.len()) " fejl. Versionen i brug er uændret." }
-                ul { @for e in &errors.0 { li { code { (e.place().0) } ", linje " (e.place().1) ": " (e.message()) } } }
+    layout(
+        "Ret mapninger",
+        Some(user),
+        html! {
+            h1 { "Ret mapninger" }
+            @match outcome {
+                EditOutcome::Invalid { errors, .. } => div.box.errors role="alert" #edit-errors {
+                    strong { "Ændringen er ikke gemt: " (errors.0.len()) " fejl. Versionen i brug er uændret." }
+                    ul { @for e in &errors.0 { li { code { (e.place().0) } ", linje " (e.place().1) ": " (e.message()) } } }
+                }
+                EditOutcome::Moved { base, current } => div.box.errors role="alert" #edit-errors {
+                    "Ændringen er ikke gemt: nogen har gemt version " (current) ", efter du begyndte at rette version " (base) ". Her er den nye version; ret den igen."
+                }
+                EditOutcome::BadName(why) => div.box.errors role="alert" #edit-errors { "Ændringen er ikke gemt: " (why) "." }
+                EditOutcome::Fresh | EditOutcome::Saved(_) => {}
             }
-            EditOutcome::Moved { base, current } => div.box.errors role="alert" #edit-errors {
-                "Ændringen er ikke gemt: nogen har gemt version " (current) ", efter du begyndte at rette version " (base) ". Her er den nye version; ret den igen."
+            form #edit method="post" action="/mapninger/ret" {
+                input type="hidden" name="base" value=(base);
+                @for (name, content) in files {
+                    h2 { code { (name) } }
+                    textarea name={ "fil:" (name) } rows=(content.lines().count().clamp(4, 30) + 2) spellcheck="false" { (content) }
+                }
+                h2 { "Ny opslagstabel" }
+                p.muted { "Et navn som " code { "boligstoette.csv" } " og indholdet; konti.csv henviser til den med " code { "opslag:NAVN.csv" } ". "
+                    "En fil, hvis indhold slettes helt ovenfor, fjernes." }
+                p { label { "Filnavn" br; input name="ny_fil_navn" size="30" pattern="[A-Za-z0-9_.-]+[.]csv"; } }
+                textarea name="ny_fil_indhold" rows="4" spellcheck="false" {}
+                p { label { "Hvad og hvorfor (gemmes i historikken)" br; input name="comment" value=(comment) size="80"; } }
+                button type="submit" { "Tjek og gem" }
+                " " a href="/mapninger" { "Fortryd" }
             }
-            EditOutcome::BadName(why) => div.box.errors role="alert" #edit-errors { "Ændringen er ikke gemt: " (why) "." }
-            EditOutcome::Fresh | EditOutcome::Saved(_) => {}
-        }
-        form #edit method="post" action="/mapninger/ret" {
-            input type="hidden" name="base" value=(base);
-            @for (name, content) in files {
-                h2 { code { (name) } }
-                textarea name={ "fil:" (name) } rows=(content.lines().count().clamp(4, 30) + 2) spellcheck="false" { (content) }
+            @if let Some(errors) = errors {
+                h2 { "Fejlene ved rækkerne" }
+                @for (name, content) in files {
+                    @if errors.0.iter().any(|e| e.place().0 == name) { (file_table(name, content, Some(errors))) }
+                }
             }
-            h2 { "Ny opslagstabel" }
-            p.muted { "Et navn som " code { "boligstoette.csv" } " og indholdet; konti.csv henviser til den med " code { "opslag:NAVN.csv" } ". "
-                "En fil, hvis indhold slettes helt ovenfor, fjernes." }
-            p { label { "Filnavn" br; input name="ny_fil_navn" size="30" pattern="[A-Za-z0-9_.-]+[.]csv"; } }
-            textarea name="ny_fil_indhold" rows="4" spellcheck="false" {}
-            p { label { "Hvad og hvorfor (gemmes i historikken)" br; input name="comment" value=(comment) size="80"; } }
-            button type="submit" { "Tjek og gem" }
-            " " a href="/mapninger" { "Fortryd" }
-        }
-        @if let Some(errors) = errors {
-            h2 { "Fejlene ved rækkerne" }
-            @for (name, content) in files {
-                @if errors.0.iter().any(|e| e.place().0 == name) { (file_table(name, content, Some(errors))) }
-            }
-        }
-    })
+        },
+    )
 }
 
 /// What changed from one version to the next, file by file, as a unified diff.
@@ -449,54 +477,62 @@ fn diff(older: Option<&StoredMapping>, newer: &StoredMapping) -> String {
 
 pub fn mapping_history(user: &str, history: &[StoredMapping]) -> Markup {
     let current = history.first().map(|h| h.id);
-    layout("Mapningshistorik", Some(user), html! {
-        h1 { "Mapningshistorik" }
-        p.muted { "Hver gemt ændring, nyeste først. En tilbagerulning gemmer den gamle version som en ny version, så intet forsvinder." }
-        // The last entry, when there are 51, is only there to show what the 50th changed.
-        @for (i, version) in history.iter().enumerate().take(50) {
-            div.box data-version=(version.id) {
-                p { (version_line(version)) @if Some(version.id) == current { " – " strong { "i brug" } } }
-                pre { (diff(history.get(i + 1), version)) }
-                @if Some(version.id) != current {
-                    form method="post" action={ "/mapninger/historik/" (version.id) "/rul-tilbage" } {
-                        button type="submit" { "Rul tilbage til version " (version.id) }
+    layout(
+        "Mapningshistorik",
+        Some(user),
+        html! {
+            h1 { "Mapningshistorik" }
+            p.muted { "Hver gemt ændring, nyeste først. En tilbagerulning gemmer den gamle version som en ny version, så intet forsvinder." }
+            // The last entry, when there are 51, is only there to show what the 50th changed.
+            @for (i, version) in history.iter().enumerate().take(50) {
+                div.box data-version=(version.id) {
+                    p { (version_line(version)) @if Some(version.id) == current { " – " strong { "i brug" } } }
+                    pre { (diff(history.get(i + 1), version)) }
+                    @if Some(version.id) != current {
+                        form method="post" action={ "/mapninger/historik/" (version.id) "/rul-tilbage" } {
+                            button type="submit" { "Rul tilbage til version " (version.id) }
+                        }
                     }
                 }
             }
-        }
-    })
+        },
+    )
 }
 
 pub fn sortiment(user: &str, sortiment: &Sortiment, today: NaiveDate) -> Markup {
-    layout("Sortiment", Some(user), html! {
-        h1 { "Sortiment" }
-        p.muted { "Version " (sortiment.version) " i brug. Ændres med " code { "fkoeko sortiment load FIL" } "." }
-        @for sender in sortiment.senders() {
-            @let valid = sender.valid_from <= today && sender.valid_to.is_none_or(|to| today <= to);
-            div.box {
-                h2 { (sender.name) " " span.accepted[valid] .rejected[!valid] { @if valid { "(gyldig)" } @else { "(ikke gyldig i dag)" } } }
-                table {
-                    tr { th { "AfsenderSystem" } td { code { (sender.system) } } }
-                    tr { th { "Myndighed" } td { (sender.authority.as_str()) } }
-                    tr { th { "Gyldig" } td { (sender.valid_from) " – " (sender.valid_to.map(|d| d.to_string()).unwrap_or_else(|| "uden slut".into())) } }
-                    tr { th { "Ejere (får advarsler)" } td { (sender.owners.join(", ")) @if !sender.alerts { " – advarsler slået fra" } } }
-                    tr { th { "Integrationer" } td { (sender.integrations.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")) } }
-                    @if !sender.certificates.is_empty() { tr { th { "Certifikater" } td { (sender.certificates.join(", ")) } } }
-                }
-                @if !sender.konteringer.is_empty() {
+    layout(
+        "Sortiment",
+        Some(user),
+        html! {
+            h1 { "Sortiment" }
+            p.muted { "Version " (sortiment.version) " i brug. Ændres med " code { "fkoeko sortiment load FIL" } "." }
+            @for sender in sortiment.senders() {
+                @let valid = sender.valid_from <= today && sender.valid_to.is_none_or(|to| today <= to);
+                div.box {
+                    h2 { (sender.name) " " span.accepted[valid] .rejected[!valid] { @if valid { "(gyldig)" } @else { "(ikke gyldig i dag)" } } }
                     table {
-                        thead { tr { th { "Funktion" } th { "Dranst" } th { "Art" } } }
-                        tbody { @for k in &sender.konteringer { tr { td { (k.funktion.join(", ")) } td { (k.dranst.join(", ")) } td { (k.art.join(", ")) } } } }
+                        tr { th { "AfsenderSystem" } td { code { (sender.system) } } }
+                        tr { th { "Myndighed" } td { (sender.authority.as_str()) } }
+                        tr { th { "Gyldig" } td { (sender.valid_from) " – " (sender.valid_to.map(|d| d.to_string()).unwrap_or_else(|| "uden slut".into())) } }
+                        tr { th { "Ejere (får advarsler)" } td { (sender.owners.join(", ")) @if !sender.alerts { " – advarsler slået fra" } } }
+                        tr { th { "Integrationer" } td { (sender.integrations.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")) } }
+                        @if !sender.certificates.is_empty() { tr { th { "Certifikater" } td { (sender.certificates.join(", ")) } } }
                     }
-                }
-                @if !sender.claim_types.is_empty() {
-                    table {
-                        thead { tr { th { "Fordringstype" } th { "Kræver" } } }
-                        tbody { @for t in &sender.claim_types { tr { td { code { (t.code) } }
-                            td { (t.required.iter().map(|r| r.describe()).collect::<Vec<_>>().join(", ")) } } } }
+                    @if !sender.konteringer.is_empty() {
+                        table {
+                            thead { tr { th { "Funktion" } th { "Dranst" } th { "Art" } } }
+                            tbody { @for k in &sender.konteringer { tr { td { (k.funktion.join(", ")) } td { (k.dranst.join(", ")) } td { (k.art.join(", ")) } } } }
+                        }
+                    }
+                    @if !sender.claim_types.is_empty() {
+                        table {
+                            thead { tr { th { "Fordringstype" } th { "Kræver" } } }
+                            tbody { @for t in &sender.claim_types { tr { td { code { (t.code) } }
+                                td { (t.required.iter().map(|r| r.describe()).collect::<Vec<_>>().join(", ")) } } } }
+                        }
                     }
                 }
             }
-        }
-    })
+        },
+    )
 }

@@ -107,9 +107,7 @@ impl<'a> Fields<'a> {
     }
 
     pub fn date(&mut self, name: &str) -> Option<NaiveDate> {
-        self.parse(name, |raw| {
-            NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| ValueError::Pattern(raw.into(), "ÅÅÅÅ-MM-DD"))
-        })
+        self.parse(name, |raw| NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| ValueError::Pattern(raw.into(), "ÅÅÅÅ-MM-DD")))
     }
 }
 
@@ -133,7 +131,6 @@ pub fn read_header(root: &Element, findings: &mut Vec<Finding>) -> Option<Delive
         created: created?.to_string(),
     })
 }
-
 
 pub(crate) fn read_kontering(element: &Element, path: String, findings: &mut Vec<Finding>) -> Option<Kontering> {
     let mut f = Fields { element, path, findings };

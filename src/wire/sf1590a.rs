@@ -2,7 +2,7 @@
 
 use crate::domain::finans::{Finansbilag, Located, Postering};
 use crate::domain::rejection::Finding;
-use crate::domain::values::{Beloeb, DebetKredit, Valuta, ValueError};
+use crate::domain::values::{Beloeb, DebetKredit, ValueError, Valuta};
 use crate::xml::tree::Element;
 
 use super::{read_kontering, read_party, Fields, WireSpec};
@@ -73,4 +73,3 @@ fn read_postering(element: &Element, path: String, findings: &mut Vec<Finding>) 
         case_reference,
     })
 }
-

@@ -3,7 +3,7 @@
 use crate::domain::finans::Located;
 use crate::domain::fordring::{Adresse, Fordring, Haefter, Rolle};
 use crate::domain::rejection::{Finding, Rejection};
-use crate::domain::values::{Beloeb, Valuta, ValueError};
+use crate::domain::values::{Beloeb, ValueError, Valuta};
 use crate::xml::tree::Element;
 
 use super::{read_kontering, read_party, Fields, WireSpec};
@@ -29,10 +29,12 @@ pub fn read_fordring(element: &Element, index: usize, path: String, findings: &m
         let loc = f.child_loc(name);
         f.date(name).map(|value| Located { value, loc })
     };
-    let optional_date = |f: &mut Fields, name: &str| f.element.child(name).and_then(|_| {
-        let loc = f.child_loc(name);
-        f.date(name).map(|value| Located { value, loc })
-    });
+    let optional_date = |f: &mut Fields, name: &str| {
+        f.element.child(name).and_then(|_| {
+            let loc = f.child_loc(name);
+            f.date(name).map(|value| Located { value, loc })
+        })
+    };
     let fordring_id = f.text("FordringId").map(str::to_string);
     let claim_type_loc = f.child_loc("Fordringstype");
     let claim_type = f.text("Fordringstype").map(str::to_string);

@@ -3,5 +3,5 @@
 pub mod guard;
 pub mod schema;
 pub mod soap;
-pub mod tree;
 pub mod stream;
+pub mod tree;

@@ -54,20 +54,12 @@ pub struct CallContext {
 /// The one element inside the SOAP Body of an envelope the streaming scan has accepted.
 pub fn body_content(envelope: &Element) -> Option<&Element> {
     let ns = envelope.ns()?;
-    envelope
-        .children
-        .iter()
-        .find(|e| &*e.name == "Body" && e.ns() == Some(ns))
-        .and_then(|body| body.children.first())
+    envelope.children.iter().find(|e| &*e.name == "Body" && e.ns() == Some(ns)).and_then(|body| body.children.first())
 }
 
 pub fn body_content_mut(envelope: &mut Element) -> Option<&mut Element> {
     let ns = envelope.ns.clone()?;
-    envelope
-        .children
-        .iter_mut()
-        .find(|e| &*e.name == "Body" && e.ns() == Some(&ns))
-        .and_then(|body| body.children.first_mut())
+    envelope.children.iter_mut().find(|e| &*e.name == "Body" && e.ns() == Some(&ns)).and_then(|body| body.children.first_mut())
 }
 
 /// The context blocks of a call: in the envelope's Header, and first in the request element `request`.
@@ -75,7 +67,8 @@ pub fn read_context(envelope: &Element, request: &Element) -> CallContext {
     let mut context = CallContext::default();
     let ns = envelope.ns();
     let header = envelope.children.iter().find(|e| &*e.name == "Header" && e.ns() == ns);
-    let in_header = header.into_iter().flat_map(|h| h.children.iter().map(move |b| (format!("/{}/{}/{}", envelope.name, h.name, b.name), b)));
+    let in_header =
+        header.into_iter().flat_map(|h| h.children.iter().map(move |b| (format!("/{}/{}/{}", envelope.name, h.name, b.name), b)));
     let in_body = request.children.iter().map(|b| (format!("/{}/{}", request.name, b.name), b));
     for (path, block) in in_header.chain(in_body) {
         let value = |name: &str| block.child(name).map(|c| (c.text().to_string(), c.loc(format!("{path}/{name}"))));

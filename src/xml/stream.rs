@@ -177,7 +177,8 @@ pub fn scan<R: BufRead, E>(
     let mut root_done = false;
     let event_start = Rc::new(Cell::new(0));
     let budget = limits.max_item_bytes.max(limits.max_prefix_bytes).max(limits.xml.max_text_len as u64 * 4 + 4096);
-    let counting = Counting { inner: source, consumed: 0, lines: 0, line_start: 0, continuations: 0, event_start: event_start.clone(), budget };
+    let counting =
+        Counting { inner: source, consumed: 0, lines: 0, line_start: 0, continuations: 0, event_start: event_start.clone(), budget };
     let mut reader = NsReader::from_reader(counting);
     reader.config_mut().trim_text(false);
     let mut buf = Vec::new();
@@ -308,7 +309,10 @@ pub fn scan<R: BufRead, E>(
                     (d, Some(o), None) if d == root_depth + 1 && in_root && is_item => {
                         if o.items == 0 {
                             if start > limits.max_prefix_bytes {
-                                return fail(Rejection::TooLarge(format!("leverancens felter før første {item} fylder mere end {} byte", limits.max_prefix_bytes)));
+                                return fail(Rejection::TooLarge(format!(
+                                    "leverancens felter før første {item} fylder mere end {} byte",
+                                    limits.max_prefix_bytes
+                                )));
                             }
                             (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start, line, col);
                         }
@@ -325,12 +329,13 @@ pub fn scan<R: BufRead, E>(
                     (d, Some(o), None) if d == root_depth + 1 && in_root => {
                         if o.items > 0 {
                             let local = String::from_utf8_lossy(local.as_ref());
-                            return fail(Rejection::Schema(format!(
-                                "elementet '{local}' står efter første {item}; kun {item} må følge"
-                            )));
+                            return fail(Rejection::Schema(format!("elementet '{local}' står efter første {item}; kun {item} må følge")));
                         }
                         if start > limits.max_prefix_bytes {
-                            return fail(Rejection::TooLarge(format!("leverancens felter før første {item} fylder mere end {} byte", limits.max_prefix_bytes)));
+                            return fail(Rejection::TooLarge(format!(
+                                "leverancens felter før første {item} fylder mere end {} byte",
+                                limits.max_prefix_bytes
+                            )));
                         }
                     }
                     (_, _, Some((_, elements))) => {
@@ -395,7 +400,11 @@ pub fn scan<R: BufRead, E>(
                 if depth == 0 && !text.trim().is_empty() {
                     return fail(Rejection::NotWellFormed("tekst uden for rodelementet".into()));
                 }
-                if depth <= root_depth && (outline.is_none() || root_done) && !text.trim().is_empty() && soap.is_some_and(|(_, p)| p != SoapPart::Header) {
+                if depth <= root_depth
+                    && (outline.is_none() || root_done)
+                    && !text.trim().is_empty()
+                    && soap.is_some_and(|(_, p)| p != SoapPart::Header)
+                {
                     return fail(Rejection::Schema("tekst i SOAP-Envelope uden for Body's element".into()));
                 }
             }
@@ -424,7 +433,9 @@ pub fn scan<R: BufRead, E>(
         return Err(ScanError::Rejected(reject(Rejection::NotWellFormed("filen slutter, før alle elementer er lukket".into()), line, col)));
     }
     match framing {
-        Framing::Document => outline.ok_or_else(|| ScanError::Rejected(reject(Rejection::NotWellFormed("filen har intet rodelement".into()), 1, 1))),
+        Framing::Document => {
+            outline.ok_or_else(|| ScanError::Rejected(reject(Rejection::NotWellFormed("filen har intet rodelement".into()), 1, 1)))
+        }
         Framing::Soap => outline.ok_or_else(|| ScanError::Rejected(reject(Rejection::Schema("SOAP-Envelope uden Body".into()), line, col))),
     }
 }
@@ -512,8 +523,14 @@ mod soap_tests {
 
     #[test]
     fn the_delivery_is_the_one_element_of_the_soap_body() {
-        let ok = outline(&format!("<s:Envelope xmlns:s=\"{ENV}\"><s:Header><h/></s:Header><s:Body><r xmlns=\"urn:x\"><a/><i/><i/></r></s:Body></s:Envelope>")).unwrap();
-        assert_eq!((ok.root_local.as_str(), ok.items, ok.closing.as_str(), ok.soap), ("r", 2, "</r></s:Body></s:Envelope>", Some(SoapVersion::V11)));
+        let ok = outline(&format!(
+            "<s:Envelope xmlns:s=\"{ENV}\"><s:Header><h/></s:Header><s:Body><r xmlns=\"urn:x\"><a/><i/><i/></r></s:Body></s:Envelope>"
+        ))
+        .unwrap();
+        assert_eq!(
+            (ok.root_local.as_str(), ok.items, ok.closing.as_str(), ok.soap),
+            ("r", 2, "</r></s:Body></s:Envelope>", Some(SoapVersion::V11))
+        );
         for bad in [
             format!("<s:Envelope xmlns:s=\"{ENV}\"><s:Body><r xmlns=\"urn:x\"/></s:Body><s:Body><r xmlns=\"urn:x\"/></s:Body></s:Envelope>"),
             format!("<s:Envelope xmlns:s=\"{ENV}\"><d:Body xmlns:d=\"urn:d\"><r xmlns=\"urn:x\"/></d:Body><s:Body><r xmlns=\"urn:x\"/></s:Body></s:Envelope>"),

@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use quick_xml::events::Event;
-use sha2::{Digest, Sha256};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
+use sha2::{Digest, Sha256};
 
 use super::guard;
 use crate::domain::rejection::{Finding, Loc, Rejection};
@@ -248,7 +248,8 @@ pub fn read_document(text: &str, limits: &XmlLimits) -> Result<Element, Finding>
                     ResolveResult::Bound(ns) => Some(names.get(ns.as_ref())),
                     _ => None,
                 };
-                let element = Element { ns, name: names.get(e.local_name().as_ref()), line, col, text: String::new(), children: Vec::new() };
+                let element =
+                    Element { ns, name: names.get(e.local_name().as_ref()), line, col, text: String::new(), children: Vec::new() };
                 if matches!(event, Event::Start(_)) {
                     stack.push(element);
                 } else {

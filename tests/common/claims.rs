@@ -133,7 +133,8 @@ impl ClaimDelivery {
                 writeln!(y, "</Haefter>").unwrap();
             }
             if let Some((funktion, dranst, art)) = &c.kontering {
-                writeln!(y, "<Kontering>\n<Funktion>{funktion}</Funktion>\n<Dranst>{dranst}</Dranst>\n<Art>{art}</Art>\n</Kontering>").unwrap();
+                writeln!(y, "<Kontering>\n<Funktion>{funktion}</Funktion>\n<Dranst>{dranst}</Dranst>\n<Art>{art}</Art>\n</Kontering>")
+                    .unwrap();
             }
             write!(claims, "<Fordring>\n{y}</Fordring>\n").unwrap();
         }

@@ -145,7 +145,8 @@ impl Delivery {
 
     /// As a batch file: the same children under FinansbilagLeverance, the root on line 2.
     pub fn masse(&self) -> String {
-        let body = self.body().replace("<ModtagFinansbilag ", "<FinansbilagLeverance ").replace("</ModtagFinansbilag>", "</FinansbilagLeverance>");
+        let body =
+            self.body().replace("<ModtagFinansbilag ", "<FinansbilagLeverance ").replace("</ModtagFinansbilag>", "</FinansbilagLeverance>");
         format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{body}\n")
     }
 

@@ -107,13 +107,15 @@ const SOAP_NAMESPACES: [&[u8]; 2] = [b"http://schemas.xmlsoap.org/soap/envelope/
 
 /// The element children of a libxml2 node.
 fn element_children(node: bindings::xmlNodePtr) -> impl Iterator<Item = bindings::xmlNodePtr> {
-    // SAFETY: nodes of a document that outlives the iterator; `children` and `next` are null or valid.
+    // SAFETY: `node` is an element of a document that outlives the iterator (both live inside `validate`).
     let mut next = unsafe { (*node).children };
     std::iter::from_fn(move || {
         while !next.is_null() {
             let current = next;
-            next = unsafe { (*current).next };
-            if unsafe { (*current).type_ } == bindings::xmlElementType_XML_ELEMENT_NODE {
+            // SAFETY: a non-null sibling pointer of a live document points at a valid node.
+            let (following, kind) = unsafe { ((*current).next, (*current).type_) };
+            next = following;
+            if kind == bindings::xmlElementType_XML_ELEMENT_NODE {
                 return Some(current);
             }
         }
@@ -121,17 +123,16 @@ fn element_children(node: bindings::xmlNodePtr) -> impl Iterator<Item = bindings
     })
 }
 
-fn local_name(node: bindings::xmlNodePtr) -> &'static [u8] {
-    // SAFETY: an element's name is a NUL-terminated string owned by the document (or its dictionary), read
-    // only while the document lives.
-    unsafe { std::ffi::CStr::from_ptr((*node).name as *const std::os::raw::c_char) }.to_bytes()
-}
-
-fn namespace(node: bindings::xmlNodePtr) -> Option<&'static [u8]> {
-    // SAFETY: as for `local_name`; `ns` is null or a valid namespace of the document.
+/// Whether an element has this local name and one of these namespaces.
+fn is_element(node: bindings::xmlNodePtr, name: &[u8], namespaces: &[&[u8]]) -> bool {
+    // SAFETY: `node` is an element of a live document: its name is a NUL-terminated string, and `ns` is null or a
+    // valid namespace whose href is null or NUL-terminated; nothing read here outlives the call.
     unsafe {
         let ns = (*node).ns;
-        (!ns.is_null() && !(*ns).href.is_null()).then(|| std::ffi::CStr::from_ptr((*ns).href as *const std::os::raw::c_char).to_bytes())
+        std::ffi::CStr::from_ptr((*node).name as *const std::os::raw::c_char).to_bytes() == name
+            && !ns.is_null()
+            && !(*ns).href.is_null()
+            && namespaces.contains(&std::ffi::CStr::from_ptr((*ns).href as *const std::os::raw::c_char).to_bytes())
     }
 }
 
@@ -177,7 +178,7 @@ pub fn validate(schema: &Path, text: &str, target: Target, max: usize) -> Result
     let node = match target {
         Target::Root => root,
         Target::SoapBody => element_children(root)
-            .find(|n| local_name(*n) == b"Body" && namespace(*n).is_some_and(|ns| SOAP_NAMESPACES.contains(&ns)))
+            .find(|n| is_element(*n, b"Body", &SOAP_NAMESPACES))
             .and_then(|body| element_children(body).next())
             .ok_or(SchemaError::Parse)?,
     };
@@ -190,11 +191,11 @@ pub fn validate(schema: &Path, text: &str, target: Target, max: usize) -> Result
         let mut collector = Collector { issues: Vec::new(), omitted: 0, max };
         // The libxml crate's own error list keeps every error and not the node it is about; this collector
         // takes its place for the length of the call.
-        let handler: unsafe extern "C" fn(*mut c_void, *const bindings::_xmlError) = collect;
+        type Handler = unsafe extern "C" fn(*mut c_void, *const bindings::_xmlError);
+        let handler: Handler = collect;
         // SAFETY: the two signatures differ only in the constness of the error pointer (libxml2 2.12 changed
         // it), which has the same representation; the collector outlives the validation and is unregistered
-        // before it is dropped.
-        type Handler = unsafe extern "C" fn(*mut c_void, *const bindings::_xmlError);
+        // before it is dropped; `node` is an element of `document`, alive for the call.
         let rc = unsafe {
             let handler = std::mem::transmute::<Handler, bindings::xmlStructuredErrorFunc>(handler);
             bindings::xmlSchemaSetValidStructuredErrors(validator.as_ptr(), handler, &mut collector as *mut Collector as *mut c_void);

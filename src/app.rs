@@ -107,7 +107,8 @@ pub enum DeliveriesCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum MappingsCommand {
-    /// Check the mapping files in a folder (default: paths.mappings), as the service would before using them.
+    /// Check the mapping files in a folder (default: paths.mappings, or the examples before the first start), as
+    /// the service would before using them.
     /// Exit code 0: they pass; 1: errors, each with its file and line.
     Check { dir: Option<PathBuf> },
     /// Which rule maps a kontering (or a fordringstype), and to what. Uses the version in force, or --dir.
@@ -277,7 +278,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Command::Mappings { command: MappingsCommand::Check { dir } } => {
-            let dir = dir.unwrap_or(config.paths.mappings);
+            let dir = dir.unwrap_or_else(|| config.paths.mapping_files().to_path_buf());
             match MappingSet::load_dir(&dir) {
                 Ok(set) => {
                     println!("{}: the mapping files pass (version {})", dir.display(), set.version);
@@ -296,7 +297,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 None => match crate::pipeline::in_force(&open_db(&config)?) {
                     Ok((_, set)) => Ok(set),
                     // Nothing has run on this database yet: the configured files are what would be taken into use.
-                    Err(crate::pipeline::TechnicalError::NoMappings) => load(&config.paths.mappings),
+                    Err(crate::pipeline::TechnicalError::NoMappings) => load(config.paths.mapping_files()),
                     Err(e) => return Err(e.into()),
                 },
             };

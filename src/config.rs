@@ -183,7 +183,11 @@ pub struct InstallationConfig {
 #[serde(deny_unknown_fields)]
 pub struct PathsConfig {
     pub schemas: PathBuf,
+    /// The live mapping folder: the service writes the version in force here.
     pub mappings: PathBuf,
+    /// The example mapping files the live folder is made from at the first start, when it does not exist yet
+    /// (they are tracked in the repository; the service never writes them).
+    pub mapping_examples: PathBuf,
     /// Loaded at start when the database holds no sortiment yet.
     pub sortiment: PathBuf,
     /// How often the mapping folder is looked at for changes made in the files; 0: only at start.
@@ -238,7 +242,8 @@ impl Default for Config {
             installation: InstallationConfig { myndighed: "29189846".into(), currencies: vec!["DKK".into()], open_periods: Vec::new() },
             paths: PathsConfig {
                 schemas: "schemas".into(),
-                mappings: "mappings".into(),
+                mappings: "data/mappings".into(),
+                mapping_examples: "mappings".into(),
                 sortiment: "sortiment/example.toml".into(),
                 mappings_poll_interval_ms: 2000,
             },
@@ -310,5 +315,17 @@ impl Config {
             None => figment = figment.merge(Toml::file("fkoeko.toml")),
         }
         figment.merge(Env::prefixed("FKOEKO_").ignore(&["CONFIG"]).split("__")).extract()
+    }
+}
+
+impl PathsConfig {
+    /// The mapping files a command reads when it is given no folder: the live folder, or before the first start
+    /// has made it, the examples it will be made from.
+    pub fn mapping_files(&self) -> &std::path::Path {
+        if self.mappings.is_dir() {
+            &self.mappings
+        } else {
+            &self.mapping_examples
+        }
     }
 }

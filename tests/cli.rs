@@ -208,3 +208,34 @@ fn mappings_check_lists_every_error_and_try_names_the_rule() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("konti.csv:16 -> account 55772252"), "{stdout}");
 }
+
+#[test]
+fn the_first_start_makes_the_mapping_folder_from_the_examples_and_leaves_them_as_shipped() {
+    let examples = repo("mappings");
+    let shipped: Vec<(std::ffi::OsString, Vec<u8>)> = {
+        let mut files: Vec<_> =
+            std::fs::read_dir(&examples).unwrap().map(|e| e.unwrap()).map(|e| (e.file_name(), std::fs::read(e.path()).unwrap())).collect();
+        files.sort();
+        files
+    };
+    let live = tempfile::tempdir().unwrap();
+    let folder = live.path().join("data").join("mappings");
+    let app = TestApp::start_with(|c| {
+        c.paths.mappings = folder.clone();
+        c.paths.mapping_examples = examples.clone();
+    });
+    // The live folder is made, with the examples' files.
+    for (name, content) in &shipped {
+        assert_eq!(&std::fs::read(folder.join(name)).unwrap(), content, "{name:?}");
+    }
+    let set = app.send(&common::delivery::Delivery::one(&format!("SEED-{}", common::delivery::new_id())).soap11());
+    assert_eq!(set.receipts[0].status.as_str(), "Accepteret");
+    drop(app);
+    // The examples are as they were shipped: nothing added, nothing changed.
+    let mut after: Vec<_> =
+        std::fs::read_dir(&examples).unwrap().map(|e| e.unwrap()).map(|e| (e.file_name(), std::fs::read(e.path()).unwrap())).collect();
+    after.sort();
+    assert_eq!(after, shipped);
+    // Out of the box the live folder is under data/, which git ignores.
+    assert_eq!(fkoeko_adapter::config::Config::default().paths.mappings, std::path::PathBuf::from("data/mappings"));
+}

@@ -120,6 +120,9 @@ impl Pipeline {
         let dir = &self.settings.mapping_dir;
         let mut folder = self.mapping_folder.lock().expect("mapping folder lock");
         let current = self.db.current_mapping()?;
+        if at_start && current.is_none() && !dir.exists() {
+            seed(dir, &self.settings.mapping_examples)?;
+        }
         let files = match mapping::read_dir(dir) {
             Ok(files) => Some(files),
             Err(e) if current.is_some() => {
@@ -211,4 +214,20 @@ impl Pipeline {
             }
         })
     }
+}
+
+/// Makes the live mapping folder from the examples, at the first start: the service writes to its folder, and
+/// the examples stay as they were shipped.
+fn seed(dir: &std::path::Path, examples: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("making the mapping folder {}", dir.display()))?;
+    let entries = std::fs::read_dir(examples).with_context(|| format!("reading the example mappings in {}", examples.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "csv") {
+            let name = path.file_name().expect("a file has a name");
+            std::fs::copy(&path, dir.join(name)).with_context(|| format!("copying {} into {}", path.display(), dir.display()))?;
+        }
+    }
+    tracing::info!(dir = %dir.display(), from = %examples.display(), "mapping folder made from the examples");
+    Ok(())
 }

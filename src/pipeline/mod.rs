@@ -110,6 +110,8 @@ pub struct Settings {
     pub schema_dir: PathBuf,
     /// The mapping folder: changes there are taken into use, and it is kept in step with the version in force.
     pub mapping_dir: PathBuf,
+    /// What the mapping folder is made from when it does not exist at the first start.
+    pub mapping_examples: PathBuf,
     pub alerts: AlertSettings,
 }
 
@@ -162,6 +164,7 @@ impl Settings {
             },
             schema_dir: config.paths.schemas.clone(),
             mapping_dir: config.paths.mappings.clone(),
+            mapping_examples: config.paths.mapping_examples.clone(),
             alerts: AlertSettings {
                 enabled: config.alerts.enabled,
                 copy_to: config.alerts.copy_to.clone(),

@@ -329,3 +329,73 @@ fn a_body_that_trickles_in_is_cut_off_by_the_minimum_rate_not_the_whole_timeout(
     // A sender at a normal rate is not affected.
     assert_eq!(app.send(&Delivery::one(&format!("RATE-{}", new_id())).soap11()).receipts[0].status.as_str(), "Accepteret");
 }
+
+/// What a hostile tester found in the first version of this intake, each now answered as the contract says.
+#[test]
+fn text_and_characters_a_hostile_tester_sent_are_refused_or_taken_as_the_contract_says() {
+    let app = TestApp::start();
+    let two =
+        || Delivery::new(vec![Bilag::balanced(&format!("H-{}", new_id()), "5.00"), Bilag::balanced(&format!("H-{}", new_id()), "6.00")]);
+    let code_of = |set: &fkoeko_adapter::domain::receipt::ReceiptSet| {
+        set.receipts.iter().flat_map(|r| r.errors.iter().map(|e| e.code.as_str().to_string())).collect::<Vec<_>>()
+    };
+    // Text between finansbilag (or after the last) is not in any item's document: refused, nothing booked.
+    for text in ["JUNK", "\u{a0}", "&#65;", "<![CDATA[x]]>"] {
+        let soap = two().soap11().replacen("</Finansbilag>\n<Finansbilag>", &format!("</Finansbilag>{text}<Finansbilag>"), 1);
+        let set = app.send(&soap);
+        assert!(set.receipts.iter().all(|r| r.status.as_str() == "Afvist"), "{text:?}: {set:?}");
+        assert_eq!(code_of(&set)[0], "FORMAT_XSD", "{text:?}");
+    }
+    // Characters XML does not allow, raw or as references, anywhere: a receipt with FORMAT_XML, not a fault.
+    for (what, soap) in [
+        ("NUL in a value", two().soap11().replacen("<Posteringstekst>Kontanthjælp", "<Posteringstekst>a\u{0}b", 1)),
+        ("U+0001 in a comment after the envelope", format!("{}<!--\u{1}-->", two().soap11())),
+        ("U+FFFF between items", two().soap11().replacen("</Finansbilag>\n<Finansbilag>", "</Finansbilag><!--\u{ffff}--><Finansbilag>", 1)),
+        ("&#1; in a value", two().soap11().replacen("<Posteringstekst>Kontanthjælp", "<Posteringstekst>a&#1;b", 1)),
+    ] {
+        let (status, text) = app.post(&soap);
+        assert_eq!(status, 200, "{what}: {text}");
+        assert_eq!(code_of(&parse_receipts(&text)), vec!["FORMAT_XML".to_string()], "{what}");
+    }
+    // Text split by comments is one text, held to the text limit in the scan; comments are limited in number.
+    let split = two().soap11().replacen("<Posteringstekst>Kontanthjælp", &format!("<Posteringstekst>{}", "a<!---->".repeat(20_000)), 1);
+    assert_eq!(code_of(&app.send(&split)), vec!["FORMAT_STOERRELSE".to_string()]);
+    let comments = two().soap11().replacen("</Postering>\n<Postering>", &format!("</Postering>{}<Postering>", " <!---->".repeat(5_000)), 1);
+    assert!(code_of(&app.send(&comments)).contains(&"FORMAT_STOERRELSE".to_string()));
+    // Whitespace is layout however long: between postings, between finansbilag and in the Body.
+    let spaces = " ".repeat(10_001);
+    let soap = two()
+        .soap11()
+        .replacen("</Postering>\n<Postering>", &format!("</Postering>{spaces}<Postering>"), 1)
+        .replacen("</Finansbilag>\n<Finansbilag>", &format!("</Finansbilag>{spaces}<Finansbilag>"), 1)
+        .replacen("<soap:Body>", &format!("<soap:Body>{spaces}"), 1);
+    let set = app.send(&soap);
+    assert!(set.receipts.iter().all(|r| r.status.as_str() == "Accepteret"), "{set:?}");
+    assert_eq!(app.count("SELECT count(*) AS n FROM erp_journal"), 2);
+}
+
+#[test]
+fn every_value_of_a_context_block_is_checked_and_long_values_do_not_swell_the_answer() {
+    let app = TestApp::start();
+    let in_body = |delivery: &Delivery, blocks: &str| delivery.soap11().replacen("<LeveranceId>", &format!("{blocks}<LeveranceId>"), 1);
+    let ns = "http://serviceplatformen.dk/xml/schemas/AuthorityContext/1/";
+    // A right MunicipalityCVR does not hide a wrong one after it.
+    let delivery = Delivery::one(&format!("TO-CVR-{}", new_id()));
+    let blocks = format!("<AuthorityContext xmlns=\"{ns}\"><MunicipalityCVR>{OUR_CVR}</MunicipalityCVR><MunicipalityCVR>12345674</MunicipalityCVR></AuthorityContext>");
+    let errors = errors_of(&app.send(&in_body(&delivery, &blocks)), &delivery.bilag[0].id);
+    assert_eq!(errors, vec![("MYNDIGHED_FORKERT".into(), Some("/ModtagFinansbilag/AuthorityContext/MunicipalityCVR".into()))]);
+    // A block without its value is an error of its own.
+    let delivery = Delivery::one(&format!("INGEN-CVR-{}", new_id()));
+    let errors = errors_of(&app.send(&in_body(&delivery, &format!("<AuthorityContext xmlns=\"{ns}\"/>"))), &delivery.bilag[0].id);
+    assert_eq!(errors, vec![("FORMAT_XSD".into(), Some("/ModtagFinansbilag/AuthorityContext".into()))]);
+    assert_eq!(app.count("SELECT count(*) AS n FROM erp_journal"), 0);
+
+    // The delivery's fields repeated in each of 100 receipts: the values libxml2 quotes are cut, so the answer
+    // stays in proportion to the call.
+    let mut many = Delivery::new((0..100).map(|i| Bilag::balanced(&format!("LANG-{i}"), "1.00")).collect());
+    many.sender = "x".repeat(9000);
+    let soap = many.soap11().replacen("<Dannet>", &format!("<Dannet>{}", "x".repeat(9000)), 1);
+    let (status, text) = app.post(&soap);
+    assert_eq!(status, 200);
+    assert!(text.len() < 4 * soap.len(), "an answer of {} bytes to a call of {}", text.len(), soap.len());
+}

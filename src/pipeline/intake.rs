@@ -22,7 +22,7 @@ use sha2::Sha256;
 use crate::domain::rejection::{cap_findings, Finding, Loc, Rejection, MAX_ERRORS_PER_ITEM};
 use crate::domain::values::mask_cpr;
 use crate::wire::WireSpec;
-use crate::xml::schema::{self, SchemaReport, Target};
+use crate::xml::schema::{self, SchemaError, SchemaReport, Target};
 use crate::xml::soap::{self, CallContext};
 use crate::xml::stream::{self, Framing, ItemSpan, Outline, ScanError, StreamLimits};
 use crate::xml::tree::{self, Element, XmlLimits};
@@ -225,8 +225,13 @@ pub fn open<S: Source + ?Sized>(source: &S, framing: Framing, reading: &Reading)
         let rejection = Rejection::Schema(format!("forventede {{{}}}{expected}, fandt {}", spec.namespace, root.name));
         findings.push(Finding::new(rejection, &root.loc(root_path)));
     } else {
-        let report =
-            schema::validate(&reading.schema, &text, frame.target(), MAX_ERRORS_PER_ITEM).map_err(|e| OpenError::Technical(e.into()))?;
+        let report = match schema::validate(&reading.schema, &text, frame.target(), MAX_ERRORS_PER_ITEM) {
+            Ok(report) => report,
+            Err(SchemaError::Parse(message)) => {
+                return Err(OpenError::Rejected(Finding::new(Rejection::NotWellFormed(message), &root.loc(root_path))))
+            }
+            Err(e) => return Err(OpenError::Technical(e.into())),
+        };
         // Issues inside the first item are found again when it is read as an item.
         let (delivery, _, unplaced) = place(&frame, root, &report);
         findings.extend(delivery);
@@ -266,7 +271,11 @@ pub fn read_item(frame: &Frame, span: &ItemSpan, bytes: &[u8], reading: &Reading
     let text = frame.with_item(text);
     // Every byte here passed the scan's guard (no DTD, entities or the like, within the limits) before libxml2
     // sees it. The tree is built after libxml2's document is freed, so the two are never in memory at once.
-    let report = schema::validate(&reading.schema, &text, frame.target(), MAX_ERRORS_PER_ITEM)?;
+    let report = match schema::validate(&reading.schema, &text, frame.target(), MAX_ERRORS_PER_ITEM) {
+        Ok(report) => report,
+        Err(SchemaError::Parse(message)) => return Ok(Err(at_item(Finding::nowhere(Rejection::NotWellFormed(message))))),
+        Err(e) => return Err(e.into()),
+    };
     let mut document = match tree::read_document(&text, reading.xml) {
         Ok(document) => document,
         Err(finding) => return Ok(Err(at_item(finding))),

@@ -557,6 +557,7 @@ impl Pipeline {
             );
         }
         let (context, caller) = (arrival.context, arrival.caller);
+        findings.extend(context.findings.iter().cloned());
         for (cvr, loc) in &context.municipality_cvr {
             if cvr != ours {
                 findings.push(Finding::new(Rejection::WrongAuthority(cvr.clone(), ours.into()), loc).with_value(cvr.clone()));

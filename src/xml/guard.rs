@@ -55,8 +55,12 @@ pub fn check_start(e: &BytesStart, ns: &ResolveResult, depth: usize, limits: &Xm
         }
         if attribute.value.contains(&b'&') {
             let value = String::from_utf8_lossy(&attribute.value);
-            if let Err(err) = quick_xml::escape::unescape(&value) {
-                return Err(Rejection::Forbidden(format!("entitet i en attribut ({err})")));
+            match quick_xml::escape::unescape(&value) {
+                Err(err) => return Err(Rejection::Forbidden(format!("entitet i en attribut ({err})"))),
+                Ok(value) if !value.chars().all(super::stream::is_xml_char) => {
+                    return Err(Rejection::NotWellFormed("en attribut har en tegnreference til et tegn, XML ikke tillader".into()))
+                }
+                Ok(_) => {}
             }
         }
     }
@@ -78,5 +82,12 @@ pub fn resolve_reference(r: &BytesRef) -> Result<char, Rejection> {
             _ => None,
         }
     };
-    resolved.ok_or_else(|| Rejection::Forbidden(format!("entitetsreference &{};", String::from_utf8_lossy(r))))
+    let resolved = resolved.ok_or_else(|| Rejection::Forbidden(format!("entitetsreference &{};", String::from_utf8_lossy(r))))?;
+    if !super::stream::is_xml_char(resolved) {
+        return Err(Rejection::NotWellFormed(format!(
+            "tegnreferencen &{}; står for et tegn, XML ikke tillader",
+            String::from_utf8_lossy(r)
+        )));
+    }
+    Ok(resolved)
 }

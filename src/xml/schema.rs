@@ -15,8 +15,23 @@ use libxml::schemas::{SchemaParserContext, SchemaValidationContext};
 pub enum SchemaError {
     #[error("schema {path} could not be loaded: {message}")]
     Load { path: String, message: String },
-    #[error("libxml2 could not parse a document the reader had accepted")]
-    Parse,
+    /// libxml2 refused a document the streaming reader had accepted: it is not one libxml2 can check, which the
+    /// sender must fix (not a failure to retry).
+    #[error("libxml2 could not parse a document the reader had accepted: {0}")]
+    Parse(String),
+}
+
+/// libxml2's last error message on this thread.
+fn last_error() -> String {
+    // SAFETY: xmlGetLastError returns null or a pointer to this thread's last error, valid until the next call
+    // into libxml2 on the thread; its message is copied at once.
+    unsafe {
+        let error = bindings::xmlGetLastError();
+        if error.is_null() || (*error).message.is_null() {
+            return "ukendt fejl".into();
+        }
+        std::ffi::CStr::from_ptr((*error).message).to_string_lossy().trim().to_string()
+    }
 }
 
 /// One schema violation as libxml2 reports it.
@@ -173,14 +188,14 @@ pub fn validate(schema: &Path, text: &str, target: Target, max: usize) -> Result
         ignore_enc: false,
         encoding: Some("UTF-8"),
     };
-    let document = Parser::default().parse_string_with_options(text, options).map_err(|_| SchemaError::Parse)?;
-    let root = document.get_root_element().ok_or(SchemaError::Parse)?.node_ptr();
+    let document = Parser::default().parse_string_with_options(text, options).map_err(|_| SchemaError::Parse(last_error()))?;
+    let root = document.get_root_element().ok_or_else(|| SchemaError::Parse("intet rodelement".into()))?.node_ptr();
     let node = match target {
         Target::Root => root,
         Target::SoapBody => element_children(root)
             .find(|n| is_element(*n, b"Body", &SOAP_NAMESPACES))
             .and_then(|body| element_children(body).next())
-            .ok_or(SchemaError::Parse)?,
+            .ok_or_else(|| SchemaError::Parse("ingen SOAP-Body med et element".into()))?,
     };
     VALIDATORS.with(|cell| {
         let mut validators = cell.borrow_mut();
@@ -236,12 +251,44 @@ fn tidy(message: &str) -> String {
         }
     }
     out.push_str(rest);
-    out.trim_end_matches('.').to_string()
+    shorten_quoted(out.trim_end_matches('.'))
+}
+
+/// The longest a value quoted in a message may be: libxml2 quotes a wrong value whole, and a receipt repeats the
+/// delivery's errors for every item, so a long value would make the answer many times the size of the call.
+const MAX_QUOTED: usize = 100;
+
+/// Cuts every '…'-quoted part of a message longer than `MAX_QUOTED` characters.
+fn shorten_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(1024));
+    let mut parts = message.split('\'');
+    out.push_str(parts.next().unwrap_or_default());
+    for (n, part) in parts.enumerate() {
+        out.push('\'');
+        // Odd parts (the first after a quote) are inside quotes.
+        if n % 2 == 0 && part.chars().count() > MAX_QUOTED {
+            out.extend(part.chars().take(MAX_QUOTED));
+            out.push('…');
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_quoted_values_are_cut() {
+        let long = "x".repeat(9000);
+        let m = format!("Element '{{urn:a:b}}Dannet': '{long}' is not a valid value of the atomic type 'xs:dateTime'.");
+        let tidied = tidy(&m);
+        assert!(tidied.len() < 250, "{tidied}");
+        assert!(tidied.starts_with("Element 'Dannet': 'xxxx"), "{tidied}");
+        assert!(tidied.ends_with("…' is not a valid value of the atomic type 'xs:dateTime'"), "{tidied}");
+    }
 
     #[test]
     fn names_and_messages() {

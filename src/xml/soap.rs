@@ -1,7 +1,7 @@
 //! SOAP 1.1 and 1.2 envelopes: finding the body, reading Serviceplatformen's context header blocks, and
 //! writing answers and faults.
 
-use crate::domain::rejection::Loc;
+use crate::domain::rejection::{Finding, Loc, Rejection};
 use crate::xml::tree::Element;
 
 const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -49,6 +49,19 @@ pub struct CallContext {
     pub municipality_cvr: Vec<(String, Loc)>,
     pub user_system: Vec<(String, Loc)>,
     pub transaction: Option<String>,
+    /// Blocks without the value they exist to carry.
+    pub findings: Vec<Finding>,
+}
+
+/// Every element named `name` under `element` (at any depth), with its path.
+fn all_named<'a>(element: &'a Element, path: &str, name: &str, out: &mut Vec<(String, &'a Element)>) {
+    for child in &element.children {
+        let child_path = format!("{path}/{}", child.name);
+        if &*child.name == name {
+            out.push((child_path.clone(), child));
+        }
+        all_named(child, &child_path, name, out);
+    }
 }
 
 /// The one element inside the SOAP Body of an envelope the streaming scan has accepted.
@@ -71,15 +84,28 @@ pub fn read_context(envelope: &Element, request: &Element) -> CallContext {
         header.into_iter().flat_map(|h| h.children.iter().map(move |b| (format!("/{}/{}/{}", envelope.name, h.name, b.name), b)));
     let in_body = request.children.iter().map(|b| (format!("/{}/{}", request.name, b.name), b));
     for (path, block) in in_header.chain(in_body) {
-        let value = |name: &str| block.child(name).map(|c| (c.text().to_string(), c.loc(format!("{path}/{name}"))));
-        match (block.ns(), &*block.name) {
-            (Some(AUTHORITY_CONTEXT_NS), "AuthorityContext") => context.municipality_cvr.extend(value("MunicipalityCVR")),
-            (Some(INVOCATION_CONTEXT_NS), "InvocationContext") => context.user_system.extend(value("UserSystemUUID")),
+        // Every value a block holds is taken (and checked), wherever in it: a second, other value is not hidden
+        // behind the first.
+        let values = |name: &str| {
+            let mut found = Vec::new();
+            all_named(block, &path, name, &mut found);
+            found.into_iter().map(|(path, e)| (e.text().to_string(), e.loc(path))).collect::<Vec<_>>()
+        };
+        let (target, name) = match (block.ns(), &*block.name) {
+            (Some(AUTHORITY_CONTEXT_NS), "AuthorityContext") => (&mut context.municipality_cvr, "MunicipalityCVR"),
+            (Some(INVOCATION_CONTEXT_NS), "InvocationContext") => (&mut context.user_system, "UserSystemUUID"),
             (Some(REQUEST_HEADER_NS), "RequestHeader") => {
-                context.transaction = context.transaction.take().or(value("TransactionUUID").map(|(v, _)| v))
+                context.transaction = context.transaction.take().or(values("TransactionUUID").into_iter().next().map(|(v, _)| v));
+                continue;
             }
-            _ => {}
+            _ => continue,
+        };
+        let found = values(name);
+        if found.is_empty() {
+            let rejection = Rejection::Schema(format!("{} uden {name}", block.name));
+            context.findings.push(Finding::new(rejection, &block.loc(path.clone())));
         }
+        target.extend(found);
     }
     context
 }

@@ -104,6 +104,20 @@ struct Counting<R> {
     continuations: u64,
     event_start: Rc<Cell<u64>>,
     budget: u64,
+    /// The last two bytes seen, to find U+FFFE and U+FFFF (EF BF BE, EF BF BF) across buffer boundaries.
+    last: [u8; 2],
+    /// The first character XML does not allow, with its line and column: every byte of the document passes here.
+    forbidden: Option<(u32, u32, u32)>,
+}
+
+/// Whitespace as XML means it (not Unicode's: a no-break space is text).
+pub fn is_xml_whitespace(text: &[u8]) -> bool {
+    text.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+/// Whether XML 1.0 allows the character in a document (its `Char` production).
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c as u32, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF)
 }
 
 impl<R: BufRead> Read for Counting<R> {
@@ -134,6 +148,15 @@ impl<R: BufRead> BufRead for Counting<R> {
                 } else if b & 0xC0 == 0x80 {
                     self.continuations += 1;
                 }
+                let control = b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
+                let non_character = self.last == [0xEF, 0xBF] && (b == 0xBE || b == 0xBF);
+                if (control || non_character) && self.forbidden.is_none() {
+                    let at = self.consumed + i as u64;
+                    let col = (at - self.line_start).saturating_sub(self.continuations) + 1;
+                    let code = if control { b as u32 } else { 0xFF00 | b as u32 };
+                    self.forbidden = Some((self.lines + 1, col as u32, code));
+                }
+                self.last = [self.last[1], b];
             }
         }
         self.consumed += n as u64;
@@ -154,6 +177,23 @@ impl std::error::Error for TooLong {}
 
 fn reject(rejection: Rejection, line: u32, col: u32) -> Finding {
     Finding { rejection, loc: Some(Loc { path: String::new(), line: Some(line), col: Some(col) }), value: None }
+}
+
+/// Comments and CDATA sections allowed in the delivery's own part, and in each item: more is not a real
+/// delivery, and each costs libxml2 a node (and joining the text they split).
+const MAX_SECTIONS: usize = 1000;
+
+/// Text directly in the delivery root after its first item: no one-item document holds it, so it is refused here
+/// (the root's content is elements only).
+fn text_between_items(
+    outline: &Option<Outline>,
+    root_done: bool,
+    depth: usize,
+    root_depth: usize,
+    current: &Option<(ItemSpan, usize)>,
+) -> Option<Rejection> {
+    let between = outline.as_ref().is_some_and(|o| o.items > 0) && !root_done && depth == root_depth + 1 && current.is_none();
+    between.then(|| Rejection::Schema("der står tekst mellem elementerne; kun elementer må følge efter det første".into()))
 }
 
 /// Streams the document from `source`, calling `on_item` for every item in order. The items are direct
@@ -177,8 +217,17 @@ pub fn scan<R: BufRead, E>(
     let mut root_done = false;
     let event_start = Rc::new(Cell::new(0));
     let budget = limits.max_item_bytes.max(limits.max_prefix_bytes).max(limits.xml.max_text_len as u64 * 4 + 4096);
-    let counting =
-        Counting { inner: source, consumed: 0, lines: 0, line_start: 0, continuations: 0, event_start: event_start.clone(), budget };
+    let counting = Counting {
+        inner: source,
+        consumed: 0,
+        lines: 0,
+        line_start: 0,
+        continuations: 0,
+        event_start: event_start.clone(),
+        budget,
+        last: [0; 2],
+        forbidden: None,
+    };
     let mut reader = NsReader::from_reader(counting);
     reader.config_mut().trim_text(false);
     let mut buf = Vec::new();
@@ -187,6 +236,12 @@ pub fn scan<R: BufRead, E>(
     let mut seen_bom = false;
     // The item being read: its span so far, and the number of elements in it.
     let mut current: Option<(ItemSpan, usize)> = None;
+    // The text since the last tag (split by comments or references it is still one text): its length, and
+    // whether it is more than the whitespace between elements.
+    let mut run = (0usize, false);
+    // Comments and CDATA sections in the part of the document libxml2 reads next (the prefix, or the item):
+    // libxml2 makes a node of each, and joins split text again at a cost that grows with their number.
+    let mut sections = 0usize;
     // Text at depth 0 after the root is closed, or a second root: the reader refuses those itself.
     loop {
         let start = reader.buffer_position();
@@ -239,9 +294,18 @@ pub fn scan<R: BufRead, E>(
             _ => 0,
         };
         let (line, col) = here(&reader, own_continuations);
+        if let Some((bad_line, bad_col, code)) = reader.get_ref().forbidden {
+            let shown = if code > 0xFF00 { format!("U+FF{:02X}", code & 0xFF) } else { format!("U+{code:04X}") };
+            return Err(ScanError::Rejected(reject(
+                Rejection::NotWellFormed(format!("tegnet {shown} er ikke tilladt i XML")),
+                bad_line,
+                bad_col,
+            )));
+        }
         let fail = |rejection| Err(ScanError::Rejected(reject(rejection, line, col)));
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
+                run = (0, false);
                 let empty = matches!(event, Event::Empty(_));
                 // The start tag is consumed already: its own line breaks are not before it.
                 let tag_lines = e.iter().filter(|&&b| b == b'\n').count() as u32;
@@ -317,6 +381,7 @@ pub fn scan<R: BufRead, E>(
                             (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start, line, col);
                         }
                         o.items += 1;
+                        sections = 0;
                         let end = reader.buffer_position();
                         let span = ItemSpan { index: o.items, start, end, start_tag_end: end, line, col };
                         if empty {
@@ -351,6 +416,7 @@ pub fn scan<R: BufRead, E>(
                 }
             }
             Event::End(_) => {
+                run = (0, false);
                 depth -= 1;
                 if framing == Framing::Soap && depth == 1 && soap.is_some_and(|(_, part)| part == SoapPart::Body) {
                     if outline.is_none() {
@@ -394,34 +460,62 @@ pub fn scan<R: BufRead, E>(
                 };
                 let text = if !seen_bom && outline.is_none() { text.trim_start_matches('\u{feff}') } else { text };
                 seen_bom = true;
-                if t.len() > limits.xml.max_text_len {
-                    return fail(Rejection::TooLarge(format!("en tekst er længere end {} tegn", limits.xml.max_text_len)));
-                }
-                if depth == 0 && !text.trim().is_empty() {
+                let layout = is_xml_whitespace(text.as_bytes());
+                if depth == 0 && !layout {
                     return fail(Rejection::NotWellFormed("tekst uden for rodelementet".into()));
                 }
-                if depth <= root_depth
-                    && (outline.is_none() || root_done)
-                    && !text.trim().is_empty()
-                    && soap.is_some_and(|(_, p)| p != SoapPart::Header)
-                {
+                if depth <= root_depth && (outline.is_none() || root_done) && !layout && soap.is_some_and(|(_, p)| p != SoapPart::Header) {
                     return fail(Rejection::Schema("tekst i SOAP-Envelope uden for Body's element".into()));
+                }
+                if !layout {
+                    if let Some(rejection) = text_between_items(&outline, root_done, depth, root_depth, &current) {
+                        return fail(rejection);
+                    }
+                }
+                run = (run.0 + t.len(), run.1 || !layout);
+                if run.1 && run.0 > limits.xml.max_text_len {
+                    return fail(Rejection::TooLarge(format!("en tekst er længere end {} tegn", limits.xml.max_text_len)));
                 }
             }
             Event::CData(ref t) => {
                 if std::str::from_utf8(t.as_ref()).is_err() {
                     return fail(Rejection::Encoding("ugyldig UTF-8 i CDATA".into()));
                 }
-                if t.len() > limits.xml.max_text_len {
+                if let Some(rejection) = text_between_items(&outline, root_done, depth, root_depth, &current) {
+                    return fail(rejection);
+                }
+                run = (run.0 + t.len(), true);
+                if run.0 > limits.xml.max_text_len {
+                    return fail(Rejection::TooLarge(format!("en tekst er længere end {} tegn", limits.xml.max_text_len)));
+                }
+                sections += 1;
+                if sections > MAX_SECTIONS {
+                    return fail(Rejection::TooLarge(format!("mere end {MAX_SECTIONS} kommentarer og CDATA-afsnit i ét {item}")));
+                }
+            }
+            Event::GeneralRef(_) => {
+                if let Err(rejection) = checked {
+                    return fail(rejection);
+                }
+                if let Some(rejection) = text_between_items(&outline, root_done, depth, root_depth, &current) {
+                    return fail(rejection);
+                }
+                run = (run.0 + 1, true);
+                if run.0 > limits.xml.max_text_len {
                     return fail(Rejection::TooLarge(format!("en tekst er længere end {} tegn", limits.xml.max_text_len)));
                 }
             }
-            Event::Decl(_) | Event::DocType(_) | Event::PI(_) | Event::GeneralRef(_) => {
+            Event::Decl(_) | Event::DocType(_) | Event::PI(_) => {
                 if let Err(rejection) = checked {
                     return fail(rejection);
                 }
             }
-            Event::Comment(_) => {}
+            Event::Comment(_) => {
+                sections += 1;
+                if sections > MAX_SECTIONS {
+                    return fail(Rejection::TooLarge(format!("mere end {MAX_SECTIONS} kommentarer og CDATA-afsnit i ét {item}")));
+                }
+            }
             Event::Eof => break,
         }
     }

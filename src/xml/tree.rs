@@ -289,7 +289,7 @@ fn attach(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
     match stack.last_mut() {
         Some(parent) => {
             // Whitespace before a child is layout, not text: an indented element holds no text of its own.
-            if parent.children.is_empty() && parent.text.bytes().all(|b| b.is_ascii_whitespace()) {
+            if parent.children.is_empty() && super::stream::is_xml_whitespace(parent.text.as_bytes()) {
                 parent.text.clear();
             }
             parent.children.push(element);
@@ -305,10 +305,13 @@ fn attach(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
 /// and is not kept, so the text limit applies to real text however a document is indented.
 fn push_text(stack: &mut [Element], text: &str, limits: &XmlLimits, line: u32, col: u32) -> Result<(), Finding> {
     if let Some(current) = stack.last_mut() {
-        if !current.children.is_empty() && text.bytes().all(|b| b.is_ascii_whitespace()) {
+        let layout = super::stream::is_xml_whitespace(text.as_bytes());
+        if !current.children.is_empty() && layout {
             return Ok(());
         }
-        if current.text.len() + text.len() > limits.max_text_len {
+        // Whitespace before a first child is layout too (dropped when the child comes): only real text counts.
+        let only_layout = layout && super::stream::is_xml_whitespace(current.text.as_bytes());
+        if !only_layout && current.text.len() + text.len() > limits.max_text_len {
             return Err(rejected(Rejection::TooLarge(format!("en tekst er længere end {} tegn", limits.max_text_len)), line, col));
         }
         current.text.push_str(text);

@@ -6,22 +6,20 @@
 //! Memory: the scan holds one XML event, the workers one item each, and the writer one chunk of plans; none
 //! of it grows with the file.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::intake::{self, Frame, OpenError, Source};
-use super::{reject_items, Arrival, ItemContext, Pipeline, TechnicalError, Transport};
+use super::intake::{self, OpenError};
+use super::{reject_items, Arrival, ItemContext, Items, Pipeline, Sink, TechnicalError, Transport};
 use crate::domain::rejection::Finding;
 use crate::domain::sortiment::{Integration, Sortiment};
 use crate::storage::batch::{BatchFile, Lease, Target};
 use crate::storage::booking::{DeliveryRecord, ItemPlan};
-use crate::wire::WireSpec;
 use crate::xml::soap::CallContext;
-use crate::xml::stream::{self, Framing, ItemSpan, ScanError};
+use crate::xml::stream::Framing;
 
 /// A claimed batch file, ready to be processed.
 pub struct MasseFile<'a> {
@@ -70,6 +68,18 @@ struct Booker<'a> {
     last_log: Instant,
 }
 
+impl Sink for Booker<'_> {
+    /// The next item in file order; the chunk is committed when it is full or has waited long enough.
+    fn add(&mut self, plan: ItemPlan, postings: usize) -> Result<(), TechnicalError> {
+        self.chunk.push(plan);
+        self.chunk_postings += postings;
+        if self.chunk.len() >= CHUNK_ITEMS || self.chunk_postings >= CHUNK_POSTINGS || self.last_commit.elapsed() >= CHUNK_INTERVAL {
+            self.commit()?;
+        }
+        Ok(())
+    }
+}
+
 impl<'a> Booker<'a> {
     fn new(
         pipeline: &'a Pipeline,
@@ -96,16 +106,6 @@ impl<'a> Booker<'a> {
             last_commit: now,
             last_log: now,
         }
-    }
-
-    /// The next item in file order; the chunk is committed when it is full or has waited long enough.
-    fn add(&mut self, plan: ItemPlan, postings: usize) -> Result<(), TechnicalError> {
-        self.chunk.push(plan);
-        self.chunk_postings += postings;
-        if self.chunk.len() >= CHUNK_ITEMS || self.chunk_postings >= CHUNK_POSTINGS || self.last_commit.elapsed() >= CHUNK_INTERVAL {
-            self.commit()?;
-        }
-        Ok(())
     }
 
     fn commit(&mut self) -> Result<(), TechnicalError> {
@@ -164,7 +164,18 @@ impl Pipeline {
         if done > 0 {
             info!(done, total = opened.frame.outline.items, "resuming a batch file after the last committed chunk");
         }
-        self.stream_items(file, &opened.frame, &handle, &record, &target, &decided.findings, &context, done, progress)?;
+        let items = Items {
+            source: &handle,
+            framing: Framing::Document,
+            integration: file.integration,
+            frame: &opened.frame,
+            findings: &decided.findings,
+            context: &context,
+        };
+        let total = opened.frame.outline.items;
+        let mut booker = Booker::new(self, file, &record, &target, progress, done, total);
+        self.decide_items(&items, done, None, &mut booker)?;
+        booker.commit()?;
 
         let finished = self.finish_file(file, &mut record, &target, &decided.sortiment)?;
         if finished.rejected_count > 0 {
@@ -200,92 +211,5 @@ impl Pipeline {
         let (accepted, rejected) = (finished.accepted_count as usize, finished.rejected_count as usize);
         self.metrics.delivery(file.integration, record.transport, accepted, rejected, record.arrived.elapsed());
         Ok(finished)
-    }
-
-    /// The second pass: items are read in order by one thread, planned in parallel by workers, and booked in
-    /// file order by this thread, a chunk per transaction. Items up to `done` were booked by an earlier run.
-    #[allow(clippy::too_many_arguments)]
-    fn stream_items(
-        &self,
-        file: &MasseFile,
-        frame: &Frame,
-        handle: &File,
-        record: &DeliveryRecord,
-        target: &Target,
-        delivery_findings: &[Finding],
-        context: &ItemContext,
-        done: usize,
-        progress: &(dyn Fn(Progress) + Sync),
-    ) -> Result<(), TechnicalError> {
-        let spec = WireSpec::of(file.integration);
-        let workers = self.settings.batch_workers.max(1);
-        let (item_tx, item_rx) = crossbeam_channel::bounded::<(ItemSpan, Vec<u8>)>(workers * 4);
-        let (plan_tx, plan_rx) = crossbeam_channel::bounded::<Result<(usize, ItemPlan, usize), TechnicalError>>(workers * 4);
-        let total = frame.outline.items;
-        std::thread::scope(|scope| -> Result<(), TechnicalError> {
-            let limits = self.reading(file.integration).stream;
-            let reader = scope.spawn(move || -> Result<(), TechnicalError> {
-                let sent = stream::scan(handle.reader()?, Framing::Document, spec.namespace, spec.item, &limits, |span| {
-                    if span.index <= done {
-                        return Ok(());
-                    }
-                    let bytes = stream::read_range(handle, span.start, span.end).map_err(Some)?;
-                    // The workers are gone when the booking stopped: then stop reading.
-                    item_tx.send((span, bytes)).map_err(|_| None)
-                });
-                match sent {
-                    Ok(_) | Err(ScanError::Stopped(None)) => Ok(()),
-                    Err(ScanError::Stopped(Some(e))) | Err(ScanError::Io(e)) => Err(e.into()),
-                    // The first scan accepted the file: it changed under us.
-                    Err(ScanError::Rejected(f)) => {
-                        Err(std::io::Error::other(format!("the file changed while it was processed: {}", f.rejection)).into())
-                    }
-                }
-            });
-            for _ in 0..workers {
-                let (item_rx, plan_tx) = (item_rx.clone(), plan_tx.clone());
-                scope.spawn(move || {
-                    for (span, bytes) in item_rx {
-                        let planned = self.plan_framed_item(file.integration, frame, &span, &bytes, delivery_findings, context, None);
-                        let planned = planned.map(|(plan, postings)| (span.index, plan, postings));
-                        let failed = planned.is_err();
-                        if plan_tx.send(planned).is_err() || failed {
-                            break;
-                        }
-                    }
-                });
-            }
-            drop((item_rx, plan_tx));
-
-            // Plans come back out of order; they are booked in file order (a BilagId repeated in the file, a
-            // claim naming one before it).
-            let mut waiting: BTreeMap<usize, (ItemPlan, usize)> = BTreeMap::new();
-            let mut next = done + 1;
-            let mut booker = Booker::new(self, file, record, target, progress, done, total);
-            let booked = (|| -> Result<(), TechnicalError> {
-                for planned in &plan_rx {
-                    let (index, plan, postings) = planned?;
-                    waiting.insert(index, (plan, postings));
-                    while let Some((plan, postings)) = waiting.remove(&next) {
-                        booker.add(plan, postings)?;
-                        next += 1;
-                    }
-                }
-                booker.commit()
-            })();
-            // Stop the reader and the workers if booking failed, then report the first failure.
-            drop(plan_rx);
-            let read = reader.join().expect("the reader thread does not panic");
-            booked?;
-            read?;
-            if booker.committed != total {
-                let committed = booker.committed;
-                return Err(std::io::Error::other(format!(
-                    "{committed} of {total} items were processed; the file changed while it was processed"
-                ))
-                .into());
-            }
-            Ok(())
-        })
     }
 }

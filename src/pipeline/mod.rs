@@ -1,6 +1,7 @@
 //! The one pipeline every delivery goes through, whatever its transport:
 //! receive → validate (XML, schema, rules) → check sortiment → map → book → receipt.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -311,21 +312,8 @@ impl Pipeline {
         let mut digest = Sha256::new();
         opened.start_digest(&mut digest);
         let mut plans = Vec::with_capacity(opened.frame.outline.items);
-        let scanned = stream::scan(source.reader()?, framing, reading.spec.namespace, reading.spec.item, &reading.stream, |span| {
-            let bytes = source.range(span.start, span.end)?;
-            let (plan, _) =
-                self.plan_framed_item(integration, &opened.frame, &span, &bytes, &decided.findings, &context, Some(&mut digest))?;
-            plans.push(plan);
-            Ok::<_, TechnicalError>(())
-        });
-        match scanned {
-            Ok(_) => {}
-            Err(ScanError::Stopped(e)) => return Err(e),
-            Err(ScanError::Io(e)) => return Err(e.into()),
-            Err(ScanError::Rejected(f)) => {
-                return Err(std::io::Error::other(format!("the delivery read differently the second time: {}", f.rejection)).into())
-            }
-        }
+        let items = Items { source, framing, integration, frame: &opened.frame, findings: &decided.findings, context: &context };
+        self.decide_items(&items, 0, Some(&mut digest), &mut plans)?;
         Element::feed_close(&mut digest);
         record.request_hash = hex::encode(digest.finalize());
         if plans.is_empty() {
@@ -364,6 +352,112 @@ impl Pipeline {
         let mappings = self.mappings()?;
         record.mapping_version = Some(mappings.version.clone());
         Ok(DeliveryDecision { sortiment, sender, today, mappings, findings })
+    }
+
+    /// Decides every item after the first `skip` in delivery order and hands each to `sink`: the one loop both
+    /// transports use. With `digest` (a straks call) the items are read one after the other and fed into it;
+    /// without it (a batch file) one thread reads and `settings.batch_workers` decide them, and they are handed
+    /// over in order. Returns how many items the delivery holds.
+    fn decide_items<S: Source + ?Sized>(
+        &self,
+        items: &Items<'_, S>,
+        skip: usize,
+        digest: Option<&mut Sha256>,
+        sink: &mut dyn Sink,
+    ) -> Result<usize, TechnicalError> {
+        let reading = self.reading(items.integration);
+        let (spec, limits) = (reading.spec, &reading.stream);
+        let changed = |f: Finding| -> TechnicalError {
+            // The first scan accepted the delivery: it changed under us.
+            std::io::Error::other(format!("the delivery read differently the second time: {}", f.rejection)).into()
+        };
+        if let Some(digest) = digest {
+            let mut count = 0;
+            let scanned = stream::scan(items.source.reader()?, items.framing, spec.namespace, spec.item, limits, |span| {
+                count = span.index;
+                let bytes = items.source.range(span.start, span.end)?;
+                let (plan, postings) = self.plan_framed_item(
+                    items.integration,
+                    items.frame,
+                    &span,
+                    &bytes,
+                    items.findings,
+                    items.context,
+                    Some(&mut *digest),
+                )?;
+                sink.add(plan, postings)
+            });
+            return match scanned {
+                Ok(_) => Ok(count),
+                Err(ScanError::Stopped(e)) => Err(e),
+                Err(ScanError::Io(e)) => Err(e.into()),
+                Err(ScanError::Rejected(f)) => Err(changed(f)),
+            };
+        }
+        let workers = self.settings.batch_workers.max(1);
+        let (item_tx, item_rx) = crossbeam_channel::bounded::<(ItemSpan, Vec<u8>)>(workers * 4);
+        let (plan_tx, plan_rx) = crossbeam_channel::bounded::<Result<(usize, ItemPlan, usize), TechnicalError>>(workers * 4);
+        std::thread::scope(|scope| -> Result<usize, TechnicalError> {
+            let reader = scope.spawn(move || -> Result<usize, TechnicalError> {
+                let sent = stream::scan(items.source.reader()?, items.framing, spec.namespace, spec.item, limits, |span| {
+                    if span.index <= skip {
+                        return Ok(());
+                    }
+                    let bytes = items.source.range(span.start, span.end).map_err(Some)?.into_owned();
+                    // The workers are gone when the sink stopped: then stop reading.
+                    item_tx.send((span, bytes)).map_err(|_| None)
+                });
+                match sent {
+                    Ok(outline) => Ok(outline.items),
+                    Err(ScanError::Stopped(None)) => Ok(0),
+                    Err(ScanError::Stopped(Some(e))) | Err(ScanError::Io(e)) => Err(e.into()),
+                    Err(ScanError::Rejected(f)) => Err(changed(f)),
+                }
+            });
+            for _ in 0..workers {
+                let (item_rx, plan_tx) = (item_rx.clone(), plan_tx.clone());
+                scope.spawn(move || {
+                    for (span, bytes) in item_rx {
+                        let planned =
+                            self.plan_framed_item(items.integration, items.frame, &span, &bytes, items.findings, items.context, None);
+                        let planned = planned.map(|(plan, postings)| (span.index, plan, postings));
+                        let failed = planned.is_err();
+                        if plan_tx.send(planned).is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop((item_rx, plan_tx));
+            // Plans come back out of order; they are handed over in delivery order (a BilagId repeated in the
+            // delivery, a claim naming one before it).
+            let mut waiting: BTreeMap<usize, (ItemPlan, usize)> = BTreeMap::new();
+            let mut next = skip + 1;
+            let handed = (|| -> Result<(), TechnicalError> {
+                for planned in &plan_rx {
+                    let (index, plan, postings) = planned?;
+                    waiting.insert(index, (plan, postings));
+                    while let Some((plan, postings)) = waiting.remove(&next) {
+                        sink.add(plan, postings)?;
+                        next += 1;
+                    }
+                }
+                Ok(())
+            })();
+            // Stop the reader and the workers if the sink failed, then report the first failure.
+            drop(plan_rx);
+            let read = reader.join().expect("the reader thread does not panic");
+            handed?;
+            let total = read?;
+            if next - 1 != total {
+                return Err(std::io::Error::other(format!(
+                    "{} of {total} items were decided; the delivery changed while it was read",
+                    next - 1
+                ))
+                .into());
+            }
+            Ok(total)
+        })
     }
 
     /// One item, the same for both transports: read as a one-item document, checked, mapped and planned. Feeds
@@ -659,6 +753,31 @@ struct Arrival<'a> {
     context: &'a CallContext,
     caller: Option<&'a CallerCertificate>,
     metadata_sender: Option<String>,
+}
+
+/// Where decided items go, one at a time in delivery order: a straks call's plans for its one transaction, a
+/// batch file's chunks.
+pub(crate) trait Sink {
+    fn add(&mut self, plan: ItemPlan, postings: usize) -> Result<(), TechnicalError>;
+}
+
+/// A straks call's items: all of them, written in one transaction when the last is decided.
+impl Sink for Vec<ItemPlan> {
+    fn add(&mut self, plan: ItemPlan, _postings: usize) -> Result<(), TechnicalError> {
+        self.push(plan);
+        Ok(())
+    }
+}
+
+/// The items of one opened delivery, and what each is decided with.
+struct Items<'a, S: ?Sized> {
+    source: &'a S,
+    framing: Framing,
+    integration: Integration,
+    frame: &'a intake::Frame,
+    /// What rejects every item (the delivery's fields, its sender, ...).
+    findings: &'a [Finding],
+    context: &'a ItemContext<'a>,
 }
 
 /// The delivery-level decision every item is decided with.

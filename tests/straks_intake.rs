@@ -399,3 +399,21 @@ fn every_value_of_a_context_block_is_checked_and_long_values_do_not_swell_the_an
     assert_eq!(status, 200);
     assert!(text.len() < 4 * soap.len(), "an answer of {} bytes to a call of {}", text.len(), soap.len());
 }
+
+#[test]
+fn a_call_far_over_the_item_limit_is_answered_as_a_whole_without_reading_its_items() {
+    let app = TestApp::start();
+    let soap = Delivery::one("MANGE").soap11();
+    let start = soap.find("<Finansbilag>").unwrap();
+    let end = soap.rfind("</Finansbilag>").unwrap() + "</Finansbilag>".len();
+    // 200,000 finansbilag in 2.8 MB: far over the 100 a call may hold.
+    let soap = format!("{}{}{}", &soap[..start], "<Finansbilag/>".repeat(200_000), &soap[end..]);
+    let (status, text) = app.post(&soap);
+    assert_eq!(status, 200);
+    assert!(text.len() < 10_000, "an answer of {} bytes", text.len());
+    let set = parse_receipts(&text);
+    assert_eq!(set.receipts.len(), 1, "{set:?}");
+    assert_eq!(set.receipts[0].reference, "LEVERANCE");
+    assert_eq!(set.receipts[0].errors[0].code.as_str(), "FORMAT_STOERRELSE");
+    assert!(set.receipts[0].errors[0].text.contains("200000 Finansbilag i ét kald"), "{}", set.receipts[0].errors[0].text);
+}

@@ -297,7 +297,15 @@ impl Pipeline {
             let spec = WireSpec::of(integration);
             let rejection =
                 Rejection::TooLarge(format!("{} {} i ét kald; højst {max_items} er tilladt", opened.frame.outline.items, spec.item));
-            findings.push(Finding::new(rejection, &opened.root.loc(opened.root_path())));
+            let finding = Finding::new(rejection, &opened.root.loc(opened.root_path()));
+            // Far over the limit, the call is answered as a whole, without reading its items: a receipt for each
+            // of a million tiny items would make the answer many times the size of the call.
+            if opened.frame.outline.items > FAR_OVER * max_items {
+                record.name_from(&opened.root, &opened.root_path());
+                record.request_hash = raw_digest();
+                return self.finish(record, reject_items(&[], &[finding], Vec::new()), version, None, mode);
+            }
+            findings.push(finding);
         }
         let arrival = Arrival { context: &opened.context, caller, metadata_sender: None };
         let decided = self.decide_delivery(&opened, findings, &arrival, integration, &mut record)?;
@@ -742,6 +750,10 @@ impl Pipeline {
         Ok(Processed { receipts, soap_version })
     }
 }
+
+/// A straks call with more than this many times the items allowed gets one receipt for the whole call; up to it,
+/// each item gets its own (so a sender can match each of them by its id).
+const FAR_OVER: usize = 10;
 
 /// The largest the part of a delivery before its first item may be: its own fields, and in a straks call the
 /// SOAP envelope's start and header.

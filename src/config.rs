@@ -148,8 +148,9 @@ pub struct ServerConfig {
     /// Time to receive a request's head, and then its whole body.
     pub request_head_timeout_secs: u64,
     pub request_body_timeout_secs: u64,
-    /// The slowest a body may arrive, on average, once `body_grace_secs` have passed (408 below it): a sender
-    /// that trickles its body cannot hold a call slot for long.
+    /// The slowest a body may arrive, on average, once `body_grace_secs` have passed (408 below it), and no pause
+    /// longer than five times `body_grace_secs`: a sender that trickles or stalls its body cannot hold a call slot
+    /// or its part of the memory budget for long.
     pub min_body_bytes_per_sec: u64,
     pub body_grace_secs: u64,
     /// Request bodies held in memory at once, in bytes, across all calls: a call that would go over it is

@@ -417,3 +417,21 @@ fn a_call_far_over_the_item_limit_is_answered_as_a_whole_without_reading_its_ite
     assert_eq!(set.receipts[0].errors[0].code.as_str(), "FORMAT_STOERRELSE");
     assert!(set.receipts[0].errors[0].text.contains("200000 Finansbilag i ét kald"), "{}", set.receipts[0].errors[0].text);
 }
+
+#[test]
+fn a_body_sent_fast_and_then_stalled_is_cut_off_by_its_pause() {
+    // The average rule alone would let 100 KB sent at once stall for about 100 s at 1000 bytes a second.
+    let app = TestApp::start_with(|c| {
+        c.server.request_body_timeout_secs = 600;
+        c.server.body_grace_secs = 1;
+        c.server.min_body_bytes_per_sec = 1000;
+    });
+    let mut stalled = TcpStream::connect(app.server.as_ref().unwrap().addr).unwrap();
+    write!(stalled, "POST /sf1590a HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: 200000\r\n\r\n").unwrap();
+    stalled.write_all(&vec![b' '; 100_000]).unwrap();
+    // A pause of five times the grace (5 s) ends it; the read waits far less than the average rule would allow.
+    stalled.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+    let mut answer = String::new();
+    let _ = stalled.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}

@@ -285,10 +285,15 @@ async fn read_body(req: &HttpRequest, payload: &mut web::Payload, state: &State)
         return Ok(Body::TooLarge);
     }
     let started = actix_web::rt::time::Instant::now();
+    // No pause in a body may be longer than this: a sender that sends much at once and then stalls would otherwise
+    // keep its place in the memory budget for as long as its average allows.
+    let longest_pause = state.body_grace.max(Duration::from_secs(1)) * 5;
+    let mut last_progress = started;
     let mut body = web::BytesMut::with_capacity(declared_length(req).unwrap_or(0) as usize);
     loop {
         let due = state.body_grace + Duration::from_secs_f64((body.len() as f64 + 1.0) / state.min_body_rate as f64);
-        let left = (started + due.min(state.body_timeout)).saturating_duration_since(actix_web::rt::time::Instant::now());
+        let deadline = (started + due.min(state.body_timeout)).min(last_progress + longest_pause);
+        let left = deadline.saturating_duration_since(actix_web::rt::time::Instant::now());
         let chunk = match actix_web::rt::time::timeout(left, payload.next()).await {
             Ok(Some(chunk)) => chunk?,
             Ok(None) => return Ok(Body::Read(body)),
@@ -298,6 +303,7 @@ async fn read_body(req: &HttpRequest, payload: &mut web::Payload, state: &State)
             return Ok(Body::TooLarge);
         }
         body.extend_from_slice(&chunk);
+        last_progress = actix_web::rt::time::Instant::now();
     }
 }
 

@@ -394,7 +394,10 @@ pub fn scan<R: BufRead, E>(
                     (d, Some(o), None) if d == root_depth + 1 && in_root => {
                         if o.items > 0 {
                             let local = String::from_utf8_lossy(local.as_ref());
-                            return fail(Rejection::Schema(format!("elementet '{local}' står efter første {item}; kun {item} må følge")));
+                            let other = if local == item { format!(" i et andet navnerum end {namespace}") } else { String::new() };
+                            return fail(Rejection::Schema(format!(
+                                "elementet '{local}'{other} står efter første {item}; kun {item} må følge"
+                            )));
                         }
                         if start > limits.max_prefix_bytes {
                             return fail(Rejection::TooLarge(format!(

@@ -435,3 +435,62 @@ fn a_body_sent_fast_and_then_stalled_is_cut_off_by_its_pause() {
     let _ = stalled.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
+
+/// What a second round of hostile testing found.
+#[test]
+fn content_no_item_document_holds_is_refused_and_context_values_are_found_wherever_they_stand() {
+    let app = TestApp::start();
+    let two =
+        || Delivery::new(vec![Bilag::balanced(&format!("H2-{}", new_id()), "5.00"), Bilag::balanced(&format!("H2-{}", new_id()), "6.00")]);
+    let codes = |set: &fkoeko_adapter::domain::receipt::ReceiptSet| {
+        set.receipts.iter().flat_map(|r| r.errors.iter().map(|e| e.code.as_str().to_string())).collect::<Vec<_>>()
+    };
+    let between = |text: &str| two().soap11().replacen("</Finansbilag>\n<Finansbilag>", &format!("</Finansbilag>{text}<Finansbilag>"), 1);
+    for (what, soap, code) in [
+        ("CDATA after the envelope", format!("{}<![CDATA[x]]>", two().soap11()), "FORMAT_XML"),
+        ("a reference after the envelope", format!("{}&#120;", two().soap11()), "FORMAT_XML"),
+        ("a comment with -- between items", between("<!-- a -- b -->"), "FORMAT_XML"),
+        ("a comment ending in --->", between("<!-- a --->"), "FORMAT_XML"),
+        ("an XML declaration between items", between("<?xml version=\"1.0\"?>"), "FORMAT_XML"),
+        ("a name starting with a digit in an item", two().soap11().replacen("<Postering>", "<1x/><Postering>", 1), "FORMAT_XML"),
+        ("'<' in an attribute value", two().soap11().replacen("<Postering>", "<Postering a=\"&lt;<\">", 1), "FORMAT_XML"),
+        ("']]>' in a text", two().soap11().replacen("<Posteringstekst>Kontanthjælp", "<Posteringstekst>a]]>b", 1), "FORMAT_XML"),
+        ("a no-break space reference in the Body", two().soap11().replacen("<soap:Body>", "<soap:Body>&#160;", 1), "FORMAT_XSD"),
+        ("text in the Header", two().soap11().replacen("<soap:Header>", "<soap:Header>junk", 1), "FORMAT_XSD"),
+    ] {
+        let (status, text) = app.post(&soap);
+        assert_eq!(status, 200, "{what}: {text}");
+        let set = parse_receipts(&text);
+        assert!(set.receipts.iter().all(|r| r.status.as_str() == "Afvist"), "{what}: {set:?}");
+        assert_eq!(codes(&set)[0], code, "{what}: {set:?}");
+    }
+    assert_eq!(app.count("SELECT count(*) AS n FROM erp_journal"), 0);
+    // A reference to a space between items is layout, as a space is.
+    let set = app.send(&between("&#32;&#10;"));
+    assert!(set.receipts.iter().all(|r| r.status.as_str() == "Accepteret"), "{set:?}");
+
+    // A context block inside another element is read and checked too.
+    let authority = "<AuthorityContext xmlns=\"http://serviceplatformen.dk/xml/schemas/AuthorityContext/1/\"><MunicipalityCVR>12345674</MunicipalityCVR></AuthorityContext>";
+    let delivery = Delivery::one(&format!("INDLEJRET-{}", new_id()));
+    let wrapped = format!("<CallContext xmlns=\"http://serviceplatformen.dk/xml/schemas/CallContext/1/\">{authority}</CallContext>");
+    let set = app.send(&delivery.soap11().replacen("<LeveranceId>", &format!("{wrapped}<LeveranceId>"), 1));
+    assert!(codes(&set).contains(&"MYNDIGHED_FORKERT".to_string()), "{set:?}");
+    // UserSystemUUID in another spelling of the sender's UUID is not the sender.
+    let delivery = Delivery::one(&format!("STAVET-{}", new_id()));
+    let invocation = format!(
+        "<InvocationContext xmlns=\"http://serviceplatformen.dk/xml/schemas/InvocationContext/1/\"><UserSystemUUID>{{{KY}}}</UserSystemUUID></InvocationContext>"
+    );
+    let set = app.send(&delivery.soap11().replacen("<LeveranceId>", &format!("{invocation}<LeveranceId>"), 1));
+    assert!(codes(&set).contains(&"AFSENDER_UKENDT".to_string()), "{set:?}");
+    // A 10,000-character value in a context block, repeated in a hundred receipts, is cut in each.
+    let long = format!(
+        "<AuthorityContext xmlns=\"http://serviceplatformen.dk/xml/schemas/AuthorityContext/1/\"><MunicipalityCVR>{}</MunicipalityCVR></AuthorityContext>",
+        "1".repeat(10_000)
+    );
+    let mut many = Delivery::new((0..100).map(|i| Bilag::balanced(&format!("LANGT-{i}-{}", new_id()), "1.00")).collect());
+    many.header = long.repeat(6);
+    let soap = many.soap11();
+    let (status, text) = app.post(&soap);
+    assert_eq!(status, 200);
+    assert!(text.len() < 4 * soap.len(), "an answer of {} bytes to a call of {}", text.len(), soap.len());
+}

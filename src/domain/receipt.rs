@@ -40,16 +40,22 @@ pub struct ReceiptError {
     pub value: Option<String>,
 }
 
+/// The longest an offending value is shown, and an error's text: a sender controls both, and a delivery's own
+/// errors stand in every item's receipt, so uncut they could make an answer (and its stored copy) many times the
+/// size of the call.
+use super::rejection::{cut, MAX_VALUE_CHARS};
+const MAX_TEXT_CHARS: usize = 600;
+
 impl From<&Finding> for ReceiptError {
     fn from(finding: &Finding) -> Self {
         let loc = finding.loc.as_ref();
         ReceiptError {
             code: finding.code(),
-            text: finding.rejection.to_string(),
+            text: cut(&finding.rejection.to_string(), MAX_TEXT_CHARS),
             path: loc.map(|l| l.path.clone()).filter(|p| !p.is_empty()),
             line: loc.and_then(|l| l.line),
             col: loc.and_then(|l| l.col),
-            value: finding.value.clone(),
+            value: finding.value.as_deref().map(|v| cut(v, MAX_VALUE_CHARS)),
         }
     }
 }

@@ -239,3 +239,14 @@ impl Finding {
         self.rejection.code()
     }
 }
+
+/// The longest a value a sender controls is shown in a receipt, inside a text or on its own.
+pub const MAX_VALUE_CHARS: usize = 100;
+
+/// `text` cut to `max` characters, marked with "…" where it was cut.
+pub fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}

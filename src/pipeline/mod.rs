@@ -15,7 +15,7 @@ use crate::domain::finans::{Kontering, Located};
 use crate::domain::fordring::check_fordring;
 use crate::domain::mapping::{Mapped, MappingSet};
 use crate::domain::receipt::ReceiptSet;
-use crate::domain::rejection::{cap_findings, Finding, Loc, Rejection};
+use crate::domain::rejection::{cap_findings, cut, Finding, Loc, Rejection, MAX_VALUE_CHARS};
 use crate::domain::rules::{check_finansbilag, RuleSettings};
 use crate::domain::sortiment::{CallerCertificate, Integration, Sender, Sortiment};
 use crate::domain::values::{Cvr, Valuta};
@@ -662,13 +662,16 @@ impl Pipeline {
         findings.extend(context.findings.iter().cloned());
         for (cvr, loc) in &context.municipality_cvr {
             if cvr != ours {
-                findings.push(Finding::new(Rejection::WrongAuthority(cvr.clone(), ours.into()), loc).with_value(cvr.clone()));
+                let shown = cut(cvr, MAX_VALUE_CHARS);
+                findings.push(Finding::new(Rejection::WrongAuthority(shown.clone(), ours.into()), loc).with_value(shown));
             }
         }
         for (system, loc) in &context.user_system {
-            let same = uuid::Uuid::parse_str(system).is_ok_and(|s| s == header.sender.value);
+            // The platform writes a UUID in its hyphenated form; other spellings of the same UUID are not it.
+            let same = system.len() == 36 && uuid::Uuid::parse_str(system).is_ok_and(|s| s == header.sender.value);
             if !same {
-                findings.push(Finding::new(Rejection::SenderContextMismatch(system.clone()), loc).with_value(system.clone()));
+                let shown = cut(system, MAX_VALUE_CHARS);
+                findings.push(Finding::new(Rejection::SenderContextMismatch(shown.clone()), loc).with_value(shown));
             }
         }
         match sortiment.admit(&header.sender.value, integration, today) {

@@ -24,7 +24,28 @@ pub fn check_event(event: &Event) -> Result<(), Rejection> {
         }
         Event::DocType(_) => Err(Rejection::Forbidden("DTD (<!DOCTYPE>)".into())),
         Event::PI(_) => Err(Rejection::Forbidden("behandlingsinstruktion (<?...?>)".into())),
+        // XML allows no "--" inside a comment, nor one that ends in "-" ("--->").
+        Event::Comment(text) if text.windows(2).any(|w| w == b"--") || text.ends_with(b"-") => {
+            Err(Rejection::NotWellFormed("en kommentar indeholder \"--\"".into()))
+        }
+        // "]]>" may only end a CDATA section.
+        Event::Text(text) if text.windows(3).any(|w| w == b"]]>") => Err(Rejection::NotWellFormed("\"]]>\" står i en tekst".into())),
         _ => Ok(()),
+    }
+}
+
+/// Whether `name` is an XML name (a qualified name with at most one prefix). Characters beyond ASCII are left to
+/// be whatever XML allows; in ASCII, a name starts with a letter or "_" and goes on with letters, digits and
+/// "-", ".", "_".
+fn is_name(name: &[u8]) -> bool {
+    let start = |b: u8| b.is_ascii_alphabetic() || b == b'_' || b >= 0x80;
+    let rest = |b: u8| start(b) || b.is_ascii_digit() || b == b'-' || b == b'.';
+    let part = |p: &[u8]| p.first().is_some_and(|&b| start(b)) && p.iter().all(|&b| rest(b));
+    let mut parts = name.split(|&b| b == b':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(local), None, _) => part(local),
+        (Some(prefix), Some(local), None) => part(prefix) && part(local),
+        _ => false,
     }
 }
 
@@ -36,6 +57,10 @@ pub fn check_start(e: &BytesStart, ns: &ResolveResult, depth: usize, limits: &Xm
     }
     if e.name().as_ref().len() > limits.max_name_len {
         return Err(Rejection::TooLarge(format!("et elementnavn er længere end {} tegn", limits.max_name_len)));
+    }
+    if !is_name(e.name().as_ref()) {
+        let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+        return Err(Rejection::NotWellFormed(format!("'{}' er ikke et gyldigt elementnavn", crate::domain::rejection::cut(&name, 100))));
     }
     match ns {
         ResolveResult::Bound(ns) if ns.as_ref() == XINCLUDE_NS => return Err(Rejection::Forbidden("XInclude".into())),
@@ -52,6 +77,9 @@ pub fn check_start(e: &BytesStart, ns: &ResolveResult, depth: usize, limits: &Xm
         }
         if attribute.value.len() > limits.max_text_len || attribute.key.as_ref().len() > limits.max_name_len {
             return Err(Rejection::TooLarge("en attribut er for lang".into()));
+        }
+        if !is_name(attribute.key.as_ref()) || attribute.value.contains(&b'<') {
+            return Err(Rejection::NotWellFormed("en attribut har et ugyldigt navn eller et '<' i sin værdi".into()));
         }
         if attribute.value.contains(&b'&') {
             let value = String::from_utf8_lossy(&attribute.value);

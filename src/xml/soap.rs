@@ -53,6 +53,20 @@ pub struct CallContext {
     pub findings: Vec<Finding>,
 }
 
+/// The blocks whose content is checked against the delivery.
+const CONTEXT_BLOCKS: [&str; 3] = ["AuthorityContext", "InvocationContext", "RequestHeader"];
+
+/// Every element with one of `names` under `element` (at any depth), with its path.
+fn all_named_in<'a>(element: &'a Element, path: &str, names: &[&str], out: &mut Vec<(String, &'a Element)>) {
+    for child in &element.children {
+        let child_path = format!("{path}/{}", child.name);
+        if names.contains(&&*child.name) {
+            out.push((child_path.clone(), child));
+        }
+        all_named_in(child, &child_path, names, out);
+    }
+}
+
 /// Every element named `name` under `element` (at any depth), with its path.
 fn all_named<'a>(element: &'a Element, path: &str, name: &str, out: &mut Vec<(String, &'a Element)>) {
     for child in &element.children {
@@ -80,10 +94,23 @@ pub fn read_context(envelope: &Element, request: &Element) -> CallContext {
     let mut context = CallContext::default();
     let ns = envelope.ns();
     let header = envelope.children.iter().find(|e| &*e.name == "Header" && e.ns() == ns);
-    let in_header =
-        header.into_iter().flat_map(|h| h.children.iter().map(move |b| (format!("/{}/{}/{}", envelope.name, h.name, b.name), b)));
-    let in_body = request.children.iter().map(|b| (format!("/{}/{}", request.name, b.name), b));
-    for (path, block) in in_header.chain(in_body) {
+    // A block is read wherever it stands in the header or among the request's own fields, also inside another
+    // element (a block inside a block, or a wrapper): a value is never passed over for where it is.
+    let mut blocks = Vec::new();
+    if let Some(h) = header {
+        let path = format!("/{}/{}", envelope.name, h.name);
+        for b in &h.children {
+            let block_path = format!("{path}/{}", b.name);
+            blocks.push((block_path.clone(), b));
+            all_named_in(b, &block_path, &CONTEXT_BLOCKS, &mut blocks);
+        }
+    }
+    for b in &request.children {
+        let path = format!("/{}/{}", request.name, b.name);
+        blocks.push((path.clone(), b));
+        all_named_in(b, &path, &CONTEXT_BLOCKS, &mut blocks);
+    }
+    for (path, block) in blocks {
         // Every value a block holds is taken (and checked), wherever in it: a second, other value is not hidden
         // behind the first.
         let values = |name: &str| {
@@ -106,6 +133,11 @@ pub fn read_context(envelope: &Element, request: &Element) -> CallContext {
             context.findings.push(Finding::new(rejection, &block.loc(path.clone())));
         }
         target.extend(found);
+    }
+    // A block inside a block is read on its own and with the outer one: each value is checked once.
+    for values in [&mut context.municipality_cvr, &mut context.user_system] {
+        let mut seen = std::collections::HashSet::new();
+        values.retain(|(_, loc)| seen.insert((loc.path.clone(), loc.line, loc.col)));
     }
     context
 }

@@ -183,15 +183,24 @@ fn reject(rejection: Rejection, line: u32, col: u32) -> Finding {
 /// delivery, and each costs libxml2 a node (and joining the text they split).
 const MAX_SECTIONS: usize = 1000;
 
-/// Text directly in the delivery root after its first item: no one-item document holds it, so it is refused here
-/// (the root's content is elements only).
-fn text_between_items(
+/// Text (written out, as a reference or as CDATA) where no one-item document holds it, and so no schema check
+/// sees it: outside the root element, in the SOAP Envelope, Header or Body beside the delivery, or directly in
+/// the delivery root after its first item (whose content is elements only).
+fn misplaced_text(
     outline: &Option<Outline>,
     root_done: bool,
     depth: usize,
     root_depth: usize,
+    in_envelope: bool,
     current: &Option<(ItemSpan, usize)>,
 ) -> Option<Rejection> {
+    let outside_delivery = outline.is_none() || root_done;
+    if depth == 0 {
+        return Some(Rejection::NotWellFormed("tekst uden for rodelementet".into()));
+    }
+    if in_envelope && depth <= root_depth && outside_delivery {
+        return Some(Rejection::Schema("tekst i SOAP-Envelope uden for Body's element".into()));
+    }
     let between = outline.as_ref().is_some_and(|o| o.items > 0) && !root_done && depth == root_depth + 1 && current.is_none();
     between.then(|| Rejection::Schema("der står tekst mellem elementerne; kun elementer må følge efter det første".into()))
 }
@@ -463,15 +472,12 @@ pub fn scan<R: BufRead, E>(
                 };
                 let text = if !seen_bom && outline.is_none() { text.trim_start_matches('\u{feff}') } else { text };
                 seen_bom = true;
+                if let Err(rejection) = checked {
+                    return fail(rejection);
+                }
                 let layout = is_xml_whitespace(text.as_bytes());
-                if depth == 0 && !layout {
-                    return fail(Rejection::NotWellFormed("tekst uden for rodelementet".into()));
-                }
-                if depth <= root_depth && (outline.is_none() || root_done) && !layout && soap.is_some_and(|(_, p)| p != SoapPart::Header) {
-                    return fail(Rejection::Schema("tekst i SOAP-Envelope uden for Body's element".into()));
-                }
                 if !layout {
-                    if let Some(rejection) = text_between_items(&outline, root_done, depth, root_depth, &current) {
+                    if let Some(rejection) = misplaced_text(&outline, root_done, depth, root_depth, soap.is_some(), &current) {
                         return fail(rejection);
                     }
                 }
@@ -484,7 +490,7 @@ pub fn scan<R: BufRead, E>(
                 if std::str::from_utf8(t.as_ref()).is_err() {
                     return fail(Rejection::Encoding("ugyldig UTF-8 i CDATA".into()));
                 }
-                if let Some(rejection) = text_between_items(&outline, root_done, depth, root_depth, &current) {
+                if let Some(rejection) = misplaced_text(&outline, root_done, depth, root_depth, soap.is_some(), &current) {
                     return fail(rejection);
                 }
                 run = (run.0 + t.len(), true);
@@ -496,14 +502,18 @@ pub fn scan<R: BufRead, E>(
                     return fail(Rejection::TooLarge(format!("mere end {MAX_SECTIONS} kommentarer og CDATA-afsnit i ét {item}")));
                 }
             }
-            Event::GeneralRef(_) => {
+            Event::GeneralRef(ref r) => {
                 if let Err(rejection) = checked {
                     return fail(rejection);
                 }
-                if let Some(rejection) = text_between_items(&outline, root_done, depth, root_depth, &current) {
-                    return fail(rejection);
+                // A reference to a space, a tab or a line break is layout, as the same character written out is.
+                let layout = guard::resolve_reference(r).is_ok_and(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
+                if !layout {
+                    if let Some(rejection) = misplaced_text(&outline, root_done, depth, root_depth, soap.is_some(), &current) {
+                        return fail(rejection);
+                    }
                 }
-                run = (run.0 + 1, true);
+                run = (run.0 + 1, run.1 || !layout);
                 if run.0 > limits.xml.max_text_len {
                     return fail(Rejection::TooLarge(format!("en tekst er længere end {} tegn", limits.xml.max_text_len)));
                 }
@@ -512,8 +522,15 @@ pub fn scan<R: BufRead, E>(
                 if let Err(rejection) = checked {
                     return fail(rejection);
                 }
+                // The XML declaration stands first (after a byte-order mark at most), or not at all.
+                if matches!(event, Event::Decl(_)) && start > 3 {
+                    return fail(Rejection::NotWellFormed("XML-erklæringen står ikke først i dokumentet".into()));
+                }
             }
             Event::Comment(_) => {
+                if let Err(rejection) = checked {
+                    return fail(rejection);
+                }
                 sections += 1;
                 if sections > MAX_SECTIONS {
                     return fail(Rejection::TooLarge(format!("mere end {MAX_SECTIONS} kommentarer og CDATA-afsnit i ét {item}")));

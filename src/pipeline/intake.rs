@@ -242,7 +242,7 @@ pub fn open<S: Source + ?Sized>(source: &S, framing: Framing, reading: &Reading)
     Ok(Opened { frame, root, findings, context })
 }
 
-/// One item, read: its element (positions as sent), its own schema findings, and how many postings it has.
+/// One item, read: its element (positions as sent), and its own schema findings.
 pub struct ItemRead {
     pub item: Element,
     pub findings: Vec<Finding>,

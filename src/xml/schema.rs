@@ -41,7 +41,6 @@ pub struct SchemaIssue {
     /// the same way as `tree::Element::preorder` visits: it places the issue on its element whatever the
     /// layout (libxml2's line numbers cannot tell apart the elements of a document sent on one line).
     pub ordinal: Option<usize>,
-    pub line: Option<u32>,
     pub message: String,
 }
 
@@ -92,7 +91,7 @@ pub fn check_schema(path: &Path) -> Result<(), SchemaError> {
 /// Where libxml2's errors go during one validation: the first `max` with the node each is about, then only a
 /// count, so a document with 80,000 errors costs no more memory than one with 100.
 struct Collector {
-    issues: Vec<(usize, Option<u32>, String)>,
+    issues: Vec<(usize, String)>,
     omitted: usize,
     max: usize,
 }
@@ -114,8 +113,7 @@ unsafe extern "C" fn collect(data: *mut c_void, error: *const bindings::_xmlErro
         // SAFETY: libxml2's messages are NUL-terminated C strings.
         unsafe { std::ffi::CStr::from_ptr(error.message) }.to_string_lossy().into_owned()
     };
-    let line = (error.line > 0).then_some(error.line as u32);
-    collector.issues.push((error.node as usize, line, message));
+    collector.issues.push((error.node as usize, message));
 }
 
 const SOAP_NAMESPACES: [&[u8]; 2] = [b"http://schemas.xmlsoap.org/soap/envelope/", b"http://www.w3.org/2003/05/soap-envelope"];
@@ -219,14 +217,14 @@ pub fn validate(schema: &Path, text: &str, target: Target, max: usize) -> Result
             rc
         };
         if rc != 0 && collector.issues.is_empty() && collector.omitted == 0 {
-            collector.issues.push((0, None, format!("libxml2 stopped the schema check with status {rc}")));
+            collector.issues.push((0, format!("libxml2 stopped the schema check with status {rc}")));
         }
-        let nodes: Vec<usize> = collector.issues.iter().map(|(node, _, _)| *node).filter(|n| *n != 0).collect();
+        let nodes: Vec<usize> = collector.issues.iter().map(|(node, _)| *node).filter(|n| *n != 0).collect();
         let numbers = if nodes.is_empty() { HashMap::new() } else { ordinals(root, &nodes) };
         let issues = collector
             .issues
             .into_iter()
-            .map(|(node, line, raw)| SchemaIssue { ordinal: numbers.get(&node).copied(), line, message: tidy(&raw) })
+            .map(|(node, raw)| SchemaIssue { ordinal: numbers.get(&node).copied(), message: tidy(&raw) })
             .collect();
         Ok(SchemaReport { issues, omitted: collector.omitted })
     })

@@ -63,17 +63,9 @@ impl Element {
         Loc { path, line: Some(self.line), col: Some(self.col) }
     }
 
-    /// Every element under (and including) this one, with its path, in document order. Elements whose name is
-    /// in `indexed` get their position among equally named siblings, as in `Postering[5]`.
-    pub fn walk<'a>(&'a self, parent_path: &str, indexed: &[&str], out: &mut Vec<(String, &'a Element)>) {
-        self.preorder(parent_path, indexed, &mut |path, e| {
-            out.push((path.to_string(), e));
-            true
-        });
-    }
-
     /// Visits this element and everything under it in document order with its path, without building a path
-    /// per element beyond the one being visited. The visitor returns false to stop.
+    /// per element beyond the one being visited. Elements whose name is in `indexed` get their position among
+    /// equally named siblings, as in `Postering[5]`. The visitor returns false to stop.
     pub fn preorder<'a>(&'a self, parent_path: &str, indexed: &[&str], visit: &mut dyn FnMut(&str, &'a Element) -> bool) {
         let mut path = format!("{parent_path}/{}", self.name);
         self.preorder_at(&mut path, indexed, visit);
@@ -108,11 +100,6 @@ impl Element {
             }
         }
         true
-    }
-
-    /// The number of elements in this subtree, itself included.
-    pub fn count(&self) -> usize {
-        1 + self.children.iter().map(Element::count).sum::<usize>()
     }
 
     /// A stable digest of names and trimmed texts, independent of prefixes, whitespace and attribute order:
@@ -334,7 +321,10 @@ mod tests {
         let root = read("<?xml version=\"1.0\"?>\n<a xmlns=\"urn:x\">\n  <b>1</b>\n  <b>t&amp;&#65;</b>\n</a>").unwrap();
         assert_eq!((root.line, root.col, root.ns()), (2, 1, Some("urn:x")));
         let mut all = Vec::new();
-        root.walk("", &["b"], &mut all);
+        root.preorder("", &["b"], &mut |path, e| {
+            all.push((path.to_string(), e));
+            true
+        });
         let paths: Vec<_> = all.iter().map(|(p, e)| (p.as_str(), e.line, e.col)).collect();
         assert_eq!(paths, vec![("/a", 2, 1), ("/a/b[1]", 3, 3), ("/a/b[2]", 4, 3)]);
         assert_eq!(all[2].1.text(), "t&A");

@@ -167,6 +167,7 @@ impl Pipeline {
         let items = Items {
             source: &handle,
             framing: Framing::Document,
+            reading: &reading,
             integration: file.integration,
             frame: &opened.frame,
             findings: &decided.findings,

@@ -320,7 +320,8 @@ impl Pipeline {
         let mut digest = Sha256::new();
         opened.start_digest(&mut digest);
         let mut plans = Vec::with_capacity(opened.frame.outline.items);
-        let items = Items { source, framing, integration, frame: &opened.frame, findings: &decided.findings, context: &context };
+        let items =
+            Items { source, framing, reading: &reading, integration, frame: &opened.frame, findings: &decided.findings, context: &context };
         self.decide_items(&items, 0, Some(&mut digest), &mut plans)?;
         Element::feed_close(&mut digest);
         record.request_hash = hex::encode(digest.finalize());
@@ -373,8 +374,7 @@ impl Pipeline {
         digest: Option<&mut Sha256>,
         sink: &mut dyn Sink,
     ) -> Result<usize, TechnicalError> {
-        let reading = self.reading(items.integration);
-        let (spec, limits) = (reading.spec, &reading.stream);
+        let (spec, limits) = (items.reading.spec, &items.reading.stream);
         let changed = |f: Finding| -> TechnicalError {
             // The first scan accepted the delivery: it changed under us.
             std::io::Error::other(format!("the delivery read differently the second time: {}", f.rejection)).into()
@@ -384,15 +384,7 @@ impl Pipeline {
             let scanned = stream::scan(items.source.reader()?, items.framing, spec.namespace, spec.item, limits, |span| {
                 count = span.index;
                 let bytes = items.source.range(span.start, span.end)?;
-                let (plan, postings) = self.plan_framed_item(
-                    items.integration,
-                    items.frame,
-                    &span,
-                    &bytes,
-                    items.findings,
-                    items.context,
-                    Some(&mut *digest),
-                )?;
+                let (plan, postings) = self.plan_framed_item(items, &span, &bytes, Some(&mut *digest))?;
                 sink.add(plan, postings)
             });
             return match scanned {
@@ -426,8 +418,7 @@ impl Pipeline {
                 let (item_rx, plan_tx) = (item_rx.clone(), plan_tx.clone());
                 scope.spawn(move || {
                     for (span, bytes) in item_rx {
-                        let planned =
-                            self.plan_framed_item(items.integration, items.frame, &span, &bytes, items.findings, items.context, None);
+                        let planned = self.plan_framed_item(items, &span, &bytes, None);
                         let planned = planned.map(|(plan, postings)| (span.index, plan, postings));
                         let failed = planned.is_err();
                         if plan_tx.send(planned).is_err() || failed {
@@ -470,20 +461,17 @@ impl Pipeline {
 
     /// One item, the same for both transports: read as a one-item document, checked, mapped and planned. Feeds
     /// the item into `digest` when given. Returns the plan and the item's number of postings (for chunk sizes).
-    #[allow(clippy::too_many_arguments)]
-    fn plan_framed_item(
+    fn plan_framed_item<S: ?Sized>(
         &self,
-        integration: Integration,
-        frame: &intake::Frame,
+        items: &Items<'_, S>,
         span: &ItemSpan,
         bytes: &[u8],
-        delivery_findings: &[Finding],
-        context: &ItemContext,
         digest: Option<&mut Sha256>,
     ) -> Result<(ItemPlan, usize), TechnicalError> {
-        let spec = WireSpec::of(integration);
+        let Items { integration, frame, findings: delivery_findings, context, reading, .. } = *items;
+        let spec = reading.spec;
         let index = span.index;
-        let read = match intake::read_item(frame, span, bytes, &self.reading(integration))? {
+        let read = match intake::read_item(frame, span, bytes, reading)? {
             Ok(read) => read,
             Err(finding) => {
                 let mut findings = delivery_findings.to_vec();
@@ -788,6 +776,8 @@ impl Sink for Vec<ItemPlan> {
 struct Items<'a, S: ?Sized> {
     source: &'a S,
     framing: Framing,
+    /// How this installation reads the integration's deliveries: taken once per delivery, not per item.
+    reading: &'a intake::Reading<'a>,
     integration: Integration,
     frame: &'a intake::Frame,
     /// What rejects every item (the delivery's fields, its sender, ...).

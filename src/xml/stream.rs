@@ -183,6 +183,19 @@ fn reject(rejection: Rejection, line: u32, col: u32) -> Finding {
 /// delivery, and each costs libxml2 a node (and joining the text they split).
 const MAX_SECTIONS: usize = 1000;
 
+fn text_too_long(limits: &XmlLimits) -> Rejection {
+    Rejection::TooLarge(format!("en tekst er længere end {} tegn", limits.max_text_len))
+}
+
+/// Counts one more comment or CDATA section in the part of the document being read.
+fn count_section(sections: &mut usize, item: &str) -> Result<(), Rejection> {
+    *sections += 1;
+    if *sections > MAX_SECTIONS {
+        return Err(Rejection::TooLarge(format!("mere end {MAX_SECTIONS} kommentarer og CDATA-afsnit i ét {item}")));
+    }
+    Ok(())
+}
+
 /// Text (written out, as a reference or as CDATA) where no one-item document holds it, and so no schema check
 /// sees it: outside the root element, in the SOAP Envelope, Header or Body beside the delivery, or directly in
 /// the delivery root after its first item (whose content is elements only).
@@ -354,6 +367,14 @@ pub fn scan<R: BufRead, E>(
                     }
                 }
                 let in_root = outline.is_some() && !root_done;
+                // Everything before the first item is part of every item's document: it is held to its limit.
+                let before_items = outline.as_ref().is_some_and(|o| o.items == 0);
+                if in_root && depth == root_depth + 1 && before_items && start > limits.max_prefix_bytes {
+                    return fail(Rejection::TooLarge(format!(
+                        "leverancens felter før første {item} fylder mere end {} byte",
+                        limits.max_prefix_bytes
+                    )));
+                }
                 match (depth, &mut outline, &mut current) {
                     (d, None, _) if d == root_depth && soap.is_none_or(|(_, part)| part == SoapPart::Body) => {
                         let root_qname = String::from_utf8_lossy(e.name().as_ref()).into_owned();
@@ -381,12 +402,6 @@ pub fn scan<R: BufRead, E>(
                     }
                     (d, Some(o), None) if d == root_depth + 1 && in_root && is_item => {
                         if o.items == 0 {
-                            if start > limits.max_prefix_bytes {
-                                return fail(Rejection::TooLarge(format!(
-                                    "leverancens felter før første {item} fylder mere end {} byte",
-                                    limits.max_prefix_bytes
-                                )));
-                            }
                             (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start, line, col);
                         }
                         o.items += 1;
@@ -406,12 +421,6 @@ pub fn scan<R: BufRead, E>(
                             let other = if local == item { format!(" i et andet navnerum end {namespace}") } else { String::new() };
                             return fail(Rejection::Schema(format!(
                                 "elementet '{local}'{other} står efter første {item}; kun {item} må følge"
-                            )));
-                        }
-                        if start > limits.max_prefix_bytes {
-                            return fail(Rejection::TooLarge(format!(
-                                "leverancens felter før første {item} fylder mere end {} byte",
-                                limits.max_prefix_bytes
                             )));
                         }
                     }
@@ -483,7 +492,7 @@ pub fn scan<R: BufRead, E>(
                 }
                 run = (run.0 + t.len(), run.1 || !layout);
                 if run.1 && run.0 > limits.xml.max_text_len {
-                    return fail(Rejection::TooLarge(format!("en tekst er længere end {} tegn", limits.xml.max_text_len)));
+                    return fail(text_too_long(&limits.xml));
                 }
             }
             Event::CData(ref t) => {
@@ -495,11 +504,10 @@ pub fn scan<R: BufRead, E>(
                 }
                 run = (run.0 + t.len(), true);
                 if run.0 > limits.xml.max_text_len {
-                    return fail(Rejection::TooLarge(format!("en tekst er længere end {} tegn", limits.xml.max_text_len)));
+                    return fail(text_too_long(&limits.xml));
                 }
-                sections += 1;
-                if sections > MAX_SECTIONS {
-                    return fail(Rejection::TooLarge(format!("mere end {MAX_SECTIONS} kommentarer og CDATA-afsnit i ét {item}")));
+                if let Err(rejection) = count_section(&mut sections, item) {
+                    return fail(rejection);
                 }
             }
             Event::GeneralRef(ref r) => {
@@ -515,7 +523,7 @@ pub fn scan<R: BufRead, E>(
                 }
                 run = (run.0 + 1, run.1 || !layout);
                 if run.0 > limits.xml.max_text_len {
-                    return fail(Rejection::TooLarge(format!("en tekst er længere end {} tegn", limits.xml.max_text_len)));
+                    return fail(text_too_long(&limits.xml));
                 }
             }
             Event::Decl(_) | Event::DocType(_) | Event::PI(_) => {
@@ -531,9 +539,8 @@ pub fn scan<R: BufRead, E>(
                 if let Err(rejection) = checked {
                     return fail(rejection);
                 }
-                sections += 1;
-                if sections > MAX_SECTIONS {
-                    return fail(Rejection::TooLarge(format!("mere end {MAX_SECTIONS} kommentarer og CDATA-afsnit i ét {item}")));
+                if let Err(rejection) = count_section(&mut sections, item) {
+                    return fail(rejection);
                 }
             }
             Event::Eof => break,

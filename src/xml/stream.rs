@@ -153,7 +153,8 @@ impl<R: BufRead> BufRead for Counting<R> {
                 if (control || non_character) && self.forbidden.is_none() {
                     let at = self.consumed + i as u64;
                     let col = (at - self.line_start).saturating_sub(self.continuations) + 1;
-                    let code = if control { b as u32 } else { 0xFF00 | b as u32 };
+                    // The code point: the control character itself, or U+FFFE / U+FFFF from their last byte.
+                    let code = if control { b as u32 } else { 0xFFFE + u32::from(b == 0xBF) };
                     self.forbidden = Some((self.lines + 1, col as u32, code));
                 }
                 self.last = [self.last[1], b];
@@ -317,9 +318,8 @@ pub fn scan<R: BufRead, E>(
         };
         let (line, col) = here(&reader, own_continuations);
         if let Some((bad_line, bad_col, code)) = reader.get_ref().forbidden {
-            let shown = if code > 0xFF00 { format!("U+FF{:02X}", code & 0xFF) } else { format!("U+{code:04X}") };
             return Err(ScanError::Rejected(reject(
-                Rejection::NotWellFormed(format!("tegnet {shown} er ikke tilladt i XML")),
+                Rejection::NotWellFormed(format!("tegnet U+{code:04X} er ikke tilladt i XML")),
                 bad_line,
                 bad_col,
             )));
@@ -615,6 +615,21 @@ mod tests {
         let invalid = b"<r xmlns=\"urn:x\"><i>\xff</i></r>";
         let err = scan::<_, ()>(&invalid[..], Framing::Document, "urn:x", "i", &limits(), |_| Ok(())).unwrap_err();
         assert!(matches!(err, ScanError::Rejected(f) if f.code().as_str() == "FORMAT_XML"));
+    }
+
+    #[test]
+    fn characters_xml_does_not_allow_are_named_with_their_position() {
+        for (text, shown, col) in [
+            ("<r xmlns=\"urn:x\">a\u{1}</r>", "U+0001", 19),
+            ("<r xmlns=\"urn:x\">\u{fffe}</r>", "U+FFFE", 18),
+            ("<r xmlns=\"urn:x\"><!--\u{ffff}--></r>", "U+FFFF", 22),
+        ] {
+            let finding = spans(text).unwrap_err();
+            assert_eq!(finding.code().as_str(), "FORMAT_XML");
+            assert!(finding.rejection.to_string().contains(shown), "{text:?}: {}", finding.rejection);
+            let loc = finding.loc.unwrap();
+            assert_eq!((loc.line, loc.col), (Some(1), Some(col)), "{text:?}");
+        }
     }
 
     #[test]

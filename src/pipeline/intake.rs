@@ -264,6 +264,7 @@ pub fn read_item(frame: &Frame, span: &ItemSpan, bytes: &[u8], reading: &Reading
         }
         finding
     };
+    let unreadable = || Finding::nowhere(Rejection::Schema(format!("{} nr. {index} kunne ikke læses", frame.spec.item)));
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => return Ok(Err(at_item(Finding::nowhere(Rejection::Encoding(e.to_string()))))),
@@ -282,15 +283,15 @@ pub fn read_item(frame: &Frame, span: &ItemSpan, bytes: &[u8], reading: &Reading
     };
     frame.shift_element(span, &mut document);
     let Some(root) = frame.root(&document) else {
-        return Ok(Err(at_item(Finding::nowhere(Rejection::Schema(format!("{} nr. {index} kunne ikke læses", frame.spec.item))))));
+        return Ok(Err(at_item(unreadable())));
     };
     // The delivery's own fields were checked once, when it was opened; what is left here is about the item.
+    let first = frame.item_path(1);
     let (_, mut findings, unplaced) = place(frame, root, &report);
     findings.extend(unplaced.into_iter().map(|mut f| {
-        f.loc = Some(Loc { path: frame.item_path(1), line: None, col: None });
+        f.loc = Some(Loc { path: first.clone(), line: None, col: None });
         f
     }));
-    let first = frame.item_path(1);
     let this = frame.item_path(index);
     for finding in &mut findings {
         if let Some(loc) = finding.loc.as_mut() {
@@ -301,7 +302,7 @@ pub fn read_item(frame: &Frame, span: &ItemSpan, bytes: &[u8], reading: &Reading
     }
     cap_findings(&mut findings, report.omitted);
     let Some(at) = root.children.iter().position(|c| &*c.name == frame.spec.item && c.ns() == Some(frame.spec.namespace)) else {
-        return Ok(Err(at_item(Finding::nowhere(Rejection::Schema(format!("{} nr. {index} kunne ikke læses", frame.spec.item))))));
+        return Ok(Err(at_item(unreadable())));
     };
     // Taken out of the document rather than copied: an item can hold 10,000 postings.
     let item = frame.root_mut(&mut document).expect("found above").children.swap_remove(at);

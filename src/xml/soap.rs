@@ -67,17 +67,6 @@ fn all_named_in<'a>(element: &'a Element, path: &str, names: &[&str], out: &mut 
     }
 }
 
-/// Every element named `name` under `element` (at any depth), with its path.
-fn all_named<'a>(element: &'a Element, path: &str, name: &str, out: &mut Vec<(String, &'a Element)>) {
-    for child in &element.children {
-        let child_path = format!("{path}/{}", child.name);
-        if &*child.name == name {
-            out.push((child_path.clone(), child));
-        }
-        all_named(child, &child_path, name, out);
-    }
-}
-
 /// The one element inside the SOAP Body of an envelope the streaming scan has accepted.
 pub fn body_content(envelope: &Element) -> Option<&Element> {
     let ns = envelope.ns()?;
@@ -115,7 +104,7 @@ pub fn read_context(envelope: &Element, request: &Element) -> CallContext {
         // behind the first.
         let values = |name: &str| {
             let mut found = Vec::new();
-            all_named(block, &path, name, &mut found);
+            all_named_in(block, &path, &[name], &mut found);
             found.into_iter().map(|(path, e)| (e.text().to_string(), e.loc(path))).collect::<Vec<_>>()
         };
         let (target, name) = match (block.ns(), &*block.name) {

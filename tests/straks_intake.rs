@@ -330,41 +330,51 @@ fn a_body_that_trickles_in_is_cut_off_by_the_minimum_rate_not_the_whole_timeout(
     assert_eq!(app.send(&Delivery::one(&format!("RATE-{}", new_id())).soap11()).receipts[0].status.as_str(), "Accepteret");
 }
 
+/// Two balanced finansbilag with fresh ids.
+fn two_bilag() -> Delivery {
+    Delivery::new(vec![Bilag::balanced(&format!("H-{}", new_id()), "5.00"), Bilag::balanced(&format!("H-{}", new_id()), "6.00")])
+}
+
+/// The codes of every error in a set of receipts, in order.
+fn codes(set: &fkoeko_adapter::domain::receipt::ReceiptSet) -> Vec<String> {
+    set.receipts.iter().flat_map(|r| r.errors.iter().map(|e| e.code.as_str().to_string())).collect()
+}
+
 /// What a hostile tester found in the first version of this intake, each now answered as the contract says.
 #[test]
 fn text_and_characters_a_hostile_tester_sent_are_refused_or_taken_as_the_contract_says() {
     let app = TestApp::start();
-    let two =
-        || Delivery::new(vec![Bilag::balanced(&format!("H-{}", new_id()), "5.00"), Bilag::balanced(&format!("H-{}", new_id()), "6.00")]);
-    let code_of = |set: &fkoeko_adapter::domain::receipt::ReceiptSet| {
-        set.receipts.iter().flat_map(|r| r.errors.iter().map(|e| e.code.as_str().to_string())).collect::<Vec<_>>()
-    };
     // Text between finansbilag (or after the last) is not in any item's document: refused, nothing booked.
     for text in ["JUNK", "\u{a0}", "&#65;", "<![CDATA[x]]>"] {
-        let soap = two().soap11().replacen("</Finansbilag>\n<Finansbilag>", &format!("</Finansbilag>{text}<Finansbilag>"), 1);
+        let soap = two_bilag().soap11().replacen("</Finansbilag>\n<Finansbilag>", &format!("</Finansbilag>{text}<Finansbilag>"), 1);
         let set = app.send(&soap);
         assert!(set.receipts.iter().all(|r| r.status.as_str() == "Afvist"), "{text:?}: {set:?}");
-        assert_eq!(code_of(&set)[0], "FORMAT_XSD", "{text:?}");
+        assert_eq!(codes(&set)[0], "FORMAT_XSD", "{text:?}");
     }
     // Characters XML does not allow, raw or as references, anywhere: a receipt with FORMAT_XML, not a fault.
     for (what, soap) in [
-        ("NUL in a value", two().soap11().replacen("<Posteringstekst>Kontanthjælp", "<Posteringstekst>a\u{0}b", 1)),
-        ("U+0001 in a comment after the envelope", format!("{}<!--\u{1}-->", two().soap11())),
-        ("U+FFFF between items", two().soap11().replacen("</Finansbilag>\n<Finansbilag>", "</Finansbilag><!--\u{ffff}--><Finansbilag>", 1)),
-        ("&#1; in a value", two().soap11().replacen("<Posteringstekst>Kontanthjælp", "<Posteringstekst>a&#1;b", 1)),
+        ("NUL in a value", two_bilag().soap11().replacen("<Posteringstekst>Kontanthjælp", "<Posteringstekst>a\u{0}b", 1)),
+        ("U+0001 in a comment after the envelope", format!("{}<!--\u{1}-->", two_bilag().soap11())),
+        (
+            "U+FFFF between items",
+            two_bilag().soap11().replacen("</Finansbilag>\n<Finansbilag>", "</Finansbilag><!--\u{ffff}--><Finansbilag>", 1),
+        ),
+        ("&#1; in a value", two_bilag().soap11().replacen("<Posteringstekst>Kontanthjælp", "<Posteringstekst>a&#1;b", 1)),
     ] {
         let (status, text) = app.post(&soap);
         assert_eq!(status, 200, "{what}: {text}");
-        assert_eq!(code_of(&parse_receipts(&text)), vec!["FORMAT_XML".to_string()], "{what}");
+        assert_eq!(codes(&parse_receipts(&text)), vec!["FORMAT_XML".to_string()], "{what}");
     }
     // Text split by comments is one text, held to the text limit in the scan; comments are limited in number.
-    let split = two().soap11().replacen("<Posteringstekst>Kontanthjælp", &format!("<Posteringstekst>{}", "a<!---->".repeat(20_000)), 1);
-    assert_eq!(code_of(&app.send(&split)), vec!["FORMAT_STOERRELSE".to_string()]);
-    let comments = two().soap11().replacen("</Postering>\n<Postering>", &format!("</Postering>{}<Postering>", " <!---->".repeat(5_000)), 1);
-    assert!(code_of(&app.send(&comments)).contains(&"FORMAT_STOERRELSE".to_string()));
+    let split =
+        two_bilag().soap11().replacen("<Posteringstekst>Kontanthjælp", &format!("<Posteringstekst>{}", "a<!---->".repeat(20_000)), 1);
+    assert_eq!(codes(&app.send(&split)), vec!["FORMAT_STOERRELSE".to_string()]);
+    let comments =
+        two_bilag().soap11().replacen("</Postering>\n<Postering>", &format!("</Postering>{}<Postering>", " <!---->".repeat(5_000)), 1);
+    assert!(codes(&app.send(&comments)).contains(&"FORMAT_STOERRELSE".to_string()));
     // Whitespace is layout however long: between postings, between finansbilag and in the Body.
     let spaces = " ".repeat(10_001);
-    let soap = two()
+    let soap = two_bilag()
         .soap11()
         .replacen("</Postering>\n<Postering>", &format!("</Postering>{spaces}<Postering>"), 1)
         .replacen("</Finansbilag>\n<Finansbilag>", &format!("</Finansbilag>{spaces}<Finansbilag>"), 1)
@@ -440,23 +450,19 @@ fn a_body_sent_fast_and_then_stalled_is_cut_off_by_its_pause() {
 #[test]
 fn content_no_item_document_holds_is_refused_and_context_values_are_found_wherever_they_stand() {
     let app = TestApp::start();
-    let two =
-        || Delivery::new(vec![Bilag::balanced(&format!("H2-{}", new_id()), "5.00"), Bilag::balanced(&format!("H2-{}", new_id()), "6.00")]);
-    let codes = |set: &fkoeko_adapter::domain::receipt::ReceiptSet| {
-        set.receipts.iter().flat_map(|r| r.errors.iter().map(|e| e.code.as_str().to_string())).collect::<Vec<_>>()
-    };
-    let between = |text: &str| two().soap11().replacen("</Finansbilag>\n<Finansbilag>", &format!("</Finansbilag>{text}<Finansbilag>"), 1);
+    let between =
+        |text: &str| two_bilag().soap11().replacen("</Finansbilag>\n<Finansbilag>", &format!("</Finansbilag>{text}<Finansbilag>"), 1);
     for (what, soap, code) in [
-        ("CDATA after the envelope", format!("{}<![CDATA[x]]>", two().soap11()), "FORMAT_XML"),
-        ("a reference after the envelope", format!("{}&#120;", two().soap11()), "FORMAT_XML"),
+        ("CDATA after the envelope", format!("{}<![CDATA[x]]>", two_bilag().soap11()), "FORMAT_XML"),
+        ("a reference after the envelope", format!("{}&#120;", two_bilag().soap11()), "FORMAT_XML"),
         ("a comment with -- between items", between("<!-- a -- b -->"), "FORMAT_XML"),
         ("a comment ending in --->", between("<!-- a --->"), "FORMAT_XML"),
         ("an XML declaration between items", between("<?xml version=\"1.0\"?>"), "FORMAT_XML"),
-        ("a name starting with a digit in an item", two().soap11().replacen("<Postering>", "<1x/><Postering>", 1), "FORMAT_XML"),
-        ("'<' in an attribute value", two().soap11().replacen("<Postering>", "<Postering a=\"&lt;<\">", 1), "FORMAT_XML"),
-        ("']]>' in a text", two().soap11().replacen("<Posteringstekst>Kontanthjælp", "<Posteringstekst>a]]>b", 1), "FORMAT_XML"),
-        ("a no-break space reference in the Body", two().soap11().replacen("<soap:Body>", "<soap:Body>&#160;", 1), "FORMAT_XSD"),
-        ("text in the Header", two().soap11().replacen("<soap:Header>", "<soap:Header>junk", 1), "FORMAT_XSD"),
+        ("a name starting with a digit in an item", two_bilag().soap11().replacen("<Postering>", "<1x/><Postering>", 1), "FORMAT_XML"),
+        ("'<' in an attribute value", two_bilag().soap11().replacen("<Postering>", "<Postering a=\"&lt;<\">", 1), "FORMAT_XML"),
+        ("']]>' in a text", two_bilag().soap11().replacen("<Posteringstekst>Kontanthjælp", "<Posteringstekst>a]]>b", 1), "FORMAT_XML"),
+        ("a no-break space reference in the Body", two_bilag().soap11().replacen("<soap:Body>", "<soap:Body>&#160;", 1), "FORMAT_XSD"),
+        ("text in the Header", two_bilag().soap11().replacen("<soap:Header>", "<soap:Header>junk", 1), "FORMAT_XSD"),
     ] {
         let (status, text) = app.post(&soap);
         assert_eq!(status, 200, "{what}: {text}");

@@ -415,14 +415,12 @@ pub fn scan<R: BufRead, E>(
                             current = Some((span, 1));
                         }
                     }
-                    (d, Some(o), None) if d == root_depth + 1 && in_root => {
-                        if o.items > 0 {
-                            let local = String::from_utf8_lossy(local.as_ref());
-                            let other = if local == item { format!(" i et andet navnerum end {namespace}") } else { String::new() };
-                            return fail(Rejection::Schema(format!(
-                                "elementet '{local}'{other} står efter første {item}; kun {item} må følge"
-                            )));
-                        }
+                    (d, Some(o), None) if d == root_depth + 1 && in_root && o.items > 0 => {
+                        let local = String::from_utf8_lossy(local.as_ref());
+                        let other = if local == item { format!(" i et andet navnerum end {namespace}") } else { String::new() };
+                        return fail(Rejection::Schema(format!(
+                            "elementet '{local}'{other} står efter første {item}; kun {item} må følge"
+                        )));
                     }
                     (_, _, Some((_, elements))) => {
                         *elements += 1;

@@ -282,9 +282,8 @@ fn bodies_over_the_memory_budget_are_turned_away_before_they_are_read() {
         other => panic!("expected 503, got {other:?}"),
     }
     // While a slow call holds the budget, the next is turned away; once it is cut off, the budget is free.
-    let mut slow = TcpStream::connect(app.server.as_ref().unwrap().addr).unwrap();
-    write!(slow, "POST /sf1590a HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n<soap:Envelope", small.len())
-        .unwrap();
+    let mut slow = post_head(&app, small.len());
+    slow.write_all(b"<soap:Envelope").unwrap();
     std::thread::sleep(Duration::from_millis(300));
     match ureq::post(&app.url("/sf1590a")).set("Content-Type", "text/xml").send_string(&small) {
         Err(ureq::Error::Status(503, _)) => {}
@@ -297,16 +296,28 @@ fn bodies_over_the_memory_budget_are_turned_away_before_they_are_read() {
     assert_eq!(app.send(&Delivery::one(&format!("BUDGET-{}", new_id())).soap11()).receipts[0].status.as_str(), "Accepteret");
 }
 
-#[test]
-fn a_body_that_trickles_in_is_cut_off_by_the_minimum_rate_not_the_whole_timeout() {
-    // The whole-body timeout is long; the rate rule is what ends a trickle.
-    let app = TestApp::start_with(|c| {
+/// A server whose whole-body timeout is long, so that only the rate rules can end a slow body: after a second's
+/// grace, 1000 bytes a second on average, and no pause longer than 5 s.
+fn rate_limited_app() -> TestApp {
+    TestApp::start_with(|c| {
         c.server.request_body_timeout_secs = 600;
         c.server.body_grace_secs = 1;
         c.server.min_body_bytes_per_sec = 1000;
-    });
-    let mut slow = TcpStream::connect(app.server.as_ref().unwrap().addr).unwrap();
-    write!(slow, "POST /sf1590a HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: 5000\r\n\r\n").unwrap();
+    })
+}
+
+/// A connection that has sent the head of a delivery call announcing `length` bytes of body, and nothing more.
+fn post_head(app: &TestApp, length: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(app.server.as_ref().unwrap().addr).unwrap();
+    write!(stream, "POST /sf1590a HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {length}\r\n\r\n").unwrap();
+    stream
+}
+
+#[test]
+fn a_body_that_trickles_in_is_cut_off_by_the_minimum_rate_not_the_whole_timeout() {
+    // The whole-body timeout is long; the rate rule is what ends a trickle.
+    let app = rate_limited_app();
+    let mut slow = post_head(&app, 5000);
     slow.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let mut answer = Vec::new();
     // One byte every 200 ms, far under 1000 bytes a second, for at most 60 s (a tenth of the timeout).
@@ -431,13 +442,8 @@ fn a_call_far_over_the_item_limit_is_answered_as_a_whole_without_reading_its_ite
 #[test]
 fn a_body_sent_fast_and_then_stalled_is_cut_off_by_its_pause() {
     // The average rule alone would let 100 KB sent at once stall for about 100 s at 1000 bytes a second.
-    let app = TestApp::start_with(|c| {
-        c.server.request_body_timeout_secs = 600;
-        c.server.body_grace_secs = 1;
-        c.server.min_body_bytes_per_sec = 1000;
-    });
-    let mut stalled = TcpStream::connect(app.server.as_ref().unwrap().addr).unwrap();
-    write!(stalled, "POST /sf1590a HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: 200000\r\n\r\n").unwrap();
+    let app = rate_limited_app();
+    let mut stalled = post_head(&app, 200_000);
     stalled.write_all(&vec![b' '; 100_000]).unwrap();
     // A pause of five times the grace (5 s) ends it; the read waits far less than the average rule would allow.
     stalled.set_read_timeout(Some(Duration::from_secs(40))).unwrap();

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
+use crate::domain::delivery::Transport;
 use crate::domain::receipt::Receipt;
 use crate::domain::sortiment::Integration;
 
@@ -22,11 +23,7 @@ pub struct Metrics {
 }
 
 /// Shared state read from the database at scrape time.
-pub struct SharedFigures {
-    pub batch_files_in_progress: i64,
-    /// Alerts by outbox status (pending, sending, sent, failed).
-    pub alert_outbox: Vec<(String, i64)>,
-}
+pub use crate::storage::inspect::SharedFigures;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -79,8 +76,8 @@ impl Metrics {
     }
 
     /// One delivery (a call or a batch file) done, with its receipts' outcome and how long it took.
-    pub fn delivery(&self, integration: Integration, transport: &str, accepted: usize, rejected: usize, took: Duration) {
-        let integration = integration.as_str();
+    pub fn delivery(&self, integration: Integration, transport: Transport, accepted: usize, rejected: usize, took: Duration) {
+        let (integration, transport) = (integration.as_str(), transport.as_str());
         let result = match (accepted, rejected) {
             (_, 0) => "accepteret",
             (0, _) => "afvist",

@@ -10,7 +10,7 @@ pub mod metadata;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -20,13 +20,16 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
-use crate::config::{BatchConfig, BatchConvention, Config};
-use crate::domain::receipt::{timestamp, Receipt, ReceiptSet, KVITTERING_NS, NIL_UUID};
+use crate::config::{BatchConfig, BatchConvention};
+use crate::domain::delivery::{DeliveryRecord, Transport};
+use crate::domain::receipt::{timestamp, ReceiptSet, NIL_UUID};
 use crate::domain::rejection::{Finding, Rejection};
 use crate::domain::sortiment::Integration;
 use crate::files::{sync_dir, write_atomically};
 use crate::pipeline::{MasseFile, Pipeline, Progress};
-use crate::storage::batch::{BatchFile, Claimed, Lease, NewBatchFile, PROCESSING, RECEIPT};
+use crate::startup::App;
+use crate::storage::batch::{BatchFile, BatchState, Claimed, Lease, NewBatchFile};
+use crate::storage::Db;
 use crate::task::Periodic;
 use metadata::Metadata;
 
@@ -94,6 +97,7 @@ impl Round {
 pub type ProgressFn<'a> = dyn Fn(&str, Progress) + Sync + 'a;
 
 pub struct Receiver {
+    db: Db,
     pipeline: Arc<Pipeline>,
     config: BatchConfig,
     recipients: Vec<String>,
@@ -106,7 +110,8 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    pub fn new(pipeline: Arc<Pipeline>, config: &Config) -> anyhow::Result<Self> {
+    pub fn new(app: Arc<App>) -> anyhow::Result<Self> {
+        let config = &app.config;
         let batch = config.batch.clone();
         for integration in [Integration::Sf1590A, Integration::Sf1590B] {
             let folders = Folders::of(&batch.dir, integration);
@@ -115,7 +120,15 @@ impl Receiver {
         let recipients = if batch.recipients.is_empty() { vec![config.installation.myndighed.clone()] } else { batch.recipients.clone() };
         let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let owner = format!("{}:{}:{}", host.trim(), std::process::id(), &uuid::Uuid::new_v4().to_string()[..8]);
-        Ok(Receiver { pipeline, config: batch, recipients, owner, warned: Mutex::default(), hashes: Mutex::default() })
+        Ok(Receiver {
+            db: app.db.clone(),
+            pipeline: app.pipeline.clone(),
+            config: batch,
+            recipients,
+            owner,
+            warned: Mutex::default(),
+            hashes: Mutex::default(),
+        })
     }
 
     fn lease(&self, batch_id: i32) -> Lease {
@@ -133,10 +146,10 @@ impl Receiver {
         let mut round = Round::default();
         for integration in [Integration::Sf1590A, Integration::Sf1590B] {
             let folders = Folders::of(&self.config.dir, integration);
-            for file in self.pipeline.db.abandoned_batch_files(integration.as_str())? {
-                if self.pipeline.db.take_over_batch_file(&file, &self.owner, self.lease_duration())? {
+            for file in self.db.abandoned_batch_files(integration)? {
+                if self.db.take_over_batch_file(&file, &self.owner, self.lease_duration())? {
                     let name = file.file_name.clone();
-                    let carried = self.pipeline.db.batch_file(file.id).map_err(anyhow::Error::from).and_then(|file| {
+                    let carried = self.db.batch_file(file.id).map_err(anyhow::Error::from).and_then(|file| {
                         self.carry_on(integration, &folders, file.context("the row was just updated")?, progress).map(Some)
                     });
                     round.record(&name, carried);
@@ -149,7 +162,7 @@ impl Receiver {
                 // A file in processing/ without a row of its own: its process stopped before it claimed the row,
                 // or it waits for a file with the same key. A file with a row is done, in hand, or taken over
                 // above once its lease has run out.
-                if self.pipeline.db.batch_file_by_stored_name(&stored)?.is_some() {
+                if self.db.batch_file_by_stored_name(&stored)?.is_some() {
                     continue;
                 }
                 round.record(original_name(&stored), self.handle_stored(integration, &folders, &stored, progress));
@@ -255,14 +268,14 @@ impl Receiver {
         };
         let new = NewBatchFile {
             file_key,
-            integration: integration.as_str().to_string(),
+            integration,
             file_name: name.clone(),
             stored_name: stored.to_string(),
             content_hash: content_hash.clone(),
             size_bytes: size as i64,
             metadata: meta_text,
         };
-        match self.pipeline.db.claim_batch_file(&new, &self.owner, self.lease_duration())? {
+        match self.db.claim_batch_file(&new, &self.owner, self.lease_duration())? {
             Claimed::Busy => Ok(None),
             Claimed::Mine(file) => self.carry_on(integration, folders, file, progress).map(Some),
             Claimed::Done(earlier) => {
@@ -270,7 +283,7 @@ impl Receiver {
                 let repeated = earlier.content_hash == content_hash;
                 if repeated {
                     info!(file = %name, first = %earlier.file_name, "batch file was processed before; nothing booked, its receipt file is written again");
-                    write_receipt_file(&self.pipeline, &earlier, &receipt_file)?;
+                    write_receipt_file(&self.db, &earlier, &receipt_file)?;
                 } else {
                     warn!(file = %name, key = %earlier.file_key, "another file was delivered before with the same SendersFileId; rejected");
                     let finding = Finding::nowhere(Rejection::DuplicateDifferent(format!(
@@ -278,14 +291,12 @@ impl Receiver {
                         meta.as_ref().map_or("", |m| m.senders_file_id.as_str()),
                         earlier.file_name
                     )));
-                    let at = timestamp(Utc::now());
-                    let receipt = Receipt::rejected(NIL_UUID, "LEVERANCE", &at, &[finding]);
-                    let set =
-                        ReceiptSet::new(NIL_UUID.into(), meta.as_ref().map_or(NIL_UUID.into(), |m| m.sender.clone()), at, vec![receipt]);
-                    write_atomically(&receipt_file, |out| {
-                        out.write_all(format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}\n", set.to_xml()).as_bytes())
-                    })
-                    .with_context(|| format!("writing {}", receipt_file.display()))?;
+                    // Recorded, counted and alerted like any other rejected delivery.
+                    let mut record = DeliveryRecord::new(integration, Transport::Masse, format!("file:{content_hash}"));
+                    record.sender = meta.as_ref().and_then(|m| uuid::Uuid::parse_str(&m.sender).ok());
+                    let set = self.pipeline.reject_as_whole(record, finding)?.receipts;
+                    write_atomically(&receipt_file, |out| set.write_document(out, std::iter::empty()))
+                        .with_context(|| format!("writing {}", receipt_file.display()))?;
                 }
                 self.archive(folders, stored)?;
                 // A repeat is answered with the first file's receipts; other content with one rejection.
@@ -305,7 +316,7 @@ impl Receiver {
     ) -> anyhow::Result<Handled> {
         let lease = self.lease(file.id);
         let receipt_file = folders.outbox.join(receipt_name(&file.file_name));
-        if file.state == PROCESSING {
+        if file.state == BatchState::Processing {
             let path = folders.processing.join(&file.stored_name);
             let meta: Option<Metadata> = file.metadata.as_deref().and_then(|m| metadata::parse(m.as_bytes()).ok());
             let mut findings = Vec::new();
@@ -326,10 +337,10 @@ impl Receiver {
             let name = file.file_name.clone();
             file = self.pipeline.process_file(&masse, &|p| progress(&name, p))?;
         }
-        if file.state == RECEIPT {
-            write_receipt_file(&self.pipeline, &file, &receipt_file)?;
+        if file.state == BatchState::Receipt {
+            write_receipt_file(&self.db, &file, &receipt_file)?;
             self.archive(folders, &file.stored_name)?;
-            self.pipeline.db.mark_batch_done(&lease, &receipt_file.display().to_string())?;
+            self.db.mark_batch_done(&lease, &receipt_file.display().to_string())?;
             info!(file = %file.file_name, receipt = %receipt_file.display(), accepted = file.accepted_count, rejected = file.rejected_count, "receipt file written");
         }
         Ok(Handled {
@@ -419,29 +430,26 @@ fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
 
 /// Writes the receipt file of a file whose items are all decided, from the stored receipts, a page at a time.
 /// Its time stamp is the file's finish time, so writing it again gives the same file.
-fn write_receipt_file(pipeline: &Pipeline, file: &BatchFile, target: &Path) -> anyhow::Result<()> {
+fn write_receipt_file(db: &Db, file: &BatchFile, target: &Path) -> anyhow::Result<()> {
     let processed = file.finished_at.map_or_else(Utc::now, |t| t.and_utc());
-    write_atomically(target, |out| {
-        write!(
-            out,
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<KvitteringLeverance xmlns=\"{KVITTERING_NS}\"><LeveranceId>{}</LeveranceId>\
-             <AfsenderSystem>{}</AfsenderSystem><Behandlet>{}</Behandlet>\n",
-            file.leverance_id.as_deref().unwrap_or(NIL_UUID),
-            file.afsender_system.as_deref().unwrap_or(NIL_UUID),
-            timestamp(processed)
-        )?;
-        let mut after = -1;
-        loop {
-            let page = pipeline.db.batch_receipts_page(file.id, after, 5000).map_err(std::io::Error::other)?;
-            let Some((last, _)) = page.last() else { break };
-            after = *last;
-            for (_, receipt) in &page {
-                let xml = quick_xml::se::to_string_with_root("Kvittering", receipt).map_err(std::io::Error::other)?;
-                out.write_all(xml.as_bytes())?;
-                out.write_all(b"\n")?;
-            }
+    let head = ReceiptSet::new(
+        file.leverance_id.clone().unwrap_or_else(|| NIL_UUID.into()),
+        file.afsender_system.clone().unwrap_or_else(|| NIL_UUID.into()),
+        timestamp(processed),
+        Vec::new(),
+    );
+    let mut page = Vec::new().into_iter();
+    let mut after = -1;
+    let stored = std::iter::from_fn(|| loop {
+        if let Some((position, receipt)) = page.next() {
+            after = position;
+            return Some(Ok(receipt));
         }
-        out.write_all(b"</KvitteringLeverance>\n")
-    })
-    .with_context(|| format!("writing {}", target.display()))
+        match db.batch_receipts_page(file.id, after, 5000) {
+            Ok(next) if next.is_empty() => return None,
+            Ok(next) => page = next.into_iter(),
+            Err(e) => return Some(Err(std::io::Error::other(e))),
+        }
+    });
+    write_atomically(target, |out| head.write_document(out, stored)).with_context(|| format!("writing {}", target.display()))
 }

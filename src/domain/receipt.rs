@@ -1,6 +1,8 @@
 //! The business receipt (Kvittering) of receipts.md. The same structure is written as XML on the wire and kept
 //! as JSON in the database, so a re-sent delivery gets back exactly what it got the first time.
 
+use std::io::{self, Write};
+
 use serde::{Deserialize, Serialize};
 
 use super::rejection::{Code, Finding};
@@ -133,7 +135,36 @@ impl ReceiptSet {
 
     /// The receipt as XML, without an XML declaration so that it can be put in a SOAP body.
     pub fn to_xml(&self) -> String {
-        quick_xml::se::to_string(self).expect("a receipt always serializes")
+        let mut out = Vec::new();
+        self.write_xml(&mut out, std::iter::empty()).expect("writing to memory does not fail");
+        String::from_utf8(out).expect("the receipt is written as UTF-8")
+    }
+
+    /// A receipt file: the XML declaration, then the set as in `to_xml`.
+    pub fn write_document<W: Write>(&self, out: &mut W, more: impl IntoIterator<Item = io::Result<Receipt>>) -> io::Result<()> {
+        out.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")?;
+        self.write_xml(out, more)?;
+        out.write_all(b"\n")
+    }
+
+    /// The one writer of a receipt set, for the SOAP answer and the receipt file alike: its head, its own
+    /// receipts, then `more` as they come (a batch file's, read from the database a page at a time, so that a
+    /// file of a million receipts is never held whole), then its end.
+    pub fn write_xml<W: Write>(&self, out: &mut W, more: impl IntoIterator<Item = io::Result<Receipt>>) -> io::Result<()> {
+        use quick_xml::escape::escape;
+        write!(
+            out,
+            "<KvitteringLeverance xmlns=\"{}\"><LeveranceId>{}</LeveranceId><AfsenderSystem>{}</AfsenderSystem><Behandlet>{}</Behandlet>",
+            escape(&self.xmlns),
+            escape(&self.delivery_id),
+            escape(&self.sender),
+            escape(&self.processed_at)
+        )?;
+        for receipt in self.receipts.iter().cloned().map(Ok).chain(more) {
+            let xml = quick_xml::se::to_string_with_root("Kvittering", &receipt?).map_err(io::Error::other)?;
+            out.write_all(xml.as_bytes())?;
+        }
+        out.write_all(b"</KvitteringLeverance>")
     }
 
     pub fn accepted(&self) -> usize {
@@ -176,6 +207,12 @@ mod tests {
         assert!(xml.starts_with(r#"<KvitteringLeverance xmlns="urn:fkoeko:kvittering:v1"><LeveranceId>"#), "{xml}");
         assert!(xml.contains("<Status>Afvist</Status><Behandlet>"), "{xml}");
         assert!(xml.contains("<Fejl><Kode>REGEL_BALANCE</Kode><Tekst>x &amp; y</Tekst><Sti>/A</Sti><Linje>3</Linje></Fejl>"), "{xml}");
+        assert_eq!(quick_xml::de::from_str::<ReceiptSet>(&xml).unwrap(), set, "the XML reads back as the set");
+        let mut file = Vec::new();
+        set.write_document(&mut file, [Ok(set.receipts[0].clone())]).unwrap();
+        let file = String::from_utf8(file).unwrap();
+        assert!(file.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<KvitteringLeverance"), "{file}");
+        assert_eq!(file.matches("<Kvittering>").count(), 2, "its own receipt and the one streamed after it: {file}");
         let json = serde_json::to_string(&set).unwrap();
         assert_eq!(serde_json::from_str::<ReceiptSet>(&json).unwrap(), set);
     }

@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+use super::book::{self, Target};
 use super::intake::{self, OpenError};
-use super::{reject_items, Arrival, ItemContext, Items, Pipeline, Sink, TechnicalError, Transport};
+use super::{Arrival, ItemContext, Items, Pipeline, Sink, TechnicalError, Transport};
+use crate::domain::delivery::{DeliveryRecord, ItemPlan};
 use crate::domain::rejection::Finding;
 use crate::domain::sortiment::{Integration, Sortiment};
-use crate::storage::batch::{BatchFile, Lease, Target};
-use crate::storage::booking::{DeliveryRecord, ItemPlan};
+use crate::storage::batch::{BatchFile, Lease};
 use crate::xml::soap::CallContext;
 use crate::xml::stream::Framing;
 
@@ -113,7 +114,7 @@ impl<'a> Booker<'a> {
             return Ok(());
         }
         let receipts =
-            self.pipeline.db.commit_batch_chunk(&self.file.lease, self.record, self.target, self.committed as i32, &self.chunk)?;
+            book::commit_batch_chunk(&self.pipeline.db, &self.file.lease, self.record, self.target, self.committed as i32, &self.chunk)?;
         self.pipeline.metrics.errors(self.record.integration, &receipts);
         self.committed += self.chunk.len();
         self.chunk.clear();
@@ -136,14 +137,14 @@ impl Pipeline {
     pub fn process_file(&self, file: &MasseFile, progress: &(dyn Fn(Progress) + Sync)) -> Result<BatchFile, TechnicalError> {
         let span = tracing::info_span!("batch_file", file = file.name, integration = file.integration.as_str());
         let _entered = span.enter();
-        let mut record = DeliveryRecord::new(file.integration, Transport::Masse.as_str(), format!("file:{}", file.content_hash));
+        let mut record = DeliveryRecord::new(file.integration, Transport::Masse, format!("file:{}", file.content_hash));
         let handle = File::open(file.path)?;
         let reading = self.reading(file.integration);
         let opened = match intake::open(&handle, Framing::Document, &reading) {
             Ok(opened) => opened,
             Err(OpenError::Rejected(finding)) => {
                 warn!(error = %finding.rejection, "batch file rejected as a whole");
-                return self.reject_whole(file, record, reject_items(&[], &[finding], Vec::new()));
+                return self.reject_whole(file, record, vec![ItemPlan::whole_delivery(vec![finding])]);
             }
             Err(OpenError::Technical(e)) => return Err(e),
         };
@@ -157,7 +158,7 @@ impl Pipeline {
             warn!(errors = decided.findings.len(), "the file's delivery fields or sender are rejected; every item is rejected with them");
         }
 
-        let (target, done) = self.db.start_batch(&file.lease, &record, opened.frame.outline.items)?;
+        let (target, done) = book::start_batch(&self.db, &file.lease, &record, opened.frame.outline.items)?;
         let root_path = opened.root_path();
         let context = ItemContext { sender: decided.sender(), today: decided.today, mappings: &decided.mappings, root_path: &root_path };
         let done = done as usize;
@@ -189,9 +190,9 @@ impl Pipeline {
 
     /// A file rejected as a whole before any item could be read: one receipt for the file.
     fn reject_whole(&self, file: &MasseFile, mut record: DeliveryRecord, plans: Vec<ItemPlan>) -> Result<BatchFile, TechnicalError> {
-        let (target, done) = self.db.start_batch(&file.lease, &record, plans.len())?;
+        let (target, done) = book::start_batch(&self.db, &file.lease, &record, plans.len())?;
         if done == 0 {
-            self.db.commit_batch_chunk(&file.lease, &record, &target, 0, &plans)?;
+            book::commit_batch_chunk(&self.db, &file.lease, &record, &target, 0, &plans)?;
         }
         self.finish_file(file, &mut record, &target, &*self.sortiment()?)
     }
@@ -208,7 +209,8 @@ impl Pipeline {
         let sender = record.sender.and_then(|s| sortiment.get(&s));
         record.sender_name = sender.map(|s| s.name.clone());
         let alert = self.alert_target(sender, record.sender);
-        let finished = self.db.finish_batch(&file.lease, record, target, alert.as_ref().map(|t| (t, self.settings.alerts.group_window)))?;
+        let alert = alert.as_ref().map(|t| (t, self.settings.alerts.group_window));
+        let finished = book::finish_batch(&self.db, &file.lease, record, target, alert, crate::alerts::mail::MAX_LISTED)?;
         let (accepted, rejected) = (finished.accepted_count as usize, finished.rejected_count as usize);
         self.metrics.delivery(file.integration, record.transport, accepted, rejected, record.arrived.elapsed());
         Ok(finished)

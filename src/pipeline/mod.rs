@@ -9,8 +9,10 @@ use chrono::{NaiveDate, Utc};
 use sha2::{Digest, Sha256};
 use tracing::{field, info, info_span, warn};
 
-use crate::alerts::AlertTarget;
 use crate::config::Config;
+use crate::domain::alert::AlertTarget;
+pub use crate::domain::delivery::Transport;
+use crate::domain::delivery::{Booking, ClaimBooking, DeliveryRecord, FinansBooking, ItemOutcome, ItemPlan};
 use crate::domain::finans::{Kontering, Located};
 use crate::domain::fordring::check_fordring;
 use crate::domain::mapping::{Mapped, MappingSet};
@@ -19,7 +21,6 @@ use crate::domain::rejection::{cap_findings, cut, Finding, Loc, Rejection, MAX_V
 use crate::domain::rules::{check_finansbilag, RuleSettings};
 use crate::domain::sortiment::{CallerCertificate, Integration, Sender, Sortiment};
 use crate::domain::values::{Cvr, Valuta};
-use crate::storage::booking::{preview, Booking, ClaimBooking, DeliveryRecord, FinansBooking, ItemOutcome, ItemPlan};
 use crate::storage::{Db, StorageError};
 use crate::wire::{self, sf1590a, sf1590b, WireSpec};
 use crate::xml::schema::SchemaError;
@@ -29,6 +30,7 @@ use crate::xml::tree::{self, Element, XmlLimits};
 
 use intake::{OpenError, Source};
 
+mod book;
 mod intake;
 mod mappings;
 mod masse;
@@ -52,45 +54,28 @@ pub enum TechnicalError {
     Io(#[from] std::io::Error),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// A synchronous SOAP call: the delivery is the SOAP body.
-    Straks,
-    /// A batch file: the delivery is the document's root.
-    Masse,
-}
-
-impl Transport {
-    /// What a file holds, for `fkoeko validate`: a SOAP envelope is a straks call, any other root a masse file;
-    /// the first element in one of the delivery namespaces tells the integration (SF1590_A when none does).
-    pub fn detect(bytes: &[u8]) -> (Transport, Integration) {
-        use quick_xml::events::Event;
-        use quick_xml::name::ResolveResult;
-        let mut reader = quick_xml::NsReader::from_reader(bytes);
-        let mut transport = None;
-        loop {
-            match reader.read_resolved_event() {
-                Ok((ns, Event::Start(e) | Event::Empty(e))) => {
-                    let transport =
-                        *transport.get_or_insert(if e.local_name().as_ref() == b"Envelope" { Transport::Straks } else { Transport::Masse });
-                    if let ResolveResult::Bound(ns) = ns {
-                        for integration in [Integration::Sf1590A, Integration::Sf1590B] {
-                            if ns.as_ref() == WireSpec::of(integration).namespace.as_bytes() {
-                                return (transport, integration);
-                            }
+/// What a file holds, for `fkoeko validate`: a SOAP envelope is a straks call, any other root a masse file;
+/// the first element in one of the delivery namespaces tells the integration (SF1590_A when none does).
+pub fn detect(bytes: &[u8]) -> (Transport, Integration) {
+    use quick_xml::events::Event;
+    use quick_xml::name::ResolveResult;
+    let mut reader = quick_xml::NsReader::from_reader(bytes);
+    let mut transport = None;
+    loop {
+        match reader.read_resolved_event() {
+            Ok((ns, Event::Start(e) | Event::Empty(e))) => {
+                let transport =
+                    *transport.get_or_insert(if e.local_name().as_ref() == b"Envelope" { Transport::Straks } else { Transport::Masse });
+                if let ResolveResult::Bound(ns) = ns {
+                    for integration in [Integration::Sf1590A, Integration::Sf1590B] {
+                        if ns.as_ref() == WireSpec::of(integration).namespace.as_bytes() {
+                            return (transport, integration);
                         }
                     }
                 }
-                Ok((_, Event::Eof)) | Err(_) => return (transport.unwrap_or(Transport::Masse), Integration::Sf1590A),
-                Ok(_) => {}
             }
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Straks => "straks",
-            Transport::Masse => "masse",
+            Ok((_, Event::Eof)) | Err(_) => return (transport.unwrap_or(Transport::Masse), Integration::Sf1590A),
+            Ok(_) => {}
         }
     }
 }
@@ -264,31 +249,45 @@ impl Pipeline {
             afsender = field::Empty
         );
         let _entered = span.enter();
-        // A delivery that cannot be read is known by the digest of its bytes; one that can, by its content.
-        let mut record = DeliveryRecord::new(integration, transport.as_str(), String::new());
-        let raw_digest = || hex::encode(Sha256::digest(bytes));
-        let text = match tree::decode_utf8(bytes) {
-            Ok(text) => text,
-            Err(finding) => {
-                record.request_hash = raw_digest();
-                return self.finish(record, reject_items(&[], &[finding], Vec::new()), None, None, mode);
+        let mut record = DeliveryRecord::new(integration, transport, String::new());
+        let mut soap_version = None;
+        let (plans, sortiment) = match self.decide_in_memory(bytes, caller, &mut record, &mut soap_version) {
+            Ok((plans, sortiment)) => (plans, Some(sortiment)),
+            Err(Whole::Rejected(finding)) => {
+                // A delivery answered as a whole is known by the digest of its bytes; one read, by its content.
+                record.request_hash = hex::encode(Sha256::digest(bytes));
+                (vec![ItemPlan::whole_delivery(vec![finding])], None)
             }
+            Err(Whole::Technical(e)) => return Err(e),
         };
+        if let Some(id) = record.delivery_id {
+            span.record("leverance_id", field::display(id));
+        }
+        if let Some(sender) = record.sender {
+            span.record("afsender", field::display(sender));
+        }
+        self.finish(record, plans, soap_version, sortiment, mode)
+    }
+
+    /// A delivery held in memory, read item by item by the same intake as a batch file on disk and decided by the
+    /// same steps; or why it is answered as a whole.
+    fn decide_in_memory(
+        &self,
+        bytes: &[u8],
+        caller: Option<&CallerCertificate>,
+        record: &mut DeliveryRecord,
+        soap_version: &mut Option<SoapVersion>,
+    ) -> Result<(Vec<ItemPlan>, Arc<Sortiment>), Whole> {
+        let (integration, transport) = (record.integration, record.transport);
+        let text = tree::decode_utf8(bytes).map_err(Whole::Rejected)?;
         let source: &[u8] = text.as_bytes();
         let framing = match transport {
             Transport::Straks => Framing::Soap,
             Transport::Masse => Framing::Document,
         };
         let reading = self.reading(integration);
-        let opened = match intake::open(source, framing, &reading) {
-            Ok(opened) => opened,
-            Err(OpenError::Rejected(finding)) => {
-                record.request_hash = raw_digest();
-                return self.finish(record, reject_items(&[], &[finding], Vec::new()), None, None, mode);
-            }
-            Err(OpenError::Technical(e)) => return Err(e),
-        };
-        let version = opened.frame.outline.soap;
+        let opened = intake::open(source, framing, &reading)?;
+        *soap_version = opened.frame.outline.soap;
         record.transaction_uuid = opened.context.transaction.clone();
         record.user_system_uuid = opened.context.user_system.first().map(|(v, _)| v.clone());
         let mut findings = opened.findings.clone();
@@ -301,20 +300,13 @@ impl Pipeline {
             // Far over the limit, the call is answered as a whole, without reading its items: a receipt for each
             // of a million tiny items would make the answer many times the size of the call.
             if opened.frame.outline.items > FAR_OVER * max_items {
-                record.name_from(&opened.root, &opened.root_path());
-                record.request_hash = raw_digest();
-                return self.finish(record, reject_items(&[], &[finding], Vec::new()), version, None, mode);
+                name_delivery(record, &opened);
+                return Err(Whole::Rejected(finding));
             }
             findings.push(finding);
         }
         let arrival = Arrival { context: &opened.context, caller, metadata_sender: None };
-        let decided = self.decide_delivery(&opened, findings, &arrival, integration, &mut record)?;
-        if let Some(id) = record.delivery_id {
-            span.record("leverance_id", field::display(id));
-        }
-        if let Some(sender) = record.sender {
-            span.record("afsender", field::display(sender));
-        }
+        let decided = self.decide_delivery(&opened, findings, &arrival, integration, record)?;
         let root_path = opened.root_path();
         let context = ItemContext { sender: decided.sender(), today: decided.today, mappings: &decided.mappings, root_path: &root_path };
         let mut digest = Sha256::new();
@@ -326,9 +318,9 @@ impl Pipeline {
         Element::feed_close(&mut digest);
         record.request_hash = hex::encode(digest.finalize());
         if plans.is_empty() {
-            plans = reject_items(&[], &decided.findings, Vec::new());
+            plans = vec![ItemPlan::whole_delivery(decided.findings.clone())];
         }
-        self.finish(record, plans, version, Some(decided.sortiment), mode)
+        Ok((plans, decided.sortiment))
     }
 
     /// The delivery-level decision, the same for both transports: the delivery names itself in the record,
@@ -342,7 +334,7 @@ impl Pipeline {
         integration: Integration,
         record: &mut DeliveryRecord,
     ) -> Result<DeliveryDecision, TechnicalError> {
-        record.name_from(&opened.root, &opened.root_path());
+        name_delivery(record, opened);
         // A delivery whose fields break the schema is rejected for that alone: its header is not read further.
         let header = if findings.is_empty() { wire::read_header(&opened.root, &mut findings) } else { None };
         let sortiment = self.sortiment()?;
@@ -625,8 +617,13 @@ impl Pipeline {
 
     /// Rejects a delivery that could not even be read in full (over the size limit), and records that.
     pub fn reject_unread(&self, rejection: Rejection, integration: Integration, transport: Transport) -> Result<Processed, TechnicalError> {
-        let record = DeliveryRecord::new(integration, transport.as_str(), String::new());
-        self.finish(record, reject_items(&[], &[Finding::nowhere(rejection)], Vec::new()), None, None, Mode::Book)
+        self.reject_as_whole(DeliveryRecord::new(integration, transport, String::new()), Finding::nowhere(rejection))
+    }
+
+    /// Rejects a delivery as a whole, before any of it could be read (a batch file under a SendersFileId used
+    /// for other content), with one receipt: written, counted and alerted like any other.
+    pub fn reject_as_whole(&self, record: DeliveryRecord, finding: Finding) -> Result<Processed, TechnicalError> {
+        self.finish(record, vec![ItemPlan::whole_delivery(vec![finding])], None, None, Mode::Book)
     }
 
     /// The delivery-level checks: municipality, Serviceplatformen's context, and the sender's sortiment.
@@ -719,7 +716,8 @@ impl Pipeline {
                 let sender = record.sender.and_then(|s| sortiment.get(&s));
                 record.sender_name = sender.map(|s| s.name.clone());
                 let target = self.alert_target(sender, record.sender);
-                let receipts = self.db.commit_delivery(&record, plans, target.as_ref().map(|t| (t, self.settings.alerts.group_window)))?;
+                let receipts =
+                    book::commit_delivery(&self.db, &record, plans, target.as_ref().map(|t| (t, self.settings.alerts.group_window)))?;
                 self.metrics.errors(record.integration, &receipts.receipts);
                 self.metrics.delivery(
                     record.integration,
@@ -730,7 +728,7 @@ impl Pipeline {
                 );
                 receipts
             }
-            Mode::DryRun => preview(&record, plans),
+            Mode::DryRun => record.preview(plans),
         };
         let codes: Vec<&str> = receipts.receipts.iter().flat_map(|r| r.errors.iter().map(|e| e.code.as_str())).collect();
         if receipts.rejected() > 0 {
@@ -847,92 +845,41 @@ impl ItemRef {
     }
 }
 
-/// Every item rejected with the delivery's findings (and its own, where given); a delivery that names no
-/// items gets one receipt for itself.
-fn reject_items(items: &[ItemRef], delivery: &[Finding], per_item: Vec<Vec<Finding>>) -> Vec<ItemPlan> {
-    if items.is_empty() {
-        return vec![ItemPlan {
-            reference: "LEVERANCE".into(),
-            reference_loc: Loc::default(),
-            content_hash: String::new(),
-            related: None,
-            outcome: ItemOutcome::Reject(delivery.to_vec()),
-        }];
-    }
-    let mut per_item = per_item.into_iter();
-    items
-        .iter()
-        .map(|item| {
-            let mut findings = delivery.to_vec();
-            findings.extend(per_item.next().unwrap_or_default());
-            ItemPlan {
-                reference: item.reference.clone(),
-                reference_loc: item.loc.clone(),
-                content_hash: item.content_hash.clone(),
-                related: None,
-                outcome: ItemOutcome::Reject(findings),
-            }
-        })
-        .collect()
+/// Why a delivery is answered as a whole, without its items: it is rejected as such, or it could not be taken in.
+enum Whole {
+    Rejected(Finding),
+    Technical(TechnicalError),
 }
 
-/// The steps of `Pipeline::process` that need no database, for both integrations and both framings: the
-/// intake (streaming scan, libxml2's schema check of each item as a document of its own) and the wire model and
-/// rules. Returns every finding. Used by the fuzz target (fuzz/), which holds this path to: no panic, no hang,
-/// bounded memory, on any bytes.
-pub fn read_offline(bytes: &[u8], schema_dir: &std::path::Path) -> Vec<Finding> {
-    let text = match tree::decode_utf8(bytes) {
-        Ok(text) => text,
-        Err(finding) => return vec![finding],
-    };
-    let source: &[u8] = text.as_bytes();
-    let (transport, integration) = Transport::detect(source);
-    let framing = match transport {
-        Transport::Straks => Framing::Soap,
-        Transport::Masse => Framing::Document,
-    };
-    let spec = WireSpec::of(integration);
-    let limits = XmlLimits::default();
-    let reading = intake::Reading {
-        spec,
-        schema: schema_dir.join(spec.schema),
-        xml: &limits,
-        stream: StreamLimits { xml: limits.clone(), max_prefix_bytes: MAX_PREFIX_BYTES, max_item_bytes: 20 << 20 },
-    };
-    let opened = match intake::open(source, framing, &reading) {
-        Ok(opened) => opened,
-        Err(OpenError::Rejected(finding)) => return vec![finding],
-        Err(OpenError::Technical(_)) => return Vec::new(),
-    };
-    let mut findings = opened.findings.clone();
-    wire::read_header(&opened.root, &mut findings);
-    let rules = RuleSettings { open_periods: Vec::new(), currencies: vec![Valuta::dkk()] };
-    let _ = stream::scan(source, framing, spec.namespace, spec.item, &reading.stream, |span| {
-        let Ok(read) = intake::read_item(&opened.frame, &span, &source[span.start as usize..span.end as usize], &reading) else {
-            return Ok::<_, ()>(());
-        };
-        let read = match read {
-            Ok(read) => read,
-            Err(finding) => {
-                findings.push(finding);
-                return Ok(());
-            }
-        };
-        findings.extend(read.findings);
-        let path = opened.frame.item_path(span.index);
-        match integration {
-            Integration::Sf1590A => {
-                if let Some(bilag) = sf1590a::read_finansbilag(&read.item, span.index, path, &mut findings) {
-                    findings.extend(check_finansbilag(&bilag, &rules, Utc::now().date_naive()));
-                }
-            }
-            Integration::Sf1590B => {
-                if let Some(fordring) = sf1590b::read_fordring(&read.item, span.index, path, &mut findings) {
-                    findings.extend(check_fordring(&fordring, None, &[Valuta::dkk()]));
-                }
-            }
+impl From<OpenError> for Whole {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Rejected(finding) => Whole::Rejected(finding),
+            OpenError::Technical(e) => Whole::Technical(e),
         }
-        Ok(())
-    });
-    findings
+    }
+}
+
+impl From<TechnicalError> for Whole {
+    fn from(e: TechnicalError) -> Self {
+        Whole::Technical(e)
+    }
+}
+
+/// Takes LeveranceId and AfsenderSystem from the delivery's root (or SOAP body) as far as they can be read:
+/// before the schema check, so that even a wholly rejected delivery names itself in its receipt.
+fn name_delivery(record: &mut DeliveryRecord, opened: &intake::Opened) {
+    let root = &opened.root;
+    let delivery_id = root.child("LeveranceId");
+    record.delivery_id = delivery_id.and_then(|e| uuid::Uuid::parse_str(e.text()).ok());
+    record.sender = root.child("AfsenderSystem").and_then(|e| uuid::Uuid::parse_str(e.text()).ok());
+    record.delivery_id_loc = delivery_id.map(|e| e.loc(format!("{}/LeveranceId", opened.root_path()))).unwrap_or_default();
+}
+
+/// A dry run of any delivery, straks call or batch file (told apart by `detect`): the production intake and
+/// decisions, with the receipts previewed instead of written. What `fkoeko validate` and the fuzz target (fuzz/)
+/// run.
+pub fn dry_run(pipeline: &Pipeline, bytes: &[u8]) -> Result<Processed, TechnicalError> {
+    let (transport, integration) = detect(bytes);
+    pipeline.process(bytes, integration, transport, None, Mode::DryRun)
 }

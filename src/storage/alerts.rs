@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::schema::alert_outbox;
 use super::{Db, StorageError};
-use crate::alerts::AlertPayload;
+use crate::domain::alert::AlertPayload;
 
 /// Alerts that go out as one mail, claimed by this process.
 #[derive(Debug)]

@@ -7,19 +7,20 @@
 use chrono::{Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
-use super::booking::{close_delivery, decide_items, enqueue_alert, open_delivery, to_json, DeliveryRecord, ItemPlan, Opened};
+use super::booking::to_json;
 use super::schema::{batch_files, batch_receipts};
+use super::text::Stored;
 use super::{execute_native, AnyConnection, Db, StorageError};
-use crate::alerts::AlertTarget;
-use crate::domain::receipt::{timestamp, Receipt, ReceiptSet, Status, NIL_UUID};
-use crate::domain::rejection::Finding;
+use crate::domain::delivery::DeliveryRecord;
+use crate::domain::receipt::{Receipt, Status};
+use crate::domain::sortiment::Integration;
 
 /// A file as it was found, before it is claimed.
 #[derive(Debug, Clone)]
 pub struct NewBatchFile {
     /// What identifies the file for idempotency: (Sender, SendersFileId), or its content hash.
     pub file_key: String,
-    pub integration: String,
+    pub integration: Integration,
     pub file_name: String,
     pub stored_name: String,
     pub content_hash: String,
@@ -31,13 +32,15 @@ pub struct NewBatchFile {
 pub struct BatchFile {
     pub id: i32,
     pub file_key: String,
-    pub integration: String,
+    #[diesel(deserialize_as = Stored<Integration>)]
+    pub integration: Integration,
     pub file_name: String,
     pub stored_name: String,
     pub content_hash: String,
     pub size_bytes: i64,
     pub metadata: Option<String>,
-    pub state: String,
+    #[diesel(deserialize_as = Stored<BatchState>)]
+    pub state: BatchState,
     pub delivery_id: Option<i32>,
     pub leverance_id: Option<String>,
     pub afsender_system: Option<String>,
@@ -52,10 +55,7 @@ pub struct BatchFile {
     pub receipt_file: Option<String>,
 }
 
-pub const PROCESSING: &str = "processing";
-/// Every item is decided; the receipt file is being written.
-pub const RECEIPT: &str = "receipt";
-pub const DONE: &str = "done";
+pub use super::text::BatchState;
 
 /// What claiming a file gave.
 #[derive(Debug)]
@@ -76,13 +76,6 @@ pub struct Lease {
     pub duration: Duration,
 }
 
-/// Where a delivery's items go: its row, or nowhere because its LeveranceId was used for other content.
-#[derive(Debug, Clone)]
-pub enum Target {
-    Delivery(i32),
-    Conflict(Finding),
-}
-
 impl Db {
     pub fn batch_file(&self, id: i32) -> Result<Option<BatchFile>, StorageError> {
         let mut conn = self.conn()?;
@@ -95,11 +88,11 @@ impl Db {
     }
 
     /// Files of an integration, not done, whose owner's lease ran out: their owner stopped.
-    pub fn abandoned_batch_files(&self, integration: &str) -> Result<Vec<BatchFile>, StorageError> {
+    pub fn abandoned_batch_files(&self, integration: Integration) -> Result<Vec<BatchFile>, StorageError> {
         let mut conn = self.conn()?;
         Ok(batch_files::table
-            .filter(batch_files::integration.eq(integration))
-            .filter(batch_files::state.ne(DONE))
+            .filter(batch_files::integration.eq(Stored(integration)))
+            .filter(batch_files::state.ne(Stored(BatchState::Done)))
             .filter(batch_files::lease_until.lt(Utc::now().naive_utc()))
             .order(batch_files::id)
             .load(&mut *conn)?)
@@ -115,13 +108,13 @@ impl Db {
                     diesel::insert_into(batch_files::table)
                         .values((
                             batch_files::file_key.eq(&new.file_key),
-                            batch_files::integration.eq(&new.integration),
+                            batch_files::integration.eq(Stored(new.integration)),
                             batch_files::file_name.eq(&new.file_name),
                             batch_files::stored_name.eq(&new.stored_name),
                             batch_files::content_hash.eq(&new.content_hash),
                             batch_files::size_bytes.eq(new.size_bytes),
                             batch_files::metadata.eq(&new.metadata),
-                            batch_files::state.eq(PROCESSING),
+                            batch_files::state.eq(Stored(BatchState::Processing)),
                             batch_files::claimed_by.eq(owner),
                             batch_files::lease_until.eq(now + lease),
                             batch_files::received_at.eq(now),
@@ -130,7 +123,7 @@ impl Db {
                     let row = batch_files::table.filter(batch_files::file_key.eq(&new.file_key)).first(conn)?;
                     Ok(Claimed::Mine(row))
                 }
-                Some(row) if row.state == DONE => Ok(Claimed::Done(row)),
+                Some(row) if row.state == BatchState::Done => Ok(Claimed::Done(row)),
                 Some(row) if row.stored_name == new.stored_name && row.lease_until < now => {
                     take_over(conn, &row, owner, lease)?;
                     let row = batch_files::table.find(row.id).first(conn)?;
@@ -144,125 +137,6 @@ impl Db {
     /// Takes over a file whose owner's lease ran out; false when another process was first.
     pub fn take_over_batch_file(&self, file: &BatchFile, owner: &str, lease: Duration) -> Result<bool, StorageError> {
         self.write(|conn| take_over(conn, file, owner, lease))
-    }
-
-    /// Opens the file's delivery (or finds it again when the file is resumed); records the item count.
-    pub fn start_batch(&self, lease: &Lease, record: &DeliveryRecord, items_total: usize) -> Result<(Target, i32), StorageError> {
-        self.write(|conn| {
-            let file = renew(conn, lease, None)?;
-            diesel::update(batch_files::table.find(lease.batch_id))
-                .set((
-                    batch_files::items_total.eq(items_total as i32),
-                    batch_files::leverance_id.eq(record.delivery_id.map(|id| id.to_string())),
-                    batch_files::afsender_system.eq(record.sender.map(|id| id.to_string())),
-                ))
-                .execute(conn)?;
-            if let Some(key) = file.delivery_id {
-                return Ok((Target::Delivery(key), file.items_done));
-            }
-            let target = match open_delivery(conn, record, Utc::now())? {
-                Opened::New(key) | Opened::Seen { key, .. } => {
-                    diesel::update(batch_files::table.find(lease.batch_id)).set(batch_files::delivery_id.eq(key)).execute(conn)?;
-                    Target::Delivery(key)
-                }
-                Opened::Conflict(finding) => Target::Conflict(finding),
-            };
-            Ok((target, file.items_done))
-        })
-    }
-
-    /// Decides and books the items from position `first` (0-based) on, in one transaction with their receipts
-    /// and the file's progress. Fails with `LeaseLost`, writing nothing, if this process no longer owns the file
-    /// or another one moved it on.
-    pub fn commit_batch_chunk(
-        &self,
-        lease: &Lease,
-        record: &DeliveryRecord,
-        target: &Target,
-        first: i32,
-        plans: &[ItemPlan],
-    ) -> Result<Vec<Receipt>, StorageError> {
-        self.write(|conn| {
-            let at = Utc::now();
-            renew(conn, lease, Some(first))?;
-            let receipts = match target {
-                Target::Delivery(key) => decide_items(conn, record, *key, plans, at)?,
-                Target::Conflict(finding) => {
-                    let delivery_id = record.delivery_id.map_or_else(|| NIL_UUID.to_string(), |id| id.to_string());
-                    plans
-                        .iter()
-                        .map(|p| Receipt::rejected(&delivery_id, &p.reference, &timestamp(at), std::slice::from_ref(finding)))
-                        .collect()
-                }
-            };
-            let rows: Vec<_> = receipts
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    (
-                        batch_receipts::batch_id.eq(lease.batch_id),
-                        batch_receipts::position.eq(first + i as i32),
-                        batch_receipts::status.eq(r.status.as_str()),
-                        batch_receipts::receipt_json.eq(to_json(r)),
-                    )
-                })
-                .collect();
-            // In slices: SQLite allows a limited number of parameters in one statement.
-            for rows in rows.chunks(500) {
-                execute_native(conn, diesel::insert_into(batch_receipts::table).values(rows))?;
-            }
-            let accepted = receipts.iter().filter(|r| r.status == Status::Accepteret).count() as i32;
-            diesel::update(batch_files::table.find(lease.batch_id))
-                .set((
-                    batch_files::items_done.eq(first + receipts.len() as i32),
-                    batch_files::accepted_count.eq(batch_files::accepted_count + accepted),
-                    batch_files::rejected_count.eq(batch_files::rejected_count + (receipts.len() as i32 - accepted)),
-                ))
-                .execute(conn)?;
-            Ok(receipts)
-        })
-    }
-
-    /// Every item is decided: records the delivery's outcome and its alert, and the time the receipt file
-    /// states. Returns the file as it now stands.
-    pub fn finish_batch(
-        &self,
-        lease: &Lease,
-        record: &DeliveryRecord,
-        target: &Target,
-        alert: Option<(&AlertTarget, Duration)>,
-    ) -> Result<BatchFile, StorageError> {
-        self.write(|conn| {
-            let file = renew(conn, lease, None)?;
-            let at = Utc::now();
-            let (accepted, rejected) = (file.accepted_count as usize, file.rejected_count as usize);
-            // The alert lists the first rejections; the mail shows no more than that anyway.
-            let listed: Vec<String> = batch_receipts::table
-                .filter(batch_receipts::batch_id.eq(lease.batch_id))
-                .filter(batch_receipts::status.eq(Status::Afvist.as_str()))
-                .order(batch_receipts::position)
-                .select(batch_receipts::receipt_json)
-                .limit(crate::alerts::mail::MAX_LISTED as i64)
-                .load(conn)?;
-            let listed = listed
-                .iter()
-                .map(|j| serde_json::from_str(j))
-                .collect::<Result<Vec<Receipt>, _>>()
-                .map_err(|e| StorageError::Corrupt(e.to_string()))?;
-            let delivery_id = record.delivery_id.map_or_else(|| NIL_UUID.to_string(), |id| id.to_string());
-            let sender = record.sender.map_or_else(|| NIL_UUID.to_string(), |id| id.to_string());
-            let summary = ReceiptSet::new(delivery_id, sender, timestamp(at), listed);
-            if let Target::Delivery(key) = target {
-                // The receipts themselves are in batch_receipts; the delivery keeps the counts.
-                let empty = ReceiptSet::new(summary.delivery_id.clone(), summary.sender.clone(), summary.processed_at.clone(), Vec::new());
-                close_delivery(conn, *key, accepted, rejected, &to_json(&empty))?;
-            }
-            enqueue_alert(conn, record, &summary, (accepted, rejected), alert, at)?;
-            diesel::update(batch_files::table.find(lease.batch_id))
-                .set((batch_files::state.eq(RECEIPT), batch_files::finished_at.eq(at.naive_utc())))
-                .execute(conn)?;
-            Ok(batch_files::table.find(lease.batch_id).first(conn)?)
-        })
     }
 
     /// The receipts of a file in order, `limit` at a time after position `after` (use -1 to start).
@@ -285,7 +159,7 @@ impl Db {
         self.write(|conn| {
             renew(conn, lease, None)?;
             diesel::update(batch_files::table.find(lease.batch_id))
-                .set((batch_files::state.eq(DONE), batch_files::receipt_file.eq(receipt_file)))
+                .set((batch_files::state.eq(Stored(BatchState::Done)), batch_files::receipt_file.eq(receipt_file)))
                 .execute(conn)?;
             Ok(())
         })
@@ -308,7 +182,7 @@ fn take_over(conn: &mut AnyConnection, file: &BatchFile, owner: &str, lease: Dur
 
 /// Renews the lease, inside the caller's transaction; with `at` also checks that no other process has moved
 /// the file on since this one read its position.
-fn renew(conn: &mut AnyConnection, lease: &Lease, at: Option<i32>) -> Result<BatchFile, StorageError> {
+pub fn renew(conn: &mut AnyConnection, lease: &Lease, at: Option<i32>) -> Result<BatchFile, StorageError> {
     let until = Utc::now().naive_utc() + lease.duration;
     let mut update = diesel::update(batch_files::table.find(lease.batch_id)).filter(batch_files::claimed_by.eq(&lease.owner)).into_boxed();
     if let Some(at) = at {
@@ -318,4 +192,79 @@ fn renew(conn: &mut AnyConnection, lease: &Lease, at: Option<i32>) -> Result<Bat
         return Err(StorageError::LeaseLost);
     }
     Ok(batch_files::table.find(lease.batch_id).first(conn)?)
+}
+
+/// Records what the file's delivery is (its item count, LeveranceId and sender), inside the caller's
+/// transaction, and renews the lease; returns the file as it stands (a resumed file has its delivery and progress).
+pub fn record_batch_start(
+    conn: &mut AnyConnection,
+    lease: &Lease,
+    record: &DeliveryRecord,
+    items_total: usize,
+) -> Result<BatchFile, StorageError> {
+    let file = renew(conn, lease, None)?;
+    diesel::update(batch_files::table.find(lease.batch_id))
+        .set((
+            batch_files::items_total.eq(items_total as i32),
+            batch_files::leverance_id.eq(record.delivery_id.map(|id| id.to_string())),
+            batch_files::afsender_system.eq(record.sender.map(|id| id.to_string())),
+        ))
+        .execute(conn)?;
+    Ok(file)
+}
+
+/// The file's delivery row, once it is written.
+pub fn set_batch_delivery(conn: &mut AnyConnection, batch_id: i32, delivery_key: i32) -> Result<(), StorageError> {
+    diesel::update(batch_files::table.find(batch_id)).set(batch_files::delivery_id.eq(delivery_key)).execute(conn)?;
+    Ok(())
+}
+
+/// Writes the receipts of the items from position `first` (0-based) on, and moves the file's progress and
+/// counts on; inside the caller's transaction, after `renew` checked the position.
+pub fn insert_batch_receipts(conn: &mut AnyConnection, batch_id: i32, first: i32, receipts: &[Receipt]) -> Result<(), StorageError> {
+    let rows: Vec<_> = receipts
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            (
+                batch_receipts::batch_id.eq(batch_id),
+                batch_receipts::position.eq(first + i as i32),
+                batch_receipts::status.eq(r.status.as_str()),
+                batch_receipts::receipt_json.eq(to_json(r)),
+            )
+        })
+        .collect();
+    // In slices: SQLite allows a limited number of parameters in one statement.
+    for rows in rows.chunks(500) {
+        execute_native(conn, diesel::insert_into(batch_receipts::table).values(rows))?;
+    }
+    let accepted = receipts.iter().filter(|r| r.status == Status::Accepteret).count() as i32;
+    diesel::update(batch_files::table.find(batch_id))
+        .set((
+            batch_files::items_done.eq(first + receipts.len() as i32),
+            batch_files::accepted_count.eq(batch_files::accepted_count + accepted),
+            batch_files::rejected_count.eq(batch_files::rejected_count + (receipts.len() as i32 - accepted)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The first `limit` rejected receipts of a file, in file order.
+pub fn first_rejections(conn: &mut AnyConnection, batch_id: i32, limit: usize) -> Result<Vec<Receipt>, StorageError> {
+    let listed: Vec<String> = batch_receipts::table
+        .filter(batch_receipts::batch_id.eq(batch_id))
+        .filter(batch_receipts::status.eq(Status::Afvist.as_str()))
+        .order(batch_receipts::position)
+        .select(batch_receipts::receipt_json)
+        .limit(limit as i64)
+        .load(conn)?;
+    listed.iter().map(|j| serde_json::from_str(j)).collect::<Result<Vec<Receipt>, _>>().map_err(|e| StorageError::Corrupt(e.to_string()))
+}
+
+/// Every item of the file is decided: its receipt file is to be written next. Returns the file as it now stands.
+pub fn mark_batch_decided(conn: &mut AnyConnection, batch_id: i32, at: chrono::DateTime<Utc>) -> Result<BatchFile, StorageError> {
+    diesel::update(batch_files::table.find(batch_id))
+        .set((batch_files::state.eq(Stored(BatchState::Receipt)), batch_files::finished_at.eq(at.naive_utc())))
+        .execute(conn)?;
+    Ok(batch_files::table.find(batch_id).first(conn)?)
 }

@@ -1,6 +1,6 @@
-//! The one write of a delivery: its record, every receipt, and the import rows of what was accepted, in one
-//! transaction. Idempotency is decided here, inside that transaction, so that parallel sends of the same
-//! content book it once.
+//! The writes of a delivery: its record, every receipt, and the import rows of what was accepted, and the facts
+//! the idempotency decisions (`domain::idempotency`) are made from. The pipeline (`pipeline::book`) calls these
+//! inside one transaction; nothing here decides.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -11,197 +11,35 @@ use super::schema::{
     alert_outbox, deliveries, erp_claim_parties, erp_claims, erp_debtor_data, erp_debtors, erp_journal, erp_journal_lines, receipt_errors,
     receipts,
 };
-use super::{execute_native, AnyConnection, Db, StorageError};
-use crate::alerts::{AlertPayload, AlertTarget};
-use crate::domain::finans::{Finansbilag, Located};
-use crate::domain::fordring::Fordring;
-use crate::domain::mapping::{Mapped, MappedClaimType};
-use crate::domain::receipt::{timestamp, Receipt, ReceiptSet, Status, NIL_UUID};
-use crate::domain::rejection::{Finding, Loc, Rejection};
+use super::text::Stored;
+use super::{execute_native, AnyConnection, StorageError};
+use crate::domain::alert::{AlertPayload, AlertTarget};
+use crate::domain::delivery::{ClaimBooking, DeliveryRecord, FinansBooking};
+use crate::domain::idempotency::{EarlierDelivery, EarlierItem};
+use crate::domain::receipt::{Receipt, Status};
 use crate::domain::sortiment::Integration;
 
-/// What is known about a delivery before it is written.
-#[derive(Debug, Clone)]
-pub struct DeliveryRecord {
-    pub delivery_id: Option<Uuid>,
-    /// Where LeveranceId is in the delivery, for a DUBLET_AFVIGENDE on it.
-    pub delivery_id_loc: Loc,
-    pub integration: Integration,
-    pub transport: &'static str,
-    pub sender: Option<Uuid>,
-    pub authority: Option<String>,
-    pub transaction_uuid: Option<String>,
-    pub user_system_uuid: Option<String>,
-    pub request_hash: String,
-    pub sortiment_version: Option<i64>,
-    pub mapping_version: Option<String>,
-    /// The sender's name in the sortiment, for alerts.
-    pub sender_name: Option<String>,
-    /// When it arrived, for the processing time in the metrics.
-    pub arrived: std::time::Instant,
-}
-
-impl DeliveryRecord {
-    /// Takes LeveranceId and AfsenderSystem from the delivery's root (or SOAP body) as far as they can be read:
-    /// before the schema check, so that even a wholly rejected delivery names itself in its receipt.
-    pub fn name_from(&mut self, body: &crate::xml::tree::Element, root_path: &str) {
-        let delivery_id = body.child("LeveranceId");
-        self.delivery_id = delivery_id.and_then(|e| Uuid::parse_str(e.text()).ok());
-        self.sender = body.child("AfsenderSystem").and_then(|e| Uuid::parse_str(e.text()).ok());
-        self.delivery_id_loc = delivery_id.map(|e| e.loc(format!("{root_path}/LeveranceId"))).unwrap_or_default();
-    }
-
-    /// What is known before the delivery has been read.
-    pub fn new(integration: Integration, transport: &'static str, request_hash: String) -> Self {
-        DeliveryRecord {
-            delivery_id: None,
-            delivery_id_loc: Loc::default(),
-            integration,
-            transport,
-            sender: None,
-            authority: None,
-            transaction_uuid: None,
-            user_system_uuid: None,
-            request_hash,
-            sortiment_version: None,
-            mapping_version: None,
-            sender_name: None,
-            arrived: std::time::Instant::now(),
-        }
-    }
-}
-
-/// The decision for one finansbilag (or fordring), made before the transaction.
-#[derive(Debug)]
-pub struct ItemPlan {
-    pub reference: String,
-    /// Where the reference (BilagId) is, for a DUBLET_AFVIGENDE on it.
-    pub reference_loc: Loc,
-    pub content_hash: String,
-    /// A claim's RelateretFordringId: it must name a claim accepted before it, which only the booking
-    /// transaction can tell.
-    pub related: Option<Located<String>>,
-    pub outcome: ItemOutcome,
-}
-
-#[derive(Debug)]
-pub enum ItemOutcome {
-    /// Boxed: a booking holds the whole item, a rejection only its findings.
-    Accept(Box<Booking>),
-    Reject(Vec<Finding>),
-}
-
-// Always boxed (in ItemOutcome), so the size difference of the variants costs nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum Booking {
-    Finans(FinansBooking),
-    Claim(ClaimBooking),
-}
-
-/// An accepted finansbilag and, per postering in order, its mapping.
-#[derive(Debug)]
-pub struct FinansBooking {
-    pub bilag: Finansbilag,
-    pub mapped: Vec<Mapped>,
-    pub mapping_version: String,
-}
-
-/// An accepted claim, its ERP claim type and (when there is one) its revenue account.
-#[derive(Debug)]
-pub struct ClaimBooking {
-    pub fordring: Fordring,
-    pub claim_type: MappedClaimType,
-    pub account: Option<Mapped>,
-    pub mapping_version: String,
-}
-
-/// A rejection of every item that is not written anywhere: the delivery could not be taken in at all.
-pub fn reject_unrecorded(record: &DeliveryRecord, references: &[String], findings: &[Finding], at: DateTime<Utc>) -> ReceiptSet {
-    let delivery_id = record.delivery_id.map_or(NIL_UUID.to_string(), |id| id.to_string());
-    let sender = record.sender.map_or(NIL_UUID.to_string(), |id| id.to_string());
-    let receipts = references.iter().map(|r| Receipt::rejected(&delivery_id, r, &timestamp(at), findings)).collect();
-    ReceiptSet::new(delivery_id, sender, timestamp(at), receipts)
-}
-
-pub(super) fn to_json<T: serde::Serialize>(value: &T) -> String {
+pub fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("receipts serialize")
 }
 
-impl Db {
-    /// Writes a delivery and returns its receipts; a delivery seen before returns what it got then. When
-    /// something is rejected and `alert` names recipients, the alert goes into the outbox in the same
-    /// transaction.
-    pub fn commit_delivery(
-        &self,
-        record: &DeliveryRecord,
-        plans: Vec<ItemPlan>,
-        alert: Option<(&AlertTarget, chrono::Duration)>,
-    ) -> Result<ReceiptSet, StorageError> {
-        // One write transaction (see `Db::write`): the idempotency checks below and the writes that depend on
-        // them cannot interleave with another delivery's.
-        self.write(|conn| {
-            let at = Utc::now();
-            let delivery_key = match open_delivery(conn, record, at)? {
-                Opened::Seen { response, .. } => {
-                    return serde_json::from_str(&response).map_err(|e| StorageError::Corrupt(e.to_string()));
-                }
-                Opened::Conflict(finding) => {
-                    let references: Vec<String> = plans.iter().map(|p| p.reference.clone()).collect();
-                    let set = reject_unrecorded(record, &references, &[finding], at);
-                    enqueue_alert(conn, record, &set, (0, set.rejected()), alert, at)?;
-                    return Ok(set);
-                }
-                Opened::New(key) => key,
-            };
-            let answers = decide_items(conn, record, delivery_key, &plans, at)?;
-            let sender_text = record.sender.map_or_else(|| NIL_UUID.to_string(), |s| s.to_string());
-            let set = ReceiptSet::new(delivery_text(record), sender_text, timestamp(at), answers);
-            close_delivery(conn, delivery_key, set.accepted(), set.rejected(), &to_json(&set))?;
-            enqueue_alert(conn, record, &set, (set.accepted(), set.rejected()), alert, at)?;
-            Ok(set)
-        })
-    }
+/// The delivery written before under LeveranceId `id`, with its key.
+pub fn earlier_delivery(conn: &mut AnyConnection, id: Uuid) -> Result<Option<(i32, EarlierDelivery)>, StorageError> {
+    let earlier: Option<(i32, String, String)> = deliveries::table
+        .filter(deliveries::leverance_id.eq(id.to_string()))
+        .select((deliveries::id, deliveries::request_hash, deliveries::response_json))
+        .first(conn)
+        .optional()?;
+    Ok(earlier.map(|(key, request_hash, response)| (key, EarlierDelivery { request_hash, response })))
 }
 
-/// How a delivery's LeveranceId stands when it is to be written.
-pub(super) enum Opened {
-    /// Not seen before: its row is written, with this key.
-    New(i32),
-    /// The same content was delivered under this LeveranceId before; `response` is what it got then.
-    Seen { key: i32, response: String },
-    /// The LeveranceId was used for other content: the delivery is rejected and nothing is written for it.
-    Conflict(Finding),
-}
-
-fn delivery_text(record: &DeliveryRecord) -> String {
-    record.delivery_id.map_or_else(|| NIL_UUID.to_string(), |id| id.to_string())
-}
-
-/// Checks the delivery's LeveranceId against earlier deliveries, and writes its row when it is new.
-pub(super) fn open_delivery(conn: &mut AnyConnection, record: &DeliveryRecord, at: DateTime<Utc>) -> Result<Opened, StorageError> {
-    let delivery_text = record.delivery_id.map(|id| id.to_string());
-    if let Some(id) = &delivery_text {
-        let earlier: Option<(i32, String, String)> = deliveries::table
-            .filter(deliveries::leverance_id.eq(id))
-            .select((deliveries::id, deliveries::request_hash, deliveries::response_json))
-            .first(conn)
-            .optional()?;
-        if let Some((key, hash, response)) = earlier {
-            if hash == record.request_hash {
-                return Ok(Opened::Seen { key, response });
-            }
-            tracing::warn!("LeveranceId already used for other content; nothing written");
-            let finding =
-                Finding::new(Rejection::DuplicateDifferent(format!("LeveranceId {id}")), &record.delivery_id_loc).with_value(id.clone());
-            return Ok(Opened::Conflict(finding));
-        }
-    }
-    let key = diesel::insert_into(deliveries::table)
+/// Writes a delivery's row, its outcome still open; returns its key.
+pub fn insert_delivery(conn: &mut AnyConnection, record: &DeliveryRecord, at: DateTime<Utc>) -> Result<i32, StorageError> {
+    Ok(diesel::insert_into(deliveries::table)
         .values((
-            deliveries::leverance_id.eq(&delivery_text),
-            deliveries::integration.eq(record.integration.as_str()),
-            deliveries::transport.eq(record.transport),
+            deliveries::leverance_id.eq(record.delivery_id.map(|id| id.to_string())),
+            deliveries::integration.eq(Stored(record.integration)),
+            deliveries::transport.eq(Stored(record.transport)),
             deliveries::afsender_system.eq(record.sender.map(|s| s.to_string())),
             deliveries::myndighed.eq(&record.authority),
             deliveries::transaction_uuid.eq(&record.transaction_uuid),
@@ -215,18 +53,11 @@ pub(super) fn open_delivery(conn: &mut AnyConnection, record: &DeliveryRecord, a
             deliveries::response_json.eq(""),
         ))
         .returning(deliveries::id)
-        .get_result(conn)?;
-    Ok(Opened::New(key))
+        .get_result(conn)?)
 }
 
 /// Records the outcome of a delivery on its row: the counts, and the answer a re-sent delivery gets again.
-pub(super) fn close_delivery(
-    conn: &mut AnyConnection,
-    key: i32,
-    accepted: usize,
-    rejected: usize,
-    response: &str,
-) -> Result<(), StorageError> {
+pub fn close_delivery(conn: &mut AnyConnection, key: i32, accepted: usize, rejected: usize, response: &str) -> Result<(), StorageError> {
     diesel::update(deliveries::table.find(key))
         .set((
             deliveries::accepted_count.eq(accepted as i32),
@@ -237,140 +68,49 @@ pub(super) fn close_delivery(
     Ok(())
 }
 
-/// Decides each item inside the delivery's transaction and writes its receipt, and the import rows of what
-/// is accepted. An item accepted before (same sender and BilagId/FordringId) with the same content gets its
-/// first receipt again and books nothing.
-pub(super) fn decide_items(
+/// Puts an alert into the outbox, to be sent from `due` on (rejections that come close together go out in one
+/// mail).
+pub fn enqueue_alert(
     conn: &mut AnyConnection,
-    record: &DeliveryRecord,
-    delivery_key: i32,
-    plans: &[ItemPlan],
-    at: DateTime<Utc>,
-) -> Result<Vec<Receipt>, StorageError> {
-    let delivery_id = delivery_text(record);
-    let sender = record.sender.map(|s| s.to_string());
-    let mut answers = Vec::with_capacity(plans.len());
-    for plan in plans {
-        let earlier = match &sender {
-            Some(sender) => accepted_receipt(conn, record.integration.as_str(), sender, &plan.reference)?,
-            None => None,
-        };
-        let receipt = match earlier {
-            Some((hash, first)) if hash == plan.content_hash => {
-                // The same content again: the first receipt, unchanged; nothing is booked.
-                serde_json::from_str(&first).map_err(|e| StorageError::Corrupt(e.to_string()))?
-            }
-            earlier => {
-                let mut findings = Vec::new();
-                if earlier.is_some() {
-                    findings.push(
-                        Finding::new(Rejection::DuplicateDifferent(plan.reference.clone()), &plan.reference_loc)
-                            .with_value(plan.reference.clone()),
-                    );
-                }
-                if let ItemOutcome::Reject(own) = &plan.outcome {
-                    findings.extend(own.iter().cloned());
-                }
-                // A related claim must already be accepted: earlier, or before it in this transaction.
-                if let (None, Some(related), Some(sender)) = (&earlier, &plan.related, &sender) {
-                    if accepted_receipt(conn, record.integration.as_str(), sender, &related.value)?.is_none() {
-                        findings.push(
-                            Finding::new(Rejection::RelatedUnknown(related.value.clone()), &related.loc).with_value(related.value.clone()),
-                        );
-                    }
-                }
-                match (&plan.outcome, findings.is_empty()) {
-                    (ItemOutcome::Accept(booking), true) => {
-                        let mut receipt = Receipt::accepted(&delivery_id, &plan.reference, &timestamp(at));
-                        // The receipt row comes first (the journal refers to it); its ErpReference is set
-                        // once the journal id is known.
-                        insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
-                        let sender = sender.as_deref().unwrap_or_default();
-                        receipt.erp_reference = Some(match booking.as_ref() {
-                            Booking::Finans(finans) => {
-                                format!("erp_journal:{}", book(conn, &receipt.id, delivery_key, sender, finans, at)?)
-                            }
-                            Booking::Claim(claim) => {
-                                format!("erp_claims:{}", book_claim(conn, &receipt.id, delivery_key, sender, claim, at)?)
-                            }
-                        });
-                        diesel::update(receipts::table.find(&receipt.id))
-                            .set((receipts::erp_reference.eq(&receipt.erp_reference), receipts::receipt_json.eq(to_json(&receipt))))
-                            .execute(conn)?;
-                        receipt
-                    }
-                    _ => {
-                        let receipt = Receipt::rejected(&delivery_id, &plan.reference, &timestamp(at), &findings);
-                        insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
-                        receipt
-                    }
-                }
-            }
-        };
-        answers.push(receipt);
-    }
-    Ok(answers)
-}
-
-/// Puts an alert for the rejected receipts of `set` into the outbox; nothing when all were accepted.
-/// `counts` (accepted, rejected) are the whole delivery's: a batch file's alert lists only its first
-/// rejections.
-pub(super) fn enqueue_alert(
-    conn: &mut AnyConnection,
-    record: &DeliveryRecord,
-    set: &ReceiptSet,
-    counts: (usize, usize),
-    alert: Option<(&AlertTarget, chrono::Duration)>,
+    target: &AlertTarget,
+    payload: &AlertPayload,
+    sender: Option<Uuid>,
+    due: DateTime<Utc>,
     at: DateTime<Utc>,
 ) -> Result<(), StorageError> {
-    let Some((target, window)) = alert else { return Ok(()) };
-    let rejected: Vec<Receipt> = set.receipts.iter().filter(|r| r.status == Status::Afvist).cloned().collect();
-    if rejected.is_empty() {
-        return Ok(());
-    }
-    let payload = AlertPayload {
-        sender: record.sender.map(|s| s.to_string()),
-        sender_name: record.sender_name.clone(),
-        integration: record.integration.as_str().to_string(),
-        transport: record.transport.to_string(),
-        delivery_id: set.delivery_id.clone(),
-        received_at: set.processed_at.clone(),
-        accepted: counts.0,
-        rejected_total: Some(counts.1),
-        rejected,
-    };
     diesel::insert_into(alert_outbox::table)
         .values((
             alert_outbox::group_key.eq(&target.group_key),
-            alert_outbox::afsender_system.eq(record.sender.map(|s| s.to_string())),
+            alert_outbox::afsender_system.eq(sender.map(|s| s.to_string())),
             alert_outbox::recipients.eq(serde_json::json!({"to": target.to, "cc": target.cc}).to_string()),
-            alert_outbox::payload.eq(to_json(&payload)),
+            alert_outbox::payload.eq(to_json(payload)),
             alert_outbox::created_at.eq(at.naive_utc()),
-            alert_outbox::next_attempt_at.eq((at + window).naive_utc()),
+            alert_outbox::next_attempt_at.eq(due.naive_utc()),
         ))
         .execute(conn)?;
     Ok(())
 }
 
-/// The accepted receipt of (integration, sender, BilagId/FordringId), if there is one: its content hash and
-/// the receipt as JSON.
-fn accepted_receipt(
+/// The accepted receipt of (integration, sender, BilagId/FordringId), if there is one.
+pub fn accepted_item(
     conn: &mut AnyConnection,
-    integration: &str,
-    sender: &str,
+    integration: Integration,
+    sender: Uuid,
     reference: &str,
-) -> Result<Option<(String, String)>, StorageError> {
-    Ok(receipts::table
-        .filter(receipts::integration.eq(integration))
-        .filter(receipts::afsender_system.eq(sender))
+) -> Result<Option<EarlierItem>, StorageError> {
+    let found: Option<(String, String)> = receipts::table
+        .filter(receipts::integration.eq(Stored(integration)))
+        .filter(receipts::afsender_system.eq(sender.to_string()))
         .filter(receipts::reference.eq(reference))
         .filter(receipts::status.eq(Status::Accepteret.as_str()))
         .select((receipts::content_hash, receipts::receipt_json))
         .first(conn)
-        .optional()?)
+        .optional()?;
+    Ok(found.map(|(content_hash, receipt)| EarlierItem { content_hash, receipt }))
 }
 
-fn insert_receipt(
+/// Writes an item's receipt and its errors.
+pub fn insert_receipt(
     conn: &mut AnyConnection,
     record: &DeliveryRecord,
     delivery_key: i32,
@@ -382,7 +122,7 @@ fn insert_receipt(
         .values((
             receipts::kvittering_id.eq(&receipt.id),
             receipts::delivery_id.eq(delivery_key),
-            receipts::integration.eq(record.integration.as_str()),
+            receipts::integration.eq(Stored(record.integration)),
             receipts::afsender_system.eq(record.sender.map(|s| s.to_string())),
             receipts::reference.eq(&receipt.reference),
             receipts::status.eq(receipt.status.as_str()),
@@ -409,8 +149,16 @@ fn insert_receipt(
     Ok(())
 }
 
+/// Stores a receipt's ErpReference, once its import rows are written.
+pub fn set_erp_reference(conn: &mut AnyConnection, receipt: &Receipt) -> Result<(), StorageError> {
+    diesel::update(receipts::table.find(&receipt.id))
+        .set((receipts::erp_reference.eq(&receipt.erp_reference), receipts::receipt_json.eq(to_json(receipt))))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Writes the import rows of one accepted finansbilag; returns the journal id.
-fn book(
+pub fn book_finans(
     conn: &mut AnyConnection,
     kvittering_id: &str,
     delivery_key: i32,
@@ -476,7 +224,7 @@ fn book(
 }
 
 /// Writes the import rows of one accepted claim, its parties and their master data; returns the claim id.
-fn book_claim(
+pub fn book_claim(
     conn: &mut AnyConnection,
     kvittering_id: &str,
     delivery_key: i32,
@@ -627,20 +375,4 @@ fn debtor_data(
         ))
         .returning(erp_debtor_data::id)
         .get_result(conn)?)
-}
-
-/// The receipts a delivery would get, without writing anything or looking at earlier deliveries
-/// (`fkoeko validate`).
-pub fn preview(record: &DeliveryRecord, plans: Vec<ItemPlan>) -> ReceiptSet {
-    let at = Utc::now();
-    let delivery_id = record.delivery_id.map_or(NIL_UUID.to_string(), |id| id.to_string());
-    let sender = record.sender.map_or(NIL_UUID.to_string(), |id| id.to_string());
-    let receipts = plans
-        .into_iter()
-        .map(|plan| match plan.outcome {
-            ItemOutcome::Reject(findings) => Receipt::rejected(&delivery_id, &plan.reference, &timestamp(at), &findings),
-            ItemOutcome::Accept(_) => Receipt::accepted(&delivery_id, &plan.reference, &timestamp(at)),
-        })
-        .collect();
-    ReceiptSet::new(delivery_id, sender, timestamp(at), receipts)
 }

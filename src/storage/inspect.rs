@@ -124,6 +124,13 @@ fn corrupt(e: impl std::fmt::Display) -> StorageError {
     StorageError::Corrupt(e.to_string())
 }
 
+/// What all instances share, read at scrape time for the metrics.
+pub struct SharedFigures {
+    pub batch_files_in_progress: i64,
+    /// Alerts by outbox status (pending, sending, sent, failed).
+    pub alert_outbox: Vec<(String, i64)>,
+}
+
 impl Db {
     /// Deliveries matching the filter, newest first, at most `limit`.
     pub fn find_deliveries(&self, filter: &DeliveryFilter, limit: i64) -> Result<Vec<DeliverySummary>, StorageError> {
@@ -211,14 +218,16 @@ impl Db {
     }
 
     /// Batch files not yet done, and alerts by outbox status, for the metrics.
-    pub fn shared_figures(&self) -> Result<crate::metrics::SharedFigures, StorageError> {
+    pub fn shared_figures(&self) -> Result<SharedFigures, StorageError> {
         use super::schema::alert_outbox;
         let mut conn = self.conn()?;
-        let batch_files_in_progress: i64 =
-            batch_files::table.filter(batch_files::state.ne(super::batch::DONE)).count().get_result(&mut conn)?;
+        let batch_files_in_progress: i64 = batch_files::table
+            .filter(batch_files::state.ne(super::text::Stored(super::text::BatchState::Done)))
+            .count()
+            .get_result(&mut conn)?;
         let alert_outbox: Vec<(String, i64)> =
             alert_outbox::table.group_by(alert_outbox::status).select((alert_outbox::status, diesel::dsl::count_star())).load(&mut conn)?;
-        Ok(crate::metrics::SharedFigures { batch_files_in_progress, alert_outbox })
+        Ok(SharedFigures { batch_files_in_progress, alert_outbox })
     }
 
     /// Whether the database answers, for the readiness check.

@@ -3,7 +3,7 @@
 use chrono::NaiveDate;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::{FilterQuery, TryQuery};
+use super::views::{FilterQuery, TryQuery};
 use crate::domain::mapping::{Mapped, MappedClaimType, MappingErrors, MappingFiles, MappingSet};
 use crate::domain::receipt::Status;
 use crate::domain::sortiment::Sortiment;

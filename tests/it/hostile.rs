@@ -1,15 +1,13 @@
 //! Hostile input against a running `fkoeko serve` process: each document gets its clear error, the server
 //! keeps answering, and its resident memory (read from /proc) stays bounded.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::delivery::Delivery;
-use common::serve::ServeProcess;
-use common::*;
+use crate::common::delivery::Delivery;
+use crate::common::serve::ServeProcess;
+use crate::common::*;
 
 fn envelope(body: &str) -> String {
     format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>{body}</soap:Body></soap:Envelope>")
@@ -198,4 +196,31 @@ fn slow_bodies_time_out_and_calls_at_once_are_limited() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     // And the slot is free again.
     assert_eq!(app.send(&Delivery::one("AFTER-SLOW").soap11()).receipts[0].status.as_str(), "Accepteret");
+}
+
+/// The fuzz target's inputs through what it runs (`pipeline::dry_run`, also `fkoeko validate`): production code on
+/// the example installation. Each gets receipts that say why, and a dry run writes nothing.
+#[test]
+fn the_fuzz_seeds_go_through_the_production_pipeline_in_a_dry_run_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = new_database_url(dir.path());
+    let app = fkoeko_adapter::startup::App::build(&test_config(&url)).unwrap();
+    let pipeline = &app.pipeline;
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(repo("fuzz/seeds/parse_delivery")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let set = fkoeko_adapter::pipeline::dry_run(pipeline, &std::fs::read(&path).unwrap()).unwrap().receipts;
+        assert!(!set.receipts.is_empty(), "{name}: no receipt");
+        let codes: Vec<&str> = set.receipts.iter().flat_map(|r| r.errors.iter().map(|e| e.code.as_str())).collect();
+        seen.push((name, set.accepted(), codes.iter().map(|c| c.to_string()).collect::<Vec<_>>()));
+    }
+    seen.sort();
+    let find = |name: &str| seen.iter().find(|(n, ..)| n == name).unwrap_or_else(|| panic!("{name} in {seen:?}"));
+    assert_eq!(find("dtd.xml").2, ["FORMAT_XML"], "{seen:?}");
+    assert!(find("schema-error.xml").2.iter().any(|c| c == "FORMAT_XSD"), "{seen:?}");
+    assert!(find("rules-error.xml").2.iter().any(|c| c.starts_with("REGEL_")), "{seen:?}");
+    assert!(find("finansbilag-soap11.xml").1 > 0, "a well-made finansbilag from a known sender is accepted: {seen:?}");
+    assert_eq!(count_in(&url, "SELECT COUNT(*) AS n FROM deliveries"), 0);
+    assert_eq!(count_in(&url, "SELECT COUNT(*) AS n FROM receipts"), 0);
 }

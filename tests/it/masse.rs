@@ -1,12 +1,10 @@
 //! Masse: batch files in drop folders, taken when complete, streamed through the pipeline, answered with a
 //! receipt file.
 
-mod common;
-
-use common::claims::{Claim, ClaimDelivery};
-use common::delivery::{line_of, Bilag, Delivery, Posting};
-use common::masse::Batch;
-use common::{KY, OUR_CVR};
+use crate::common::claims::{Claim, ClaimDelivery};
+use crate::common::delivery::{line_of, Bilag, Delivery, Posting};
+use crate::common::masse::Batch;
+use crate::common::{KY, OUR_CVR};
 use fkoeko_adapter::batch::metadata;
 use fkoeko_adapter::domain::receipt::Status;
 use fkoeko_adapter::domain::sortiment::Integration;
@@ -37,7 +35,7 @@ fn a_file_with_accepted_and_rejected_finansbilag_gives_its_receipt_file_and_impo
     let order: Vec<(&str, Status)> = set.receipts.iter().map(|r| (r.reference.as_str(), r.status)).collect();
     assert_eq!(order, vec![("M-1", Status::Accepteret), ("M-2", Status::Afvist), ("M-3", Status::Afvist), ("M-4", Status::Accepteret)]);
     assert_eq!(
-        common::errors_of(&set, "M-2"),
+        crate::common::errors_of(&set, "M-2"),
         vec![("REGEL_BALANCE".to_string(), Some("/FinansbilagLeverance/Finansbilag[2]".to_string()))]
     );
     // The schema error is placed in the file as it is: the third bilag's Art, on its own line.
@@ -186,7 +184,7 @@ fn a_file_dropped_again_books_nothing_and_gets_its_receipt_again() {
 
     // The same finansbilag in a new delivery (a new LeveranceId), laid out differently: each gets its first
     // receipt, nothing is booked twice.
-    let copy_text = text.replace(&first.delivery_id, &common::delivery::new_id()).replace('\n', "\n  ");
+    let copy_text = text.replace(&first.delivery_id, &crate::common::delivery::new_id()).replace('\n', "\n  ");
     batch.drop_file("copy.xml", copy_text.as_bytes());
     batch.run_once();
     let (_, copy) = batch.receipt("copy.xml");
@@ -259,7 +257,7 @@ fn a_posting_error_deep_in_a_large_file_is_found_in_place() {
 
     // As the page and `deliveries show` see it: the first thousand receipts, in file order, of 3,000.
     let leverance = set.delivery_id.clone();
-    let detail = batch.pipeline.db.delivery_detail(&leverance).unwrap().expect("the file's delivery");
+    let detail = batch.app.db.delivery_detail(&leverance).unwrap().expect("the file's delivery");
     assert_eq!((detail.items.len(), detail.items_total), (1000, 3000));
     assert_eq!(detail.file_name.as_deref(), Some("large.xml"));
     let references: Vec<&str> = detail.items.iter().map(|i| i.receipt.reference.as_str()).collect();
@@ -282,7 +280,7 @@ fn a_file_of_fordringer_gives_its_receipt_file_and_claims() {
     let outcome: Vec<(&str, Status)> = set.receipts.iter().map(|r| (r.reference.as_str(), r.status)).collect();
     assert_eq!(outcome, vec![("FM-1", Status::Accepteret), ("FM-2", Status::Accepteret), ("FM-3", Status::Afvist)]);
     assert_eq!(
-        common::errors_of(&set, "FM-3"),
+        crate::common::errors_of(&set, "FM-3"),
         vec![("REGEL_RELATERET".to_string(), Some("/FordringLeverance/Fordring[3]/RelateretFordringId".to_string()))]
     );
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_claims"), 2);
@@ -350,13 +348,13 @@ fn the_envelope_is_schema_checked_once_and_the_first_bilag_on_its_own() {
     let outcome: Vec<(&str, Status)> = first.receipts.iter().map(|r| (r.reference.as_str(), r.status)).collect();
     assert_eq!(outcome, vec![("E-1", Status::Afvist), ("E-2", Status::Accepteret)]);
     assert_eq!(
-        common::errors_of(&first, "E-1"),
+        crate::common::errors_of(&first, "E-1"),
         vec![("FORMAT_XSD".to_string(), Some("/FinansbilagLeverance/Finansbilag[1]/Postering[1]/Kontering/Art".to_string()))]
     );
     let (_, envelope) = batch.receipt("envelope-bad.xml");
     for reference in ["E-3", "E-4"] {
         assert_eq!(
-            common::errors_of(&envelope, reference),
+            crate::common::errors_of(&envelope, reference),
             vec![("FORMAT_XSD".to_string(), Some("/FinansbilagLeverance/Dannet".to_string()))]
         );
     }
@@ -368,7 +366,7 @@ fn a_mapping_change_part_way_through_a_file_leaves_the_whole_file_on_the_version
     let batch = Batch::plain();
     let bilag: Vec<Bilag> = (0..2500).map(|b| Bilag::balanced(&format!("V-{b}"), "3.00")).collect();
     batch.drop_file("versions.xml", Delivery::new(bilag).masse().as_bytes());
-    let before = batch.pipeline.mappings().unwrap().version.clone();
+    let before = batch.app.pipeline.mappings().unwrap().version.clone();
 
     // After the first chunk is booked, a new version maps the payouts elsewhere (a rule above all others).
     let mut files = fkoeko_adapter::domain::mapping::read_dir(&batch.config.paths.mappings).unwrap();
@@ -383,6 +381,7 @@ fn a_mapping_change_part_way_through_a_file_leaves_the_whole_file_on_the_version
                 && !changed.swap(true, std::sync::atomic::Ordering::SeqCst)
             {
                 let change = batch
+                    .app
                     .pipeline
                     .change_mappings(&files, "test", fkoeko_adapter::storage::mappings::MappingSource::Page, "midt i filen", None)
                     .unwrap();
@@ -397,7 +396,7 @@ fn a_mapping_change_part_way_through_a_file_leaves_the_whole_file_on_the_version
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal_lines WHERE erp_account = '99999999'"), 0);
 
     // The next delivery is mapped by the new version.
-    assert_ne!(batch.pipeline.mappings().unwrap().version, before);
+    assert_ne!(batch.app.pipeline.mappings().unwrap().version, before);
     batch.drop_file("after.xml", Delivery::new(vec![Bilag::balanced("V-AFTER", "3.00")]).masse().as_bytes());
     batch.run_once();
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal_lines WHERE erp_account = '99999999'"), 1);

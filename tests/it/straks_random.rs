@@ -2,12 +2,10 @@
 //! mixed): each finansbilag's verdict must agree with xmllint's on that finansbilag alone, and each error must
 //! point at its own element in what was sent.
 
-mod common;
-
 use std::process::Command;
 
-use common::delivery::{new_id, Bilag, Delivery, Posting};
-use common::*;
+use crate::common::delivery::{new_id, Bilag, Delivery, Posting};
+use crate::common::*;
 
 /// A small deterministic generator (xorshift), so that a failure can be repeated from its seed.
 struct Rng(u64);

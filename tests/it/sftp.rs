@@ -2,15 +2,13 @@
 //! the `sftp` client uploads the data file and then its `.metadata` file into the inbox, the adapter's batch
 //! receiver (running as in `fkoeko serve`) takes it, and the receipt file is downloaded from the outbox.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::delivery::{Bilag, Delivery};
-use common::masse::{read_receipt_file, Batch};
-use common::{KY, OUR_CVR};
+use crate::common::delivery::{Bilag, Delivery};
+use crate::common::masse::{read_receipt_file, Batch};
+use crate::common::{KY, OUR_CVR};
 use fkoeko_adapter::batch::metadata;
 use fkoeko_adapter::domain::receipt::Status;
 
@@ -35,7 +33,7 @@ impl Sshd {
         keygen(&key);
         std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
         let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_string();
-        let port = common::free_port();
+        let port = crate::common::free_port();
         let config = dir.join("sshd_config");
         std::fs::write(
             &config,

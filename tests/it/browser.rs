@@ -3,12 +3,10 @@
 //! and see a new delivery mapped by the new rule, roll it back. The screenshots go to docs/screenshots when
 //! FKOEKO_SCREENSHOTS names that folder (how the README's pictures are made), else to a temporary folder.
 
-mod common;
-
 use std::process::Command;
 
-use common::delivery::{Bilag, Delivery};
-use common::{repo, TestApp, ADMIN_PASSWORD, ADMIN_USER};
+use crate::common::delivery::{Bilag, Delivery};
+use crate::common::{repo, TestApp, ADMIN_PASSWORD, ADMIN_USER};
 
 /// A bilag whose payout (5.57.72, dranst 2, art 5.2) is in KY's sortiment but mapped by no rule.
 fn unmapped_refund(bilag_id: &str) -> Delivery {
@@ -28,13 +26,13 @@ fn finance_staff_find_a_rejection_fix_the_mapping_and_roll_it_back() {
     let server = app.server.as_ref().unwrap();
     let rejected = unmapped_refund("REFUSION-1");
     let receipts = app.send(&rejected.soap11());
-    assert_eq!(common::errors_of(&receipts, "REFUSION-1").first().map(|e| e.0.as_str()), Some("MAPNING_MANGLER"));
+    assert_eq!(crate::common::errors_of(&receipts, "REFUSION-1").first().map(|e| e.0.as_str()), Some("MAPNING_MANGLER"));
     // Two rejections for other reasons, which the filter on the error code must leave out.
     let mut unbalanced = Bilag::balanced("UBALANCE-1", "100.00");
     unbalanced.postings[1].amount = "99.50".into();
     app.send(&Delivery::new(vec![unbalanced]).soap11());
     let mut expired = Delivery::one("UDLOEBET-1");
-    expired.sender = common::EXPIRED_SENDER.into();
+    expired.sender = crate::common::EXPIRED_SENDER.into();
     app.send(&expired.soap11());
     let version_before = app.mapping_version();
 

@@ -1,14 +1,12 @@
 //! HTTPS and mutual TLS with real certificates made in the test (rcgen), curl as the client.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::delivery::Delivery;
-use common::*;
-use fkoeko_adapter::app::{spawn, RunningServer};
+use crate::common::delivery::Delivery;
+use crate::common::*;
 use fkoeko_adapter::config::Config;
+use fkoeko_adapter::startup::{spawn, RunningServer};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 
 struct Ca {

@@ -1,11 +1,9 @@
 //! A real SOAP client (Python's zeep, from PyPI) against the running server: it reads the served WSDLs and
 //! schemas, sends finansbilag and a claim, and reads the receipts' fields.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn zeep_sends_finansbilag_and_claims_through_the_served_wsdls() {

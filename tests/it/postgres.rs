@@ -2,16 +2,14 @@
 //! and the two backends' migrations kept in step. Run by .ci/run's PostgreSQL pass (`--include-ignored` with
 //! TEST_POSTGRES_URL set); the PostgreSQL-restart test starts a cluster of its own.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::delivery::{Bilag, Delivery};
-use common::serve::ServeProcess;
-use common::*;
+use crate::common::delivery::{Bilag, Delivery};
+use crate::common::serve::ServeProcess;
+use crate::common::*;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 

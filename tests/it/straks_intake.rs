@@ -3,14 +3,12 @@
 //! checked and read; indentation is not text; an item's errors are capped; context blocks in the Body are read
 //! and checked; bodies are held to a memory budget and a minimum rate.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::delivery::{new_id, today, Bilag, Delivery, Posting};
-use common::*;
+use crate::common::delivery::{new_id, today, Bilag, Delivery, Posting};
+use crate::common::*;
 
 const SOAP11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 

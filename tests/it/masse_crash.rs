@@ -1,19 +1,17 @@
 //! A batch file survives its process being killed: `fkoeko batch run-once` is killed with SIGKILL in the middle
 //! of a large file, run again, and every finansbilag is booked exactly once, with exactly one receipt file.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::delivery::{Bilag, Delivery};
-use common::masse::{read_receipt_file, Batch};
+use crate::common::delivery::{Bilag, Delivery};
+use crate::common::masse::{read_receipt_file, Batch};
 use fkoeko_adapter::domain::receipt::Status;
 
 const BILAG: usize = 20_000;
 
 fn run_once(batch: &Batch) -> Command {
-    let mut command = common::fkoeko_command(&batch.db_url);
+    let mut command = crate::common::fkoeko_command(&batch.db_url);
     command
         .args(["batch", "run-once"])
         .env("FKOEKO_BATCH__DIR", &batch.config.batch.dir)

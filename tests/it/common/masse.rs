@@ -8,13 +8,13 @@ use fkoeko_adapter::batch::{Folders, Handled, Receiver};
 use fkoeko_adapter::config::{BatchConvention, Config};
 use fkoeko_adapter::domain::receipt::ReceiptSet;
 use fkoeko_adapter::domain::sortiment::Integration;
-use fkoeko_adapter::pipeline::Pipeline;
+use fkoeko_adapter::startup::App;
 
 pub struct Batch {
     pub dir: tempfile::TempDir,
     pub db_url: String,
     pub config: Config,
-    pub pipeline: Arc<Pipeline>,
+    pub app: Arc<App>,
 }
 
 impl Batch {
@@ -36,13 +36,13 @@ impl Batch {
         config.batch.quiet_secs = 0;
         config.batch.workers = 2;
         adjust(&mut config);
-        let pipeline = fkoeko_adapter::app::build(&config).unwrap();
-        Batch { dir, db_url, config, pipeline }
+        let app = App::build(&config).unwrap();
+        Batch { dir, db_url, config, app }
     }
 
     /// A second receiver on the same database and folders, as a second adapter process would have.
     pub fn receiver(&self) -> Receiver {
-        Receiver::new(self.pipeline.clone(), &self.config).unwrap()
+        Receiver::new(self.app.clone()).unwrap()
     }
 
     /// The SF1590_A folders.

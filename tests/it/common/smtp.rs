@@ -1,7 +1,6 @@
 //! A real SMTP server (aiosmtpd) in a child process, and what arrived at it.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,16 +30,6 @@ impl SmtpSink {
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "ready", "the SMTP sink did not start (pip install aiosmtpd)");
         SmtpSink { port, dir, child: Some(child) }
-    }
-
-    pub fn folder(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
-    }
-
-    /// Stops the server; returns the folder of what arrived, to start again with `start_on`.
-    pub fn stop(mut self) -> tempfile::TempDir {
-        self.kill();
-        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
     fn kill(&mut self) {

@@ -1,9 +1,7 @@
 //! SF1590_A straks against the running server: real SOAP envelopes over HTTP, a temporary SQLite database.
 
-mod common;
-
-use common::delivery::{envelope, line_of, new_id, Bilag, Delivery, Posting};
-use common::*;
+use crate::common::delivery::{envelope, line_of, new_id, Bilag, Delivery, Posting};
+use crate::common::*;
 use fkoeko_adapter::domain::receipt::Status;
 
 const ROOT: &str = "/ModtagFinansbilag";
@@ -28,7 +26,7 @@ fn accepted_delivery_lands_in_the_import_tables() {
     assert_eq!(receipt.erp_reference.as_deref(), Some(format!("erp_journal:{}", j[0].as_deref().unwrap()).as_str()));
     assert_eq!(j[1].as_deref(), Some("KY-1001"));
     assert_eq!(j[2].as_deref(), Some(KY));
-    assert_eq!(j[3].as_deref(), Some(common::delivery::today().as_str()));
+    assert_eq!(j[3].as_deref(), Some(crate::common::delivery::today().as_str()));
     assert_eq!(j[4], Some(app.mapping_version()));
     assert_eq!(j[5].as_deref(), Some("NY"));
     assert_eq!(j[6].as_deref(), Some(receipt.id.as_str()));

@@ -1,10 +1,8 @@
 //! SF1590_B_1 straks (claims and their debtors) against the running server with SQLite.
 
-mod common;
-
-use common::claims::{Claim, ClaimDelivery, Party};
-use common::delivery::new_id;
-use common::*;
+use crate::common::claims::{Claim, ClaimDelivery, Party};
+use crate::common::delivery::new_id;
+use crate::common::*;
 use fkoeko_adapter::domain::receipt::Status;
 
 const CLAIM1: &str = "/ModtagFordring/Fordring[1]";
@@ -263,7 +261,7 @@ fn a_resent_claim_is_booked_once() {
         [("DUBLET_AFVIGENDE".to_string(), "/ModtagFordring/Fordring[1]/FordringId".to_string())]
     );
     // The same id under SF1590_A is another integration's id: no clash.
-    assert_eq!(app.send(&common::delivery::Delivery::one("DUP-F").soap11()).receipts[0].status, Status::Accepteret);
+    assert_eq!(app.send(&crate::common::delivery::Delivery::one("DUP-F").soap11()).receipts[0].status, Status::Accepteret);
 
     let doc = ClaimDelivery::one(Claim::repayment("PAR-F")).soap11();
     let answers: Vec<_> = std::thread::scope(|s| {

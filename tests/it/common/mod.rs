@@ -1,6 +1,6 @@
 //! Test harness: the real server on a random port with a temporary SQLite database, real SOAP envelopes,
 //! and every receipt checked with xmllint against schemas/ (an independent validator).
-#![allow(dead_code)]
+// Helpers are shared by the test modules; not every module uses every one.
 
 pub mod claims;
 pub mod delivery;
@@ -14,9 +14,9 @@ use std::process::Command;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
-use fkoeko_adapter::app::{spawn, RunningServer};
 use fkoeko_adapter::config::Config;
 use fkoeko_adapter::domain::receipt::ReceiptSet;
+use fkoeko_adapter::startup::{spawn, RunningServer};
 use fkoeko_adapter::storage::{AnyConnection, Backend};
 
 pub const KY: &str = "6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01";
@@ -185,7 +185,7 @@ impl TestApp {
     }
 
     pub fn mapping_version(&self) -> String {
-        self.server.as_ref().unwrap().pipeline.mappings().unwrap().version.clone()
+        self.server.as_ref().unwrap().app.pipeline.mappings().unwrap().version.clone()
     }
 
     /// POSTs a SOAP 1.1 call; returns status and body. Every receipt answer is validated with xmllint.

@@ -1,14 +1,12 @@
 //! The administrative listener over HTTP: login, health, readiness and metrics; and mapping changes, from the
 //! page's code path and from the files, taken into use without a restart.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::delivery::{Bilag, Delivery};
-use common::*;
+use crate::common::delivery::{Bilag, Delivery};
+use crate::common::*;
 use fkoeko_adapter::domain::mapping::{read_dir, RULES_FILE};
 use fkoeko_adapter::pipeline::MappingChange;
 use fkoeko_adapter::storage::mappings::MappingSource;
@@ -161,7 +159,7 @@ fn rejections_and_deliveries_are_found_by_filter_and_by_id() {
     assert!(body.contains(&accepted.delivery_id) && !body.contains(&mixed.delivery_id), "{next}: {body}");
 
     // A claim: by its FordringId; its type, account and hæftere, the CPR number masked.
-    let claim = common::claims::ClaimDelivery::one(common::claims::Claim::repayment("FIND-F-1"));
+    let claim = crate::common::claims::ClaimDelivery::one(crate::common::claims::Claim::repayment("FIND-F-1"));
     app.send_claims(&claim.soap11());
     let (_, body, _) = get(&admin("/leverancer?q=FIND-F-1"), Some(&cookie));
     assert!(body.contains(&claim.delivery_id), "{body}");
@@ -337,8 +335,8 @@ fn a_change_in_the_files_is_taken_into_use_without_a_restart_and_an_invalid_one_
 
     // An invalid change: logged and left; the version in force stays, and deliveries go on with it.
     change_rules(&dir, |c| format!("{c}5.57.72;*;2;*;5.2;*;*;*;;\n"));
-    server.pipeline.sync_mapping_folder(false).unwrap();
-    server.pipeline.sync_mapping_folder(false).unwrap();
+    server.app.pipeline.sync_mapping_folder(false).unwrap();
+    server.app.pipeline.sync_mapping_folder(false).unwrap();
     assert_eq!(app.mapping_version(), first);
     let left = std::fs::read_to_string(dir.join(RULES_FILE)).unwrap();
     assert!(left.ends_with("5.57.72;*;2;*;5.2;*;*;*;;\n"), "a failed edit is left for its author to finish: {left}");
@@ -366,9 +364,9 @@ fn a_change_in_the_files_is_taken_into_use_without_a_restart_and_an_invalid_one_
     // A failed edit in the folder, and then a change made elsewhere (here: a rollback): the folder is written
     // with the version in force, and the failed edit is moved aside, not lost.
     change_rules(&dir, |c| format!("{c}ødelagt række\n"));
-    server.pipeline.sync_mapping_folder(false).unwrap();
-    server.pipeline.roll_back_mappings(1, ADMIN_USER).unwrap();
-    server.pipeline.sync_mapping_folder(false).unwrap();
+    server.app.pipeline.sync_mapping_folder(false).unwrap();
+    server.app.pipeline.roll_back_mappings(1, ADMIN_USER).unwrap();
+    server.app.pipeline.sync_mapping_folder(false).unwrap();
     assert_eq!(app.mapping_version(), first);
     assert_eq!(std::fs::read_to_string(dir.join(RULES_FILE)).unwrap(), std::fs::read_to_string(repo("mappings/konti.csv")).unwrap());
     let aside: Vec<_> = std::fs::read_dir(&dir)
@@ -388,7 +386,7 @@ fn every_instance_on_the_database_follows_a_change_and_an_out_of_date_folder_is_
     let before = first.mapping_version();
     let mut files = read_dir(&first.config.paths.mappings).unwrap();
     files.get_mut(RULES_FILE).unwrap().push_str(NEW_RULE);
-    let change = a.pipeline.change_mappings(&files, ADMIN_USER, MappingSource::Page, "ny regel", None).unwrap();
+    let change = a.app.pipeline.change_mappings(&files, ADMIN_USER, MappingSource::Page, "ny regel", None).unwrap();
     assert!(matches!(change, MappingChange::Saved(_)), "{change:?}");
 
     // The other instance maps its next delivery by the new version, without being told.
@@ -397,7 +395,7 @@ fn every_instance_on_the_database_follows_a_change_and_an_out_of_date_folder_is_
     assert_eq!(second.mapping_version(), first.mapping_version());
     assert_ne!(second.mapping_version(), before);
     // And its folder is written with it at its next look.
-    b.pipeline.sync_mapping_folder(false).unwrap();
+    b.app.pipeline.sync_mapping_folder(false).unwrap();
     assert_eq!(read_dir(&second.config.paths.mappings).unwrap(), files);
 
     // A third instance starts with the repository's files, an earlier version: they are rewritten, not taken.
@@ -469,7 +467,7 @@ fn the_edit_form_adds_a_lookup_table_refuses_removing_one_in_use_and_a_stale_edi
 
     // Two edits begun from version 2 and saved one after the other (as two people could): the first is stored,
     // the second is refused inside the same transaction that would store it.
-    let pipeline = &app.server.as_ref().unwrap().pipeline;
+    let pipeline = &app.server.as_ref().unwrap().app.pipeline;
     let mut one = read_dir(&app.config.paths.mappings).unwrap();
     one.get_mut(RULES_FILE).unwrap().push_str("# den ene\n");
     let mut other = read_dir(&app.config.paths.mappings).unwrap();

@@ -1,15 +1,13 @@
 //! The `fkoeko` binary as an operator runs it.
 
-mod common;
-
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::claims::{Claim, ClaimDelivery};
-use common::delivery::{Bilag, Delivery};
-use common::*;
+use crate::common::claims::{Claim, ClaimDelivery};
+use crate::common::delivery::{Bilag, Delivery};
+use crate::common::*;
 
 /// The binary, on a database of the test's own (SQLite, or PostgreSQL in .ci/run's second pass).
 fn fkoeko(db_url: &str) -> Command {
@@ -202,7 +200,7 @@ fn mappings_check_lists_every_error_and_try_names_the_rule() {
     let app = TestApp::start();
     let mut files = fkoeko_adapter::domain::mapping::read_dir(&app.config.paths.mappings).unwrap();
     files.get_mut("konti.csv").unwrap().push_str("5.57.72;*;2;*;5.2;*;*;*;55772252;\n");
-    let pipeline = &app.server.as_ref().unwrap().pipeline;
+    let pipeline = &app.server.as_ref().unwrap().app.pipeline;
     pipeline.change_mappings(&files, "økonomi", fkoeko_adapter::storage::mappings::MappingSource::Page, "ny regel", None).unwrap();
     let out = fkoeko(&app.db_url).args(["mappings", "try", "--funktion", "5.57.72", "--dranst", "2", "--art", "5.2"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -228,7 +226,7 @@ fn the_first_start_makes_the_mapping_folder_from_the_examples_and_leaves_them_as
     for (name, content) in &shipped {
         assert_eq!(&std::fs::read(folder.join(name)).unwrap(), content, "{name:?}");
     }
-    let set = app.send(&common::delivery::Delivery::one(&format!("SEED-{}", common::delivery::new_id())).soap11());
+    let set = app.send(&crate::common::delivery::Delivery::one(&format!("SEED-{}", crate::common::delivery::new_id())).soap11());
     assert_eq!(set.receipts[0].status.as_str(), "Accepteret");
     drop(app);
     // The examples are as they were shipped: nothing added, nothing changed.

@@ -1,0 +1,55 @@
+//! What a rejection alert says and to whom, decided when the rejection is written; `alerts` renders and sends it.
+
+use serde::{Deserialize, Serialize};
+
+use super::delivery::DeliveryRecord;
+use super::receipt::{Receipt, ReceiptSet, Status};
+
+/// Who is told about a sender's rejections, decided when the rejection is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertTarget {
+    /// Rows with the same key go out together: one sender, one set of recipients.
+    pub group_key: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+}
+
+/// What an alert says about one rejected delivery. Receipts carry CPR numbers masked already.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertPayload {
+    pub sender: Option<String>,
+    pub sender_name: Option<String>,
+    pub integration: String,
+    pub transport: String,
+    pub delivery_id: String,
+    pub received_at: String,
+    pub rejected: Vec<Receipt>,
+    pub accepted: usize,
+    /// How many were rejected in all; a large batch file's alert lists only the first of them. Absent in
+    /// alerts written before it was added: then `rejected` is all of them.
+    #[serde(default)]
+    pub rejected_total: Option<usize>,
+}
+
+impl AlertPayload {
+    /// The alert about the rejected receipts of `set`, or none when nothing in it was rejected. `counts`
+    /// (accepted, rejected) are the whole delivery's: a batch file's set holds only its first rejections.
+    pub fn of(record: &DeliveryRecord, set: &ReceiptSet, counts: (usize, usize)) -> Option<Self> {
+        let rejected: Vec<Receipt> = set.receipts.iter().filter(|r| r.status == Status::Afvist).cloned().collect();
+        (!rejected.is_empty()).then(|| AlertPayload {
+            sender: record.sender.map(|s| s.to_string()),
+            sender_name: record.sender_name.clone(),
+            integration: record.integration.as_str().to_string(),
+            transport: record.transport.as_str().to_string(),
+            delivery_id: set.delivery_id.clone(),
+            received_at: set.processed_at.clone(),
+            accepted: counts.0,
+            rejected_total: Some(counts.1),
+            rejected,
+        })
+    }
+
+    pub fn rejected_count(&self) -> usize {
+        self.rejected_total.unwrap_or(self.rejected.len())
+    }
+}

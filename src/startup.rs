@@ -1,0 +1,196 @@
+//! Start-up: the application state every listener, background task and command shares, built once from the
+//! configuration and checked before the first delivery arrives; the listeners and background tasks of the service.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::alerts::sender::{self, AlertSender};
+use crate::batch::Receiver;
+use crate::config::Config;
+use crate::domain::sortiment::{parse_sortiment_file, Integration};
+use crate::pipeline::{Pipeline, Settings};
+use crate::storage::sortiment::Loaded;
+use crate::storage::Db;
+use crate::task::Periodic;
+use crate::wire::WireSpec;
+use crate::xml::schema;
+
+/// What the service is made of, built once (`App::build`): the configuration it was started with, the database,
+/// and the pipeline (its settings, metrics, and the sortiment and mapping versions in force). The HTTP face, the
+/// web page, the batch receiver and the alert sender are each given this, and take what they need from it.
+pub struct App {
+    pub config: Config,
+    pub db: Db,
+    pub pipeline: Arc<Pipeline>,
+}
+
+impl App {
+    /// Everything a delivery needs, checked before the first one arrives: settings, database (migrated, with a
+    /// sortiment), mappings and schemas.
+    pub fn build(config: &Config) -> anyhow::Result<Arc<App>> {
+        let settings = Settings::from_config(config)?;
+        let db = open_db(config)?;
+        if db.current_sortiment_version()?.is_none() {
+            let loaded = load_sortiment(&db, &config.paths.sortiment)
+                .with_context(|| format!("loading the initial sortiment from {}", config.paths.sortiment.display()))?;
+            tracing::info!(?loaded, file = %config.paths.sortiment.display(), "no sortiment in the database; loaded the configured file");
+        }
+        for integration in [Integration::Sf1590A, Integration::Sf1590B] {
+            schema::check_schema(&config.paths.schemas.join(WireSpec::of(integration).schema))?;
+        }
+        let pipeline = Pipeline::new(settings, db.clone());
+        pipeline.sync_mapping_folder(true)?;
+        let mappings = pipeline.mappings()?;
+        tracing::info!(version = %mappings.version, "mappings loaded");
+        Ok(Arc::new(App { config: config.clone(), db, pipeline: Arc::new(pipeline) }))
+    }
+}
+
+pub fn open_db(config: &Config) -> anyhow::Result<Db> {
+    let db = &config.database;
+    Db::open(&db.url, db.pool_size, Duration::from_millis(db.busy_timeout_ms)).with_context(|| format!("opening the database {}", db.url))
+}
+
+/// Parses and stores a sortiment file; errors name file and line.
+pub fn load_sortiment(db: &Db, file: &Path) -> anyhow::Result<Loaded> {
+    let content = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let senders = parse_sortiment_file(&file.display().to_string(), &content)?;
+    Ok(db.save_sortiment(&file.display().to_string(), &content, &senders)?)
+}
+
+pub fn check_transports(config: &Config) -> anyhow::Result<()> {
+    crate::http::check_transport(config)?;
+    if config.admin.enabled {
+        crate::web::check_transport(config)?;
+    }
+    Ok(())
+}
+
+/// The service's listeners, bound before anything is served so that a taken port stops the start.
+pub(crate) struct Listeners {
+    main: TcpListener,
+    admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub(crate) fn bind(config: &Config) -> anyhow::Result<Self> {
+        let bind = |address: &str| TcpListener::bind(address).with_context(|| format!("binding {address}"));
+        let main = bind(&config.server.listen)?;
+        let admin = if config.admin.enabled { Some(bind(&config.admin.listen)?) } else { None };
+        Ok(Listeners { main, admin })
+    }
+
+    /// Starts serving, inside an actix system.
+    pub(crate) fn serve(self, app: Arc<App>) -> anyhow::Result<Vec<actix_web::dev::Server>> {
+        tracing::info!(address = %self.main.local_addr()?, "serving SF1590_A at /sf1590a and SF1590_B at /sf1590b");
+        let mut servers = vec![crate::http::server(app.pipeline.clone(), self.main, &app.config)?];
+        if let Some(admin) = self.admin {
+            tracing::info!(address = %admin.local_addr()?, "serving the web page, /healthz, /readyz and /metrics");
+            servers.push(crate::web::server(app, admin)?);
+        }
+        Ok(servers)
+    }
+}
+
+/// The tasks beside the listeners: the alert sender, the batch folder watcher and the mapping folder watcher,
+/// each when the configuration turns it on.
+pub(crate) struct Background(Vec<Periodic>);
+
+impl Background {
+    pub(crate) fn start(app: &Arc<App>) -> anyhow::Result<Self> {
+        let config = &app.config;
+        let mut tasks = Vec::new();
+        if config.alerts.enabled {
+            let sender = AlertSender::new(app.db.clone(), config.alerts.clone()).context("setting up SMTP for alerts")?;
+            tasks.push(sender::spawn(sender, Duration::from_millis(config.alerts.poll_interval_ms)));
+        }
+        if config.batch.enabled {
+            let receiver = Receiver::new(app.clone())?;
+            tracing::info!(dir = %config.batch.dir.display(), convention = ?config.batch.convention, "watching the batch inboxes");
+            tasks.push(receiver.spawn());
+        }
+        if config.paths.mappings_poll_interval_ms > 0 {
+            tasks.push(app.pipeline.watch_mapping_folder(Duration::from_millis(config.paths.mappings_poll_interval_ms)));
+        }
+        Ok(Background(tasks))
+    }
+
+    pub(crate) fn stop(self) {
+        for task in self.0 {
+            task.stop();
+        }
+    }
+}
+
+/// A server running in its own thread, for tests and embedding. Dropping it does not stop it; call `stop`.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    /// The administrative listener (web page, health, metrics), when it is on.
+    pub admin_addr: Option<SocketAddr>,
+    admin_tls: bool,
+    pub app: Arc<App>,
+    handles: Vec<actix_web::dev::ServerHandle>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    background: Option<Background>,
+}
+
+impl RunningServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr)
+    }
+
+    /// A URL on the administrative listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        let scheme = if self.admin_tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.admin_addr.expect("the admin listener is on"))
+    }
+
+    pub fn stop(mut self) {
+        if let Some(background) = self.background.take() {
+            background.stop();
+        }
+        actix_web::rt::System::new().block_on(async {
+            for handle in &self.handles {
+                handle.stop(true).await;
+            }
+        });
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts the service on the configured addresses (port 0 picks a free one).
+pub fn spawn(config: &Config) -> anyhow::Result<RunningServer> {
+    check_transports(config)?;
+    let app = App::build(config)?;
+    let listeners = Listeners::bind(config)?;
+    let addr = listeners.main.local_addr()?;
+    let admin_addr = listeners.admin.as_ref().map(|l| l.local_addr()).transpose()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server_app = app.clone();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            match listeners.serve(server_app) {
+                Ok(servers) => {
+                    let _ = tx.send(Ok(servers.iter().map(|s| s.handle()).collect::<Vec<_>>()));
+                    let _ = futures_util::future::join_all(servers).await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        })
+    });
+    let handles = rx.recv().context("server thread ended")??;
+    let background = Some(Background::start(&app)?);
+    Ok(RunningServer { addr, admin_addr, admin_tls: config.admin.tls, app, handles, thread: Some(thread), background })
+}

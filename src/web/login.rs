@@ -1,0 +1,146 @@
+//! Logging in to the web page: the login form, sessions, the lock-out after failed logins, and the check that a
+//! form was posted from the page itself.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use serde::Deserialize;
+
+use super::{blocking, html, pages, see_other, State, SESSION_COOKIE};
+
+/// An Argon2id hash of a password, for admin.users.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    // A random v4 UUID is 16 bytes from the operating system's generator: a salt of the recommended length.
+    let salt = SaltString::encode_b64(uuid::Uuid::new_v4().as_bytes()).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    Ok(Argon2::default().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("hashing: {e}"))?.to_string())
+}
+
+/// After this many failed logins for one name, that name cannot log in for `LOCKOUT` (on this instance).
+const MAX_FAILURES: u32 = 10;
+const LOCKOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl State {
+    fn locked_out(&self, name: &str) -> bool {
+        let mut failures = self.failures.lock().expect("failure counts");
+        failures.retain(|_, (since, _)| since.elapsed() < LOCKOUT);
+        failures.get(name).is_some_and(|(_, count)| *count >= MAX_FAILURES)
+    }
+
+    fn failed(&self, name: &str) {
+        let mut failures = self.failures.lock().expect("failure counts");
+        failures.entry(name.to_string()).or_insert((std::time::Instant::now(), 0)).1 += 1;
+    }
+}
+
+/// The logged-in user; a request without a live session is sent to the login page instead.
+pub(super) struct LoggedIn(pub(super) String);
+
+impl actix_web::FromRequest for LoggedIn {
+    type Error = actix_web::Error;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let to_login = || {
+                let query = serde_urlencoded::to_string([("next", req.uri().to_string())]).expect("a string pair encodes");
+                let response = see_other(&format!("/login?{query}"));
+                actix_web::error::InternalError::from_response("not logged in", response).into()
+            };
+            let Some(token) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()) else { return Err(to_login()) };
+            let state = req.app_data::<web::Data<State>>().expect("the web page's state").clone();
+            let app = state.app.clone();
+            match blocking(move || Ok(app.db.session_user(&token)?)).await {
+                Ok(Some(user)) => Ok(LoggedIn(user)),
+                Ok(None) => Err(to_login()),
+                Err(response) => Err(actix_web::error::InternalError::from_response("session lookup failed", response).into()),
+            }
+        })
+    }
+}
+
+/// A form may only be posted from this page: the session cookie is SameSite=Strict, and a browser's Origin,
+/// when it sends one, must be this host.
+pub(super) fn same_origin(req: &HttpRequest) -> Result<(), HttpResponse> {
+    let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) else { return Ok(()) };
+    let host = req.connection_info().host().to_string();
+    let ours = origin.split_once("://").is_some_and(|(_, rest)| rest == host);
+    if ours {
+        Ok(())
+    } else {
+        tracing::warn!(origin, host, "form posted from another origin; refused");
+        Err(HttpResponse::Forbidden().body("Formularen kom fra en anden side.\n"))
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct LoginQuery {
+    next: Option<String>,
+}
+
+pub(super) async fn login_page(query: web::Query<LoginQuery>, state: web::Data<State>) -> HttpResponse {
+    html(pages::login(query.next.as_deref().unwrap_or("/"), "", None, state.users.is_empty()))
+}
+
+#[derive(Deserialize)]
+pub(super) struct LoginForm {
+    user: String,
+    password: String,
+    next: Option<String>,
+}
+
+pub(super) async fn login(req: HttpRequest, form: web::Form<LoginForm>, state: web::Data<State>) -> HttpResponse {
+    if let Err(refused) = same_origin(&req) {
+        return refused;
+    }
+    let form = form.into_inner();
+    // Only a path on this site: a login never sends anyone elsewhere.
+    let next = form.next.clone().filter(|n| n.starts_with('/') && !n.starts_with("//")).unwrap_or_else(|| "/".into());
+    if state.locked_out(&form.user) {
+        tracing::warn!(user = %form.user, peer = ?req.peer_addr(), "web page: login refused, too many failed tries");
+        let message = "For mange forkerte forsøg med dette brugernavn. Prøv igen om 5 minutter.";
+        return html(pages::login(&next, &form.user, Some(message), state.users.is_empty()));
+    }
+    let users = state.users.clone();
+    let dummy = state.dummy_hash.clone();
+    let (name, password) = (form.user.clone(), form.password.clone());
+    let known = web::block(move || {
+        let hash = users.iter().find(|u| u.name == name).map(|u| u.password_hash.clone());
+        let parsed = PasswordHash::new(hash.as_deref().unwrap_or(&dummy)).ok();
+        let matches = parsed.is_some_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok());
+        matches && hash.is_some()
+    })
+    .await
+    .unwrap_or(false);
+    if !known {
+        state.failed(&form.user);
+        tracing::warn!(user = %form.user, peer = ?req.peer_addr(), "web page: failed login");
+        return html(pages::login(&next, &form.user, Some("Forkert brugernavn eller adgangskode."), state.users.is_empty()));
+    }
+    let (app, user, lasts) = (state.app.clone(), form.user.clone(), state.session);
+    let token = match blocking(move || Ok(app.db.create_session(&user, lasts)?)).await {
+        Ok(token) => token,
+        Err(response) => return response,
+    };
+    tracing::info!(user = %form.user, "web page: logged in");
+    let cookie =
+        Cookie::build(SESSION_COOKIE, token).path("/").http_only(true).same_site(SameSite::Strict).secure(state.secure_cookies).finish();
+    HttpResponse::SeeOther().cookie(cookie).insert_header((header::LOCATION, next)).finish()
+}
+
+pub(super) async fn logout(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Err(refused) = same_origin(&req) {
+        return refused;
+    }
+    if let Some(token) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()) {
+        let app = state.app.clone();
+        if let Err(response) = blocking(move || Ok(app.db.end_session(&token)?)).await {
+            return response;
+        }
+    }
+    let mut gone = Cookie::build(SESSION_COOKIE, "").path("/").finish();
+    gone.make_removal();
+    HttpResponse::SeeOther().cookie(gone).insert_header((header::LOCATION, "/login")).finish()
+}

@@ -1,0 +1,224 @@
+//! The pages finance staff use: rejections and deliveries, the mappings (try, edit, history, roll back) and the
+//! sortiment.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::login::{same_origin, LoggedIn};
+use super::{blocking, failure, html, page, pages, see_other, State};
+use crate::domain::mapping::{KonteringInput, MappingFiles};
+use crate::pipeline::MappingChange;
+use crate::storage::inspect::DeliveryFilter;
+use crate::storage::mappings::MappingSource;
+
+/// The filter fields of the lists, as they come in the query string.
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+pub(crate) struct FilterQuery {
+    pub(crate) q: String,
+    pub(crate) afsender: String,
+    pub(crate) integration: String,
+    pub(crate) kode: String,
+    pub(crate) fra: String,
+    pub(crate) til: String,
+    /// The next page: deliveries older than this id.
+    pub(crate) foer: Option<i32>,
+    /// Rows per page, at most `LIST_LIMIT`.
+    pub(crate) antal: Option<i64>,
+}
+
+impl FilterQuery {
+    fn filter(&self, only_rejected: bool) -> DeliveryFilter {
+        let some = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        let day = |s: &str| chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok();
+        DeliveryFilter {
+            text: some(&self.q),
+            sender: some(&self.afsender),
+            integration: some(&self.integration),
+            code: some(&self.kode),
+            from: day(&self.fra),
+            to: day(&self.til),
+            only_rejected,
+            before: self.foer,
+        }
+    }
+}
+
+const LIST_LIMIT: i64 = 200;
+
+pub(super) async fn delivery_list(
+    user: String,
+    query: web::Query<FilterQuery>,
+    state: web::Data<State>,
+    only_rejected: bool,
+) -> HttpResponse {
+    let query = query.into_inner();
+    let (app, filter) = (state.app.clone(), query.filter(only_rejected));
+    let limit = query.antal.unwrap_or(LIST_LIMIT).clamp(1, LIST_LIMIT);
+    let found = blocking(move || {
+        let rows = app.db.find_deliveries(&filter, limit)?;
+        let codes_of = app.db.error_codes_of(&rows.iter().map(|r| r.id).collect::<Vec<_>>())?;
+        let codes = app.db.error_codes_seen()?;
+        let sortiment = app.pipeline.sortiment()?;
+        Ok((pages::DeliveryRows { rows, codes_of }, codes, sortiment))
+    })
+    .await;
+    match found {
+        Ok((rows, codes, sortiment)) => html(pages::delivery_list(&user, only_rejected, &query, &rows, &codes, &sortiment, limit as usize)),
+        Err(response) => response,
+    }
+}
+
+pub(super) async fn rejections(LoggedIn(user): LoggedIn, query: web::Query<FilterQuery>, state: web::Data<State>) -> HttpResponse {
+    delivery_list(user, query, state, true).await
+}
+
+pub(super) async fn deliveries(LoggedIn(user): LoggedIn, query: web::Query<FilterQuery>, state: web::Data<State>) -> HttpResponse {
+    delivery_list(user, query, state, false).await
+}
+
+pub(super) async fn delivery(LoggedIn(user): LoggedIn, key: web::Path<String>, state: web::Data<State>) -> HttpResponse {
+    let app = state.app.clone();
+    let key = key.into_inner();
+    match blocking(move || Ok((app.db.delivery_detail(&key)?, app.pipeline.sortiment()?))).await {
+        Ok((Some(detail), sortiment)) => html(pages::delivery(&user, &detail, &sortiment)),
+        Ok((None, _)) => page(StatusCode::NOT_FOUND, pages::not_found(&user)),
+        Err(response) => response,
+    }
+}
+
+/// The "try it" fields: a kontering, or a fordringstype.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct TryQuery {
+    #[serde(flatten)]
+    pub(crate) kontering: KonteringInput,
+    pub(crate) fordringstype: String,
+}
+
+pub(super) async fn mappings(LoggedIn(user): LoggedIn, query: web::Query<TryQuery>, state: web::Data<State>) -> HttpResponse {
+    let app = state.app.clone();
+    match blocking(move || Ok(crate::pipeline::in_force(&app.db)?)).await {
+        Ok((stored, set)) => {
+            let kontering = query.kontering.is_given().then_some(&query.kontering);
+            let tried = pages::TryOutcome::of(&set, kontering, &query.fordringstype);
+            html(pages::mappings(&user, &stored, &query, &tried))
+        }
+        Err(response) => response,
+    }
+}
+
+pub(super) async fn edit_mappings_page(LoggedIn(user): LoggedIn, state: web::Data<State>) -> HttpResponse {
+    let app = state.app.clone();
+    match blocking(move || Ok(crate::pipeline::in_force(&app.db)?.0)).await {
+        Ok(stored) => html(pages::edit_mappings(&user, stored.id, &stored.files, "", &pages::EditOutcome::Fresh)),
+        Err(response) => response,
+    }
+}
+
+pub(super) async fn edit_mappings(
+    LoggedIn(user): LoggedIn,
+    req: HttpRequest,
+    form: web::Form<Vec<(String, String)>>,
+    state: web::Data<State>,
+) -> HttpResponse {
+    if let Err(refused) = same_origin(&req) {
+        return refused;
+    }
+    let mut files = MappingFiles::new();
+    let (mut comment, mut base, mut new_name, mut new_content) = (String::new(), 0_i64, String::new(), String::new());
+    // Browsers send line ends as CRLF; the files are kept with LF.
+    let lf = |text: String| text.replace("\r\n", "\n");
+    for (name, value) in form.into_inner() {
+        match name.as_str() {
+            "comment" => comment = value,
+            "base" => base = value.parse().unwrap_or(0),
+            "ny_fil_navn" => new_name = value.trim().to_string(),
+            "ny_fil_indhold" => new_content = lf(value),
+            _ => {
+                // A file emptied on the page is removed from the version (the check then says if it is needed).
+                if let Some(file) = name.strip_prefix("fil:").filter(|_| !value.trim().is_empty()) {
+                    files.insert(file.to_string(), lf(value));
+                }
+            }
+        }
+    }
+    if !new_name.is_empty() {
+        if files.contains_key(&new_name) {
+            return edit_refused(&state, &user, pages::EditOutcome::BadName(format!("{new_name} findes allerede"))).await;
+        }
+        files.insert(new_name, new_content);
+    }
+    let app = state.app.clone();
+    let author = user.clone();
+    let outcome = blocking(move || {
+        if let Some(bad) = files.keys().find(|n| !crate::domain::mapping::is_mapping_file_name(n)) {
+            return Ok(pages::EditOutcome::BadName(format!(
+                "{bad} er ikke et gyldigt filnavn (bogstaver, tal, - og _, og .csv til sidst)"
+            )));
+        }
+        let comment = if comment.trim().is_empty() { "ændret på siden".to_string() } else { comment.trim().to_string() };
+        Ok(match app.pipeline.change_mappings(&files, &author, MappingSource::Page, &comment, Some(base))? {
+            MappingChange::Invalid(errors) => pages::EditOutcome::Invalid { files, comment, errors },
+            MappingChange::Moved(current) => pages::EditOutcome::Moved { base, current },
+            MappingChange::Saved(id) | MappingChange::Unchanged(id) => pages::EditOutcome::Saved(id),
+        })
+    })
+    .await;
+    match outcome {
+        Ok(pages::EditOutcome::Saved(id)) => {
+            tracing::info!(user = %user, id, "mapping saved on the web page");
+            see_other(&format!("/mapninger?gemt={id}"))
+        }
+        Ok(ref invalid @ pages::EditOutcome::Invalid { ref files, ref comment, .. }) => {
+            page(StatusCode::UNPROCESSABLE_ENTITY, pages::edit_mappings(&user, base, files, comment, invalid))
+        }
+        Ok(other) => edit_refused(&state, &user, other).await,
+        Err(response) => response,
+    }
+}
+
+/// The edit page again, on the version in force, saying why nothing was saved.
+pub(super) async fn edit_refused(state: &web::Data<State>, user: &str, outcome: pages::EditOutcome) -> HttpResponse {
+    let app = state.app.clone();
+    match blocking(move || Ok(crate::pipeline::in_force(&app.db)?.0)).await {
+        Ok(stored) => page(StatusCode::CONFLICT, pages::edit_mappings(user, stored.id, &stored.files, "", &outcome)),
+        Err(response) => response,
+    }
+}
+
+pub(super) async fn mapping_history(LoggedIn(user): LoggedIn, state: web::Data<State>) -> HttpResponse {
+    let app = state.app.clone();
+    // The newest 50, and one more so that the oldest of them has something to compare with.
+    match blocking(move || Ok(app.db.mapping_history(51)?)).await {
+        Ok(history) => html(pages::mapping_history(&user, &history)),
+        Err(response) => response,
+    }
+}
+
+pub(super) async fn roll_back(LoggedIn(user): LoggedIn, req: HttpRequest, id: web::Path<i64>, state: web::Data<State>) -> HttpResponse {
+    if let Err(refused) = same_origin(&req) {
+        return refused;
+    }
+    let (app, to, author) = (state.app.clone(), id.into_inner(), user.clone());
+    match blocking(move || Ok(app.pipeline.roll_back_mappings(to, &author)?)).await {
+        Ok(Some(MappingChange::Saved(id) | MappingChange::Unchanged(id))) => {
+            tracing::info!(user = %user, to, id, "mapping rolled back on the web page");
+            see_other(&format!("/mapninger?gemt={id}"))
+        }
+        // A version that passed once and fails now: only after a program update with stricter checks.
+        Ok(Some(MappingChange::Invalid(errors))) => failure(format!("version {to} does not pass the checks now: {errors}")),
+        Ok(Some(MappingChange::Moved(_))) => unreachable!("a rollback replaces whatever is in force"),
+        Ok(None) => page(StatusCode::NOT_FOUND, pages::not_found(&user)),
+        Err(response) => response,
+    }
+}
+
+pub(super) async fn sortiment(LoggedIn(user): LoggedIn, state: web::Data<State>) -> HttpResponse {
+    let app = state.app.clone();
+    match blocking(move || Ok(app.pipeline.sortiment()?)).await {
+        Ok(sortiment) => html(pages::sortiment(&user, &sortiment, chrono::Utc::now().date_naive())),
+        Err(response) => response,
+    }
+}

@@ -1,0 +1,20 @@
+//! The integration tests: one binary, a module per area, against the real service and real peers (SQLite and
+//! PostgreSQL, an SMTP server, OpenSSH's SFTP server, a SOAP client, Chromium). `common` is the harness they share.
+
+mod common;
+
+mod alerts;
+mod browser;
+mod cli;
+mod hostile;
+mod masse;
+mod masse_crash;
+mod postgres;
+mod sf1590a_straks;
+mod sf1590b_straks;
+mod sftp;
+mod straks_intake;
+mod straks_random;
+mod tls;
+mod web;
+mod zeep_client;

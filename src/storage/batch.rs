@@ -229,7 +229,7 @@ pub fn insert_batch_receipts(conn: &mut AnyConnection, batch_id: i32, first: i32
             (
                 batch_receipts::batch_id.eq(batch_id),
                 batch_receipts::position.eq(first + i as i32),
-                batch_receipts::status.eq(r.status.as_str()),
+                batch_receipts::status.eq(Stored(r.status)),
                 batch_receipts::receipt_json.eq(to_json(r)),
             )
         })
@@ -253,7 +253,7 @@ pub fn insert_batch_receipts(conn: &mut AnyConnection, batch_id: i32, first: i32
 pub fn first_rejections(conn: &mut AnyConnection, batch_id: i32, limit: usize) -> Result<Vec<Receipt>, StorageError> {
     let listed: Vec<String> = batch_receipts::table
         .filter(batch_receipts::batch_id.eq(batch_id))
-        .filter(batch_receipts::status.eq(Status::Afvist.as_str()))
+        .filter(batch_receipts::status.eq(Stored(Status::Afvist)))
         .order(batch_receipts::position)
         .select(batch_receipts::receipt_json)
         .limit(limit as i64)

@@ -2,7 +2,7 @@
 //! the idempotency decisions (`domain::idempotency`) are made from. The pipeline (`pipeline::book`) calls these
 //! inside one transaction; nothing here decides.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
@@ -14,7 +14,7 @@ use super::schema::{
 use super::text::Stored;
 use super::{execute_native, AnyConnection, StorageError};
 use crate::domain::alert::{AlertPayload, AlertTarget};
-use crate::domain::delivery::{ClaimBooking, DeliveryRecord, FinansBooking};
+use crate::domain::delivery::{ClaimBooking, DeliveryRecord, FinansBooking, Transport};
 use crate::domain::idempotency::{EarlierDelivery, EarlierItem};
 use crate::domain::receipt::{Receipt, Status};
 use crate::domain::sortiment::Integration;
@@ -33,27 +33,45 @@ pub fn earlier_delivery(conn: &mut AnyConnection, id: Uuid) -> Result<Option<(i3
     Ok(earlier.map(|(key, request_hash, response)| (key, EarlierDelivery { request_hash, response })))
 }
 
+/// A delivery's row as it is first written, its outcome still open.
+#[derive(Insertable)]
+#[diesel(table_name = deliveries)]
+struct NewDelivery<'a> {
+    leverance_id: Option<String>,
+    integration: Stored<Integration>,
+    transport: Stored<Transport>,
+    afsender_system: Option<String>,
+    myndighed: Option<&'a str>,
+    transaction_uuid: Option<&'a str>,
+    user_system_uuid: Option<&'a str>,
+    request_hash: &'a str,
+    received_at: NaiveDateTime,
+    sortiment_version_id: Option<i32>,
+    mapping_version: Option<&'a str>,
+    accepted_count: i32,
+    rejected_count: i32,
+    response_json: &'a str,
+}
+
 /// Writes a delivery's row, its outcome still open; returns its key.
 pub fn insert_delivery(conn: &mut AnyConnection, record: &DeliveryRecord, at: DateTime<Utc>) -> Result<i32, StorageError> {
-    Ok(diesel::insert_into(deliveries::table)
-        .values((
-            deliveries::leverance_id.eq(record.delivery_id.map(|id| id.to_string())),
-            deliveries::integration.eq(Stored(record.integration)),
-            deliveries::transport.eq(Stored(record.transport)),
-            deliveries::afsender_system.eq(record.sender.map(|s| s.to_string())),
-            deliveries::myndighed.eq(&record.authority),
-            deliveries::transaction_uuid.eq(&record.transaction_uuid),
-            deliveries::user_system_uuid.eq(&record.user_system_uuid),
-            deliveries::request_hash.eq(&record.request_hash),
-            deliveries::received_at.eq(at.naive_utc()),
-            deliveries::sortiment_version_id.eq(record.sortiment_version.map(|v| v as i32)),
-            deliveries::mapping_version.eq(&record.mapping_version),
-            deliveries::accepted_count.eq(0),
-            deliveries::rejected_count.eq(0),
-            deliveries::response_json.eq(""),
-        ))
-        .returning(deliveries::id)
-        .get_result(conn)?)
+    let row = NewDelivery {
+        leverance_id: record.delivery_id.map(|id| id.to_string()),
+        integration: Stored(record.integration),
+        transport: Stored(record.transport),
+        afsender_system: record.sender.map(|s| s.to_string()),
+        myndighed: record.authority.as_deref(),
+        transaction_uuid: record.transaction_uuid.as_deref(),
+        user_system_uuid: record.user_system_uuid.as_deref(),
+        request_hash: &record.request_hash,
+        received_at: at.naive_utc(),
+        sortiment_version_id: record.sortiment_version.map(|v| v as i32),
+        mapping_version: record.mapping_version.as_deref(),
+        accepted_count: 0,
+        rejected_count: 0,
+        response_json: "",
+    };
+    Ok(diesel::insert_into(deliveries::table).values(&row).returning(deliveries::id).get_result(conn)?)
 }
 
 /// Records the outcome of a delivery on its row: the counts, and the answer a re-sent delivery gets again.
@@ -78,17 +96,28 @@ pub fn enqueue_alert(
     due: DateTime<Utc>,
     at: DateTime<Utc>,
 ) -> Result<(), StorageError> {
-    diesel::insert_into(alert_outbox::table)
-        .values((
-            alert_outbox::group_key.eq(&target.group_key),
-            alert_outbox::afsender_system.eq(sender.map(|s| s.to_string())),
-            alert_outbox::recipients.eq(serde_json::json!({"to": target.to, "cc": target.cc}).to_string()),
-            alert_outbox::payload.eq(to_json(payload)),
-            alert_outbox::created_at.eq(at.naive_utc()),
-            alert_outbox::next_attempt_at.eq(due.naive_utc()),
-        ))
-        .execute(conn)?;
+    let row = NewAlert {
+        group_key: &target.group_key,
+        afsender_system: sender.map(|s| s.to_string()),
+        recipients: serde_json::json!({"to": target.to, "cc": target.cc}).to_string(),
+        payload: to_json(payload),
+        created_at: at.naive_utc(),
+        next_attempt_at: due.naive_utc(),
+    };
+    diesel::insert_into(alert_outbox::table).values(&row).execute(conn)?;
     Ok(())
+}
+
+/// An alert as it goes into the outbox; its sending state starts at the table's defaults.
+#[derive(Insertable)]
+#[diesel(table_name = alert_outbox)]
+struct NewAlert<'a> {
+    group_key: &'a str,
+    afsender_system: Option<String>,
+    recipients: String,
+    payload: String,
+    created_at: NaiveDateTime,
+    next_attempt_at: NaiveDateTime,
 }
 
 /// The accepted receipt of (integration, sender, BilagId/FordringId), if there is one.
@@ -102,7 +131,7 @@ pub fn accepted_item(
         .filter(receipts::integration.eq(Stored(integration)))
         .filter(receipts::afsender_system.eq(sender.to_string()))
         .filter(receipts::reference.eq(reference))
-        .filter(receipts::status.eq(Status::Accepteret.as_str()))
+        .filter(receipts::status.eq(Stored(Status::Accepteret)))
         .select((receipts::content_hash, receipts::receipt_json))
         .first(conn)
         .optional()?;
@@ -118,35 +147,67 @@ pub fn insert_receipt(
     receipt: &Receipt,
     at: DateTime<Utc>,
 ) -> Result<(), StorageError> {
-    diesel::insert_into(receipts::table)
-        .values((
-            receipts::kvittering_id.eq(&receipt.id),
-            receipts::delivery_id.eq(delivery_key),
-            receipts::integration.eq(Stored(record.integration)),
-            receipts::afsender_system.eq(record.sender.map(|s| s.to_string())),
-            receipts::reference.eq(&receipt.reference),
-            receipts::status.eq(receipt.status.as_str()),
-            receipts::content_hash.eq(content_hash),
-            receipts::processed_at.eq(at.naive_utc()),
-            receipts::erp_reference.eq(&receipt.erp_reference),
-            receipts::receipt_json.eq(to_json(receipt)),
-        ))
-        .execute(conn)?;
-    for (position, error) in receipt.errors.iter().enumerate() {
-        diesel::insert_into(receipt_errors::table)
-            .values((
-                receipt_errors::kvittering_id.eq(&receipt.id),
-                receipt_errors::position.eq(position as i32),
-                receipt_errors::code.eq(error.code.as_str()),
-                receipt_errors::text.eq(&error.text),
-                receipt_errors::path.eq(&error.path),
-                receipt_errors::line.eq(error.line.map(|l| l as i32)),
-                receipt_errors::col.eq(error.col.map(|c| c as i32)),
-                receipt_errors::value.eq(&error.value),
-            ))
-            .execute(conn)?;
+    let row = NewReceipt {
+        kvittering_id: &receipt.id,
+        delivery_id: delivery_key,
+        integration: Stored(record.integration),
+        afsender_system: record.sender.map(|s| s.to_string()),
+        reference: &receipt.reference,
+        status: Stored(receipt.status),
+        content_hash,
+        processed_at: at.naive_utc(),
+        erp_reference: receipt.erp_reference.as_deref(),
+        receipt_json: to_json(receipt),
+    };
+    diesel::insert_into(receipts::table).values(&row).execute(conn)?;
+    let errors: Vec<NewReceiptError> = receipt
+        .errors
+        .iter()
+        .enumerate()
+        .map(|(position, error)| NewReceiptError {
+            kvittering_id: &receipt.id,
+            position: position as i32,
+            code: error.code.as_str(),
+            text: &error.text,
+            path: error.path.as_deref(),
+            line: error.line.map(|l| l as i32),
+            col: error.col.map(|c| c as i32),
+            value: error.value.as_deref(),
+        })
+        .collect();
+    // In slices: SQLite allows a limited number of parameters in one statement.
+    for errors in errors.chunks(100) {
+        execute_native(conn, diesel::insert_into(receipt_errors::table).values(errors))?;
     }
     Ok(())
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = receipts)]
+struct NewReceipt<'a> {
+    kvittering_id: &'a str,
+    delivery_id: i32,
+    integration: Stored<Integration>,
+    afsender_system: Option<String>,
+    reference: &'a str,
+    status: Stored<Status>,
+    content_hash: &'a str,
+    processed_at: NaiveDateTime,
+    erp_reference: Option<&'a str>,
+    receipt_json: String,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = receipt_errors)]
+struct NewReceiptError<'a> {
+    kvittering_id: &'a str,
+    position: i32,
+    code: &'static str,
+    text: &'a str,
+    path: Option<&'a str>,
+    line: Option<i32>,
+    col: Option<i32>,
+    value: Option<&'a str>,
 }
 
 /// Stores a receipt's ErpReference, once its import rows are written.

@@ -12,6 +12,7 @@ use diesel::sqlite::Sqlite;
 
 use super::MultiBackend;
 use crate::domain::delivery::Transport;
+use crate::domain::receipt::Status;
 use crate::domain::sortiment::Integration;
 
 /// A value stored by its name.
@@ -64,6 +65,16 @@ impl Named for Transport {
     }
 }
 
+impl Named for Status {
+    const WHAT: &'static str = "receipt status";
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+    fn from_name(name: &str) -> Option<Self> {
+        [Status::Accepteret, Status::Afvist].into_iter().find(|s| s.as_str() == name)
+    }
+}
+
 /// A `Named` value in a TEXT column, on either backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
 #[diesel(sql_type = Text)]
@@ -112,4 +123,4 @@ macro_rules! unwrap_stored {
         }
     )*};
 }
-unwrap_stored!(BatchState, Integration, Transport);
+unwrap_stored!(BatchState, Integration, Transport, Status);

@@ -6,6 +6,7 @@ mod common;
 mod alerts;
 mod browser;
 mod cli;
+mod delivery_core;
 mod hostile;
 mod masse;
 mod masse_crash;

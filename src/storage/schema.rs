@@ -1,29 +1,11 @@
-// Diesel's view of migrations/; kept by hand in step with up.sql (checked by the storage tests, which run
-// every query against a migrated database).
+// @generated automatically by Diesel CLI.
 
 diesel::table! {
-    sortiment_versions (id) {
-        id -> Integer,
-        loaded_at -> Timestamp,
-        source -> Text,
-        content_hash -> Text,
-        content -> Text,
-    }
-}
-
-diesel::table! {
-    sortiment_senders (id) {
-        id -> Integer,
-        version_id -> Integer,
-        system_uuid -> Text,
-        name -> Text,
-        authority_cvr -> Text,
-        owners -> Text,
-        valid_from -> Date,
-        valid_to -> Nullable<Date>,
-        integrations -> Text,
-        certificates -> Text,
-        alerts -> Bool,
+    admin_sessions (token_hash) {
+        token_hash -> Text,
+        user_name -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
     }
 }
 
@@ -47,12 +29,37 @@ diesel::table! {
 }
 
 diesel::table! {
-    sortiment_konteringer (id) {
+    batch_files (id) {
         id -> Integer,
-        sender_id -> Integer,
-        funktion -> Text,
-        dranst -> Text,
-        art -> Text,
+        file_key -> Text,
+        integration -> Text,
+        file_name -> Text,
+        stored_name -> Text,
+        content_hash -> Text,
+        size_bytes -> BigInt,
+        metadata -> Nullable<Text>,
+        state -> Text,
+        delivery_id -> Nullable<Integer>,
+        leverance_id -> Nullable<Text>,
+        afsender_system -> Nullable<Text>,
+        items_total -> Nullable<Integer>,
+        items_done -> Integer,
+        accepted_count -> Integer,
+        rejected_count -> Integer,
+        claimed_by -> Text,
+        lease_until -> Timestamp,
+        received_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+        receipt_file -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    batch_receipts (batch_id, position) {
+        batch_id -> Integer,
+        position -> Integer,
+        status -> Text,
+        receipt_json -> Text,
     }
 }
 
@@ -77,93 +84,14 @@ diesel::table! {
 }
 
 diesel::table! {
-    receipts (kvittering_id) {
-        kvittering_id -> Text,
-        delivery_id -> Integer,
-        integration -> Text,
-        afsender_system -> Nullable<Text>,
-        reference -> Text,
-        status -> Text,
-        content_hash -> Text,
-        processed_at -> Timestamp,
-        erp_reference -> Nullable<Text>,
-        receipt_json -> Text,
-    }
-}
-
-diesel::table! {
-    receipt_errors (id) {
+    erp_claim_parties (id) {
         id -> Integer,
-        kvittering_id -> Text,
+        claim_id -> Integer,
         position -> Integer,
-        code -> Text,
-        text -> Text,
-        path -> Nullable<Text>,
-        line -> Nullable<Integer>,
-        col -> Nullable<Integer>,
-        value -> Nullable<Text>,
-    }
-}
-
-diesel::table! {
-    erp_journal (id) {
-        id -> Integer,
-        kvittering_id -> Text,
-        delivery_id -> Integer,
-        afsender_system -> Text,
-        bilag_id -> Text,
-        bilagsdato -> Date,
-        bilagstekst -> Nullable<Text>,
-        mapping_version -> Text,
-        created_at -> Timestamp,
+        role -> Text,
+        debtor_data_id -> Integer,
+        erp_debtor_number -> Nullable<Text>,
         status -> Text,
-        picked_up_at -> Nullable<Timestamp>,
-    }
-}
-
-diesel::table! {
-    erp_journal_lines (id) {
-        id -> Integer,
-        journal_id -> Integer,
-        line_no -> Integer,
-        posting_id -> BigInt,
-        erp_account -> Text,
-        erp_dimensions -> Text,
-        amount -> crate::storage::amount::Amount,
-        debit_credit -> Text,
-        currency -> Text,
-        posting_date -> Date,
-        posting_text -> Text,
-        party_type -> Nullable<Text>,
-        party_id -> Nullable<Text>,
-        case_reference -> Nullable<Text>,
-        src_funktion -> Text,
-        src_gruppering -> Nullable<Text>,
-        src_dranst -> Text,
-        src_ejerforhold -> Nullable<Text>,
-        src_art -> Text,
-        src_omkostningssted -> Nullable<Text>,
-        src_pspelement -> Nullable<Text>,
-        src_dimensions -> Text,
-        mapping_rule -> Text,
-        status -> Text,
-    }
-}
-
-diesel::table! {
-    sortiment_fordringstyper (id) {
-        id -> Integer,
-        sender_id -> Integer,
-        code -> Text,
-        required -> Text,
-    }
-}
-
-diesel::table! {
-    erp_debtors (identifier_type, identifier) {
-        identifier_type -> Text,
-        identifier -> Text,
-        erp_debtor_number -> Text,
     }
 }
 
@@ -219,82 +147,57 @@ diesel::table! {
 }
 
 diesel::table! {
-    erp_claim_parties (id) {
-        id -> Integer,
-        claim_id -> Integer,
-        position -> Integer,
-        role -> Text,
-        debtor_data_id -> Integer,
-        erp_debtor_number -> Nullable<Text>,
-        status -> Text,
+    erp_debtors (identifier_type, identifier) {
+        identifier_type -> Text,
+        identifier -> Text,
+        erp_debtor_number -> Text,
     }
 }
 
 diesel::table! {
-    batch_files (id) {
+    erp_journal (id) {
         id -> Integer,
-        file_key -> Text,
-        integration -> Text,
-        file_name -> Text,
-        stored_name -> Text,
-        content_hash -> Text,
-        size_bytes -> BigInt,
-        metadata -> Nullable<Text>,
-        state -> Text,
-        delivery_id -> Nullable<Integer>,
-        leverance_id -> Nullable<Text>,
-        afsender_system -> Nullable<Text>,
-        items_total -> Nullable<Integer>,
-        items_done -> Integer,
-        accepted_count -> Integer,
-        rejected_count -> Integer,
-        claimed_by -> Text,
-        lease_until -> Timestamp,
-        received_at -> Timestamp,
-        finished_at -> Nullable<Timestamp>,
-        receipt_file -> Nullable<Text>,
+        kvittering_id -> Text,
+        delivery_id -> Integer,
+        afsender_system -> Text,
+        bilag_id -> Text,
+        bilagsdato -> Date,
+        bilagstekst -> Nullable<Text>,
+        mapping_version -> Text,
+        created_at -> Timestamp,
+        status -> Text,
+        picked_up_at -> Nullable<Timestamp>,
     }
 }
 
 diesel::table! {
-    batch_receipts (batch_id, position) {
-        batch_id -> Integer,
-        position -> Integer,
+    erp_journal_lines (id) {
+        id -> Integer,
+        journal_id -> Integer,
+        line_no -> Integer,
+        posting_id -> BigInt,
+        erp_account -> Text,
+        erp_dimensions -> Text,
+        amount -> crate::storage::amount::Amount,
+        debit_credit -> Text,
+        currency -> Text,
+        posting_date -> Date,
+        posting_text -> Text,
+        party_type -> Nullable<Text>,
+        party_id -> Nullable<Text>,
+        case_reference -> Nullable<Text>,
+        src_funktion -> Text,
+        src_gruppering -> Nullable<Text>,
+        src_dranst -> Text,
+        src_ejerforhold -> Nullable<Text>,
+        src_art -> Text,
+        src_omkostningssted -> Nullable<Text>,
+        src_pspelement -> Nullable<Text>,
+        src_dimensions -> Text,
+        mapping_rule -> Text,
         status -> Text,
-        receipt_json -> Text,
     }
 }
-
-diesel::joinable!(batch_receipts -> batch_files (batch_id));
-diesel::joinable!(sortiment_fordringstyper -> sortiment_senders (sender_id));
-diesel::joinable!(erp_claim_parties -> erp_claims (claim_id));
-diesel::joinable!(erp_claim_parties -> erp_debtor_data (debtor_data_id));
-diesel::joinable!(sortiment_senders -> sortiment_versions (version_id));
-diesel::joinable!(sortiment_konteringer -> sortiment_senders (sender_id));
-diesel::joinable!(receipts -> deliveries (delivery_id));
-diesel::joinable!(receipt_errors -> receipts (kvittering_id));
-diesel::joinable!(erp_journal_lines -> erp_journal (journal_id));
-
-diesel::allow_tables_to_appear_in_same_query!(
-    sortiment_versions,
-    sortiment_senders,
-    sortiment_konteringer,
-    deliveries,
-    receipts,
-    receipt_errors,
-    erp_journal,
-    erp_journal_lines,
-    sortiment_fordringstyper,
-    erp_debtors,
-    erp_claims,
-    erp_debtor_data,
-    erp_claim_parties,
-    alert_outbox,
-    batch_files,
-    batch_receipts,
-    mapping_versions,
-    admin_sessions,
-);
 
 diesel::table! {
     mapping_versions (id) {
@@ -309,10 +212,112 @@ diesel::table! {
 }
 
 diesel::table! {
-    admin_sessions (token_hash) {
-        token_hash -> Text,
-        user_name -> Text,
-        created_at -> Timestamp,
-        expires_at -> Timestamp,
+    receipt_errors (id) {
+        id -> Integer,
+        kvittering_id -> Text,
+        position -> Integer,
+        code -> Text,
+        text -> Text,
+        path -> Nullable<Text>,
+        line -> Nullable<Integer>,
+        col -> Nullable<Integer>,
+        value -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    receipts (kvittering_id) {
+        kvittering_id -> Text,
+        delivery_id -> Integer,
+        integration -> Text,
+        afsender_system -> Nullable<Text>,
+        reference -> Text,
+        status -> Text,
+        content_hash -> Text,
+        processed_at -> Timestamp,
+        erp_reference -> Nullable<Text>,
+        receipt_json -> Text,
+    }
+}
+
+diesel::table! {
+    sortiment_fordringstyper (id) {
+        id -> Integer,
+        sender_id -> Integer,
+        code -> Text,
+        required -> Text,
+    }
+}
+
+diesel::table! {
+    sortiment_konteringer (id) {
+        id -> Integer,
+        sender_id -> Integer,
+        funktion -> Text,
+        dranst -> Text,
+        art -> Text,
+    }
+}
+
+diesel::table! {
+    sortiment_senders (id) {
+        id -> Integer,
+        version_id -> Integer,
+        system_uuid -> Text,
+        name -> Text,
+        authority_cvr -> Text,
+        owners -> Text,
+        valid_from -> Date,
+        valid_to -> Nullable<Date>,
+        integrations -> Text,
+        certificates -> Text,
+        alerts -> Bool,
+    }
+}
+
+diesel::table! {
+    sortiment_versions (id) {
+        id -> Integer,
+        loaded_at -> Timestamp,
+        source -> Text,
+        content_hash -> Text,
+        content -> Text,
+    }
+}
+
+diesel::joinable!(batch_files -> deliveries (delivery_id));
+diesel::joinable!(batch_receipts -> batch_files (batch_id));
+diesel::joinable!(deliveries -> sortiment_versions (sortiment_version_id));
+diesel::joinable!(erp_claim_parties -> erp_claims (claim_id));
+diesel::joinable!(erp_claim_parties -> erp_debtor_data (debtor_data_id));
+diesel::joinable!(erp_claims -> deliveries (delivery_id));
+diesel::joinable!(erp_claims -> receipts (kvittering_id));
+diesel::joinable!(erp_journal -> deliveries (delivery_id));
+diesel::joinable!(erp_journal -> receipts (kvittering_id));
+diesel::joinable!(erp_journal_lines -> erp_journal (journal_id));
+diesel::joinable!(receipt_errors -> receipts (kvittering_id));
+diesel::joinable!(receipts -> deliveries (delivery_id));
+diesel::joinable!(sortiment_fordringstyper -> sortiment_senders (sender_id));
+diesel::joinable!(sortiment_konteringer -> sortiment_senders (sender_id));
+diesel::joinable!(sortiment_senders -> sortiment_versions (version_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    admin_sessions,
+    alert_outbox,
+    batch_files,
+    batch_receipts,
+    deliveries,
+    erp_claim_parties,
+    erp_claims,
+    erp_debtor_data,
+    erp_debtors,
+    erp_journal,
+    erp_journal_lines,
+    mapping_versions,
+    receipt_errors,
+    receipts,
+    sortiment_fordringstyper,
+    sortiment_konteringer,
+    sortiment_senders,
+    sortiment_versions,
+);

@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{BatchConfig, BatchConvention};
 use crate::domain::delivery::{DeliveryRecord, Transport};
-use crate::domain::receipt::{timestamp, ReceiptSet, NIL_UUID};
+use crate::domain::receipt::{ReceiptSet, Stamp};
 use crate::domain::rejection::{Finding, Rejection};
 use crate::domain::sortiment::Integration;
 use crate::files::{sync_dir, write_atomically};
@@ -432,12 +432,9 @@ fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
 /// Its time stamp is the file's finish time, so writing it again gives the same file.
 fn write_receipt_file(db: &Db, file: &BatchFile, target: &Path) -> anyhow::Result<()> {
     let processed = file.finished_at.map_or_else(Utc::now, |t| t.and_utc());
-    let head = ReceiptSet::new(
-        file.leverance_id.clone().unwrap_or_else(|| NIL_UUID.into()),
-        file.afsender_system.clone().unwrap_or_else(|| NIL_UUID.into()),
-        timestamp(processed),
-        Vec::new(),
-    );
+    // Stored from the parsed delivery: what is there is a UUID; what could not be read is the nil UUID.
+    let id = |stored: &Option<String>| stored.as_deref().and_then(|s| uuid::Uuid::parse_str(s).ok()).unwrap_or_default();
+    let head = ReceiptSet::new(id(&file.leverance_id), id(&file.afsender_system), Stamp(processed), Vec::new());
     let mut page = Vec::new().into_iter();
     let mut after = -1;
     let stored = std::iter::from_fn(|| loop {

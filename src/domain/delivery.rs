@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::finans::{Finansbilag, Located};
 use super::fordring::Fordring;
 use super::mapping::{Mapped, MappedClaimType};
-use super::receipt::{timestamp, Receipt, ReceiptSet, NIL_UUID};
+use super::receipt::{Receipt, ReceiptSet, Stamp};
 use super::rejection::{Finding, Loc};
 use super::sortiment::Integration;
 
@@ -75,38 +75,29 @@ impl DeliveryRecord {
         }
     }
 
-    /// LeveranceId as a receipt states it: the nil UUID when the delivery could not be read that far.
-    pub fn delivery_text(&self) -> String {
-        self.delivery_id.map_or_else(|| NIL_UUID.to_string(), |id| id.to_string())
-    }
-
-    /// AfsenderSystem as a receipt states it.
-    pub fn sender_text(&self) -> String {
-        self.sender.map_or_else(|| NIL_UUID.to_string(), |id| id.to_string())
-    }
-
-    /// The receipt set of this delivery, with `receipts`, processed at `at`.
+    /// The receipt set of this delivery, with `receipts`, processed at `at`. LeveranceId and AfsenderSystem are
+    /// the nil UUID when the delivery could not be read that far.
     pub fn receipt_set(&self, at: DateTime<Utc>, receipts: Vec<Receipt>) -> ReceiptSet {
-        ReceiptSet::new(self.delivery_text(), self.sender_text(), timestamp(at), receipts)
+        ReceiptSet::new(self.delivery_id.unwrap_or_default(), self.sender.unwrap_or_default(), Stamp(at), receipts)
     }
 
     /// Every item named by `references` rejected with `findings`, written nowhere: the delivery could not be
     /// taken in at all (its LeveranceId was used for other content).
     pub fn reject_all(&self, references: impl IntoIterator<Item = String>, findings: &[Finding], at: DateTime<Utc>) -> Vec<Receipt> {
-        let (delivery_id, at) = (self.delivery_text(), timestamp(at));
-        references.into_iter().map(|r| Receipt::rejected(&delivery_id, &r, &at, findings)).collect()
+        let delivery_id = self.delivery_id.unwrap_or_default();
+        references.into_iter().map(|r| Receipt::rejected(delivery_id, &r, Stamp(at), findings)).collect()
     }
 
     /// The receipts the delivery would get, without writing anything or looking at earlier deliveries
     /// (`fkoeko validate`, the fuzz target).
     pub fn preview(&self, plans: Vec<ItemPlan>) -> ReceiptSet {
         let at = Utc::now();
-        let (delivery_id, stamp) = (self.delivery_text(), timestamp(at));
+        let (delivery_id, stamp) = (self.delivery_id.unwrap_or_default(), Stamp(at));
         let receipts = plans
             .into_iter()
             .map(|plan| match plan.outcome {
-                ItemOutcome::Reject(findings) => Receipt::rejected(&delivery_id, &plan.reference, &stamp, &findings),
-                ItemOutcome::Accept(_) => Receipt::accepted(&delivery_id, &plan.reference, &stamp),
+                ItemOutcome::Reject(findings) => Receipt::rejected(delivery_id, &plan.reference, stamp, &findings),
+                ItemOutcome::Accept(_) => Receipt::accepted(delivery_id, &plan.reference, stamp),
             })
             .collect();
         self.receipt_set(at, receipts)

@@ -3,13 +3,37 @@
 
 use std::io::{self, Write};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::rejection::{Code, Finding};
 
 pub const KVITTERING_NS: &str = "urn:fkoeko:kvittering:v1";
-/// Stands in for an id that could not be read from a delivery that was not readable at all.
-pub const NIL_UUID: &str = "00000000-0000-0000-0000-000000000000";
+
+/// When a receipt was made: UTC with milliseconds on the wire, as the schema's dateTime with zone. Ids that could
+/// not be read from a delivery are the nil UUID (`Uuid::nil()`, what `Option<Uuid>::unwrap_or_default` gives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp(pub DateTime<Utc>);
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    }
+}
+
+impl Serialize for Stamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Stamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        DateTime::parse_from_rfc3339(&text).map(|t| Stamp(t.with_timezone(&Utc))).map_err(serde::de::Error::custom)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
@@ -66,15 +90,15 @@ impl From<&Finding> for ReceiptError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Receipt {
     #[serde(rename = "KvitteringId")]
-    pub id: String,
+    pub id: Uuid,
     #[serde(rename = "LeveranceId")]
-    pub delivery_id: String,
+    pub delivery_id: Uuid,
     #[serde(rename = "Reference")]
     pub reference: String,
     #[serde(rename = "Status")]
     pub status: Status,
     #[serde(rename = "Behandlet")]
-    pub processed_at: String,
+    pub processed_at: Stamp,
     #[serde(rename = "ErpReference", default, skip_serializing_if = "Option::is_none")]
     pub erp_reference: Option<String>,
     #[serde(rename = "Fejl", default)]
@@ -82,30 +106,25 @@ pub struct Receipt {
 }
 
 impl Receipt {
-    pub fn accepted(delivery_id: &str, reference: &str, processed_at: &str) -> Self {
+    pub fn accepted(delivery_id: Uuid, reference: &str, processed_at: Stamp) -> Self {
         Receipt {
-            id: uuid::Uuid::new_v4().to_string(),
-            delivery_id: delivery_id.to_string(),
+            id: Uuid::new_v4(),
+            delivery_id,
             reference: reference.to_string(),
             status: Status::Accepteret,
-            processed_at: processed_at.to_string(),
+            processed_at,
             erp_reference: None,
             errors: Vec::new(),
         }
     }
 
-    pub fn rejected(delivery_id: &str, reference: &str, processed_at: &str, findings: &[Finding]) -> Self {
+    pub fn rejected(delivery_id: Uuid, reference: &str, processed_at: Stamp, findings: &[Finding]) -> Self {
         Receipt {
             status: Status::Afvist,
             errors: findings.iter().map(ReceiptError::from).collect(),
             ..Receipt::accepted(delivery_id, reference, processed_at)
         }
     }
-}
-
-/// A receipt's time stamp: UTC with milliseconds, as the schema's dateTime with zone.
-pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The answer to a whole delivery: the body of the SOAP answer, or the root of a receipt file.
@@ -115,11 +134,11 @@ pub struct ReceiptSet {
     #[serde(rename = "@xmlns", default = "kvittering_ns")]
     xmlns: String,
     #[serde(rename = "LeveranceId")]
-    pub delivery_id: String,
+    pub delivery_id: Uuid,
     #[serde(rename = "AfsenderSystem")]
-    pub sender: String,
+    pub sender: Uuid,
     #[serde(rename = "Behandlet")]
-    pub processed_at: String,
+    pub processed_at: Stamp,
     #[serde(rename = "Kvittering", default)]
     pub receipts: Vec<Receipt>,
 }
@@ -129,7 +148,7 @@ fn kvittering_ns() -> String {
 }
 
 impl ReceiptSet {
-    pub fn new(delivery_id: String, sender: String, processed_at: String, receipts: Vec<Receipt>) -> Self {
+    pub fn new(delivery_id: Uuid, sender: Uuid, processed_at: Stamp, receipts: Vec<Receipt>) -> Self {
         ReceiptSet { xmlns: kvittering_ns(), delivery_id, sender, processed_at, receipts }
     }
 
@@ -156,9 +175,9 @@ impl ReceiptSet {
             out,
             "<KvitteringLeverance xmlns=\"{}\"><LeveranceId>{}</LeveranceId><AfsenderSystem>{}</AfsenderSystem><Behandlet>{}</Behandlet>",
             escape(&self.xmlns),
-            escape(&self.delivery_id),
-            escape(&self.sender),
-            escape(&self.processed_at)
+            self.delivery_id,
+            self.sender,
+            self.processed_at
         )?;
         for receipt in self.receipts.iter().cloned().map(Ok).chain(more) {
             let xml = quick_xml::se::to_string_with_root("Kvittering", &receipt?).map_err(io::Error::other)?;
@@ -182,16 +201,17 @@ mod tests {
 
     #[test]
     fn xml_keeps_the_schema_order_and_namespace() {
+        let at = Stamp("2026-11-25T10:00:00.120+00:00".parse().unwrap());
         let set = ReceiptSet::new(
-            NIL_UUID.into(),
-            NIL_UUID.into(),
-            "2026-11-25T10:00:00+00:00".into(),
+            Uuid::nil(),
+            Uuid::nil(),
+            at,
             vec![Receipt {
-                id: NIL_UUID.into(),
-                delivery_id: NIL_UUID.into(),
+                id: Uuid::nil(),
+                delivery_id: Uuid::nil(),
                 reference: "B-1".into(),
                 status: Status::Afvist,
-                processed_at: "2026-11-25T10:00:00+00:00".into(),
+                processed_at: at,
                 erp_reference: None,
                 errors: vec![ReceiptError {
                     code: Code::RegelBalance,
@@ -205,7 +225,8 @@ mod tests {
         );
         let xml = set.to_xml();
         assert!(xml.starts_with(r#"<KvitteringLeverance xmlns="urn:fkoeko:kvittering:v1"><LeveranceId>"#), "{xml}");
-        assert!(xml.contains("<Status>Afvist</Status><Behandlet>"), "{xml}");
+        assert!(xml.contains("<Status>Afvist</Status><Behandlet>2026-11-25T10:00:00.120Z</Behandlet>"), "{xml}");
+        assert!(xml.contains("<LeveranceId>00000000-0000-0000-0000-000000000000</LeveranceId>"), "{xml}");
         assert!(xml.contains("<Fejl><Kode>REGEL_BALANCE</Kode><Tekst>x &amp; y</Tekst><Sti>/A</Sti><Linje>3</Linje></Fejl>"), "{xml}");
         assert_eq!(quick_xml::de::from_str::<ReceiptSet>(&xml).unwrap(), set, "the XML reads back as the set");
         let mut file = Vec::new();

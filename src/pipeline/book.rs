@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::domain::alert::{AlertPayload, AlertTarget};
 use crate::domain::delivery::{Booking, DeliveryRecord, ItemPlan};
 use crate::domain::idempotency::{judge_delivery, judge_item, DeliveryStanding, ItemDecision};
-use crate::domain::receipt::{timestamp, Receipt, ReceiptSet};
+use crate::domain::receipt::{Receipt, ReceiptSet, Stamp};
 use crate::domain::rejection::Finding;
 use crate::storage::batch::{self as stored_batch, BatchFile, Lease};
 use crate::storage::booking as store;
@@ -151,7 +151,7 @@ fn decide_items(
     plans: &[ItemPlan],
     at: DateTime<Utc>,
 ) -> Result<Vec<Receipt>, StorageError> {
-    let (delivery_id, stamp) = (record.delivery_text(), timestamp(at));
+    let (delivery_id, stamp) = (record.delivery_id.unwrap_or_default(), Stamp(at));
     let mut answers = Vec::with_capacity(plans.len());
     for plan in plans {
         // Without a sender (its AfsenderSystem unreadable, so rejected already) nothing can have been accepted
@@ -169,21 +169,21 @@ fn decide_items(
         let receipt = match decision {
             ItemDecision::Repeat { receipt } => serde_json::from_str(&receipt).map_err(|e| StorageError::Corrupt(e.to_string()))?,
             ItemDecision::Reject(findings) => {
-                let receipt = Receipt::rejected(&delivery_id, &plan.reference, &stamp, &findings);
+                let receipt = Receipt::rejected(delivery_id, &plan.reference, stamp, &findings);
                 store::insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
                 receipt
             }
             ItemDecision::Book(booking) => {
-                let mut receipt = Receipt::accepted(&delivery_id, &plan.reference, &stamp);
+                let mut receipt = Receipt::accepted(delivery_id, &plan.reference, stamp);
                 // The receipt row comes first (the import rows refer to it); its ErpReference is set once they
                 // are written.
                 store::insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
                 receipt.erp_reference = Some(match booking {
                     Booking::Finans(finans) => {
-                        format!("erp_journal:{}", store::book_finans(conn, &receipt.id, delivery_key, &sender, finans, at)?)
+                        format!("erp_journal:{}", store::book_finans(conn, receipt.id, delivery_key, &sender, finans, at)?)
                     }
                     Booking::Claim(claim) => {
-                        format!("erp_claims:{}", store::book_claim(conn, &receipt.id, delivery_key, &sender, claim, at)?)
+                        format!("erp_claims:{}", store::book_claim(conn, receipt.id, delivery_key, &sender, claim, at)?)
                     }
                 });
                 store::set_erp_reference(conn, &receipt)?;

@@ -147,8 +147,9 @@ pub fn insert_receipt(
     receipt: &Receipt,
     at: DateTime<Utc>,
 ) -> Result<(), StorageError> {
+    let id = receipt.id.to_string();
     let row = NewReceipt {
-        kvittering_id: &receipt.id,
+        kvittering_id: &id,
         delivery_id: delivery_key,
         integration: Stored(record.integration),
         afsender_system: record.sender.map(|s| s.to_string()),
@@ -165,7 +166,7 @@ pub fn insert_receipt(
         .iter()
         .enumerate()
         .map(|(position, error)| NewReceiptError {
-            kvittering_id: &receipt.id,
+            kvittering_id: &id,
             position: position as i32,
             code: error.code.as_str(),
             text: &error.text,
@@ -212,7 +213,7 @@ struct NewReceiptError<'a> {
 
 /// Stores a receipt's ErpReference, once its import rows are written.
 pub fn set_erp_reference(conn: &mut AnyConnection, receipt: &Receipt) -> Result<(), StorageError> {
-    diesel::update(receipts::table.find(&receipt.id))
+    diesel::update(receipts::table.find(receipt.id.to_string()))
         .set((receipts::erp_reference.eq(&receipt.erp_reference), receipts::receipt_json.eq(to_json(receipt))))
         .execute(conn)?;
     Ok(())
@@ -221,7 +222,7 @@ pub fn set_erp_reference(conn: &mut AnyConnection, receipt: &Receipt) -> Result<
 /// Writes the import rows of one accepted finansbilag; returns the journal id.
 pub fn book_finans(
     conn: &mut AnyConnection,
-    kvittering_id: &str,
+    kvittering_id: Uuid,
     delivery_key: i32,
     sender: &str,
     booking: &FinansBooking,
@@ -230,7 +231,7 @@ pub fn book_finans(
     let bilag = &booking.bilag;
     let journal: i32 = diesel::insert_into(erp_journal::table)
         .values((
-            erp_journal::kvittering_id.eq(kvittering_id),
+            erp_journal::kvittering_id.eq(kvittering_id.to_string()),
             erp_journal::delivery_id.eq(delivery_key),
             erp_journal::afsender_system.eq(sender),
             erp_journal::bilag_id.eq(&bilag.bilag_id),
@@ -287,7 +288,7 @@ pub fn book_finans(
 /// Writes the import rows of one accepted claim, its parties and their master data; returns the claim id.
 pub fn book_claim(
     conn: &mut AnyConnection,
-    kvittering_id: &str,
+    kvittering_id: Uuid,
     delivery_key: i32,
     sender: &str,
     booking: &ClaimBooking,
@@ -319,7 +320,7 @@ pub fn book_claim(
     });
     let claim: i32 = diesel::insert_into(erp_claims::table)
         .values((
-            erp_claims::kvittering_id.eq(kvittering_id),
+            erp_claims::kvittering_id.eq(kvittering_id.to_string()),
             erp_claims::delivery_id.eq(delivery_key),
             erp_claims::afsender_system.eq(sender),
             erp_claims::fordring_id.eq(&f.fordring_id),

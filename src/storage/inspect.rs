@@ -211,7 +211,7 @@ impl Db {
         let mut conn = self.conn()?;
         let mut items = Vec::with_capacity(answer.len());
         for receipt in answer {
-            let booked = if receipt.status == Status::Accepteret { booked(&mut conn, &receipt.id)? } else { None };
+            let booked = if receipt.status == Status::Accepteret { booked(&mut conn, &receipt.id.to_string())? } else { None };
             items.push(ItemDetail { receipt, booked });
         }
         Ok(Some(DeliveryDetail { summary, file_name, items, items_total }))

@@ -30,8 +30,8 @@ fn a_file_with_accepted_and_rejected_finansbilag_gives_its_receipt_file_and_impo
     assert_eq!((handled[0].accepted, handled[0].rejected), (2, 2));
 
     let (_, set) = batch.receipt("udbetaling-2026-11.xml");
-    assert_eq!(set.delivery_id, delivery.delivery_id);
-    assert_eq!(set.sender, KY);
+    assert_eq!(set.delivery_id.to_string(), delivery.delivery_id);
+    assert_eq!(set.sender.to_string(), KY);
     let order: Vec<(&str, Status)> = set.receipts.iter().map(|r| (r.reference.as_str(), r.status)).collect();
     assert_eq!(order, vec![("M-1", Status::Accepteret), ("M-2", Status::Afvist), ("M-3", Status::Afvist), ("M-4", Status::Accepteret)]);
     assert_eq!(
@@ -184,7 +184,7 @@ fn a_file_dropped_again_books_nothing_and_gets_its_receipt_again() {
 
     // The same finansbilag in a new delivery (a new LeveranceId), laid out differently: each gets its first
     // receipt, nothing is booked twice.
-    let copy_text = text.replace(&first.delivery_id, &crate::common::delivery::new_id()).replace('\n', "\n  ");
+    let copy_text = text.replace(&first.delivery_id.to_string(), &crate::common::delivery::new_id()).replace('\n', "\n  ");
     batch.drop_file("copy.xml", copy_text.as_bytes());
     batch.run_once();
     let (_, copy) = batch.receipt("copy.xml");
@@ -256,7 +256,7 @@ fn a_posting_error_deep_in_a_large_file_is_found_in_place() {
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal_lines"), 2 * 2999);
 
     // As the page and `deliveries show` see it: the first thousand receipts, in file order, of 3,000.
-    let leverance = set.delivery_id.clone();
+    let leverance = set.delivery_id.to_string();
     let detail = batch.app.db.delivery_detail(&leverance).unwrap().expect("the file's delivery");
     assert_eq!((detail.items.len(), detail.items_total), (1000, 3000));
     assert_eq!(detail.file_name.as_deref(), Some("large.xml"));

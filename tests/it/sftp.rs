@@ -125,7 +125,7 @@ fn a_file_uploaded_by_sftp_with_its_metadata_is_answered_with_a_receipt_file_to_
     task.stop();
 
     let (_, set) = read_receipt_file(&downloaded);
-    assert_eq!(set.delivery_id, delivery.delivery_id);
+    assert_eq!(set.delivery_id.to_string(), delivery.delivery_id);
     let outcome: Vec<(&str, Status)> = set.receipts.iter().map(|r| (r.reference.as_str(), r.status)).collect();
     assert_eq!(outcome, vec![("SFTP-1", Status::Accepteret), ("SFTP-2", Status::Afvist)]);
     assert_eq!(set.receipts[1].errors[0].code.as_str(), "REGEL_BALANCE");

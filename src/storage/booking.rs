@@ -2,7 +2,7 @@
 //! the idempotency decisions (`domain::idempotency`) are made from. The pipeline (`pipeline::book`) calls these
 //! inside one transaction; nothing here decides.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
@@ -229,20 +229,18 @@ pub fn book_finans(
     at: DateTime<Utc>,
 ) -> Result<i32, StorageError> {
     let bilag = &booking.bilag;
-    let journal: i32 = diesel::insert_into(erp_journal::table)
-        .values((
-            erp_journal::kvittering_id.eq(kvittering_id.to_string()),
-            erp_journal::delivery_id.eq(delivery_key),
-            erp_journal::afsender_system.eq(sender),
-            erp_journal::bilag_id.eq(&bilag.bilag_id),
-            erp_journal::bilagsdato.eq(bilag.date),
-            erp_journal::bilagstekst.eq(&bilag.text),
-            erp_journal::mapping_version.eq(&booking.mapping_version),
-            erp_journal::created_at.eq(at.naive_utc()),
-        ))
-        .returning(erp_journal::id)
-        .get_result(conn)?;
-    let lines: Vec<_> = bilag
+    let journal = NewJournal {
+        kvittering_id: kvittering_id.to_string(),
+        delivery_id: delivery_key,
+        afsender_system: sender,
+        bilag_id: &bilag.bilag_id,
+        bilagsdato: bilag.date,
+        bilagstekst: bilag.text.as_deref(),
+        mapping_version: &booking.mapping_version,
+        created_at: at.naive_utc(),
+    };
+    let journal: i32 = diesel::insert_into(erp_journal::table).values(&journal).returning(erp_journal::id).get_result(conn)?;
+    let lines: Vec<NewJournalLine> = bilag
         .postings
         .iter()
         .zip(&booking.mapped)
@@ -252,30 +250,30 @@ pub fn book_finans(
             let dimensions: serde_json::Map<String, serde_json::Value> =
                 mapped.dimensions.iter().map(|(name, value)| (name.clone(), value.clone().into())).collect();
             let party = posting.party.as_ref().map(|p| &p.value);
-            (
-                erp_journal_lines::journal_id.eq(journal),
-                erp_journal_lines::line_no.eq(n as i32 + 1),
-                erp_journal_lines::posting_id.eq(posting.id.value as i64),
-                erp_journal_lines::erp_account.eq(&mapped.account),
-                erp_journal_lines::erp_dimensions.eq(serde_json::Value::Object(dimensions).to_string()),
-                erp_journal_lines::amount.eq(DbAmount(posting.amount.value())),
-                erp_journal_lines::debit_credit.eq(posting.side.code()),
-                erp_journal_lines::currency.eq(posting.currency.value.as_str()),
-                erp_journal_lines::posting_date.eq(posting.date.value),
-                erp_journal_lines::posting_text.eq(&posting.text),
-                erp_journal_lines::party_type.eq(party.map(|p| p.kind())),
-                erp_journal_lines::party_id.eq(party.map(|p| p.expose())),
-                erp_journal_lines::case_reference.eq(&posting.case_reference),
-                erp_journal_lines::src_funktion.eq(k.funktion.as_str()),
-                erp_journal_lines::src_gruppering.eq(k.gruppering.as_ref().map(|g| g.as_str())),
-                erp_journal_lines::src_dranst.eq(k.dranst.as_str()),
-                erp_journal_lines::src_ejerforhold.eq(k.ejerforhold.as_ref().map(|e| e.as_str())),
-                erp_journal_lines::src_art.eq(k.art.as_str()),
-                erp_journal_lines::src_omkostningssted.eq(&k.omkostningssted),
-                erp_journal_lines::src_pspelement.eq(&k.psp_element),
-                erp_journal_lines::src_dimensions.eq(serde_json::to_string(&k.dimensions).expect("strings serialize")),
-                erp_journal_lines::mapping_rule.eq(&mapped.rule),
-            )
+            NewJournalLine {
+                journal_id: journal,
+                line_no: n as i32 + 1,
+                posting_id: posting.id.value as i64,
+                erp_account: &mapped.account,
+                erp_dimensions: serde_json::Value::Object(dimensions).to_string(),
+                amount: DbAmount(posting.amount.value()),
+                debit_credit: posting.side.code(),
+                currency: posting.currency.value.as_str(),
+                posting_date: posting.date.value,
+                posting_text: &posting.text,
+                party_type: party.map(|p| p.kind()),
+                party_id: party.map(|p| p.expose()),
+                case_reference: posting.case_reference.as_deref(),
+                src_funktion: k.funktion.as_str(),
+                src_gruppering: k.gruppering.as_ref().map(|g| g.as_str()),
+                src_dranst: k.dranst.as_str(),
+                src_ejerforhold: k.ejerforhold.as_ref().map(|e| e.as_str()),
+                src_art: k.art.as_str(),
+                src_omkostningssted: k.omkostningssted.as_deref(),
+                src_pspelement: k.psp_element.as_deref(),
+                src_dimensions: serde_json::to_string(&k.dimensions).expect("strings serialize"),
+                mapping_rule: &mapped.rule,
+            }
         })
         .collect();
     // Several lines per statement (a bilag may hold thousands: in slices, within SQLite's parameter limit).
@@ -283,6 +281,49 @@ pub fn book_finans(
         execute_native(conn, diesel::insert_into(erp_journal_lines::table).values(lines))?;
     }
     Ok(journal)
+}
+
+/// A finansbilag's row in the ERP's journal import table.
+#[derive(Insertable)]
+#[diesel(table_name = erp_journal)]
+struct NewJournal<'a> {
+    kvittering_id: String,
+    delivery_id: i32,
+    afsender_system: &'a str,
+    bilag_id: &'a str,
+    bilagsdato: NaiveDate,
+    bilagstekst: Option<&'a str>,
+    mapping_version: &'a str,
+    created_at: NaiveDateTime,
+}
+
+/// A postering's row in the ERP's journal line import table: the ERP account and dimensions it maps to, and
+/// the kontering it came with.
+#[derive(Insertable)]
+#[diesel(table_name = erp_journal_lines)]
+struct NewJournalLine<'a> {
+    journal_id: i32,
+    line_no: i32,
+    posting_id: i64,
+    erp_account: &'a str,
+    erp_dimensions: String,
+    amount: DbAmount,
+    debit_credit: &'static str,
+    currency: &'a str,
+    posting_date: NaiveDate,
+    posting_text: &'a str,
+    party_type: Option<&'static str>,
+    party_id: Option<&'a str>,
+    case_reference: Option<&'a str>,
+    src_funktion: &'a str,
+    src_gruppering: Option<&'a str>,
+    src_dranst: &'a str,
+    src_ejerforhold: Option<&'a str>,
+    src_art: &'a str,
+    src_omkostningssted: Option<&'a str>,
+    src_pspelement: Option<&'a str>,
+    src_dimensions: String,
+    mapping_rule: &'a str,
 }
 
 /// Writes the import rows of one accepted claim, its parties and their master data; returns the claim id.
@@ -318,34 +359,32 @@ pub fn book_claim(
         })
         .to_string()
     });
-    let claim: i32 = diesel::insert_into(erp_claims::table)
-        .values((
-            erp_claims::kvittering_id.eq(kvittering_id.to_string()),
-            erp_claims::delivery_id.eq(delivery_key),
-            erp_claims::afsender_system.eq(sender),
-            erp_claims::fordring_id.eq(&f.fordring_id),
-            erp_claims::src_fordringstype.eq(&f.claim_type.value),
-            erp_claims::erp_claim_type.eq(&booking.claim_type.claim_type),
-            erp_claims::principal.eq(DbAmount(f.principal.value())),
-            erp_claims::currency.eq(f.currency.value.as_str()),
-            erp_claims::description.eq(&f.description),
-            erp_claims::period_from.eq(f.period_from.as_ref().map(|d| d.value)),
-            erp_claims::period_to.eq(f.period_to.as_ref().map(|d| d.value)),
-            erp_claims::established.eq(f.established.value),
-            erp_claims::due.eq(f.due.value),
-            erp_claims::last_timely_payment.eq(f.last_timely_payment.value),
-            erp_claims::limitation.eq(f.limitation.as_ref().map(|d| d.value)),
-            erp_claims::related_fordring_id.eq(f.related.as_ref().map(|r| &r.value)),
-            erp_claims::related_claim_id.eq(related_claim),
-            erp_claims::erp_account.eq(booking.account.as_ref().map(|m| &m.account)),
-            erp_claims::erp_dimensions.eq(serde_json::Value::Object(dimensions).to_string()),
-            erp_claims::src_kontering.eq(kontering),
-            erp_claims::mapping_rules.eq(rules.join("; ")),
-            erp_claims::mapping_version.eq(&booking.mapping_version),
-            erp_claims::created_at.eq(at.naive_utc()),
-        ))
-        .returning(erp_claims::id)
-        .get_result(conn)?;
+    let claim = NewClaim {
+        kvittering_id: kvittering_id.to_string(),
+        delivery_id: delivery_key,
+        afsender_system: sender,
+        fordring_id: &f.fordring_id,
+        src_fordringstype: &f.claim_type.value,
+        erp_claim_type: &booking.claim_type.claim_type,
+        principal: DbAmount(f.principal.value()),
+        currency: f.currency.value.as_str(),
+        description: &f.description,
+        period_from: f.period_from.as_ref().map(|d| d.value),
+        period_to: f.period_to.as_ref().map(|d| d.value),
+        established: f.established.value,
+        due: f.due.value,
+        last_timely_payment: f.last_timely_payment.value,
+        limitation: f.limitation.as_ref().map(|d| d.value),
+        related_fordring_id: f.related.as_ref().map(|r| r.value.as_str()),
+        related_claim_id: related_claim,
+        erp_account: booking.account.as_ref().map(|m| m.account.as_str()),
+        erp_dimensions: serde_json::Value::Object(dimensions).to_string(),
+        src_kontering: kontering,
+        mapping_rules: rules.join("; "),
+        mapping_version: &booking.mapping_version,
+        created_at: at.naive_utc(),
+    };
+    let claim: i32 = diesel::insert_into(erp_claims::table).values(&claim).returning(erp_claims::id).get_result(conn)?;
     for (position, haefter) in f.parties.iter().enumerate() {
         let party = &haefter.party.value;
         let (kind, identifier) = (party.kind(), party.expose());
@@ -363,6 +402,35 @@ pub fn book_claim(
             .execute(conn)?;
     }
     Ok(claim)
+}
+
+/// A claim's row in the ERP's claim import table.
+#[derive(Insertable)]
+#[diesel(table_name = erp_claims)]
+struct NewClaim<'a> {
+    kvittering_id: String,
+    delivery_id: i32,
+    afsender_system: &'a str,
+    fordring_id: &'a str,
+    src_fordringstype: &'a str,
+    erp_claim_type: &'a str,
+    principal: DbAmount,
+    currency: &'a str,
+    description: &'a str,
+    period_from: Option<NaiveDate>,
+    period_to: Option<NaiveDate>,
+    established: NaiveDate,
+    due: NaiveDate,
+    last_timely_payment: NaiveDate,
+    limitation: Option<NaiveDate>,
+    related_fordring_id: Option<&'a str>,
+    related_claim_id: Option<i32>,
+    erp_account: Option<&'a str>,
+    erp_dimensions: String,
+    src_kontering: Option<String>,
+    mapping_rules: String,
+    mapping_version: &'a str,
+    created_at: NaiveDateTime,
 }
 
 /// The master-data row for a party as received: the existing one when nothing changed, else a new one, so

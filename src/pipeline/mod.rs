@@ -883,3 +883,43 @@ pub fn dry_run(pipeline: &Pipeline, bytes: &[u8]) -> Result<Processed, Technical
     let (transport, integration) = detect(bytes);
     pipeline.process(bytes, integration, transport, None, Mode::DryRun)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_told_by_its_root_and_the_first_delivery_namespace() {
+        let soap = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header><h xmlns="x"/></s:Header><s:Body><ModtagFordring xmlns="urn:fkoeko:sf1590b:v1"/></s:Body></s:Envelope>"#;
+        assert_eq!(detect(soap.as_bytes()), (Transport::Straks, Integration::Sf1590B));
+        let masse = r#"<?xml version="1.0"?><!-- a comment --><FinansbilagLeverance xmlns="urn:fkoeko:sf1590a:v1"/>"#;
+        assert_eq!(detect(masse.as_bytes()), (Transport::Masse, Integration::Sf1590A));
+        // Not XML, or no delivery namespace: a batch file of SF1590_A, which the intake then rejects with its reason.
+        assert_eq!(detect(b"\xff\xfe junk"), (Transport::Masse, Integration::Sf1590A));
+        assert_eq!(detect(br#"<Envelope><x xmlns="other"/></Envelope>"#), (Transport::Straks, Integration::Sf1590A));
+    }
+
+    #[test]
+    fn a_delivery_names_itself_from_its_root_before_anything_is_checked() {
+        let reading = intake::Reading {
+            spec: WireSpec::of(Integration::Sf1590A),
+            schema: std::path::PathBuf::from("schemas/sf1590a.xsd"),
+            xml: &XmlLimits::default(),
+            stream: StreamLimits { xml: XmlLimits::default(), max_prefix_bytes: MAX_PREFIX_BYTES, max_item_bytes: 1 << 20 },
+        };
+        let id = "6a1c2f3e-1111-4222-8333-944455556666";
+        let doc = format!(
+            "<FinansbilagLeverance xmlns=\"urn:fkoeko:sf1590a:v1\">\n  <LeveranceId>{id}</LeveranceId>\n  <AfsenderSystem>ikke-en-uuid</AfsenderSystem>\n</FinansbilagLeverance>"
+        );
+        let opened = match intake::open(doc.as_bytes(), Framing::Document, &reading) {
+            Ok(opened) => opened,
+            Err(_) => panic!("the document opens"),
+        };
+        let mut record = DeliveryRecord::new(Integration::Sf1590A, Transport::Masse, String::new());
+        name_delivery(&mut record, &opened);
+        assert_eq!(record.delivery_id.map(|u| u.to_string()).as_deref(), Some(id));
+        assert_eq!(record.sender, None, "an AfsenderSystem that is not a UUID names nobody");
+        assert_eq!(record.delivery_id_loc.path, "/FinansbilagLeverance/LeveranceId");
+        assert_eq!((record.delivery_id_loc.line, record.delivery_id_loc.col), (Some(2), Some(3)));
+    }
+}

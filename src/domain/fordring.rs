@@ -8,8 +8,11 @@ use super::rejection::{Finding, Loc, Rejection};
 use super::sortiment::{ClaimTypeRule, Stamdata};
 use super::values::{Beloeb, Valuta};
 
+/// A claim. `P` is how its hæftere's CPR or CVR numbers are held: valid (`Located<Party>`, the default, the only
+/// kind that is booked), or as sent (`SentParty`), so that the claim's rules run even where a number is invalid
+/// (the receipt lists every error: receipts.md).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Fordring {
+pub struct Fordring<P = Located<Party>> {
     pub index: usize,
     pub loc: Loc,
     pub fordring_id: String,
@@ -24,8 +27,115 @@ pub struct Fordring {
     pub last_timely_payment: Located<NaiveDate>,
     pub limitation: Option<Located<NaiveDate>>,
     pub related: Option<Located<String>>,
-    pub parties: Vec<Haefter>,
+    pub parties: Vec<Haefter<P>>,
     pub kontering: Option<Located<Kontering>>,
+}
+
+/// A claim as it was sent: its hæftere's numbers valid or not.
+pub type SentFordring = Fordring<SentParty>;
+
+/// A hæfter's CPR or CVR number as sent: valid, or not (reported already where it was read), kept so that the
+/// other rules of the claim can still run over it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SentParty {
+    Valid(Located<Party>),
+    Invalid {
+        /// "CPR" or "CVR".
+        kind: &'static str,
+        /// As sent, only to tell two of them apart.
+        raw: String,
+        /// As a receipt may show it.
+        shown: String,
+        loc: Loc,
+    },
+}
+
+/// What the rules need of a hæfter's number: who it is (to find a party named twice), where, and how it may be shown.
+pub trait PartyNumber {
+    fn same_as(&self, other: &Self) -> bool;
+    fn loc(&self) -> &Loc;
+    fn shown(&self) -> String;
+}
+
+impl PartyNumber for Located<Party> {
+    fn same_as(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+    fn loc(&self) -> &Loc {
+        &self.loc
+    }
+    fn shown(&self) -> String {
+        masked(&self.value)
+    }
+}
+
+impl PartyNumber for SentParty {
+    fn same_as(&self, other: &Self) -> bool {
+        match (self, other) {
+            (SentParty::Valid(a), SentParty::Valid(b)) => a.same_as(b),
+            (SentParty::Invalid { kind: ka, raw: ra, .. }, SentParty::Invalid { kind: kb, raw: rb, .. }) => ka == kb && ra == rb,
+            _ => false,
+        }
+    }
+    fn loc(&self) -> &Loc {
+        match self {
+            SentParty::Valid(party) => &party.loc,
+            SentParty::Invalid { loc, .. } => loc,
+        }
+    }
+    fn shown(&self) -> String {
+        match self {
+            SentParty::Valid(party) => party.shown(),
+            SentParty::Invalid { shown, .. } => shown.clone(),
+        }
+    }
+}
+
+impl SentFordring {
+    /// The claim with every hæfter's number valid; `None` when one is not (that was reported where it was read).
+    pub fn into_valid(self) -> Option<Fordring> {
+        let mut parties = Vec::with_capacity(self.parties.len());
+        for h in self.parties {
+            let SentParty::Valid(party) = h.party else { return None };
+            parties.push(Haefter { loc: h.loc, role: h.role, party, name: h.name, address: h.address });
+        }
+        let Fordring {
+            index,
+            loc,
+            fordring_id,
+            claim_type,
+            principal,
+            currency,
+            description,
+            period_from,
+            period_to,
+            established,
+            due,
+            last_timely_payment,
+            limitation,
+            related,
+            kontering,
+            ..
+        } = self;
+        Some(Fordring {
+            index,
+            loc,
+            fordring_id,
+            claim_type,
+            principal,
+            currency,
+            description,
+            period_from,
+            period_to,
+            established,
+            due,
+            last_timely_payment,
+            limitation,
+            related,
+            parties,
+            kontering,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,10 +162,10 @@ impl Rolle {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Haefter {
+pub struct Haefter<P = Located<Party>> {
     pub loc: Loc,
     pub role: Rolle,
-    pub party: Located<Party>,
+    pub party: P,
     pub name: String,
     pub address: Option<Adresse>,
 }
@@ -73,7 +183,7 @@ pub struct Adresse {
 }
 
 /// The rules for one claim that need nothing but the claim and the sender's rule for its type.
-pub fn check_fordring(fordring: &Fordring, type_rule: Option<&ClaimTypeRule>, currencies: &[Valuta]) -> Vec<Finding> {
+pub fn check_fordring<P: PartyNumber>(fordring: &Fordring<P>, type_rule: Option<&ClaimTypeRule>, currencies: &[Valuta]) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut date_order = |earlier: &Located<NaiveDate>, later: &Located<NaiveDate>, names: (&str, &str), strictly: bool| {
         let wrong = if strictly { later.value <= earlier.value } else { later.value < earlier.value };
@@ -116,10 +226,10 @@ pub fn check_fordring(fordring: &Fordring, type_rule: Option<&ClaimTypeRule>, cu
         if haefter.role == Rolle::JuridiskAnsvarlig && fordring.parties[..n].iter().any(|h| h.role == Rolle::JuridiskAnsvarlig) {
             findings.push(Finding::new(Rejection::Liability("mere end én hæfter har rollen JuridiskAnsvarlig".into()), &haefter.loc));
         }
-        if fordring.parties[..n].iter().any(|h| h.party.value == haefter.party.value) {
+        if fordring.parties[..n].iter().any(|h| h.party.same_as(&haefter.party)) {
             findings.push(
-                Finding::new(Rejection::Liability("den samme part står som hæfter mere end én gang".into()), &haefter.party.loc)
-                    .with_value(masked(&haefter.party.value)),
+                Finding::new(Rejection::Liability("den samme part står som hæfter mere end én gang".into()), haefter.party.loc())
+                    .with_value(haefter.party.shown()),
             );
         }
     }

@@ -579,13 +579,17 @@ impl Pipeline {
         let related = item
             .child("RelateretFordringId")
             .map(|r| Located { value: r.text().to_string(), loc: r.loc(format!("{path}/RelateretFordringId")) });
-        let Some(fordring) = sf1590b::read_fordring(item, index, path, &mut findings) else {
+        // As sent: a hæfter's invalid CPR or CVR number (reported where it was read) does not keep the claim's
+        // other rules from running.
+        let Some(sent) = sf1590b::read_fordring(item, index, path, &mut findings) else {
             return (ItemOutcome::Reject(findings), related);
         };
-        let claim_type = &fordring.claim_type;
+        let claim_type = &sent.claim_type;
+        let mut outside_sortiment = false;
         let type_rule = context.sender.and_then(|sender| {
             let rule = sender.claim_type(&claim_type.value);
             if rule.is_none() {
+                outside_sortiment = true;
                 findings.push(
                     Finding::new(Rejection::ClaimTypeOutsideSortiment(claim_type.value.clone()), &claim_type.loc)
                         .with_value(claim_type.value.clone()),
@@ -593,21 +597,23 @@ impl Pipeline {
             }
             rule
         });
-        findings.extend(check_fordring(&fordring, type_rule, &self.settings.rules.currencies));
-        let mapped_type = context.mappings.map_claim_type(&claim_type.value);
-        if mapped_type.is_none() {
+        findings.extend(check_fordring(&sent, type_rule, &self.settings.rules.currencies));
+        // A fordringstype the sender may not send is not looked for in the mapping files as well.
+        let mapped_type = if outside_sortiment { None } else { context.mappings.map_claim_type(&claim_type.value) };
+        if mapped_type.is_none() && !outside_sortiment {
             findings.push(
                 Finding::new(Rejection::NoClaimTypeMapping(claim_type.value.clone()), &claim_type.loc).with_value(claim_type.value.clone()),
             );
         }
-        let account = match &fordring.kontering {
+        let account = match &sent.kontering {
             Some(kontering) => context.map_kontering(kontering, &mut findings),
             None => mapped_type
                 .as_ref()
                 .and_then(|t| t.account.clone().map(|account| Mapped { account, dimensions: Vec::new(), rule: t.rule.clone() })),
         };
-        match mapped_type {
-            Some(claim_type) if findings.is_empty() => {
+        match (mapped_type, findings.is_empty()) {
+            (Some(claim_type), true) => {
+                let fordring = sent.into_valid().expect("a claim with no findings has only valid hæftere");
                 let booking = ClaimBooking { fordring, claim_type, account, mapping_version: context.mappings.version.clone() };
                 (ItemOutcome::Accept(Box::new(Booking::Claim(booking))), related)
             }
@@ -818,6 +824,8 @@ impl ItemContext<'_> {
             if !sender.allows_kontering(k) {
                 let (funktion, dranst, art) = describe();
                 findings.push(Finding::new(Rejection::KonteringOutsideSortiment { funktion, dranst, art }, &kontering.loc));
+                // Outside the sortiment, it is not looked for in the mapping files as well (receipts.md).
+                return None;
             }
         }
         let mapped = self.mappings.map(k);

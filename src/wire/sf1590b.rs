@@ -1,9 +1,9 @@
 //! SF1590_B_1 wire model v1 (namespace urn:fkoeko:sf1590b:v1) to domain types.
 
 use crate::domain::finans::Located;
-use crate::domain::fordring::{Adresse, Fordring, Haefter, Rolle};
+use crate::domain::fordring::{Adresse, Fordring, Haefter, Rolle, SentFordring, SentParty};
 use crate::domain::rejection::{Finding, Rejection};
-use crate::domain::values::{Beloeb, ValueError, Valuta};
+use crate::domain::values::{mask_cpr, Beloeb, ValueError, Valuta};
 use crate::xml::tree::Element;
 
 use super::{read_kontering, read_party, Fields, WireSpec};
@@ -21,7 +21,7 @@ pub const SPEC: WireSpec = WireSpec {
 
 /// Builds one fordring. Values that fail a domain check (a CPR that is not a date, a CVR failing modulus 11)
 /// are reported, and the rules still run over the rest, so the receipt lists every error.
-pub fn read_fordring(element: &Element, index: usize, path: String, findings: &mut Vec<Finding>) -> Option<Fordring> {
+pub fn read_fordring(element: &Element, index: usize, path: String, findings: &mut Vec<Finding>) -> Option<SentFordring> {
     let mut f = Fields { element, path, findings };
     let loc = f.loc();
     let base = f.path.clone();
@@ -91,7 +91,7 @@ pub fn read_fordring(element: &Element, index: usize, path: String, findings: &m
 }
 
 /// `None` when the hæfter cannot be built; what is wrong has been reported.
-fn read_haefter(element: &Element, path: &str, findings: &mut Vec<Finding>) -> Option<Haefter> {
+fn read_haefter(element: &Element, path: &str, findings: &mut Vec<Finding>) -> Option<Haefter<SentParty>> {
     let mut f = Fields { element, path: path.to_string(), findings };
     let loc = f.loc();
     let role_loc = f.child_loc("Rolle");
@@ -119,7 +119,16 @@ fn read_haefter(element: &Element, path: &str, findings: &mut Vec<Finding>) -> O
         }
     });
     let party = match read_party(element, path, f.findings) {
-        Some(party) => party,
+        Some(Some(party)) => Some(SentParty::Valid(party)),
+        // Invalid, and reported: kept as sent, so that the claim's other rules still run.
+        Some(None) => ["CPR", "CVR"].into_iter().find_map(|kind| {
+            element.child(kind).map(|number| SentParty::Invalid {
+                kind,
+                raw: number.text().to_string(),
+                shown: if kind == "CPR" { mask_cpr(number.text()) } else { number.text().to_string() },
+                loc: number.loc(format!("{path}/{kind}")),
+            })
+        }),
         None => {
             let loc = f.loc();
             f.findings.push(Finding::new(Rejection::Schema("hæfteren mangler CPR eller CVR".into()), &loc));

@@ -141,3 +141,45 @@ fn every_rule_gets_the_same_code_at_the_same_place_by_straks_and_in_a_batch_file
     }
     assert_eq!(count_in(&core.url, "SELECT COUNT(*) AS n FROM deliveries"), 0, "a dry run writes nothing");
 }
+
+/// receipts.md, "Which errors a receipt lists": every error the sender can act on, found in one pass.
+#[test]
+fn an_invalid_cpr_does_not_hide_the_claims_other_errors_and_outside_the_sortiment_is_not_also_unmapped() {
+    let core = Core::new();
+    let codes_of = |document: &str, root: &str| -> Vec<String> {
+        let mut found = codes(&core.placed(document, root));
+        found.sort();
+        found
+    };
+    // A hæfter with an invalid CPR number, a second JuridiskAnsvarlig (hæfter rule), no address (master data its
+    // type requires) and a due date before the date it was established.
+    let mut claim = Claim::repayment("CORE-F-ALL");
+    let mut invalid = Party::person("JuridiskAnsvarlig", "3102901234", "Jens Jensen");
+    invalid.address = false;
+    claim.parties = vec![invalid, Party::person("JuridiskAnsvarlig", "0101901234", "Jens Jensen")];
+    claim.due = "2026-09-01".into();
+    let delivery = ClaimDelivery::one(claim);
+    let expected = ["REGEL_CPR", "REGEL_DATO", "REGEL_HAEFTER", "REGEL_STAMDATA"];
+    for (document, root) in [(delivery.soap11(), "<ModtagFordring"), (delivery.masse(), "<FordringLeverance")] {
+        let found = codes_of(&document, root);
+        for code in expected {
+            assert!(found.iter().any(|c| c == code), "{code} missing beside the invalid CPR: {found:?}");
+        }
+    }
+    // The same party named twice, its number invalid both times: still found.
+    let mut twice = Claim::repayment("CORE-F-TWICE");
+    twice.parties = vec![
+        Party::person("JuridiskAnsvarlig", "3102901234", "Jens Jensen"),
+        Party::person("JuridiskMedhaefter", "3102901234", "Jens Jensen"),
+    ];
+    let found = codes_of(&ClaimDelivery::one(twice).soap11(), "<ModtagFordring");
+    assert_eq!(found, ["REGEL_CPR", "REGEL_CPR", "REGEL_HAEFTER"]);
+
+    // A kontering and a fordringstype outside the sender's sortiment: that alone, not also "add a mapping row".
+    let mut outside = Delivery::one("CORE-UDENFOR");
+    outside.bilag[0].postings[0].funktion = "5.57.71".into();
+    assert_eq!(codes_of(&outside.soap11(), "<ModtagFinansbilag"), ["SORTIMENT_KONTERING"]);
+    let mut claim = Claim::repayment("CORE-F-UDENFOR");
+    claim.claim_type = "UKENDT-TYPE".into();
+    assert_eq!(codes_of(&ClaimDelivery::one(claim).soap11(), "<ModtagFordring"), ["SORTIMENT_FORDRINGSTYPE"]);
+}

@@ -20,6 +20,8 @@ pub struct Metrics {
     seconds: HistogramVec,
     batch_files: IntGauge,
     outbox: IntGaugeVec,
+    /// The web page's logins: passwords checked, and tries refused without a check, by reason.
+    pub logins: IntCounterVec,
 }
 
 /// Shared state read from the database at scrape time.
@@ -62,6 +64,14 @@ impl Metrics {
             .expect("valid metric");
         let outbox = IntGaugeVec::new(Opts::new("fkoeko_alert_outbox", "Rejection alerts in the outbox, by status."), &["status"])
             .expect("valid metric");
+        let logins = IntCounterVec::new(
+            Opts::new(
+                "fkoeko_web_logins_total",
+                "Logins to the web page, by outcome: checked (a password was checked), locked (too many tries for the name), busy (too many checks at once).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(deliveries.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(items.clone()),
@@ -69,10 +79,11 @@ impl Metrics {
             Box::new(seconds.clone()),
             Box::new(batch_files.clone()),
             Box::new(outbox.clone()),
+            Box::new(logins.clone()),
         ] {
             registry.register(metric).expect("each metric registered once");
         }
-        Metrics { registry, deliveries, items, errors, seconds, batch_files, outbox }
+        Metrics { registry, deliveries, items, errors, seconds, batch_files, outbox, logins }
     }
 
     /// One delivery (a call or a batch file) done, with its receipts' outcome and how long it took.

@@ -200,6 +200,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    login_attempts (user_name) {
+        user_name -> Text,
+        window_start -> Timestamp,
+        attempts -> Integer,
+    }
+}
+
+diesel::table! {
     mapping_versions (id) {
         id -> Integer,
         version -> Text,
@@ -313,6 +321,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     erp_debtors,
     erp_journal,
     erp_journal_lines,
+    login_attempts,
     mapping_versions,
     receipt_errors,
     receipts,

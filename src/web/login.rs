@@ -17,21 +17,23 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
     Ok(Argon2::default().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("hashing: {e}"))?.to_string())
 }
 
-/// After this many failed logins for one name, that name cannot log in for `LOCKOUT` (on this instance).
-const MAX_FAILURES: u32 = 10;
-const LOCKOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// After this many tries for one name within `LOCKOUT`, that name cannot log in until `LOCKOUT` has passed since
+/// the first of them (on every instance: the tries are counted in the database).
+const MAX_TRIES: i32 = 10;
+const LOCKOUT: chrono::Duration = chrono::Duration::minutes(5);
+/// How long a login waits for one of the password checks allowed at once before it is answered 503.
+const CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
-impl State {
-    fn locked_out(&self, name: &str) -> bool {
-        let mut failures = self.failures.lock().expect("failure counts");
-        failures.retain(|_, (since, _)| since.elapsed() < LOCKOUT);
-        failures.get(name).is_some_and(|(_, count)| *count >= MAX_FAILURES)
-    }
-
-    fn failed(&self, name: &str) {
-        let mut failures = self.failures.lock().expect("failure counts");
-        failures.entry(name.to_string()).or_insert((std::time::Instant::now(), 0)).1 += 1;
-    }
+/// Where a login goes afterwards: a path on this site only (one leading `/`, no `\`, no control characters), else
+/// the start page. A browser reads `//host`, `/\host` and `/<TAB>/host` as another site.
+pub(super) fn return_address(next: Option<&str>) -> String {
+    let on_site = |n: &str| {
+        n.starts_with('/')
+            && !n[1..].starts_with(['/', '\\'])
+            && !n.contains('\\')
+            && !n.chars().any(|c| c.is_control() || c.is_whitespace())
+    };
+    next.filter(|n| on_site(n)).unwrap_or("/").to_string()
 }
 
 /// The logged-in user; a request without a live session is sent to the login page instead.
@@ -81,7 +83,7 @@ pub(super) struct LoginQuery {
 }
 
 pub(super) async fn login_page(query: web::Query<LoginQuery>, state: web::Data<State>) -> HttpResponse {
-    html(pages::login(query.next.as_deref().unwrap_or("/"), "", None, state.users.is_empty()))
+    html(pages::login(&return_address(query.next.as_deref()), "", None, state.users.is_empty()))
 }
 
 #[derive(Deserialize)]
@@ -97,16 +99,37 @@ pub(super) async fn login(req: HttpRequest, form: web::Form<LoginForm>, state: w
     }
     let form = form.into_inner();
     // Only a path on this site: a login never sends anyone elsewhere.
-    let next = form.next.clone().filter(|n| n.starts_with('/') && !n.starts_with("//")).unwrap_or_else(|| "/".into());
-    if state.locked_out(&form.user) {
-        tracing::warn!(user = %form.user, peer = ?req.peer_addr(), "web page: login refused, too many failed tries");
+    let next = return_address(form.next.as_deref());
+    let metrics = &state.app.pipeline.metrics;
+    // Counted before the password is checked, so that tries sent at once cannot get past the limit together.
+    let (app, name) = (state.app.clone(), form.user.clone());
+    let tries = match blocking(move || Ok(app.db.count_login_attempt(&name, LOCKOUT)?)).await {
+        Ok(tries) => tries,
+        Err(response) => return response,
+    };
+    if tries > MAX_TRIES {
+        metrics.logins.with_label_values(&["locked"]).inc();
+        tracing::warn!(user = %form.user, peer = ?req.peer_addr(), "web page: login refused, too many tries");
         let message = "For mange forkerte forsøg med dette brugernavn. Prøv igen om 5 minutter.";
         return html(pages::login(&next, &form.user, Some(message), state.users.is_empty()));
     }
+    // Each check takes about 19 MiB and a core for a while: only a few run at once.
+    let permit = match actix_web::rt::time::timeout(CHECK_WAIT, state.checks.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            metrics.logins.with_label_values(&["busy"]).inc();
+            tracing::warn!(user = %form.user, "web page: too many logins at once; answered 503");
+            return HttpResponse::ServiceUnavailable()
+                .insert_header((header::RETRY_AFTER, "5"))
+                .body("For mange logins lige nu; prøv igen.\n");
+        }
+    };
+    metrics.logins.with_label_values(&["checked"]).inc();
     let users = state.users.clone();
     let dummy = state.dummy_hash.clone();
     let (name, password) = (form.user.clone(), form.password.clone());
     let known = web::block(move || {
+        let _permit = permit;
         let hash = users.iter().find(|u| u.name == name).map(|u| u.password_hash.clone());
         let parsed = PasswordHash::new(hash.as_deref().unwrap_or(&dummy)).ok();
         let matches = parsed.is_some_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok());
@@ -115,9 +138,12 @@ pub(super) async fn login(req: HttpRequest, form: web::Form<LoginForm>, state: w
     .await
     .unwrap_or(false);
     if !known {
-        state.failed(&form.user);
         tracing::warn!(user = %form.user, peer = ?req.peer_addr(), "web page: failed login");
         return html(pages::login(&next, &form.user, Some("Forkert brugernavn eller adgangskode."), state.users.is_empty()));
+    }
+    let (app, name) = (state.app.clone(), form.user.clone());
+    if let Err(response) = blocking(move || Ok(app.db.clear_login_attempts(&name)?)).await {
+        return response;
     }
     let (app, user, lasts) = (state.app.clone(), form.user.clone(), state.session);
     let token = match blocking(move || Ok(app.db.create_session(&user, lasts)?)).await {
@@ -143,4 +169,22 @@ pub(super) async fn logout(req: HttpRequest, state: web::Data<State>) -> HttpRes
     let mut gone = Cookie::build(SESSION_COOKIE, "").path("/").finish();
     gone.make_removal();
     HttpResponse::SeeOther().cookie(gone).insert_header((header::LOCATION, "/login")).finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::return_address;
+
+    #[test]
+    fn a_login_returns_only_to_a_path_on_the_site() {
+        for kept in ["/", "/leverancer?q=B-1&kode=REGEL_CPR", "/mapninger/historik"] {
+            assert_eq!(return_address(Some(kept)), kept);
+        }
+        for elsewhere in
+            ["//evil.example/", "/\\evil.example/", "/\t/evil.example/", "/\r\nLocation: x", "https://evil.example/", "evil", ""]
+        {
+            assert_eq!(return_address(Some(elsewhere)), "/", "{elsewhere:?}");
+        }
+        assert_eq!(return_address(None), "/");
+    }
 }

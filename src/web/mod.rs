@@ -30,8 +30,13 @@ struct State {
     secure_cookies: bool,
     /// Checked in place of an unknown user's hash, so that a wrong name takes as long as a wrong password.
     dummy_hash: String,
-    /// Failed logins per user name: when the last began counting, and how many since.
-    failures: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u32)>>,
+    /// Password checks allowed at once (Argon2 takes memory and a core each).
+    checks: Arc<tokio::sync::Semaphore>,
+}
+
+/// Password checks at once: one per core, at least two.
+fn checks_at_once() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
 }
 
 /// Plain HTTP only on loopback, unless the configuration says so or the page is served over TLS.
@@ -64,7 +69,7 @@ pub fn server(app: Arc<AppState>, listener: TcpListener) -> anyhow::Result<actix
         session: chrono::Duration::hours(config.admin.session_hours as i64),
         secure_cookies: config.admin.tls,
         dummy_hash: hash_password("no user has this password")?,
-        failures: Default::default(),
+        checks: Arc::new(tokio::sync::Semaphore::new(checks_at_once())),
     });
     let server = HttpServer::new(move || {
         App::new()

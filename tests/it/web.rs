@@ -97,7 +97,7 @@ fn the_page_needs_a_login_and_a_session_ends_at_logout() {
     assert_eq!(app.count("SELECT count(*) AS n FROM admin_sessions"), 1);
 
     // Ten wrong passwords for a name, and that name cannot log in for a while, even with the right one.
-    for _ in 0..9 {
+    for _ in 0..10 {
         answer(client().post(&admin("/login")).send_form(&[("user", ADMIN_USER), ("password", "gæt")]));
     }
     let (status, body, cookie) = answer(client().post(&admin("/login")).send_form(&[("user", ADMIN_USER), ("password", ADMIN_PASSWORD)]));
@@ -170,6 +170,39 @@ fn rejections_and_deliveries_are_found_by_filter_and_by_id() {
 }
 
 /// The value of one series in Prometheus's text format; 0 when it is not there yet.
+/// The tries are counted in the database before any password is checked: a hundred wrong ones at once get at
+/// most ten checks, and the name is locked after them, the right password too. The return address stays on the
+/// site whatever it says.
+#[test]
+fn logins_sent_at_once_get_ten_checks_and_the_name_is_locked() {
+    let app = TestApp::start();
+    let admin = |path: &str| app.server.as_ref().unwrap().admin_url(path);
+    for next in ["/\\evil.example/", "/\t/evil.example/", "/\r\nSet-Cookie: x=y", "//evil.example/", "https://evil.example/"] {
+        let response = client().post(&admin("/login")).send_form(&[("user", ADMIN_USER), ("password", ADMIN_PASSWORD), ("next", next)]);
+        let (status, _, location) = answer(response);
+        assert_eq!((status, location.as_deref()), (303, Some("/")), "{next:?}");
+    }
+    let login = admin("/login");
+    std::thread::scope(|scope| {
+        for n in 0..100 {
+            let login = login.clone();
+            scope.spawn(move || {
+                let (status, _, _) = answer(client().post(&login).send_form(&[("user", ADMIN_USER), ("password", &format!("gæt {n}"))]));
+                assert!(status == 200 || status == 503, "{status}");
+            });
+        }
+    });
+    let (_, metrics, _) = get(&admin("/metrics"), None);
+    let checked = metric(&metrics, "fkoeko_web_logins_total{outcome=\"checked\"}");
+    // The five logins above, and at most ten of the hundred.
+    assert!(checked <= 15.0, "{checked} password checks:\n{metrics}");
+    assert!(metric(&metrics, "fkoeko_web_logins_total{outcome=\"locked\"}") >= 90.0, "{metrics}");
+    let (status, body, cookie) = answer(client().post(&login).send_form(&[("user", ADMIN_USER), ("password", ADMIN_PASSWORD)]));
+    assert_eq!(status, 200);
+    assert!(body.contains("For mange forkerte forsøg") && cookie.is_none(), "the name is locked, the right password too");
+    assert_eq!(app.count("SELECT attempts AS n FROM login_attempts"), 101);
+}
+
 fn metric(text: &str, series: &str) -> f64 {
     text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
 }

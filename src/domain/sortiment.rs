@@ -49,12 +49,14 @@ impl fmt::Display for Integration {
 pub struct CallerCertificate {
     /// "sha256:" and the hex SHA-256 of the certificate (DER).
     pub fingerprint: String,
-    /// The subject as RFC 4514-like text, e.g. "CN=SP_PROD_Callback, O=KOMBIT".
-    pub subject: String,
+    /// The subject, attribute by attribute, as the certificate encodes it.
+    pub subject: DistinguishedName,
 }
 
 impl CallerCertificate {
-    /// Whether a list of fingerprints and subjects names this certificate.
+    /// Whether a list of fingerprints and subjects names this certificate. A subject is compared as a parsed
+    /// name, attribute type and value in order, never as printed text: a certificate whose one CN is
+    /// "allowed-client, O=Test" is not "CN=allowed-client, O=Test".
     pub fn is_in(&self, names: &[String]) -> bool {
         names.iter().any(|name| {
             let name = name.trim();
@@ -63,9 +65,98 @@ impl CallerCertificate {
                     let wanted: String = hex.chars().filter(|c| *c != ':').collect::<String>().to_lowercase();
                     self.fingerprint.strip_prefix("sha256:") == Some(wanted.as_str())
                 }
-                None => name == self.subject,
+                None => DistinguishedName::parse(name).is_ok_and(|wanted| wanted.names(&self.subject)),
             }
         })
+    }
+}
+
+/// One attribute of a distinguished name: its type (a short name such as "CN", or the OID's dotted form) and
+/// its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnAttribute {
+    /// Upper case short name, or the dotted OID when the type has no short name.
+    pub kind: String,
+    /// The dotted OID, when known (from a certificate).
+    pub oid: Option<String>,
+    pub value: String,
+}
+
+/// A distinguished name as a sequence of attributes, in the order written (in a configuration) or encoded (in a
+/// certificate); a multi-valued RDN's attributes in their order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DistinguishedName(pub Vec<DnAttribute>);
+
+impl DistinguishedName {
+    /// Reads RFC 4514 text as written in an allowlist or a sortiment pin: `type=value` pairs separated by `,` or
+    /// `+`, with `\`-escapes (`\,`, `\+`, `\\`, `\"`, hex pairs such as `\2C`) in values.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut attributes = Vec::new();
+        let mut chars = text.chars().peekable();
+        loop {
+            let mut kind = String::new();
+            for c in chars.by_ref() {
+                if c == '=' {
+                    break;
+                }
+                kind.push(c);
+            }
+            let kind = kind.trim().to_uppercase();
+            if kind.is_empty() || kind.contains([',', '+']) {
+                return Err(format!("'{text}': an attribute needs a type before '='"));
+            }
+            let mut value = Vec::<u8>::new();
+            let mut ended = false;
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some(h) if h.is_ascii_hexdigit() => {
+                            let l =
+                                chars.next().filter(|l| l.is_ascii_hexdigit()).ok_or_else(|| format!("'{text}': a broken \\ escape"))?;
+                            value.push(u8::from_str_radix(&format!("{h}{l}"), 16).expect("two hex digits"));
+                        }
+                        Some(other) => value.extend(other.to_string().as_bytes()),
+                        None => return Err(format!("'{text}': ends in \\")),
+                    },
+                    ',' | '+' => {
+                        ended = true;
+                        break;
+                    }
+                    other => value.extend(other.to_string().as_bytes()),
+                }
+            }
+            let value = String::from_utf8(value).map_err(|_| format!("'{text}': an escaped value is not UTF-8"))?;
+            attributes.push(DnAttribute { kind, oid: None, value: value.trim().to_string() });
+            if !ended {
+                break;
+            }
+        }
+        Ok(DistinguishedName(attributes))
+    }
+
+    /// Whether this name (as written) names `other` (from a certificate): the same attributes in the same order,
+    /// types by short name or OID, values exactly.
+    pub fn names(&self, other: &DistinguishedName) -> bool {
+        self.0.len() == other.0.len()
+            && self.0.iter().zip(&other.0).all(|(a, b)| {
+                let same_type = a.kind == b.kind || b.oid.as_deref() == Some(a.kind.as_str());
+                same_type && a.value == b.value
+            })
+    }
+}
+
+impl fmt::Display for DistinguishedName {
+    /// RFC 4514-like, with `,`, `+`, `\` and `"` in values escaped, so that the text reads back as the same name.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, a) in self.0.iter().enumerate() {
+            if n > 0 {
+                f.write_str(", ")?;
+            }
+            let value: String =
+                a.value.chars().flat_map(|c| if matches!(c, ',' | '+' | '\\' | '"') { vec!['\\', c] } else { vec![c] }).collect();
+            write!(f, "{}={value}", a.kind)?;
+        }
+        Ok(())
     }
 }
 
@@ -357,6 +448,27 @@ pub fn parse_sortiment_file(name: &str, content: &str) -> Result<Vec<Sender>, So
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_subject_is_read_and_compared_attribute_by_attribute() {
+        let cert = |attrs: &[(&str, &str)]| {
+            DistinguishedName(attrs.iter().map(|(k, v)| DnAttribute { kind: k.to_string(), oid: None, value: v.to_string() }).collect())
+        };
+        let written = DistinguishedName::parse("CN=allowed-client, O=Test").unwrap();
+        assert!(written.names(&cert(&[("CN", "allowed-client"), ("O", "Test")])));
+        assert!(!written.names(&cert(&[("CN", "allowed-client, O=Test")])), "one CN that reads like two attributes");
+        assert!(!written.names(&cert(&[("O", "Test"), ("CN", "allowed-client")])), "in order");
+        // Escapes, a lower-case type and a value with a comma in it.
+        let escaped = DistinguishedName::parse("cn=Kommune\\, Økonomi+OU=x\\2By").unwrap();
+        assert!(escaped.names(&cert(&[("CN", "Kommune, Økonomi"), ("OU", "x+y")])));
+        assert_eq!(DistinguishedName::parse(&escaped.to_string()).unwrap(), escaped, "the printed name reads back as itself");
+        assert!(DistinguishedName::parse("=x").is_err() && DistinguishedName::parse("CN=x\\").is_err());
+        // By OID, as an allowlist may write an attribute without a short name.
+        let by_oid = DistinguishedName::parse("2.5.4.3=a").unwrap();
+        let from_cert = DistinguishedName(vec![DnAttribute { kind: "CN".into(), oid: Some("2.5.4.3".into()), value: "a".into() }]);
+        assert!(by_oid.names(&from_cert));
+    }
+
     use super::*;
 
     #[test]

@@ -18,7 +18,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 
 use crate::config::TlsConfig;
-use crate::domain::sortiment::CallerCertificate;
+use crate::domain::sortiment::{self, CallerCertificate, DnAttribute};
 
 fn modified(paths: &[PathBuf]) -> Vec<Option<SystemTime>> {
     paths.iter().map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()).collect()
@@ -180,8 +180,26 @@ pub fn server_config(tls: &TlsConfig) -> anyhow::Result<ServerConfig> {
 pub fn caller_certificate(der: &[u8]) -> CallerCertificate {
     use sha2::{Digest, Sha256};
     let fingerprint = format!("sha256:{}", hex::encode(Sha256::digest(der)));
-    let subject = x509_parser::parse_x509_certificate(der).map(|(_, cert)| cert.subject().to_string()).unwrap_or_default();
+    let subject = x509_parser::parse_x509_certificate(der).map(|(_, cert)| subject_of(cert.subject())).unwrap_or_default();
     CallerCertificate { fingerprint, subject }
+}
+
+/// A certificate's subject, attribute by attribute in the order it is encoded.
+fn subject_of(name: &x509_parser::x509::X509Name) -> sortiment::DistinguishedName {
+    let registry = x509_parser::objects::oid_registry();
+    let attributes = name
+        .iter()
+        .flat_map(|rdn| rdn.iter())
+        .map(|attribute| {
+            let oid = attribute.attr_type();
+            let dotted = oid.to_id_string();
+            let kind = x509_parser::objects::oid2abbrev(oid, registry).map(|sn| sn.to_uppercase()).unwrap_or_else(|_| dotted.clone());
+            // A value that is not a string type is compared by its bytes, as RFC 4514 writes them: "#" and hex.
+            let value = attribute.as_str().map(str::to_string).unwrap_or_else(|_| format!("#{}", hex::encode(attribute.attr_value().data)));
+            DnAttribute { kind, oid: Some(dotted), value }
+        })
+        .collect();
+    sortiment::DistinguishedName(attributes)
 }
 
 /// Only the identity leaves the TLS layer: the request handlers read it from the connection's data.

@@ -27,9 +27,17 @@ impl Ca {
 
     /// A certificate for a server (127.0.0.1) or a client, written as PEM files `name.pem` and `name.key`.
     fn issue(&self, dir: &Path, name: &str, server: bool, expired: bool) -> Issued {
+        self.issue_named(dir, name, &[(DnType::CommonName, name)], server, expired)
+    }
+
+    /// A certificate whose subject has the attributes `subject`, in that order; files named after `file`.
+    fn issue_named(&self, dir: &Path, file: &str, subject: &[(DnType, &str)], server: bool, expired: bool) -> Issued {
+        let name = file;
         let mut params =
             CertificateParams::new(if server { vec!["127.0.0.1".to_string(), "localhost".to_string()] } else { Vec::new() }).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
+        for (kind, value) in subject {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
         params.extended_key_usages = vec![if server { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
         if expired {
             params.not_before = rcgen::date_time_ymd(2020, 1, 1);
@@ -129,6 +137,23 @@ fn start_with(adjust: impl FnOnce(&mut Config)) -> Setup {
 
 fn status_of(body: &str) -> String {
     parse_receipts(body).receipts[0].status.as_str().to_string()
+}
+
+/// A subject on the allowlist is compared attribute by attribute: a certificate whose one CN reads like the
+/// allowed subject printed is not it.
+#[test]
+fn a_subject_is_compared_as_a_name_not_as_printed_text() {
+    let s = start_with(|c| c.tls.allowed_clients.push("CN=allowed-client, O=Test".into()));
+    let url = s.server.https_url("/sf1590a");
+    let d = s.dir.path();
+    let spoofed = s.client_ca.issue_named(d, "spoofed", &[(DnType::CommonName, "allowed-client, O=Test")], false, false);
+    let (code, status, body) = curl(&url, &s.ca_file, Some(&spoofed), &Delivery::one("DN-NO").soap11());
+    assert_eq!((code, status.as_str()), (0, "403"), "{body}");
+    let real =
+        s.client_ca.issue_named(d, "real", &[(DnType::CommonName, "allowed-client"), (DnType::OrganizationName, "Test")], false, false);
+    let (code, status, body) = curl(&url, &s.ca_file, Some(&real), &Delivery::one("DN-YES").soap11());
+    assert_eq!((code, status.as_str()), (0, "200"), "{body}");
+    assert_eq!(status_of(&body), "Accepteret");
 }
 
 #[test]

@@ -27,6 +27,19 @@ pub struct Metrics {
 /// Shared state read from the database at scrape time.
 pub use crate::storage::inspect::SharedFigures;
 
+/// TLS handshakes refused because of the client's certificate, by reason. Process-wide: the TLS layer counts
+/// them before any request (or pipeline) exists; every `Metrics` registry shows it.
+pub fn tls_refused() -> &'static IntCounterVec {
+    static REFUSED: std::sync::LazyLock<IntCounterVec> = std::sync::LazyLock::new(|| {
+        IntCounterVec::new(
+            Opts::new("fkoeko_tls_refused_total", "TLS handshakes refused for the client certificate, by reason."),
+            &["reason"],
+        )
+        .expect("valid metric")
+    });
+    &REFUSED
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -80,6 +93,7 @@ impl Metrics {
             Box::new(batch_files.clone()),
             Box::new(outbox.clone()),
             Box::new(logins.clone()),
+            Box::new(tls_refused().clone()),
         ] {
             registry.register(metric).expect("each metric registered once");
         }

@@ -81,6 +81,41 @@ impl ResolvesServerCert for CertResolver {
 struct ClientVerifier {
     inner: Reloading<Arc<dyn ClientCertVerifier>>,
     algorithms: WebPkiSupportedAlgorithms,
+    /// When each (reason, certificate) was last logged: a client that retries does not flood the log.
+    logged: Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
+}
+
+/// A refused certificate is logged at most this often per reason and certificate.
+const LOG_REFUSED_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl ClientVerifier {
+    fn refused(&self, end_entity: &CertificateDer<'_>, error: &rustls::Error) {
+        let reason = match error {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. }) => {
+                "expired"
+            }
+            rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidYet | rustls::CertificateError::NotValidYetContext { .. },
+            ) => "not_valid_yet",
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => "unknown_issuer",
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked) => "revoked",
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding) => "bad_encoding",
+            rustls::Error::InvalidCertificate(_) => "invalid",
+            _ => "other",
+        };
+        crate::metrics::tls_refused().with_label_values(&[reason]).inc();
+        let caller = caller_certificate(end_entity.as_ref());
+        let key = (reason.to_string(), caller.fingerprint.clone());
+        let mut logged = self.logged.lock().expect("log times");
+        if logged.len() > 10_000 {
+            logged.retain(|_, at| at.elapsed() < LOG_REFUSED_EVERY);
+        }
+        if logged.get(&key).is_some_and(|at| at.elapsed() < LOG_REFUSED_EVERY) {
+            return;
+        }
+        logged.insert(key, std::time::Instant::now());
+        tracing::warn!(reason, error = %error, subject = %caller.subject, fingerprint = %caller.fingerprint, "TLS handshake refused: client certificate");
+    }
 }
 
 impl std::fmt::Debug for ClientVerifier {
@@ -109,7 +144,11 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner.get().verify_client_cert(end_entity, intermediates, now)
+        let verified = self.inner.get().verify_client_cert(end_entity, intermediates, now);
+        if let Err(error) = &verified {
+            self.refused(end_entity, error);
+        }
+        verified
     }
 
     fn verify_tls12_signature(
@@ -171,7 +210,11 @@ pub fn server_config(tls: &TlsConfig) -> anyhow::Result<ServerConfig> {
                 Ok(verifier)
             }),
         )?;
-        builder.with_client_cert_verifier(Arc::new(ClientVerifier { inner, algorithms: provider.signature_verification_algorithms }))
+        builder.with_client_cert_verifier(Arc::new(ClientVerifier {
+            inner,
+            algorithms: provider.signature_verification_algorithms,
+            logged: Mutex::default(),
+        }))
     };
     Ok(builder.with_cert_resolver(Arc::new(CertResolver(certified))))
 }

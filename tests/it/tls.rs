@@ -179,6 +179,13 @@ fn client_certificates_are_checked() {
         let (code, status, _) = curl(&url, &s.ca_file, client.as_ref(), &Delivery::one("TLS-NO").soap11());
         assert!(code != 0 && status != "200", "{what}: curl {code}, HTTP {status}");
     }
+    // The refused certificates are counted by reason (and logged, once per certificate and reason).
+    let metrics = ureq::get(&s.server.admin_url("/metrics")).call().unwrap().into_string().unwrap();
+    for reason in ["expired", "unknown_issuer"] {
+        let series = format!("fkoeko_tls_refused_total{{reason=\"{reason}\"}} ");
+        let count: f64 = metrics.lines().find_map(|l| l.strip_prefix(&series)).and_then(|n| n.trim().parse().ok()).unwrap_or(0.0);
+        assert!(count >= 1.0, "{reason} not counted:\n{metrics}");
+    }
 
     // From the trusted CA but not on the allowlist: HTTP 403, nothing processed.
     let stranger = s.client_ca.issue(d, "stranger", false, false);

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::batch::Receiver;
 use crate::config::Config;
-use crate::domain::mapping::{KonteringInput, MappingSet};
+use crate::domain::mapping::{KonteringInput, MappingErrors, MappingSet};
 use crate::startup::{check_transports, load_sortiment, open_db, App, Background, Listeners};
 use crate::storage::inspect::DeliveryFilter;
 use crate::storage::sortiment::Loaded;
@@ -101,7 +101,12 @@ pub enum MappingsCommand {
     /// Check the mapping files in a folder (default: paths.mappings, or the examples before the first start), as
     /// the service would before using them.
     /// Exit code 0: they pass; 1: errors, each with its file and line.
-    Check { dir: Option<PathBuf> },
+    Check {
+        dir: Option<PathBuf>,
+        /// Let a rules file without a single rule pass (every delivery would be rejected with MAPNING_MANGLER).
+        #[arg(long)]
+        allow_empty: bool,
+    },
     /// Which rule maps a kontering (or a fordringstype), and to what. Uses the version in force, or --dir.
     Try {
         #[command(flatten)]
@@ -177,7 +182,12 @@ pub enum BatchCommand {
 #[derive(Subcommand, Debug)]
 pub enum SortimentCommand {
     /// Load a sortiment file as the new version in force (the earlier versions are kept).
-    Load { file: PathBuf },
+    Load {
+        file: PathBuf,
+        /// Load a sortiment without a single sender (every delivery would be rejected with AFSENDER_UKENDT).
+        #[arg(long)]
+        allow_empty: bool,
+    },
 }
 
 /// Runs a command; returns the process exit code.
@@ -189,13 +199,13 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Batch { command: BatchCommand::RunOnce } => batch_run_once(&config),
         Command::Alerts { command: AlertsCommand::List { status } } => list_alerts(&config, status),
         Command::Deliveries { command } => deliveries(&config, command),
-        Command::Mappings { command: MappingsCommand::Check { dir } } => check_mappings(&config, dir),
+        Command::Mappings { command: MappingsCommand::Check { dir, allow_empty } } => check_mappings(&config, dir, allow_empty),
         Command::Mappings { command: MappingsCommand::Try { kontering, fordringstype, dir } } => {
             try_mapping(&config, *kontering, fordringstype, dir)
         }
         Command::Admin { command: AdminCommand::HashPassword } => hash_password(),
         Command::Validate { file } => validate(&config, file),
-        Command::Sortiment { command: SortimentCommand::Load { file } } => load_sortiment_file(&config, file),
+        Command::Sortiment { command: SortimentCommand::Load { file, allow_empty } } => load_sortiment_file(&config, file, allow_empty),
     }
 }
 
@@ -275,9 +285,11 @@ fn deliveries(config: &Config, command: DeliveriesCommand) -> anyhow::Result<i32
 }
 
 /// `fkoeko mappings check`.
-fn check_mappings(config: &Config, dir: Option<PathBuf>) -> anyhow::Result<i32> {
+fn check_mappings(config: &Config, dir: Option<PathBuf>, allow_empty: bool) -> anyhow::Result<i32> {
     let dir = dir.unwrap_or_else(|| config.paths.mapping_files().to_path_buf());
-    match MappingSet::load_dir(&dir) {
+    let checked =
+        crate::domain::mapping::read_dir(&dir).map_err(MappingErrors::from).and_then(|files| MappingSet::check_new(&files, allow_empty));
+    match checked {
         Ok(set) => {
             println!("{}: the mapping files pass (version {})", dir.display(), set.version);
             Ok(0)
@@ -328,9 +340,9 @@ fn validate(config: &Config, file: PathBuf) -> anyhow::Result<i32> {
 }
 
 /// `fkoeko sortiment load`.
-fn load_sortiment_file(config: &Config, file: PathBuf) -> anyhow::Result<i32> {
+fn load_sortiment_file(config: &Config, file: PathBuf, allow_empty: bool) -> anyhow::Result<i32> {
     let db = open_db(config)?;
-    match load_sortiment(&db, &file)? {
+    match load_sortiment(&db, &file, allow_empty)? {
         Loaded::NewVersion(v) => println!("{}: loaded as sortiment version {v}", file.display()),
         Loaded::Unchanged(v) => println!("{}: same as sortiment version {v} in force; nothing changed", file.display()),
     }

@@ -35,7 +35,7 @@ impl App {
         let settings = Settings::from_config(config)?;
         let db = open_db(config)?;
         if db.current_sortiment_version()?.is_none() {
-            let loaded = load_sortiment(&db, &config.paths.sortiment)
+            let loaded = load_sortiment(&db, &config.paths.sortiment, false)
                 .with_context(|| format!("loading the initial sortiment from {}", config.paths.sortiment.display()))?;
             tracing::info!(?loaded, file = %config.paths.sortiment.display(), "no sortiment in the database; loaded the configured file");
         }
@@ -56,9 +56,17 @@ pub fn open_db(config: &Config) -> anyhow::Result<Db> {
 }
 
 /// Parses and stores a sortiment file; errors name file and line.
-pub fn load_sortiment(db: &Db, file: &Path) -> anyhow::Result<Loaded> {
+/// A sortiment without a single sender is refused unless `allow_empty`: after it, every delivery would be
+/// rejected with AFSENDER_UKENDT.
+pub fn load_sortiment(db: &Db, file: &Path, allow_empty: bool) -> anyhow::Result<Loaded> {
     let content = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let senders = parse_sortiment_file(&file.display().to_string(), &content)?;
+    anyhow::ensure!(
+        allow_empty || !senders.is_empty(),
+        "{}: the sortiment has no [[afsender]]: every delivery would be rejected with AFSENDER_UKENDT. Nothing was \
+         loaded; the version in force stays (load it with --allow-empty if that is what is meant)",
+        file.display()
+    );
     Ok(db.save_sortiment(&file.display().to_string(), &content, &senders)?)
 }
 

@@ -235,6 +235,36 @@ impl MappingSet {
         Self::check(&read_dir(dir)?)
     }
 
+    /// Checks files that are to become the version in force: as `check`, and a rules file without a single rule
+    /// (or a fordringstyper.csv without a row) is refused too, unless the operator allows it explicitly: after
+    /// it, every finansbilag (or fordring) would be rejected with MAPNING_MANGLER.
+    pub fn check_new(files: &MappingFiles, allow_empty: bool) -> Result<Self, MappingErrors> {
+        let set = Self::check(files)?;
+        if allow_empty {
+            return Ok(set);
+        }
+        let mut errors = Vec::new();
+        let empty = |file: &str, what: &str| MappingError::Invalid {
+            file: file.into(),
+            line: 1,
+            message: format!(
+                "filen har ingen {what}: alt ville blive afvist med MAPNING_MANGLER. Gemmes kun, når det bekræftes \
+                 (afkrydsning på siden, --allow-empty på kommandolinjen)"
+            ),
+        };
+        if set.rules.is_empty() {
+            errors.push(empty(RULES_FILE, "regler"));
+        }
+        if files.contains_key(CLAIM_TYPES_FILE) && set.claim_types.is_empty() {
+            errors.push(empty(CLAIM_TYPES_FILE, "rækker"));
+        }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(MappingErrors(errors))
+        }
+    }
+
     /// Reads a set of files into mapping rules, or every error in them.
     pub fn check(files: &MappingFiles) -> Result<Self, MappingErrors> {
         let mut errors = Vec::new();

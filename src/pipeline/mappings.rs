@@ -86,8 +86,9 @@ impl Pipeline {
         source: MappingSource,
         comment: &str,
         begun_on: Option<i64>,
+        allow_empty: bool,
     ) -> Result<MappingChange, TechnicalError> {
-        let version = match MappingSet::check(files) {
+        let version = match MappingSet::check_new(files, allow_empty) {
             Ok(set) => set.version,
             Err(errors) => return Ok(MappingChange::Invalid(errors)),
         };
@@ -107,7 +108,8 @@ impl Pipeline {
     pub fn roll_back_mappings(&self, to: i64, author: &str) -> Result<Option<MappingChange>, TechnicalError> {
         let Some(old) = self.db.mapping_version(to)? else { return Ok(None) };
         let comment = format!("tilbage til version {to}");
-        self.change_mappings(&old.files, author, MappingSource::Rollback, &comment, None).map(Some)
+        // The version was in force once: bringing it back is the operator's explicit choice.
+        self.change_mappings(&old.files, author, MappingSource::Rollback, &comment, None, true).map(Some)
     }
 
     /// Brings the folder and the database in step. A change in the folder that passes the check is stored as
@@ -136,7 +138,9 @@ impl Pipeline {
         if let (true, Some(files), Some(hash)) = (changed_here, &files, &hash) {
             folder.seen = Some(hash.clone());
             let stale = at_start && current.as_ref().is_some_and(|(_, v)| v != hash) && self.db.mapping_version_known(hash)?;
-            match MappingSet::check(files) {
+            // Nobody is asked in the folder: files without rules are refused there (the page and the command can
+            // be told to allow them).
+            match MappingSet::check_new(files, false) {
                 Err(errors) => {
                     let Some((_, in_force)) = &current else {
                         return Err(errors).with_context(|| format!("loading the mappings in {}", dir.display()));

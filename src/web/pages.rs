@@ -444,6 +444,8 @@ pub fn edit_mappings(user: &str, base: i64, files: &MappingFiles, comment: &str,
                 p { label { "Filnavn" br; input name="ny_fil_navn" size="30" pattern="[A-Za-z0-9_.-]+[.]csv"; } }
                 textarea name="ny_fil_indhold" rows="4" spellcheck="false" {}
                 p { label { "Hvad og hvorfor (gemmes i historikken)" br; input name="comment" value=(comment) size="80"; } }
+                p { label { input type="checkbox" name="tillad_tom" value="ja";
+                    " Gem også, hvis konti.csv eller fordringstyper.csv ikke har en eneste regel (alt vil så blive afvist med MAPNING_MANGLER)" } }
                 button type="submit" { "Tjek og gem" }
                 " " a href="/mapninger" { "Fortryd" }
             }

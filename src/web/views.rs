@@ -128,6 +128,7 @@ pub(super) async fn edit_mappings(
     }
     let mut files = MappingFiles::new();
     let (mut comment, mut base, mut new_name, mut new_content) = (String::new(), 0_i64, String::new(), String::new());
+    let mut allow_empty = false;
     // Browsers send line ends as CRLF; the files are kept with LF.
     let lf = |text: String| text.replace("\r\n", "\n");
     for (name, value) in form.into_inner() {
@@ -136,6 +137,7 @@ pub(super) async fn edit_mappings(
             "base" => base = value.parse().unwrap_or(0),
             "ny_fil_navn" => new_name = value.trim().to_string(),
             "ny_fil_indhold" => new_content = lf(value),
+            "tillad_tom" => allow_empty = value == "ja",
             _ => {
                 // A file emptied on the page is removed from the version (the check then says if it is needed).
                 if let Some(file) = name.strip_prefix("fil:").filter(|_| !value.trim().is_empty()) {
@@ -159,7 +161,7 @@ pub(super) async fn edit_mappings(
             )));
         }
         let comment = if comment.trim().is_empty() { "ændret på siden".to_string() } else { comment.trim().to_string() };
-        Ok(match app.pipeline.change_mappings(&files, &author, MappingSource::Page, &comment, Some(base))? {
+        Ok(match app.pipeline.change_mappings(&files, &author, MappingSource::Page, &comment, Some(base), allow_empty)? {
             MappingChange::Invalid(errors) => pages::EditOutcome::Invalid { files, comment, errors },
             MappingChange::Moved(current) => pages::EditOutcome::Moved { base, current },
             MappingChange::Saved(id) | MappingChange::Unchanged(id) => pages::EditOutcome::Saved(id),

@@ -84,6 +84,38 @@ fn sortiment_load_reports_file_and_line_and_keeps_history() {
     assert_eq!(count_in(&db, "SELECT count(*) AS n FROM sortiment_senders WHERE name = 'KY (omdøbt)' AND version_id = 2"), 1);
 }
 
+/// A sortiment without a sender, and mapping files without a rule, would reject everything: they are refused
+/// unless the operator says so, and the version in force stays.
+#[test]
+fn an_empty_sortiment_or_rules_file_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_database_url(dir.path());
+    let out = fkoeko(&db).args(["sortiment", "load"]).arg(repo("tests/fixtures/sortiment.toml")).output().unwrap();
+    assert!(out.status.success());
+    let empty = dir.path().join("tom.toml");
+    std::fs::write(&empty, "# intet her endnu\n").unwrap();
+    let out = fkoeko(&db).args(["sortiment", "load"]).arg(&empty).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("has no [[afsender]]") && stderr.contains("AFSENDER_UKENDT"), "{stderr}");
+    assert_eq!(count_in(&db, "SELECT count(*) AS n FROM sortiment_versions"), 1, "the version in force stays");
+    let out = fkoeko(&db).args(["sortiment", "load", "--allow-empty"]).arg(&empty).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(count_in(&db, "SELECT count(*) AS n FROM sortiment_versions"), 2);
+
+    // konti.csv with its header and nothing else.
+    let folder = copy_of_mappings();
+    let konti = folder.join("konti.csv");
+    let header = std::fs::read_to_string(&konti).unwrap().lines().find(|l| !l.starts_with('#')).unwrap().to_string();
+    std::fs::write(&konti, format!("{header}\n")).unwrap();
+    let out = fkoeko(&db).args(["mappings", "check"]).arg(&folder).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("konti.csv:1: filen har ingen regler"), "{stdout}");
+    let out = fkoeko(&db).args(["mappings", "check", "--allow-empty"]).arg(&folder).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
 /// `fkoeko serve` as a process, configured by a file and an environment variable that overrides it.
 #[test]
 fn serve_takes_a_config_file_and_environment_overrides() {
@@ -201,7 +233,7 @@ fn mappings_check_lists_every_error_and_try_names_the_rule() {
     let mut files = fkoeko_adapter::domain::mapping::read_dir(&app.config.paths.mappings).unwrap();
     files.get_mut("konti.csv").unwrap().push_str("5.57.72;*;2;*;5.2;*;*;*;55772252;\n");
     let pipeline = &app.server.as_ref().unwrap().app.pipeline;
-    pipeline.change_mappings(&files, "økonomi", fkoeko_adapter::storage::mappings::MappingSource::Page, "ny regel", None).unwrap();
+    pipeline.change_mappings(&files, "økonomi", fkoeko_adapter::storage::mappings::MappingSource::Page, "ny regel", None, false).unwrap();
     let out = fkoeko(&app.db_url).args(["mappings", "try", "--funktion", "5.57.72", "--dranst", "2", "--art", "5.2"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("konti.csv:16 -> account 55772252"), "{stdout}");

@@ -387,7 +387,7 @@ fn a_mapping_change_part_way_through_a_file_leaves_the_whole_file_on_the_version
                 let change = batch
                     .app
                     .pipeline
-                    .change_mappings(&files, "test", fkoeko_adapter::storage::mappings::MappingSource::Page, "midt i filen", None)
+                    .change_mappings(&files, "test", fkoeko_adapter::storage::mappings::MappingSource::Page, "midt i filen", None, false)
                     .unwrap();
                 assert!(matches!(change, fkoeko_adapter::pipeline::MappingChange::Saved(_)), "{change:?}");
             }

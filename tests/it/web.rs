@@ -357,6 +357,31 @@ fn change_rules(dir: &Path, change: impl FnOnce(String) -> String) {
     std::fs::write(&path, change(content)).unwrap();
 }
 
+/// An emptied or truncated konti.csv in the live folder is not taken into use: everything after it would be
+/// MAPNING_MANGLER. The page takes one only when asked to.
+#[test]
+fn a_rules_file_without_rules_is_not_taken_into_use_unless_confirmed_on_the_page() {
+    let app = TestApp::start();
+    let server = app.server.as_ref().unwrap();
+    let before = app.mapping_version();
+    let konti = app.config.paths.mappings.join("konti.csv");
+    let header = std::fs::read_to_string(&konti).unwrap().lines().find(|l| !l.starts_with('#')).unwrap().to_string();
+    std::fs::write(&konti, format!("{header}\n")).unwrap();
+    server.app.pipeline.sync_mapping_folder(false).unwrap();
+    assert_eq!(app.mapping_version(), before, "the version in force stays");
+    assert_eq!(app.send(&Delivery::one("EFTER-TOM").soap11()).receipts[0].status, fkoeko_adapter::domain::receipt::Status::Accepteret);
+
+    let mut files = fkoeko_adapter::domain::mapping::read_dir(&app.config.paths.mappings).unwrap();
+    files.insert("konti.csv".into(), format!("{header}\n"));
+    let pipeline = &server.app.pipeline;
+    let refused = pipeline.change_mappings(&files, ADMIN_USER, MappingSource::Page, "tom", None, false).unwrap();
+    assert!(matches!(refused, MappingChange::Invalid(ref e) if e.to_string().contains("ingen regler")), "{refused:?}");
+    assert_eq!(app.mapping_version(), before);
+    let allowed = pipeline.change_mappings(&files, ADMIN_USER, MappingSource::Page, "tom, med vilje", None, true).unwrap();
+    assert!(matches!(allowed, MappingChange::Saved(_)), "{allowed:?}");
+    assert_ne!(app.mapping_version(), before);
+}
+
 #[test]
 fn a_change_in_the_files_is_taken_into_use_without_a_restart_and_an_invalid_one_is_not() {
     let app = TestApp::start_with(|c| c.paths.mappings_poll_interval_ms = 100);
@@ -419,7 +444,7 @@ fn every_instance_on_the_database_follows_a_change_and_an_out_of_date_folder_is_
     let before = first.mapping_version();
     let mut files = read_dir(&first.config.paths.mappings).unwrap();
     files.get_mut(RULES_FILE).unwrap().push_str(NEW_RULE);
-    let change = a.app.pipeline.change_mappings(&files, ADMIN_USER, MappingSource::Page, "ny regel", None).unwrap();
+    let change = a.app.pipeline.change_mappings(&files, ADMIN_USER, MappingSource::Page, "ny regel", None, false).unwrap();
     assert!(matches!(change, MappingChange::Saved(_)), "{change:?}");
 
     // The other instance maps its next delivery by the new version, without being told.
@@ -505,8 +530,8 @@ fn the_edit_form_adds_a_lookup_table_refuses_removing_one_in_use_and_a_stale_edi
     one.get_mut(RULES_FILE).unwrap().push_str("# den ene\n");
     let mut other = read_dir(&app.config.paths.mappings).unwrap();
     other.get_mut(RULES_FILE).unwrap().push_str("# den anden\n");
-    let first = pipeline.change_mappings(&one, "a", MappingSource::Page, "den ene", Some(2)).unwrap();
-    let second = pipeline.change_mappings(&other, "b", MappingSource::Page, "den anden", Some(2)).unwrap();
+    let first = pipeline.change_mappings(&one, "a", MappingSource::Page, "den ene", Some(2), false).unwrap();
+    let second = pipeline.change_mappings(&other, "b", MappingSource::Page, "den anden", Some(2), false).unwrap();
     assert!(matches!(first, MappingChange::Saved(3)), "{first:?}");
     assert!(matches!(second, MappingChange::Moved(3)), "{second:?}");
     assert_eq!(read_dir(&app.config.paths.mappings).unwrap(), one, "the folder holds the version in force");

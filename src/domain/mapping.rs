@@ -302,6 +302,11 @@ impl MappingSet {
         MappingSet { version, rules, claim_types }
     }
 
+    /// How many rules konti.csv holds: none, and every kontering is MAPNING_MANGLER.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
     /// The first row of fordringstyper.csv, from the top, that matches the fordringstype.
     pub fn map_claim_type(&self, fordringstype: &str) -> Option<MappedClaimType> {
         self.claim_types.iter().find(|row| row.pattern.matches(Some(fordringstype))).map(|row| MappedClaimType {

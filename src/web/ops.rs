@@ -13,9 +13,16 @@ pub(super) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type(ContentType::plaintext()).body("ok\n")
 }
 
-/// Ready when the database answers, both schemas compile and a mapping version is in force.
+/// Ready when the database answers, both schemas compile and a mapping version is in force (else 503, "down").
+/// Degraded (200, with the reasons) when the installation runs but cannot take a delivery in as it should: no
+/// mapping rule, no sender active today, or a batch inbox it cannot read. A load balancer keeps sending to a
+/// degraded instance; an operator is told why.
 pub(super) async fn readyz(state: web::Data<State>) -> HttpResponse {
     let app = state.app.clone();
+    let warnings = web::block({
+        let app = app.clone();
+        move || degraded_by(&app)
+    });
     let checks = web::block(move || {
         let database = app.db.ping().map(|_| "ok".to_string()).map_err(|e| e.to_string());
         let schemas = [Integration::Sf1590A, Integration::Sf1590B]
@@ -36,12 +43,50 @@ pub(super) async fn readyz(state: web::Data<State>) -> HttpResponse {
     for (name, result) in checks {
         shown.insert(name.to_string(), result.unwrap_or_else(|e| format!("fejl: {e}")).into());
     }
-    let body = serde_json::json!({ "ready": ready, "checks": shown });
+    let warnings = if ready { warnings.await.unwrap_or_default() } else { Vec::new() };
+    let condition = match (ready, warnings.is_empty()) {
+        (false, _) => "down",
+        (true, false) => "degraded",
+        (true, true) => "ok",
+    };
+    let body = serde_json::json!({ "ready": ready, "status": condition, "checks": shown, "warnings": warnings });
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    if !ready {
-        tracing::warn!(checks = %body, "not ready");
+    if condition != "ok" {
+        tracing::warn!(checks = %body, "not ready, or degraded");
     }
     HttpResponse::build(status).content_type(ContentType::json()).body(body.to_string())
+}
+
+/// Why an installation that is up cannot take deliveries in as it should, in words for an operator.
+fn degraded_by(app: &crate::startup::App) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Ok(mappings) = app.pipeline.mappings() {
+        if mappings.rule_count() == 0 {
+            warnings.push(format!(
+                "mapningsversion {} har ingen regler i konti.csv: alle finansbilag afvises med MAPNING_MANGLER",
+                mappings.version
+            ));
+        }
+    }
+    match app.pipeline.sortiment() {
+        Ok(sortiment) => {
+            let today = chrono::Utc::now().date_naive();
+            let active = sortiment.senders().any(|s| s.valid_from <= today && s.valid_to.is_none_or(|to| today <= to));
+            if !active {
+                warnings.push(format!("sortimentsversion {} har ingen afsender, der er aktiv i dag: alt afvises", sortiment.version));
+            }
+        }
+        Err(e) => warnings.push(format!("sortimentet kan ikke læses: {e}")),
+    }
+    if app.config.batch.enabled {
+        for integration in [Integration::Sf1590A, Integration::Sf1590B] {
+            let inbox = crate::batch::Folders::of(&app.config.batch.dir, integration).inbox;
+            if let Err(e) = std::fs::read_dir(&inbox) {
+                warnings.push(format!("indbakken {} kan ikke læses: {e}", inbox.display()));
+            }
+        }
+    }
+    warnings
 }
 
 pub(super) async fn metrics(state: web::Data<State>) -> HttpResponse {

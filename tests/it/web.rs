@@ -359,6 +359,27 @@ fn change_rules(dir: &Path, change: impl FnOnce(String) -> String) {
 
 /// An emptied or truncated konti.csv in the live folder is not taken into use: everything after it would be
 /// MAPNING_MANGLER. The page takes one only when asked to.
+/// An instance whose batch inbox cannot be read still answers /readyz with 200, as "degraded" and why, so that a
+/// load balancer keeps it and an operator sees the reason.
+#[test]
+fn readiness_is_degraded_with_the_reason_when_an_inbox_cannot_be_read() {
+    let app = TestApp::start_with(|c| c.batch.enabled = true);
+    let readyz = app.server.as_ref().unwrap().admin_url("/readyz");
+    let (status, body, _) = get(&readyz, None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+    let inbox = fkoeko_adapter::batch::Folders::of(&app.config.batch.dir, fkoeko_adapter::domain::sortiment::Integration::Sf1590A).inbox;
+    std::fs::remove_dir_all(&inbox).unwrap();
+    std::fs::write(&inbox, "ikke en mappe").unwrap();
+    let (status, body, _) = get(&readyz, None);
+    assert_eq!(status, 200, "degraded, not down: {body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["status"], "degraded", "{body}");
+    let warning = body["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains(&inbox.display().to_string()) && warning.contains("kan ikke læses"), "{body}");
+    std::fs::remove_file(&inbox).unwrap();
+}
+
 #[test]
 fn a_rules_file_without_rules_is_not_taken_into_use_unless_confirmed_on_the_page() {
     let app = TestApp::start();

@@ -26,9 +26,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP service.
     Serve,
-    /// Check a delivery offline (schema, rules, sortiment, mapping) and print the receipt it would get.
+    /// Check a delivery offline (schema, rules, sortiment, mapping) and print the receipt it would get. Reads the
+    /// configured sortiment file and mapping folder; writes nothing anywhere. Logs only with -v.
     /// Exit code 0: every finansbilag would be accepted; 2: something would be rejected.
-    Validate { file: PathBuf },
+    Validate {
+        file: PathBuf,
+        /// Log to standard error as the service would.
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// Manage the sortiment.
     Sortiment {
         #[command(subcommand)]
@@ -193,7 +199,10 @@ pub enum SortimentCommand {
 /// Runs a command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let config = Config::load(cli.config.as_deref()).context("reading the configuration")?;
-    crate::telemetry::init(&config.log);
+    // A dry run prints its receipt and nothing else, unless asked to.
+    if !matches!(cli.command, Command::Validate { verbose: false, .. }) {
+        crate::telemetry::init(&config.log);
+    }
     match cli.command {
         Command::Serve => serve(&config),
         Command::Batch { command: BatchCommand::RunOnce } => batch_run_once(&config),
@@ -204,7 +213,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             try_mapping(&config, *kontering, fordringstype, dir)
         }
         Command::Admin { command: AdminCommand::HashPassword } => hash_password(),
-        Command::Validate { file } => validate(&config, file),
+        Command::Validate { file, .. } => validate(&config, file),
         Command::Sortiment { command: SortimentCommand::Load { file, allow_empty } } => load_sortiment_file(&config, file, allow_empty),
     }
 }
@@ -332,7 +341,7 @@ fn hash_password() -> anyhow::Result<i32> {
 
 /// `fkoeko validate`: the receipt a delivery would get, from a dry run of the production pipeline.
 fn validate(config: &Config, file: PathBuf) -> anyhow::Result<i32> {
-    let pipeline = App::build(config)?.pipeline.clone();
+    let pipeline = crate::startup::offline_pipeline(config)?;
     let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
     let processed = crate::pipeline::dry_run(&pipeline, &bytes)?;
     println!("{}", processed.receipts.to_xml());

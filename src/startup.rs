@@ -50,6 +50,25 @@ impl App {
     }
 }
 
+/// A pipeline for dry runs that touches no database and no folder: the sortiment file and mapping folder the
+/// configuration names, read as they are (`fkoeko validate`, the fuzz target). Nothing is written anywhere.
+pub fn offline_pipeline(config: &Config) -> anyhow::Result<Pipeline> {
+    let settings = Settings::from_config(config)?;
+    let file = &config.paths.sortiment;
+    let content = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let senders = parse_sortiment_file(&file.display().to_string(), &content)?;
+    let dir = config.paths.mapping_files();
+    let mappings = crate::domain::mapping::MappingSet::load_dir(dir).map_err(|errors| {
+        anyhow::anyhow!("the mapping files in {} do not pass:\n{}", dir.display(), crate::terminal::mapping_errors(&errors))
+    })?;
+    for integration in [Integration::Sf1590A, Integration::Sf1590B] {
+        schema::check_schema(&config.paths.schemas.join(WireSpec::of(integration).schema))?;
+    }
+    // Never read or written in a dry run; in memory, so that nothing is left behind.
+    let db = Db::open(":memory:", 1, Duration::from_secs(1))?;
+    Ok(Pipeline::offline(settings, db, crate::domain::sortiment::Sortiment::new(0, senders), mappings))
+}
+
 pub fn open_db(config: &Config) -> anyhow::Result<Db> {
     let db = &config.database;
     Db::open(&db.url, db.pool_size, Duration::from_millis(db.busy_timeout_ms)).with_context(|| format!("opening the database {}", db.url))

@@ -5,25 +5,23 @@
 #![no_main]
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use fkoeko_adapter::config::Config;
 use fkoeko_adapter::pipeline::{self, Pipeline};
 use libfuzzer_sys::fuzz_target;
 
-/// The example installation (sortiment, mappings, schemas of the repository) on a database of its own.
-fn pipeline() -> &'static Arc<Pipeline> {
-    static PIPELINE: OnceLock<Arc<Pipeline>> = OnceLock::new();
+/// The example installation (sortiment, mappings, schemas of the repository), offline: no database, no folder.
+fn pipeline() -> &'static Pipeline {
+    static PIPELINE: OnceLock<Pipeline> = OnceLock::new();
     PIPELINE.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let data = std::env::temp_dir().join(format!("fkoeko-fuzz-{}", std::process::id()));
         let mut config = Config::default();
-        config.database.url = data.join("fuzz.db").display().to_string();
         config.paths.schemas = root.join("schemas");
         config.paths.mapping_examples = root.join("mappings");
-        config.paths.mappings = data.join("mappings");
+        config.paths.mappings = root.join("mappings");
         config.paths.sortiment = root.join("sortiment/example.toml");
-        fkoeko_adapter::startup::App::build(&config).expect("the example installation starts").pipeline.clone()
+        fkoeko_adapter::startup::offline_pipeline(&config).expect("the example installation reads")
     })
 }
 

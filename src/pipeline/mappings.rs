@@ -53,6 +53,9 @@ pub fn in_force(db: &crate::storage::Db) -> Result<(StoredMapping, MappingSet), 
 impl Pipeline {
     /// The mapping in force, re-read when a newer version has been stored (by this or another instance).
     pub fn mappings(&self) -> Result<Arc<MappingSet>, TechnicalError> {
+        if let Some((_, mappings)) = &self.fixed {
+            return Ok(mappings.clone());
+        }
         let (id, _) = self.db.current_mapping()?.ok_or(TechnicalError::NoMappings)?;
         let mut cached = self.mappings.lock().expect("mapping lock");
         if let Some((cached_id, set)) = cached.as_ref() {

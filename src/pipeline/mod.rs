@@ -181,6 +181,9 @@ pub struct Pipeline {
     mappings: Mutex<Option<(i64, Arc<MappingSet>)>>,
     mapping_folder: Mutex<mappings::FolderState>,
     sortiment: Mutex<Option<Arc<Sortiment>>>,
+    /// A sortiment and mapping read from files, used instead of the database's versions in force: a dry run that
+    /// reads and writes no database (`fkoeko validate`, the fuzz target).
+    fixed: Option<(Arc<Sortiment>, Arc<MappingSet>)>,
 }
 
 /// Whether a delivery is written, or only checked (`fkoeko validate`).
@@ -200,11 +203,21 @@ impl Pipeline {
             mappings: Mutex::new(None),
             mapping_folder: Mutex::default(),
             sortiment: Mutex::new(None),
+            fixed: None,
         }
+    }
+
+    /// A pipeline that decides by a sortiment and mapping given here, never the database's: for dry runs only
+    /// (`db` is then never read or written; an in-memory database will do).
+    pub fn offline(settings: Settings, db: Db, sortiment: Sortiment, mappings: MappingSet) -> Self {
+        Pipeline { fixed: Some((Arc::new(sortiment), Arc::new(mappings))), ..Pipeline::new(settings, db) }
     }
 
     /// The sortiment in force, re-read when another process (or `fkoeko sortiment load`) stored a new version.
     pub fn sortiment(&self) -> Result<Arc<Sortiment>, TechnicalError> {
+        if let Some((sortiment, _)) = &self.fixed {
+            return Ok(sortiment.clone());
+        }
         let version = self.db.current_sortiment_version()?.ok_or(TechnicalError::NoSortiment)?;
         let mut cached = self.sortiment.lock().expect("sortiment lock");
         if let Some(current) = cached.as_ref().filter(|s| s.version == version) {

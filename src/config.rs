@@ -304,7 +304,12 @@ impl Default for Config {
 
 impl Config {
     /// Defaults, then `file` (if given, it must exist; else ./fkoeko.toml if present), then the environment.
-    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
+    /// Errors name the file, line and column (or the environment variable) and the key, one per line.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::figment(file).map_err(|e| anyhow::anyhow!("{}", describe(e)))
+    }
+
+    fn figment(file: Option<&Path>) -> Result<Self, figment::Error> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) => {
@@ -317,6 +322,51 @@ impl Config {
         }
         figment.merge(Env::prefixed("FKOEKO_").ignore(&["CONFIG"]).split("__")).extract()
     }
+}
+
+/// Each error of a configuration on a line of its own: where (file:line:column of the value, or the
+/// environment variable), which key, and what is wrong.
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let place = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                Some(figment::Source::File(path)) => {
+                    let at = std::fs::read_to_string(path).ok().and_then(|text| locate(&text, &e.path));
+                    match at {
+                        Some((line, col)) => format!("{}:{line}:{col}", path.display()),
+                        None => path.display().to_string(),
+                    }
+                }
+                Some(other) => other.to_string(),
+                None if e.metadata.as_ref().is_some_and(|m| m.name.contains("environment")) => {
+                    format!("environment variable FKOEKO_{}", e.path.iter().map(|p| p.to_uppercase()).collect::<Vec<_>>().join("__"))
+                }
+                None => "the configuration".to_string(),
+            };
+            let key = if key.is_empty() { String::new() } else { format!("{key}: ") };
+            format!("{place}: {key}{}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The line and column (from 1) of the value at `path` in a TOML text, or of the deepest table on the way to it.
+fn locate(text: &str, path: &[String]) -> Option<(usize, usize)> {
+    let document = toml::de::DeTable::parse(text).ok()?;
+    let mut table = document.get_ref();
+    let mut start = None;
+    for key in path {
+        let Some((_, value)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == key.as_str()) else { break };
+        start = Some(value.span().start);
+        match value.get_ref() {
+            toml::de::DeValue::Table(inner) => table = inner,
+            _ => break,
+        }
+    }
+    let before = &text[..start?];
+    Some((before.matches('\n').count() + 1, before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1))
 }
 
 impl PathsConfig {

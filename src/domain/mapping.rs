@@ -72,7 +72,21 @@ pub fn read_dir(dir: &Path) -> Result<MappingFiles, MappingError> {
     for entry in std::fs::read_dir(dir).map_err(|e| io(&dir.display().to_string(), e))? {
         let name = entry.map_err(|e| io(&dir.display().to_string(), e))?.file_name().to_string_lossy().into_owned();
         if is_mapping_file_name(&name) {
-            let content = std::fs::read_to_string(dir.join(&name)).map_err(|e| io(&name, e))?;
+            let bytes = std::fs::read(dir.join(&name)).map_err(|e| io(&name, e))?;
+            let content = String::from_utf8(bytes).map_err(|e| {
+                // Where it stops being UTF-8: the line, and the character on it, a person can find in an editor.
+                let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                let text = std::str::from_utf8(valid).expect("valid up to here");
+                let line = text.matches('\n').count() as u64 + 1;
+                let col = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                MappingError::Invalid {
+                    file: name.clone(),
+                    line,
+                    message: format!(
+                        "filen er ikke UTF-8 (tegn {col} på linjen er ikke et gyldigt tegn); gem den som UTF-8, f.eks. fra Excel som \"CSV UTF-8\""
+                    ),
+                }
+            })?;
             files.insert(name, content);
         }
     }

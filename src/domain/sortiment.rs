@@ -325,11 +325,34 @@ struct ClaimTypeSpec {
     kraever: Vec<Stamdata>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A pattern field: one text or a list of texts. Read by hand, so that a wrong type says what was expected
+/// (serde's untagged enums only say "did not match any variant").
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("en tekst i anførselstegn eller en liste af dem, f.eks. \"5.57.*\" eller [\"5.57.*\", \"5.61.*\"]")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(value.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut values = Vec::new();
+                while let Some(value) = seq.next_element::<String>()? {
+                    values.push(value);
+                }
+                Ok(OneOrMany::Many(values))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl OneOrMany {
@@ -349,20 +372,29 @@ struct PatternSpec {
     art: Option<OneOrMany>,
 }
 
-fn line_of(content: &str, offset: usize) -> usize {
-    content[..offset.min(content.len())].bytes().filter(|b| *b == b'\n').count() + 1
+/// The line and the column (in characters, both from 1) of a byte offset.
+fn line_and_column(content: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(content.len());
+    while !content.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &content[..offset];
+    (before.matches('\n').count() + 1, before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1)
 }
 
 /// Reads a sortiment file. `name` is only used in error messages.
 pub fn parse_sortiment_file(name: &str, content: &str) -> Result<Vec<Sender>, SortimentFileError> {
     let spec: FileSpec = toml::from_str(content).map_err(|e| {
-        let line = e.span().map(|s| line_of(content, s.start)).unwrap_or(0);
-        SortimentFileError(vec![format!("{name}:{line}: {}", e.message())])
+        let (line, col) = e.span().map(|s| line_and_column(content, s.start)).unwrap_or((0, 0));
+        SortimentFileError(vec![format!("{name}:{line}:{col}: {}", e.message())])
     })?;
     let mut errors = Vec::new();
     let mut senders: Vec<Sender> = Vec::new();
     for spanned in spec.afsender {
-        let at = |offset: usize| format!("{name}:{}", line_of(content, offset));
+        let at = |offset: usize| {
+            let (line, col) = line_and_column(content, offset);
+            format!("{name}:{line}:{col}")
+        };
         let sender_line = at(spanned.span().start);
         let spec = spanned.into_inner();
         if senders.iter().any(|s| s.system == spec.system) {
@@ -472,12 +504,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn errors_name_file_and_line() {
+    fn errors_name_file_line_and_column() {
         let content = "[[afsender]]\nsystem = \"6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01\"\nnavn = \"KY\"\nmyndighed = \"29189847\"\ngyldig_fra = \"2024-01-01\"\nintegrationer = [\"SF1590_A\"]\n[[afsender.kontering]]\nfunktion = \"5.x\"\n";
         let err = parse_sortiment_file("s.toml", content).unwrap_err().to_string();
-        assert!(err.contains("s.toml:4: myndighed: CVR-nummeret består ikke modulus 11-kontrollen"), "{err}");
-        assert!(err.contains("s.toml:7: funktion: '5.x'"), "{err}");
+        assert!(err.contains("s.toml:4:13: myndighed: CVR-nummeret består ikke modulus 11-kontrollen"), "{err}");
+        assert!(err.contains("s.toml:7:1: funktion: '5.x'"), "{err}");
         let err = parse_sortiment_file("s.toml", "[[afsender]]\nsystem = \"nope\"\n").unwrap_err().to_string();
-        assert!(err.starts_with("s.toml:2: "), "{err}");
+        assert!(err.starts_with("s.toml:2:10: "), "{err}");
+        // A wrong type: what was expected, in words, not serde's "did not match any variant".
+        let err = parse_sortiment_file("s.toml", "[[afsender]]\n[[afsender.kontering]]\nfunktion = 5\n").unwrap_err().to_string();
+        assert!(err.starts_with("s.toml:3:12: ") && err.contains("en tekst i anførselstegn eller en liste"), "{err}");
     }
 }

@@ -73,8 +73,23 @@ fn sortiment_load_reports_file_and_line_and_keeps_history() {
     let out = fkoeko(&db).args(["sortiment", "load"]).arg(&bad).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains(&format!("{}:4: myndighed: CVR-nummeret består ikke modulus 11-kontrollen", bad.display())), "{stderr}");
-    assert!(stderr.contains(&format!("{}:1: afsender", bad.display())), "{stderr}");
+    assert!(stderr.contains(&format!("{}:4:13: myndighed: CVR-nummeret består ikke modulus 11-kontrollen", bad.display())), "{stderr}");
+    assert!(stderr.contains(&format!("{}:1:1: afsender", bad.display())), "{stderr}");
+    // A wrong type says what was expected, where.
+    let typed = dir.path().join("typed.toml");
+    let content = std::fs::read_to_string(repo("tests/fixtures/sortiment.toml")).unwrap();
+    let at = content.find("funktion = ").expect("a kontering pattern in the fixture");
+    let line = content[..at].matches('\n').count() + 1;
+    let end = at + content[at..].find('\n').unwrap();
+    std::fs::write(&typed, format!("{}funktion = 55772{}", &content[..at], &content[end..])).unwrap();
+    let out = fkoeko(&db).args(["sortiment", "load"]).arg(&typed).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains(&format!("{}:{line}:", typed.display())) && stderr.contains("en tekst i anførselstegn eller en liste"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("untagged"), "{stderr}");
 
     let first = repo("tests/fixtures/sortiment.toml");
     let out = fkoeko(&db).args(["sortiment", "load"]).arg(&first).output().unwrap();
@@ -121,6 +136,19 @@ fn an_empty_sortiment_or_rules_file_is_refused_unless_allowed() {
     assert!(stdout.contains("konti.csv:1: filen har ingen regler"), "{stdout}");
     let out = fkoeko(&db).args(["mappings", "check", "--allow-empty"]).arg(&folder).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// A configuration error names the file, line and column, and the key.
+#[test]
+fn a_configuration_error_names_file_line_column_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_database_url(dir.path());
+    let config = dir.path().join("fkoeko.toml");
+    std::fs::write(&config, "[log]\nformat = \"text\"\n\n[server]\nworkers = \"fire\"\n").unwrap();
+    let out = fkoeko(&db).arg("--config").arg(&config).args(["mappings", "check"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("{}:5:11: server.workers: ", config.display())), "{stderr}");
 }
 
 /// `fkoeko serve` as a process, configured by a file and an environment variable that overrides it.
@@ -216,6 +244,17 @@ fn mappings_check_lists_every_error_and_try_names_the_rule() {
     assert!(stdout.contains("2 error(s)"), "{stdout}");
     let out = fkoeko(&db).args(["mappings", "check"]).arg(repo("mappings")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // A file saved in Latin-1 (as a spreadsheet might): the line where it stops being UTF-8.
+    let latin1 = copy_of_mappings();
+    let konti = std::fs::read_to_string(latin1.join("konti.csv")).unwrap();
+    let mut bytes = konti.clone().into_bytes();
+    bytes.extend(b"5.57.72;*;1;*;5.2;*;*;*;55772152;afdeling=Sundhed og \xe6ldre\n");
+    std::fs::write(latin1.join("konti.csv"), bytes).unwrap();
+    let out = fkoeko(&db).args(["mappings", "check"]).arg(&latin1).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let line = konti.matches('\n').count() + 1;
+    assert!(stdout.contains(&format!("konti.csv:{line}: filen er ikke UTF-8")), "{stdout}");
 
     // On a database nothing has run on yet: the configured folder. (With a version stored, that version.)
     let out = fkoeko(&db).args(["mappings", "try", "--funktion", "5.57.72", "--dranst", "1", "--art", "5.2"]).output().unwrap();

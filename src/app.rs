@@ -301,6 +301,18 @@ fn check_mappings(config: &Config, dir: Option<PathBuf>, allow_empty: bool) -> a
     match checked {
         Ok(set) => {
             println!("{}: the mapping files pass (version {})", dir.display(), set.version);
+            // Rows that never win, and what the configured sortiment allows that nothing maps: warnings only.
+            let file = &config.paths.sortiment;
+            let sortiment = std::fs::read_to_string(file)
+                .ok()
+                .and_then(|content| crate::domain::sortiment::parse_sortiment_file(&file.display().to_string(), &content).ok())
+                .map(|senders| crate::domain::sortiment::Sortiment::new(0, senders));
+            if sortiment.is_none() {
+                println!("(the sortiment {} could not be read: what it allows is not checked against the rules)", file.display());
+            }
+            for warning in set.warnings(sortiment.as_ref()) {
+                println!("advarsel: {warning}");
+            }
             Ok(0)
         }
         Err(errors) => {

@@ -356,6 +356,123 @@ impl MappingSet {
     }
 }
 
+/// What a set of mapping files will never do, or leaves undone for a sortiment: warnings for finance staff, shown
+/// by `fkoeko mappings check` and on the page. They do not stop a version from being used.
+impl MappingSet {
+    pub fn warnings(&self, sortiment: Option<&super::sortiment::Sortiment>) -> Vec<String> {
+        let mut warnings = Vec::new();
+        // A row after a row that matches everything it matches (and always answers: not a lookup, which can
+        // miss and hand on to the next row) can never win.
+        for (n, later) in self.rules.iter().enumerate() {
+            if let Some(earlier) =
+                self.rules[..n].iter().find(|earlier| matches!(earlier.target, Target::Output(_)) && earlier.covers(later))
+            {
+                warnings.push(format!(
+                    "{RULES_FILE}:{}: rækken bruges aldrig: række {} passer på alt, hvad den passer på, og står før den",
+                    later.line, earlier.line
+                ));
+            }
+        }
+        for (n, later) in self.claim_types.iter().enumerate() {
+            if let Some(earlier) = self.claim_types[..n].iter().find(|earlier| covers(&earlier.pattern, &later.pattern)) {
+                warnings.push(format!(
+                    "{CLAIM_TYPES_FILE}:{}: rækken bruges aldrig: række {} passer på alt, hvad den passer på, og står før den",
+                    later.line, earlier.line
+                ));
+            }
+        }
+        let Some(sortiment) = sortiment else { return warnings };
+        let mut senders: Vec<_> = sortiment.senders().collect();
+        senders.sort_by(|a, b| a.name.cmp(&b.name));
+        for sender in senders {
+            for pattern in &sender.konteringer {
+                for funktion in &pattern.funktion {
+                    for dranst in &pattern.dranst {
+                        for art in &pattern.art {
+                            let wanted =
+                                [(KonteringField::Funktion, funktion), (KonteringField::Dranst, dranst), (KonteringField::Art, art)];
+                            let mapped = self
+                                .rules
+                                .iter()
+                                .any(|rule| wanted.iter().all(|(field, glob)| rule.cell(*field).is_none_or(|cell| may_meet(cell, glob))));
+                            if !mapped {
+                                warnings.push(format!(
+                                    "sortimentet lader {} sende funktion {funktion}, dranst {dranst}, art {art}, men ingen regel i {RULES_FILE} kan mappe det: det afvises med MAPNING_MANGLER",
+                                    sender.name
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            for claim_type in &sender.claim_types {
+                if self.map_claim_type(&claim_type.code).is_none() {
+                    warnings.push(format!(
+                        "sortimentet lader {} sende fordringstype {}, men ingen række i {CLAIM_TYPES_FILE} mapper den: den afvises med MAPNING_MANGLER",
+                        sender.name, claim_type.code
+                    ));
+                }
+            }
+        }
+        warnings
+    }
+}
+
+impl Rule {
+    fn cell(&self, field: KonteringField) -> Option<&Cell> {
+        self.cells.iter().find(|(f, _)| *f == field).map(|(_, c)| c)
+    }
+
+    /// Whether this row matches every kontering `other` matches (a sufficient check: it may miss a cover, never
+    /// claim a false one).
+    fn covers(&self, other: &Rule) -> bool {
+        let cells = KonteringField::ALL.iter().all(|field| match (self.cell(*field), other.cell(*field)) {
+            (None | Some(Cell::Any), _) => true,
+            (Some(mine), Some(theirs)) => covers(mine, theirs),
+            (Some(_), None) => false,
+        });
+        let dimension = match (&self.dimension, &other.dimension) {
+            (None, _) => true,
+            (Some((mine, a)), Some((theirs, b))) => mine == theirs && covers(a, b),
+            (Some(_), None) => false,
+        };
+        cells && dimension
+    }
+}
+
+/// The literal text of a pattern before its first wildcard.
+fn literal_prefix(pattern: &str) -> &str {
+    &pattern[..pattern.find(['*', '?']).unwrap_or(pattern.len())]
+}
+
+/// Whether `a` matches every value `b` matches. Sufficient, not complete: a pattern "L*" (L without wildcards)
+/// covers any pattern whose literal start begins with L.
+fn covers(a: &Cell, b: &Cell) -> bool {
+    match (a, b) {
+        (Cell::Any, _) => true,
+        (_, Cell::Any) => false,
+        (Cell::Exact(x), Cell::Exact(y)) => x == y,
+        (Cell::Exact(_), Cell::Pattern(_)) => false,
+        (Cell::Pattern(p), Cell::Exact(v)) => WildMatch::new(p).matches(v),
+        (Cell::Pattern(p), Cell::Pattern(q)) => {
+            p == q || (p.ends_with('*') && literal_prefix(p).len() == p.len() - 1 && literal_prefix(q).starts_with(literal_prefix(p)))
+        }
+    }
+}
+
+/// Whether a mapping cell and a sortiment glob may both match some value: only clearly apart (different literal
+/// starts, or an exact value the glob does not match) says no, so that a warning is never given wrongly.
+fn may_meet(cell: &Cell, glob: &str) -> bool {
+    match cell {
+        Cell::Any => true,
+        Cell::Exact(value) => WildMatch::new(glob).matches(value),
+        Cell::Pattern(p) => {
+            let (a, b) = (literal_prefix(p), literal_prefix(glob));
+            a.starts_with(b) || b.starts_with(a)
+        }
+    }
+}
+
 /// A kontering as typed by a person into "try it" (the page, `fkoeko mappings try`): every field as text,
 /// empty where not given. Read from a form by the column names of the mapping files.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -584,6 +701,18 @@ fn read_lookup(file: &str, content: &str, errors: &mut Vec<MappingError>) -> Loo
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cover_is_claimed_only_where_it_holds() {
+        let (p, e) = (|t: &str| Cell::Pattern(t.into()), |t: &str| Cell::Exact(t.into()));
+        assert!(covers(&Cell::Any, &p("5.*")) && covers(&p("5.*"), &p("5.57.*")) && covers(&p("5.*"), &e("5.57.72")));
+        assert!(covers(&p("5.5?"), &p("5.5?")) && covers(&e("1"), &e("1")));
+        // "5.?" does not match "5.12", which "5.*" does; nor does a narrower pattern cover a wider one.
+        assert!(!covers(&p("5.?"), &p("5.*")) && !covers(&p("5.57.*"), &p("5.*")) && !covers(&e("1"), &Cell::Any));
+        assert!(!covers(&p("5*2"), &p("5.57.*")), "only a pattern that ends in its one * is taken as a prefix");
+        assert!(may_meet(&p("5.57.*"), "5.*") && may_meet(&p("5.*"), "5.57.7?") && !may_meet(&p("5.57.*"), "9.*"));
+        assert!(may_meet(&e("5.57.72"), "5.57.*") && !may_meet(&e("5.57.72"), "5.58.*"));
+    }
+
     use super::*;
     use crate::domain::values::{Art, Dranst, Funktion};
 

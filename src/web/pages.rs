@@ -377,7 +377,7 @@ fn version_line(stored: &StoredMapping) -> Markup {
     }
 }
 
-pub fn mappings(user: &str, stored: &StoredMapping, fields: &TryQuery, tried: &TryOutcome) -> Markup {
+pub fn mappings(user: &str, stored: &StoredMapping, fields: &TryQuery, tried: &TryOutcome, warnings: &[String]) -> Markup {
     layout(
         "Mapninger",
         Some(user),
@@ -385,6 +385,12 @@ pub fn mappings(user: &str, stored: &StoredMapping, fields: &TryQuery, tried: &T
             h1 { "Mapninger" }
             p { (version_line(stored)) }
             p { a href="/mapninger/ret" { "Ret mapningerne" } " · " a href="/mapninger/historik" { "Historik og tilbagerulning" } }
+            @if !warnings.is_empty() {
+                div.box.errors #mapping-warnings {
+                    strong { "Advarsler (" (warnings.len()) "): versionen er i brug, men:" }
+                    ul { @for w in warnings { li { (w) } } }
+                }
+            }
             (try_form(fields))
             (try_result(tried))
             p.muted { "Reglerne i konti.csv læses oppefra; den første regel, der passer, bestemmer. En celle er en præcis værdi, et mønster (5.57.*) eller tom/* for alt. "

@@ -99,11 +99,16 @@ pub(crate) struct TryQuery {
 
 pub(super) async fn mappings(LoggedIn(user): LoggedIn, query: web::Query<TryQuery>, state: web::Data<State>) -> HttpResponse {
     let app = state.app.clone();
-    match blocking(move || Ok(crate::pipeline::in_force(&app.db)?)).await {
-        Ok((stored, set)) => {
+    let found = blocking(move || {
+        let (stored, set) = crate::pipeline::in_force(&app.db)?;
+        let warnings = set.warnings(app.pipeline.sortiment().ok().as_deref());
+        Ok((stored, set, warnings))
+    });
+    match found.await {
+        Ok((stored, set, warnings)) => {
             let kontering = query.kontering.is_given().then_some(&query.kontering);
             let tried = pages::TryOutcome::of(&set, kontering, &query.fordringstype);
-            html(pages::mappings(&user, &stored, &query, &tried))
+            html(pages::mappings(&user, &stored, &query, &tried, &warnings))
         }
         Err(response) => response,
     }

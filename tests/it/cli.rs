@@ -138,6 +138,33 @@ fn an_empty_sortiment_or_rules_file_is_refused_unless_allowed() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
+/// `mappings check` warns of rows that can never win and of what the sortiment allows that nothing maps.
+#[test]
+fn mappings_check_warns_of_dead_rows_and_what_the_sortiment_allows_unmapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_database_url(dir.path());
+    let folder = copy_of_mappings();
+    let konti = folder.join("konti.csv");
+    let content = std::fs::read_to_string(&konti).unwrap();
+    // After "5.57.*;*;1;*;5.2" (an account, not a lookup): this row can never win.
+    std::fs::write(&konti, format!("{content}5.57.72;*;1;*;5.2;*;*;*;11111111;\n")).unwrap();
+    let dead_line = content.matches('\n').count() + 1;
+    let earlier_line = content.lines().position(|l| l.starts_with("5.57.*;*;1;*;5.2;")).unwrap() + 1;
+    let sortiment = dir.path().join("sortiment.toml");
+    let fixture = std::fs::read_to_string(repo("tests/fixtures/sortiment.toml")).unwrap();
+    std::fs::write(&sortiment, fixture.replacen("funktion = \"9.*\"", "funktion = \"0.22.*\"", 1)).unwrap();
+    let out = fkoeko(&db).env("FKOEKO_PATHS__SORTIMENT", &sortiment).args(["mappings", "check"]).arg(&folder).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "warnings do not fail the check: {stdout}");
+    assert!(stdout.contains(&format!("advarsel: konti.csv:{dead_line}: rækken bruges aldrig: række {earlier_line} passer")), "{stdout}");
+    assert!(stdout.contains("funktion 0.22.*") && stdout.contains("ingen regel i konti.csv kan mappe det"), "{stdout}");
+    assert!(stdout.contains("fordringstype UMAPPET"), "{stdout}");
+    // The examples as shipped: no dead row, and the fixture's kontering patterns are all mapped.
+    let out = fkoeko(&db).args(["mappings", "check"]).arg(repo("mappings")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("bruges aldrig") && !stdout.contains("kan mappe det"), "{stdout}");
+}
+
 /// A configuration error names the file, line and column, and the key.
 #[test]
 fn a_configuration_error_names_file_line_column_and_key() {

@@ -527,6 +527,9 @@ fn the_edit_form_adds_a_lookup_table_refuses_removing_one_in_use_and_a_stale_edi
     // With the new table: saved, and in force for the next delivery.
     let (status, _, location) = post_edit(&app, &cookie, 1, &with_rule, Some(("refusion.csv", table)));
     assert_eq!((status, location.as_deref()), (303, Some("/mapninger?gemt=2")));
+    // The mapping page warns of what the sortiment allows that nothing maps (the test sortiment's UMAPPET).
+    let (_, page, _) = get(&app.server.as_ref().unwrap().admin_url("/mapninger"), Some(&cookie));
+    assert!(page.contains("mapping-warnings") && page.contains("fordringstype UMAPPET"), "{page}");
     let receipts = app.send(&unmapped("EDIT-1").soap11());
     assert!(receipts.receipts[0].errors.is_empty(), "{:?}", receipts.receipts[0].errors);
     assert_eq!(std::fs::read_to_string(app.config.paths.mappings.join("refusion.csv")).unwrap(), table, "written to the folder");

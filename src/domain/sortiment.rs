@@ -71,6 +71,23 @@ impl CallerCertificate {
     }
 }
 
+/// Checks a certificate name as an allowlist or a sortiment pin writes it: "sha256:" and 64 hex digits (colons
+/// allowed), or a subject in RFC 4514 text. Checked when the configuration or sortiment is read, so that a name
+/// that could never match anything is an error there, not a silent refusal later.
+pub fn check_certificate_name(name: &str) -> Result<(), String> {
+    let name = name.trim();
+    match name.strip_prefix("sha256:") {
+        Some(hex) => {
+            let digits: String = hex.chars().filter(|c| *c != ':').collect();
+            match digits.len() == 64 && digits.chars().all(|c| c.is_ascii_hexdigit()) {
+                true => Ok(()),
+                false => Err(format!("'{name}' er ikke et SHA-256-fingeraftryk (sha256: og 64 hex-cifre)")),
+            }
+        }
+        None => DistinguishedName::parse(name).map(drop),
+    }
+}
+
 /// One attribute of a distinguished name: its type (a short name such as "CN", or the OID's dotted form) and
 /// its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,16 +111,17 @@ impl DistinguishedName {
         let mut attributes = Vec::new();
         let mut chars = text.chars().peekable();
         loop {
-            let mut kind = String::new();
+            let (mut kind, mut equals) = (String::new(), false);
             for c in chars.by_ref() {
                 if c == '=' {
+                    equals = true;
                     break;
                 }
                 kind.push(c);
             }
             let kind = kind.trim().to_uppercase();
-            if kind.is_empty() || kind.contains([',', '+']) {
-                return Err(format!("'{text}': an attribute needs a type before '='"));
+            if !equals || kind.is_empty() || kind.contains([',', '+']) {
+                return Err(format!("'{text}' is not a subject like \"CN=…, O=…\" (type=value pairs separated by commas)"));
             }
             let mut value = Vec::<u8>::new();
             let mut ended = false;
@@ -455,6 +473,11 @@ pub fn parse_sortiment_file(name: &str, content: &str) -> Result<Vec<Sender>, So
                 art: field(pattern.art, "art", &mut errors),
             });
         }
+        for name in &spec.certifikater {
+            if let Err(why) = check_certificate_name(name) {
+                errors.push(format!("{sender_line}: certifikater: {why}"));
+            }
+        }
         if let Some(authority) = authority {
             senders.push(Sender {
                 system: spec.system,
@@ -480,6 +503,17 @@ pub fn parse_sortiment_file(name: &str, content: &str) -> Result<Vec<Sender>, So
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_certificate_name_that_could_never_match_is_an_error_where_it_is_written() {
+        assert!(check_certificate_name(&format!("sha256:{}", "ab".repeat(32))).is_ok());
+        assert!(check_certificate_name("sha256:AB:CD").is_err(), "too short");
+        assert!(check_certificate_name("CN=SP_PROD_Callback, O=KOMBIT").is_ok());
+        assert!(check_certificate_name("SP_PROD_Callback").is_err(), "a bare name is no subject");
+        let content = "[[afsender]]\nsystem = \"6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01\"\nnavn = \"KY\"\nmyndighed = \"29189846\"\n\
+                       gyldig_fra = \"2024-01-01\"\nintegrationer = [\"SF1590_A\"]\ncertifikater = [\"KY-direkte\"]\n";
+        let err = parse_sortiment_file("s.toml", content).unwrap_err().to_string();
+        assert!(err.contains("s.toml:1:1: certifikater: ") && err.contains("KY-direkte"), "{err}");
+    }
 
     #[test]
     fn a_subject_is_read_and_compared_attribute_by_attribute() {

@@ -146,6 +146,11 @@ fn busy() -> HttpResponse {
 
 /// Plain HTTP only on loopback, or where the configuration says so explicitly. Checked before binding.
 pub fn check_transport(config: &Config) -> anyhow::Result<()> {
+    for (n, name) in config.tls.allowed_clients.iter().enumerate() {
+        if let Err(why) = crate::domain::sortiment::check_certificate_name(name) {
+            anyhow::bail!("tls.allowed_clients[{n}]: {why}");
+        }
+    }
     if !config.tls.enabled && !is_loopback(&config.server.listen) && !config.server.allow_plain_http {
         anyhow::bail!(
             "refusing plain HTTP on {}: configure [tls], or set server.allow_plain_http = true if a proxy in front terminates TLS",

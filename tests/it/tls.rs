@@ -289,3 +289,13 @@ fn touch_later(paths: &[&std::path::Path]) {
         std::fs::File::options().write(true).open(path).unwrap().set_modified(later).unwrap();
     }
 }
+
+/// An allowlist entry that could never match a certificate stops the start, naming the entry.
+#[test]
+fn an_allowlist_entry_that_is_neither_fingerprint_nor_subject_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&new_database_url(dir.path()));
+    config.tls.allowed_clients = vec!["CN=KY-direkte".into(), "KY-direkte".into()];
+    let error = spawn(&config).err().expect("the start is refused").to_string();
+    assert!(error.contains("tls.allowed_clients[1]") && error.contains("KY-direkte"), "{error}");
+}

@@ -34,6 +34,10 @@ pub enum Command {
         /// Log to standard error as the service would.
         #[arg(short, long)]
         verbose: bool,
+        /// Decide by the sortiment and mapping in force in the configured database (opened read-only) instead of
+        /// the files.
+        #[arg(long)]
+        database: bool,
     },
     /// Manage the sortiment.
     Sortiment {
@@ -213,7 +217,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             try_mapping(&config, *kontering, fordringstype, dir)
         }
         Command::Admin { command: AdminCommand::HashPassword } => hash_password(),
-        Command::Validate { file, .. } => validate(&config, file),
+        Command::Validate { file, database, .. } => validate(&config, file, database),
         Command::Sortiment { command: SortimentCommand::Load { file, allow_empty } } => load_sortiment_file(&config, file, allow_empty),
     }
 }
@@ -352,8 +356,11 @@ fn hash_password() -> anyhow::Result<i32> {
 }
 
 /// `fkoeko validate`: the receipt a delivery would get, from a dry run of the production pipeline.
-fn validate(config: &Config, file: PathBuf) -> anyhow::Result<i32> {
-    let pipeline = crate::startup::offline_pipeline(config)?;
+fn validate(config: &Config, file: PathBuf, database: bool) -> anyhow::Result<i32> {
+    let pipeline = match database {
+        true => crate::startup::offline_pipeline_from_database(config)?,
+        false => crate::startup::offline_pipeline(config)?,
+    };
     let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
     let processed = crate::pipeline::dry_run(&pipeline, &bytes)?;
     println!("{}", processed.receipts.to_xml());

@@ -69,6 +69,23 @@ pub fn offline_pipeline(config: &Config) -> anyhow::Result<Pipeline> {
     Ok(Pipeline::offline(settings, db, crate::domain::sortiment::Sortiment::new(0, senders), mappings))
 }
 
+/// As `offline_pipeline`, but deciding by the sortiment and mapping in force in the configured database, which
+/// is opened read-only (`fkoeko validate --database`): what a delivery would get from the running service.
+pub fn offline_pipeline_from_database(config: &Config) -> anyhow::Result<Pipeline> {
+    let settings = Settings::from_config(config)?;
+    let url = &config.database.url;
+    let stored = Db::open_read_only(url, Duration::from_millis(config.database.busy_timeout_ms))
+        .with_context(|| format!("opening the database {url} to read"))?;
+    let version = stored.current_sortiment_version()?.context("no sortiment has been loaded into the database")?;
+    let sortiment = stored.load_sortiment(version)?;
+    let (_, mappings) = crate::pipeline::in_force(&stored)?;
+    for integration in [Integration::Sf1590A, Integration::Sf1590B] {
+        schema::check_schema(&config.paths.schemas.join(WireSpec::of(integration).schema))?;
+    }
+    let db = Db::open(":memory:", 1, Duration::from_secs(1))?;
+    Ok(Pipeline::offline(settings, db, sortiment, mappings))
+}
+
 pub fn open_db(config: &Config) -> anyhow::Result<Db> {
     let db = &config.database;
     Db::open(&db.url, db.pool_size, Duration::from_millis(db.busy_timeout_ms)).with_context(|| format!("opening the database {}", db.url))

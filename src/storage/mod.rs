@@ -74,6 +74,8 @@ pub struct Manager {
     backend: Backend,
     /// SQLite: how long a writer waits for the lock. PostgreSQL: lock_timeout.
     busy_timeout: Duration,
+    /// Opened only to read (`fkoeko validate --database`): SQLite's mode=ro, PostgreSQL's read-only transactions.
+    read_only: bool,
 }
 
 impl ManageConnection for Manager {
@@ -83,6 +85,13 @@ impl ManageConnection for Manager {
     fn connect(&self) -> Result<AnyConnection, Self::Error> {
         let ms = self.busy_timeout.as_millis();
         match self.backend {
+            Backend::Sqlite if self.read_only => {
+                // A URI, so that SQLite opens it read-only and never creates it.
+                let uri = format!("file:{}?mode=ro", self.url);
+                let mut conn = SqliteConnection::establish(&uri).map_err(diesel::r2d2::Error::ConnectionError)?;
+                conn.batch_execute(&format!("PRAGMA busy_timeout = {ms};")).map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
             Backend::Sqlite => {
                 let mut conn = SqliteConnection::establish(&self.url).map_err(diesel::r2d2::Error::ConnectionError)?;
                 // WAL lets readers work beside the one writer; synchronous=FULL makes a commit durable before
@@ -97,6 +106,9 @@ impl ManageConnection for Manager {
                 let mut conn = PgConnection::establish(&self.url).map_err(diesel::r2d2::Error::ConnectionError)?;
                 // A writer that cannot get its lock in time gives up, and the call is answered "try again later".
                 conn.batch_execute(&format!("SET lock_timeout = {ms}; SET TIME ZONE 'UTC';")).map_err(diesel::r2d2::Error::QueryError)?;
+                if self.read_only {
+                    conn.batch_execute("SET default_transaction_read_only = on;").map_err(diesel::r2d2::Error::QueryError)?;
+                }
                 Ok(AnyConnection::Postgresql(conn))
             }
         }
@@ -151,7 +163,7 @@ impl Db {
             .max_size(pool_size)
             // A call waits this long for a connection before it is answered with a SOAP Fault.
             .connection_timeout(Duration::from_secs(5))
-            .build(Manager { url, backend, busy_timeout })
+            .build(Manager { url, backend, busy_timeout, read_only: false })
             .map_err(|e| StorageError::Connect(e.to_string()))?;
         let db = Db { pool, backend };
         let mut conn = db.conn()?;
@@ -169,6 +181,22 @@ impl Db {
         }
         migrated?;
         Ok(db)
+    }
+
+    /// Opens an existing, migrated database only to read it: nothing is created, migrated or written.
+    pub fn open_read_only(url: &str, busy_timeout: Duration) -> Result<Self, StorageError> {
+        let backend = Backend::of(url);
+        let url = match backend {
+            Backend::Sqlite => url.strip_prefix("sqlite://").unwrap_or(url).to_string(),
+            Backend::Postgres => url.to_string(),
+        };
+        let pool = Pool::builder()
+            .max_size(1)
+            // A command, not a service: a database that is not there is said at once.
+            .connection_timeout(Duration::from_secs(2))
+            .build(Manager { url, backend, busy_timeout, read_only: true })
+            .map_err(|e| StorageError::Connect(e.to_string()))?;
+        Ok(Db { pool, backend })
     }
 
     pub fn conn(&self) -> Result<Conn, StorageError> {

@@ -106,6 +106,54 @@ fn sortiment_load_reports_file_and_line_and_keeps_history() {
     assert_eq!(count_in(&db, "SELECT count(*) AS n FROM sortiment_senders WHERE name = 'KY (omdøbt)' AND version_id = 2"), 1);
 }
 
+/// `validate --database` decides by what is in force in the database, which it opens only to read.
+#[test]
+fn validate_by_the_database_reads_it_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_database_url(dir.path());
+    // A database as the service leaves it: migrated, the test sortiment and the mappings in force.
+    drop(fkoeko_adapter::startup::App::build(&test_config(&db)).unwrap());
+    // Each file's name and a digest of its content. The WAL index (-shm) is shared memory every reader updates,
+    // and a reader opens an empty write-ahead log; the data is in the database file and a non-empty log.
+    let files_of = || -> Vec<(String, String)> {
+        use sha2::Digest;
+        let mut files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.to_string_lossy().ends_with("-shm"))
+            .filter(|p| !(p.to_string_lossy().ends_with("-wal") && std::fs::metadata(p).is_ok_and(|m| m.len() == 0)))
+            .map(|p| {
+                let digest = hex::encode(sha2::Sha256::digest(std::fs::read(&p).unwrap_or_default()));
+                (p.file_name().unwrap().to_string_lossy().into_owned(), digest)
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let before = files_of();
+    let deliveries = || if db.starts_with("postgres") { count_in(&db, "SELECT count(*) AS n FROM deliveries") } else { 0 };
+    let delivery = dir.path().join("d.xml");
+    std::fs::write(&delivery, Delivery::one("CLI-DB-1").soap11()).unwrap();
+    let out = fkoeko(&db).args(["validate", "--database"]).arg(&delivery).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("<Status>Accepteret</Status>"), "{stdout}");
+    std::fs::remove_file(&delivery).unwrap();
+    assert_eq!(files_of(), before, "the database's files are as they were");
+    assert_eq!(deliveries(), 0);
+    // A database that is not there is an error, not a new, empty one.
+    let missing = dir.path().join("mangler.db").display().to_string();
+    if !db.starts_with("postgres") {
+        let out = fkoeko(&missing)
+            .args(["validate", "--database"])
+            .arg(repo("fuzz/seeds/parse_delivery/finansbilag-soap11.xml"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!std::path::Path::new(&missing).exists());
+    }
+}
+
 /// A sortiment without a sender, and mapping files without a rule, would reject everything: they are refused
 /// unless the operator says so, and the version in force stays.
 #[test]

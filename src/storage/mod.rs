@@ -35,7 +35,8 @@ pub enum AnyConnection {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("database: {0}")]
+    /// With its causes: diesel's own text of a row that cannot be read names only the field, not why.
+    #[error("database: {}", with_causes(.0))]
     Query(#[from] DieselError),
     #[error("database connection: {0}")]
     Pool(#[from] diesel::r2d2::PoolError),
@@ -47,6 +48,20 @@ pub enum StorageError {
     Corrupt(String),
     #[error("another process has taken over this batch file")]
     LeaseLost,
+}
+
+/// An error and, after colons, each error beneath it.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text = format!("{text}: {inner_text}");
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -365,8 +365,7 @@ fn locate(text: &str, path: &[String]) -> Option<(usize, usize)> {
             _ => break,
         }
     }
-    let before = &text[..start?];
-    Some((before.matches('\n').count() + 1, before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1))
+    Some(crate::domain::line_and_column(text, start?))
 }
 
 impl PathsConfig {

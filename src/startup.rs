@@ -39,9 +39,7 @@ impl App {
                 .with_context(|| format!("loading the initial sortiment from {}", config.paths.sortiment.display()))?;
             tracing::info!(?loaded, file = %config.paths.sortiment.display(), "no sortiment in the database; loaded the configured file");
         }
-        for integration in [Integration::Sf1590A, Integration::Sf1590B] {
-            schema::check_schema(&config.paths.schemas.join(WireSpec::of(integration).schema))?;
-        }
+        check_schemas(&config.paths.schemas)?;
         let pipeline = Pipeline::new(settings, db.clone());
         pipeline.sync_mapping_folder(true)?;
         let mappings = pipeline.mappings()?;
@@ -61,9 +59,7 @@ pub fn offline_pipeline(config: &Config) -> anyhow::Result<Pipeline> {
     let mappings = crate::domain::mapping::MappingSet::load_dir(dir).map_err(|errors| {
         anyhow::anyhow!("the mapping files in {} do not pass:\n{}", dir.display(), crate::terminal::mapping_errors(&errors))
     })?;
-    for integration in [Integration::Sf1590A, Integration::Sf1590B] {
-        schema::check_schema(&config.paths.schemas.join(WireSpec::of(integration).schema))?;
-    }
+    check_schemas(&config.paths.schemas)?;
     // Never read or written in a dry run; in memory, so that nothing is left behind.
     let db = Db::open(":memory:", 1, Duration::from_secs(1))?;
     Ok(Pipeline::offline(settings, db, crate::domain::sortiment::Sortiment::new(0, senders), mappings))
@@ -79,11 +75,14 @@ pub fn offline_pipeline_from_database(config: &Config) -> anyhow::Result<Pipelin
     let version = stored.current_sortiment_version()?.context("no sortiment has been loaded into the database")?;
     let sortiment = stored.load_sortiment(version)?;
     let (_, mappings) = crate::pipeline::in_force(&stored)?;
-    for integration in [Integration::Sf1590A, Integration::Sf1590B] {
-        schema::check_schema(&config.paths.schemas.join(WireSpec::of(integration).schema))?;
-    }
+    check_schemas(&config.paths.schemas)?;
     let db = Db::open(":memory:", 1, Duration::from_secs(1))?;
     Ok(Pipeline::offline(settings, db, sortiment, mappings))
+}
+
+/// Both integrations' schemas compile: checked at start, by dry runs, and by `/readyz`.
+pub fn check_schemas(dir: &Path) -> Result<(), schema::SchemaError> {
+    [Integration::Sf1590A, Integration::Sf1590B].iter().try_for_each(|i| schema::check_schema(&dir.join(WireSpec::of(*i).schema)))
 }
 
 pub fn open_db(config: &Config) -> anyhow::Result<Db> {

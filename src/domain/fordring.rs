@@ -99,41 +99,23 @@ impl SentFordring {
             let SentParty::Valid(party) = h.party else { return None };
             parties.push(Haefter { loc: h.loc, role: h.role, party, name: h.name, address: h.address });
         }
-        let Fordring {
-            index,
-            loc,
-            fordring_id,
-            claim_type,
-            principal,
-            currency,
-            description,
-            period_from,
-            period_to,
-            established,
-            due,
-            last_timely_payment,
-            limitation,
-            related,
-            kontering,
-            ..
-        } = self;
         Some(Fordring {
-            index,
-            loc,
-            fordring_id,
-            claim_type,
-            principal,
-            currency,
-            description,
-            period_from,
-            period_to,
-            established,
-            due,
-            last_timely_payment,
-            limitation,
-            related,
+            index: self.index,
+            loc: self.loc,
+            fordring_id: self.fordring_id,
+            claim_type: self.claim_type,
+            principal: self.principal,
+            currency: self.currency,
+            description: self.description,
+            period_from: self.period_from,
+            period_to: self.period_to,
+            established: self.established,
+            due: self.due,
+            last_timely_payment: self.last_timely_payment,
+            limitation: self.limitation,
+            related: self.related,
             parties,
-            kontering,
+            kontering: self.kontering,
         })
     }
 }

@@ -77,8 +77,8 @@ pub fn read_dir(dir: &Path) -> Result<MappingFiles, MappingError> {
                 // Where it stops being UTF-8: the line, and the character on it, a person can find in an editor.
                 let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
                 let text = std::str::from_utf8(valid).expect("valid up to here");
-                let line = text.matches('\n').count() as u64 + 1;
-                let col = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                let (line, col) = super::line_and_column(text, text.len());
+                let line = line as u64;
                 MappingError::Invalid {
                     file: name.clone(),
                     line,

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use wildmatch::WildMatch;
 
 use super::finans::Kontering;
+use super::line_and_column;
 use super::rejection::Rejection;
 use super::values::Cvr;
 
@@ -388,16 +389,6 @@ struct PatternSpec {
     funktion: Option<OneOrMany>,
     dranst: Option<OneOrMany>,
     art: Option<OneOrMany>,
-}
-
-/// The line and the column (in characters, both from 1) of a byte offset.
-fn line_and_column(content: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(content.len());
-    while !content.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &content[..offset];
-    (before.matches('\n').count() + 1, before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1)
 }
 
 /// Reads a sortiment file. `name` is only used in error messages.

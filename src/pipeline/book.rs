@@ -152,19 +152,19 @@ fn decide_items(
     at: DateTime<Utc>,
 ) -> Result<Vec<Receipt>, StorageError> {
     let (delivery_id, stamp) = (record.delivery_id.unwrap_or_default(), Stamp(at));
+    let sender_text = record.sender.map(|s| s.to_string()).unwrap_or_default();
     let mut answers = Vec::with_capacity(plans.len());
     for plan in plans {
         // Without a sender (its AfsenderSystem unreadable, so rejected already) nothing can have been accepted
         // from it before, and its related claim cannot be looked for.
-        let (sender, decision) = match record.sender {
+        let decision = match record.sender {
             Some(sender) => {
                 let earlier = store::accepted_item(conn, record.integration, sender, &plan.reference)?;
-                let decision = judge_item(plan, earlier, |related| {
+                judge_item(plan, earlier, |related| {
                     Ok::<_, StorageError>(store::accepted_item(conn, record.integration, sender, related)?.is_some())
-                })?;
-                (sender.to_string(), decision)
+                })?
             }
-            None => (String::new(), judge_item(plan, None, |_| Ok::<_, StorageError>(true))?),
+            None => judge_item(plan, None, |_| Ok::<_, StorageError>(true))?,
         };
         let receipt = match decision {
             ItemDecision::Repeat { receipt } => serde_json::from_str(&receipt).map_err(|e| StorageError::Corrupt(e.to_string()))?,
@@ -180,10 +180,10 @@ fn decide_items(
                 store::insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
                 receipt.erp_reference = Some(match booking {
                     Booking::Finans(finans) => {
-                        format!("erp_journal:{}", store::book_finans(conn, receipt.id, delivery_key, &sender, finans, at)?)
+                        format!("erp_journal:{}", store::book_finans(conn, receipt.id, delivery_key, &sender_text, finans, at)?)
                     }
                     Booking::Claim(claim) => {
-                        format!("erp_claims:{}", store::book_claim(conn, receipt.id, delivery_key, &sender, claim, at)?)
+                        format!("erp_claims:{}", store::book_claim(conn, receipt.id, delivery_key, &sender_text, claim, at)?)
                     }
                 });
                 store::set_erp_reference(conn, &receipt)?;

@@ -6,8 +6,6 @@ use actix_web::{web, HttpResponse};
 
 use super::{failure, State};
 use crate::domain::sortiment::Integration;
-use crate::wire::WireSpec;
-use crate::xml::schema;
 
 pub(super) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type(ContentType::plaintext()).body("ok\n")
@@ -25,11 +23,7 @@ pub(super) async fn readyz(state: web::Data<State>) -> HttpResponse {
     });
     let checks = web::block(move || {
         let database = app.db.ping().map(|_| "ok".to_string()).map_err(|e| e.to_string());
-        let schemas = [Integration::Sf1590A, Integration::Sf1590B]
-            .iter()
-            .try_for_each(|i| schema::check_schema(&app.pipeline.settings.schema_dir.join(WireSpec::of(*i).schema)))
-            .map(|_| "ok".to_string())
-            .map_err(|e| e.to_string());
+        let schemas = crate::startup::check_schemas(&app.pipeline.settings.schema_dir).map(|_| "ok".to_string()).map_err(|e| e.to_string());
         let mappings = app.pipeline.mappings().map(|m| format!("version {}", m.version)).map_err(|e| e.to_string());
         vec![("database", database), ("schemas", schemas), ("mappings", mappings)]
     })

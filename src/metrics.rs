@@ -32,7 +32,7 @@ pub use crate::storage::inspect::SharedFigures;
 pub fn tls_refused() -> &'static IntCounterVec {
     static REFUSED: std::sync::LazyLock<IntCounterVec> = std::sync::LazyLock::new(|| {
         IntCounterVec::new(
-            Opts::new("fkoeko_tls_refused_total", "TLS handshakes refused for the client certificate, by reason."),
+            Opts::new("fkoeko_tls_refused_total", "TLS handshakes refused or broken off, by reason."),
             &["reason"],
         )
         .expect("valid metric")

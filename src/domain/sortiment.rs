@@ -55,37 +55,67 @@ pub struct CallerCertificate {
 }
 
 impl CallerCertificate {
-    /// Whether a list of fingerprints and subjects names this certificate. A subject is compared as a parsed
-    /// name, attribute type and value in order, never as printed text: a certificate whose one CN is
-    /// "allowed-client, O=Test" is not "CN=allowed-client, O=Test".
-    pub fn is_in(&self, names: &[String]) -> bool {
-        names.iter().any(|name| {
-            let name = name.trim();
-            match name.strip_prefix("sha256:") {
-                Some(hex) => {
-                    let wanted: String = hex.chars().filter(|c| *c != ':').collect::<String>().to_lowercase();
-                    self.fingerprint.strip_prefix("sha256:") == Some(wanted.as_str())
-                }
-                None => DistinguishedName::parse(name).is_ok_and(|wanted| wanted.names(&self.subject)),
-            }
-        })
+    /// Whether a list of allowlist entries or sortiment pins names this certificate.
+    pub fn is_in(&self, names: &[CertificateName]) -> bool {
+        names.iter().any(|name| name.names(self))
     }
 }
 
-/// Checks a certificate name as an allowlist or a sortiment pin writes it: "sha256:" and 64 hex digits (colons
-/// allowed), or a subject in RFC 4514 text. Checked when the configuration or sortiment is read, so that a name
-/// that could never match anything is an error there, not a silent refusal later.
-pub fn check_certificate_name(name: &str) -> Result<(), String> {
-    let name = name.trim();
-    match name.strip_prefix("sha256:") {
-        Some(hex) => {
-            let digits: String = hex.chars().filter(|c| *c != ':').collect();
-            match digits.len() == 64 && digits.chars().all(|c| c.is_ascii_hexdigit()) {
-                true => Ok(()),
-                false => Err(format!("'{name}' er ikke et SHA-256-fingeraftryk (sha256: og 64 hex-cifre)")),
+/// A client certificate as an allowlist or a sortiment pin names it: "sha256:" and 64 hex digits (colons
+/// allowed), or a subject in RFC 4514 text. Parsed where the configuration or sortiment is read, so a name that
+/// could never match anything is an error there, not a silent refusal later, and is not parsed again per call.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum CertificateName {
+    /// The SHA-256 of the certificate (DER), as 64 lower-case hex digits.
+    Fingerprint(String),
+    /// A subject, compared as a parsed name, attribute type and value in order, never as printed text: a
+    /// certificate whose one CN is "allowed-client, O=Test" is not "CN=allowed-client, O=Test".
+    Subject(DistinguishedName),
+}
+
+impl CertificateName {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        let name = name.trim();
+        match name.strip_prefix("sha256:") {
+            Some(hex) => {
+                let digits: String = hex.chars().filter(|c| *c != ':').collect::<String>().to_lowercase();
+                match digits.len() == 64 && digits.chars().all(|c| c.is_ascii_hexdigit()) {
+                    true => Ok(CertificateName::Fingerprint(digits)),
+                    false => Err(format!("'{name}' er ikke et SHA-256-fingeraftryk (sha256: og 64 hex-cifre)")),
+                }
             }
+            None => DistinguishedName::parse(name).map(CertificateName::Subject),
         }
-        None => DistinguishedName::parse(name).map(drop),
+    }
+
+    pub fn names(&self, caller: &CallerCertificate) -> bool {
+        match self {
+            CertificateName::Fingerprint(hex) => caller.fingerprint.strip_prefix("sha256:") == Some(hex.as_str()),
+            CertificateName::Subject(subject) => subject.names(&caller.subject),
+        }
+    }
+}
+
+impl fmt::Display for CertificateName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertificateName::Fingerprint(hex) => write!(f, "sha256:{hex}"),
+            CertificateName::Subject(subject) => subject.fmt(f),
+        }
+    }
+}
+
+impl TryFrom<String> for CertificateName {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        CertificateName::parse(&text)
+    }
+}
+
+impl From<CertificateName> for String {
+    fn from(name: CertificateName) -> String {
+        name.to_string()
     }
 }
 
@@ -241,7 +271,7 @@ pub struct Sender {
     pub valid_from: NaiveDate,
     pub valid_to: Option<NaiveDate>,
     pub integrations: Vec<Integration>,
-    pub certificates: Vec<String>,
+    pub certificates: Vec<CertificateName>,
     pub konteringer: Vec<KonteringPattern>,
     pub claim_types: Vec<ClaimTypeRule>,
     /// Whether the owners are mailed when a delivery is rejected (`advarsler` in the file).
@@ -464,9 +494,11 @@ pub fn parse_sortiment_file(name: &str, content: &str) -> Result<Vec<Sender>, So
                 art: field(pattern.art, "art", &mut errors),
             });
         }
+        let mut certificates = Vec::new();
         for name in &spec.certifikater {
-            if let Err(why) = check_certificate_name(name) {
-                errors.push(format!("{sender_line}: certifikater: {why}"));
+            match CertificateName::parse(name) {
+                Ok(name) => certificates.push(name),
+                Err(why) => errors.push(format!("{sender_line}: certifikater: {why}")),
             }
         }
         if let Some(authority) = authority {
@@ -478,7 +510,7 @@ pub fn parse_sortiment_file(name: &str, content: &str) -> Result<Vec<Sender>, So
                 valid_from: spec.gyldig_fra,
                 valid_to: spec.gyldig_til,
                 integrations: spec.integrationer,
-                certificates: spec.certifikater,
+                certificates,
                 konteringer,
                 claim_types,
                 alerts: spec.advarsler,
@@ -494,12 +526,19 @@ pub fn parse_sortiment_file(name: &str, content: &str) -> Result<Vec<Sender>, So
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_certificate_name_that_could_never_match_is_an_error_where_it_is_written() {
-        assert!(check_certificate_name(&format!("sha256:{}", "ab".repeat(32))).is_ok());
-        assert!(check_certificate_name("sha256:AB:CD").is_err(), "too short");
-        assert!(check_certificate_name("CN=SP_PROD_Callback, O=KOMBIT").is_ok());
-        assert!(check_certificate_name("SP_PROD_Callback").is_err(), "a bare name is no subject");
+        let fingerprint = format!("sha256:{}", "AB:".repeat(31) + "AB");
+        let parsed = CertificateName::parse(&fingerprint).unwrap();
+        assert_eq!(parsed.to_string(), format!("sha256:{}", "ab".repeat(32)), "colons and case do not matter");
+        let caller = CallerCertificate { fingerprint: format!("sha256:{}", "ab".repeat(32)), subject: DistinguishedName::default() };
+        assert!(caller.is_in(&[parsed]));
+        assert!(CertificateName::parse("sha256:AB:CD").is_err(), "too short");
+        let subject = CertificateName::parse("CN=SP_PROD_Callback, O=KOMBIT").unwrap();
+        assert_eq!(CertificateName::parse(&subject.to_string()).unwrap(), subject, "stored as text, read back as itself");
+        assert!(CertificateName::parse("SP_PROD_Callback").is_err(), "a bare name is no subject");
         let content = "[[afsender]]\nsystem = \"6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01\"\nnavn = \"KY\"\nmyndighed = \"29189846\"\n\
                        gyldig_fra = \"2024-01-01\"\nintegrationer = [\"SF1590_A\"]\ncertifikater = [\"KY-direkte\"]\n";
         let err = parse_sortiment_file("s.toml", content).unwrap_err().to_string();
@@ -525,8 +564,6 @@ mod tests {
         let from_cert = DistinguishedName(vec![DnAttribute { kind: "CN".into(), oid: Some("2.5.4.3".into()), value: "a".into() }]);
         assert!(by_oid.names(&from_cert));
     }
-
-    use super::*;
 
     #[test]
     fn errors_name_file_line_and_column() {

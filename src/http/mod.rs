@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 
 use crate::config::Config;
 use crate::domain::rejection::Rejection;
-use crate::domain::sortiment::{CallerCertificate, Integration};
+use crate::domain::sortiment::{CallerCertificate, CertificateName, Integration};
 use crate::pipeline::{Mode, Pipeline, Transport};
 use crate::wire::WireSpec;
 use crate::xml::soap::{self, SoapVersion};
@@ -35,9 +35,11 @@ struct State {
     max_processing: usize,
     readers: Readers,
     /// Client certificates let in beyond the TLS handshake; empty: any the CAs issued.
-    allowed_clients: Vec<String>,
+    allowed_clients: Vec<CertificateName>,
     /// Whether clients must show a certificate (mutual TLS).
     mutual_tls: bool,
+    /// "https" or "http", for the addresses in the WSDL.
+    scheme: &'static str,
     in_flight: AtomicUsize,
     max_in_flight: usize,
 }
@@ -144,13 +146,15 @@ fn busy() -> HttpResponse {
     HttpResponse::ServiceUnavailable().insert_header((header::RETRY_AFTER, "5")).insert_header((header::CONNECTION, "close")).finish()
 }
 
+/// The client certificates let in beyond the handshake, as the configuration names them.
+fn allowed_clients(config: &Config) -> anyhow::Result<Vec<CertificateName>> {
+    let parse = |(n, name): (usize, &String)| CertificateName::parse(name).map_err(|why| anyhow::anyhow!("tls.allowed_clients[{n}]: {why}"));
+    config.tls.allowed_clients.iter().enumerate().map(parse).collect()
+}
+
 /// Plain HTTP only on loopback, or where the configuration says so explicitly. Checked before binding.
 pub fn check_transport(config: &Config) -> anyhow::Result<()> {
-    for (n, name) in config.tls.allowed_clients.iter().enumerate() {
-        if let Err(why) = crate::domain::sortiment::check_certificate_name(name) {
-            anyhow::bail!("tls.allowed_clients[{n}]: {why}");
-        }
-    }
+    allowed_clients(config)?;
     if !config.tls.enabled && !is_loopback(&config.server.listen) && !config.server.allow_plain_http {
         anyhow::bail!(
             "refusing plain HTTP on {}: configure [tls], or set server.allow_plain_http = true if a proxy in front terminates TLS",
@@ -184,12 +188,13 @@ pub fn server(pipeline: Arc<Pipeline>, listener: TcpListener, config: &Config) -
         processing: Default::default(),
         max_processing,
         readers: Readers::start(max_processing),
-        allowed_clients: config.tls.allowed_clients.clone(),
+        allowed_clients: allowed_clients(config)?,
         mutual_tls: config.tls.enabled && !config.tls.client_ca.is_empty(),
+        scheme: if config.tls.enabled { "https" } else { "http" },
         in_flight: AtomicUsize::new(0),
         max_in_flight: config.server.max_concurrent_requests,
     });
-    let server = HttpServer::new(move || {
+    let app = move || {
         App::new()
             .app_data(state.clone())
             .route("/sf1590a", web::get().to(|req, state| wsdl(req, state, Integration::Sf1590A)))
@@ -197,23 +202,27 @@ pub fn server(pipeline: Arc<Pipeline>, listener: TcpListener, config: &Config) -
             .route("/sf1590b", web::get().to(|req, state| wsdl(req, state, Integration::Sf1590B)))
             .route("/sf1590b", web::post().to(|req, body, state| receive(req, body, state, Integration::Sf1590B)))
             .route("/schemas/{name}", web::get().to(schema_file))
-    })
-    .workers(config.server.workers.max(1))
-    .max_connections(config.server.max_connections)
-    .client_request_timeout(Duration::from_secs(config.server.request_head_timeout_secs))
-    .on_connect(tls::on_connect);
-    let server = if config.tls.enabled {
-        server.listen_rustls_0_23(listener, tls::server_config(&config.tls)?)?
-    } else {
-        server.listen(listener)?
     };
-    Ok(server.run())
+    let listen = tls::Listen {
+        workers: config.server.workers.max(1),
+        max_connections: config.server.max_connections,
+        client_request_timeout: Duration::from_secs(config.server.request_head_timeout_secs),
+    };
+    if config.tls.enabled {
+        return Ok(tls::serve(listener, tls::server_config(&config.tls)?, &listen, app)?);
+    }
+    Ok(HttpServer::new(app)
+        .workers(listen.workers)
+        .max_connections(listen.max_connections)
+        .client_request_timeout(listen.client_request_timeout)
+        .listen(listener)?
+        .run())
 }
 
 /// The address clients reached us on, so the WSDL points back at it.
-fn base_url(req: &HttpRequest) -> String {
+fn base_url(req: &HttpRequest, state: &State) -> String {
     let info = req.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
+    format!("{}://{}", state.scheme, info.host())
 }
 
 async fn wsdl(req: HttpRequest, state: web::Data<State>, integration: Integration) -> HttpResponse {
@@ -221,7 +230,7 @@ async fn wsdl(req: HttpRequest, state: web::Data<State>, integration: Integratio
         return HttpResponse::BadRequest().body(format!("GET {}?wsdl gives the WSDL; deliveries are POSTed as SOAP.\n", req.path()));
     }
     match read_file(state.schema_dir.join(WireSpec::of(integration).wsdl)).await {
-        Ok(text) => HttpResponse::Ok().content_type(ContentType::xml()).body(text.replace("{{BASE}}", &base_url(&req))),
+        Ok(text) => HttpResponse::Ok().content_type(ContentType::xml()).body(text.replace("{{BASE}}", &base_url(&req, &state))),
         Err(e) => {
             tracing::error!(error = %e, "WSDL not readable");
             HttpResponse::InternalServerError().finish()

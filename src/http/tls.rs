@@ -2,11 +2,25 @@
 //! handshake, and only those on the allowlist get further. The server certificate and the CA files are read
 //! again when they change on disk, so certificates are rotated without a restart.
 
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::fs::File;
+use std::future::Future;
 use std::io::BufReader;
+use std::net::{IpAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix_http::body::MessageBody;
+use actix_http::{HttpService, Protocol, Request, Response};
+use actix_service::{apply_fn_factory, map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt as _};
+use actix_tls::accept::rustls_0_23::{Acceptor, AcceptorService, TlsStream};
+use actix_tls::accept::TlsError;
+use actix_web::dev::AppConfig;
+use actix_web::rt::net::TcpStream;
 
 use anyhow::Context;
 use rustls::client::danger::HandshakeSignatureValid;
@@ -81,12 +95,7 @@ impl ResolvesServerCert for CertResolver {
 struct ClientVerifier {
     inner: Reloading<Arc<dyn ClientCertVerifier>>,
     algorithms: WebPkiSupportedAlgorithms,
-    /// When each (reason, certificate) was last logged: a client that retries does not flood the log.
-    logged: Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
 }
-
-/// A refused certificate is logged at most this often per reason and certificate.
-const LOG_REFUSED_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl ClientVerifier {
     fn refused(&self, end_entity: &CertificateDer<'_>, error: &rustls::Error) {
@@ -103,18 +112,11 @@ impl ClientVerifier {
             rustls::Error::InvalidCertificate(_) => "invalid",
             _ => "other",
         };
-        crate::metrics::tls_refused().with_label_values(&[reason]).inc();
-        let caller = caller_certificate(end_entity.as_ref());
-        let key = (reason.to_string(), caller.fingerprint.clone());
-        let mut logged = self.logged.lock().expect("log times");
-        if logged.len() > 10_000 {
-            logged.retain(|_, at| at.elapsed() < LOG_REFUSED_EVERY);
+        let peer = HANDSHAKE_PEER.get();
+        if refusals().count(peer, reason) {
+            let caller = caller_certificate(end_entity.as_ref());
+            tracing::warn!(peer = %Peer(peer), reason, error = %error, subject = %caller.subject, fingerprint = %caller.fingerprint, "TLS handshake refused: client certificate");
         }
-        if logged.get(&key).is_some_and(|at| at.elapsed() < LOG_REFUSED_EVERY) {
-            return;
-        }
-        logged.insert(key, std::time::Instant::now());
-        tracing::warn!(reason, error = %error, subject = %caller.subject, fingerprint = %caller.fingerprint, "TLS handshake refused: client certificate");
     }
 }
 
@@ -213,7 +215,6 @@ pub fn server_config(tls: &TlsConfig) -> anyhow::Result<ServerConfig> {
         builder.with_client_cert_verifier(Arc::new(ClientVerifier {
             inner,
             algorithms: provider.signature_verification_algorithms,
-            logged: Mutex::default(),
         }))
     };
     Ok(builder.with_cert_resolver(Arc::new(CertResolver(certified))))
@@ -246,11 +247,164 @@ fn subject_of(name: &x509_parser::x509::X509Name) -> sortiment::DistinguishedNam
 }
 
 /// Only the identity leaves the TLS layer: the request handlers read it from the connection's data.
-pub fn on_connect(connection: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
-    type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
-    if let Some(tls) = connection.downcast_ref::<Tls>() {
-        if let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-            data.insert(caller_certificate(cert.as_ref()));
+fn on_connect(tls: &TlsStream<TcpStream>, data: &mut actix_web::dev::Extensions) {
+    if let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        data.insert(caller_certificate(cert.as_ref()));
+    }
+}
+
+/// How a TLS listener runs.
+pub struct Listen {
+    pub workers: usize,
+    pub max_connections: usize,
+    pub client_request_timeout: Duration,
+}
+
+/// Serves an actix-web app over TLS on `listener`, as `HttpServer::listen_rustls_0_23` does, with one difference:
+/// a handshake that fails is counted by reason and logged with the peer's address. actix-web's own TLS listener
+/// drops these errors, so an operator never learns that a client came without a certificate or with one the CAs
+/// did not issue.
+pub fn serve<F, I, S, B>(listener: TcpListener, tls: ServerConfig, listen: &Listen, factory: F) -> std::io::Result<actix_server::Server>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    let mut tls = tls;
+    // HTTP/2 is not built in (actix-web without its http2 feature).
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let request_timeout = listen.client_request_timeout;
+    let address = listener.local_addr()?;
+    let server = actix_server::Server::build()
+        .workers(listen.workers)
+        .max_concurrent_connections(listen.max_connections)
+        .listen(format!("fkoeko-tls-{address}"), listener, move || {
+            let mut acceptor = Acceptor::new(tls.clone());
+            acceptor.set_handshake_timeout(HANDSHAKE_TIMEOUT);
+            let app = factory().into_factory().map_err(|e| e.into().error_response());
+            let http = HttpService::build()
+                .client_request_timeout(request_timeout)
+                // actix-web's default: a second for the client to close after the answer.
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .on_connect_ext(on_connect)
+                // The scheme the handlers need (the WSDL's address) is known to them; the rest is actix-web's default.
+                .finish(map_config(app, |_| AppConfig::default()));
+            apply_fn_factory::<_, _, _, _, TcpStream, TcpStream, _, _>(acceptor, |io: TcpStream, acceptor: &AcceptorService| {
+                let peer = io.peer_addr().ok().map(|a| a.ip());
+                let handshake = WithPeer { peer, handshake: Box::pin(acceptor.call(io)) };
+                async move { handshake.await.inspect_err(|e| handshake_failed(peer, e)) }
+            })
+            .map_err(TlsError::into_service_error)
+            .and_then(|io: TlsStream<TcpStream>| async move {
+                let peer = io.get_ref().0.peer_addr().ok();
+                Ok((io, Protocol::Http1, peer))
+            })
+            .and_then(http.map_err(TlsError::Service))
+        })?
+        .run();
+    Ok(server)
+}
+
+/// How long a client has to complete the handshake (actix-web's default).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
+thread_local! {
+    /// The peer of the handshake being polled on this thread, for the certificate verifier, which rustls calls
+    /// inside that poll and gives no address of its own.
+    static HANDSHAKE_PEER: Cell<Option<IpAddr>> = const { Cell::new(None) };
+}
+
+/// A handshake that makes its peer known to the verifier while it runs.
+struct WithPeer<F> {
+    peer: Option<IpAddr>,
+    handshake: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for WithPeer<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let outer = HANDSHAKE_PEER.replace(this.peer);
+        let polled = this.handshake.as_mut().poll(cx);
+        HANDSHAKE_PEER.set(outer);
+        polled
+    }
+}
+
+/// A peer's address as logged: "unknown" when the socket could not say.
+struct Peer(Option<IpAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => write!(f, "{ip}"),
+            None => f.write_str("unknown"),
         }
+    }
+}
+
+/// A handshake that did not complete. A refused certificate was counted and logged by the verifier, which knows
+/// the certificate; everything else is counted and logged here.
+fn handshake_failed(peer: Option<IpAddr>, error: &TlsError<std::io::Error, std::convert::Infallible>) {
+    let io = match error {
+        TlsError::Timeout => {
+            if refusals().count(peer, "handshake_timeout") {
+                tracing::warn!(peer = %Peer(peer), reason = "handshake_timeout", seconds = HANDSHAKE_TIMEOUT.as_secs(), "TLS handshake not completed in time");
+            }
+            return;
+        }
+        TlsError::Tls(io) => io,
+        TlsError::Service(never) => match *never {},
+    };
+    let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) else {
+        // The connection closed or broke mid-handshake (a port probe, a load balancer's TCP check): counted, not
+        // logged above debug, for it says nothing about a client's certificate.
+        crate::metrics::tls_refused().with_label_values(&["aborted"]).inc();
+        tracing::debug!(peer = %Peer(peer), error = %io, "TLS handshake aborted by the peer");
+        return;
+    };
+    let (reason, what) = match tls {
+        rustls::Error::InvalidCertificate(_) => return,
+        rustls::Error::NoCertificatesPresented => ("no_certificate", "the client sent no certificate, and one is required"),
+        rustls::Error::AlertReceived(_) => ("client_alert", "the client ended the handshake (does it trust the server certificate?)"),
+        rustls::Error::PeerIncompatible(_) => ("incompatible", "no TLS version or cipher suite in common"),
+        _ => ("handshake", "the handshake failed"),
+    };
+    if refusals().count(peer, reason) {
+        tracing::warn!(peer = %Peer(peer), reason, error = %tls, "TLS handshake refused: {what}");
+    }
+}
+
+/// Refused handshakes: each is counted; each peer and reason is logged at most once in ten minutes, so a client
+/// that retries does not flood the log.
+struct Refusals(Mutex<HashMap<(Option<IpAddr>, &'static str), Instant>>);
+
+const LOG_REFUSED_EVERY: Duration = Duration::from_secs(600);
+
+fn refusals() -> &'static Refusals {
+    static REFUSALS: OnceLock<Refusals> = OnceLock::new();
+    REFUSALS.get_or_init(|| Refusals(Mutex::default()))
+}
+
+impl Refusals {
+    /// Counts a refusal; true when it is to be logged.
+    fn count(&self, peer: Option<IpAddr>, reason: &'static str) -> bool {
+        crate::metrics::tls_refused().with_label_values(&[reason]).inc();
+        let mut logged = self.0.lock().expect("refusal log");
+        if logged.len() > 10_000 {
+            logged.retain(|_, at| at.elapsed() < LOG_REFUSED_EVERY);
+        }
+        if logged.get(&(peer, reason)).is_some_and(|at| at.elapsed() < LOG_REFUSED_EVERY) {
+            return false;
+        }
+        logged.insert((peer, reason), Instant::now());
+        true
     }
 }

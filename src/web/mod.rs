@@ -10,6 +10,7 @@ pub use login::hash_password;
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
@@ -71,7 +72,7 @@ pub fn server(app: Arc<AppState>, listener: TcpListener) -> anyhow::Result<actix
         dummy_hash: hash_password("no user has this password")?,
         checks: Arc::new(tokio::sync::Semaphore::new(checks_at_once())),
     });
-    let server = HttpServer::new(move || {
+    let app = move || {
         App::new()
             .app_data(state.clone())
             .app_data(web::FormConfig::default().limit(2 * 1024 * 1024))
@@ -91,17 +92,14 @@ pub fn server(app: Arc<AppState>, listener: TcpListener) -> anyhow::Result<actix
             .route("/mapninger/historik", web::get().to(views::mapping_history))
             .route("/mapninger/historik/{id}/rul-tilbage", web::post().to(views::roll_back))
             .route("/sortiment", web::get().to(views::sortiment))
-    })
-    .workers(2)
-    .on_connect(crate::http::tls::on_connect);
-    let server = if config.admin.tls {
+    };
+    let listen = crate::http::tls::Listen { workers: 2, max_connections: 25_000, client_request_timeout: Duration::from_secs(5) };
+    if config.admin.tls {
         // The server's own certificate; finance staff's browsers have no client certificates.
         let tls = crate::config::TlsConfig { client_ca: Vec::new(), allowed_clients: Vec::new(), ..config.tls.clone() };
-        server.listen_rustls_0_23(listener, crate::http::tls::server_config(&tls)?)?
-    } else {
-        server.listen(listener)?
-    };
-    Ok(server.run())
+        return Ok(crate::http::tls::serve(listener, crate::http::tls::server_config(&tls)?, &listen, app)?);
+    }
+    Ok(HttpServer::new(app).workers(listen.workers).listen(listener)?.run())
 }
 
 fn see_other(to: &str) -> HttpResponse {

@@ -524,7 +524,7 @@ pub fn sortiment(user: &str, sortiment: &Sortiment, today: NaiveDate) -> Markup 
                         tr { th { "Gyldig" } td { (sender.valid_from) " – " (sender.valid_to.map(|d| d.to_string()).unwrap_or_else(|| "uden slut".into())) } }
                         tr { th { "Ejere (får advarsler)" } td { (sender.owners.join(", ")) @if !sender.alerts { " – advarsler slået fra" } } }
                         tr { th { "Integrationer" } td { (sender.integrations.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")) } }
-                        @if !sender.certificates.is_empty() { tr { th { "Certifikater" } td { (sender.certificates.join(", ")) } } }
+                        @if !sender.certificates.is_empty() { tr { th { "Certifikater" } td { (sender.certificates.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")) } } }
                     }
                     @if !sender.konteringer.is_empty() {
                         table {

@@ -179,13 +179,29 @@ fn client_certificates_are_checked() {
         let (code, status, _) = curl(&url, &s.ca_file, client.as_ref(), &Delivery::one("TLS-NO").soap11());
         assert!(code != 0 && status != "200", "{what}: curl {code}, HTTP {status}");
     }
-    // The refused certificates are counted by reason (and logged, once per certificate and reason).
+    // Every refused handshake is counted by reason, the one without a certificate too (its log line is shown
+    // by `a_refused_handshake_is_logged_once_per_peer_and_reason`).
     let metrics = ureq::get(&s.server.admin_url("/metrics")).call().unwrap().into_string().unwrap();
-    for reason in ["expired", "unknown_issuer"] {
+    for reason in ["expired", "unknown_issuer", "no_certificate"] {
         let series = format!("fkoeko_tls_refused_total{{reason=\"{reason}\"}} ");
         let count: f64 = metrics.lines().find_map(|l| l.strip_prefix(&series)).and_then(|n| n.trim().parse().ok()).unwrap_or(0.0);
         assert!(count >= 1.0, "{reason} not counted:\n{metrics}");
     }
+
+    // The WSDL names the address it was fetched on, https and all.
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&s.ca_file)
+        .arg("--cert")
+        .arg(&s.sp.pem)
+        .arg("--key")
+        .arg(&s.sp.key)
+        .arg(format!("{url}?wsdl"))
+        .output()
+        .unwrap();
+    let wsdl = String::from_utf8_lossy(&out.stdout);
+    let base = url.trim_end_matches("/sf1590a");
+    assert!(base.starts_with("https://") && wsdl.contains(&format!("schemaLocation=\"{base}/schemas/sf1590a.xsd\"")), "{wsdl}");
 
     // From the trusted CA but not on the allowlist: HTTP 403, nothing processed.
     let stranger = s.client_ca.issue(d, "stranger", false, false);
@@ -298,4 +314,73 @@ fn an_allowlist_entry_that_is_neither_fingerprint_nor_subject_stops_the_start() 
     config.tls.allowed_clients = vec!["CN=KY-direkte".into(), "KY-direkte".into()];
     let error = spawn(&config).err().expect("the start is refused").to_string();
     assert!(error.contains("tls.allowed_clients[1]") && error.contains("KY-direkte"), "{error}");
+}
+
+/// `fkoeko serve` as a process: each refused handshake is logged with the peer's address and the reason, once
+/// per peer and reason however often the client tries again; the certificate's subject when there was one.
+#[test]
+fn a_refused_handshake_is_logged_once_per_peer_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (server_ca, client_ca) = (Ca::new("Server CA"), Ca::new("Client CA"));
+    let ca_file = d.join("server-ca.pem");
+    server_ca.write(&ca_file);
+    client_ca.write(&d.join("client-ca.pem"));
+    let server = server_ca.issue(d, "server", true, false);
+    let allowed = client_ca.issue(d, "SP_TEST_Callback", false, false);
+    let expired = client_ca.issue(d, "SP_TEST_Callback-expired", false, true);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = d.join("fkoeko.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[log]\nformat = \"json\"\n[tls]\nenabled = true\ncert = {:?}\nkey = {:?}\n\
+             client_ca = [{:?}]\nallowed_clients = [{:?}]\n",
+            server.pem,
+            server.key,
+            d.join("client-ca.pem"),
+            allowed.fingerprint
+        ),
+    )
+    .unwrap();
+    let db = new_database_url(d);
+    let mut child = fkoeko_command(&db)
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{port}/sf1590a");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while curl(&url, &ca_file, Some(&allowed), &Delivery::one("LOG-OK").soap11()).1 != "200" {
+        assert!(std::time::Instant::now() < deadline, "server did not come up");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for _ in 0..3 {
+        let (code, _, _) = curl(&url, &ca_file, None, &Delivery::one("LOG-NO").soap11());
+        assert_ne!(code, 0, "no certificate, no answer");
+        let (code, _, _) = curl(&url, &ca_file, Some(&expired), &Delivery::one("LOG-NO").soap11());
+        assert_ne!(code, 0, "an expired certificate, no answer");
+    }
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&output.stderr);
+    let refused: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("TLS handshake refused")))
+        .collect();
+    let of = |reason: &str| refused.iter().filter(|l| l["fields"]["reason"] == reason).collect::<Vec<_>>();
+    let none = of("no_certificate");
+    assert_eq!(none.len(), 1, "once for three tries: {logs}");
+    assert_eq!(none[0]["fields"]["peer"], "127.0.0.1", "{logs}");
+    assert!(none[0]["fields"]["message"].as_str().unwrap().contains("no certificate"), "{logs}");
+    let expired_lines = of("expired");
+    assert_eq!(expired_lines.len(), 1, "once for three tries: {logs}");
+    assert_eq!(expired_lines[0]["fields"]["peer"], "127.0.0.1", "{logs}");
+    assert_eq!(expired_lines[0]["fields"]["subject"], "CN=SP_TEST_Callback-expired", "{logs}");
+    assert_eq!(expired_lines[0]["fields"]["fingerprint"], expired.fingerprint.as_str(), "{logs}");
+    assert_eq!(refused.len(), 2, "nothing else refused: {logs}");
 }

@@ -187,6 +187,24 @@ pub enum AlertsCommand {
 pub enum BatchCommand {
     /// Process every complete file in the inboxes (and any a stopped process left), then exit.
     RunOnce,
+    /// Write FILE.metadata beside FILE, as Serviceplatformen's SFTP service writes it (a FileMetadata with a new
+    /// FileTransferUUID), for a folder fed by hand and for tests. The file must be complete: its size is read.
+    Metadata {
+        file: PathBuf,
+        /// The SFTP user that sends the file (`sftp_brugere` in the sortiment), or the AfsenderSystem's UUID.
+        #[arg(long)]
+        sender: String,
+        /// The sender's own id of the file; left out, the file is known by its FileTransferUUID.
+        #[arg(long)]
+        senders_file_id: Option<String>,
+        /// The recipient's SFTP user; default: this installation's first (batch.sftp_users).
+        #[arg(long, conflicts_with = "routed")]
+        to: Option<String>,
+        /// Route dynamically (ROUTING_V1_0_0) to this installation's municipality and IT system, from this
+        /// sending IT system (SenderIt-system).
+        #[arg(long, value_name = "SENDER_IT_SYSTEM")]
+        routed: Option<uuid::Uuid>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -210,6 +228,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve => serve(&config),
         Command::Batch { command: BatchCommand::RunOnce } => batch_run_once(&config),
+        Command::Batch { command: BatchCommand::Metadata { file, sender, senders_file_id, to, routed } } => {
+            batch_metadata(&config, &file, &sender, senders_file_id.as_deref(), to, routed)
+        }
         Command::Alerts { command: AlertsCommand::List { status } } => list_alerts(&config, status),
         Command::Deliveries { command } => deliveries(&config, command),
         Command::Mappings { command: MappingsCommand::Check { dir, allow_empty } } => check_mappings(&config, dir, allow_empty),
@@ -220,6 +241,45 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Validate { file, database, .. } => validate(&config, file, database),
         Command::Sortiment { command: SortimentCommand::Load { file, allow_empty } } => load_sortiment_file(&config, file, allow_empty),
     }
+}
+
+/// `fkoeko batch metadata`: the `.metadata` the platform would have written beside FILE.
+fn batch_metadata(
+    config: &Config,
+    file: &std::path::Path,
+    sender: &str,
+    senders_file_id: Option<&str>,
+    to: Option<String>,
+    routed: Option<uuid::Uuid>,
+) -> anyhow::Result<i32> {
+    use crate::batch::metadata::{self, Describe, SendTo};
+    let size = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?.len();
+    let name = file.file_name().and_then(|n| n.to_str()).context("the file has no name")?;
+    let authority = config.installation.myndighed.clone();
+    let to = match (routed, to) {
+        (Some(_), _) => SendTo::Routed {
+            it_system: config.installation.it_system.context("--routed needs installation.it_system in the configuration")?,
+            authority: authority.clone(),
+        },
+        (None, Some(user)) => SendTo::User(user),
+        (None, None) => SendTo::User(config.batch.sftp_users.first().cloned().unwrap_or_else(|| authority.clone())),
+    };
+    let transfer = uuid::Uuid::new_v4().to_string();
+    let document = metadata::render(&Describe {
+        file_transfer_uuid: Some(&transfer),
+        file_name: name,
+        size,
+        sender,
+        senders_file_id,
+        to: &to,
+        from_it_system: routed,
+        from_authority: &authority,
+    });
+    let target = file.with_file_name(format!("{name}.metadata"));
+    crate::files::write_atomically(&target, |out| std::io::Write::write_all(out, document.as_bytes()))
+        .with_context(|| format!("writing {}", target.display()))?;
+    println!("{}", target.display());
+    Ok(0)
 }
 
 /// `fkoeko batch run-once`: every complete file in the inboxes, with a progress bar on a terminal.

@@ -61,8 +61,10 @@ pub struct BatchConfig {
     pub quiet_secs: u64,
     /// Names that are still being written, in a plain folder (besides names starting with a dot).
     pub temporary_suffixes: Vec<String>,
-    /// How this installation is named among a .metadata file's Recipients; empty: the municipality's CVR.
-    pub recipients: Vec<String>,
+    /// This installation's SFTP user(s) on Serviceplatformen: a file is for it when its metadata's Recipients
+    /// holds one of them (or dynamic routing names its municipality). Empty: the municipality's CVR.
+    #[serde(alias = "recipients")]
+    pub sftp_users: Vec<String>,
     pub poll_interval_ms: u64,
     /// How long a process owns a file without booking a chunk of it before another may take it over.
     pub lease_secs: u64,
@@ -175,6 +177,10 @@ pub struct DatabaseConfig {
 pub struct InstallationConfig {
     /// CVR of the municipality this installation serves.
     pub myndighed: String,
+    /// This installation's own IT-system UUID on Serviceplatformen: a dynamically routed file whose
+    /// RecipientIt-system is another is not for it.
+    #[serde(default)]
+    pub it_system: Option<uuid::Uuid>,
     pub currencies: Vec<String>,
     /// "YYYY-MM"; empty means this and last month.
     pub open_periods: Vec<String>,
@@ -240,7 +246,12 @@ impl Default for Config {
                 max_processing: 0,
             },
             database: DatabaseConfig { url: "data/fkoeko.db".into(), pool_size: 8, busy_timeout_ms: 5000 },
-            installation: InstallationConfig { myndighed: "29189846".into(), currencies: vec!["DKK".into()], open_periods: Vec::new() },
+            installation: InstallationConfig {
+                myndighed: "29189846".into(),
+                it_system: None,
+                currencies: vec!["DKK".into()],
+                open_periods: Vec::new(),
+            },
             paths: PathsConfig {
                 schemas: "schemas".into(),
                 mappings: "data/mappings".into(),
@@ -267,7 +278,7 @@ impl Default for Config {
                 convention: BatchConvention::Metadata,
                 quiet_secs: 30,
                 temporary_suffixes: vec![".tmp".into(), ".part".into(), ".filepart".into()],
-                recipients: Vec::new(),
+                sftp_users: Vec::new(),
                 poll_interval_ms: 2000,
                 lease_secs: 120,
                 workers: 0,

@@ -31,11 +31,8 @@ pub use crate::storage::inspect::SharedFigures;
 /// them before any request (or pipeline) exists; every `Metrics` registry shows it.
 pub fn tls_refused() -> &'static IntCounterVec {
     static REFUSED: std::sync::LazyLock<IntCounterVec> = std::sync::LazyLock::new(|| {
-        IntCounterVec::new(
-            Opts::new("fkoeko_tls_refused_total", "TLS handshakes refused or broken off, by reason."),
-            &["reason"],
-        )
-        .expect("valid metric")
+        IntCounterVec::new(Opts::new("fkoeko_tls_refused_total", "TLS handshakes refused or broken off, by reason."), &["reason"])
+            .expect("valid metric")
     });
     &REFUSED
 }

@@ -26,7 +26,7 @@ use crate::domain::receipt::{ReceiptSet, Stamp};
 use crate::domain::rejection::{Finding, Rejection};
 use crate::domain::sortiment::Integration;
 use crate::files::{sync_dir, write_atomically};
-use crate::pipeline::{MasseFile, Pipeline, Progress};
+use crate::pipeline::{FileOrigin, MasseFile, Pipeline, Progress, RoutedFrom};
 use crate::startup::App;
 use crate::storage::batch::{BatchFile, BatchState, Claimed, Lease, NewBatchFile};
 use crate::storage::Db;
@@ -100,7 +100,11 @@ pub struct Receiver {
     db: Db,
     pipeline: Arc<Pipeline>,
     config: BatchConfig,
-    recipients: Vec<String>,
+    /// This installation's SFTP users (or its municipality's CVR), its municipality and its IT system: to whom
+    /// a file must be addressed for it to be taken.
+    sftp_users: Vec<String>,
+    authority: String,
+    it_system: Option<uuid::Uuid>,
     owner: String,
     /// Files already warned about (incomplete or unreadable metadata), so each is logged once.
     warned: Mutex<HashSet<String>>,
@@ -117,14 +121,16 @@ impl Receiver {
             let folders = Folders::of(&batch.dir, integration);
             folders.create().with_context(|| format!("creating the batch folders under {}", batch.dir.display()))?;
         }
-        let recipients = if batch.recipients.is_empty() { vec![config.installation.myndighed.clone()] } else { batch.recipients.clone() };
+        let sftp_users = if batch.sftp_users.is_empty() { vec![config.installation.myndighed.clone()] } else { batch.sftp_users.clone() };
         let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let owner = format!("{}:{}:{}", host.trim(), std::process::id(), &uuid::Uuid::new_v4().to_string()[..8]);
         Ok(Receiver {
             db: app.db.clone(),
             pipeline: app.pipeline.clone(),
             config: batch,
-            recipients,
+            sftp_users,
+            authority: config.installation.myndighed.clone(),
+            it_system: config.installation.it_system,
             owner,
             warned: Mutex::default(),
             hashes: Mutex::default(),
@@ -206,7 +212,14 @@ impl Receiver {
                         }
                         return Ok(None);
                     }
-                    Ok(_) => true,
+                    Ok(m) => match m.addressed_to(&self.addressee()) {
+                        Ok(()) => true,
+                        // Not ours: left where it is for whoever it is for, and said once.
+                        Err(why) => {
+                            self.warn_once(name, &format!("it is not addressed to this installation: {why}"));
+                            return Ok(None);
+                        }
+                    },
                     Err(e) => {
                         // The metadata may still be being written.
                         if age(&meta_path) > Duration::from_secs(self.config.quiet_secs) {
@@ -262,10 +275,7 @@ impl Receiver {
             Ok(bytes) => (metadata::parse(&bytes).ok(), Some(String::from_utf8_lossy(&bytes).into_owned())),
             Err(_) => (None, None),
         };
-        let file_key = match &meta {
-            Some(m) => format!("sftp:{}:{}", m.sender, m.senders_file_id),
-            None => format!("sha256:{content_hash}"),
-        };
+        let file_key = meta.as_ref().and_then(Metadata::file_key).unwrap_or_else(|| format!("sha256:{content_hash}"));
         let new = NewBatchFile {
             file_key,
             integration,
@@ -285,15 +295,16 @@ impl Receiver {
                     info!(file = %name, first = %earlier.file_name, "batch file was processed before; nothing booked, its receipt file is written again");
                     write_receipt_file(&self.db, &earlier, &receipt_file)?;
                 } else {
-                    warn!(file = %name, key = %earlier.file_key, "another file was delivered before with the same SendersFileId; rejected");
-                    let finding = Finding::nowhere(Rejection::DuplicateDifferent(format!(
-                        "SendersFileId {} (fil {})",
-                        meta.as_ref().map_or("", |m| m.senders_file_id.as_str()),
-                        earlier.file_name
-                    )));
+                    warn!(file = %name, key = %earlier.file_key, "another file was delivered before under the same id; rejected");
+                    let id = match meta.as_ref().map(|m| (&m.senders_file_id, &m.file_transfer_uuid)) {
+                        Some((Some(id), _)) => format!("SendersFileId {id}"),
+                        Some((None, Some(transfer))) => format!("FileTransferUUID {transfer}"),
+                        _ => "samme id".to_string(),
+                    };
+                    let finding = Finding::nowhere(Rejection::DuplicateDifferent(format!("{id} (fil {})", earlier.file_name)));
                     // Recorded, counted and alerted like any other rejected delivery.
                     let mut record = DeliveryRecord::new(integration, Transport::Masse, format!("file:{content_hash}"));
-                    record.sender = meta.as_ref().and_then(|m| uuid::Uuid::parse_str(&m.sender).ok());
+                    record.sender = meta.as_ref().and_then(|m| self.pipeline.sender_of(&origin_of(m)));
                     let set = self.pipeline.reject_as_whole(record, finding)?.receipts;
                     write_atomically(&receipt_file, |out| set.write_document(out, std::iter::empty()))
                         .with_context(|| format!("writing {}", receipt_file.display()))?;
@@ -319,19 +330,12 @@ impl Receiver {
         if file.state == BatchState::Processing {
             let path = folders.processing.join(&file.stored_name);
             let meta: Option<Metadata> = file.metadata.as_deref().and_then(|m| metadata::parse(m.as_bytes()).ok());
-            let mut findings = Vec::new();
-            if let Some(m) = &meta {
-                if !m.recipients.iter().any(|r| self.recipients.contains(r)) {
-                    findings.push(Finding::nowhere(Rejection::WrongAuthority(m.recipients.join(", "), self.recipients.join(", "))));
-                }
-            }
             let masse = MasseFile {
                 path: &path,
                 name: &file.file_name,
                 integration,
                 content_hash: &file.content_hash,
-                metadata_sender: meta.map(|m| m.sender),
-                delivery_findings: findings,
+                origin: meta.as_ref().map(origin_of),
                 lease: lease.clone(),
             };
             let name = file.file_name.clone();
@@ -366,6 +370,10 @@ impl Receiver {
         Ok(())
     }
 
+    fn addressee(&self) -> metadata::Addressee<'_> {
+        metadata::Addressee { sftp_users: &self.sftp_users, authority: &self.authority, it_system: self.it_system }
+    }
+
     fn warn_once(&self, name: &str, why: &str) {
         if self.warned.lock().expect("warned lock").insert(format!("{name}|{why}")) {
             warn!(file = name, "batch file not taken: {why}");
@@ -384,6 +392,12 @@ impl Receiver {
             }
         })
     }
+}
+
+/// Who a file's metadata says sent it.
+fn origin_of(m: &Metadata) -> FileOrigin {
+    let routed = m.routing.as_ref().map(|r| RoutedFrom { it_system: r.sender_it_system, authority: r.sender_authority.clone() });
+    FileOrigin { sftp_user: m.sender.clone(), routed }
 }
 
 /// The receipt file's name: the input's, with `.kvittering.xml` for its `.xml`.

@@ -89,6 +89,14 @@ pub enum Rejection {
     CertificateNotForSender(String),
     #[error("Afsendersystemet i Serviceplatformens kald ({0}) er ikke det samme som AfsenderSystem i leverancen.")]
     SenderContextMismatch(String),
+    #[error("Filen er sendt af SFTP-brugeren {user}, som sortimentet ikke knytter til AfsenderSystem {system}. Send filen som systemets egen SFTP-bruger, eller bed kommunen om at tilføje brugeren i sortimentet.")]
+    SftpUserNotForSender { user: String, system: uuid::Uuid },
+    #[error(
+        "SFTPDynamicRoutingInfo angiver SenderIt-system {routed}, men filens AfsenderSystem er {system}. De skal være det samme system."
+    )]
+    RoutedSenderMismatch { routed: uuid::Uuid, system: uuid::Uuid },
+    #[error("SFTPDynamicRoutingInfo angiver SenderAuthority {0}, men denne installation modtager for {1}. Send til den rigtige kommune.")]
+    RoutedAuthorityMismatch(String, String),
     #[error("Afsendersystemets sortiment er ikke gyldigt den {0} (gyldigt {1}). Kontakt kommunen.")]
     SenderInactive(NaiveDate, String),
     #[error("Leverancen er sendt til myndighed {0}, men denne installation modtager for {1}. Send til den rigtige kommune.")]
@@ -175,9 +183,11 @@ impl Rejection {
             Rejection::UnknownSender
             | Rejection::SenderNotForIntegration(_)
             | Rejection::SenderContextMismatch(_)
+            | Rejection::SftpUserNotForSender { .. }
+            | Rejection::RoutedSenderMismatch { .. }
             | Rejection::CertificateNotForSender(_) => Code::AfsenderUkendt,
             Rejection::SenderInactive(..) => Code::AfsenderIkkeAktiv,
-            Rejection::WrongAuthority(..) => Code::MyndighedForkert,
+            Rejection::WrongAuthority(..) | Rejection::RoutedAuthorityMismatch(..) => Code::MyndighedForkert,
             Rejection::KonteringOutsideSortiment { .. } => Code::SortimentKontering,
             Rejection::Unbalanced { .. } => Code::RegelBalance,
             Rejection::RepeatedPostingId(_) => Code::RegelPosteringId,

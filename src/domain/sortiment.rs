@@ -272,6 +272,8 @@ pub struct Sender {
     pub valid_to: Option<NaiveDate>,
     pub integrations: Vec<Integration>,
     pub certificates: Vec<CertificateName>,
+    /// The SFTP users on Serviceplatformen this sender sends batch files as (`sftp_brugere` in the file).
+    pub sftp_users: Vec<String>,
     pub konteringer: Vec<KonteringPattern>,
     pub claim_types: Vec<ClaimTypeRule>,
     /// Whether the owners are mailed when a delivery is rejected (`advarsler` in the file).
@@ -354,6 +356,8 @@ struct SenderSpec {
     integrationer: Vec<Integration>,
     #[serde(default)]
     certifikater: Vec<String>,
+    #[serde(default)]
+    sftp_brugere: Vec<String>,
     #[serde(default)]
     kontering: Vec<toml::Spanned<PatternSpec>>,
     #[serde(default)]
@@ -511,6 +515,7 @@ pub fn parse_sortiment_file(name: &str, content: &str) -> Result<Vec<Sender>, So
                 valid_to: spec.gyldig_til,
                 integrations: spec.integrationer,
                 certificates,
+                sftp_users: spec.sftp_brugere,
                 konteringer,
                 claim_types,
                 alerts: spec.advarsler,

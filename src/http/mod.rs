@@ -148,7 +148,8 @@ fn busy() -> HttpResponse {
 
 /// The client certificates let in beyond the handshake, as the configuration names them.
 fn allowed_clients(config: &Config) -> anyhow::Result<Vec<CertificateName>> {
-    let parse = |(n, name): (usize, &String)| CertificateName::parse(name).map_err(|why| anyhow::anyhow!("tls.allowed_clients[{n}]: {why}"));
+    let parse =
+        |(n, name): (usize, &String)| CertificateName::parse(name).map_err(|why| anyhow::anyhow!("tls.allowed_clients[{n}]: {why}"));
     config.tls.allowed_clients.iter().enumerate().map(parse).collect()
 }
 

@@ -212,10 +212,7 @@ pub fn server_config(tls: &TlsConfig) -> anyhow::Result<ServerConfig> {
                 Ok(verifier)
             }),
         )?;
-        builder.with_client_cert_verifier(Arc::new(ClientVerifier {
-            inner,
-            algorithms: provider.signature_verification_algorithms,
-        }))
+        builder.with_client_cert_verifier(Arc::new(ClientVerifier { inner, algorithms: provider.signature_verification_algorithms }))
     };
     Ok(builder.with_cert_resolver(Arc::new(CertResolver(certified))))
 }

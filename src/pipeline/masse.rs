@@ -16,7 +16,6 @@ use super::book::{self, Target};
 use super::intake::{self, OpenError};
 use super::{Arrival, ItemContext, Items, Pipeline, Sink, TechnicalError, Transport};
 use crate::domain::delivery::{DeliveryRecord, ItemPlan};
-use crate::domain::rejection::Finding;
 use crate::domain::sortiment::{Integration, Sortiment};
 use crate::storage::batch::{BatchFile, Lease};
 use crate::xml::soap::CallContext;
@@ -29,11 +28,24 @@ pub struct MasseFile<'a> {
     pub name: &'a str,
     pub integration: Integration,
     pub content_hash: &'a str,
-    /// The sender named by the file's .metadata (Serviceplatformen), which must be the file's AfsenderSystem.
-    pub metadata_sender: Option<String>,
-    /// Findings about the file from its transport (e.g. this installation not among its recipients).
-    pub delivery_findings: Vec<Finding>,
+    /// Who Serviceplatformen says sent the file (its .metadata): checked against the file's AfsenderSystem.
+    pub origin: Option<FileOrigin>,
     pub lease: Lease,
+}
+
+/// Who the platform says sent a batch file: the SFTP user, and with dynamic routing the IT system and the
+/// authority it sent for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOrigin {
+    pub sftp_user: String,
+    pub routed: Option<RoutedFrom>,
+}
+
+/// `SenderIt-system` and `SenderAuthority` of a dynamically routed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedFrom {
+    pub it_system: uuid::Uuid,
+    pub authority: String,
 }
 
 /// How far a file has come.
@@ -149,10 +161,9 @@ impl Pipeline {
             Err(OpenError::Technical(e)) => return Err(e),
         };
         info!(items = opened.frame.outline.items, "batch file is well-formed; processing its items");
-        let mut findings = opened.findings.clone();
-        findings.extend(file.delivery_findings.iter().cloned());
+        let findings = opened.findings.clone();
         let context = CallContext::default();
-        let arrival = Arrival { context: &context, caller: None, metadata_sender: file.metadata_sender.clone() };
+        let arrival = Arrival { context: &context, caller: None, origin: file.origin.as_ref() };
         let decided = self.decide_delivery(&opened, findings, &arrival, file.integration, &mut record)?;
         if !decided.findings.is_empty() {
             warn!(errors = decided.findings.len(), "the file's delivery fields or sender are rejected; every item is rejected with them");

@@ -35,7 +35,7 @@ mod intake;
 mod mappings;
 mod masse;
 pub use mappings::{in_force, MappingChange};
-pub use masse::{MasseFile, Progress};
+pub use masse::{FileOrigin, MasseFile, Progress, RoutedFrom};
 
 /// Failures the sender cannot fix: answered with a SOAP Fault ("try again later"), nothing handed over.
 #[derive(Debug, thiserror::Error)]
@@ -318,7 +318,7 @@ impl Pipeline {
             }
             findings.push(finding);
         }
-        let arrival = Arrival { context: &opened.context, caller, metadata_sender: None };
+        let arrival = Arrival { context: &opened.context, caller, origin: None };
         let decided = self.decide_delivery(&opened, findings, &arrival, integration, record)?;
         let root_path = opened.root_path();
         let context = ItemContext { sender: decided.sender(), today: decided.today, mappings: &decided.mappings, root_path: &root_path };
@@ -357,10 +357,8 @@ impl Pipeline {
             Some(header) => self.check_delivery(header, arrival, &sortiment, integration, today, &mut findings).map(|s| s.system),
             None => None,
         };
-        if let (Some(named), Some(header)) = (&arrival.metadata_sender, &header) {
-            if uuid::Uuid::parse_str(named).ok() != Some(header.sender.value) {
-                findings.push(Finding::new(Rejection::SenderContextMismatch(named.clone()), &header.sender.loc).with_value(named.clone()));
-            }
+        if let (Some(origin), Some(header)) = (arrival.origin, &header) {
+            self.check_origin(origin, header, &sortiment, sender.is_some(), &mut findings);
         }
         record.authority = header.as_ref().map(|h| h.authority.value.clone());
         let mappings = self.mappings()?;
@@ -699,6 +697,49 @@ impl Pipeline {
         }
     }
 
+    /// A batch file's AfsenderSystem against what Serviceplatformen says of who sent it: the SFTP user must be
+    /// one the sortiment gives that sender (or, in a hand-fed folder, the AfsenderSystem itself), and dynamic
+    /// routing must name the same IT system and this installation's municipality.
+    fn check_origin(
+        &self,
+        origin: &FileOrigin,
+        header: &crate::domain::finans::DeliveryHeader,
+        sortiment: &Sortiment,
+        known_sender: bool,
+        findings: &mut Vec<Finding>,
+    ) {
+        let system = header.sender.value;
+        let user = &origin.sftp_user;
+        let named_by_user = uuid::Uuid::parse_str(user).ok() == Some(system)
+            || sortiment.senders().any(|s| s.system == system && s.sftp_users.contains(user));
+        // An AfsenderSystem the sortiment does not know is rejected for that already.
+        if known_sender && !named_by_user {
+            let rejection = Rejection::SftpUserNotForSender { user: cut(user, MAX_VALUE_CHARS), system };
+            findings.push(Finding::new(rejection, &header.sender.loc).with_value(system.to_string()));
+        }
+        if let Some(routed) = &origin.routed {
+            if routed.it_system != system {
+                let rejection = Rejection::RoutedSenderMismatch { routed: routed.it_system, system };
+                findings.push(Finding::new(rejection, &header.sender.loc).with_value(system.to_string()));
+            }
+            let ours = self.settings.authority.as_str();
+            if routed.authority != ours {
+                let rejection = Rejection::RoutedAuthorityMismatch(routed.authority.clone(), ours.into());
+                findings.push(Finding::new(rejection, &header.authority.loc).with_value(routed.authority.clone()));
+            }
+        }
+    }
+
+    /// The AfsenderSystem a batch file's origin points at, before its content is read: the one dynamic routing
+    /// names, the one whose sortiment lists the SFTP user, or the SFTP user itself when it is a UUID.
+    pub fn sender_of(&self, origin: &FileOrigin) -> Option<uuid::Uuid> {
+        if let Some(routed) = &origin.routed {
+            return Some(routed.it_system);
+        }
+        let by_user = self.sortiment().ok().and_then(|s| s.senders().find(|s| s.sftp_users.contains(&origin.sftp_user)).map(|s| s.system));
+        by_user.or_else(|| uuid::Uuid::parse_str(&origin.sftp_user).ok())
+    }
+
     /// Who is told when this sender's delivery is rejected: its owners (unless the sortiment turned its alerts
     /// off) and the configured copy. `None`: nobody.
     fn alert_target(&self, sender: Option<&Sender>, system: Option<uuid::Uuid>) -> Option<AlertTarget> {
@@ -767,12 +808,12 @@ const FAR_OVER: usize = 10;
 /// SOAP envelope's start and header.
 const MAX_PREFIX_BYTES: u64 = 64 * 1024;
 
-/// What came with a delivery beside its body: Serviceplatformen's context, the client certificate, and the
-/// sender a batch file's .metadata names.
+/// What came with a delivery beside its body: Serviceplatformen's context, the client certificate, and who a
+/// batch file's .metadata says sent it.
 struct Arrival<'a> {
     context: &'a CallContext,
     caller: Option<&'a CallerCertificate>,
-    metadata_sender: Option<String>,
+    origin: Option<&'a FileOrigin>,
 }
 
 /// Where decided items go, one at a time in delivery order: a straks call's plans for its one transaction, a

@@ -280,6 +280,7 @@ diesel::table! {
         integrations -> Text,
         certificates -> Text,
         alerts -> Bool,
+        sftp_users -> Text,
     }
 }
 

@@ -63,6 +63,7 @@ impl Db {
                         sortiment_senders::integrations.eq(json(&integrations)),
                         sortiment_senders::certificates.eq(json(&sender.certificates)),
                         sortiment_senders::alerts.eq(sender.alerts),
+                        sortiment_senders::sftp_users.eq(json(&sender.sftp_users)),
                     ))
                     .returning(sortiment_senders::id)
                     .get_result(conn)?;
@@ -99,7 +100,7 @@ impl Db {
 
     /// One stored version of the sortiment, as the pipeline uses it.
     pub fn load_sortiment(&self, version: i64) -> Result<Sortiment, StorageError> {
-        type SenderRow = (i32, String, String, String, String, chrono::NaiveDate, Option<chrono::NaiveDate>, String, String, bool);
+        type SenderRow = (i32, String, String, String, String, chrono::NaiveDate, Option<chrono::NaiveDate>, String, String, bool, String);
         let mut conn = self.conn()?;
         let rows: Vec<SenderRow> = sortiment_senders::table
             .filter(sortiment_senders::version_id.eq(version as i32))
@@ -114,10 +115,11 @@ impl Db {
                 sortiment_senders::integrations,
                 sortiment_senders::certificates,
                 sortiment_senders::alerts,
+                sortiment_senders::sftp_users,
             ))
             .load(&mut conn)?;
         let mut senders = Vec::with_capacity(rows.len());
-        for (id, system, name, authority, owners, valid_from, valid_to, integrations, certificates, alerts) in rows {
+        for (id, system, name, authority, owners, valid_from, valid_to, integrations, certificates, alerts, sftp_users) in rows {
             let patterns: Vec<(String, String, String)> = sortiment_konteringer::table
                 .filter(sortiment_konteringer::sender_id.eq(id))
                 .order(sortiment_konteringer::id)
@@ -138,6 +140,7 @@ impl Db {
                 valid_to,
                 integrations: integrations.iter().filter_map(|i| Integration::parse(i)).collect(),
                 certificates: from_json(&certificates)?,
+                sftp_users: from_json(&sftp_users)?,
                 konteringer: patterns
                     .into_iter()
                     .map(|(funktion, dranst, art)| {

@@ -525,6 +525,7 @@ pub fn sortiment(user: &str, sortiment: &Sortiment, today: NaiveDate) -> Markup 
                         tr { th { "Ejere (får advarsler)" } td { (sender.owners.join(", ")) @if !sender.alerts { " – advarsler slået fra" } } }
                         tr { th { "Integrationer" } td { (sender.integrations.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")) } }
                         @if !sender.certificates.is_empty() { tr { th { "Certifikater" } td { (sender.certificates.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")) } } }
+                        @if !sender.sftp_users.is_empty() { tr { th { "SFTP-brugere" } td { (sender.sftp_users.join(", ")) } } }
                     }
                     @if !sender.konteringer.is_empty() {
                         table {

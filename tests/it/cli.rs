@@ -390,3 +390,35 @@ fn the_first_start_makes_the_mapping_folder_from_the_examples_and_leaves_them_as
     // Out of the box the live folder is under data/, which git ignores.
     assert_eq!(fkoeko_adapter::config::Config::default().paths.mappings, std::path::PathBuf::from("data/mappings"));
 }
+
+/// `fkoeko batch metadata` writes the `.metadata` the platform would have written, which the contract's XSD
+/// allows and the receiver reads back as that file from that sender.
+#[test]
+fn batch_metadata_writes_what_the_platform_would_have() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_database_url(dir.path());
+    let file = dir.path().join("bilag.xml");
+    std::fs::write(&file, Delivery::one("META-CLI").masse()).unwrap();
+    let out = fkoeko(&db)
+        .args(["batch", "metadata", "--sender", "ky-sftp", "--senders-file-id", "KY-77"])
+        .arg(&file)
+        .env("FKOEKO_BATCH__SFTP_USERS", "[\"erp-sftp\"]")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let written = dir.path().join("bilag.xml.metadata");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), written.display().to_string());
+    let xsd = Command::new("xmllint").arg("--noout").arg("--schema").arg(repo("schemas/sftp-metadata.xsd")).arg(&written).output().unwrap();
+    assert!(xsd.status.success(), "{}", String::from_utf8_lossy(&xsd.stderr));
+    let metadata = fkoeko_adapter::batch::metadata::parse(&std::fs::read(&written).unwrap()).unwrap();
+    assert_eq!(metadata.file_name, "bilag.xml");
+    assert_eq!(metadata.size_in_bytes, std::fs::metadata(&file).unwrap().len());
+    assert_eq!((metadata.sender.as_str(), metadata.senders_file_id.as_deref()), ("ky-sftp", Some("KY-77")));
+    assert_eq!(metadata.recipients, vec!["erp-sftp"]);
+    assert!(metadata.file_transfer_uuid.is_some());
+
+    // Routed dynamically: needs this installation's IT system.
+    let out = fkoeko(&db).args(["batch", "metadata", "--sender", "ky-sftp", "--routed", KY]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("installation.it_system"));
+}

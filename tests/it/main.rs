@@ -14,6 +14,7 @@ mod postgres;
 mod sf1590a_straks;
 mod sf1590b_straks;
 mod sftp;
+mod sftp_metadata;
 mod straks_intake;
 mod straks_random;
 mod tls;

@@ -3,10 +3,9 @@
 
 use crate::common::claims::{Claim, ClaimDelivery};
 use crate::common::delivery::{line_of, Bilag, Delivery, Posting};
-use crate::common::masse::Batch;
+use crate::common::masse::{platform_metadata, Batch};
 use crate::common::{KY, OUR_CVR};
 use diesel::RunQueryDsl;
-use fkoeko_adapter::batch::metadata;
 use fkoeko_adapter::domain::receipt::Status;
 use fkoeko_adapter::domain::sortiment::Integration;
 
@@ -89,7 +88,7 @@ fn a_partial_file_is_not_taken() {
     let half = &text.as_bytes()[..text.len() / 2];
     std::fs::write(inbox.join("bilag.xml"), half).unwrap();
     assert!(batch.run_once().is_empty());
-    let meta = metadata::render("bilag.xml", text.len() as u64, KY, "F-1", &[OUR_CVR]);
+    let meta = platform_metadata("bilag.xml", text.len(), "ky-sftp", Some("F-1"), OUR_CVR);
     std::fs::write(inbox.join("bilag.xml.metadata"), &meta).unwrap();
     assert!(batch.run_once().is_empty(), "taken while the size does not agree");
     assert_eq!(Batch::names_in(&inbox), vec!["bilag.xml", "bilag.xml.metadata"]);
@@ -100,7 +99,7 @@ fn a_partial_file_is_not_taken() {
     let handled = batch.run_once();
     assert_eq!(handled.len(), 1);
     assert!(Batch::names_in(&inbox).is_empty());
-    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM batch_files WHERE file_key = 'sftp:6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01:F-1'"), 1);
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM batch_files WHERE file_key = 'sftp:ky-sftp:F-1'"), 1);
 
     // A plain folder: a temporary name, or a file changed within the quiet time, is not taken.
     let plain = Batch::with(|c| {
@@ -116,24 +115,30 @@ fn a_partial_file_is_not_taken() {
 }
 
 #[test]
-fn a_metadata_file_for_another_recipient_or_sender_rejects_the_file() {
-    let batch = Batch::metadata();
+fn a_file_for_another_recipient_is_left_alone_and_one_from_another_sftp_user_is_rejected() {
+    let batch = Batch::with(|c| {
+        c.batch.convention = fkoeko_adapter::config::BatchConvention::Metadata;
+        c.batch.sftp_users = vec!["erp-sftp".into()];
+    });
     let (_, text) = mixed_file();
     let inbox = batch.folders().inbox;
     std::fs::create_dir_all(&inbox).unwrap();
+    // For another SFTP user (the municipality's CVR is no longer one of ours once sftp_users is set).
     std::fs::write(inbox.join("a.xml"), &text).unwrap();
-    std::fs::write(inbox.join("a.xml.metadata"), metadata::render("a.xml", text.len() as u64, KY, "F-A", &["12345678"])).unwrap();
-    let other_sender = "3c9d7b21-5e4f-4a8b-9c1d-2e3f4a5b6c03";
+    std::fs::write(inbox.join("a.xml.metadata"), platform_metadata("a.xml", text.len(), "ky-sftp", Some("F-A"), OUR_CVR)).unwrap();
+    // From an SFTP user the sortiment does not give KY, whose AfsenderSystem the file names.
     std::fs::write(inbox.join("b.xml"), &text).unwrap();
-    std::fs::write(inbox.join("b.xml.metadata"), metadata::render("b.xml", text.len() as u64, other_sender, "F-B", &[OUR_CVR])).unwrap();
+    std::fs::write(inbox.join("b.xml.metadata"), platform_metadata("b.xml", text.len(), "ksd-sftp", Some("F-B"), "erp-sftp")).unwrap();
     batch.run_once();
-    let (_, a) = batch.receipt("a.xml");
-    assert!(
-        a.receipts.iter().all(|r| r.status == Status::Afvist && r.errors.iter().any(|e| e.code.as_str() == "MYNDIGHED_FORKERT")),
-        "{a:?}"
-    );
+    batch.run_once();
+    assert_eq!(Batch::names_in(&inbox), vec!["a.xml", "a.xml.metadata"], "left where it is, for whoever it is for");
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM batch_files"), 1);
     let (_, b) = batch.receipt("b.xml");
-    assert!(b.receipts.iter().all(|r| r.errors.iter().any(|e| e.code.as_str() == "AFSENDER_UKENDT")), "{b:?}");
+    for receipt in &b.receipts {
+        assert_eq!(receipt.status, Status::Afvist);
+        let error = receipt.errors.iter().find(|e| e.code.as_str() == "AFSENDER_UKENDT").expect("AFSENDER_UKENDT");
+        assert!(error.text.contains("ksd-sftp") && error.text.contains(KY), "names both: {}", error.text);
+    }
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal"), 0);
 }
 
@@ -202,7 +207,7 @@ fn the_same_senders_file_id_with_other_content_is_rejected() {
     for (name, bilag) in [("one.xml", "S-1"), ("two.xml", "S-2")] {
         let text = Delivery::new(vec![Bilag::balanced(bilag, "5.00")]).masse();
         std::fs::write(inbox.join(name), &text).unwrap();
-        std::fs::write(inbox.join(format!("{name}.metadata")), metadata::render(name, text.len() as u64, KY, "SAME-ID", &[OUR_CVR]))
+        std::fs::write(inbox.join(format!("{name}.metadata")), platform_metadata(name, text.len(), "ky-sftp", Some("SAME-ID"), OUR_CVR))
             .unwrap();
         let handled = batch.run_once();
         let expected = if name == "one.xml" { (1, 0, false) } else { (0, 1, false) };

@@ -7,9 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::delivery::{Bilag, Delivery};
-use crate::common::masse::{read_receipt_file, Batch};
-use crate::common::{KY, OUR_CVR};
-use fkoeko_adapter::batch::metadata;
+use crate::common::masse::{platform_metadata, read_receipt_file, Batch};
 use fkoeko_adapter::domain::receipt::Status;
 
 struct Sshd {
@@ -92,6 +90,7 @@ fn a_file_uploaded_by_sftp_with_its_metadata_is_answered_with_a_receipt_file_to_
     let batch = Batch::with(|c| {
         c.batch.convention = fkoeko_adapter::config::BatchConvention::Metadata;
         c.batch.poll_interval_ms = 100;
+        c.batch.sftp_users = vec!["erp-sftp".into()];
     });
     let task = batch.receiver().spawn();
     let folders = batch.folders();
@@ -108,7 +107,7 @@ fn a_file_uploaded_by_sftp_with_its_metadata_is_answered_with_a_receipt_file_to_
     let size = std::fs::metadata(&data).unwrap().len();
     std::fs::write(
         local.join("maanedskoersel.xml.metadata"),
-        metadata::render("maanedskoersel.xml", size, KY, "KY-2026-11-0001", &[OUR_CVR]),
+        platform_metadata("maanedskoersel.xml", size as usize, "ky-sftp", Some("KY-2026-11-0001"), "erp-sftp"),
     )
     .unwrap();
 
@@ -129,9 +128,6 @@ fn a_file_uploaded_by_sftp_with_its_metadata_is_answered_with_a_receipt_file_to_
     let outcome: Vec<(&str, Status)> = set.receipts.iter().map(|r| (r.reference.as_str(), r.status)).collect();
     assert_eq!(outcome, vec![("SFTP-1", Status::Accepteret), ("SFTP-2", Status::Afvist)]);
     assert_eq!(set.receipts[1].errors[0].code.as_str(), "REGEL_BALANCE");
-    assert_eq!(
-        batch.count("SELECT COUNT(*) AS n FROM batch_files WHERE file_key = 'sftp:6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01:KY-2026-11-0001'"),
-        1
-    );
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM batch_files WHERE file_key = 'sftp:ky-sftp:KY-2026-11-0001'"), 1);
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal WHERE bilag_id = 'SFTP-1'"), 1);
 }

@@ -90,11 +90,36 @@ impl Batch {
         super::count_in(&self.db_url, sql)
     }
 
+    /// One text, selected `AS s`.
+    pub fn string(&self, sql: &str) -> String {
+        #[derive(diesel::QueryableByName)]
+        struct Text {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            s: String,
+        }
+        diesel::RunQueryDsl::get_result::<Text>(diesel::sql_query(sql), &mut super::connect(&self.db_url)).unwrap().s
+    }
+
     pub fn names_in(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         names.sort();
         names
     }
+}
+
+/// The `.metadata` Serviceplatformen writes beside a file from the SFTP user `sender` to the SFTP user `to`.
+pub fn platform_metadata(name: &str, size: usize, sender: &str, senders_file_id: Option<&str>, to: &str) -> String {
+    let transfer = uuid::Uuid::new_v4().to_string();
+    fkoeko_adapter::batch::metadata::render(&fkoeko_adapter::batch::metadata::Describe {
+        file_transfer_uuid: Some(&transfer),
+        file_name: name,
+        size: size as u64,
+        sender,
+        senders_file_id,
+        to: &fkoeko_adapter::batch::metadata::SendTo::User(to.into()),
+        from_it_system: None,
+        from_authority: super::OUR_CVR,
+    })
 }
 
 pub fn read_receipt_file(path: &Path) -> (String, ReceiptSet) {

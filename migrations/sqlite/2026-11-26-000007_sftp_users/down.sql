@@ -1,0 +1,1 @@
+ALTER TABLE sortiment_senders DROP COLUMN sftp_users;

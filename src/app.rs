@@ -11,6 +11,7 @@ use crate::domain::mapping::{KonteringInput, MappingErrors, MappingSet};
 use crate::startup::{check_transports, load_sortiment, open_db, App, Background, Listeners};
 use crate::storage::inspect::DeliveryFilter;
 use crate::storage::sortiment::Loaded;
+use crate::storage::text::Named as _;
 
 #[derive(Parser, Debug)]
 #[command(name = "fkoeko", version, about = "Receiving end of FK-ØKO (SF1590_A, SF1590_B) for an ERP system")]
@@ -187,6 +188,11 @@ pub enum AlertsCommand {
 pub enum BatchCommand {
     /// Process every complete file in the inboxes (and any a stopped process left), then exit.
     RunOnce,
+    /// The latest batch files: how far each came, and whether its receipt file reached the sender.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
     /// Write FILE.metadata beside FILE, as Serviceplatformen's SFTP service writes it (a FileMetadata with a new
     /// FileTransferUUID), for a folder fed by hand and for tests. The file must be complete: its size is read.
     Metadata {
@@ -228,6 +234,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve => serve(&config),
         Command::Batch { command: BatchCommand::RunOnce } => batch_run_once(&config),
+        Command::Batch { command: BatchCommand::List { limit } } => batch_list(&config, limit),
         Command::Batch { command: BatchCommand::Metadata { file, sender, senders_file_id, to, routed } } => {
             batch_metadata(&config, &file, &sender, senders_file_id.as_deref(), to, routed)
         }
@@ -241,6 +248,38 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Validate { file, database, .. } => validate(&config, file, database),
         Command::Sortiment { command: SortimentCommand::Load { file, allow_empty } } => load_sortiment_file(&config, file, allow_empty),
     }
+}
+
+/// `fkoeko batch list`.
+fn batch_list(config: &Config, limit: i64) -> anyhow::Result<i32> {
+    let db = open_db(config)?;
+    let files = db.recent_batch_files(limit)?;
+    println!(
+        "{:>6}  {:<19}  {:<8}  {:<10}  {:>8}  {:>8}  {:<28}  file",
+        "id", "received", "integr.", "state", "accepted", "rejected", "receipt file"
+    );
+    for file in &files {
+        let transfer = db.receipt_transfers_of(file.id)?.into_iter().next();
+        let sent = match &transfer {
+            Some(t) => format!("{} ({} tr{})", t.state.name(), t.attempts, if t.attempts == 1 { "y" } else { "ies" }),
+            None if file.receipt_file.is_some() => "in the outbox".to_string(),
+            None => "-".to_string(),
+        };
+        println!(
+            "{:>6}  {:<19}  {:<8}  {:<10}  {:>8}  {:>8}  {:<28}  {}{}",
+            file.id,
+            file.received_at.format("%Y-%m-%d %H:%M:%S"),
+            file.integration.as_str(),
+            file.state.name(),
+            file.accepted_count,
+            file.rejected_count,
+            sent,
+            file.file_name,
+            transfer.and_then(|t| t.last_error).map_or(String::new(), |e| format!("  ({e})")),
+        );
+    }
+    println!("{} file(s)", files.len());
+    Ok(0)
 }
 
 /// `fkoeko batch metadata`: the `.metadata` the platform would have written beside FILE.

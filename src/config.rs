@@ -70,6 +70,13 @@ pub struct BatchConfig {
     pub lease_secs: u64,
     /// Threads that read and check items; 0: one per CPU.
     pub workers: usize,
+    /// Receipt files sent back through Serviceplatformen (convention "metadata"): tries before one is failed,
+    /// the wait before the next try (doubling up to the most), and how long the platform has to answer a try
+    /// with its .sftpreceipt before the silence counts as an error.
+    pub receipt_max_attempts: u32,
+    pub receipt_backoff_initial_secs: u64,
+    pub receipt_backoff_max_secs: u64,
+    pub receipt_answer_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -162,6 +169,10 @@ pub struct ServerConfig {
     /// Deliveries read and decided at once (0: one per CPU). Calls beyond it wait with their bodies received,
     /// so the memory that reading takes is bounded by this, not by the number of calls.
     pub max_processing: usize,
+    /// The address senders reach the service on, as the WSDL names it (e.g. "https://fkoeko.kommune.dk" behind a
+    /// proxy). Not set: the request's Host header, when it is a plain host name or address.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -244,6 +255,7 @@ impl Default for Config {
                 body_grace_secs: 2,
                 max_body_bytes_in_flight: 128 * 1024 * 1024,
                 max_processing: 0,
+                public_url: None,
             },
             database: DatabaseConfig { url: "data/fkoeko.db".into(), pool_size: 8, busy_timeout_ms: 5000 },
             installation: InstallationConfig {
@@ -282,6 +294,10 @@ impl Default for Config {
                 poll_interval_ms: 2000,
                 lease_secs: 120,
                 workers: 0,
+                receipt_max_attempts: 5,
+                receipt_backoff_initial_secs: 60,
+                receipt_backoff_max_secs: 3600,
+                receipt_answer_secs: 3600,
             },
             admin: AdminConfig {
                 enabled: true,

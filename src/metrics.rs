@@ -11,6 +11,7 @@ use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, 
 use crate::domain::delivery::Transport;
 use crate::domain::receipt::Receipt;
 use crate::domain::sortiment::Integration;
+use crate::storage::text::{Named as _, TransferState};
 
 pub struct Metrics {
     registry: Registry,
@@ -20,6 +21,7 @@ pub struct Metrics {
     seconds: HistogramVec,
     batch_files: IntGauge,
     outbox: IntGaugeVec,
+    receipt_files: IntGaugeVec,
     /// The web page's logins: passwords checked, and tries refused without a check, by reason.
     pub logins: IntCounterVec,
 }
@@ -74,6 +76,14 @@ impl Metrics {
             .expect("valid metric");
         let outbox = IntGaugeVec::new(Opts::new("fkoeko_alert_outbox", "Rejection alerts in the outbox, by status."), &["status"])
             .expect("valid metric");
+        let receipt_files = IntGaugeVec::new(
+            Opts::new(
+                "fkoeko_receipt_files",
+                "Receipt files sent back through Serviceplatformen, by state (failed: not delivered after the last try).",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
         let logins = IntCounterVec::new(
             Opts::new(
                 "fkoeko_web_logins_total",
@@ -89,12 +99,13 @@ impl Metrics {
             Box::new(seconds.clone()),
             Box::new(batch_files.clone()),
             Box::new(outbox.clone()),
+            Box::new(receipt_files.clone()),
             Box::new(logins.clone()),
             Box::new(tls_refused().clone()),
         ] {
             registry.register(metric).expect("each metric registered once");
         }
-        Metrics { registry, deliveries, items, errors, seconds, batch_files, outbox, logins }
+        Metrics { registry, deliveries, items, errors, seconds, batch_files, outbox, receipt_files, logins }
     }
 
     /// One delivery (a call or a batch file) done, with its receipts' outcome and how long it took.
@@ -126,6 +137,10 @@ impl Metrics {
         for status in ["pending", "sending", "sent", "failed"] {
             let count = shared.map_or(-1, |s| s.alert_outbox.iter().find(|(name, _)| name == status).map_or(0, |(_, n)| *n));
             self.outbox.with_label_values(&[status]).set(count);
+        }
+        for state in [TransferState::Written, TransferState::Sent, TransferState::Delivered, TransferState::Failed] {
+            let count = shared.map_or(-1, |s| s.receipt_files.iter().find(|(named, _)| *named == state).map_or(0, |(_, n)| *n));
+            self.receipt_files.with_label_values(&[state.name()]).set(count);
         }
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("metrics encode");

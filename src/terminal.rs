@@ -45,6 +45,18 @@ pub fn delivery(detail: &DeliveryDetail) -> String {
         s.transport,
         detail.file_name.as_deref().map(|f| format!(", file {f}")).unwrap_or_default()
     );
+    if let Some(t) = &detail.receipt_transfer {
+        use crate::storage::text::Named as _;
+        let error = t.last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  receipt    {} {} after {} tr{}{error}",
+            t.receipt_name,
+            t.state.name(),
+            t.attempts,
+            if t.attempts == 1 { "y" } else { "ies" }
+        );
+    }
     let _ = writeln!(out, "  sender     {}", s.sender.as_deref().unwrap_or("-"));
     let _ = writeln!(out, "  mapping    {}", s.mapping_version.as_deref().unwrap_or("-"));
     let _ = writeln!(out, "  accepted   {}, rejected {}", s.accepted, s.rejected);

@@ -7,6 +7,7 @@
 //! the same name and content) before it is marked done.
 
 pub mod metadata;
+mod send_back;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -180,6 +181,11 @@ impl Receiver {
                 });
                 round.record(&name, handled);
             }
+            if let Err(e) = self.carry_on_sending(integration, &folders) {
+                let why = format!("{e:#}");
+                error!(integration = integration.as_str(), error = %why, "sending receipt files back failed; tried again next round");
+                round.failed.push((format!("{} receipt files", integration.as_str()), why));
+            }
         }
         Ok(round)
     }
@@ -187,7 +193,10 @@ impl Receiver {
     /// Moves a complete file (and its metadata) from the inbox to `processing/`; `None` when it is not complete
     /// or another process took it first. The rename is the claim on the file system.
     fn take(&self, integration: Integration, folders: &Folders, name: &str) -> anyhow::Result<Option<String>> {
-        if name.starts_with('.') || self.config.temporary_suffixes.iter().any(|s| name.ends_with(s.as_str())) || name.ends_with(".metadata")
+        if name.starts_with('.')
+            || self.config.temporary_suffixes.iter().any(|s| name.ends_with(s.as_str()))
+            || name.ends_with(".metadata")
+            || name.ends_with(send_back::TECHNICAL_RECEIPT)
         {
             return Ok(None);
         }
@@ -294,6 +303,7 @@ impl Receiver {
                 if repeated {
                     info!(file = %name, first = %earlier.file_name, "batch file was processed before; nothing booked, its receipt file is written again");
                     write_receipt_file(&self.db, &earlier, &receipt_file)?;
+                    self.send_back(integration, folders, &receipt_file, meta.as_ref(), &earlier.file_key, Some(earlier.id))?;
                 } else {
                     warn!(file = %name, key = %earlier.file_key, "another file was delivered before under the same id; rejected");
                     let id = match meta.as_ref().map(|m| (&m.senders_file_id, &m.file_transfer_uuid)) {
@@ -308,6 +318,7 @@ impl Receiver {
                     let set = self.pipeline.reject_as_whole(record, finding)?.receipts;
                     write_atomically(&receipt_file, |out| set.write_document(out, std::iter::empty()))
                         .with_context(|| format!("writing {}", receipt_file.display()))?;
+                    self.send_back(integration, folders, &receipt_file, meta.as_ref(), &format!("file:{content_hash}"), None)?;
                 }
                 self.archive(folders, stored)?;
                 // A repeat is answered with the first file's receipts; other content with one rejection.
@@ -343,6 +354,8 @@ impl Receiver {
         }
         if file.state == BatchState::Receipt {
             write_receipt_file(&self.db, &file, &receipt_file)?;
+            let meta = file.metadata.as_deref().and_then(|m| metadata::parse(m.as_bytes()).ok());
+            self.send_back(integration, folders, &receipt_file, meta.as_ref(), &file.file_key, Some(file.id))?;
             self.archive(folders, &file.stored_name)?;
             self.db.mark_batch_done(&lease, &receipt_file.display().to_string())?;
             info!(file = %file.file_name, receipt = %receipt_file.display(), accepted = file.accepted_count, rejected = file.rejected_count, "receipt file written");

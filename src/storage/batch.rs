@@ -82,6 +82,12 @@ impl Db {
         Ok(batch_files::table.find(id).first(&mut *conn).optional()?)
     }
 
+    /// The latest batch files, newest first.
+    pub fn recent_batch_files(&self, limit: i64) -> Result<Vec<BatchFile>, StorageError> {
+        let mut conn = self.conn()?;
+        Ok(batch_files::table.order(batch_files::id.desc()).limit(limit).load(&mut *conn)?)
+    }
+
     pub fn batch_file_by_stored_name(&self, stored_name: &str) -> Result<Option<BatchFile>, StorageError> {
         let mut conn = self.conn()?;
         Ok(batch_files::table.filter(batch_files::stored_name.eq(stored_name)).first(&mut *conn).optional()?)

@@ -111,6 +111,8 @@ pub struct DeliveryDetail {
     pub summary: DeliverySummary,
     /// The batch file it came in, when it came as one.
     pub file_name: Option<String>,
+    /// Its receipt file's way back through Serviceplatformen, when it went that way.
+    pub receipt_transfer: Option<super::transfers::ReceiptTransfer>,
     /// The first `MAX_ITEMS` items.
     pub items: Vec<ItemDetail>,
     /// How many items the delivery has in all.
@@ -129,6 +131,8 @@ pub struct SharedFigures {
     pub batch_files_in_progress: i64,
     /// Alerts by outbox status (pending, sending, sent, failed).
     pub alert_outbox: Vec<(String, i64)>,
+    /// Receipt files sent back through Serviceplatformen, by state (written, sent, delivered, failed).
+    pub receipt_files: Vec<(super::text::TransferState, i64)>,
 }
 
 impl Db {
@@ -191,6 +195,10 @@ impl Db {
             }
         };
         let (summary, response, file) = found;
+        let receipt_transfer = match &file {
+            Some((batch_id, ..)) => self.receipt_transfers_of(*batch_id)?.into_iter().next(),
+            None => None,
+        };
         let (answer, items_total, file_name) = match file {
             // A batch file's receipts are kept per position; its delivery row holds no answer of its own.
             Some((batch_id, name, total)) => {
@@ -214,7 +222,7 @@ impl Db {
             let booked = if receipt.status == Status::Accepteret { booked(&mut conn, &receipt.id.to_string())? } else { None };
             items.push(ItemDetail { receipt, booked });
         }
-        Ok(Some(DeliveryDetail { summary, file_name, items, items_total }))
+        Ok(Some(DeliveryDetail { summary, file_name, receipt_transfer, items, items_total }))
     }
 
     /// Batch files not yet done, and alerts by outbox status, for the metrics.
@@ -227,7 +235,9 @@ impl Db {
             .get_result(&mut conn)?;
         let alert_outbox: Vec<(String, i64)> =
             alert_outbox::table.group_by(alert_outbox::status).select((alert_outbox::status, diesel::dsl::count_star())).load(&mut conn)?;
-        Ok(SharedFigures { batch_files_in_progress, alert_outbox })
+        drop(conn);
+        let receipt_files = self.receipt_transfer_counts()?;
+        Ok(SharedFigures { batch_files_in_progress, alert_outbox, receipt_files })
     }
 
     /// Whether the database answers, for the readiness check.

@@ -12,6 +12,7 @@ pub mod schema;
 pub mod sessions;
 pub mod sortiment;
 pub mod text;
+pub mod transfers;
 
 use std::time::Duration;
 

@@ -234,6 +234,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    receipt_transfers (id) {
+        id -> Integer,
+        integration -> Text,
+        receipt_name -> Text,
+        batch_id -> Nullable<Integer>,
+        senders_file_id -> Text,
+        kept_as -> Text,
+        trigger_document -> Text,
+        state -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     receipts (kvittering_id) {
         kvittering_id -> Text,
         delivery_id -> Integer,
@@ -305,6 +323,7 @@ diesel::joinable!(erp_journal -> deliveries (delivery_id));
 diesel::joinable!(erp_journal -> receipts (kvittering_id));
 diesel::joinable!(erp_journal_lines -> erp_journal (journal_id));
 diesel::joinable!(receipt_errors -> receipts (kvittering_id));
+diesel::joinable!(receipt_transfers -> batch_files (batch_id));
 diesel::joinable!(receipts -> deliveries (delivery_id));
 diesel::joinable!(sortiment_fordringstyper -> sortiment_senders (sender_id));
 diesel::joinable!(sortiment_konteringer -> sortiment_senders (sender_id));
@@ -325,6 +344,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     login_attempts,
     mapping_versions,
     receipt_errors,
+    receipt_transfers,
     receipts,
     sortiment_fordringstyper,
     sortiment_konteringer,

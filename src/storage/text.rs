@@ -45,6 +45,33 @@ impl Named for BatchState {
     }
 }
 
+/// Where a receipt file sent back through Serviceplatformen is: to be sent (again), sent and waiting for the
+/// platform's technical receipt, delivered, or given up after its last try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferState {
+    Written,
+    Sent,
+    Delivered,
+    Failed,
+}
+
+impl Named for TransferState {
+    const WHAT: &'static str = "receipt transfer state";
+    fn name(self) -> &'static str {
+        match self {
+            TransferState::Written => "written",
+            TransferState::Sent => "sent",
+            TransferState::Delivered => "delivered",
+            TransferState::Failed => "failed",
+        }
+    }
+    fn from_name(name: &str) -> Option<Self> {
+        [TransferState::Written, TransferState::Sent, TransferState::Delivered, TransferState::Failed]
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
+}
+
 impl Named for Integration {
     const WHAT: &'static str = "integration";
     fn name(self) -> &'static str {
@@ -123,7 +150,7 @@ macro_rules! unwrap_stored {
         }
     )*};
 }
-unwrap_stored!(BatchState, Integration, Transport, Status);
+unwrap_stored!(BatchState, Integration, Transport, Status, TransferState);
 
 #[cfg(test)]
 mod tests {

@@ -65,18 +65,43 @@ fn degraded_by(app: &crate::startup::App) -> Vec<String> {
     match app.pipeline.sortiment() {
         Ok(sortiment) => {
             let today = chrono::Utc::now().date_naive();
-            let active = sortiment.senders().any(|s| s.valid_from <= today && s.valid_to.is_none_or(|to| today <= to));
-            if !active {
+            let active = |s: &&crate::domain::sortiment::Sender| s.valid_from <= today && s.valid_to.is_none_or(|to| today <= to);
+            if !sortiment.senders().any(|s| active(&s)) {
                 warnings.push(format!("sortimentsversion {} har ingen afsender, der er aktiv i dag: alt afvises", sortiment.version));
+            }
+            let hands_over_claims = sortiment.senders().filter(active).any(|s| s.integrations.contains(&Integration::Sf1590B));
+            if let Ok(mappings) = app.pipeline.mappings() {
+                if hands_over_claims && mappings.claim_type_count() == 0 {
+                    warnings.push(format!(
+                        "mapningsversion {} har ingen rækker i fordringstyper.csv: alle fordringer (SF1590_B) afvises med MAPNING_MANGLER",
+                        mappings.version
+                    ));
+                }
             }
         }
         Err(e) => warnings.push(format!("sortimentet kan ikke læses: {e}")),
     }
     if app.config.batch.enabled {
         for integration in [Integration::Sf1590A, Integration::Sf1590B] {
-            let inbox = crate::batch::Folders::of(&app.config.batch.dir, integration).inbox;
-            if let Err(e) = std::fs::read_dir(&inbox) {
-                warnings.push(format!("indbakken {} kan ikke læses: {e}", inbox.display()));
+            let folders = crate::batch::Folders::of(&app.config.batch.dir, integration);
+            let named = [
+                ("indbakken", &folders.inbox),
+                ("processing", &folders.processing),
+                ("arkivet", &folders.archive),
+                ("udbakken", &folders.outbox),
+            ];
+            for (name, folder) in named {
+                if let Err(e) = std::fs::read_dir(folder) {
+                    warnings.push(format!("{name} {} kan ikke læses: {e}", folder.display()));
+                }
+            }
+        }
+        if let Ok(counts) = app.db.receipt_transfer_counts() {
+            let failed = counts.iter().find(|(state, _)| *state == crate::storage::text::TransferState::Failed).map_or(0, |(_, n)| *n);
+            if failed > 0 {
+                warnings.push(format!(
+                    "{failed} kvitteringsfil(er) er ikke leveret til afsenderen gennem Serviceplatformen efter sidste forsøg (se fkoeko batch list)"
+                ));
             }
         }
     }

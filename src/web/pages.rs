@@ -196,6 +196,12 @@ pub fn delivery(user: &str, detail: &DeliveryDetail, sortiment: &Sortiment) -> M
                 tr { th { "Modtaget (UTC)" } td { (s.received_at.format("%Y-%m-%d %H:%M:%S")) } }
                 tr { th { "Integration" } td { (s.integration) } }
                 tr { th { "Vej" } td { (s.transport) @if let Some(file) = &detail.file_name { " – fil " code { (file) } } } }
+                @if let Some(t) = &detail.receipt_transfer {
+                    tr { th { "Kvitteringsfil" } td {
+                        code { (t.receipt_name) } " – " (transfer_state(t.state)) ", " (t.attempts) " forsøg"
+                        @if let Some(e) = &t.last_error { " – sidste fejl: " (e) }
+                    } }
+                }
                 tr { th { "Afsender" } td { (sender_name(sortiment, s.sender.as_deref())) } }
                 tr { th { "Mapningsversion" } td { code { (s.mapping_version.as_deref().unwrap_or("-")) } } }
                 tr { th { "Accepteret / afvist" } td { (s.accepted) " / " span.rejected[s.rejected > 0] { (s.rejected) } } }
@@ -544,4 +550,15 @@ pub fn sortiment(user: &str, sortiment: &Sortiment, today: NaiveDate) -> Markup 
             }
         },
     )
+}
+
+/// A receipt file's way back, in words for the page.
+fn transfer_state(state: crate::storage::text::TransferState) -> &'static str {
+    use crate::storage::text::TransferState;
+    match state {
+        TransferState::Written => "venter på at blive sendt",
+        TransferState::Sent => "sendt, venter på Serviceplatformens svar",
+        TransferState::Delivered => "leveret",
+        TransferState::Failed => "IKKE leveret efter sidste forsøg",
+    }
 }

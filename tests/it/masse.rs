@@ -4,7 +4,7 @@
 use crate::common::claims::{Claim, ClaimDelivery};
 use crate::common::delivery::{line_of, Bilag, Delivery, Posting};
 use crate::common::masse::{platform_metadata, Batch};
-use crate::common::{KY, OUR_CVR};
+use crate::common::{fkoeko_command, KY, OUR_CVR};
 use diesel::RunQueryDsl;
 use fkoeko_adapter::domain::receipt::Status;
 use fkoeko_adapter::domain::sortiment::Integration;
@@ -409,4 +409,49 @@ fn a_mapping_change_part_way_through_a_file_leaves_the_whole_file_on_the_version
     batch.drop_file("after.xml", Delivery::new(vec![Bilag::balanced("V-AFTER", "3.00")]).masse().as_bytes());
     batch.run_once();
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal_lines WHERE erp_account = '99999999'"), 1);
+}
+
+/// A receipt file the platform never answers for is sent again, and after the last try it is failed, with the
+/// reason, where an operator looks (`fkoeko batch list`, the delivery in the terminal).
+#[test]
+fn a_receipt_file_never_answered_for_is_sent_again_then_failed() {
+    let batch = Batch::with(|c| {
+        c.batch.convention = fkoeko_adapter::config::BatchConvention::Metadata;
+        c.batch.sftp_users = vec!["erp-sftp".into()];
+        c.batch.receipt_max_attempts = 2;
+        c.batch.receipt_answer_secs = 0;
+        c.batch.receipt_backoff_initial_secs = 0;
+    });
+    let inbox = batch.folders().inbox;
+    std::fs::create_dir_all(&inbox).unwrap();
+    let delivery = Delivery::new(vec![Bilag::balanced("SILENT-1", "4.00")]);
+    let text = delivery.masse();
+    std::fs::write(inbox.join("silent.xml"), &text).unwrap();
+    std::fs::write(inbox.join("silent.xml.metadata"), platform_metadata("silent.xml", text.len(), "ky-sftp", Some("S-1"), "erp-sftp"))
+        .unwrap();
+    let state = || batch.string("SELECT state || ' ' || CAST(attempts AS TEXT) AS s FROM receipt_transfers");
+    // With no time at all to answer in, the first round sends it and counts the silence.
+    batch.run_once();
+    assert_eq!(state(), "written 1", "sent, unanswered: to be sent again");
+    let outbox = batch.folders().outbox;
+    assert!(outbox.join("silent.kvittering.xml.trigger").exists());
+    // The platform took both files, and then said nothing.
+    std::fs::remove_file(outbox.join("silent.kvittering.xml")).unwrap();
+    std::fs::remove_file(outbox.join("silent.kvittering.xml.trigger")).unwrap();
+    batch.run_once();
+    assert_eq!(state(), "sent 2");
+    assert!(
+        outbox.join("silent.kvittering.xml").exists() && outbox.join("silent.kvittering.xml.trigger").exists(),
+        "sent again from the kept copy"
+    );
+    batch.run_once();
+    assert_eq!(state(), "failed 2");
+
+    let out = fkoeko_command(&batch.db_url).args(["batch", "list"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row = stdout.lines().find(|l| l.contains("silent.xml")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(row.contains("failed (2 tries)") && row.contains("no .sftpreceipt from Serviceplatformen"), "{row}");
+    let out = fkoeko_command(&batch.db_url).args(["deliveries", "show", &delivery.delivery_id]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("receipt    silent.kvittering.xml failed after 2 tries"), "{stdout}");
 }

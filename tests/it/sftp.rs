@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::delivery::{Bilag, Delivery};
 use crate::common::masse::{platform_metadata, read_receipt_file, Batch};
+use crate::common::repo;
+use fkoeko_adapter::batch::metadata;
 use fkoeko_adapter::domain::receipt::Status;
 
 struct Sshd {
@@ -85,12 +87,26 @@ impl Drop for Sshd {
     }
 }
 
+/// Polls until `done` holds, or fails after a minute with `what`.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Serviceplatformen's whole dance, the test playing the platform: it drops the data file and its metadata into
+/// IN (the inbox); the adapter answers with the receipt file and its `.trigger` in OUT (the outbox), addressed
+/// to the sender's SFTP user; the platform takes both, answers once with an error and the adapter sends the
+/// receipt file again; then it answers SUCCESS, and the receipt file is delivered.
 #[test]
-fn a_file_uploaded_by_sftp_with_its_metadata_is_answered_with_a_receipt_file_to_download() {
+fn a_file_uploaded_by_sftp_is_answered_with_a_receipt_file_sent_back_through_the_platform() {
     let batch = Batch::with(|c| {
         c.batch.convention = fkoeko_adapter::config::BatchConvention::Metadata;
         c.batch.poll_interval_ms = 100;
         c.batch.sftp_users = vec!["erp-sftp".into()];
+        c.batch.receipt_backoff_initial_secs = 0;
     });
     let task = batch.receiver().spawn();
     let folders = batch.folders();
@@ -115,19 +131,71 @@ fn a_file_uploaded_by_sftp_with_its_metadata_is_answered_with_a_receipt_file_to_
     assert!(sshd.sftp(&format!("put {} inbox/maanedskoersel.xml\n", data.display())), "upload of the data file");
     assert!(sshd.sftp(&format!("put {}.metadata inbox/maanedskoersel.xml.metadata\n", data.display())), "upload of the metadata");
 
-    let downloaded = local.join("kvittering.xml");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !sshd.sftp(&format!("get outbox/maanedskoersel.kvittering.xml {}\n", downloaded.display())) {
-        assert!(Instant::now() < deadline, "no receipt file to download");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    task.stop();
+    // The platform takes the receipt file and its trigger out of OUT, the trigger last.
+    let receipt_name = "maanedskoersel.kvittering.xml";
+    let (downloaded, trigger) = (local.join("kvittering.xml"), local.join("kvittering.xml.trigger"));
+    let take = |attempt: &str| {
+        wait_for(&format!("{attempt}: no trigger to download"), || {
+            sshd.sftp(&format!("get outbox/{receipt_name}.trigger {}\n", trigger.display()))
+        });
+        assert!(
+            sshd.sftp(&format!(
+                "get outbox/{receipt_name} {}\nrm outbox/{receipt_name}\nrm outbox/{receipt_name}.trigger\n",
+                downloaded.display()
+            )),
+            "{attempt}: the receipt file is there before its trigger"
+        );
+        std::fs::read_to_string(&trigger).unwrap()
+    };
+    let first_trigger = take("first try");
+
+    // The trigger is what the contract allows, addressed to the sender's SFTP user, for the file beside it.
+    let xsd = Command::new("xmllint").arg("--noout").arg("--schema").arg(repo("schemas/sftp-metadata.xsd")).arg(&trigger).output().unwrap();
+    assert!(xsd.status.success(), "{}", String::from_utf8_lossy(&xsd.stderr));
+    let described = metadata::parse(first_trigger.as_bytes()).unwrap();
+    assert_eq!(described.file_transfer_uuid, None, "a Trigger, as a sender writes it");
+    assert_eq!((described.sender.as_str(), described.recipients.clone()), ("erp-sftp", vec!["ky-sftp".to_string()]));
+    assert_eq!(described.file_name, receipt_name);
+    assert_eq!(described.size_in_bytes, std::fs::metadata(&downloaded).unwrap().len());
+    let senders_file_id = described.senders_file_id.clone().expect("the receipt file's own id");
 
     let (_, set) = read_receipt_file(&downloaded);
     assert_eq!(set.delivery_id.to_string(), delivery.delivery_id);
     let outcome: Vec<(&str, Status)> = set.receipts.iter().map(|r| (r.reference.as_str(), r.status)).collect();
     assert_eq!(outcome, vec![("SFTP-1", Status::Accepteret), ("SFTP-2", Status::Afvist)]);
     assert_eq!(set.receipts[1].errors[0].code.as_str(), "REGEL_BALANCE");
+    let first_receipt = std::fs::read(&downloaded).unwrap();
+
+    // The platform could not deliver it: the adapter sends it again, the same file under the same id.
+    let answer = |body: &str| {
+        let path = local.join("answer.sftpreceipt");
+        std::fs::write(
+            &path,
+            format!(
+                "<?xml version=\"1.0\"?><sftp:TechnicalReceipt xmlns:sftp=\"{}\"><FileTransferUUID>{}</FileTransferUUID>\
+                 <SendersFileId>{senders_file_id}</SendersFileId>{body}</sftp:TechnicalReceipt>",
+                metadata::NAMESPACE,
+                uuid::Uuid::new_v4()
+            ),
+        )
+        .unwrap();
+        let xsd =
+            Command::new("xmllint").arg("--noout").arg("--schema").arg(repo("schemas/sftp-metadata.xsd")).arg(&path).output().unwrap();
+        assert!(xsd.status.success(), "{}", String::from_utf8_lossy(&xsd.stderr));
+        assert!(sshd.sftp(&format!("put {} inbox/{receipt_name}.sftpreceipt\n", path.display())), "upload of the answer");
+    };
+    answer("<ErrorMessage><ErrorCode>17</ErrorCode><ErrorCodeDescription>RECIPIENT_UNAVAILABLE</ErrorCodeDescription><ErrorDescription>try again</ErrorDescription></ErrorMessage>");
+    let second_trigger = take("second try");
+    assert_eq!(metadata::parse(second_trigger.as_bytes()).unwrap().senders_file_id.as_deref(), Some(senders_file_id.as_str()));
+    assert!(std::fs::read(&downloaded).unwrap() == first_receipt, "the same receipt file, sent again");
+
+    answer("<Receipt><Message>SUCCESS</Message></Receipt>");
+    wait_for("the receipt file is not marked delivered", || {
+        batch.count("SELECT COUNT(*) AS n FROM receipt_transfers WHERE state = 'delivered' AND attempts = 2") == 1
+    });
+    task.stop();
+    assert!(batch.string("SELECT last_error AS s FROM receipt_transfers").contains("RECIPIENT_UNAVAILABLE"), "the error is kept");
+    assert_eq!(Batch::names_in(&folders.inbox), Vec::<String>::new(), "the answers are archived");
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM batch_files WHERE file_key = 'sftp:ky-sftp:KY-2026-11-0001'"), 1);
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal WHERE bilag_id = 'SFTP-1'"), 1);
 }

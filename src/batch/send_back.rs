@@ -1,0 +1,184 @@
+//! Receipt files back through Serviceplatformen, the way a sender sends: the receipt file in the outgoing folder,
+//! then its `.trigger` addressed to the original sender. The platform answers with `<name>.sftpreceipt` in the
+//! incoming folder: `SUCCESS` marks the receipt file delivered; an error, or no answer in time, sends it again
+//! after a back-off, until the last try fails it for the operator.
+//!
+//! Each step is recorded before it is done (`storage::transfers`), so a process that stops anywhere leaves a row
+//! that the next round carries on: a try whose files were never written counts as unanswered and is made again.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use tracing::{error, info, warn};
+
+use super::metadata::{self, Describe, Metadata, SendTo};
+use super::{list, Folders, Receiver};
+use crate::domain::sortiment::Integration;
+use crate::files::{sync_dir, write_atomically};
+use crate::storage::text::Stored;
+use crate::storage::transfers::{Answered, NewReceiptTransfer, ReceiptTransfer};
+
+const TRIGGER: &str = ".trigger";
+pub(super) const TECHNICAL_RECEIPT: &str = ".sftpreceipt";
+
+impl Receiver {
+    /// Whether receipt files go back through the platform: only where files come from it.
+    fn sends_back(&self) -> bool {
+        self.config.convention == crate::config::BatchConvention::Metadata
+    }
+
+    /// Records the receipt file just written to the outbox for sending to whoever sent `input` (described by its
+    /// metadata), and sends it. `input_key` identifies the input file; the receipt file's SendersFileId is made
+    /// from it, so that every try and every repeat carries the same id.
+    pub(super) fn send_back(
+        &self,
+        integration: Integration,
+        folders: &Folders,
+        receipt_file: &Path,
+        input: Option<&Metadata>,
+        input_key: &str,
+        batch_id: Option<i32>,
+    ) -> anyhow::Result<()> {
+        let Some(input) = input.filter(|_| self.sends_back()) else { return Ok(()) };
+        let receipt_name = receipt_file.file_name().and_then(|n| n.to_str()).context("a receipt file without a name")?.to_string();
+        let senders_file_id = format!("kvittering-{}", &hex::encode(Sha256::digest(input_key.as_bytes()))[..40]);
+        // The copy the receipt file is sent again from: the platform takes what it picks up out of the outbox.
+        let kept = folders.archive.join(format!("{senders_file_id}-{receipt_name}"));
+        fs::copy(receipt_file, &kept).with_context(|| format!("keeping {} in the archive", receipt_file.display()))?;
+        sync_dir(&folders.archive).with_context(|| format!("syncing {}", folders.archive.display()))?;
+        let size = fs::metadata(receipt_file)?.len();
+        let to = match (&input.routing, self.it_system) {
+            // Answered the way it came: by dynamic routing to the sending IT system, when this installation has an
+            // IT system of its own to send from.
+            (Some(routing), Some(_)) => SendTo::Routed { it_system: routing.sender_it_system, authority: routing.sender_authority.clone() },
+            _ => SendTo::User(input.sender.clone()),
+        };
+        let trigger = metadata::render(&Describe {
+            file_transfer_uuid: None,
+            file_name: &receipt_name,
+            size,
+            sender: &self.sftp_users[0],
+            senders_file_id: Some(&senders_file_id),
+            to: &to,
+            from_it_system: self.it_system,
+            from_authority: &self.authority,
+        });
+        let transfer = self.db.receipt_to_send(&NewReceiptTransfer {
+            integration: Stored(integration),
+            receipt_name,
+            batch_id,
+            senders_file_id,
+            kept_as: kept.display().to_string(),
+            trigger_document: trigger,
+        })?;
+        self.send(folders, &transfer)
+    }
+
+    /// One try: the receipt file (again, from its kept copy, when the platform took the last one) and then its
+    /// trigger, which tells the platform the file is complete.
+    fn send(&self, folders: &Folders, transfer: &ReceiptTransfer) -> anyhow::Result<()> {
+        let answer_by = Utc::now() + chrono::Duration::seconds(self.config.receipt_answer_secs as i64);
+        if !self.db.take_receipt_transfer(transfer, answer_by)? {
+            return Ok(());
+        }
+        let target = folders.outbox.join(&transfer.receipt_name);
+        if !target.exists() {
+            let kept = fs::read(&transfer.kept_as).with_context(|| format!("reading {}", transfer.kept_as))?;
+            write_atomically(&target, |out| std::io::Write::write_all(out, &kept))
+                .with_context(|| format!("writing {}", target.display()))?;
+        }
+        let trigger = folders.outbox.join(format!("{}{TRIGGER}", transfer.receipt_name));
+        write_atomically(&trigger, |out| std::io::Write::write_all(out, transfer.trigger_document.as_bytes()))
+            .with_context(|| format!("writing {}", trigger.display()))?;
+        info!(receipt = %transfer.receipt_name, id = %transfer.senders_file_id, attempt = transfer.attempts + 1, "receipt file sent back through Serviceplatformen");
+        Ok(())
+    }
+
+    /// The platform's answers in the inbox, then the receipt files whose time has come: sent again after an
+    /// error, or unanswered for too long.
+    pub(super) fn carry_on_sending(&self, integration: Integration, folders: &Folders) -> anyhow::Result<()> {
+        if !self.sends_back() {
+            return Ok(());
+        }
+        for name in list(&folders.inbox)? {
+            if let Some(receipt_name) = name.strip_suffix(TECHNICAL_RECEIPT) {
+                self.read_answer(integration, folders, &name, receipt_name)?;
+            }
+        }
+        for transfer in self.db.due_receipt_transfers(integration)? {
+            match transfer.state {
+                crate::storage::text::TransferState::Sent => {
+                    let silence = format!("no .sftpreceipt from Serviceplatformen within {} s", self.config.receipt_answer_secs);
+                    self.answered(&transfer, Err(vec![silence]))?;
+                }
+                _ => self.send(folders, &transfer)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one `.sftpreceipt` and moves it to the archive once its answer is recorded.
+    fn read_answer(&self, integration: Integration, folders: &Folders, name: &str, receipt_name: &str) -> anyhow::Result<()> {
+        let path = folders.inbox.join(name);
+        let Ok(bytes) = fs::read(&path) else { return Ok(()) };
+        let answer = match metadata::parse_technical_receipt(&bytes) {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.warn_once(name, &format!("it is not a TechnicalReceipt that can be read: {e}"));
+                return Ok(());
+            }
+        };
+        let Some(transfer) = self.db.sent_receipt_transfer(integration, receipt_name, answer.senders_file_id.as_deref())? else {
+            self.warn_once(name, "no receipt file sent under this name or SendersFileId waits for an answer");
+            return Ok(());
+        };
+        let outcome = if answer.delivered() {
+            Ok(())
+        } else {
+            Err(match answer.outcome {
+                Ok(message) => vec![format!("the platform answered '{message}', not SUCCESS")],
+                Err(errors) => errors,
+            })
+        };
+        self.answered(&transfer, outcome)?;
+        let kept = folders.archive.join(format!("{}-{}{TECHNICAL_RECEIPT}", transfer.senders_file_id, transfer.attempts));
+        match fs::rename(&path, &kept) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("archiving {}", path.display())),
+        }
+    }
+
+    /// Records what became of a try: delivered, to be tried again after a back-off, or failed.
+    fn answered(&self, transfer: &ReceiptTransfer, outcome: Result<(), Vec<String>>) -> anyhow::Result<()> {
+        let answer = match outcome {
+            Ok(()) => Answered::Delivered,
+            Err(errors) if transfer.attempts as u32 >= self.config.receipt_max_attempts => Answered::Failed { error: errors.join("; ") },
+            Err(errors) => {
+                let doubled = self.config.receipt_backoff_initial_secs.saturating_mul(1 << (transfer.attempts.clamp(1, 20) - 1));
+                let wait = doubled.min(self.config.receipt_backoff_max_secs);
+                Answered::Retry { error: errors.join("; "), at: Utc::now() + chrono::Duration::seconds(wait as i64) }
+            }
+        };
+        if !self.db.receipt_transfer_answered(transfer, &answer)? {
+            return Ok(());
+        }
+        let (receipt, attempt) = (&transfer.receipt_name, transfer.attempts);
+        match &answer {
+            Answered::Delivered => info!(receipt = %receipt, attempt, "receipt file delivered by Serviceplatformen"),
+            Answered::Retry { error, at } => {
+                warn!(receipt = %receipt, attempt, error = %error, next = %at, "receipt file not delivered; it is sent again")
+            }
+            Answered::Failed { error } => error!(
+                receipt = %receipt,
+                attempts = attempt,
+                error = %error,
+                "receipt file not delivered after the last try: the sender has no receipt; see `fkoeko batch list`"
+            ),
+        }
+        Ok(())
+    }
+}

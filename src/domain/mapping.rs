@@ -321,6 +321,11 @@ impl MappingSet {
         self.rules.len()
     }
 
+    /// Rows in fordringstyper.csv.
+    pub fn claim_type_count(&self) -> usize {
+        self.claim_types.len()
+    }
+
     /// The first row of fordringstyper.csv, from the top, that matches the fordringstype.
     pub fn map_claim_type(&self, fordringstype: &str) -> Option<MappedClaimType> {
         self.claim_types.iter().find(|row| row.pattern.matches(Some(fordringstype))).map(|row| MappedClaimType {
@@ -600,6 +605,8 @@ pub fn cells_of(line: &str) -> Result<Vec<String>, csv::Error> {
 /// own positions skip comment lines, which would send a person to the wrong line. A row that cannot be read
 /// is reported and left out, so that the rows after it are still checked.
 fn read_rows(file: &str, content: &str, errors: &mut Vec<MappingError>) -> Vec<Row> {
+    // Many Windows editors put a byte order mark first on saving, before a comment line as well as a header.
+    let content = content.strip_prefix('\u{feff}').unwrap_or(content);
     let invalid = |line: u64, message: String| MappingError::Invalid { file: file.into(), line, message };
     let fields = |line: u64, text: &str| cells_of(text).map_err(|e| invalid(line, e.to_string()));
     let mut headers: Option<Vec<String>> = None;
@@ -749,6 +756,13 @@ mod tests {
         assert_eq!(prefix.rule, "konti.csv:4");
         assert_eq!(prefix.dimensions, vec![("sag".into(), "S-9".into()), ("omk".into(), "OMK7".into())]);
         assert_eq!(mapping.map(&kontering("0.22.01", "2", "4.0")).unwrap().rule, "konti.csv:5");
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_a_comment_line_is_not_read_as_the_header() {
+        let rules = format!("\u{feff}# saved by an editor that writes a BOM\n{HEADER}*;*;*;;9999;\n");
+        let mapping = set(&[(RULES_FILE, &rules)]).unwrap();
+        assert_eq!(mapping.map(&kontering("5.57.72", "1", "5.2")).unwrap().rule, "konti.csv:3");
     }
 
     #[test]

@@ -128,6 +128,8 @@ pub struct DnAttribute {
     /// The dotted OID, when known (from a certificate).
     pub oid: Option<String>,
     pub value: String,
+    /// In the same RDN as the attribute before it (written with `+`, a multi-valued RDN in a certificate).
+    pub joined: bool,
 }
 
 /// A distinguished name as a sequence of attributes, in the order written (in a configuration) or encoded (in a
@@ -141,6 +143,7 @@ impl DistinguishedName {
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut attributes = Vec::new();
         let mut chars = text.chars().peekable();
+        let mut joined = false;
         loop {
             let (mut kind, mut equals) = (String::new(), false);
             for c in chars.by_ref() {
@@ -156,6 +159,7 @@ impl DistinguishedName {
             }
             let mut value = Vec::<u8>::new();
             let mut ended = false;
+            let mut next_joined = false;
             while let Some(c) = chars.next() {
                 match c {
                     '\\' => match chars.next() {
@@ -169,40 +173,85 @@ impl DistinguishedName {
                     },
                     ',' | '+' => {
                         ended = true;
+                        next_joined = c == '+';
                         break;
                     }
                     other => value.extend(other.to_string().as_bytes()),
                 }
             }
             let value = String::from_utf8(value).map_err(|_| format!("'{text}': an escaped value is not UTF-8"))?;
-            attributes.push(DnAttribute { kind, oid: None, value: value.trim().to_string() });
+            attributes.push(DnAttribute { kind, oid: None, value: value.trim().to_string(), joined });
             if !ended {
                 break;
             }
+            joined = next_joined;
         }
         Ok(DistinguishedName(attributes))
     }
 
-    /// Whether this name (as written) names `other` (from a certificate): the same attributes in the same order,
-    /// types by short name or OID, values exactly.
+    /// Whether this name (as written) names `other` (from a certificate): the same attributes in the same order
+    /// and the same RDNs, types by short name or OID, values exactly.
+    ///
+    /// The attributes of one multi-valued RDN are a set (DER sorts them by their encoding), so within an RDN
+    /// they are matched in any order.
     pub fn names(&self, other: &DistinguishedName) -> bool {
-        self.0.len() == other.0.len()
-            && self.0.iter().zip(&other.0).all(|(a, b)| {
-                let same_type = a.kind == b.kind || b.oid.as_deref() == Some(a.kind.as_str());
-                same_type && a.value == b.value
+        let (ours, theirs) = (self.rdns(), other.rdns());
+        let same = |a: &DnAttribute, b: &DnAttribute| (a.kind == b.kind || b.oid.as_deref() == Some(a.kind.as_str())) && a.value == b.value;
+        ours.len() == theirs.len()
+            && ours.iter().zip(&theirs).all(|(a, b)| {
+                let mut unmatched: Vec<&DnAttribute> = b.iter().collect();
+                a.len() == b.len()
+                    && a.iter().all(|x| match unmatched.iter().position(|y| same(x, y)) {
+                        Some(i) => {
+                            unmatched.swap_remove(i);
+                            true
+                        }
+                        None => false,
+                    })
             })
+    }
+
+    /// The attributes, RDN by RDN.
+    fn rdns(&self) -> Vec<&[DnAttribute]> {
+        let mut rdns = Vec::new();
+        let mut start = 0;
+        for (n, attribute) in self.0.iter().enumerate() {
+            if n > 0 && !attribute.joined {
+                rdns.push(&self.0[start..n]);
+                start = n;
+            }
+        }
+        if start < self.0.len() {
+            rdns.push(&self.0[start..]);
+        }
+        rdns
     }
 }
 
 impl fmt::Display for DistinguishedName {
-    /// RFC 4514-like, with `,`, `+`, `\` and `"` in values escaped, so that the text reads back as the same name.
+    /// RFC 4514-like, with `,`, `+`, `\` and `"` in values escaped, so that the text reads back as the same name,
+    /// and control characters as `\XX`, so that a subject cannot write lines of its own into a log.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (n, a) in self.0.iter().enumerate() {
             if n > 0 {
-                f.write_str(", ")?;
+                f.write_str(if a.joined { " + " } else { ", " })?;
             }
-            let value: String =
-                a.value.chars().flat_map(|c| if matches!(c, ',' | '+' | '\\' | '"') { vec!['\\', c] } else { vec![c] }).collect();
+            let mut value = String::with_capacity(a.value.len());
+            for c in a.value.chars() {
+                match c {
+                    ',' | '+' | '\\' | '"' => {
+                        value.push('\\');
+                        value.push(c);
+                    }
+                    c if c.is_control() => {
+                        let mut bytes = [0; 4];
+                        for b in c.encode_utf8(&mut bytes).bytes() {
+                            value.push_str(&format!("\\{b:02X}"));
+                        }
+                    }
+                    c => value.push(c),
+                }
+            }
             write!(f, "{}={value}", a.kind)?;
         }
         Ok(())
@@ -552,8 +601,15 @@ mod tests {
 
     #[test]
     fn a_subject_is_read_and_compared_attribute_by_attribute() {
+        // "+CN": in the same RDN as the attribute before it.
         let cert = |attrs: &[(&str, &str)]| {
-            DistinguishedName(attrs.iter().map(|(k, v)| DnAttribute { kind: k.to_string(), oid: None, value: v.to_string() }).collect())
+            let attribute = |(k, v): &(&str, &str)| DnAttribute {
+                kind: k.trim_start_matches('+').to_string(),
+                oid: None,
+                value: v.to_string(),
+                joined: k.starts_with('+'),
+            };
+            DistinguishedName(attrs.iter().map(attribute).collect())
         };
         let written = DistinguishedName::parse("CN=allowed-client, O=Test").unwrap();
         assert!(written.names(&cert(&[("CN", "allowed-client"), ("O", "Test")])));
@@ -561,12 +617,24 @@ mod tests {
         assert!(!written.names(&cert(&[("O", "Test"), ("CN", "allowed-client")])), "in order");
         // Escapes, a lower-case type and a value with a comma in it.
         let escaped = DistinguishedName::parse("cn=Kommune\\, Økonomi+OU=x\\2By").unwrap();
-        assert!(escaped.names(&cert(&[("CN", "Kommune, Økonomi"), ("OU", "x+y")])));
+        assert!(escaped.names(&cert(&[("CN", "Kommune, Økonomi"), ("+OU", "x+y")])));
         assert_eq!(DistinguishedName::parse(&escaped.to_string()).unwrap(), escaped, "the printed name reads back as itself");
+        // Where one RDN ends and the next begins is part of the name.
+        let two = DistinguishedName::parse("O=KOMBIT, CN=SP").unwrap();
+        assert!(two.names(&cert(&[("O", "KOMBIT"), ("CN", "SP")])));
+        assert!(!two.names(&cert(&[("O", "KOMBIT"), ("+CN", "SP")])), "one multi-valued RDN is not two RDNs");
+        let one = DistinguishedName::parse("O=KOMBIT + CN=SP").unwrap();
+        assert!(one.names(&cert(&[("O", "KOMBIT"), ("+CN", "SP")])) && !one.names(&cert(&[("O", "KOMBIT"), ("CN", "SP")])));
+        assert!(one.names(&cert(&[("CN", "SP"), ("+O", "KOMBIT")])), "an RDN's attributes are a set");
+        assert!(!one.names(&cert(&[("CN", "SP"), ("+CN", "SP")])), "each attribute matched once");
+        // A value with control characters prints them escaped: a subject cannot write a log line of its own.
+        let forged = cert(&[("CN", "e\n2026-11-26T04:45:48Z  INFO forged\u{1b}[31m")]);
+        assert_eq!(forged.to_string(), "CN=e\\0A2026-11-26T04:45:48Z  INFO forged\\1B[31m");
         assert!(DistinguishedName::parse("=x").is_err() && DistinguishedName::parse("CN=x\\").is_err());
         // By OID, as an allowlist may write an attribute without a short name.
         let by_oid = DistinguishedName::parse("2.5.4.3=a").unwrap();
-        let from_cert = DistinguishedName(vec![DnAttribute { kind: "CN".into(), oid: Some("2.5.4.3".into()), value: "a".into() }]);
+        let from_cert =
+            DistinguishedName(vec![DnAttribute { kind: "CN".into(), oid: Some("2.5.4.3".into()), value: "a".into(), joined: false }]);
         assert!(by_oid.names(&from_cert));
     }
 

@@ -40,6 +40,9 @@ struct State {
     mutual_tls: bool,
     /// "https" or "http", for the addresses in the WSDL.
     scheme: &'static str,
+    public_url: Option<String>,
+    /// The listener's own address, for a call without a usable Host header.
+    local_addr: String,
     in_flight: AtomicUsize,
     max_in_flight: usize,
 }
@@ -192,6 +195,8 @@ pub fn server(pipeline: Arc<Pipeline>, listener: TcpListener, config: &Config) -
         allowed_clients: allowed_clients(config)?,
         mutual_tls: config.tls.enabled && !config.tls.client_ca.is_empty(),
         scheme: if config.tls.enabled { "https" } else { "http" },
+        public_url: config.server.public_url.clone(),
+        local_addr: listener.local_addr()?.to_string(),
         in_flight: AtomicUsize::new(0),
         max_in_flight: config.server.max_concurrent_requests,
     });
@@ -220,10 +225,20 @@ pub fn server(pipeline: Arc<Pipeline>, listener: TcpListener, config: &Config) -
         .run())
 }
 
-/// The address clients reached us on, so the WSDL points back at it.
+/// The address clients reached us on, so the WSDL points back at it: the configured public address, else the
+/// Host header when it is a plain host name or address, else the address the call came in on. Forwarded headers
+/// are not read: any caller could set them, and the WSDL would send the next reader elsewhere.
 fn base_url(req: &HttpRequest, state: &State) -> String {
-    let info = req.connection_info();
-    format!("{}://{}", state.scheme, info.host())
+    if let Some(public) = &state.public_url {
+        return public.trim_end_matches('/').to_string();
+    }
+    let plain =
+        |host: &str| !host.is_empty() && host.len() <= 255 && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    let host = match req.headers().get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) if plain(host) => host.to_string(),
+        _ => state.local_addr.clone(),
+    };
+    format!("{}://{host}", state.scheme)
 }
 
 async fn wsdl(req: HttpRequest, state: web::Data<State>, integration: Integration) -> HttpResponse {

@@ -109,6 +109,9 @@ impl ClientVerifier {
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => "unknown_issuer",
             rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked) => "revoked",
             rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding) => "bad_encoding",
+            rustls::Error::InvalidCertificate(
+                rustls::CertificateError::InvalidPurpose | rustls::CertificateError::InvalidPurposeContext { .. },
+            ) => "wrong_purpose",
             rustls::Error::InvalidCertificate(_) => "invalid",
             _ => "other",
         };
@@ -146,7 +149,14 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self.inner.get().verify_client_cert(end_entity, intermediates, now);
+        let verified = self.inner.get().verify_client_cert(end_entity, intermediates, now).and_then(|ok| {
+            // webpki checks the extended key usage, not the key usage: a key whose certificate limits it to
+            // signing certificates (or anything without digital signatures) is not a client's key.
+            match signs_digitally(end_entity.as_ref()) {
+                true => Ok(ok),
+                false => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::InvalidPurpose)),
+            }
+        });
         if let Err(error) = &verified {
             self.refused(end_entity, error);
         }
@@ -173,6 +183,18 @@ impl ClientCertVerifier for ClientVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+/// Whether a certificate's key may sign a TLS handshake: no key usage extension, or one with digitalSignature.
+fn signs_digitally(der: &[u8]) -> bool {
+    match x509_parser::parse_x509_certificate(der) {
+        Ok((_, cert)) => match cert.key_usage() {
+            Ok(Some(usage)) => usage.value.digital_signature(),
+            Ok(None) => true,
+            Err(_) => false,
+        },
+        Err(_) => false,
     }
 }
 
@@ -225,19 +247,19 @@ pub fn caller_certificate(der: &[u8]) -> CallerCertificate {
     CallerCertificate { fingerprint, subject }
 }
 
-/// A certificate's subject, attribute by attribute in the order it is encoded.
+/// A certificate's subject, attribute by attribute in the order it is encoded, each RDN's own together.
 fn subject_of(name: &x509_parser::x509::X509Name) -> sortiment::DistinguishedName {
     let registry = x509_parser::objects::oid_registry();
     let attributes = name
         .iter()
-        .flat_map(|rdn| rdn.iter())
-        .map(|attribute| {
+        .flat_map(|rdn| rdn.iter().enumerate())
+        .map(|(n, attribute)| {
             let oid = attribute.attr_type();
             let dotted = oid.to_id_string();
             let kind = x509_parser::objects::oid2abbrev(oid, registry).map(|sn| sn.to_uppercase()).unwrap_or_else(|_| dotted.clone());
             // A value that is not a string type is compared by its bytes, as RFC 4514 writes them: "#" and hex.
             let value = attribute.as_str().map(str::to_string).unwrap_or_else(|_| format!("#{}", hex::encode(attribute.attr_value().data)));
-            DnAttribute { kind, oid: Some(dotted), value }
+            DnAttribute { kind, oid: Some(dotted), value, joined: n > 0 }
         })
         .collect();
     sortiment::DistinguishedName(attributes)

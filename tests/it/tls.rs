@@ -55,6 +55,101 @@ impl Ca {
     fn write(&self, path: &Path) {
         std::fs::write(path, self.cert.pem()).unwrap();
     }
+
+    /// A client certificate with the key usage `usages` (and the client-auth extended key usage).
+    fn issue_with_key_usage(&self, dir: &Path, name: &str, usages: Vec<KeyUsagePurpose>) -> Issued {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = usages;
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let (pem, key_file) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+        std::fs::write(&pem, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let fingerprint = fkoeko_adapter::http::tls::caller_certificate(cert.der()).fingerprint;
+        Issued { pem, key: key_file, fingerprint }
+    }
+
+    /// A client certificate made by openssl, whose `-subj` can write a multi-valued RDN (`/O=A+CN=B`), which
+    /// rcgen cannot.
+    fn issue_with_openssl(&self, dir: &Path, name: &str, subject: &str) -> Issued {
+        let (ca_pem, ca_key) = (dir.join("openssl-ca.pem"), dir.join("openssl-ca.key"));
+        self.write(&ca_pem);
+        std::fs::write(&ca_key, self.key.serialize_pem()).unwrap();
+        let (pem, key, csr, ext) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+            dir.join(format!("{name}.csr")),
+            dir.join(format!("{name}.ext")),
+        );
+        std::fs::write(&ext, "extendedKeyUsage = clientAuth\nkeyUsage = digitalSignature\n").unwrap();
+        let run = |args: &[&std::ffi::OsStr]| {
+            let out = Command::new("openssl").args(args).output().expect("openssl is installed");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        };
+        let os = |s: &str| std::ffi::OsString::from(s);
+        run(&[
+            &os("req"),
+            &os("-new"),
+            &os("-newkey"),
+            &os("ec"),
+            &os("-pkeyopt"),
+            &os("ec_paramgen_curve:P-256"),
+            &os("-nodes"),
+            &os("-multivalue-rdn"),
+            &os("-subj"),
+            &os(subject),
+            &os("-keyout"),
+            key.as_os_str(),
+            &os("-out"),
+            csr.as_os_str(),
+        ]);
+        run(&[
+            &os("x509"),
+            &os("-req"),
+            &os("-in"),
+            csr.as_os_str(),
+            &os("-CA"),
+            ca_pem.as_os_str(),
+            &os("-CAkey"),
+            ca_key.as_os_str(),
+            &os("-CAcreateserial"),
+            &os("-days"),
+            &os("30"),
+            &os("-extfile"),
+            ext.as_os_str(),
+            &os("-out"),
+            pem.as_os_str(),
+        ]);
+        let der = {
+            let text = std::fs::read_to_string(&pem).unwrap();
+            let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+            base64_decode(&body)
+        };
+        let fingerprint = fkoeko_adapter::http::tls::caller_certificate(&der).fingerprint;
+        Issued { pem, key, fingerprint }
+    }
+}
+
+/// Standard base64, for reading back a PEM file.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let digits: Vec<u8> = text.bytes().filter(|c| *c != b'=').map(value).collect();
+    digits
+        .chunks(4)
+        .flat_map(|chunk| {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, d)| n | (u32::from(*d) << (18 - 6 * i)));
+            let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+            bytes.into_iter().take(chunk.len() - 1)
+        })
+        .collect()
 }
 
 struct Issued {
@@ -156,6 +251,26 @@ fn a_subject_is_compared_as_a_name_not_as_printed_text() {
     assert_eq!(status_of(&body), "Accepteret");
 }
 
+/// Where one RDN ends and the next begins is part of a subject: a certificate with one multi-valued RDN
+/// `O=KOMBIT + CN=SP` is not the allowed `O=KOMBIT, CN=SP` (two RDNs), and the other way round.
+#[test]
+fn a_multi_valued_rdn_is_not_two_rdns() {
+    let s = start_with(|c| c.tls.allowed_clients = vec!["O=KOMBIT, CN=SP_PROD_Callback".into(), "O=Kommune + CN=KY".into()]);
+    let url = s.server.https_url("/sf1590a");
+    let d = s.dir.path();
+    let cases = [
+        ("one RDN for the two", "/O=KOMBIT+CN=SP_PROD_Callback", "403"),
+        ("two RDNs", "/O=KOMBIT/CN=SP_PROD_Callback", "200"),
+        ("two RDNs for the one", "/O=Kommune/CN=KY", "403"),
+        ("one RDN", "/O=Kommune+CN=KY", "200"),
+    ];
+    for (n, (what, subject, expected)) in cases.iter().enumerate() {
+        let client = s.client_ca.issue_with_openssl(d, &format!("rdn-{n}"), subject);
+        let (code, status, body) = curl(&url, &s.ca_file, Some(&client), &Delivery::one(&format!("RDN-{n}")).soap11());
+        assert_eq!((code, status.as_str()), (0, *expected), "{what}: {body}");
+    }
+}
+
 #[test]
 fn client_certificates_are_checked() {
     let s = start();
@@ -169,11 +284,13 @@ fn client_certificates_are_checked() {
     let (_, status, body) = curl(&url, &s.ca_file, Some(&s.ky_direct), &Delivery::one("TLS-2").soap11());
     assert_eq!((status.as_str(), status_of(&body).as_str()), ("200", "Accepteret"));
 
-    // Refused in the handshake: no certificate, one from another CA, an expired one from the trusted CA.
+    // Refused in the handshake: no certificate, one from another CA, an expired one from the trusted CA, and
+    // one whose key may only sign certificates.
     let refused = [
         ("no certificate", None),
         ("unknown CA", Some(Ca::new("Unknown CA").issue(d, "SP_TEST_Callback-copy", false, false))),
         ("expired", Some(s.client_ca.issue(d, "SP_TEST_Callback-expired", false, true))),
+        ("key usage", Some(s.client_ca.issue_with_key_usage(d, "KY-direkte", vec![KeyUsagePurpose::KeyCertSign]))),
     ];
     for (what, client) in &refused {
         let (code, status, _) = curl(&url, &s.ca_file, client.as_ref(), &Delivery::one("TLS-NO").soap11());
@@ -182,7 +299,7 @@ fn client_certificates_are_checked() {
     // Every refused handshake is counted by reason, the one without a certificate too (its log line is shown
     // by `a_refused_handshake_is_logged_once_per_peer_and_reason`).
     let metrics = ureq::get(&s.server.admin_url("/metrics")).call().unwrap().into_string().unwrap();
-    for reason in ["expired", "unknown_issuer", "no_certificate"] {
+    for reason in ["expired", "unknown_issuer", "no_certificate", "wrong_purpose"] {
         let series = format!("fkoeko_tls_refused_total{{reason=\"{reason}\"}} ");
         let count: f64 = metrics.lines().find_map(|l| l.strip_prefix(&series)).and_then(|n| n.trim().parse().ok()).unwrap_or(0.0);
         assert!(count >= 1.0, "{reason} not counted:\n{metrics}");
@@ -202,6 +319,20 @@ fn client_certificates_are_checked() {
     let wsdl = String::from_utf8_lossy(&out.stdout);
     let base = url.trim_end_matches("/sf1590a");
     assert!(base.starts_with("https://") && wsdl.contains(&format!("schemaLocation=\"{base}/schemas/sf1590a.xsd\"")), "{wsdl}");
+    // A caller's forwarded headers do not move it, nor does a Host that is not a host name.
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&s.ca_file)
+        .args(["--cert"])
+        .arg(&s.sp.pem)
+        .arg("--key")
+        .arg(&s.sp.key)
+        .args(["-H", "X-Forwarded-Host: a\"/><evil/><x y=\"", "-H", "Forwarded: host=evil.example", "-H", "Host: x\"y"])
+        .arg(format!("{url}?wsdl"))
+        .output()
+        .unwrap();
+    let wsdl = String::from_utf8_lossy(&out.stdout);
+    assert!(!wsdl.contains("evil") && wsdl.contains(&format!("{base}/schemas/sf1590a.xsd")), "{wsdl}");
 
     // From the trusted CA but not on the allowlist: HTTP 403, nothing processed.
     let stranger = s.client_ca.issue(d, "stranger", false, false);

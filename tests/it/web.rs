@@ -357,8 +357,6 @@ fn change_rules(dir: &Path, change: impl FnOnce(String) -> String) {
     std::fs::write(&path, change(content)).unwrap();
 }
 
-/// An emptied or truncated konti.csv in the live folder is not taken into use: everything after it would be
-/// MAPNING_MANGLER. The page takes one only when asked to.
 /// An instance whose batch inbox cannot be read still answers /readyz with 200, as "degraded" and why, so that a
 /// load balancer keeps it and an operator sees the reason.
 #[test]
@@ -378,8 +376,31 @@ fn readiness_is_degraded_with_the_reason_when_an_inbox_cannot_be_read() {
     let warning = body["warnings"][0].as_str().unwrap_or_default();
     assert!(warning.contains(&inbox.display().to_string()) && warning.contains("kan ikke læses"), "{body}");
     std::fs::remove_file(&inbox).unwrap();
+    std::fs::create_dir(&inbox).unwrap();
+    // The other folders a file passes through count as much.
+    let outbox = fkoeko_adapter::batch::Folders::of(&app.config.batch.dir, fkoeko_adapter::domain::sortiment::Integration::Sf1590B).outbox;
+    std::fs::remove_dir_all(&outbox).unwrap();
+    let (_, body, _) = get(&readyz, None);
+    assert!(body.contains("udbakken") && body.contains(&outbox.display().to_string()), "{body}");
 }
 
+/// fordringstyper.csv without rows, taken into use on purpose, leaves every claim rejected: /readyz says so.
+#[test]
+fn readiness_is_degraded_when_no_claim_type_can_be_mapped() {
+    let app = TestApp::start();
+    let server = app.server.as_ref().unwrap();
+    let mut files = fkoeko_adapter::domain::mapping::read_dir(&app.config.paths.mappings).unwrap();
+    let header = files["fordringstyper.csv"].lines().find(|l| !l.starts_with('#')).unwrap().to_string();
+    files.insert("fordringstyper.csv".into(), format!("{header}\n"));
+    let changed = server.app.pipeline.change_mappings(&files, ADMIN_USER, MappingSource::Page, "tom", None, true).unwrap();
+    assert!(matches!(changed, MappingChange::Saved(_)), "{changed:?}");
+    let (status, body, _) = get(&server.admin_url("/readyz"), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"degraded\"") && body.contains("fordringstyper.csv"), "{body}");
+}
+
+/// An emptied or truncated konti.csv in the live folder is not taken into use: everything after it would be
+/// MAPNING_MANGLER. The page takes one only when asked to.
 #[test]
 fn a_rules_file_without_rules_is_not_taken_into_use_unless_confirmed_on_the_page() {
     let app = TestApp::start();

@@ -58,6 +58,18 @@ pub fn delivery(detail: &DeliveryDetail) -> String {
         );
     }
     let _ = writeln!(out, "  sender     {}", s.sender.as_deref().unwrap_or("-"));
+    let c = &detail.context;
+    for (label, value) in [
+        ("TransactionUUID", &c.transaction_uuid),
+        ("UserSystemUUID", &c.user_system_uuid),
+        ("MunicipalityCVR", &c.municipality_cvr),
+        ("CallersServiceCallIdentifier", &c.call_identifier),
+        ("AccountingInfo", &c.accounting_info),
+    ] {
+        if let Some(value) = value {
+            let _ = writeln!(out, "  context    {label} {value}");
+        }
+    }
     let _ = writeln!(out, "  mapping    {}", s.mapping_version.as_deref().unwrap_or("-"));
     let _ = writeln!(out, "  accepted   {}, rejected {}", s.accepted, s.rejected);
     if detail.items.len() < detail.items_total {

@@ -46,6 +46,13 @@ pub struct DeliveryRecord {
     pub authority: Option<String>,
     pub transaction_uuid: Option<String>,
     pub user_system_uuid: Option<String>,
+    /// The rest of Serviceplatformen's context, kept as it came: AuthorityContext's MunicipalityCVR, the caller's
+    /// own call id and accounting info.
+    pub context_authority: Option<String>,
+    pub call_identifier: Option<String>,
+    pub accounting_info: Option<String>,
+    /// A RequestHeader's TransactionUUID from the SOAP header, sent back in the answer's header.
+    pub echo_transaction: Option<String>,
     pub request_hash: String,
     pub sortiment_version: Option<i64>,
     pub mapping_version: Option<String>,
@@ -67,6 +74,10 @@ impl DeliveryRecord {
             authority: None,
             transaction_uuid: None,
             user_system_uuid: None,
+            context_authority: None,
+            call_identifier: None,
+            accounting_info: None,
+            echo_transaction: None,
             request_hash,
             sortiment_version: None,
             mapping_version: None,

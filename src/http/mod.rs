@@ -392,7 +392,8 @@ async fn receive(req: HttpRequest, mut payload: web::Payload, state: web::Data<S
     let mut response = match result {
         Ok(Ok(processed)) => {
             let version = processed.soap_version.unwrap_or(hinted);
-            soap_response(StatusCode::OK, version, soap::envelope(version, &processed.receipts.to_xml()))
+            let answer = soap::envelope_with_header(version, processed.echo_transaction.as_deref(), &processed.receipts.to_xml());
+            soap_response(StatusCode::OK, version, answer)
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "technical failure; answered with a SOAP Fault, nothing handed over");

@@ -171,6 +171,8 @@ impl Settings {
 pub struct Processed {
     pub receipts: ReceiptSet,
     pub soap_version: Option<SoapVersion>,
+    /// The call's RequestHeader TransactionUUID, to send back in the answer's SOAP header.
+    pub echo_transaction: Option<String>,
 }
 
 pub struct Pipeline {
@@ -301,8 +303,13 @@ impl Pipeline {
         let reading = self.reading(integration);
         let opened = intake::open(source, framing, &reading)?;
         *soap_version = opened.frame.outline.soap;
-        record.transaction_uuid = opened.context.transaction.clone();
-        record.user_system_uuid = opened.context.user_system.first().map(|(v, _)| v.clone());
+        let context = &opened.context;
+        record.transaction_uuid = context.transaction.clone();
+        record.user_system_uuid = context.user_system.first().map(|(v, _)| v.clone());
+        record.context_authority = context.municipality_cvr.first().map(|(v, _)| v.clone());
+        record.call_identifier = context.call_identifier.clone();
+        record.accounting_info = context.accounting_info.clone();
+        record.echo_transaction = context.echo_transaction.clone();
         let mut findings = opened.findings.clone();
         let max_items = self.settings.max_items_straks(integration);
         if transport == Transport::Straks && opened.frame.outline.items > max_items {
@@ -796,7 +803,7 @@ impl Pipeline {
         } else {
             info!(accepted = receipts.accepted(), "delivery processed");
         }
-        Ok(Processed { receipts, soap_version })
+        Ok(Processed { receipts, soap_version, echo_transaction: record.echo_transaction })
     }
 }
 

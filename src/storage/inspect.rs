@@ -51,6 +51,24 @@ pub struct DeliverySummary {
     pub rejected: i32,
 }
 
+/// Serviceplatformen's context of a straks call, as stored with its delivery.
+#[derive(Debug, Clone, Default, Queryable)]
+pub struct CallContextValues {
+    pub transaction_uuid: Option<String>,
+    pub user_system_uuid: Option<String>,
+    pub municipality_cvr: Option<String>,
+    pub call_identifier: Option<String>,
+    pub accounting_info: Option<String>,
+}
+
+impl CallContextValues {
+    pub fn is_empty(&self) -> bool {
+        [&self.transaction_uuid, &self.user_system_uuid, &self.municipality_cvr, &self.call_identifier, &self.accounting_info]
+            .iter()
+            .all(|v| v.is_none())
+    }
+}
+
 /// A journal line as booked: where it went, and the rule that sent it there.
 #[derive(Debug, Clone, Queryable)]
 pub struct BookedLine {
@@ -111,6 +129,8 @@ pub struct DeliveryDetail {
     pub summary: DeliverySummary,
     /// The batch file it came in, when it came as one.
     pub file_name: Option<String>,
+    /// Serviceplatformen's context as the call carried it.
+    pub context: CallContextValues,
     /// Its receipt file's way back through Serviceplatformen, when it went that way.
     pub receipt_transfer: Option<super::transfers::ReceiptTransfer>,
     /// The first `MAX_ITEMS` items.
@@ -195,6 +215,16 @@ impl Db {
             }
         };
         let (summary, response, file) = found;
+        let context: CallContextValues = deliveries::table
+            .find(summary.id)
+            .select((
+                deliveries::transaction_uuid,
+                deliveries::user_system_uuid,
+                deliveries::context_municipality_cvr,
+                deliveries::callers_service_call_identifier,
+                deliveries::accounting_info,
+            ))
+            .first(&mut self.conn()?)?;
         let receipt_transfer = match &file {
             Some((batch_id, ..)) => self.receipt_transfers_of(*batch_id)?.into_iter().next(),
             None => None,
@@ -222,7 +252,7 @@ impl Db {
             let booked = if receipt.status == Status::Accepteret { booked(&mut conn, &receipt.id.to_string())? } else { None };
             items.push(ItemDetail { receipt, booked });
         }
-        Ok(Some(DeliveryDetail { summary, file_name, receipt_transfer, items, items_total }))
+        Ok(Some(DeliveryDetail { summary, file_name, context, receipt_transfer, items, items_total }))
     }
 
     /// Batch files not yet done, and alerts by outbox status, for the metrics.

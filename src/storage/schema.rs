@@ -80,6 +80,9 @@ diesel::table! {
         accepted_count -> Integer,
         rejected_count -> Integer,
         response_json -> Text,
+        context_municipality_cvr -> Nullable<Text>,
+        callers_service_call_identifier -> Nullable<Text>,
+        accounting_info -> Nullable<Text>,
     }
 }
 

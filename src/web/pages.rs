@@ -203,6 +203,16 @@ pub fn delivery(user: &str, detail: &DeliveryDetail, sortiment: &Sortiment) -> M
                     } }
                 }
                 tr { th { "Afsender" } td { (sender_name(sortiment, s.sender.as_deref())) } }
+                @if !detail.context.is_empty() {
+                    @let c = &detail.context;
+                    tr { th { "Serviceplatformens kontekst" } td {
+                        @for (label, value) in [("TransactionUUID", &c.transaction_uuid), ("UserSystemUUID", &c.user_system_uuid),
+                            ("MunicipalityCVR", &c.municipality_cvr), ("CallersServiceCallIdentifier", &c.call_identifier),
+                            ("AccountingInfo", &c.accounting_info)] {
+                            @if let Some(value) = value { div { (label) ": " code { (value) } } }
+                        }
+                    } }
+                }
                 tr { th { "Mapningsversion" } td { code { (s.mapping_version.as_deref().unwrap_or("-")) } } }
                 tr { th { "Accepteret / afvist" } td { (s.accepted) " / " span.rejected[s.rejected > 0] { (s.rejected) } } }
             }

@@ -9,6 +9,7 @@ const SOAP12_NS: &str = "http://www.w3.org/2003/05/soap-envelope";
 const AUTHORITY_CONTEXT_NS: &str = "http://serviceplatformen.dk/xml/schemas/AuthorityContext/1/";
 const INVOCATION_CONTEXT_NS: &str = "http://serviceplatformen.dk/xml/schemas/InvocationContext/1/";
 const REQUEST_HEADER_NS: &str = "http://kombit.dk/xml/schemas/RequestHeader/1/";
+const CALL_CONTEXT_NS: &str = "http://serviceplatformen.dk/xml/schemas/CallContext/1/";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SoapVersion {
@@ -49,12 +50,17 @@ pub struct CallContext {
     pub municipality_cvr: Vec<(String, Loc)>,
     pub user_system: Vec<(String, Loc)>,
     pub transaction: Option<String>,
+    /// The caller's own id of the call, and its accounting info (InvocationContext or CallContext).
+    pub call_identifier: Option<String>,
+    pub accounting_info: Option<String>,
+    /// The TransactionUUID of a RequestHeader in the SOAP header (the token model), sent back in the answer's.
+    pub echo_transaction: Option<String>,
     /// Blocks without the value they exist to carry.
     pub findings: Vec<Finding>,
 }
 
 /// The blocks whose content is checked against the delivery.
-const CONTEXT_BLOCKS: [&str; 3] = ["AuthorityContext", "InvocationContext", "RequestHeader"];
+const CONTEXT_BLOCKS: [&str; 4] = ["AuthorityContext", "InvocationContext", "RequestHeader", "CallContext"];
 
 /// Every element with one of `names` under `element` (at any depth), with its path.
 fn all_named_in<'a>(element: &'a Element, path: &str, names: &[&str], out: &mut Vec<(String, &'a Element)>) {
@@ -90,6 +96,9 @@ pub fn read_context(envelope: &Element, request: &Element) -> CallContext {
         let path = format!("/{}/{}", envelope.name, h.name);
         for b in &h.children {
             let block_path = format!("{path}/{}", b.name);
+            if b.ns() == Some(REQUEST_HEADER_NS) && &*b.name == "RequestHeader" && context.echo_transaction.is_none() {
+                context.echo_transaction = b.child("TransactionUUID").map(|t| t.text().to_string()).filter(|t| !t.is_empty());
+            }
             blocks.push((block_path.clone(), b));
             all_named_in(b, &block_path, &CONTEXT_BLOCKS, &mut blocks);
         }
@@ -107,6 +116,13 @@ pub fn read_context(envelope: &Element, request: &Element) -> CallContext {
             all_named_in(block, &path, &[name], &mut found);
             found.into_iter().map(|(path, e)| (e.text().to_string(), e.loc(path))).collect::<Vec<_>>()
         };
+        // The caller's call id and accounting info are kept as they came (the first of each), never checked.
+        let first = |name: &str| values(name).into_iter().next().map(|(v, _)| v).filter(|v| !v.is_empty());
+        if matches!((block.ns(), &*block.name), (Some(INVOCATION_CONTEXT_NS), "InvocationContext") | (Some(CALL_CONTEXT_NS), "CallContext"))
+        {
+            context.call_identifier = context.call_identifier.take().or_else(|| first("CallersServiceCallIdentifier"));
+            context.accounting_info = context.accounting_info.take().or_else(|| first("AccountingInfo"));
+        }
         let (target, name) = match (block.ns(), &*block.name) {
             (Some(AUTHORITY_CONTEXT_NS), "AuthorityContext") => (&mut context.municipality_cvr, "MunicipalityCVR"),
             (Some(INVOCATION_CONTEXT_NS), "InvocationContext") => (&mut context.user_system, "UserSystemUUID"),
@@ -132,8 +148,20 @@ pub fn read_context(envelope: &Element, request: &Element) -> CallContext {
 }
 
 pub fn envelope(version: SoapVersion, body: &str) -> String {
+    envelope_with_header(version, None, body)
+}
+
+/// An answer, with the call's RequestHeader sent back in its SOAP header when the call had one there.
+pub fn envelope_with_header(version: SoapVersion, echo_transaction: Option<&str>, body: &str) -> String {
+    let header = match echo_transaction {
+        Some(id) => format!(
+            "<soap:Header><rh:RequestHeader xmlns:rh=\"{REQUEST_HEADER_NS}\"><rh:TransactionUUID>{}</rh:TransactionUUID></rh:RequestHeader></soap:Header>",
+            quick_xml::escape::escape(id)
+        ),
+        None => String::new(),
+    };
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<soap:Envelope xmlns:soap=\"{}\"><soap:Body>{body}</soap:Body></soap:Envelope>",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<soap:Envelope xmlns:soap=\"{}\">{header}<soap:Body>{body}</soap:Body></soap:Envelope>",
         version.namespace()
     )
 }

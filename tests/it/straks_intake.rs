@@ -504,3 +504,51 @@ fn content_no_item_document_holds_is_refused_and_context_values_are_found_wherev
     assert_eq!(status, 200);
     assert!(text.len() < 4 * soap.len(), "an answer of {} bytes to a call of {}", text.len(), soap.len());
 }
+
+/// Serviceplatformen's context is kept with the delivery as the call carried it (the blocks first in the Body, as
+/// in the certificate model), shown with the delivery, and a RequestHeader sent in the SOAP header (the token
+/// model) comes back in the answer's SOAP header.
+#[test]
+fn the_context_is_recorded_and_the_request_header_sent_back() {
+    let app = TestApp::start();
+    let transaction = format!("T-{}", new_id());
+    let mut delivery = Delivery::one(&format!("KONTEKST-{}", new_id()));
+    delivery.header = format!(
+        "<rh:RequestHeader xmlns:rh=\"http://kombit.dk/xml/schemas/RequestHeader/1/\"><rh:TransactionUUID>{transaction}</rh:TransactionUUID></rh:RequestHeader>"
+    );
+    let blocks = format!(
+        "<cc:CallContext xmlns:cc=\"http://serviceplatformen.dk/xml/schemas/CallContext/1/\"><cc:CallersServiceCallIdentifier>KY-kald-77</cc:CallersServiceCallIdentifier><cc:AccountingInfo>afd. 5</cc:AccountingInfo></cc:CallContext>\
+         <ac:AuthorityContext xmlns:ac=\"http://serviceplatformen.dk/xml/schemas/AuthorityContext/1/\"><ac:MunicipalityCVR>{OUR_CVR}</ac:MunicipalityCVR></ac:AuthorityContext>\
+         <ic:InvocationContext xmlns:ic=\"http://serviceplatformen.dk/xml/schemas/InvocationContext/1/\"><ic:ServiceAgreementUUID>{}</ic:ServiceAgreementUUID><ic:UserSystemUUID>{KY}</ic:UserSystemUUID><ic:UserUUID>{}</ic:UserUUID><ic:ServiceUUID>{}</ic:ServiceUUID></ic:InvocationContext>",
+        new_id(),
+        new_id(),
+        new_id()
+    );
+    let call = one_line(&delivery.soap11().replacen("<LeveranceId>", &format!("{blocks}<LeveranceId>"), 1));
+    let (status, answer) = app.post(&call);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(parse_receipts(&answer).receipts[0].status.as_str(), "Accepteret", "{answer}");
+    let header_end = answer.find("<soap:Body>").expect("a Body");
+    let header = &answer[..header_end];
+    assert!(
+        header.contains("<soap:Header><rh:RequestHeader xmlns:rh=\"http://kombit.dk/xml/schemas/RequestHeader/1/\">")
+            && header.contains(&format!("<rh:TransactionUUID>{transaction}</rh:TransactionUUID>")),
+        "the RequestHeader comes back in the answer's header: {answer}"
+    );
+    let stored = |column: &str| {
+        app.count(&format!("SELECT count(*) AS n FROM deliveries WHERE leverance_id = '{}' AND {column}", delivery.delivery_id))
+    };
+    assert_eq!(stored(&format!("transaction_uuid = '{transaction}'")), 1);
+    assert_eq!(stored(&format!("user_system_uuid = '{KY}' AND context_municipality_cvr = '{OUR_CVR}'")), 1);
+    assert_eq!(stored("callers_service_call_identifier = 'KY-kald-77' AND accounting_info = 'afd. 5'"), 1);
+    let out = fkoeko_command(&app.db_url).args(["deliveries", "show", &delivery.delivery_id]).output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("context    CallersServiceCallIdentifier KY-kald-77") && shown.contains(&transaction), "{shown}");
+
+    // Sent again, the same receipts come back, and this call's RequestHeader with them; without one, no header.
+    let (_, again) = app.post(&call);
+    assert!(again.contains(&format!("<rh:TransactionUUID>{transaction}</rh:TransactionUUID>")), "{again}");
+    delivery.header = String::new();
+    let (_, plain) = app.post(&delivery.soap11());
+    assert!(!plain.contains("RequestHeader") && !plain.contains("<soap:Header>"), "{plain}");
+}

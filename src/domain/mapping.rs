@@ -396,10 +396,15 @@ impl MappingSet {
                         for art in &pattern.art {
                             let wanted =
                                 [(KonteringField::Funktion, funktion), (KonteringField::Dranst, dranst), (KonteringField::Art, art)];
-                            let mapped = self
-                                .rules
-                                .iter()
-                                .any(|rule| wanted.iter().all(|(field, glob)| rule.cell(*field).is_none_or(|cell| may_meet(cell, glob))));
+                            let exact = wanted.iter().all(|(_, glob)| !glob.contains(['*', '?']));
+                            let mapped = match exact {
+                                // One kontering: followed through the rules, lookups and all, as it would be mapped.
+                                true => self.maps_exactly(&wanted).unwrap_or(true),
+                                false => self.rules.iter().any(|rule| {
+                                    wanted.iter().all(|(field, glob)| rule.cell(*field).is_none_or(|cell| may_meet(cell, glob)))
+                                        && rule.lookup_may_meet(&wanted)
+                                }),
+                            };
                             if !mapped {
                                 warnings.push(format!(
                                     "sortimentet lader {} sende funktion {funktion}, dranst {dranst}, art {art}, men ingen regel i {RULES_FILE} kan mappe det: det afvises med MAPNING_MANGLER",
@@ -423,7 +428,54 @@ impl MappingSet {
     }
 }
 
+impl MappingSet {
+    /// Whether the one kontering with these Funktion, Dranst and Art is mapped: `None` when that depends on more
+    /// than them (a rule on another field or a dimension could match it), so that no warning is given wrongly.
+    fn maps_exactly(&self, wanted: &[(KonteringField, &String); 3]) -> Option<bool> {
+        let value = |field: KonteringField| wanted.iter().find(|(f, _)| *f == field).map(|(_, v)| v.as_str());
+        for rule in &self.rules {
+            let decided_by_these =
+                rule.dimension.is_none() && rule.cells.iter().all(|(field, cell)| matches!(cell, Cell::Any) || value(*field).is_some());
+            let matches = rule.cells.iter().all(|(field, cell)| match value(*field) {
+                Some(v) => cell.matches(Some(v)),
+                None => true,
+            });
+            if !matches {
+                continue;
+            }
+            if !decided_by_these {
+                return None;
+            }
+            match &rule.target {
+                Target::Output(_) => return Some(true),
+                Target::Lookup(table) => {
+                    if table.keys.iter().any(|key| value(*key).is_none()) {
+                        return None;
+                    }
+                    let key: Vec<Option<String>> = table.keys.iter().map(|k| value(*k).map(str::to_string)).collect();
+                    if table.rows.contains_key(&key) {
+                        return Some(true);
+                    }
+                    // Not in the table: the next rule is tried, as when mapping.
+                }
+            }
+        }
+        Some(false)
+    }
+}
+
 impl Rule {
+    /// For a lookup rule, whether its table has a row the sortiment's globs may meet; other rules always may.
+    fn lookup_may_meet(&self, wanted: &[(KonteringField, &String); 3]) -> bool {
+        let Target::Lookup(table) = &self.target else { return true };
+        table.rows.keys().any(|key| {
+            table.keys.iter().zip(key).all(|(field, value)| match (wanted.iter().find(|(f, _)| f == field), value) {
+                (Some((_, glob)), Some(value)) => WildMatch::new(glob).matches(value),
+                _ => true,
+            })
+        })
+    }
+
     fn cell(&self, field: KonteringField) -> Option<&Cell> {
         self.cells.iter().find(|(f, _)| *f == field).map(|(_, c)| c)
     }
@@ -756,6 +808,25 @@ mod tests {
         assert_eq!(prefix.rule, "konti.csv:4");
         assert_eq!(prefix.dimensions, vec![("sag".into(), "S-9".into()), ("omk".into(), "OMK7".into())]);
         assert_eq!(mapping.map(&kontering("0.22.01", "2", "4.0")).unwrap().rule, "konti.csv:5");
+    }
+
+    #[test]
+    fn a_kontering_a_lookup_table_lacks_is_reported_unless_a_later_rule_maps_it() {
+        let rules = format!("{HEADER}5.57.72;*;*;;opslag:liste.csv;\n5.57.*;2;*;;5500;\n");
+        let lookup = "funktion;art;erp_konto;erp_dimensioner\n5.57.72;5.2;5572;\n";
+        let mapping = set(&[(RULES_FILE, &rules), ("liste.csv", lookup)]).unwrap();
+        let sortiment = crate::domain::sortiment::parse_sortiment_file(
+            "s.toml",
+            "[[afsender]]\nsystem = \"6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01\"\nnavn = \"KY\"\nmyndighed = \"29189846\"\ngyldig_fra = \"2024-01-01\"\n\
+             integrationer = [\"SF1590_A\"]\n[[afsender.kontering]]\nfunktion = \"5.57.72\"\ndranst = [\"1\", \"2\"]\nart = [\"5.2\", \"7.2\"]\n",
+        )
+        .unwrap();
+        let sortiment = crate::domain::sortiment::Sortiment::new(1, sortiment);
+        let warnings = mapping.warnings(Some(&sortiment));
+        // In the table: mapped; not in it but dranst 2: the next rule maps it; dranst 1, art 7.2: nothing does.
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("dranst 1, art 7.2"), "{warnings:?}");
+        assert!(mapping.map(&kontering("5.57.72", "1", "7.2")).is_none(), "as mapping itself has it");
     }
 
     #[test]

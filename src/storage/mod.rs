@@ -102,8 +102,11 @@ impl ManageConnection for Manager {
         let ms = self.busy_timeout.as_millis();
         match self.backend {
             Backend::Sqlite if self.read_only => {
-                // A URI, so that SQLite opens it read-only and never creates it.
-                let uri = format!("file:{}?mode=ro", self.url);
+                // A URI, so that SQLite opens it read-only and never creates it. A WAL database that no process has
+                // open (no -wal file) is opened as immutable: read-only alone would leave new -wal and -shm files
+                // behind, and a dry run writes nothing.
+                let in_use = std::path::Path::new(&format!("{}-wal", self.url)).exists();
+                let uri = format!("file:{}?mode=ro{}", self.url, if in_use { "" } else { "&immutable=1" });
                 let mut conn = SqliteConnection::establish(&uri).map_err(diesel::r2d2::Error::ConnectionError)?;
                 conn.batch_execute(&format!("PRAGMA busy_timeout = {ms};")).map_err(diesel::r2d2::Error::QueryError)?;
                 Ok(AnyConnection::Sqlite(conn))

@@ -107,8 +107,12 @@ pub struct AlertsConfig {
     /// Write alerts to the outbox and send them. Off: no alerts at all.
     pub enabled: bool,
     pub from: String,
-    /// Copy of every alert (the municipality's finance team).
+    /// Copy of every rejection alert (the municipality's finance team).
     pub copy_to: Vec<String>,
+    /// The operators, told when something needs a person: a receipt file Serviceplatformen did not deliver
+    /// after the last try. Empty: the log, /metrics and /readyz only.
+    #[serde(default)]
+    pub operators: Vec<String>,
     /// Rejections of one sender within this many seconds go out as one mail.
     pub group_window_secs: u64,
     /// Tries before an alert is given up as failed.
@@ -311,6 +315,7 @@ impl Default for Config {
                 enabled: true,
                 from: "fkoeko@localhost".into(),
                 copy_to: Vec::new(),
+                operators: Vec::new(),
                 group_window_secs: 300,
                 max_attempts: 10,
                 backoff_initial_secs: 30,

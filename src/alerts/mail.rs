@@ -6,6 +6,7 @@ use std::fmt::Write;
 use quick_xml::escape::escape;
 
 use super::AlertPayload;
+use crate::domain::alert::{Alert, UndeliveredReceiptFile};
 
 /// Receipts listed in full per mail; a rejected batch of thousands is summarised after these.
 pub const MAX_LISTED: usize = 200;
@@ -16,7 +17,53 @@ pub struct Rendered {
     pub html: String,
 }
 
-pub fn render(payloads: &[AlertPayload]) -> Rendered {
+/// One mail for a group of alerts, which are of one kind (a group is one sender's, or the operators').
+pub fn render(alerts: &[Alert]) -> Rendered {
+    let rejections: Vec<AlertPayload> =
+        alerts.iter().filter_map(|a| if let Alert::Rejection(p) = a { Some(p.clone()) } else { None }).collect();
+    let undelivered: Vec<&UndeliveredReceiptFile> =
+        alerts.iter().filter_map(|a| if let Alert::ReceiptFileUndelivered(u) = a { Some(u) } else { None }).collect();
+    match rejections.is_empty() {
+        false => render_rejections(&rejections),
+        true => render_undelivered(&undelivered),
+    }
+}
+
+/// For the operators: receipt files Serviceplatformen did not deliver, so their senders have no receipt.
+fn render_undelivered(files: &[&UndeliveredReceiptFile]) -> Rendered {
+    let subject = format!("Kvitteringsfil ikke leveret: {} fil(er) til afsendere via Serviceplatformen", files.len());
+    let what_to_do = "Afsenderen har ikke fået sin kvittering. Se fejlen nedenfor og i `fkoeko batch list`; \
+        ret årsagen (SFTP-bruger, routing, Serviceplatformens aftale) og send kvitteringsfilen igen ved at lægge \
+        den oprindelige fil i indbakken igen.";
+    let mut text = format!("{what_to_do}\n");
+    let mut html = format!(
+        "<html><body><p>{}</p><table border=\"1\" cellpadding=\"4\"><tr><th>Kvitteringsfil</th><th>Integration</th>\
+         <th>Til</th><th>Forsøg</th><th>Sidste fejl</th><th>Opgivet</th></tr>",
+        escape(what_to_do)
+    );
+    for f in files {
+        let _ = writeln!(
+            text,
+            "\n{} ({}, SendersFileId {}) til {}: {} forsøg, opgivet {}\n  sidste fejl: {}",
+            f.receipt_name, f.integration, f.senders_file_id, f.recipient, f.attempts, f.failed_at, f.last_error
+        );
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&f.receipt_name),
+            escape(&f.integration),
+            escape(&f.recipient),
+            f.attempts,
+            escape(&f.last_error),
+            escape(&f.failed_at)
+        );
+    }
+    text.push_str("\nDenne besked er sendt automatisk af fkoeko-adapter.\n");
+    html.push_str("</table><p>Denne besked er sendt automatisk af fkoeko-adapter.</p></body></html>");
+    Rendered { subject, text, html }
+}
+
+fn render_rejections(payloads: &[AlertPayload]) -> Rendered {
     let first = &payloads[0];
     let system = match (&first.sender_name, &first.sender) {
         (Some(name), Some(id)) => format!("{name} ({id})"),
@@ -88,4 +135,31 @@ pub fn render(payloads: &[AlertPayload]) -> Rendered {
     text.push_str("\nDenne besked er sendt automatisk af fkoeko-adapter.\n");
     html.push_str("<p>Denne besked er sendt automatisk af fkoeko-adapter.</p></body></html>");
     Rendered { subject, text, html }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_undelivered_receipt_file_is_told_the_operators_and_stored_alerts_read_back_as_their_kind() {
+        let undelivered = Alert::ReceiptFileUndelivered(UndeliveredReceiptFile {
+            integration: "SF1590_A".into(),
+            receipt_name: "bilag.kvittering.xml".into(),
+            senders_file_id: "kvittering-1".into(),
+            recipient: "ky-sftp".into(),
+            attempts: 5,
+            last_error: "17 RECIPIENT_UNAVAILABLE: <try again>".into(),
+            failed_at: "2026-11-26T05:00:00Z".into(),
+        });
+        let mail = render(std::slice::from_ref(&undelivered));
+        assert!(mail.subject.contains("Kvitteringsfil ikke leveret"), "{}", mail.subject);
+        assert!(mail.text.contains("bilag.kvittering.xml") && mail.text.contains("ky-sftp") && mail.text.contains("5 forsøg"));
+        assert!(mail.html.contains("&lt;try again&gt;"), "escaped: {}", mail.html);
+        // Stored as JSON without a tag: each kind reads back as itself, a rejection written before as a rejection.
+        let stored = serde_json::to_string(&undelivered).unwrap();
+        assert_eq!(serde_json::from_str::<Alert>(&stored).unwrap(), undelivered);
+        let rejection = r#"{"sender":null,"sender_name":null,"integration":"SF1590_A","transport":"straks","delivery_id":"d","received_at":"t","rejected":[],"accepted":0}"#;
+        assert!(matches!(serde_json::from_str::<Alert>(rejection).unwrap(), Alert::Rejection(_)));
+    }
 }

@@ -106,6 +106,8 @@ pub struct Receiver {
     sftp_users: Vec<String>,
     authority: String,
     it_system: Option<uuid::Uuid>,
+    /// Who is mailed when a receipt file is given up.
+    alerts: crate::config::AlertsConfig,
     owner: String,
     /// Files already warned about (incomplete or unreadable metadata), so each is logged once.
     warned: Mutex<HashSet<String>>,
@@ -132,6 +134,7 @@ impl Receiver {
             sftp_users,
             authority: config.installation.myndighed.clone(),
             it_system: config.installation.it_system,
+            alerts: config.alerts.clone(),
             owner,
             warned: Mutex::default(),
             hashes: Mutex::default(),

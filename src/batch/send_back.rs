@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 
 use super::metadata::{self, Describe, Metadata, SendTo};
 use super::{list, Folders, Receiver};
+use crate::domain::alert::{Alert, AlertTarget, UndeliveredReceiptFile};
 use crate::domain::sortiment::Integration;
 use crate::files::{sync_dir, write_atomically};
 use crate::storage::text::Stored;
@@ -152,6 +153,35 @@ impl Receiver {
         }
     }
 
+    /// The operators' alert for a receipt file given up, when they are to be mailed.
+    fn operators_alert(&self, transfer: &ReceiptTransfer, error: &str) -> Option<(AlertTarget, Alert)> {
+        if !self.alerts.enabled || self.alerts.operators.is_empty() {
+            return None;
+        }
+        let recipient = match metadata::parse(transfer.trigger_document.as_bytes()) {
+            Ok(trigger) => match trigger.routing {
+                Some(routing) => format!(
+                    "{} (myndighed {})",
+                    routing.recipient_it_system.map_or_else(String::new, |s| s.to_string()),
+                    routing.recipient_authority
+                ),
+                None => trigger.recipients.join(", "),
+            },
+            Err(_) => "?".to_string(),
+        };
+        let target = AlertTarget { group_key: "operators".into(), to: self.alerts.operators.clone(), cc: Vec::new() };
+        let alert = Alert::ReceiptFileUndelivered(UndeliveredReceiptFile {
+            integration: transfer.integration.as_str().to_string(),
+            receipt_name: transfer.receipt_name.clone(),
+            senders_file_id: transfer.senders_file_id.clone(),
+            recipient,
+            attempts: transfer.attempts,
+            last_error: error.to_string(),
+            failed_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        });
+        Some((target, alert))
+    }
+
     /// Records what became of a try: delivered, to be tried again after a back-off, or failed.
     fn answered(&self, transfer: &ReceiptTransfer, outcome: Result<(), Vec<String>>) -> anyhow::Result<()> {
         let answer = match outcome {
@@ -163,7 +193,11 @@ impl Receiver {
                 Answered::Retry { error: errors.join("; "), at: Utc::now() + chrono::Duration::seconds(wait as i64) }
             }
         };
-        if !self.db.receipt_transfer_answered(transfer, &answer)? {
+        let alert = match &answer {
+            Answered::Failed { error } => self.operators_alert(transfer, error),
+            _ => None,
+        };
+        if !self.db.receipt_transfer_answered(transfer, &answer, alert.as_ref().map(|(t, a)| (t, a)))? {
             return Ok(());
         }
         let (receipt, attempt) = (&transfer.receipt_name, transfer.attempts);

@@ -1,4 +1,6 @@
-//! What a rejection alert says and to whom, decided when the rejection is written; `alerts` renders and sends it.
+//! What an alert says and to whom, decided when what it is about is written; `alerts` renders and sends it. Two
+//! kinds: a sender's rejected deliveries, for its owners; and a receipt file the platform could not deliver, for
+//! the operators.
 
 use serde::{Deserialize, Serialize};
 
@@ -52,4 +54,27 @@ impl AlertPayload {
     pub fn rejected_count(&self) -> usize {
         self.rejected_total.unwrap_or(self.rejected.len())
     }
+}
+
+/// An alert in the outbox. Stored as its payload's JSON without a tag (rows written before the second kind are
+/// rejections), told apart by their fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Alert {
+    Rejection(AlertPayload),
+    ReceiptFileUndelivered(UndeliveredReceiptFile),
+}
+
+/// A receipt file Serviceplatformen did not deliver to the sender after the last try: the sender has no receipt,
+/// and an operator must act (see `fkoeko batch list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndeliveredReceiptFile {
+    pub integration: String,
+    pub receipt_name: String,
+    pub senders_file_id: String,
+    /// Who it was for: the sender's SFTP user, or its IT system.
+    pub recipient: String,
+    pub attempts: i32,
+    pub last_error: String,
+    pub failed_at: String,
 }

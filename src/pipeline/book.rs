@@ -206,5 +206,5 @@ fn enqueue_alert(
     at: DateTime<Utc>,
 ) -> Result<(), StorageError> {
     let (Some((target, window)), Some(payload)) = (alert, AlertPayload::of(record, set, counts)) else { return Ok(()) };
-    store::enqueue_alert(conn, target, &payload, record.sender, at + window, at)
+    store::enqueue_alert(conn, target, &crate::domain::alert::Alert::Rejection(payload), record.sender, at + window, at)
 }

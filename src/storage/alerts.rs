@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::schema::alert_outbox;
 use super::{Db, StorageError};
-use crate::domain::alert::AlertPayload;
+use crate::domain::alert::Alert;
 
 /// Alerts that go out as one mail, claimed by this process.
 #[derive(Debug)]
@@ -13,7 +13,7 @@ pub struct ClaimedGroup {
     pub ids: Vec<i32>,
     pub to: Vec<String>,
     pub cc: Vec<String>,
-    pub payloads: Vec<AlertPayload>,
+    pub payloads: Vec<Alert>,
     /// Tries so far (the highest of the group).
     pub attempts: i32,
 }

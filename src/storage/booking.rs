@@ -13,7 +13,7 @@ use super::schema::{
 };
 use super::text::Stored;
 use super::{execute_native, AnyConnection, StorageError};
-use crate::domain::alert::{AlertPayload, AlertTarget};
+use crate::domain::alert::{Alert, AlertTarget};
 use crate::domain::delivery::{ClaimBooking, DeliveryRecord, FinansBooking, Transport};
 use crate::domain::idempotency::{EarlierDelivery, EarlierItem};
 use crate::domain::receipt::{Receipt, Status};
@@ -97,7 +97,7 @@ pub fn close_delivery(conn: &mut AnyConnection, key: i32, accepted: usize, rejec
 pub fn enqueue_alert(
     conn: &mut AnyConnection,
     target: &AlertTarget,
-    payload: &AlertPayload,
+    payload: &Alert,
     sender: Option<Uuid>,
     due: DateTime<Utc>,
     at: DateTime<Utc>,

@@ -8,6 +8,7 @@ use diesel::prelude::*;
 use super::schema::receipt_transfers;
 use super::text::{Stored, TransferState};
 use super::{Db, StorageError};
+use crate::domain::alert::{Alert, AlertTarget};
 use crate::domain::sortiment::Integration;
 
 #[derive(Debug, Clone, Queryable)]
@@ -149,8 +150,14 @@ impl Db {
         }
     }
 
-    /// Records the platform's answer to a try (or its silence). False when the try was answered already.
-    pub fn receipt_transfer_answered(&self, transfer: &ReceiptTransfer, answer: &Answered) -> Result<bool, StorageError> {
+    /// Records the platform's answer to a try (or its silence), and the operators' alert with it when there is
+    /// one. False when the try was answered already.
+    pub fn receipt_transfer_answered(
+        &self,
+        transfer: &ReceiptTransfer,
+        answer: &Answered,
+        alert: Option<(&AlertTarget, &Alert)>,
+    ) -> Result<bool, StorageError> {
         let (state, next, error) = match answer {
             // An earlier try's error stays beside "delivered": why it took more than one.
             Answered::Delivered => (TransferState::Delivered, transfer.next_attempt_at, transfer.last_error.as_deref()),
@@ -168,6 +175,10 @@ impl Db {
                     receipt_transfers::updated_at.eq(Utc::now().naive_utc()),
                 ))
                 .execute(conn)?;
+            if let (1, Some((target, alert))) = (changed, alert) {
+                let now = Utc::now();
+                super::booking::enqueue_alert(conn, target, alert, None, now, now)?;
+            }
             Ok(changed == 1)
         })
     }

@@ -412,7 +412,7 @@ fn a_mapping_change_part_way_through_a_file_leaves_the_whole_file_on_the_version
 }
 
 /// A receipt file the platform never answers for is sent again, and after the last try it is failed, with the
-/// reason, where an operator looks (`fkoeko batch list`, the delivery in the terminal).
+/// reason, where an operator looks (`fkoeko batch list`, the delivery in the terminal), and the operators mailed.
 #[test]
 fn a_receipt_file_never_answered_for_is_sent_again_then_failed() {
     let batch = Batch::with(|c| {
@@ -421,6 +421,8 @@ fn a_receipt_file_never_answered_for_is_sent_again_then_failed() {
         c.batch.receipt_max_attempts = 2;
         c.batch.receipt_answer_secs = 0;
         c.batch.receipt_backoff_initial_secs = 0;
+        c.alerts.enabled = true;
+        c.alerts.operators = vec!["drift@kommune.example.dk".into()];
     });
     let inbox = batch.folders().inbox;
     std::fs::create_dir_all(&inbox).unwrap();
@@ -444,8 +446,16 @@ fn a_receipt_file_never_answered_for_is_sent_again_then_failed() {
         outbox.join("silent.kvittering.xml").exists() && outbox.join("silent.kvittering.xml.trigger").exists(),
         "sent again from the kept copy"
     );
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM alert_outbox"), 0, "no alert while tries are left");
     batch.run_once();
     assert_eq!(state(), "failed 2");
+    // The operators are mailed once, with what and why.
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM alert_outbox"), 1);
+    assert!(batch.string("SELECT recipients AS s FROM alert_outbox").contains("drift@kommune.example.dk"));
+    let payload = batch.string("SELECT payload AS s FROM alert_outbox");
+    assert!(payload.contains("silent.kvittering.xml") && payload.contains("no .sftpreceipt") && payload.contains("ky-sftp"), "{payload}");
+    batch.run_once();
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM alert_outbox"), 1, "given up once, said once");
 
     let out = fkoeko_command(&batch.db_url).args(["batch", "list"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

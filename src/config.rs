@@ -338,6 +338,12 @@ impl Config {
     /// Defaults, then `file` (if given, it must exist; else ./fkoeko.toml if present), then the environment.
     /// Errors name the file, line and column (or the environment variable) and the key, one per line.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        // TOML's reader says only "not valid UTF-8"; this says where.
+        match file {
+            Some(path) if path.exists() => drop(crate::files::read_text(path)?),
+            None if Path::new("fkoeko.toml").exists() => drop(crate::files::read_text(Path::new("fkoeko.toml"))?),
+            _ => {}
+        }
         Self::figment(file).map_err(|e| anyhow::anyhow!("{}", describe(e)))
     }
 

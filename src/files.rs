@@ -25,3 +25,16 @@ pub fn write_atomically(target: &Path, write: impl FnOnce(&mut BufWriter<&File>)
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
+
+/// A text file a person edits (configuration, sortiment), as UTF-8; text that is not names the line and column
+/// of its first byte that is not, rather than only "not valid UTF-8".
+pub fn read_text(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let before = std::str::from_utf8(&bytes[..valid]).expect("valid up to here");
+        let (line, col) = crate::domain::line_and_column(before, valid);
+        anyhow::anyhow!("{}:{line}:{col}: the file is not UTF-8 text (byte 0x{:02X}); save it as UTF-8", path.display(), bytes[valid])
+    })
+}

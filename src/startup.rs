@@ -53,7 +53,7 @@ impl App {
 pub fn offline_pipeline(config: &Config) -> anyhow::Result<Pipeline> {
     let settings = Settings::from_config(config)?;
     let file = &config.paths.sortiment;
-    let content = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let content = crate::files::read_text(file)?;
     let senders = parse_sortiment_file(&file.display().to_string(), &content)?;
     let dir = config.paths.mapping_files();
     let mappings = crate::domain::mapping::MappingSet::load_dir(dir).map_err(|errors| {
@@ -94,7 +94,7 @@ pub fn open_db(config: &Config) -> anyhow::Result<Db> {
 /// A sortiment without a single sender is refused unless `allow_empty`: after it, every delivery would be
 /// rejected with AFSENDER_UKENDT.
 pub fn load_sortiment(db: &Db, file: &Path, allow_empty: bool) -> anyhow::Result<Loaded> {
-    let content = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let content = crate::files::read_text(file)?;
     let senders = parse_sortiment_file(&file.display().to_string(), &content)?;
     anyhow::ensure!(
         allow_empty || !senders.is_empty(),

@@ -428,3 +428,29 @@ fn batch_metadata_writes_what_the_platform_would_have() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("installation.it_system"));
 }
+
+/// A configuration or sortiment file saved in another encoding than UTF-8 is refused with the line and column
+/// of its first byte that is not UTF-8.
+#[test]
+fn a_file_that_is_not_utf8_names_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_database_url(dir.path());
+    let config = dir.path().join("fkoeko.toml");
+    // "Kommune Ø" in Latin-1 on line 2.
+    std::fs::write(&config, b"[server]\n# Kommune \xd8st\nworkers = 2\n").unwrap();
+    let out = fkoeko(&db).arg("--config").arg(&config).args(["mappings", "check"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("{}:2:11: the file is not UTF-8 text (byte 0xD8)", config.display())), "{stderr}");
+    let sortiment = dir.path().join("sortiment.toml");
+    let fixture = std::fs::read_to_string(repo("tests/fixtures/sortiment.toml")).unwrap();
+    let mut latin1 = fixture.replacen("navn = \"KY (test)\"", "navn = \"KY \u{1}\"", 1).into_bytes();
+    let at = latin1.iter().position(|b| *b == 1).unwrap();
+    latin1[at] = 0xE6; // "æ" in Latin-1
+    std::fs::write(&sortiment, &latin1).unwrap();
+    let out = fkoeko(&db).args(["sortiment", "load"]).arg(&sortiment).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = fixture.lines().position(|l| l.starts_with("navn = \"KY (test)\"")).unwrap() + 1;
+    assert!(stderr.contains(&format!("{}:{line}:12: the file is not UTF-8 text (byte 0xE6)", sortiment.display())), "{stderr}");
+}

@@ -301,12 +301,13 @@ impl Receiver {
             Claimed::Busy => Ok(None),
             Claimed::Mine(file) => self.carry_on(integration, folders, file, progress).map(Some),
             Claimed::Done(earlier) => {
-                let receipt_file = folders.outbox.join(receipt_name(&name));
                 let repeated = earlier.content_hash == content_hash;
+                let input_key = if repeated { earlier.file_key.clone() } else { format!("file:{content_hash}") };
+                let place = self.receipt_place(folders, &name, meta.as_ref(), &input_key);
                 if repeated {
                     info!(file = %name, first = %earlier.file_name, "batch file was processed before; nothing booked, its receipt file is written again");
-                    write_receipt_file(&self.db, &earlier, &receipt_file)?;
-                    self.send_back(integration, folders, &receipt_file, meta.as_ref(), &earlier.file_key, Some(earlier.id))?;
+                    write_receipt_file(&self.db, &earlier, &place.write)?;
+                    self.send_back(integration, folders, &place, meta.as_ref(), Some(earlier.id))?;
                 } else {
                     warn!(file = %name, key = %earlier.file_key, "another file was delivered before under the same id; rejected");
                     let id = match meta.as_ref().map(|m| (&m.senders_file_id, &m.file_transfer_uuid)) {
@@ -319,14 +320,14 @@ impl Receiver {
                     let mut record = DeliveryRecord::new(integration, Transport::Masse, format!("file:{content_hash}"));
                     record.sender = meta.as_ref().and_then(|m| self.pipeline.sender_of(&origin_of(m)));
                     let set = self.pipeline.reject_as_whole(record, finding)?.receipts;
-                    write_atomically(&receipt_file, |out| set.write_document(out, std::iter::empty()))
-                        .with_context(|| format!("writing {}", receipt_file.display()))?;
-                    self.send_back(integration, folders, &receipt_file, meta.as_ref(), &format!("file:{content_hash}"), None)?;
+                    write_atomically(&place.write, |out| set.write_document(out, std::iter::empty()))
+                        .with_context(|| format!("writing {}", place.write.display()))?;
+                    self.send_back(integration, folders, &place, meta.as_ref(), None)?;
                 }
                 self.archive(folders, stored)?;
                 // A repeat is answered with the first file's receipts; other content with one rejection.
                 let (accepted, rejected) = if repeated { (earlier.accepted_count, earlier.rejected_count) } else { (0, 1) };
-                Ok(Some(Handled { file_name: name, receipt_file, accepted, rejected, repeated }))
+                Ok(Some(Handled { file_name: name, receipt_file: place.outbox, accepted, rejected, repeated }))
             }
         }
     }
@@ -340,10 +341,10 @@ impl Receiver {
         progress: &ProgressFn<'_>,
     ) -> anyhow::Result<Handled> {
         let lease = self.lease(file.id);
-        let receipt_file = folders.outbox.join(receipt_name(&file.file_name));
+        let meta = file.metadata.as_deref().and_then(|m| metadata::parse(m.as_bytes()).ok());
+        let place = self.receipt_place(folders, &file.file_name, meta.as_ref(), &file.file_key);
         if file.state == BatchState::Processing {
             let path = folders.processing.join(&file.stored_name);
-            let meta: Option<Metadata> = file.metadata.as_deref().and_then(|m| metadata::parse(m.as_bytes()).ok());
             let masse = MasseFile {
                 path: &path,
                 name: &file.file_name,
@@ -356,16 +357,15 @@ impl Receiver {
             file = self.pipeline.process_file(&masse, &|p| progress(&name, p))?;
         }
         if file.state == BatchState::Receipt {
-            write_receipt_file(&self.db, &file, &receipt_file)?;
-            let meta = file.metadata.as_deref().and_then(|m| metadata::parse(m.as_bytes()).ok());
-            self.send_back(integration, folders, &receipt_file, meta.as_ref(), &file.file_key, Some(file.id))?;
+            write_receipt_file(&self.db, &file, &place.write)?;
+            self.send_back(integration, folders, &place, meta.as_ref(), Some(file.id))?;
             self.archive(folders, &file.stored_name)?;
-            self.db.mark_batch_done(&lease, &receipt_file.display().to_string())?;
-            info!(file = %file.file_name, receipt = %receipt_file.display(), accepted = file.accepted_count, rejected = file.rejected_count, "receipt file written");
+            self.db.mark_batch_done(&lease, &place.outbox.display().to_string())?;
+            info!(file = %file.file_name, receipt = %place.outbox.display(), accepted = file.accepted_count, rejected = file.rejected_count, "receipt file written");
         }
         Ok(Handled {
             file_name: file.file_name,
-            receipt_file,
+            receipt_file: place.outbox,
             accepted: file.accepted_count,
             rejected: file.rejected_count,
             repeated: false,

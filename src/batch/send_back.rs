@@ -7,7 +7,6 @@
 //! that the next round carries on: a try whose files were never written counts as unanswered and is made again.
 
 use std::fs;
-use std::path::Path;
 
 use anyhow::Context;
 use chrono::Utc;
@@ -23,6 +22,17 @@ use crate::storage::text::Stored;
 use crate::storage::transfers::{Answered, NewReceiptTransfer, ReceiptTransfer};
 
 const TRIGGER: &str = ".trigger";
+/// How long a receipt file waits for another of the same name to be picked up before it looks again.
+const FOLLOW_AFTER_SECS: i64 = 10;
+
+/// Where a receipt file is written, and where it is handed over.
+pub(super) struct ReceiptPlace {
+    /// Written here: the outbox itself, or the kept copy a receipt file is sent from.
+    pub write: std::path::PathBuf,
+    pub outbox: std::path::PathBuf,
+    /// Its SendersFileId, when it goes back through the platform.
+    pub id: Option<String>,
+}
 pub(super) const TECHNICAL_RECEIPT: &str = ".sftpreceipt";
 
 impl Receiver {
@@ -31,26 +41,36 @@ impl Receiver {
         self.config.convention == crate::config::BatchConvention::Metadata
     }
 
-    /// Records the receipt file just written to the outbox for sending to whoever sent `input` (described by its
-    /// metadata), and sends it. `input_key` identifies the input file; the receipt file's SendersFileId is made
-    /// from it, so that every try and every repeat carries the same id.
+    /// Where a file's receipt file is written. Straight into the outbox; or, when it goes back through the
+    /// platform, to the copy in the archive it is sent from, so that the outbox only ever holds what is handed to
+    /// the platform, one receipt file of a name at a time.
+    pub(super) fn receipt_place(&self, folders: &Folders, file_name: &str, input: Option<&Metadata>, input_key: &str) -> ReceiptPlace {
+        let name = super::receipt_name(file_name);
+        let outbox = folders.outbox.join(&name);
+        match input.filter(|_| self.sends_back()) {
+            Some(_) => {
+                // The receipt file's own id toward the platform: the same on every try and every repeat.
+                let id = format!("kvittering-{}", &hex::encode(Sha256::digest(input_key.as_bytes()))[..40]);
+                ReceiptPlace { write: folders.archive.join(format!("{id}-{name}")), outbox, id: Some(id) }
+            }
+            None => ReceiptPlace { write: outbox.clone(), outbox, id: None },
+        }
+    }
+
+    /// Records the receipt file just written to `place` for sending to whoever sent `input` (described by its
+    /// metadata), and sends it.
     pub(super) fn send_back(
         &self,
         integration: Integration,
         folders: &Folders,
-        receipt_file: &Path,
+        place: &ReceiptPlace,
         input: Option<&Metadata>,
-        input_key: &str,
         batch_id: Option<i32>,
     ) -> anyhow::Result<()> {
-        let Some(input) = input.filter(|_| self.sends_back()) else { return Ok(()) };
-        let receipt_name = receipt_file.file_name().and_then(|n| n.to_str()).context("a receipt file without a name")?.to_string();
-        let senders_file_id = format!("kvittering-{}", &hex::encode(Sha256::digest(input_key.as_bytes()))[..40]);
-        // The copy the receipt file is sent again from: the platform takes what it picks up out of the outbox.
-        let kept = folders.archive.join(format!("{senders_file_id}-{receipt_name}"));
-        fs::copy(receipt_file, &kept).with_context(|| format!("keeping {} in the archive", receipt_file.display()))?;
+        let (Some(input), Some(senders_file_id)) = (input.filter(|_| self.sends_back()), &place.id) else { return Ok(()) };
+        let receipt_name = place.outbox.file_name().and_then(|n| n.to_str()).context("a receipt file without a name")?.to_string();
         sync_dir(&folders.archive).with_context(|| format!("syncing {}", folders.archive.display()))?;
-        let size = fs::metadata(receipt_file)?.len();
+        let size = fs::metadata(&place.write)?.len();
         let to = match (&input.routing, self.it_system) {
             // Answered the way it came: by dynamic routing to the sending IT system, when this installation has an
             // IT system of its own to send from.
@@ -62,7 +82,7 @@ impl Receiver {
             file_name: &receipt_name,
             size,
             sender: &self.sftp_users[0],
-            senders_file_id: Some(&senders_file_id),
+            senders_file_id: Some(senders_file_id),
             to: &to,
             from_it_system: self.it_system,
             from_authority: &self.authority,
@@ -71,8 +91,8 @@ impl Receiver {
             integration: Stored(integration),
             receipt_name,
             batch_id,
-            senders_file_id,
-            kept_as: kept.display().to_string(),
+            senders_file_id: senders_file_id.clone(),
+            kept_as: place.write.display().to_string(),
             trigger_document: trigger,
         })?;
         self.send(folders, &transfer)
@@ -81,17 +101,22 @@ impl Receiver {
     /// One try: the receipt file (again, from its kept copy, when the platform took the last one) and then its
     /// trigger, which tells the platform the file is complete.
     fn send(&self, folders: &Folders, transfer: &ReceiptTransfer) -> anyhow::Result<()> {
+        let trigger = folders.outbox.join(format!("{}{TRIGGER}", transfer.receipt_name));
+        // Another receipt file of the same name (from another file of that name) still waits for the platform to
+        // pick it up: this one follows it, rather than take its place.
+        if let Ok(waiting) = fs::read(&trigger) {
+            if metadata::parse(&waiting).ok().and_then(|m| m.senders_file_id).as_deref() != Some(transfer.senders_file_id.as_str()) {
+                self.db.postpone_receipt_transfer(transfer, Utc::now() + chrono::Duration::seconds(FOLLOW_AFTER_SECS))?;
+                return Ok(());
+            }
+        }
         let answer_by = Utc::now() + chrono::Duration::seconds(self.config.receipt_answer_secs as i64);
         if !self.db.take_receipt_transfer(transfer, answer_by)? {
             return Ok(());
         }
         let target = folders.outbox.join(&transfer.receipt_name);
-        if !target.exists() {
-            let kept = fs::read(&transfer.kept_as).with_context(|| format!("reading {}", transfer.kept_as))?;
-            write_atomically(&target, |out| std::io::Write::write_all(out, &kept))
-                .with_context(|| format!("writing {}", target.display()))?;
-        }
-        let trigger = folders.outbox.join(format!("{}{TRIGGER}", transfer.receipt_name));
+        let kept = fs::read(&transfer.kept_as).with_context(|| format!("reading {}", transfer.kept_as))?;
+        write_atomically(&target, |out| std::io::Write::write_all(out, &kept)).with_context(|| format!("writing {}", target.display()))?;
         write_atomically(&trigger, |out| std::io::Write::write_all(out, transfer.trigger_document.as_bytes()))
             .with_context(|| format!("writing {}", trigger.display()))?;
         info!(receipt = %transfer.receipt_name, id = %transfer.senders_file_id, attempt = transfer.attempts + 1, "receipt file sent back through Serviceplatformen");

@@ -128,6 +128,18 @@ impl Db {
         })
     }
 
+    /// Puts off a receipt file to be sent until `at`, unless another instance took it meanwhile.
+    pub fn postpone_receipt_transfer(&self, transfer: &ReceiptTransfer, at: DateTime<Utc>) -> Result<(), StorageError> {
+        self.write(|conn| {
+            diesel::update(receipt_transfers::table.find(transfer.id))
+                .filter(receipt_transfers::state.eq(Stored(TransferState::Written)))
+                .filter(receipt_transfers::attempts.eq(transfer.attempts))
+                .set((receipt_transfers::next_attempt_at.eq(at.naive_utc()), receipt_transfers::updated_at.eq(Utc::now().naive_utc())))
+                .execute(conn)?;
+            Ok(())
+        })
+    }
+
     /// The sent receipt file the platform answers in `<receipt name>.sftpreceipt`, or by its SendersFileId.
     pub fn sent_receipt_transfer(
         &self,

@@ -3,7 +3,7 @@
 
 use crate::common::claims::{Claim, ClaimDelivery};
 use crate::common::delivery::{line_of, Bilag, Delivery, Posting};
-use crate::common::masse::{platform_metadata, Batch};
+use crate::common::masse::{platform_metadata, read_receipt_file, Batch};
 use crate::common::{fkoeko_command, KY, OUR_CVR};
 use diesel::RunQueryDsl;
 use fkoeko_adapter::domain::receipt::Status;
@@ -464,4 +464,41 @@ fn a_receipt_file_never_answered_for_is_sent_again_then_failed() {
     let out = fkoeko_command(&batch.db_url).args(["deliveries", "show", &delivery.delivery_id]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("receipt    silent.kvittering.xml failed after 2 tries"), "{stdout}");
+}
+
+/// Two files of the same name from the platform: the second's receipt file does not take the place of the
+/// first's while the platform has not picked that up; it follows once the outbox is free.
+#[test]
+fn a_receipt_file_waits_for_another_of_the_same_name_to_be_picked_up() {
+    let batch = Batch::with(|c| {
+        c.batch.convention = fkoeko_adapter::config::BatchConvention::Metadata;
+        c.batch.sftp_users = vec!["erp-sftp".into()];
+    });
+    let folders = batch.folders();
+    std::fs::create_dir_all(&folders.inbox).unwrap();
+    let drop = |bilag: &str, id: &str| {
+        let delivery = Delivery::new(vec![Bilag::balanced(bilag, "2.00")]);
+        let text = delivery.masse();
+        std::fs::write(folders.inbox.join("same.xml"), &text).unwrap();
+        std::fs::write(folders.inbox.join("same.xml.metadata"), platform_metadata("same.xml", text.len(), "ky-sftp", Some(id), "erp-sftp"))
+            .unwrap();
+        batch.run_once();
+        delivery
+    };
+    let (receipt, trigger) = (folders.outbox.join("same.kvittering.xml"), folders.outbox.join("same.kvittering.xml.trigger"));
+    let first = drop("SAME-1", "F-1");
+    let second = drop("SAME-2", "F-2");
+    let in_outbox = || read_receipt_file(&receipt).1.delivery_id.to_string();
+    assert_eq!(in_outbox(), first.delivery_id, "the first is still there for the platform");
+    assert_eq!(batch.string("SELECT state AS s FROM receipt_transfers WHERE senders_file_id IN (SELECT senders_file_id FROM receipt_transfers ORDER BY id DESC LIMIT 1)"), "written");
+    // The platform takes the first; when the second's time comes, it is handed over.
+    std::fs::remove_file(&receipt).unwrap();
+    std::fs::remove_file(&trigger).unwrap();
+    diesel::sql_query("UPDATE receipt_transfers SET next_attempt_at = '2000-01-01 00:00:00' WHERE state = 'written'")
+        .execute(&mut crate::common::connect(&batch.db_url))
+        .unwrap();
+    batch.run_once();
+    assert_eq!(in_outbox(), second.delivery_id);
+    assert!(trigger.exists());
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM receipt_transfers WHERE state = 'sent'"), 2);
 }

@@ -384,10 +384,47 @@ fn describe(error: figment::Error) -> String {
                 None => "the configuration".to_string(),
             };
             let key = if key.is_empty() { String::new() } else { format!("{key}: ") };
-            format!("{place}: {key}{}", e.kind)
+            format!("{place}: {key}{}", in_words(&e.kind))
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// What is wrong, in words an operator reads without knowing Rust's type names.
+fn in_words(kind: &figment::error::Kind) -> String {
+    use figment::error::{Actual, Kind};
+    let expected = |what: &str| -> String {
+        match what {
+            "usize" | "u64" | "u32" | "u16" | "u8" => "a whole number, 0 or more".into(),
+            "isize" | "i64" | "i32" | "i16" | "i8" => "a whole number".into(),
+            "f64" | "f32" => "a number".into(),
+            "a boolean" => "true or false (without quotes)".into(),
+            "a sequence" => "a list, e.g. [\"a\", \"b\"]".into(),
+            "a string" => "a text in quotes".into(),
+            other => other.into(),
+        }
+    };
+    let found = |actual: &Actual| -> String {
+        match actual {
+            Actual::Str(v) => format!("the text {v:?}"),
+            Actual::Signed(v) => format!("{v}"),
+            Actual::Unsigned(v) => format!("{v}"),
+            Actual::Float(v) => format!("{v}"),
+            Actual::Bool(v) => format!("{v}"),
+            Actual::Seq => "a list".into(),
+            Actual::Map => "a table".into(),
+            other => other.to_string(),
+        }
+    };
+    match kind {
+        Kind::InvalidType(actual, what) | Kind::InvalidValue(actual, what) => {
+            format!("{} is not allowed here; expected {}", found(actual), expected(what))
+        }
+        Kind::UnknownField(field, known) => format!("unknown key `{field}`; the keys here are: {}", known.join(", ")),
+        Kind::UnknownVariant(value, known) => format!("unknown value {value:?}; allowed: {}", known.join(", ")),
+        Kind::MissingField(field) => format!("`{field}` is missing"),
+        other => other.to_string(),
+    }
 }
 
 /// The line and column (from 1) of the value at `path` in a TOML text, or of the deepest table on the way to it.

@@ -219,7 +219,7 @@ fn mappings_check_warns_of_dead_rows_and_what_the_sortiment_allows_unmapped() {
     );
 }
 
-/// A configuration error names the file, line and column, and the key.
+/// A configuration error names the file, line and column, and the key, and says what was expected in words.
 #[test]
 fn a_configuration_error_names_file_line_column_and_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -229,7 +229,23 @@ fn a_configuration_error_names_file_line_column_and_key() {
     let out = fkoeko(&db).arg("--config").arg(&config).args(["mappings", "check"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(&format!("{}:5:11: server.workers: ", config.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:5:11: server.workers: the text \"fire\" is not allowed here; expected a whole number, 0 or more",
+            config.display()
+        )),
+        "{stderr}"
+    );
+    for (text, said) in [
+        ("[server]\nworkerz = 2\n", "server.workerz: unknown key `workerz`; the keys here are: listen, workers,"),
+        ("[batch]\nconvention = \"sftp\"\n", "batch.convention: unknown value \"sftp\"; allowed: metadata, plain"),
+        ("[admin]\ntls = \"ja\"\n", "admin.tls: the text \"ja\" is not allowed here; expected true or false (without quotes)"),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let out = fkoeko(&db).arg("--config").arg(&config).args(["mappings", "check"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(said), "{stderr}");
+    }
 }
 
 /// `fkoeko serve` as a process, configured by a file and an environment variable that overrides it.

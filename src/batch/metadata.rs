@@ -95,12 +95,18 @@ impl Metadata {
 /// is wrong and where.
 pub fn parse(bytes: &[u8]) -> Result<Metadata, String> {
     let root = read(bytes)?;
+    once(&root, &["FileTransferUUID", "FileDescriptor", "FileContentDescriptor"])?;
     let file_transfer_uuid = match &*root.name {
-        "FileMetadata" => Some(required(&root, "FileTransferUUID")?),
+        // Required by the contract, but a string that may be empty: an empty one identifies nothing.
+        "FileMetadata" => match child(&root, "FileTransferUUID") {
+            Some(id) => Some(id.text().trim().to_string()).filter(|t| !t.is_empty()),
+            None => return Err("no FileTransferUUID in FileMetadata".into()),
+        },
         "Trigger" => None,
         other => return Err(format!("expected {{{NAMESPACE}}}FileMetadata or Trigger, found {other}")),
     };
     let descriptor = child(&root, "FileDescriptor").ok_or("no FileDescriptor")?;
+    once(descriptor, &["FileName", "SizeInBytes", "Sender", "SendersFileId"])?;
     let size = required(descriptor, "SizeInBytes")?;
     let recipients: Vec<String> =
         children(descriptor, "Recipients").map(|e| e.text().trim().to_string()).filter(|r| !r.is_empty()).collect();
@@ -119,9 +125,10 @@ pub fn parse(bytes: &[u8]) -> Result<Metadata, String> {
         file_name: short(descriptor, "FileName")?,
         size_in_bytes: size.parse().map_err(|_| format!("SizeInBytes '{size}' is not a whole number of bytes"))?,
         sender: short(descriptor, "Sender")?,
-        senders_file_id: match child(descriptor, "SendersFileId") {
-            Some(_) => Some(short(descriptor, "SendersFileId")?),
-            None => None,
+        // An empty SendersFileId (the contract's type allows it) is none: the file is known by its transfer.
+        senders_file_id: match child(descriptor, "SendersFileId").map(|e| e.text().trim()) {
+            Some(id) if !id.is_empty() => Some(short(descriptor, "SendersFileId")?),
+            _ => None,
         },
         recipients,
         routing,
@@ -283,6 +290,14 @@ fn children<'a>(parent: &'a Element, name: &'a str) -> impl Iterator<Item = &'a 
 
 fn child<'a>(parent: &'a Element, name: &'a str) -> Option<&'a Element> {
     children(parent, name).next()
+}
+
+/// Each of `names` at most once in `parent`: of two Senders, neither is taken for the other.
+fn once(parent: &Element, names: &[&str]) -> Result<(), String> {
+    match names.iter().find(|name| children(parent, name).nth(1).is_some()) {
+        Some(name) => Err(format!("more than one {name} in {}", parent.name)),
+        None => Ok(()),
+    }
 }
 
 fn required(parent: &Element, name: &str) -> Result<String, String> {

@@ -111,6 +111,10 @@ pub struct Receiver {
     owner: String,
     /// Files already warned about (incomplete or unreadable metadata), so each is logged once.
     warned: Mutex<HashSet<String>>,
+    /// Files in an inbox refused for their metadata, with the sizes and times of the metadata and the file then.
+    refused: Mutex<HashMap<PathBuf, RefusedStamp>>,
+    /// Files seen in processing/ without their metadata or a row, and when first.
+    orphans: Mutex<HashMap<String, std::time::Instant>>,
     /// Content hash and size of files in processing/, which do not change there: a file that waits for
     /// another with the same key is not read again at every round.
     hashes: Mutex<HashMap<String, (String, u64)>>,
@@ -137,6 +141,8 @@ impl Receiver {
             alerts: config.alerts.clone(),
             owner,
             warned: Mutex::default(),
+            refused: Mutex::default(),
+            orphans: Mutex::default(),
             hashes: Mutex::default(),
         })
     }
@@ -175,9 +181,22 @@ impl Receiver {
                 if self.db.batch_file_by_stored_name(&stored)?.is_some() {
                     continue;
                 }
+                // Its taker moves its .metadata in right after it: until then it is not claimed by its content
+                // alone, which would pass over who sent it. Only one whose taker stopped between the two stays so.
+                if self.config.convention == BatchConvention::Metadata && !folders.processing.join(format!("{stored}.metadata")).exists() {
+                    let first_seen =
+                        *self.orphans.lock().expect("orphans lock").entry(stored.clone()).or_insert_with(std::time::Instant::now);
+                    if first_seen.elapsed() < ORPHAN_GRACE {
+                        continue;
+                    }
+                }
+                self.orphans.lock().expect("orphans lock").remove(&stored);
                 round.record(original_name(&stored), self.handle_stored(integration, &folders, &stored, progress));
             }
-            for name in list(&folders.inbox)? {
+            let names = list(&folders.inbox)?;
+            let present: HashSet<PathBuf> = names.iter().map(|n| folders.inbox.join(n)).collect();
+            self.refused.lock().expect("refused lock").retain(|path, _| !path.starts_with(&folders.inbox) || present.contains(path));
+            for name in names {
                 let handled = self.take(integration, &folders, &name).and_then(|taken| match taken {
                     Some(stored) => self.handle_stored(integration, &folders, &stored, progress),
                     None => Ok(None),
@@ -203,6 +222,12 @@ impl Receiver {
         {
             return Ok(None);
         }
+        // The names made from it (in processing/, the receipt file, its .trigger and .sftpreceipt) must fit in the
+        // 255 bytes a file name may have.
+        if name.len() > MAX_NAME_BYTES {
+            self.warn_once(name, &format!("its name is {} bytes long; at most {MAX_NAME_BYTES} are taken", name.len()));
+            return Ok(None);
+        }
         let path = folders.inbox.join(name);
         let Ok(info) = fs::metadata(&path) else { return Ok(None) };
         if !info.is_file() {
@@ -211,34 +236,42 @@ impl Receiver {
         let with_metadata = match self.config.convention {
             BatchConvention::Metadata => {
                 let meta_path = folders.inbox.join(format!("{name}.metadata"));
+                let Ok(meta_info) = fs::metadata(&meta_path) else { return Ok(None) };
+                // A file refused for its metadata is not read again until the metadata or the file changes.
+                let stamp = (meta_info.len(), meta_info.modified().ok(), info.len(), info.modified().ok());
+                if self.refused.lock().expect("refused lock").get(&path) == Some(&stamp) {
+                    return Ok(None);
+                }
+                let refuse = |why: String| {
+                    self.warn_once(name, &why);
+                    self.refused.lock().expect("refused lock").insert(path.clone(), stamp);
+                    Ok(None)
+                };
+                if meta_info.len() > MAX_METADATA_BYTES {
+                    return refuse(format!(
+                        "its .metadata is {} bytes; a metadata document is at most {MAX_METADATA_BYTES}",
+                        meta_info.len()
+                    ));
+                }
                 let Ok(bytes) = fs::read(&meta_path) else { return Ok(None) };
+                let settled = age(&meta_path) > Duration::from_secs(self.config.quiet_secs);
                 match metadata::parse(&bytes) {
-                    Ok(m) if m.file_name != name => {
-                        self.warn_once(name, &format!("its .metadata names another file, {}", m.file_name));
-                        return Ok(None);
-                    }
+                    Ok(m) if m.file_name != name => return refuse(format!("its .metadata names another file, {}", m.file_name)),
                     // Still being uploaded (or the metadata is wrong): wait.
                     Ok(m) if m.size_in_bytes != info.len() => {
-                        if age(&meta_path) > Duration::from_secs(self.config.quiet_secs) {
-                            self.warn_once(name, &format!("its .metadata says {} bytes, the file has {}", m.size_in_bytes, info.len()));
+                        if settled {
+                            return refuse(format!("its .metadata says {} bytes, the file has {}", m.size_in_bytes, info.len()));
                         }
                         return Ok(None);
                     }
                     Ok(m) => match m.addressed_to(&self.addressee()) {
                         Ok(()) => true,
                         // Not ours: left where it is for whoever it is for, and said once.
-                        Err(why) => {
-                            self.warn_once(name, &format!("it is not addressed to this installation: {why}"));
-                            return Ok(None);
-                        }
+                        Err(why) => return refuse(format!("it is not addressed to this installation: {why}")),
                     },
-                    Err(e) => {
-                        // The metadata may still be being written.
-                        if age(&meta_path) > Duration::from_secs(self.config.quiet_secs) {
-                            self.warn_once(name, &format!("its .metadata cannot be read: {e}"));
-                        }
-                        return Ok(None);
-                    }
+                    // The metadata may still be being written.
+                    Err(e) if settled => return refuse(format!("its .metadata cannot be read: {e}")),
+                    Err(_) => return Ok(None),
                 }
             }
             BatchConvention::Plain => {
@@ -415,6 +448,18 @@ fn origin_of(m: &Metadata) -> FileOrigin {
     let routed = m.routing.as_ref().map(|r| RoutedFrom { it_system: r.sender_it_system, authority: r.sender_authority.clone() });
     FileOrigin { sftp_user: m.sender.clone(), routed }
 }
+
+/// A metadata document's size and time, and its file's, when it was refused.
+type RefusedStamp = (u64, Option<SystemTime>, u64, Option<SystemTime>);
+
+/// How long a file in processing/ waits for the metadata its taker moves in after it.
+const ORPHAN_GRACE: Duration = Duration::from_secs(10);
+
+/// The largest metadata document read: one with thousands of recipients is far smaller.
+const MAX_METADATA_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The longest name of a file that is taken from an inbox.
+pub const MAX_NAME_BYTES: usize = 200;
 
 /// The receipt file's name: the input's, with `.kvittering.xml` for its `.xml`.
 pub fn receipt_name(file_name: &str) -> String {

@@ -51,7 +51,7 @@ impl Receiver {
             Some(_) => {
                 // The receipt file's own id toward the platform: the same on every try and every repeat.
                 let id = format!("kvittering-{}", &hex::encode(Sha256::digest(input_key.as_bytes()))[..40]);
-                ReceiptPlace { write: folders.archive.join(format!("{id}-{name}")), outbox, id: Some(id) }
+                ReceiptPlace { write: folders.archive.join(format!("{id}.kvittering.xml")), outbox, id: Some(id) }
             }
             None => ReceiptPlace { write: outbox.clone(), outbox, id: None },
         }
@@ -158,8 +158,18 @@ impl Receiver {
             }
         };
         let Some(transfer) = self.db.sent_receipt_transfer(integration, receipt_name, answer.senders_file_id.as_deref())? else {
-            self.warn_once(name, "no receipt file sent under this name or SendersFileId waits for an answer");
-            return Ok(());
+            // Moved out of the way, so that it cannot be taken for the answer to a later try of the same file.
+            let id = answer.senders_file_id.as_deref().unwrap_or("-");
+            self.warn_once(
+                name,
+                &format!("no receipt file sent under this name and SendersFileId {id} waits for an answer; archived as unmatched"),
+            );
+            let unmatched = folders.archive.join(format!("unmatched-{}{TECHNICAL_RECEIPT}", uuid::Uuid::new_v4().simple()));
+            return match fs::rename(&path, &unmatched) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e).with_context(|| format!("archiving {}", path.display())),
+            };
         };
         let outcome = if answer.delivered() {
             Ok(())

@@ -140,7 +140,8 @@ impl Db {
         })
     }
 
-    /// The sent receipt file the platform answers in `<receipt name>.sftpreceipt`, or by its SendersFileId.
+    /// The sent receipt file the platform answers: by the answer's SendersFileId when it gives one (an id that
+    /// names no sent receipt file names none), else by the name of `<receipt name>.sftpreceipt`.
     pub fn sent_receipt_transfer(
         &self,
         integration: Integration,
@@ -152,14 +153,10 @@ impl Db {
             .filter(receipt_transfers::integration.eq(Stored(integration)))
             .filter(receipt_transfers::state.eq(Stored(TransferState::Sent)))
             .order(receipt_transfers::id.desc());
-        let by_id = match senders_file_id {
+        Ok(match senders_file_id {
             Some(id) => sent.filter(receipt_transfers::senders_file_id.eq(id)).first(&mut conn).optional()?,
-            None => None,
-        };
-        match by_id {
-            Some(found) => Ok(Some(found)),
-            None => Ok(sent.filter(receipt_transfers::receipt_name.eq(receipt_name)).first(&mut conn).optional()?),
-        }
+            None => sent.filter(receipt_transfers::receipt_name.eq(receipt_name)).first(&mut conn).optional()?,
+        })
     }
 
     /// Records the platform's answer to a try (or its silence), and the operators' alert with it when there is

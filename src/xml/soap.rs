@@ -127,7 +127,9 @@ pub fn read_context(envelope: &Element, request: &Element) -> CallContext {
             (Some(AUTHORITY_CONTEXT_NS), "AuthorityContext") => (&mut context.municipality_cvr, "MunicipalityCVR"),
             (Some(INVOCATION_CONTEXT_NS), "InvocationContext") => (&mut context.user_system, "UserSystemUUID"),
             (Some(REQUEST_HEADER_NS), "RequestHeader") => {
-                context.transaction = context.transaction.take().or(values("TransactionUUID").into_iter().next().map(|(v, _)| v));
+                // An empty TransactionUUID is none (the contract asks for a non-empty string).
+                context.transaction =
+                    context.transaction.take().or(values("TransactionUUID").into_iter().map(|(v, _)| v).find(|v| !v.trim().is_empty()));
                 continue;
             }
             _ => continue,

@@ -502,3 +502,67 @@ fn a_receipt_file_waits_for_another_of_the_same_name_to_be_picked_up() {
     assert!(trigger.exists());
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM receipt_transfers WHERE state = 'sent'"), 2);
 }
+
+/// What the platform (or a careless hand) may put in the inbox beside the files: an answer with another
+/// SendersFileId, an answer no receipt file waits for, a name too long to make a receipt file's name from,
+/// metadata too large to be one, metadata with two senders, and an empty SendersFileId.
+#[test]
+fn answers_and_metadata_that_do_not_fit_are_left_or_archived_not_taken() {
+    let batch = Batch::with(|c| {
+        c.batch.convention = fkoeko_adapter::config::BatchConvention::Metadata;
+        c.batch.sftp_users = vec!["erp-sftp".into()];
+    });
+    let folders = batch.folders();
+    std::fs::create_dir_all(&folders.inbox).unwrap();
+    let put = |name: &str, bilag: &str, edit: &dyn Fn(String) -> String| {
+        let text = Delivery::new(vec![Bilag::balanced(bilag, "3.00")]).masse();
+        std::fs::write(folders.inbox.join(name), &text).unwrap();
+        let metadata = edit(platform_metadata(name, text.len(), "ky-sftp", Some(&format!("ID-{bilag}")), "erp-sftp"));
+        std::fs::write(folders.inbox.join(format!("{name}.metadata")), metadata).unwrap();
+    };
+    put("a.xml", "ODD-1", &|m| m);
+    let round = batch.receiver().run_once(&|_, _| {}).unwrap();
+    assert!(round.failed.is_empty(), "{:?}", round.failed);
+    let id = batch.string("SELECT senders_file_id AS s FROM receipt_transfers");
+    let answer = |senders_file_id: &str| {
+        format!(
+            "<sftp:TechnicalReceipt xmlns:sftp=\"{}\"><FileTransferUUID>x</FileTransferUUID><SendersFileId>{senders_file_id}</SendersFileId>\
+             <Receipt><Message>SUCCESS</Message></Receipt></sftp:TechnicalReceipt>",
+            fkoeko_adapter::batch::metadata::NAMESPACE
+        )
+    };
+    let answer_file = folders.inbox.join("a.kvittering.xml.sftpreceipt");
+    let state = || batch.string("SELECT state AS s FROM receipt_transfers");
+    // Another id under this receipt file's name: not its answer.
+    std::fs::write(&answer_file, answer("kvittering-0000")).unwrap();
+    batch.run_once();
+    assert_eq!(state(), "sent");
+    assert!(!answer_file.exists(), "archived as unmatched, not left to answer a later try");
+    // Its own answer, and then the same answer once more: the second answers nothing.
+    std::fs::write(&answer_file, answer(&id)).unwrap();
+    batch.run_once();
+    assert_eq!(state(), "delivered");
+    std::fs::write(&answer_file, answer(&id)).unwrap();
+    batch.run_once();
+    assert!(!answer_file.exists());
+    assert_eq!(Batch::names_in(&folders.archive).iter().filter(|n| n.starts_with("unmatched-")).count(), 2);
+
+    // Left in the inbox, each without a failed round: a name too long, metadata too large, two Senders.
+    let long = format!("{}.xml", "n".repeat(220));
+    put(&long, "ODD-2", &|m| m);
+    put("big.xml", "ODD-3", &|m| m.replace("<Recipients>", &format!("<!--{}--><Recipients>", "x".repeat(5 << 20))));
+    put("two.xml", "ODD-4", &|m| m.replace("<Sender>ky-sftp</Sender>", "<Sender>ky-sftp</Sender><Sender>evil-sftp</Sender>"));
+    // An empty SendersFileId is none: taken, and known by the platform's transfer id.
+    put("empty-id.xml", "ODD-5", &|m| m.replace("<SendersFileId>ID-ODD-5</SendersFileId>", "<SendersFileId></SendersFileId>"));
+    for _ in 0..2 {
+        let round = batch.receiver().run_once(&|_, _| {}).unwrap();
+        assert!(round.failed.is_empty(), "{:?}", round.failed);
+    }
+    let left = Batch::names_in(&folders.inbox);
+    for name in [long.as_str(), "big.xml", "two.xml"] {
+        assert!(left.contains(&name.to_string()), "{name} left: {left:?}");
+    }
+    assert!(!left.contains(&"empty-id.xml".to_string()), "{left:?}");
+    assert!(batch.string("SELECT file_key AS s FROM batch_files WHERE file_name = 'empty-id.xml'").starts_with("sftp-transfer:"));
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal WHERE bilag_id IN ('ODD-2', 'ODD-3', 'ODD-4')"), 0);
+}

@@ -116,10 +116,7 @@ fn a_partial_file_is_not_taken() {
 
 #[test]
 fn a_file_for_another_recipient_is_left_alone_and_one_from_another_sftp_user_is_rejected() {
-    let batch = Batch::with(|c| {
-        c.batch.convention = fkoeko_adapter::config::BatchConvention::Metadata;
-        c.batch.sftp_users = vec!["erp-sftp".into()];
-    });
+    let batch = Batch::from_platform(|_| {});
     let (_, text) = mixed_file();
     let inbox = batch.folders().inbox;
     std::fs::create_dir_all(&inbox).unwrap();
@@ -415,9 +412,7 @@ fn a_mapping_change_part_way_through_a_file_leaves_the_whole_file_on_the_version
 /// reason, where an operator looks (`fkoeko batch list`, the delivery in the terminal), and the operators mailed.
 #[test]
 fn a_receipt_file_never_answered_for_is_sent_again_then_failed() {
-    let batch = Batch::with(|c| {
-        c.batch.convention = fkoeko_adapter::config::BatchConvention::Metadata;
-        c.batch.sftp_users = vec!["erp-sftp".into()];
+    let batch = Batch::from_platform(|c| {
         c.batch.receipt_max_attempts = 2;
         c.batch.receipt_answer_secs = 0;
         c.batch.receipt_backoff_initial_secs = 0;
@@ -470,10 +465,7 @@ fn a_receipt_file_never_answered_for_is_sent_again_then_failed() {
 /// first's while the platform has not picked that up; it follows once the outbox is free.
 #[test]
 fn a_receipt_file_waits_for_another_of_the_same_name_to_be_picked_up() {
-    let batch = Batch::with(|c| {
-        c.batch.convention = fkoeko_adapter::config::BatchConvention::Metadata;
-        c.batch.sftp_users = vec!["erp-sftp".into()];
-    });
+    let batch = Batch::from_platform(|_| {});
     let folders = batch.folders();
     std::fs::create_dir_all(&folders.inbox).unwrap();
     let drop = |bilag: &str, id: &str| {
@@ -508,10 +500,7 @@ fn a_receipt_file_waits_for_another_of_the_same_name_to_be_picked_up() {
 /// metadata too large to be one, metadata with two senders, and an empty SendersFileId.
 #[test]
 fn answers_and_metadata_that_do_not_fit_are_left_or_archived_not_taken() {
-    let batch = Batch::with(|c| {
-        c.batch.convention = fkoeko_adapter::config::BatchConvention::Metadata;
-        c.batch.sftp_users = vec!["erp-sftp".into()];
-    });
+    let batch = Batch::from_platform(|_| {});
     let folders = batch.folders();
     std::fs::create_dir_all(&folders.inbox).unwrap();
     let put = |name: &str, bilag: &str, edit: &dyn Fn(String) -> String| {

@@ -102,10 +102,8 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 /// receipt file again; then it answers SUCCESS, and the receipt file is delivered.
 #[test]
 fn a_file_uploaded_by_sftp_is_answered_with_a_receipt_file_sent_back_through_the_platform() {
-    let batch = Batch::with(|c| {
-        c.batch.convention = fkoeko_adapter::config::BatchConvention::Metadata;
+    let batch = Batch::from_platform(|c| {
         c.batch.poll_interval_ms = 100;
-        c.batch.sftp_users = vec!["erp-sftp".into()];
         c.batch.receipt_backoff_initial_secs = 0;
     });
     let task = batch.receiver().spawn();

@@ -11,7 +11,6 @@ use crate::common::delivery::{Bilag, Delivery};
 use crate::common::masse::Batch;
 use crate::common::{repo, KY, OUR_CVR};
 use fkoeko_adapter::batch::metadata::{render, Describe, SendTo};
-use fkoeko_adapter::config::BatchConvention;
 use fkoeko_adapter::domain::receipt::Status;
 
 /// This installation's IT system on the platform, in these tests.
@@ -49,9 +48,7 @@ fn describe<'a>(name: &'a str, size: u64, sender: &'a str, id: Option<&'a str>, 
 
 #[test]
 fn metadata_is_read_as_the_contract_lays_it_out() {
-    let batch = Batch::with(|c| {
-        c.batch.convention = BatchConvention::Metadata;
-        c.batch.sftp_users = vec!["erp-sftp".into()];
+    let batch = Batch::from_platform(|c| {
         c.installation.it_system = Some(OUR_SYSTEM.parse().unwrap());
     });
     let inbox = batch.folders().inbox;
@@ -197,10 +194,7 @@ fn strip_recipient_system(document: &str) -> String {
 /// The texts of the rejections name both values: what the platform said and what the file says.
 #[test]
 fn a_routing_mismatch_names_both_values() {
-    let batch = Batch::with(|c| {
-        c.batch.convention = BatchConvention::Metadata;
-        c.batch.sftp_users = vec!["erp-sftp".into()];
-    });
+    let batch = Batch::from_platform(|_| {});
     let inbox = batch.folders().inbox;
     std::fs::create_dir_all(&inbox).unwrap();
     let other = "3c9d7b21-5e4f-4a8b-9c1d-2e3f4a5b6c03";

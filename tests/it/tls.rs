@@ -32,7 +32,6 @@ impl Ca {
 
     /// A certificate whose subject has the attributes `subject`, in that order; files named after `file`.
     fn issue_named(&self, dir: &Path, file: &str, subject: &[(DnType, &str)], server: bool, expired: bool) -> Issued {
-        let name = file;
         let mut params =
             CertificateParams::new(if server { vec!["127.0.0.1".to_string(), "localhost".to_string()] } else { Vec::new() }).unwrap();
         for (kind, value) in subject {
@@ -43,6 +42,11 @@ impl Ca {
             params.not_before = rcgen::date_time_ymd(2020, 1, 1);
             params.not_after = rcgen::date_time_ymd(2021, 1, 1);
         }
+        self.sign(dir, file, params)
+    }
+
+    /// Signs `params` with a new key, written as PEM files `name.pem` and `name.key`.
+    fn sign(&self, dir: &Path, name: &str, params: CertificateParams) -> Issued {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         let (pem, key_file) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
@@ -62,13 +66,7 @@ impl Ca {
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = usages;
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        let (pem, key_file) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
-        std::fs::write(&pem, cert.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        let fingerprint = fkoeko_adapter::http::tls::caller_certificate(cert.der()).fingerprint;
-        Issued { pem, key: key_file, fingerprint }
+        self.sign(dir, name, params)
     }
 
     /// A client certificate made by openssl, whose `-subj` can write a multi-valued RDN (`/O=A+CN=B`), which
@@ -192,6 +190,16 @@ struct Setup {
 
 const DIRECT_SENDER: &str = "5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b05";
 
+/// A server CA (its certificate in `server-ca.pem`, for clients to trust) and the server's certificate from it,
+/// and a client CA (in `client-ca.pem`, for the server to trust).
+fn pki(d: &Path) -> (PathBuf, Issued, Ca) {
+    let (server_ca, client_ca) = (Ca::new("Server CA"), Ca::new("Client CA"));
+    let ca_file = d.join("server-ca.pem");
+    server_ca.write(&ca_file);
+    client_ca.write(&d.join("client-ca.pem"));
+    (ca_file, server_ca.issue(d, "server", true, false), client_ca)
+}
+
 fn start() -> Setup {
     start_with(|_| {})
 }
@@ -199,11 +207,7 @@ fn start() -> Setup {
 fn start_with(adjust: impl FnOnce(&mut Config)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (server_ca, client_ca) = (Ca::new("Server CA"), Ca::new("Client CA"));
-    let ca_file = d.join("server-ca.pem");
-    server_ca.write(&ca_file);
-    client_ca.write(&d.join("client-ca.pem"));
-    let server_cert = server_ca.issue(d, "server", true, false);
+    let (ca_file, server_cert, client_ca) = pki(d);
     // Serviceplatformen's callback certificate, on the allowlist by fingerprint.
     let sp = client_ca.issue(d, "SP_TEST_Callback", false, false);
     // Allowed by subject.
@@ -306,33 +310,20 @@ fn client_certificates_are_checked() {
     }
 
     // The WSDL names the address it was fetched on, https and all.
-    let out = Command::new("curl")
-        .args(["-sS", "--cacert"])
-        .arg(&s.ca_file)
-        .arg("--cert")
-        .arg(&s.sp.pem)
-        .arg("--key")
-        .arg(&s.sp.key)
-        .arg(format!("{url}?wsdl"))
-        .output()
-        .unwrap();
-    let wsdl = String::from_utf8_lossy(&out.stdout);
+    let wsdl = |headers: &[&str]| {
+        let mut command = Command::new("curl");
+        command.args(["-sS", "--cacert"]).arg(&s.ca_file).arg("--cert").arg(&s.sp.pem).arg("--key").arg(&s.sp.key);
+        for header in headers {
+            command.args(["-H", header]);
+        }
+        String::from_utf8_lossy(&command.arg(format!("{url}?wsdl")).output().unwrap().stdout).into_owned()
+    };
     let base = url.trim_end_matches("/sf1590a");
-    assert!(base.starts_with("https://") && wsdl.contains(&format!("schemaLocation=\"{base}/schemas/sf1590a.xsd\"")), "{wsdl}");
+    let plain = wsdl(&[]);
+    assert!(base.starts_with("https://") && plain.contains(&format!("schemaLocation=\"{base}/schemas/sf1590a.xsd\"")), "{plain}");
     // A caller's forwarded headers do not move it, nor does a Host that is not a host name.
-    let out = Command::new("curl")
-        .args(["-sS", "--cacert"])
-        .arg(&s.ca_file)
-        .args(["--cert"])
-        .arg(&s.sp.pem)
-        .arg("--key")
-        .arg(&s.sp.key)
-        .args(["-H", "X-Forwarded-Host: a\"/><evil/><x y=\"", "-H", "Forwarded: host=evil.example", "-H", "Host: x\"y"])
-        .arg(format!("{url}?wsdl"))
-        .output()
-        .unwrap();
-    let wsdl = String::from_utf8_lossy(&out.stdout);
-    assert!(!wsdl.contains("evil") && wsdl.contains(&format!("{base}/schemas/sf1590a.xsd")), "{wsdl}");
+    let forwarded = wsdl(&["X-Forwarded-Host: a\"/><evil/><x y=\"", "Forwarded: host=evil.example", "Host: x\"y"]);
+    assert!(!forwarded.contains("evil") && forwarded.contains(&format!("{base}/schemas/sf1590a.xsd")), "{forwarded}");
 
     // From the trusted CA but not on the allowlist: HTTP 403, nothing processed.
     let stranger = s.client_ca.issue(d, "stranger", false, false);
@@ -453,11 +444,7 @@ fn an_allowlist_entry_that_is_neither_fingerprint_nor_subject_stops_the_start() 
 fn a_refused_handshake_is_logged_once_per_peer_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (server_ca, client_ca) = (Ca::new("Server CA"), Ca::new("Client CA"));
-    let ca_file = d.join("server-ca.pem");
-    server_ca.write(&ca_file);
-    client_ca.write(&d.join("client-ca.pem"));
-    let server = server_ca.issue(d, "server", true, false);
+    let (ca_file, server, client_ca) = pki(d);
     let allowed = client_ca.issue(d, "SP_TEST_Callback", false, false);
     let expired = client_ca.issue(d, "SP_TEST_Callback-expired", false, true);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -28,6 +28,16 @@ impl Batch {
         Self::with(|c| c.batch.convention = BatchConvention::Metadata)
     }
 
+    /// Folders fed by Serviceplatformen: its metadata convention, and this installation as the SFTP user
+    /// `erp-sftp`.
+    pub fn from_platform(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::with(|c| {
+            c.batch.convention = BatchConvention::Metadata;
+            c.batch.sftp_users = vec!["erp-sftp".into()];
+            adjust(c);
+        })
+    }
+
     pub fn with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db_url = super::new_database_url(dir.path());

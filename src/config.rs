@@ -185,6 +185,14 @@ pub struct DatabaseConfig {
     pub url: String,
     pub pool_size: u32,
     pub busy_timeout_ms: u64,
+    /// How long the sortiment and mapping versions in force are used before the database is asked again; a
+    /// change made by another instance (or `fkoeko sortiment load`) is in use within this time.
+    #[serde(default = "versions_refresh_ms")]
+    pub versions_refresh_ms: u64,
+}
+
+fn versions_refresh_ms() -> u64 {
+    1000
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -261,7 +269,7 @@ impl Default for Config {
                 max_processing: 0,
                 public_url: None,
             },
-            database: DatabaseConfig { url: "data/fkoeko.db".into(), pool_size: 8, busy_timeout_ms: 5000 },
+            database: DatabaseConfig { url: "data/fkoeko.db".into(), pool_size: 8, busy_timeout_ms: 5000, versions_refresh_ms: 1000 },
             installation: InstallationConfig {
                 myndighed: "29189846".into(),
                 it_system: None,

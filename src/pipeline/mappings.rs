@@ -56,7 +56,13 @@ impl Pipeline {
         if let Some((_, mappings)) = &self.fixed {
             return Ok(mappings.clone());
         }
+        if self.fresh(|checked| checked.1) {
+            if let Some((_, held)) = self.mappings.lock().expect("mapping lock").as_ref() {
+                return Ok(held.clone());
+            }
+        }
         let (id, _) = self.db.current_mapping()?.ok_or(TechnicalError::NoMappings)?;
+        self.versions_checked.lock().expect("versions lock").1 = Some(std::time::Instant::now());
         let mut cached = self.mappings.lock().expect("mapping lock");
         if let Some((cached_id, set)) = cached.as_ref() {
             if *cached_id == id {
@@ -97,6 +103,7 @@ impl Pipeline {
         };
         let mut folder = self.mapping_folder.lock().expect("mapping folder lock");
         let saved = self.db.save_mapping(&NewMapping { version: &version, files, author, source, comment, begun_on })?;
+        self.forget_versions();
         tracing::info!(?saved, %version, author, source = source.as_str(), "mapping change");
         let change = match saved {
             Saved::Moved(current) => return Ok(MappingChange::Moved(current)),
@@ -169,6 +176,7 @@ impl Pipeline {
                         begun_on: None,
                     };
                     let saved = self.db.save_mapping(&new)?;
+                    self.forget_versions();
                     tracing::info!(?saved, version = %hash, "mapping files taken into use");
                     folder.synced = Some(hash.clone());
                     return Ok(());

@@ -481,17 +481,31 @@ fn a_change_in_the_files_is_taken_into_use_without_a_restart_and_an_invalid_one_
 #[test]
 fn every_instance_on_the_database_follows_a_change_and_an_out_of_date_folder_is_rewritten() {
     let first = TestApp::start();
-    let second = TestApp::start_beside(&first, |_| {});
+    // Each instance holds the versions in force for a while; this one asks again after 200 ms.
+    let second = TestApp::start_beside(&first, |c| c.database.versions_refresh_ms = 200);
     let (a, b) = (first.server.as_ref().unwrap(), second.server.as_ref().unwrap());
     let before = first.mapping_version();
+    assert!(!second.send(&unmapped("BESIDE-0").soap11()).receipts[0].errors.is_empty(), "not mapped before the change");
     let mut files = read_dir(&first.config.paths.mappings).unwrap();
     files.get_mut(RULES_FILE).unwrap().push_str(NEW_RULE);
     let change = a.app.pipeline.change_mappings(&files, ADMIN_USER, MappingSource::Page, "ny regel", None, false).unwrap();
     assert!(matches!(change, MappingChange::Saved(_)), "{change:?}");
 
-    // The other instance maps its next delivery by the new version, without being told.
-    let receipts = second.send(&unmapped("BESIDE-1").soap11());
+    // The instance that made the change maps by it at once.
+    let receipts = first.send(&unmapped("BESIDE-A").soap11());
     assert!(receipts.receipts[0].errors.is_empty(), "{:?}", receipts.receipts[0].errors);
+    // The other maps by the new version within its refresh time, without being told.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let receipts = second.send(&unmapped(&format!("BESIDE-{n}")).soap11());
+        if receipts.receipts[0].errors.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the other instance never followed: {:?}", receipts.receipts[0].errors);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert_eq!(second.mapping_version(), first.mapping_version());
     assert_ne!(second.mapping_version(), before);
     // And its folder is written with it at its next look.

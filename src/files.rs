@@ -38,3 +38,12 @@ pub fn read_text(path: &Path) -> anyhow::Result<String> {
         anyhow::anyhow!("{}:{line}:{col}: the file is not UTF-8 text (byte 0x{:02X}); save it as UTF-8", path.display(), bytes[valid])
     })
 }
+
+/// Moves a file, where another process (or an earlier, stopped run) may have moved it already: false then.
+pub fn move_if_there(from: &Path, to: &Path) -> std::io::Result<bool> {
+    match fs::rename(from, to) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}

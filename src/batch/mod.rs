@@ -26,7 +26,7 @@ use crate::domain::delivery::{DeliveryRecord, Transport};
 use crate::domain::receipt::{ReceiptSet, Stamp};
 use crate::domain::rejection::{Finding, Rejection};
 use crate::domain::sortiment::Integration;
-use crate::files::{sync_dir, write_atomically};
+use crate::files::{move_if_there, sync_dir, write_atomically};
 use crate::pipeline::{FileOrigin, MasseFile, Pipeline, Progress, RoutedFrom};
 use crate::startup::App;
 use crate::storage::batch::{BatchFile, BatchState, Claimed, Lease, NewBatchFile};
@@ -196,14 +196,14 @@ impl Receiver {
             let names = list(&folders.inbox)?;
             let present: HashSet<PathBuf> = names.iter().map(|n| folders.inbox.join(n)).collect();
             self.refused.lock().expect("refused lock").retain(|path, _| !path.starts_with(&folders.inbox) || present.contains(path));
-            for name in names {
-                let handled = self.take(integration, &folders, &name).and_then(|taken| match taken {
+            for name in &names {
+                let handled = self.take(integration, &folders, name).and_then(|taken| match taken {
                     Some(stored) => self.handle_stored(integration, &folders, &stored, progress),
                     None => Ok(None),
                 });
-                round.record(&name, handled);
+                round.record(name, handled);
             }
-            if let Err(e) = self.carry_on_sending(integration, &folders) {
+            if let Err(e) = self.carry_on_sending(integration, &folders, &names) {
                 let why = format!("{e:#}");
                 error!(integration = integration.as_str(), error = %why, "sending receipt files back failed; tried again next round");
                 round.failed.push((format!("{} receipt files", integration.as_str()), why));
@@ -409,11 +409,7 @@ impl Receiver {
     fn archive(&self, folders: &Folders, stored: &str) -> anyhow::Result<()> {
         self.hashes.lock().expect("hashes lock").remove(stored);
         for name in [stored.to_string(), format!("{stored}.metadata")] {
-            match fs::rename(folders.processing.join(&name), folders.archive.join(&name)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).with_context(|| format!("archiving {name}")),
-            }
+            move_if_there(&folders.processing.join(&name), &folders.archive.join(&name)).with_context(|| format!("archiving {name}"))?;
         }
         sync_dir(&folders.archive).with_context(|| format!("syncing {}", folders.archive.display()))?;
         Ok(())

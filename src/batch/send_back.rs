@@ -14,14 +14,15 @@ use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
 use super::metadata::{self, Describe, Metadata, SendTo};
-use super::{list, Folders, Receiver};
+use super::{Folders, Receiver};
 use crate::domain::alert::{Alert, AlertTarget, UndeliveredReceiptFile};
 use crate::domain::sortiment::Integration;
-use crate::files::{sync_dir, write_atomically};
+use crate::files::{move_if_there, write_atomically};
 use crate::storage::text::Stored;
 use crate::storage::transfers::{Answered, NewReceiptTransfer, ReceiptTransfer};
 
 const TRIGGER: &str = ".trigger";
+pub(super) const TECHNICAL_RECEIPT: &str = ".sftpreceipt";
 /// How long a receipt file waits for another of the same name to be picked up before it looks again.
 const FOLLOW_AFTER_SECS: i64 = 10;
 
@@ -33,7 +34,6 @@ pub(super) struct ReceiptPlace {
     /// Its SendersFileId, when it goes back through the platform.
     pub id: Option<String>,
 }
-pub(super) const TECHNICAL_RECEIPT: &str = ".sftpreceipt";
 
 impl Receiver {
     /// Whether receipt files go back through the platform: only where files come from it.
@@ -69,7 +69,6 @@ impl Receiver {
     ) -> anyhow::Result<()> {
         let (Some(input), Some(senders_file_id)) = (input.filter(|_| self.sends_back()), &place.id) else { return Ok(()) };
         let receipt_name = place.outbox.file_name().and_then(|n| n.to_str()).context("a receipt file without a name")?.to_string();
-        sync_dir(&folders.archive).with_context(|| format!("syncing {}", folders.archive.display()))?;
         let size = fs::metadata(&place.write)?.len();
         let to = match (&input.routing, self.it_system) {
             // Answered the way it came: by dynamic routing to the sending IT system, when this installation has an
@@ -115,23 +114,25 @@ impl Receiver {
             return Ok(());
         }
         let target = folders.outbox.join(&transfer.receipt_name);
-        let kept = fs::read(&transfer.kept_as).with_context(|| format!("reading {}", transfer.kept_as))?;
-        write_atomically(&target, |out| std::io::Write::write_all(out, &kept)).with_context(|| format!("writing {}", target.display()))?;
+        // Copied a buffer at a time: a receipt file of a large batch file is large.
+        let mut kept = fs::File::open(&transfer.kept_as).with_context(|| format!("reading {}", transfer.kept_as))?;
+        write_atomically(&target, |out| std::io::copy(&mut kept, out).map(drop))
+            .with_context(|| format!("writing {}", target.display()))?;
         write_atomically(&trigger, |out| std::io::Write::write_all(out, transfer.trigger_document.as_bytes()))
             .with_context(|| format!("writing {}", trigger.display()))?;
         info!(receipt = %transfer.receipt_name, id = %transfer.senders_file_id, attempt = transfer.attempts + 1, "receipt file sent back through Serviceplatformen");
         Ok(())
     }
 
-    /// The platform's answers in the inbox, then the receipt files whose time has come: sent again after an
-    /// error, or unanswered for too long.
-    pub(super) fn carry_on_sending(&self, integration: Integration, folders: &Folders) -> anyhow::Result<()> {
+    /// The platform's answers among the inbox's `names`, then the receipt files whose time has come: sent again
+    /// after an error, or unanswered for too long.
+    pub(super) fn carry_on_sending(&self, integration: Integration, folders: &Folders, names: &[String]) -> anyhow::Result<()> {
         if !self.sends_back() {
             return Ok(());
         }
-        for name in list(&folders.inbox)? {
+        for name in names {
             if let Some(receipt_name) = name.strip_suffix(TECHNICAL_RECEIPT) {
-                self.read_answer(integration, folders, &name, receipt_name)?;
+                self.read_answer(integration, folders, name, receipt_name)?;
             }
         }
         for transfer in self.db.due_receipt_transfers(integration)? {
@@ -149,6 +150,11 @@ impl Receiver {
     /// Reads one `.sftpreceipt` and moves it to the archive once its answer is recorded.
     fn read_answer(&self, integration: Integration, folders: &Folders, name: &str, receipt_name: &str) -> anyhow::Result<()> {
         let path = folders.inbox.join(name);
+        // Bounded as a metadata document is: an answer is as small.
+        if fs::metadata(&path).is_ok_and(|m| m.len() > super::MAX_METADATA_BYTES) {
+            self.warn_once(name, &format!("it is larger than {} bytes: no TechnicalReceipt is", super::MAX_METADATA_BYTES));
+            return Ok(());
+        }
         let Ok(bytes) = fs::read(&path) else { return Ok(()) };
         let answer = match metadata::parse_technical_receipt(&bytes) {
             Ok(answer) => answer,
@@ -165,11 +171,7 @@ impl Receiver {
                 &format!("no receipt file sent under this name and SendersFileId {id} waits for an answer; archived as unmatched"),
             );
             let unmatched = folders.archive.join(format!("unmatched-{}{TECHNICAL_RECEIPT}", uuid::Uuid::new_v4().simple()));
-            return match fs::rename(&path, &unmatched) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e).with_context(|| format!("archiving {}", path.display())),
-            };
+            return move_if_there(&path, &unmatched).map(drop).with_context(|| format!("archiving {}", path.display()));
         };
         let outcome = if answer.delivered() {
             Ok(())
@@ -181,11 +183,7 @@ impl Receiver {
         };
         self.answered(&transfer, outcome)?;
         let kept = folders.archive.join(format!("{}-{}{TECHNICAL_RECEIPT}", transfer.senders_file_id, transfer.attempts));
-        match fs::rename(&path, &kept) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("archiving {}", path.display())),
-        }
+        move_if_there(&path, &kept).map(drop).with_context(|| format!("archiving {}", path.display()))
     }
 
     /// The operators' alert for a receipt file given up, when they are to be mailed.

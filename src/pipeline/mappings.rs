@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{Pipeline, TechnicalError};
+use super::{Held, Pipeline, TechnicalError};
 use crate::domain::mapping::{self, MappingErrors, MappingFiles, MappingSet};
 use crate::files::{sync_dir, write_atomically};
 use crate::storage::mappings::{MappingSource, NewMapping, Saved, StoredMapping};
@@ -56,31 +56,27 @@ impl Pipeline {
         if let Some((_, mappings)) = &self.fixed {
             return Ok(mappings.clone());
         }
-        if self.fresh(|checked| checked.1) {
-            if let Some((_, held)) = self.mappings.lock().expect("mapping lock").as_ref() {
-                return Ok(held.clone());
-            }
+        if let Some(held) = self.mappings.lock().expect("mapping lock").as_ref().and_then(|h| h.fresh(self.settings.versions_refresh)) {
+            return Ok(held);
         }
         let (id, _) = self.db.current_mapping()?.ok_or(TechnicalError::NoMappings)?;
-        self.versions_checked.lock().expect("versions lock").1 = Some(std::time::Instant::now());
         let mut cached = self.mappings.lock().expect("mapping lock");
-        if let Some((cached_id, set)) = cached.as_ref() {
-            if *cached_id == id {
-                return Ok(set.clone());
-            }
+        if let Some(current) = cached.as_mut().filter(|h| h.id == id) {
+            current.checked = Some(std::time::Instant::now());
+            return Ok(current.value.clone());
         }
         match in_force(&self.db) {
             Ok((stored, set)) => {
                 let set = Arc::new(set);
                 tracing::info!(id = stored.id, version = %set.version, "mapping version in force");
-                *cached = Some((stored.id, set.clone()));
+                *cached = Some(Held::new(stored.id, set.clone()));
                 Ok(set)
             }
             // Every stored version was checked before it was stored; only a program with stricter checks than
             // the one that stored it gets here. It keeps mapping by the version it had.
             Err(TechnicalError::MappingsInvalid(errors)) => {
                 tracing::error!(id, errors, "stored mapping version does not pass this program's checks; kept the one in use");
-                cached.as_ref().map(|(_, set)| set.clone()).ok_or(TechnicalError::MappingsInvalid(errors))
+                cached.as_ref().map(|h| h.value.clone()).ok_or(TechnicalError::MappingsInvalid(errors))
             }
             Err(e) => Err(e),
         }

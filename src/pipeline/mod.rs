@@ -184,17 +184,33 @@ pub struct Pipeline {
     pub db: Db,
     pub metrics: crate::metrics::Metrics,
     /// The mapping version in use, by its id in the database.
-    mappings: Mutex<Option<(i64, Arc<MappingSet>)>>,
+    mappings: Mutex<Option<Held<MappingSet>>>,
     mapping_folder: Mutex<mappings::FolderState>,
-    sortiment: Mutex<Option<Arc<Sortiment>>>,
-    /// When the database was last asked which sortiment and mapping versions are in force (`None`: ask at the
-    /// next call). Within `settings.versions_refresh` of it, the versions held are used without asking: two
-    /// queries fewer per delivery. A change made by this process is seen at once; one made by another process
-    /// within that time.
-    versions_checked: Mutex<(Option<Instant>, Option<Instant>)>,
+    sortiment: Mutex<Option<Held<Sortiment>>>,
     /// A sortiment and mapping read from files, used instead of the database's versions in force: a dry run that
     /// reads and writes no database (`fkoeko validate`, the fuzz target).
     fixed: Option<(Arc<Sortiment>, Arc<MappingSet>)>,
+}
+
+/// A version in force held in memory: its id in the database, and when the database last said it is the one in
+/// force. Within `settings.versions_refresh` of that, it is used without asking: two queries fewer per delivery.
+/// A change made by this process is seen at once (`forget_versions`); one made by another within that time.
+struct Held<T> {
+    id: i64,
+    value: Arc<T>,
+    /// `None`: ask at the next call.
+    checked: Option<Instant>,
+}
+
+impl<T> Held<T> {
+    fn new(id: i64, value: Arc<T>) -> Self {
+        Held { id, value, checked: Some(Instant::now()) }
+    }
+
+    /// The value, when it was said to be in force recently enough.
+    fn fresh(&self, refresh: std::time::Duration) -> Option<Arc<T>> {
+        self.checked.filter(|at| at.elapsed() < refresh).map(|_| self.value.clone())
+    }
 }
 
 /// Whether a delivery is written, or only checked (`fkoeko validate`).
@@ -214,7 +230,6 @@ impl Pipeline {
             mappings: Mutex::new(None),
             mapping_folder: Mutex::default(),
             sortiment: Mutex::new(None),
-            versions_checked: Mutex::new((None, None)),
             fixed: None,
         }
     }
@@ -230,31 +245,31 @@ impl Pipeline {
         if let Some((sortiment, _)) = &self.fixed {
             return Ok(sortiment.clone());
         }
-        if self.fresh(|checked| checked.0) {
-            if let Some(held) = self.sortiment.lock().expect("sortiment lock").as_ref() {
-                return Ok(held.clone());
-            }
+        if let Some(held) = self.sortiment.lock().expect("sortiment lock").as_ref().and_then(|h| h.fresh(self.settings.versions_refresh)) {
+            return Ok(held);
         }
         let version = self.db.current_sortiment_version()?.ok_or(TechnicalError::NoSortiment)?;
-        self.versions_checked.lock().expect("versions lock").0 = Some(Instant::now());
         let mut cached = self.sortiment.lock().expect("sortiment lock");
-        if let Some(current) = cached.as_ref().filter(|s| s.version == version) {
-            return Ok(current.clone());
+        if let Some(current) = cached.as_mut().filter(|h| h.id == version) {
+            current.checked = Some(Instant::now());
+            return Ok(current.value.clone());
         }
         let loaded = Arc::new(self.db.load_sortiment(version)?);
-        *cached = Some(loaded.clone());
+        *cached = Some(Held::new(version, loaded.clone()));
         Ok(loaded)
-    }
-
-    /// Whether the version checked at `which` was asked for recently enough to be used without asking again.
-    fn fresh(&self, which: impl Fn(&(Option<Instant>, Option<Instant>)) -> Option<Instant>) -> bool {
-        let checked = self.versions_checked.lock().expect("versions lock");
-        which(&checked).is_some_and(|at| at.elapsed() < self.settings.versions_refresh)
     }
 
     /// Makes the next call ask the database for the versions in force: this process has just changed one.
     pub(crate) fn forget_versions(&self) {
-        *self.versions_checked.lock().expect("versions lock") = (None, None);
+        for checked in [
+            self.sortiment.lock().expect("sortiment lock").as_mut().map(|h| &mut h.checked),
+            self.mappings.lock().expect("mapping lock").as_mut().map(|h| &mut h.checked),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *checked = None;
+        }
     }
 
     /// How this installation reads deliveries of an integration.
@@ -744,8 +759,8 @@ impl Pipeline {
     ) {
         let system = header.sender.value;
         let user = &origin.sftp_user;
-        let named_by_user = uuid::Uuid::parse_str(user).ok() == Some(system)
-            || sortiment.senders().any(|s| s.system == system && s.sftp_users.contains(user));
+        let named_by_user =
+            uuid::Uuid::parse_str(user).ok() == Some(system) || sortiment.get(&system).is_some_and(|s| s.sftp_users.contains(user));
         // An AfsenderSystem the sortiment does not know is rejected for that already.
         if known_sender && !named_by_user {
             let rejection = Rejection::SftpUserNotForSender { user: cut(user, MAX_VALUE_CHARS), system };

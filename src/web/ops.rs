@@ -54,7 +54,8 @@ pub(super) async fn readyz(state: web::Data<State>) -> HttpResponse {
 /// Why an installation that is up cannot take deliveries in as it should, in words for an operator.
 fn degraded_by(app: &crate::startup::App) -> Vec<String> {
     let mut warnings = Vec::new();
-    if let Ok(mappings) = app.pipeline.mappings() {
+    let mappings = app.pipeline.mappings().ok();
+    if let Some(mappings) = &mappings {
         if mappings.rule_count() == 0 {
             warnings.push(format!(
                 "mapningsversion {} har ingen regler i konti.csv: alle finansbilag afvises med MAPNING_MANGLER",
@@ -70,7 +71,7 @@ fn degraded_by(app: &crate::startup::App) -> Vec<String> {
                 warnings.push(format!("sortimentsversion {} har ingen afsender, der er aktiv i dag: alt afvises", sortiment.version));
             }
             let hands_over_claims = sortiment.senders().filter(active).any(|s| s.integrations.contains(&Integration::Sf1590B));
-            if let Ok(mappings) = app.pipeline.mappings() {
+            if let Some(mappings) = &mappings {
                 if hands_over_claims && mappings.claim_type_count() == 0 {
                     warnings.push(format!(
                         "mapningsversion {} har ingen rækker i fordringstyper.csv: alle fordringer (SF1590_B) afvises med MAPNING_MANGLER",

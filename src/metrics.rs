@@ -24,6 +24,23 @@ pub struct Metrics {
     receipt_files: IntGaugeVec,
     /// The web page's logins: passwords checked, and tries refused without a check, by reason.
     pub logins: IntCounterVec,
+    pub groups: GroupMetrics,
+}
+
+/// The straks writer's groups: how many deliveries each committed, and how long the commit took.
+#[derive(Clone)]
+pub struct GroupMetrics {
+    size: prometheus::Histogram,
+    seconds: prometheus::Histogram,
+    /// Deliveries decided and waiting for the writer.
+    pub waiting: IntGauge,
+}
+
+impl GroupMetrics {
+    pub fn observe(&self, deliveries: usize, took: Duration) {
+        self.size.observe(deliveries as f64);
+        self.seconds.observe(took.as_secs_f64());
+    }
 }
 
 /// Shared state read from the database at scrape time.
@@ -92,8 +109,24 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let groups = GroupMetrics {
+            size: prometheus::Histogram::with_opts(
+                HistogramOpts::new("fkoeko_write_group_deliveries", "Straks deliveries written in one transaction by the writer.")
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+            )
+            .expect("valid metric"),
+            seconds: prometheus::Histogram::with_opts(
+                HistogramOpts::new("fkoeko_write_group_seconds", "Time to write and commit one group of straks deliveries.")
+                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
+            )
+            .expect("valid metric"),
+            waiting: IntGauge::new("fkoeko_write_queue", "Straks deliveries decided and waiting for the writer.").expect("valid metric"),
+        };
         for metric in [
-            Box::new(deliveries.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(groups.size.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(groups.seconds.clone()),
+            Box::new(groups.waiting.clone()),
+            Box::new(deliveries.clone()),
             Box::new(items.clone()),
             Box::new(errors.clone()),
             Box::new(seconds.clone()),
@@ -105,7 +138,7 @@ impl Metrics {
         ] {
             registry.register(metric).expect("each metric registered once");
         }
-        Metrics { registry, deliveries, items, errors, seconds, batch_files, outbox, receipt_files, logins }
+        Metrics { registry, deliveries, items, errors, seconds, batch_files, outbox, receipt_files, logins, groups }
     }
 
     /// One delivery (a call or a batch file) done, with its receipts' outcome and how long it took.

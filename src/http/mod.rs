@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use crate::config::Config;
 use crate::domain::rejection::Rejection;
 use crate::domain::sortiment::{CallerCertificate, CertificateName, Integration};
-use crate::pipeline::{Mode, Pipeline, Transport};
+use crate::pipeline::{Pipeline, Transport};
 use crate::wire::WireSpec;
 use crate::xml::soap::{self, SoapVersion};
 
@@ -375,7 +375,9 @@ async fn receive(req: HttpRequest, mut payload: web::Payload, state: web::Data<S
         Body::Read(body) => body.len() as u64,
         _ => 0,
     };
-    let result = state
+    // Read and decided on a reader thread, which is then free for the next call while this one waits its turn
+    // in the writer's queue.
+    let decided = state
         .readers
         .run(move || {
             let _turn = Turn::wait(&turns, bytes);
@@ -384,11 +386,16 @@ async fn receive(req: HttpRequest, mut payload: web::Payload, state: web::Data<S
                     let rejection = Rejection::TooLarge(format!("kaldet er større end {max_body} bytes"));
                     pipeline.reject_unread(rejection, integration, Transport::Straks)
                 }
-                Body::Read(body) => pipeline.process(&body, integration, Transport::Straks, caller.as_ref(), Mode::Book),
+                Body::Read(body) => pipeline.decide(&body, integration, Transport::Straks, caller.as_ref()),
                 Body::TooSlow => unreachable!("answered above"),
             }
         })
         .await;
+    let result = match decided {
+        Ok(Ok(decided)) => Ok(state.pipeline.book(decided).await),
+        Ok(Err(e)) => Ok(Err(e)),
+        Err(stopped) => Err(stopped),
+    };
     let mut response = match result {
         Ok(Ok(processed)) => {
             let version = processed.soap_version.unwrap_or(hinted);

@@ -4,6 +4,7 @@
 //! parallel sends of the same content book it once.
 
 use chrono::{DateTime, Duration, Utc};
+use diesel::Connection;
 
 use crate::domain::alert::{AlertPayload, AlertTarget};
 use crate::domain::delivery::{Booking, DeliveryRecord, ItemPlan};
@@ -36,27 +37,87 @@ enum Opened {
 
 /// Writes a straks delivery and returns its receipts; a delivery seen before returns what it got then. When
 /// something is rejected and `alert` names recipients, the alert goes into the outbox in the same transaction.
-pub fn commit_delivery(db: &Db, record: &DeliveryRecord, plans: Vec<ItemPlan>, alert: Alert) -> Result<ReceiptSet, StorageError> {
+/// Alone in its transaction: the straks path books through the writer's groups (`commit_group`), and comes here
+/// only when a group could not be committed.
+pub fn commit_delivery(db: &Db, record: &DeliveryRecord, plans: &[ItemPlan], alert: Alert) -> Result<ReceiptSet, StorageError> {
     // One write transaction (see `Db::write`): the idempotency facts read below and the writes that depend on
     // them cannot interleave with another delivery's.
-    db.write(|conn| {
-        let at = Utc::now();
-        let key = match open(conn, record, at)? {
-            Opened::Row { answer: Some(answer), .. } => {
-                return serde_json::from_str(&answer).map_err(|e| StorageError::Corrupt(e.to_string()));
+    db.write(|conn| write_delivery(conn, record, plans, alert))
+}
+
+/// One delivery waiting in the writer's queue.
+pub struct Queued {
+    pub record: DeliveryRecord,
+    pub plans: Vec<ItemPlan>,
+    pub alert: Option<(AlertTarget, Duration)>,
+}
+
+impl Queued {
+    fn alert(&self) -> Alert<'_> {
+        self.alert.as_ref().map(|(target, window)| (target, *window))
+    }
+}
+
+/// Writes several straks deliveries in one transaction, one commit and one fsync: the answer of each, in order.
+/// Each delivery is written under a savepoint of its own, so one that fails is rolled back alone and the
+/// others go on; each sees the ones before it in the group, so two copies of one finansbilag book it once.
+/// If the group as a whole cannot be committed, each delivery is tried again in a transaction of its own.
+pub fn commit_group(db: &Db, group: &[Queued]) -> Vec<Result<ReceiptSet, StorageError>> {
+    if let [one] = group {
+        return vec![commit_delivery(db, &one.record, &one.plans, one.alert())];
+    }
+    let mut answers = Vec::with_capacity(group.len());
+    let committed = db.write(|conn| {
+        answers.clear();
+        for queued in group {
+            answers.push(write_under_savepoint(conn, queued));
+        }
+        Ok(())
+    });
+    match committed {
+        Ok(()) => answers,
+        Err(error) => {
+            tracing::warn!(%error, deliveries = group.len(), "a group of deliveries could not be committed; each is written alone");
+            group.iter().map(|q| commit_delivery(db, &q.record, &q.plans, q.alert())).collect()
+        }
+    }
+}
+
+/// One delivery of a group, under its own savepoint. On PostgreSQL another instance may write the same rows
+/// first; the savepoint is rolled back and the delivery decided again, and then sees them.
+fn write_under_savepoint(conn: &mut AnyConnection, queued: &Queued) -> Result<ReceiptSet, StorageError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        // Inside the group's transaction diesel makes this a SAVEPOINT, rolled back to when it fails.
+        match conn.transaction(|conn| write_delivery(conn, &queued.record, &queued.plans, queued.alert())) {
+            Err(error) if error.lost_race() && tries < 5 => {
+                tracing::debug!(tries, "another process wrote the same rows first; deciding the delivery again");
             }
-            Opened::Conflict(finding) => {
-                let set = record.receipt_set(at, record.reject_all(plans.iter().map(|p| p.reference.clone()), &[finding], at));
-                enqueue_alert(conn, record, &set, (0, set.rejected()), alert, at)?;
-                return Ok(set);
-            }
-            Opened::Row { key, answer: None } => key,
-        };
-        let set = record.receipt_set(at, decide_items(conn, record, key, &plans, at)?);
-        store::close_delivery(conn, key, set.accepted(), set.rejected(), &store::to_json(&set))?;
-        enqueue_alert(conn, record, &set, (set.accepted(), set.rejected()), alert, at)?;
-        Ok(set)
-    })
+            outcome => return outcome,
+        }
+    }
+}
+
+/// A straks delivery's writes, inside a transaction the caller opened: its row, its items and its alert; or,
+/// for a delivery seen before, what it got then.
+fn write_delivery(conn: &mut AnyConnection, record: &DeliveryRecord, plans: &[ItemPlan], alert: Alert) -> Result<ReceiptSet, StorageError> {
+    let at = Utc::now();
+    let key = match open(conn, record, at)? {
+        Opened::Row { answer: Some(answer), .. } => {
+            return serde_json::from_str(&answer).map_err(|e| StorageError::Corrupt(e.to_string()));
+        }
+        Opened::Conflict(finding) => {
+            let set = record.receipt_set(at, record.reject_all(plans.iter().map(|p| p.reference.clone()), &[finding], at));
+            enqueue_alert(conn, record, &set, (0, set.rejected()), alert, at)?;
+            return Ok(set);
+        }
+        Opened::Row { key, answer: None } => key,
+    };
+    let set = record.receipt_set(at, decide_items(conn, record, key, plans, at)?);
+    store::close_delivery(conn, key, set.accepted(), set.rejected(), &store::to_json(&set))?;
+    enqueue_alert(conn, record, &set, (set.accepted(), set.rejected()), alert, at)?;
+    Ok(set)
 }
 
 /// Opens a batch file's delivery (or finds it again when the file is resumed) and records its item count.

@@ -35,6 +35,7 @@ mod book;
 mod intake;
 mod mappings;
 mod masse;
+mod writer;
 pub use mappings::{in_force, MappingChange};
 pub use masse::{FileOrigin, MasseFile, Progress, RoutedFrom};
 
@@ -53,6 +54,8 @@ pub enum TechnicalError {
     MappingsInvalid(String),
     #[error("reading a batch file: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    WriterStopped(#[from] writer::WriterStopped),
 }
 
 /// What a file holds, for `fkoeko validate`: a SOAP envelope is a straks call, any other root a masse file;
@@ -190,6 +193,8 @@ pub struct Pipeline {
     /// A sortiment and mapping read from files, used instead of the database's versions in force: a dry run that
     /// reads and writes no database (`fkoeko validate`, the fuzz target).
     fixed: Option<(Arc<Sortiment>, Arc<MappingSet>)>,
+    /// The one writer of straks deliveries, started with the first one.
+    writer: std::sync::OnceLock<writer::Writer>,
 }
 
 /// A version in force held in memory: its id in the database, and when the database last said it is the one in
@@ -231,6 +236,7 @@ impl Pipeline {
             mapping_folder: Mutex::default(),
             sortiment: Mutex::new(None),
             fixed: None,
+            writer: std::sync::OnceLock::new(),
         }
     }
 
@@ -290,6 +296,7 @@ impl Pipeline {
     /// Processes one delivery held in memory: a straks call's SOAP body, or (for `fkoeko validate`) a batch
     /// file. Business errors become receipts; only technical failures are errors. Read item by item by the same
     /// intake as a batch file on disk (`intake`), decided by the same steps, and written in one transaction.
+    /// Waits on this thread for the writer; the HTTP face uses `decide` and `book` instead.
     pub fn process(
         &self,
         bytes: &[u8],
@@ -298,6 +305,25 @@ impl Pipeline {
         caller: Option<&CallerCertificate>,
         mode: Mode,
     ) -> Result<Processed, TechnicalError> {
+        let decided = self.decide(bytes, integration, transport, caller)?;
+        match mode {
+            Mode::Book => {
+                let (pending, after) = self.queue(decided)?;
+                self.conclude(after, pending.wait())
+            }
+            Mode::DryRun => Ok(self.preview(decided)),
+        }
+    }
+
+    /// Reads and decides a delivery held in memory, booking nothing yet: the part of `process` that runs in
+    /// parallel, before the delivery joins the writer's queue (`book`).
+    pub fn decide(
+        &self,
+        bytes: &[u8],
+        integration: Integration,
+        transport: Transport,
+        caller: Option<&CallerCertificate>,
+    ) -> Result<Decided, TechnicalError> {
         let span = info_span!(
             "delivery",
             integration = integration.as_str(),
@@ -305,7 +331,7 @@ impl Pipeline {
             leverance_id = field::Empty,
             afsender = field::Empty
         );
-        let _entered = span.enter();
+        let entered = span.enter();
         let mut record = DeliveryRecord::new(integration, transport, String::new());
         let mut soap_version = None;
         let (plans, sortiment) = match self.decide_in_memory(bytes, caller, &mut record, &mut soap_version) {
@@ -323,9 +349,16 @@ impl Pipeline {
         if let Some(sender) = record.sender {
             span.record("afsender", field::display(sender));
         }
-        self.finish(record, plans, soap_version, sortiment, mode)
+        drop(entered);
+        Ok(Decided { record, plans, soap_version, sortiment, span })
     }
 
+    /// Books a decided delivery through the writer, and answers when its group is durable.
+    pub async fn book(&self, decided: Decided) -> Result<Processed, TechnicalError> {
+        let (pending, after) = self.queue(decided)?;
+        let written = pending.answer().await;
+        self.conclude(after, written)
+    }
     /// A delivery held in memory, read item by item by the same intake as a batch file on disk and decided by the
     /// same steps; or why it is answered as a whole.
     fn decide_in_memory(
@@ -681,15 +714,16 @@ impl Pipeline {
         }
     }
 
-    /// Rejects a delivery that could not even be read in full (over the size limit), and records that.
-    pub fn reject_unread(&self, rejection: Rejection, integration: Integration, transport: Transport) -> Result<Processed, TechnicalError> {
-        self.reject_as_whole(DeliveryRecord::new(integration, transport, String::new()), Finding::nowhere(rejection))
+    /// Rejects a delivery that could not even be read in full (over the size limit); `book` records that.
+    pub fn reject_unread(&self, rejection: Rejection, integration: Integration, transport: Transport) -> Result<Decided, TechnicalError> {
+        Ok(Decided::as_whole(DeliveryRecord::new(integration, transport, String::new()), Finding::nowhere(rejection)))
     }
 
     /// Rejects a delivery as a whole, before any of it could be read (a batch file under a SendersFileId used
     /// for other content), with one receipt: written, counted and alerted like any other.
     pub fn reject_as_whole(&self, record: DeliveryRecord, finding: Finding) -> Result<Processed, TechnicalError> {
-        self.finish(record, vec![ItemPlan::whole_delivery(vec![finding])], None, None, Mode::Book)
+        let (pending, after) = self.queue(Decided::as_whole(record, finding))?;
+        self.conclude(after, pending.wait())
     }
 
     /// The delivery-level checks: municipality, Serviceplatformen's context, and the sender's sortiment.
@@ -804,49 +838,90 @@ impl Pipeline {
         Some(AlertTarget { group_key, to, cc: alerts.copy_to.clone() })
     }
 
-    /// Writes (or, in a dry run, only previews) the decisions. `sortiment` is the one the delivery was checked
-    /// against; a delivery rejected before that point has none yet, and it is read here for the alert.
-    fn finish(
-        &self,
-        mut record: DeliveryRecord,
-        plans: Vec<ItemPlan>,
-        soap_version: Option<SoapVersion>,
-        sortiment: Option<Arc<Sortiment>>,
-        mode: Mode,
-    ) -> Result<Processed, TechnicalError> {
-        let receipts = match mode {
-            Mode::Book => {
-                // Decided up front: even an accepted plan can still be rejected inside the transaction (a
-                // related claim that is not there), and its alert must be written in that same transaction.
-                let sortiment = match sortiment {
-                    Some(sortiment) => sortiment,
-                    None => self.sortiment()?,
-                };
-                let sender = record.sender.and_then(|s| sortiment.get(&s));
-                record.sender_name = sender.map(|s| s.name.clone());
-                let target = self.alert_target(sender, record.sender);
-                let receipts =
-                    book::commit_delivery(&self.db, &record, plans, target.as_ref().map(|t| (t, self.settings.alerts.group_window)))?;
-                self.metrics.errors(record.integration, &receipts.receipts);
-                self.metrics.delivery(
-                    record.integration,
-                    record.transport,
-                    receipts.accepted(),
-                    receipts.rejected(),
-                    record.arrived.elapsed(),
-                );
-                receipts
-            }
-            Mode::DryRun => record.preview(plans),
+    /// Hands a decided delivery to the writer. Who hears of its rejections is decided here, up front: even an
+    /// accepted plan can still be rejected inside the transaction (a related claim that is not there), and its
+    /// alert must be written in that same transaction.
+    fn queue(&self, decided: Decided) -> Result<(writer::Pending, After), TechnicalError> {
+        let Decided { mut record, plans, soap_version, sortiment, span } = decided;
+        let sortiment = match sortiment {
+            Some(sortiment) => sortiment,
+            None => self.sortiment()?,
         };
-        let codes: Vec<&str> = receipts.receipts.iter().flat_map(|r| r.errors.iter().map(|e| e.code.as_str())).collect();
-        if receipts.rejected() > 0 {
-            warn!(accepted = receipts.accepted(), rejected = receipts.rejected(), codes = ?codes, "delivery processed with rejections");
-        } else {
-            info!(accepted = receipts.accepted(), "delivery processed");
-        }
-        Ok(Processed { receipts, soap_version, echo_transaction: record.echo_transaction })
+        let sender = record.sender.and_then(|s| sortiment.get(&s));
+        record.sender_name = sender.map(|s| s.name.clone());
+        let alert = self.alert_target(sender, record.sender).map(|t| (t, self.settings.alerts.group_window));
+        let after = After {
+            integration: record.integration,
+            transport: record.transport,
+            arrived: record.arrived,
+            echo_transaction: record.echo_transaction.clone(),
+            soap_version,
+            span,
+        };
+        let writer = self.writer.get_or_init(|| writer::Writer::start(self.db.clone(), self.metrics.groups.clone()));
+        let pending = writer.submit(book::Queued { record, plans, alert }).map_err(TechnicalError::from)?;
+        Ok((pending, after))
     }
+
+    /// The answer of a delivery the writer has written: counted and logged.
+    fn conclude(
+        &self,
+        after: After,
+        written: Result<Result<ReceiptSet, StorageError>, writer::WriterStopped>,
+    ) -> Result<Processed, TechnicalError> {
+        let _entered = after.span.enter();
+        let receipts = written??;
+        self.metrics.errors(after.integration, &receipts.receipts);
+        self.metrics.delivery(after.integration, after.transport, receipts.accepted(), receipts.rejected(), after.arrived.elapsed());
+        log_outcome(&receipts);
+        Ok(Processed { receipts, soap_version: after.soap_version, echo_transaction: after.echo_transaction })
+    }
+
+    /// What a dry run would answer, writing nothing.
+    fn preview(&self, decided: Decided) -> Processed {
+        let _entered = decided.span.enter();
+        let receipts = decided.record.preview(decided.plans);
+        log_outcome(&receipts);
+        Processed { receipts, soap_version: decided.soap_version, echo_transaction: decided.record.echo_transaction }
+    }
+}
+
+fn log_outcome(receipts: &ReceiptSet) {
+    let codes: Vec<&str> = receipts.receipts.iter().flat_map(|r| r.errors.iter().map(|e| e.code.as_str())).collect();
+    if receipts.rejected() > 0 {
+        warn!(accepted = receipts.accepted(), rejected = receipts.rejected(), codes = ?codes, "delivery processed with rejections");
+    } else {
+        info!(accepted = receipts.accepted(), "delivery processed");
+    }
+}
+
+/// A delivery read and decided, its booking still to come.
+pub struct Decided {
+    record: DeliveryRecord,
+    plans: Vec<ItemPlan>,
+    soap_version: Option<SoapVersion>,
+    /// The sortiment it was checked against; none when it was rejected before that point.
+    sortiment: Option<Arc<Sortiment>>,
+    /// The delivery's log span, entered again when it is answered.
+    span: tracing::Span,
+}
+
+impl Decided {
+    /// A delivery answered with one receipt for the whole of it.
+    fn as_whole(record: DeliveryRecord, finding: Finding) -> Self {
+        let plans = vec![ItemPlan::whole_delivery(vec![finding])];
+        Decided { record, plans, soap_version: None, sortiment: None, span: tracing::Span::current() }
+    }
+}
+
+/// What a delivery's answer needs once the writer has taken its record.
+struct After {
+    integration: Integration,
+    transport: Transport,
+    arrived: Instant,
+    echo_transaction: Option<String>,
+    soap_version: Option<SoapVersion>,
+    span: tracing::Span,
 }
 
 /// A straks call with more than this many times the items allowed gets one receipt for the whole call; up to it,

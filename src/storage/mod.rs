@@ -51,6 +51,16 @@ pub enum StorageError {
     LeaseLost,
 }
 
+impl StorageError {
+    /// Another process wrote the same rows at the same time (PostgreSQL): run again, the work sees them.
+    pub fn lost_race(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Query(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure, _))
+        )
+    }
+}
+
 /// An error and, after colons, each error beneath it.
 fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -244,14 +254,7 @@ impl Db {
                     if AnyConnection::transaction_manager_status_mut(conn).transaction_depth().ok().flatten().is_some() {
                         AnyConnection::rollback_transaction(conn)?;
                     }
-                    let lost_race = matches!(
-                        error,
-                        StorageError::Query(DieselError::DatabaseError(
-                            DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure,
-                            _
-                        ))
-                    );
-                    if !(lost_race && tries < 5) {
+                    if !(error.lost_race() && tries < 5) {
                         return Err(error);
                     }
                     tracing::debug!(tries, "another process wrote the same rows first; running the transaction again");

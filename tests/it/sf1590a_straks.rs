@@ -445,3 +445,82 @@ fn wsdl_and_schemas_are_served() {
     let (status, _) = app.post_as(&envelope("urn:not-soap", "", "<x/>"), "text/xml");
     assert_eq!(status, 200);
 }
+
+/// One figure from the admin listener's /metrics.
+fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = ureq::get(&app.server.as_ref().unwrap().admin_url("/metrics")).call().unwrap().into_string().unwrap();
+    let line = text.lines().find(|l| l.split(' ').next() == Some(name)).unwrap_or_else(|| panic!("{name} not in {text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn deliveries_written_in_one_group_stand_alone_and_book_a_finansbilag_once() {
+    let app = TestApp::start_with(|c| c.database.busy_timeout_ms = 60_000);
+    // A finansbilag the database refuses once its delivery and receipt rows are written, as a full disk or a
+    // broken constraint would.
+    app.execute(match fkoeko_adapter::storage::Backend::of(&app.db_url) {
+        fkoeko_adapter::storage::Backend::Sqlite => {
+            "CREATE TRIGGER refuse_bilag BEFORE INSERT ON erp_journal WHEN NEW.bilag_id = 'GROUP-FAIL' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
+        }
+        fkoeko_adapter::storage::Backend::Postgres => {
+            "CREATE FUNCTION refuse_bilag() RETURNS trigger AS $$ BEGIN IF NEW.bilag_id = 'GROUP-FAIL' THEN \
+             RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER refuse_bilag BEFORE INSERT ON erp_journal FOR EACH ROW EXECUTE FUNCTION refuse_bilag();"
+        }
+    });
+    let first = Delivery::one("GROUP-0").soap11();
+    let booked = Delivery::one("GROUP-B").soap11();
+    let same_bilag = Delivery::one("GROUP-B").soap11();
+    let failing = Delivery::one("GROUP-FAIL");
+    let other = Delivery::one("GROUP-D").soap11();
+
+    // While another process holds the write lock, the writer waits with the first delivery and the rest queue
+    // up behind it: they are written as one group when the lock is let go.
+    let blocker = app.lock_writes();
+    let app = &app;
+    let answers = std::thread::scope(|s| {
+        let first = s.spawn(move || app.post(&first));
+        // Time for the writer to take the first delivery alone before the others come.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let bodies = [booked.clone(), same_bilag, booked.clone(), failing.soap11(), other];
+        let rest: Vec<_> = bodies.into_iter().map(|body| s.spawn(move || app.post(&body))).collect();
+        let started = std::time::Instant::now();
+        while metric(&app, "fkoeko_write_queue") < 5.0 {
+            assert!(started.elapsed().as_secs() < 30, "the deliveries never queued up behind the writer");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        drop(blocker);
+        let mut answers = vec![first.join().unwrap()];
+        answers.extend(rest.into_iter().map(|h| h.join().unwrap()));
+        answers
+    });
+    assert_eq!(metric(&app, "fkoeko_write_group_deliveries_sum"), 6.0);
+    assert!(metric(&app, "fkoeko_write_group_deliveries_count") <= 2.0, "the five waiting deliveries were written together");
+
+    let [zero, b, b_again, b_resent, failed, d] = &answers[..] else { unreachable!() };
+    for (status, body) in [zero, b, b_again, b_resent, d] {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(parse_receipts(body).receipts[0].status, Status::Accepteret, "{body}");
+    }
+    // A new delivery of a finansbilag just booked in the same group: its first receipt, booked once; the very
+    // same call again: the very same answer.
+    assert_eq!(parse_receipts(&b_again.1).receipts[0], parse_receipts(&b.1).receipts[0]);
+    assert_eq!(receipt_xml(&b_resent.1), receipt_xml(&b.1));
+    assert_eq!(app.count("SELECT count(*) AS n FROM erp_journal WHERE bilag_id = 'GROUP-B'"), 1);
+    // The refused one is a fault, and nothing of it stayed; the others in its group were written.
+    assert_eq!(failed.0, 500, "{}", failed.1);
+    assert!(failed.1.contains("Prøv igen senere"), "{}", failed.1);
+    let refused_rows = format!("SELECT count(*) AS n FROM deliveries WHERE leverance_id = '{}'", failing.delivery_id);
+    assert_eq!(app.count(&refused_rows), 0);
+    assert_eq!(app.count("SELECT count(*) AS n FROM receipts WHERE reference = 'GROUP-FAIL'"), 0);
+    assert_eq!(app.count("SELECT count(*) AS n FROM erp_journal"), 3);
+    assert_eq!(app.count("SELECT count(*) AS n FROM deliveries"), 4);
+
+    // Sent again once the cause is gone, it is taken.
+    app.execute(match fkoeko_adapter::storage::Backend::of(&app.db_url) {
+        fkoeko_adapter::storage::Backend::Sqlite => "DROP TRIGGER refuse_bilag",
+        fkoeko_adapter::storage::Backend::Postgres => "DROP TRIGGER refuse_bilag ON erp_journal",
+    });
+    assert_eq!(app.send(&failing.soap11()).receipts[0].status, Status::Accepteret);
+}

@@ -486,7 +486,7 @@ fn deliveries_written_in_one_group_stand_alone_and_book_a_finansbilag_once() {
         let bodies = [booked.clone(), same_bilag, booked.clone(), failing.soap11(), other];
         let rest: Vec<_> = bodies.into_iter().map(|body| s.spawn(move || app.post(&body))).collect();
         let started = std::time::Instant::now();
-        while metric(&app, "fkoeko_write_queue") < 5.0 {
+        while metric(app, "fkoeko_write_queue") < 5.0 {
             assert!(started.elapsed().as_secs() < 30, "the deliveries never queued up behind the writer");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
@@ -495,8 +495,8 @@ fn deliveries_written_in_one_group_stand_alone_and_book_a_finansbilag_once() {
         answers.extend(rest.into_iter().map(|h| h.join().unwrap()));
         answers
     });
-    assert_eq!(metric(&app, "fkoeko_write_group_deliveries_sum"), 6.0);
-    assert!(metric(&app, "fkoeko_write_group_deliveries_count") <= 2.0, "the five waiting deliveries were written together");
+    assert_eq!(metric(app, "fkoeko_write_group_deliveries_sum"), 6.0);
+    assert!(metric(app, "fkoeko_write_group_deliveries_count") <= 2.0, "the five waiting deliveries were written together");
 
     let [zero, b, b_again, b_resent, failed, d] = &answers[..] else { unreachable!() };
     for (status, body) in [zero, b, b_again, b_resent, d] {

@@ -1,5 +1,18 @@
 #!/usr/bin/env python3
-"""Straks benchmark (issue 13), against a release build of `fkoeko serve` on SQLite, in one run:
+"""Straks benchmarks, against a release build of `fkoeko serve`.
+
+`python3 benches/straks.py throughput` (issue 17): many small deliveries, loaded by wrk (installed from the
+distribution when missing). A fresh finansbilag per request (benches/throughput.lua), 1 and 10 finansbilag per
+delivery, 1, 8 and 32 connections, on SQLite and on PostgreSQL (a server started in a temporary folder, or
+--postgres URL); then 1 finansbilag per delivery held near 1,500 calls/s, for its latency. In the same run, as
+ceilings: the server's own /healthz rate (HTTP alone) and SQLite's durable single-row commit rate on the same
+disk (WAL, synchronous=FULL, as the service). Goals on 2 cores: SQLite at least 3,000 deliveries/s at 8
+connections; p99 at most 20 ms at 1,500/s; no answer over 250 ms and no error at 32 connections; PostgreSQL at
+least 2,000/s at 8 connections.
+
+    python3 benches/straks.py throughput [--seconds N] [--postgres URL] [--skip-postgres]
+
+`python3 benches/straks.py [layout]` (issue 13), on SQLite, in one run:
 
 1. Layout: the same SF1590_A delivery of one finansbilag with 10,000 posteringer (about 2.6 MB), sent as a SOAP
    call on one line and indented, each POSTed and booked (a new LeveranceId and BilagId per call, else the
@@ -10,9 +23,12 @@
    resident memory (VmHWM) is read from /proc. Goal: within server.max_body_bytes_in_flight plus 100 MB. A call
    answered 503 (over the budget) is sent again after its Retry-After.
 
-    python3 benches/straks.py [--runs N] [--clients N] [--skip-memory]
+    python3 benches/straks.py [layout] [--runs N] [--clients N] [--skip-memory]
 """
 import argparse
+import glob
+import re
+import sqlite3
 import datetime
 import http.client
 import os
@@ -143,40 +159,50 @@ def peak_mb(pid):
     return float("nan")
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--skip-memory", action="store_true")
-    args = parser.parse_args()
-
+def build():
     subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
-    binary = os.path.join(ROOT, "target", "release", "fkoeko")
-    work = tempfile.mkdtemp(prefix="fkoeko-straks-bench-")
-    schema = os.path.join(work, "envelope.xsd")
-    with open(schema, "w") as f:
-        f.write(ENVELOPE_XSD)
+    return os.path.join(ROOT, "target", "release", "fkoeko")
+
+
+def start_server(binary, work, db_url, budget=128 * 1024 * 1024):
+    """`fkoeko serve` on a free port and the given database; returns (process, port, env)."""
     port = free_port()
-    budget = 128 * 1024 * 1024
+    mappings = os.path.join(work, "mappings")
+    if not os.path.exists(mappings):
+        shutil.copytree(os.path.join(ROOT, "mappings"), mappings)
     env = dict(os.environ)
     env.update({
         "FKOEKO_SERVER__LISTEN": f"127.0.0.1:{port}",
         "FKOEKO_ADMIN__LISTEN": "127.0.0.1:0",
-        "FKOEKO_DATABASE__URL": os.path.join(work, "bench.db"),
+        "FKOEKO_DATABASE__URL": db_url,
         "FKOEKO_PATHS__SORTIMENT": os.path.join(ROOT, "tests", "fixtures", "sortiment.toml"),
-        "FKOEKO_PATHS__MAPPINGS": shutil.copytree(os.path.join(ROOT, "mappings"), os.path.join(work, "mappings")),
+        "FKOEKO_PATHS__MAPPINGS": mappings,
         "FKOEKO_ALERTS__ENABLED": "false",
         "FKOEKO_SERVER__MAX_BODY_BYTES_IN_FLIGHT": str(budget),
         "RUST_LOG": "warn",
     })
-    server = subprocess.Popen([binary, "serve"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "server.log"), "w"))
+    log = open(os.path.join(work, f"server-{port}.log"), "w")
+    server = subprocess.Popen([binary, "serve"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+    for _ in range(300):
+        if server.poll() is not None:
+            sys.exit(f"fkoeko serve stopped: {open(log.name).read()[-3000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return server, port, env
+
+
+def layout(args):
+    binary = build()
+    work = tempfile.mkdtemp(prefix="fkoeko-straks-bench-")
+    schema = os.path.join(work, "envelope.xsd")
+    with open(schema, "w") as f:
+        f.write(ENVELOPE_XSD)
+    budget = 128 * 1024 * 1024
+    server, port, env = start_server(binary, work, os.path.join(work, "bench.db"), budget)
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         # Warm up: schemas compiled, mappings cached, database pages in.
         post(port, delivery(1, 10, False))
 
@@ -221,6 +247,162 @@ def main():
         server.terminate()
         server.wait()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def need_wrk():
+    if shutil.which("wrk"):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing wrk from the distribution ...", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk")
+
+
+def sqlite_commit_rate(work, seconds=3.0):
+    """SQLite's durable single-row commits per second on this disk: WAL and synchronous=FULL, as the service."""
+    path = os.path.join(work, "ceiling.db")
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = FULL")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    n, started = 0, time.monotonic()
+    while time.monotonic() - started < seconds:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO t (v) VALUES (?)", (f"row {n}",))
+        db.execute("COMMIT")
+        n += 1
+    rate = n / (time.monotonic() - started)
+    db.close()
+    return rate
+
+
+RUNS = iter(range(1, 1 << 30))
+
+
+def wrk(port, connections, seconds, bilag=1, pause_ms=0, path=None):
+    """One wrk run; returns a dict of its figures (rate per second, latencies in ms, errors, wrong answers)."""
+    threads = max(1, min(connections, 2))
+    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s"]
+    env = dict(os.environ)
+    if path is None:
+        env.update({"FKOEKO_BILAG": str(bilag), "FKOEKO_DELAY": str(pause_ms), "FKOEKO_SENDER": SENDER,
+                    "FKOEKO_AUTHORITY": AUTHORITY, "FKOEKO_TODAY": datetime.date.today().isoformat(),
+                    "FKOEKO_RUN": str(os.getpid() % 100000 * 1000 + next(RUNS))})
+        command += ["-s", os.path.join(ROOT, "benches", "throughput.lua"), f"http://127.0.0.1:{port}/sf1590a"]
+        out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+        line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+        figures = dict(kv.split("=") for kv in line.split()[1:])
+        result = {k: float(v) for k, v in figures.items()}
+        result["rate"] = result["requests"] / result["seconds"]
+        result["sample"] = next((l[7:] for l in out.splitlines() if l.startswith("SAMPLE ")), "")
+        return result
+    out = subprocess.run(command + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
+    return {"rate": float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))}
+
+
+def start_postgres(work):
+    """A PostgreSQL server of the distribution's in a temporary folder, on a free port; returns (url, stop)."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: [int(x) for x in re.findall(r"\d+", p)])
+    if not bins:
+        return None, None
+    pg_bin, data = bins[-1], os.path.join(work, "pg")
+    os.makedirs(data)
+    as_pg = []
+    if os.geteuid() == 0:
+        shutil.chown(work, "postgres")
+        shutil.chown(data, "postgres")
+        as_pg = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run(as_pg + [f"{pg_bin}/initdb", "-D", f"{data}/data", "-A", "trust", "-U", "fkoeko"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(as_pg + [f"{pg_bin}/pg_ctl", "-D", f"{data}/data", "-l", f"{data}/log", "-w", "-o",
+                            f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=100", "start"],
+                   check=True, stdout=subprocess.DEVNULL)
+    stop = lambda: subprocess.run(as_pg + [f"{pg_bin}/pg_ctl", "-D", f"{data}/data", "-m", "fast", "stop"], stdout=subprocess.DEVNULL)
+    return f"postgres://fkoeko@127.0.0.1:{port}/postgres", stop
+
+
+def throughput(args):
+    need_wrk()
+    binary = build()
+    work = tempfile.mkdtemp(prefix="fkoeko-throughput-")
+    seconds = args.seconds
+    stops = []
+    try:
+        ceiling = sqlite_commit_rate(work)
+        backends = [("SQLite", os.path.join(work, "bench.db"))]
+        if not args.skip_postgres:
+            url = args.postgres
+            if url is None:
+                url, stop = start_postgres(work)
+                if stop:
+                    stops.append(stop)
+            if url:
+                backends.append(("PostgreSQL", url))
+            else:
+                print("no PostgreSQL server here: PostgreSQL skipped")
+        print(f"{os.cpu_count()} CPUs; {seconds} s a run; one finansbilag is two posteringer; every answer checked")
+        print(f"ceilings: SQLite durable single-row commits {ceiling:8.0f}/s (WAL, synchronous=FULL, this disk)")
+        goals = []
+        for name, url in backends:
+            server, port, _ = start_server(binary, work, url)
+            try:
+                wrk(port, 1, 1)  # warm up: schemas compiled, versions held, pages in
+                health = wrk(port, 8, max(2, seconds // 2), path="/healthz")["rate"]
+                print(f"{name}: the server's /healthz (HTTP alone) at 8 connections {health:8.0f}/s")
+                print(f"  {'bilag/delivery':>14} {'conns':>5} {'deliveries/s':>12} {'bilag/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+                      f"{'max ms':>7} {'errors':>6}  {'of /healthz':>11}" + ("  of SQLite commits" if name == "SQLite" else ""))
+                for bilag in (1, 10):
+                    for conns in (1, 8, 32):
+                        r = wrk(port, conns, seconds, bilag)
+                        line = (f"  {bilag:>14} {conns:>5} {r['rate']:>12.0f} {r['rate'] * bilag:>8.0f} {r['p50_ms']:>7.2f} "
+                                f"{r['p99_ms']:>7.2f} {r['max_ms']:>7.1f} {int(r['errors'] + r['bad']):>6}  {r['rate'] / health:>10.3f}x")
+                        if name == "SQLite":
+                            line += f"  {r['rate'] / ceiling:>17.2f}x"
+                        print(line + (f"   e.g. {r['sample'][:200]}" if r["sample"] else ""), flush=True)
+                        if bilag == 1 and conns == 8:
+                            want = 3000 if name == "SQLite" else 2000
+                            goals.append((f"{name}: at least {want:,} deliveries/s at 8 connections", r["rate"] >= want, f"{r['rate']:.0f}/s"))
+                        if bilag == 1 and conns == 32:
+                            ok = r["max_ms"] <= 250 and r["errors"] + r["bad"] == 0
+                            goals.append((f"{name}: at 32 connections no answer over 250 ms, no error", ok,
+                                          f"max {r['max_ms']:.0f} ms, {int(r['errors'] + r['bad'])} errors"))
+                # Held near 1,500 calls/s: 16 connections, each waiting between its calls; one short run measures
+                # the latency to take off that wait.
+                target, conns = 1500, 16
+                pause = conns * 1000 / target
+                probe = wrk(port, conns, max(2, seconds // 3), 1, max(1, round(pause)))
+                latency = conns * 1000 / probe["rate"] - pause
+                pause = max(1, round(conns * 1000 / target - latency))
+                r = wrk(port, conns, seconds, 1, pause)
+                print(f"  held near {target:,}/s ({conns} connections, {pause} ms between calls): {r['rate']:.0f}/s, "
+                      f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, max {r['max_ms']:.1f} ms, {int(r['errors'] + r['bad'])} errors")
+                if name == "SQLite":
+                    goals.append((f"{name}: p99 at most 20 ms near 1,500/s", r["p99_ms"] <= 20, f"p99 {r['p99_ms']:.1f} ms at {r['rate']:.0f}/s"))
+            finally:
+                server.terminate()
+                server.wait()
+        print("goals:")
+        for text, ok, figure in goals:
+            print(f"  {'met   ' if ok else 'NOT MET'} {text}: {figure}")
+    finally:
+        for stop in stops:
+            stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", nargs="?", choices=["layout", "throughput"], default="layout")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--postgres", help="a PostgreSQL database URL to use instead of starting a server")
+    parser.add_argument("--skip-postgres", action="store_true")
+    args = parser.parse_args()
+    (throughput if args.mode == "throughput" else layout)(args)
 
 
 if __name__ == "__main__":

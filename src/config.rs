@@ -189,6 +189,11 @@ pub struct DatabaseConfig {
     /// change made by another instance (or `fkoeko sortiment load`) is in use within this time.
     #[serde(default = "versions_refresh_ms")]
     pub versions_refresh_ms: u64,
+    /// Threads that write straks deliveries, each in groups of its own. SQLite has one writer at a time whatever
+    /// this says; on PostgreSQL several keep the round trips of one delivery from holding up the next. 0: one
+    /// on SQLite, four on PostgreSQL.
+    #[serde(default)]
+    pub writers: usize,
 }
 
 fn versions_refresh_ms() -> u64 {
@@ -269,7 +274,7 @@ impl Default for Config {
                 max_processing: 0,
                 public_url: None,
             },
-            database: DatabaseConfig { url: "data/fkoeko.db".into(), pool_size: 8, busy_timeout_ms: 5000, versions_refresh_ms: 1000 },
+            database: DatabaseConfig { url: "data/fkoeko.db".into(), pool_size: 8, busy_timeout_ms: 5000, versions_refresh_ms: 1000, writers: 0 },
             installation: InstallationConfig {
                 myndighed: "29189846".into(),
                 it_system: None,

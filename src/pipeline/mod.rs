@@ -105,6 +105,8 @@ pub struct Settings {
     pub alerts: AlertSettings,
     /// How long the sortiment and mapping versions in force are used before the database is asked again.
     pub versions_refresh: std::time::Duration,
+    /// Threads writing straks deliveries (0: one on SQLite, four on PostgreSQL).
+    pub writers: usize,
 }
 
 /// Who hears of rejections, beyond the owners named in the sortiment.
@@ -163,6 +165,7 @@ impl Settings {
                 group_window: chrono::Duration::seconds(config.alerts.group_window_secs as i64),
             },
             versions_refresh: std::time::Duration::from_millis(config.database.versions_refresh_ms),
+            writers: config.database.writers,
         })
     }
 
@@ -858,7 +861,7 @@ impl Pipeline {
             soap_version,
             span,
         };
-        let writer = self.writer.get_or_init(|| writer::Writer::start(self.db.clone(), self.metrics.groups.clone()));
+        let writer = self.writer.get_or_init(|| writer::Writer::start(self.db.clone(), self.settings.writers, self.metrics.groups.clone()));
         let pending = writer.submit(book::Queued { record, plans, alert }).map_err(TechnicalError::from)?;
         Ok((pending, after))
     }

@@ -1,13 +1,14 @@
-//! The one writer of straks deliveries. Reading, validation, rules and mapping run in parallel on the reader
-//! threads; what they decided comes here, into one queue, and one thread writes it in groups: all the
+//! The writer of straks deliveries. Reading, validation, rules and mapping run in parallel on the reader
+//! threads; what they decided comes here, into one queue, and a writer thread writes it in groups: all the
 //! deliveries waiting when a group starts, in one transaction with one commit (one fsync). Each caller is
-//! answered once its group is durable.
+//! answered once its group is durable. On SQLite one thread writes; on PostgreSQL a few (`database.writers`),
+//! each with groups of its own, so that one delivery's round trips to the server do not hold up the next.
 //!
 //! Why: with every caller committing for itself, SQLite's callers race for its one write lock and the losers
 //! sleep in the busy handler, and every delivery pays an fsync of its own. No delivery waits on purpose for
 //! others to join it: a group is whatever arrived while the one before it was written, so a lone call is written
-//! at once. On PostgreSQL each instance has its own writer, and the database's unique constraints still decide
-//! between them (`book::commit_group`).
+//! at once. On PostgreSQL the writer threads, and the writers of other instances, are kept apart by the
+//! database's unique constraints, as two instances always were (`book::commit_group`).
 
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ use tokio::sync::oneshot;
 use super::book::{self, Queued};
 use crate::domain::receipt::ReceiptSet;
 use crate::metrics::GroupMetrics;
-use crate::storage::{Db, StorageError};
+use crate::storage::{Backend, Db, StorageError};
 
 /// The most deliveries one group holds, and the most items (finansbilag and claims) beyond its first delivery:
 /// a group of many large deliveries would keep the small ones behind it waiting for one long transaction.
@@ -49,42 +50,21 @@ impl Pending {
 }
 
 impl Writer {
-    /// Starts the writer's thread; it ends when the writer is dropped and the queue has been written.
-    pub fn start(db: Db, metrics: GroupMetrics) -> Self {
+    /// Starts the writer's threads (`threads`, or with 0 one on SQLite and four on PostgreSQL; never more than the
+    /// connections in the pool); they end when the writer is dropped and the queue has been written.
+    pub fn start(db: Db, threads: usize, metrics: GroupMetrics) -> Self {
         let (queue, jobs) = crossbeam_channel::unbounded::<(Queued, oneshot::Sender<_>)>();
         let writer = Writer { queue, metrics: metrics.clone() };
-        std::thread::Builder::new()
-            .name("delivery-writer".into())
-            .spawn(move || {
-                while let Ok(first) = jobs.recv() {
-                    let mut items = 0;
-                    let mut group = vec![first];
-                    while group.len() < MAX_GROUP_DELIVERIES && items < MAX_GROUP_ITEMS {
-                        match jobs.try_recv() {
-                            Ok(next) => {
-                                items += next.0.plans.len();
-                                group.push(next);
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    metrics.waiting.sub(group.len() as i64);
-                    let (queued, answers): (Vec<Queued>, Vec<_>) = group.into_iter().unzip();
-                    let started = Instant::now();
-                    // A panic is logged by the hook; the group's callers hear that nothing was written (their
-                    // answer channels close) and the writer goes on with the next group.
-                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| book::commit_group(&db, &queued))) {
-                        Ok(results) => {
-                            metrics.observe(queued.len(), started.elapsed());
-                            for (answer, result) in answers.into_iter().zip(results) {
-                                let _ = answer.send(result);
-                            }
-                        }
-                        Err(_) => tracing::error!(deliveries = queued.len(), "the delivery writer failed on a group; nothing of it was answered as written"),
-                    }
-                }
-            })
-            .expect("the writer thread starts");
+        let threads = match db.backend {
+            // One writer at a time is all SQLite has: a second thread would only wait for the lock.
+            Backend::Sqlite => 1,
+            Backend::Postgres if threads == 0 => 4,
+            Backend::Postgres => threads,
+        };
+        for n in 0..threads.min(db.pool_size() as usize).max(1) {
+            let (db, jobs, metrics) = (db.clone(), jobs.clone(), metrics.clone());
+            std::thread::Builder::new().name(format!("delivery-writer-{n}")).spawn(move || write_groups(&db, &jobs, &metrics)).expect("a writer thread starts");
+        }
         writer
     }
 
@@ -97,5 +77,38 @@ impl Writer {
             WriterStopped
         })?;
         Ok(Pending(answered))
+    }
+}
+
+type Job = (Queued, oneshot::Sender<Result<ReceiptSet, StorageError>>);
+
+/// One writer thread: takes what waits in the queue, writes it as one group, answers, and again.
+fn write_groups(db: &Db, jobs: &crossbeam_channel::Receiver<Job>, metrics: &GroupMetrics) {
+    while let Ok(first) = jobs.recv() {
+        let mut items = 0;
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP_DELIVERIES && items < MAX_GROUP_ITEMS {
+            match jobs.try_recv() {
+                Ok(next) => {
+                    items += next.0.plans.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        metrics.waiting.sub(group.len() as i64);
+        let (queued, answers): (Vec<Queued>, Vec<_>) = group.into_iter().unzip();
+        let started = Instant::now();
+        // A panic is logged by the hook; the group's callers hear that nothing was written (their answer
+        // channels close) and the writer goes on with the next group.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| book::commit_group(db, &queued))) {
+            Ok(results) => {
+                metrics.observe(queued.len(), started.elapsed());
+                for (answer, result) in answers.into_iter().zip(results) {
+                    let _ = answer.send(result);
+                }
+            }
+            Err(_) => tracing::error!(deliveries = queued.len(), "a delivery writer failed on a group; none of it was answered as written"),
+        }
     }
 }

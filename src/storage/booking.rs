@@ -19,6 +19,14 @@ use crate::domain::idempotency::{EarlierDelivery, EarlierItem};
 use crate::domain::receipt::{Receipt, Status};
 use crate::domain::sortiment::Integration;
 
+/// Rows are inserted one statement a row on SQLite, and many rows a statement on PostgreSQL. SQLite runs in this
+/// process, so a row costs no round trip, and a one-row insert is prepared once and kept by diesel, while a
+/// statement of many rows is prepared again for every count of rows. On PostgreSQL each statement is a round
+/// trip to the server.
+fn is_sqlite(conn: &AnyConnection) -> bool {
+    matches!(conn, AnyConnection::Sqlite(_))
+}
+
 pub fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("receipts serialize")
 }
@@ -35,7 +43,7 @@ pub fn earlier_delivery(conn: &mut AnyConnection, id: Uuid) -> Result<Option<(i3
 
 /// A delivery's row as it is first written, its outcome still open.
 #[derive(Insertable)]
-#[diesel(table_name = deliveries)]
+#[diesel(table_name = deliveries, treat_none_as_default_value = false)]
 struct NewDelivery<'a> {
     leverance_id: Option<String>,
     integration: Stored<Integration>,
@@ -116,7 +124,7 @@ pub fn enqueue_alert(
 
 /// An alert as it goes into the outbox; its sending state starts at the table's defaults.
 #[derive(Insertable)]
-#[diesel(table_name = alert_outbox)]
+#[diesel(table_name = alert_outbox, treat_none_as_default_value = false)]
 struct NewAlert<'a> {
     group_key: &'a str,
     afsender_system: Option<String>,
@@ -182,15 +190,20 @@ pub fn insert_receipt(
             value: error.value.as_deref(),
         })
         .collect();
-    // In slices: SQLite allows a limited number of parameters in one statement.
-    for errors in errors.chunks(100) {
-        execute_native(conn, diesel::insert_into(receipt_errors::table).values(errors))?;
+    if is_sqlite(conn) {
+        for error in &errors {
+            diesel::insert_into(receipt_errors::table).values(error).execute(conn)?;
+        }
+    } else {
+        for errors in errors.chunks(100) {
+            execute_native(conn, diesel::insert_into(receipt_errors::table).values(errors))?;
+        }
     }
     Ok(())
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = receipts)]
+#[diesel(table_name = receipts, treat_none_as_default_value = false)]
 struct NewReceipt<'a> {
     kvittering_id: &'a str,
     delivery_id: i32,
@@ -205,7 +218,7 @@ struct NewReceipt<'a> {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = receipt_errors)]
+#[diesel(table_name = receipt_errors, treat_none_as_default_value = false)]
 struct NewReceiptError<'a> {
     kvittering_id: &'a str,
     position: i32,
@@ -282,16 +295,22 @@ pub fn book_finans(
             }
         })
         .collect();
-    // Several lines per statement (a bilag may hold thousands: in slices, within SQLite's parameter limit).
-    for lines in lines.chunks(500) {
-        execute_native(conn, diesel::insert_into(erp_journal_lines::table).values(lines))?;
+    if is_sqlite(conn) {
+        for line in &lines {
+            diesel::insert_into(erp_journal_lines::table).values(line).execute(conn)?;
+        }
+    } else {
+        // A bilag may hold thousands of lines: in slices, within the parameter limit.
+        for lines in lines.chunks(500) {
+            execute_native(conn, diesel::insert_into(erp_journal_lines::table).values(lines))?;
+        }
     }
     Ok(journal)
 }
 
 /// A finansbilag's row in the ERP's journal import table.
 #[derive(Insertable)]
-#[diesel(table_name = erp_journal)]
+#[diesel(table_name = erp_journal, treat_none_as_default_value = false)]
 struct NewJournal<'a> {
     kvittering_id: String,
     delivery_id: i32,
@@ -306,7 +325,7 @@ struct NewJournal<'a> {
 /// A postering's row in the ERP's journal line import table: the ERP account and dimensions it maps to, and
 /// the kontering it came with.
 #[derive(Insertable)]
-#[diesel(table_name = erp_journal_lines)]
+#[diesel(table_name = erp_journal_lines, treat_none_as_default_value = false)]
 struct NewJournalLine<'a> {
     journal_id: i32,
     line_no: i32,
@@ -412,7 +431,7 @@ pub fn book_claim(
 
 /// A claim's row in the ERP's claim import table.
 #[derive(Insertable)]
-#[diesel(table_name = erp_claims)]
+#[diesel(table_name = erp_claims, treat_none_as_default_value = false)]
 struct NewClaim<'a> {
     kvittering_id: String,
     delivery_id: i32,

@@ -52,12 +52,18 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// Another process wrote the same rows at the same time (PostgreSQL): run again, the work sees them.
+    /// Another process or writer wrote the same rows at the same time (PostgreSQL), or the two waited on each
+    /// other and the server broke the tie: run again, the work then sees the other's rows.
     pub fn lost_race(&self) -> bool {
-        matches!(
-            self,
-            StorageError::Query(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure, _))
-        )
+        match self {
+            StorageError::Query(DieselError::DatabaseError(kind, info)) => match kind {
+                DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure => true,
+                // diesel has no kind of its own for PostgreSQL's 40P01.
+                DatabaseErrorKind::Unknown => info.message().starts_with("deadlock detected"),
+                _ => false,
+            },
+            _ => false,
+        }
     }
 }
 
@@ -226,6 +232,11 @@ impl Db {
             .build(Manager { url, backend, busy_timeout, read_only: true })
             .map_err(|e| StorageError::Connect(e.to_string()))?;
         Ok(Db { pool, backend })
+    }
+
+    /// The most connections the pool opens.
+    pub fn pool_size(&self) -> u32 {
+        self.pool.max_size()
     }
 
     pub fn conn(&self) -> Result<Conn, StorageError> {

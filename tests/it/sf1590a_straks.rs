@@ -455,7 +455,12 @@ fn metric(app: &TestApp, name: &str) -> f64 {
 
 #[test]
 fn deliveries_written_in_one_group_stand_alone_and_book_a_finansbilag_once() {
-    let app = TestApp::start_with(|c| c.database.busy_timeout_ms = 60_000);
+    let app = TestApp::start_with(|c| {
+        c.database.busy_timeout_ms = 60_000;
+        // On PostgreSQL too one writer, so that the deliveries queue up behind it (with several, each would take
+        // one and wait).
+        c.database.writers = 1;
+    });
     // A finansbilag the database refuses once its delivery and receipt rows are written, as a full disk or a
     // broken constraint would.
     app.execute(match fkoeko_adapter::storage::Backend::of(&app.db_url) {

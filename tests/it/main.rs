@@ -15,6 +15,7 @@ mod sf1590a_straks;
 mod sf1590b_straks;
 mod sftp;
 mod sftp_metadata;
+mod straks_crash;
 mod straks_intake;
 mod straks_random;
 mod tls;

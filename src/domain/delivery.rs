@@ -142,6 +142,14 @@ impl ItemPlan {
             outcome: ItemOutcome::Reject(findings),
         }
     }
+
+    /// What it books, when it is accepted.
+    pub fn booking(&self) -> Option<&Booking> {
+        match &self.outcome {
+            ItemOutcome::Accept(booking) => Some(booking),
+            ItemOutcome::Reject(_) => None,
+        }
+    }
 }
 
 #[derive(Debug)]

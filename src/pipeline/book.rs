@@ -3,16 +3,20 @@
 //! item seen before, a related claim); this module puts the two together inside the transaction, so that
 //! parallel sends of the same content book it once.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 use diesel::Connection;
+use uuid::Uuid;
 
 use crate::domain::alert::{AlertPayload, AlertTarget};
-use crate::domain::delivery::{Booking, DeliveryRecord, ItemPlan};
-use crate::domain::idempotency::{judge_delivery, judge_item, DeliveryStanding, ItemDecision};
+use crate::domain::delivery::{Booking, ClaimBooking, DeliveryRecord, ItemPlan};
+use crate::domain::idempotency::{judge_delivery, judge_item, DeliveryStanding, EarlierDelivery, EarlierItem, ItemDecision};
 use crate::domain::receipt::{Receipt, ReceiptSet, Stamp};
 use crate::domain::rejection::Finding;
 use crate::storage::batch::{self as stored_batch, BatchFile, Lease};
-use crate::storage::booking as store;
+use crate::domain::sortiment::Integration;
+use crate::storage::booking::{self as store, Keyed};
 use crate::storage::{AnyConnection, Db, StorageError};
 
 /// Who hears of a delivery's rejections, and how long the outbox waits to gather more of them into one mail.
@@ -25,24 +29,14 @@ pub enum Target {
     Conflict(Finding),
 }
 
-/// How a delivery stands when it is to be written.
-enum Opened {
-    /// Its row, new or written before (a repeat; `answer` is what it got then).
-    Row {
-        key: i32,
-        answer: Option<String>,
-    },
-    Conflict(Finding),
-}
 
-/// Writes a straks delivery and returns its receipts; a delivery seen before returns what it got then. When
-/// something is rejected and `alert` names recipients, the alert goes into the outbox in the same transaction.
-/// Alone in its transaction: the straks path books through the writer's groups (`commit_group`), and comes here
-/// only when a group could not be committed.
-pub fn commit_delivery(db: &Db, record: &DeliveryRecord, plans: &[ItemPlan], alert: Alert) -> Result<ReceiptSet, StorageError> {
-    // One write transaction (see `Db::write`): the idempotency facts read below and the writes that depend on
-    // them cannot interleave with another delivery's.
-    db.write(|conn| write_delivery(conn, record, plans, alert))
+/// Writes a straks delivery alone in its transaction and returns its receipts; a delivery seen before returns
+/// what it got then. When something is rejected and `alert` names recipients, the alert goes into the outbox in
+/// the same transaction.
+fn commit_delivery(db: &Db, queued: &Queued) -> Result<ReceiptSet, StorageError> {
+    // One write transaction (see `Db::write`): the idempotency facts read inside it and the writes that depend
+    // on them cannot interleave with another delivery's.
+    db.write(|conn| Ok(write_deliveries(conn, std::slice::from_ref(queued))?.remove(0)))
 }
 
 /// One delivery waiting in the writer's queue.
@@ -59,20 +53,19 @@ impl Queued {
 }
 
 /// Writes several straks deliveries in one transaction, one commit and one fsync: the answer of each, in order.
-/// Each delivery sees the ones before it in the group, so two copies of one finansbilag book it once.
+/// Each delivery is decided as if the ones before it in the group were written already, so two copies of one
+/// finansbilag book it once.
 ///
-/// A delivery that fails never takes the others with it: the group is first written straight through, and if
-/// any of it fails, that is rolled back and the group written again with a savepoint around each delivery, so
-/// that the one that fails is rolled back alone. Savepoints are not used the first time because they cost (in
-/// SQLite a sub-journal written for every page; on PostgreSQL two round trips a delivery), and a failure is
-/// rare. If the group cannot be committed at all, each delivery is tried again in a transaction of its own.
+/// A delivery that fails never takes the others with it: the group is first written as a whole, and if any of
+/// it fails, that is rolled back and the group written again delivery by delivery, each under a savepoint, so
+/// that the one that fails is rolled back alone. If the group cannot be committed at all, each delivery is tried
+/// again in a transaction of its own.
 pub fn commit_group(db: &Db, group: &[Queued]) -> Vec<Result<ReceiptSet, StorageError>> {
     if let [one] = group {
-        return vec![commit_delivery(db, &one.record, &one.plans, one.alert())];
+        return vec![commit_delivery(db, one)];
     }
-    let straight = db.write(|conn| group.iter().map(|q| write_delivery(conn, &q.record, &q.plans, q.alert()).map(Ok)).collect());
-    if let Ok(answers) = straight {
-        return answers;
+    if let Ok(answers) = db.write(|conn| write_deliveries(conn, group)) {
+        return answers.into_iter().map(Ok).collect();
     }
     let mut answers = Vec::with_capacity(group.len());
     let committed = db.write(|conn| {
@@ -86,46 +79,180 @@ pub fn commit_group(db: &Db, group: &[Queued]) -> Vec<Result<ReceiptSet, Storage
         Ok(()) => answers,
         Err(error) => {
             tracing::warn!(%error, deliveries = group.len(), "a group of deliveries could not be committed; each is written alone");
-            group.iter().map(|q| commit_delivery(db, &q.record, &q.plans, q.alert())).collect()
+            group.iter().map(|q| commit_delivery(db, q)).collect()
         }
     }
 }
 
-/// One delivery of a group, under its own savepoint. On PostgreSQL another instance may write the same rows
-/// first; the savepoint is rolled back and the delivery decided again, and then sees them.
+/// One delivery of a group, under its own savepoint. On PostgreSQL another instance or writer may write the same
+/// rows first; the savepoint is rolled back and the delivery decided again, and then sees them.
 fn write_under_savepoint(conn: &mut AnyConnection, queued: &Queued) -> Result<ReceiptSet, StorageError> {
     let mut tries = 0;
     loop {
         tries += 1;
         // Inside the group's transaction diesel makes this a SAVEPOINT, rolled back to when it fails.
-        match conn.transaction(|conn| write_delivery(conn, &queued.record, &queued.plans, queued.alert())) {
+        match conn.transaction(|conn| write_deliveries(conn, std::slice::from_ref(queued))) {
             Err(error) if error.lost_race() && tries < 5 => {
-                tracing::debug!(tries, "another process wrote the same rows first; deciding the delivery again");
+                tracing::debug!(tries, "another writer wrote the same rows first; deciding the delivery again");
             }
-            outcome => return outcome,
+            outcome => return outcome.map(|mut sets| sets.remove(0)),
         }
     }
 }
 
-/// A straks delivery's writes, inside a transaction the caller opened: its row, its items and its alert; or,
-/// for a delivery seen before, what it got then.
-fn write_delivery(conn: &mut AnyConnection, record: &DeliveryRecord, plans: &[ItemPlan], alert: Alert) -> Result<ReceiptSet, StorageError> {
+/// Straks deliveries' writes, inside a transaction the caller opened: for each its row, its items and its
+/// alert; or, for a delivery seen before, what it got then. What the decisions depend on is read for all of
+/// them at once, the keys of new rows taken at once, and the rows written a table at a time: a few statements
+/// for the whole group, whatever its size.
+fn write_deliveries(conn: &mut AnyConnection, group: &[Queued]) -> Result<Vec<ReceiptSet>, StorageError> {
     let at = Utc::now();
-    let key = match open(conn, record, at)? {
-        Opened::Row { answer: Some(answer), .. } => {
-            return serde_json::from_str(&answer).map_err(|e| StorageError::Corrupt(e.to_string()));
+    let parts: Vec<(&DeliveryRecord, &[ItemPlan])> = group.iter().map(|q| (&q.record, q.plans.as_slice())).collect();
+    let mut known = Known::read(conn, &parts, true)?;
+    let mut keys = Keys::take(conn, group.len(), &parts)?;
+    let mut writes = Writes::default();
+    let mut answers = Vec::with_capacity(group.len());
+    for queued in group {
+        let (record, plans, alert) = (&queued.record, &queued.plans, queued.alert());
+        let earlier = record.delivery_id.and_then(|id| known.deliveries.get(&id).cloned());
+        let set = match judge_delivery(record, earlier) {
+            DeliveryStanding::Repeat { response } => serde_json::from_str(&response).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+            DeliveryStanding::Conflict(finding) => {
+                tracing::warn!("LeveranceId already used for other content; nothing written");
+                let set = record.receipt_set(at, record.reject_all(plans.iter().map(|p| p.reference.clone()), &[finding], at));
+                writes.alert(record, &set, (0, set.rejected()), alert, at);
+                set
+            }
+            DeliveryStanding::New => {
+                let key = keys.next(Keyed::Deliveries)?;
+                let set = record.receipt_set(at, decide_items(&mut known, &mut keys, &mut writes, record, key, plans, at)?);
+                let response = store::to_json(&set);
+                if let Some(id) = record.delivery_id {
+                    known.deliveries.insert(id, EarlierDelivery { request_hash: record.request_hash.clone(), response: response.clone() });
+                }
+                let (accepted, rejected) = (set.accepted(), set.rejected());
+                writes.deliveries.push(store::DeliveryRow { key, record, at, accepted, rejected, response });
+                writes.alert(record, &set, (accepted, rejected), alert, at);
+                set
+            }
+        };
+        answers.push(set);
+    }
+    writes.write(conn)?;
+    Ok(answers)
+}
+
+/// What the transaction holds that the decisions depend on, read once for a group of deliveries (or a chunk of
+/// a batch file) and kept up to date as each of them is decided: the deliveries by LeveranceId, and the items
+/// accepted from each sender by reference (their own and the claims they name as related).
+#[derive(Default)]
+struct Known {
+    deliveries: HashMap<Uuid, EarlierDelivery>,
+    items: HashMap<(Integration, Uuid, String), EarlierItem>,
+}
+
+impl Known {
+    fn read(conn: &mut AnyConnection, parts: &[(&DeliveryRecord, &[ItemPlan])], with_deliveries: bool) -> Result<Self, StorageError> {
+        let mut known = Known::default();
+        if with_deliveries {
+            let ids: Vec<Uuid> = parts.iter().filter_map(|(record, _)| record.delivery_id).collect();
+            known.deliveries = store::earlier_deliveries(conn, &ids)?.into_iter().map(|(id, _, earlier)| (id, earlier)).collect();
         }
-        Opened::Conflict(finding) => {
-            let set = record.receipt_set(at, record.reject_all(plans.iter().map(|p| p.reference.clone()), &[finding], at));
-            enqueue_alert(conn, record, &set, (0, set.rejected()), alert, at)?;
-            return Ok(set);
+        // One query per sender and integration: a group seldom holds more than a few.
+        let mut references: HashMap<(Integration, Uuid), Vec<&str>> = HashMap::new();
+        for (record, plans) in parts {
+            // Without a sender (its AfsenderSystem unreadable, so rejected already) nothing can have been
+            // accepted from it before.
+            let Some(sender) = record.sender else { continue };
+            let wanted = references.entry((record.integration, sender)).or_default();
+            for plan in *plans {
+                wanted.push(&plan.reference);
+                wanted.extend(plan.related.as_ref().map(|r| r.value.as_str()));
+            }
         }
-        Opened::Row { key, answer: None } => key,
-    };
-    let set = record.receipt_set(at, decide_items(conn, record, key, plans, at)?);
-    store::close_delivery(conn, key, set.accepted(), set.rejected(), &store::to_json(&set))?;
-    enqueue_alert(conn, record, &set, (set.accepted(), set.rejected()), alert, at)?;
-    Ok(set)
+        for ((integration, sender), mut wanted) in references {
+            wanted.sort_unstable();
+            wanted.dedup();
+            for (reference, earlier) in store::accepted_items(conn, integration, sender, &wanted)? {
+                known.items.insert((integration, sender, reference), earlier);
+            }
+        }
+        Ok(known)
+    }
+}
+
+/// Keys of new rows, taken before they are written: as many as the group could need.
+struct Keys {
+    taken: HashMap<&'static str, std::vec::IntoIter<i32>>,
+}
+
+impl Keys {
+    fn take(conn: &mut AnyConnection, deliveries: usize, parts: &[(&DeliveryRecord, &[ItemPlan])]) -> Result<Self, StorageError> {
+        let plans = || parts.iter().flat_map(|(_, plans)| plans.iter());
+        let journals = plans().filter(|p| matches!(p.booking(), Some(Booking::Finans(_)))).count();
+        let claims = plans().filter(|p| matches!(p.booking(), Some(Booking::Claim(_)))).count();
+        let mut taken = HashMap::new();
+        for (table, n) in [(Keyed::Deliveries, deliveries), (Keyed::Journal, journals), (Keyed::Claims, claims)] {
+            taken.insert(table.name(), store::take_keys(conn, table, n)?.into_iter());
+        }
+        Ok(Keys { taken })
+    }
+
+    fn next(&mut self, table: Keyed) -> Result<i32, StorageError> {
+        let next = self.taken.get_mut(table.name()).and_then(Iterator::next);
+        next.ok_or_else(|| StorageError::Corrupt(format!("more rows of {} than keys taken", table.name())))
+    }
+}
+
+/// The rows decided, written a table at a time once every delivery of the group is decided.
+#[derive(Default)]
+struct Writes<'a> {
+    deliveries: Vec<store::DeliveryRow<'a>>,
+    receipts: Vec<store::ReceiptRow<'a>>,
+    journals: Vec<store::JournalRow<'a>>,
+    claims: Vec<ClaimRow<'a>>,
+    alerts: Vec<AlertRow<'a>>,
+}
+
+/// An accepted claim to write, under its key.
+struct ClaimRow<'a> {
+    key: i32,
+    kvittering_id: Uuid,
+    delivery_key: i32,
+    sender: String,
+    claim: &'a ClaimBooking,
+    at: DateTime<Utc>,
+}
+
+/// An alert about a delivery's rejections, to go into the outbox.
+struct AlertRow<'a> {
+    record: &'a DeliveryRecord,
+    set: ReceiptSet,
+    counts: (usize, usize),
+    alert: Alert<'a>,
+    at: DateTime<Utc>,
+}
+
+impl<'a> Writes<'a> {
+    /// The alert about the rejections in `set`; none when nothing was rejected or nobody is to be told.
+    fn alert(&mut self, record: &'a DeliveryRecord, set: &ReceiptSet, counts: (usize, usize), alert: Alert<'a>, at: DateTime<Utc>) {
+        if alert.is_some() && set.rejected() > 0 {
+            self.alerts.push(AlertRow { record, set: set.clone(), counts, alert, at });
+        }
+    }
+
+    /// In the order the tables refer to each other: deliveries, receipts, then import rows.
+    fn write(self, conn: &mut AnyConnection) -> Result<(), StorageError> {
+        store::insert_deliveries(conn, &self.deliveries)?;
+        store::insert_receipts(conn, &self.receipts)?;
+        store::insert_journals(conn, &self.journals)?;
+        for c in &self.claims {
+            store::book_claim(conn, c.key, c.kvittering_id, c.delivery_key, &c.sender, c.claim, c.at)?;
+        }
+        for a in &self.alerts {
+            enqueue_alert(conn, a.record, &a.set, a.counts, a.alert, a.at)?;
+        }
+        Ok(())
+    }
 }
 
 /// Opens a batch file's delivery (or finds it again when the file is resumed) and records its item count.
@@ -136,13 +263,10 @@ pub fn start_batch(db: &Db, lease: &Lease, record: &DeliveryRecord, items_total:
         if let Some(key) = file.delivery_id {
             return Ok((Target::Delivery(key), file.items_done));
         }
-        let target = match open(conn, record, Utc::now())? {
-            Opened::Row { key, .. } => {
-                stored_batch::set_batch_delivery(conn, lease.batch_id, key)?;
-                Target::Delivery(key)
-            }
-            Opened::Conflict(finding) => Target::Conflict(finding),
-        };
+        let target = open(conn, record, Utc::now())?;
+        if let Target::Delivery(key) = target {
+            stored_batch::set_batch_delivery(conn, lease.batch_id, key)?;
+        }
         Ok((target, file.items_done))
     })
 }
@@ -162,7 +286,15 @@ pub fn commit_batch_chunk(
         let at = Utc::now();
         stored_batch::renew(conn, lease, Some(first))?;
         let receipts = match target {
-            Target::Delivery(key) => decide_items(conn, record, *key, plans, at)?,
+            Target::Delivery(key) => {
+                let parts = [(record, plans)];
+                let mut known = Known::read(conn, &parts, false)?;
+                let mut keys = Keys::take(conn, 0, &parts)?;
+                let mut writes = Writes::default();
+                let receipts = decide_items(&mut known, &mut keys, &mut writes, record, *key, plans, at)?;
+                writes.write(conn)?;
+                receipts
+            }
             Target::Conflict(finding) => record.reject_all(plans.iter().map(|p| p.reference.clone()), std::slice::from_ref(finding), at),
         };
         stored_batch::insert_batch_receipts(conn, lease.batch_id, first, &receipts)?;
@@ -194,71 +326,78 @@ pub fn finish_batch(
     })
 }
 
-/// The delivery's row: found again (a repeat), written (new), or none (a conflict).
-fn open(conn: &mut AnyConnection, record: &DeliveryRecord, at: DateTime<Utc>) -> Result<Opened, StorageError> {
+/// A batch file's delivery row: found again (the same file sent again), written (new), or none (its
+/// LeveranceId was used for other content).
+fn open(conn: &mut AnyConnection, record: &DeliveryRecord, at: DateTime<Utc>) -> Result<Target, StorageError> {
     let earlier = match record.delivery_id {
         Some(id) => store::earlier_delivery(conn, id)?,
         None => None,
     };
     let (key, earlier) = earlier.map_or((None, None), |(key, earlier)| (Some(key), Some(earlier)));
     Ok(match judge_delivery(record, earlier) {
-        DeliveryStanding::Repeat { response } => Opened::Row { key: key.expect("a repeat has a row"), answer: Some(response) },
+        DeliveryStanding::Repeat { .. } => Target::Delivery(key.expect("a repeat has a row")),
         DeliveryStanding::Conflict(finding) => {
             tracing::warn!("LeveranceId already used for other content; nothing written");
-            Opened::Conflict(finding)
+            Target::Conflict(finding)
         }
-        DeliveryStanding::New => Opened::Row { key: store::insert_delivery(conn, record, at)?, answer: None },
+        DeliveryStanding::New => Target::Delivery(store::insert_delivery(conn, record, at)?),
     })
 }
 
-/// Decides each item inside the transaction from what was written before, and writes its receipt and, when it
-/// is accepted, its import rows.
-fn decide_items(
-    conn: &mut AnyConnection,
-    record: &DeliveryRecord,
+/// Decides each item of a delivery from what the transaction holds and what was decided before it, and adds its
+/// receipt and, when it is accepted, its import rows to what is to be written.
+fn decide_items<'a>(
+    known: &mut Known,
+    keys: &mut Keys,
+    writes: &mut Writes<'a>,
+    record: &'a DeliveryRecord,
     delivery_key: i32,
-    plans: &[ItemPlan],
+    plans: &'a [ItemPlan],
     at: DateTime<Utc>,
 ) -> Result<Vec<Receipt>, StorageError> {
-    let (delivery_id, stamp) = (record.delivery_id.unwrap_or_default(), Stamp(at));
+    let (delivery_id, stamp, integration) = (record.delivery_id.unwrap_or_default(), Stamp(at), record.integration);
     let sender_text = record.sender.map(|s| s.to_string()).unwrap_or_default();
     let mut answers = Vec::with_capacity(plans.len());
     for plan in plans {
-        // Without a sender (its AfsenderSystem unreadable, so rejected already) nothing can have been accepted
-        // from it before, and its related claim cannot be looked for.
         let decision = match record.sender {
             Some(sender) => {
-                let earlier = store::accepted_item(conn, record.integration, sender, &plan.reference)?;
-                judge_item(plan, earlier, |related| {
-                    Ok::<_, StorageError>(store::accepted_item(conn, record.integration, sender, related)?.is_some())
-                })?
+                let earlier = known.items.get(&(integration, sender, plan.reference.clone())).cloned();
+                // A related claim must already be accepted: earlier, or before it in this group.
+                judge_item(plan, earlier, |related| Ok::<_, StorageError>(known.items.contains_key(&(integration, sender, related.to_string()))))?
             }
             None => judge_item(plan, None, |_| Ok::<_, StorageError>(true))?,
         };
         let receipt = match decision {
-            ItemDecision::Repeat { receipt } => serde_json::from_str(&receipt).map_err(|e| StorageError::Corrupt(e.to_string()))?,
-            ItemDecision::Reject(findings) => {
-                let receipt = Receipt::rejected(delivery_id, &plan.reference, stamp, &findings);
-                store::insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
-                receipt
+            ItemDecision::Repeat { receipt } => {
+                // Its first receipt, unchanged; nothing is written.
+                answers.push(serde_json::from_str(&receipt).map_err(|e| StorageError::Corrupt(e.to_string()))?);
+                continue;
             }
+            ItemDecision::Reject(findings) => Receipt::rejected(delivery_id, &plan.reference, stamp, &findings),
             ItemDecision::Book(booking) => {
                 let mut receipt = Receipt::accepted(delivery_id, &plan.reference, stamp);
-                // The receipt row comes first (the import rows refer to it); its ErpReference is set once they
-                // are written.
-                store::insert_receipt(conn, record, delivery_key, &plan.content_hash, &receipt, at)?;
                 receipt.erp_reference = Some(match booking {
                     Booking::Finans(finans) => {
-                        format!("erp_journal:{}", store::book_finans(conn, receipt.id, delivery_key, &sender_text, finans, at)?)
+                        let key = keys.next(Keyed::Journal)?;
+                        let sender = sender_text.clone();
+                        writes.journals.push(store::JournalRow { key, kvittering_id: receipt.id, delivery_key, sender, booking: finans, at });
+                        format!("erp_journal:{key}")
                     }
                     Booking::Claim(claim) => {
-                        format!("erp_claims:{}", store::book_claim(conn, receipt.id, delivery_key, &sender_text, claim, at)?)
+                        let key = keys.next(Keyed::Claims)?;
+                        let sender = sender_text.clone();
+                        writes.claims.push(ClaimRow { key, kvittering_id: receipt.id, delivery_key, sender, claim, at });
+                        format!("erp_claims:{key}")
                     }
                 });
-                store::set_erp_reference(conn, &receipt)?;
+                if let Some(sender) = record.sender {
+                    let earlier = EarlierItem { content_hash: plan.content_hash.clone(), receipt: store::to_json(&receipt) };
+                    known.items.insert((integration, sender, plan.reference.clone()), earlier);
+                }
                 receipt
             }
         };
+        writes.receipts.push(store::ReceiptRow { delivery_key, record, content_hash: &plan.content_hash, receipt: receipt.clone(), at });
         answers.push(receipt);
     }
     Ok(answers)

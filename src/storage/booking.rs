@@ -19,32 +19,114 @@ use crate::domain::idempotency::{EarlierDelivery, EarlierItem};
 use crate::domain::receipt::{Receipt, Status};
 use crate::domain::sortiment::Integration;
 
-/// Rows are inserted one statement a row on SQLite, and many rows a statement on PostgreSQL. SQLite runs in this
-/// process, so a row costs no round trip, and a one-row insert is prepared once and kept by diesel, while a
-/// statement of many rows is prepared again for every count of rows. On PostgreSQL each statement is a round
-/// trip to the server.
-fn is_sqlite(conn: &AnyConnection) -> bool {
-    matches!(conn, AnyConnection::Sqlite(_))
-}
-
 pub fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("receipts serialize")
 }
 
 /// The delivery written before under LeveranceId `id`, with its key.
 pub fn earlier_delivery(conn: &mut AnyConnection, id: Uuid) -> Result<Option<(i32, EarlierDelivery)>, StorageError> {
-    let earlier: Option<(i32, String, String)> = deliveries::table
-        .filter(deliveries::leverance_id.eq(id.to_string()))
-        .select((deliveries::id, deliveries::request_hash, deliveries::response_json))
-        .first(conn)
-        .optional()?;
-    Ok(earlier.map(|(key, request_hash, response)| (key, EarlierDelivery { request_hash, response })))
+    Ok(earlier_deliveries(conn, &[id])?.into_iter().next().map(|(_, key, earlier)| (key, earlier)))
+}
+
+/// The deliveries written before under any of these LeveranceIds: each with its LeveranceId and key. One query.
+pub fn earlier_deliveries(conn: &mut AnyConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, i32, EarlierDelivery)>, StorageError> {
+    let mut found = Vec::new();
+    // In slices: SQLite allows a limited number of parameters in one statement.
+    for ids in ids.chunks(500) {
+        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        let rows: Vec<(Option<String>, i32, String, String)> = deliveries::table
+            .filter(deliveries::leverance_id.eq_any(&ids))
+            .select((deliveries::leverance_id, deliveries::id, deliveries::request_hash, deliveries::response_json))
+            .load(conn)?;
+        for (id, key, request_hash, response) in rows {
+            let id = id.and_then(|id| Uuid::parse_str(&id).ok()).ok_or_else(|| StorageError::Corrupt(format!("delivery {key}: LeveranceId")))?;
+            found.push((id, key, EarlierDelivery { request_hash, response }));
+        }
+    }
+    Ok(found)
+}
+
+/// The receipts accepted before from `sender` in `integration` under any of these references (BilagId,
+/// FordringId): each with its reference. One query (a slice of references at a time), on the index that keeps an
+/// item accepted once.
+pub fn accepted_items(
+    conn: &mut AnyConnection,
+    integration: Integration,
+    sender: Uuid,
+    references: &[&str],
+) -> Result<Vec<(String, EarlierItem)>, StorageError> {
+    let sender = sender.to_string();
+    let mut found = Vec::new();
+    for references in references.chunks(500) {
+        let rows: Vec<(String, String, String)> = receipts::table
+            .filter(receipts::integration.eq(Stored(integration)))
+            .filter(receipts::afsender_system.eq(&sender))
+            .filter(receipts::reference.eq_any(references))
+            // Written out, not bound: a planner can use the partial index `receipts_accepted_by_reference` only when it
+            // can see that the query asks for what the index holds, and a bound value it cannot see (PostgreSQL's
+            // plan for a prepared statement, SQLite always) leaves a scan of every receipt.
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("receipts.status = 'Accepteret'"))
+            .select((receipts::reference, receipts::content_hash, receipts::receipt_json))
+            .load(conn)?;
+        found.extend(rows.into_iter().map(|(reference, content_hash, receipt)| (reference, EarlierItem { content_hash, receipt })));
+    }
+    Ok(found)
+}
+
+/// The tables whose keys are taken before their rows are written, so that a receipt can name its import row
+/// (ErpReference) as it is inserted, and a delivery's receipts their delivery, without a second statement.
+#[derive(Debug, Clone, Copy)]
+pub enum Keyed {
+    Deliveries,
+    Journal,
+    Claims,
+}
+
+impl Keyed {
+    pub fn name(self) -> &'static str {
+        match self {
+            Keyed::Deliveries => "deliveries",
+            Keyed::Journal => "erp_journal",
+            Keyed::Claims => "erp_claims",
+        }
+    }
+}
+
+/// `n` new keys of `table`, in one query. PostgreSQL: from the table's sequence, which no other transaction
+/// will hand out again. SQLite: after the highest key it ever gave (AUTOINCREMENT's own record); the write
+/// transaction holds SQLite's one write lock, so nobody else takes keys until it ends, and inserting them
+/// moves that record on.
+pub fn take_keys(conn: &mut AnyConnection, table: Keyed, n: usize) -> Result<Vec<i32>, StorageError> {
+    #[derive(QueryableByName)]
+    struct Key {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        id: i32,
+    }
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(match conn {
+        AnyConnection::Postgresql(_) => {
+            let sql = format!("SELECT CAST(nextval(pg_get_serial_sequence('{}', 'id')) AS INTEGER) AS id FROM generate_series(1, $1)", table.name());
+            diesel::sql_query(sql).bind::<diesel::sql_types::Integer, _>(n as i32).load::<Key>(conn)?.into_iter().map(|k| k.id).collect()
+        }
+        AnyConnection::Sqlite(_) => {
+            // The highest key given so far; a table never written to has no row here (and no rows).
+            let sql = format!(
+                "SELECT CAST(MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{0}'), 0), COALESCE((SELECT MAX(id) FROM {0}), 0)) AS INTEGER) AS id",
+                table.name()
+            );
+            let last = diesel::sql_query(sql).get_result::<Key>(conn)?.id;
+            (1..=n as i32).map(|k| last + k).collect()
+        }
+    })
 }
 
 /// A delivery's row as it is first written, its outcome still open.
 #[derive(Insertable)]
 #[diesel(table_name = deliveries, treat_none_as_default_value = false)]
 struct NewDelivery<'a> {
+    id: i32,
     leverance_id: Option<String>,
     integration: Stored<Integration>,
     transport: Stored<Transport>,
@@ -64,9 +146,29 @@ struct NewDelivery<'a> {
     response_json: &'a str,
 }
 
-/// Writes a delivery's row, its outcome still open; returns its key.
+/// Writes a delivery's row, its outcome still open (a batch file's, recorded as its chunks are written);
+/// returns its key.
 pub fn insert_delivery(conn: &mut AnyConnection, record: &DeliveryRecord, at: DateTime<Utc>) -> Result<i32, StorageError> {
-    let row = NewDelivery {
+    let key = take_keys(conn, Keyed::Deliveries, 1)?[0];
+    insert_deliveries(conn, &[DeliveryRow { key, record, at, accepted: 0, rejected: 0, response: String::new() }])?;
+    Ok(key)
+}
+
+/// A delivery's row with its outcome: its key taken before (`take_keys`), its counts and the answer a re-sent
+/// delivery gets again.
+pub struct DeliveryRow<'a> {
+    pub key: i32,
+    pub record: &'a DeliveryRecord,
+    pub at: DateTime<Utc>,
+    pub accepted: usize,
+    pub rejected: usize,
+    pub response: String,
+}
+
+fn new_delivery<'a>(row: &'a DeliveryRow<'a>) -> NewDelivery<'a> {
+    let record = row.record;
+    NewDelivery {
+        id: row.key,
         leverance_id: record.delivery_id.map(|id| id.to_string()),
         integration: Stored(record.integration),
         transport: Stored(record.transport),
@@ -78,14 +180,21 @@ pub fn insert_delivery(conn: &mut AnyConnection, record: &DeliveryRecord, at: Da
         callers_service_call_identifier: record.call_identifier.as_deref(),
         accounting_info: record.accounting_info.as_deref(),
         request_hash: &record.request_hash,
-        received_at: at.naive_utc(),
+        received_at: row.at.naive_utc(),
         sortiment_version_id: record.sortiment_version.map(|v| v as i32),
         mapping_version: record.mapping_version.as_deref(),
-        accepted_count: 0,
-        rejected_count: 0,
-        response_json: "",
-    };
-    Ok(diesel::insert_into(deliveries::table).values(&row).returning(deliveries::id).get_result(conn)?)
+        accepted_count: row.accepted as i32,
+        rejected_count: row.rejected as i32,
+        response_json: &row.response,
+    }
+}
+
+/// Writes deliveries' rows, each with its key and outcome.
+pub fn insert_deliveries(conn: &mut AnyConnection, rows: &[DeliveryRow]) -> Result<(), StorageError> {
+    let rows: Vec<NewDelivery> = rows.iter().map(new_delivery).collect();
+    insert_all(conn, &rows, |conn, rows| execute_native(conn, diesel::insert_into(deliveries::table).values(rows)), |conn, row| {
+        diesel::insert_into(deliveries::table).values(row).execute(conn)
+    })
 }
 
 /// Records the outcome of a delivery on its row: the counts, and the answer a re-sent delivery gets again.
@@ -134,69 +243,76 @@ struct NewAlert<'a> {
     next_attempt_at: NaiveDateTime,
 }
 
-/// The accepted receipt of (integration, sender, BilagId/FordringId), if there is one.
-pub fn accepted_item(
-    conn: &mut AnyConnection,
-    integration: Integration,
-    sender: Uuid,
-    reference: &str,
-) -> Result<Option<EarlierItem>, StorageError> {
-    let found: Option<(String, String)> = receipts::table
-        .filter(receipts::integration.eq(Stored(integration)))
-        .filter(receipts::afsender_system.eq(sender.to_string()))
-        .filter(receipts::reference.eq(reference))
-        .filter(receipts::status.eq(Stored(Status::Accepteret)))
-        .select((receipts::content_hash, receipts::receipt_json))
-        .first(conn)
-        .optional()?;
-    Ok(found.map(|(content_hash, receipt)| EarlierItem { content_hash, receipt }))
+/// An item's receipt as it is written: with its delivery, and the digest of the item's content that a copy sent
+/// again is known by.
+pub struct ReceiptRow<'a> {
+    pub delivery_key: i32,
+    pub record: &'a DeliveryRecord,
+    pub content_hash: &'a str,
+    pub receipt: Receipt,
+    pub at: DateTime<Utc>,
 }
 
-/// Writes an item's receipt and its errors.
-pub fn insert_receipt(
-    conn: &mut AnyConnection,
-    record: &DeliveryRecord,
-    delivery_key: i32,
-    content_hash: &str,
-    receipt: &Receipt,
-    at: DateTime<Utc>,
-) -> Result<(), StorageError> {
-    let id = receipt.id.to_string();
-    let row = NewReceipt {
-        kvittering_id: &id,
-        delivery_id: delivery_key,
-        integration: Stored(record.integration),
-        afsender_system: record.sender.map(|s| s.to_string()),
-        reference: &receipt.reference,
-        status: Stored(receipt.status),
-        content_hash,
-        processed_at: at.naive_utc(),
-        erp_reference: receipt.erp_reference.as_deref(),
-        receipt_json: to_json(receipt),
-    };
-    diesel::insert_into(receipts::table).values(&row).execute(conn)?;
-    let errors: Vec<NewReceiptError> = receipt
-        .errors
+/// Writes items' receipts and their errors.
+pub fn insert_receipts(conn: &mut AnyConnection, rows: &[ReceiptRow]) -> Result<(), StorageError> {
+    let ids: Vec<String> = rows.iter().map(|r| r.receipt.id.to_string()).collect();
+    let receipts: Vec<NewReceipt> = rows
         .iter()
-        .enumerate()
-        .map(|(position, error)| NewReceiptError {
-            kvittering_id: &id,
-            position: position as i32,
-            code: error.code.as_str(),
-            text: &error.text,
-            path: error.path.as_deref(),
-            line: error.line.map(|l| l as i32),
-            col: error.col.map(|c| c as i32),
-            value: error.value.as_deref(),
+        .zip(&ids)
+        .map(|(row, id)| NewReceipt {
+            kvittering_id: id,
+            delivery_id: row.delivery_key,
+            integration: Stored(row.record.integration),
+            afsender_system: row.record.sender.map(|s| s.to_string()),
+            reference: &row.receipt.reference,
+            status: Stored(row.receipt.status),
+            content_hash: row.content_hash,
+            processed_at: row.at.naive_utc(),
+            erp_reference: row.receipt.erp_reference.as_deref(),
+            receipt_json: to_json(&row.receipt),
         })
         .collect();
-    if is_sqlite(conn) {
-        for error in &errors {
-            diesel::insert_into(receipt_errors::table).values(error).execute(conn)?;
+    insert_all(conn, &receipts, |conn, rows| execute_native(conn, diesel::insert_into(receipts::table).values(rows)), |conn, row| {
+        diesel::insert_into(receipts::table).values(row).execute(conn)
+    })?;
+    let errors: Vec<NewReceiptError> = rows
+        .iter()
+        .zip(&ids)
+        .flat_map(|(row, id)| {
+            row.receipt.errors.iter().enumerate().map(move |(position, error)| NewReceiptError {
+                kvittering_id: id,
+                position: position as i32,
+                code: error.code.as_str(),
+                text: &error.text,
+                path: error.path.as_deref(),
+                line: error.line.map(|l| l as i32),
+                col: error.col.map(|c| c as i32),
+                value: error.value.as_deref(),
+            })
+        })
+        .collect();
+    insert_all(conn, &errors, |conn, rows| execute_native(conn, diesel::insert_into(receipt_errors::table).values(rows)), |conn, row| {
+        diesel::insert_into(receipt_errors::table).values(row).execute(conn)
+    })
+}
+
+/// Inserts rows: one statement a row on SQLite, many rows a statement on PostgreSQL. SQLite runs in this
+/// process, so a row costs no round trip, and a one-row insert is prepared once and kept by diesel, while a
+/// statement of many rows is prepared again for every count of rows. On PostgreSQL each statement is a round
+/// trip to the server; the rows go in slices within its limit of parameters to a statement.
+fn insert_all<R>(
+    conn: &mut AnyConnection,
+    rows: &[R],
+    many: impl Fn(&mut AnyConnection, &[R]) -> QueryResult<usize>,
+    one: impl Fn(&mut AnyConnection, &R) -> QueryResult<usize>,
+) -> Result<(), StorageError> {
+    if matches!(conn, AnyConnection::Sqlite(_)) {
+        for row in rows {
+            one(conn, row)?;
         }
     } else {
-        for errors in errors.chunks(100) {
-            execute_native(conn, diesel::insert_into(receipt_errors::table).values(errors))?;
+        for rows in rows.chunks(500) {
+            many(conn, rows)?;
         }
     }
     Ok(())
@@ -230,89 +346,83 @@ struct NewReceiptError<'a> {
     value: Option<&'a str>,
 }
 
-/// Stores a receipt's ErpReference, once its import rows are written.
-pub fn set_erp_reference(conn: &mut AnyConnection, receipt: &Receipt) -> Result<(), StorageError> {
-    diesel::update(receipts::table.find(receipt.id.to_string()))
-        .set((receipts::erp_reference.eq(&receipt.erp_reference), receipts::receipt_json.eq(to_json(receipt))))
-        .execute(conn)?;
-    Ok(())
+/// One accepted finansbilag's import rows to write: its journal key (`take_keys`) and receipt.
+pub struct JournalRow<'a> {
+    pub key: i32,
+    pub kvittering_id: Uuid,
+    pub delivery_key: i32,
+    pub sender: String,
+    pub booking: &'a FinansBooking,
+    pub at: DateTime<Utc>,
 }
 
-/// Writes the import rows of one accepted finansbilag; returns the journal id.
-pub fn book_finans(
-    conn: &mut AnyConnection,
-    kvittering_id: Uuid,
-    delivery_key: i32,
-    sender: &str,
-    booking: &FinansBooking,
-    at: DateTime<Utc>,
-) -> Result<i32, StorageError> {
-    let bilag = &booking.bilag;
-    let journal = NewJournal {
-        kvittering_id: kvittering_id.to_string(),
-        delivery_id: delivery_key,
-        afsender_system: sender,
-        bilag_id: &bilag.bilag_id,
-        bilagsdato: bilag.date,
-        bilagstekst: bilag.text.as_deref(),
-        mapping_version: &booking.mapping_version,
-        created_at: at.naive_utc(),
-    };
-    let journal: i32 = diesel::insert_into(erp_journal::table).values(&journal).returning(erp_journal::id).get_result(conn)?;
-    let lines: Vec<NewJournalLine> = bilag
-        .postings
+/// Writes the import rows of accepted finansbilag: a journal row each, and a line for each postering.
+pub fn insert_journals(conn: &mut AnyConnection, rows: &[JournalRow]) -> Result<(), StorageError> {
+    let ids: Vec<String> = rows.iter().map(|r| r.kvittering_id.to_string()).collect();
+    let journals: Vec<NewJournal> = rows
         .iter()
-        .zip(&booking.mapped)
-        .enumerate()
-        .map(|(n, (posting, mapped))| {
-            let k = &posting.kontering.value;
-            let dimensions: serde_json::Map<String, serde_json::Value> =
-                mapped.dimensions.iter().map(|(name, value)| (name.clone(), value.clone().into())).collect();
-            let party = posting.party.as_ref().map(|p| &p.value);
-            NewJournalLine {
-                journal_id: journal,
-                line_no: n as i32 + 1,
-                posting_id: posting.id.value as i64,
-                erp_account: &mapped.account,
-                erp_dimensions: serde_json::Value::Object(dimensions).to_string(),
-                amount: DbAmount(posting.amount.value()),
-                debit_credit: posting.side.code(),
-                currency: posting.currency.value.as_str(),
-                posting_date: posting.date.value,
-                posting_text: &posting.text,
-                party_type: party.map(|p| p.kind()),
-                party_id: party.map(|p| p.expose()),
-                case_reference: posting.case_reference.as_deref(),
-                src_funktion: k.funktion.as_str(),
-                src_gruppering: k.gruppering.as_ref().map(|g| g.as_str()),
-                src_dranst: k.dranst.as_str(),
-                src_ejerforhold: k.ejerforhold.as_ref().map(|e| e.as_str()),
-                src_art: k.art.as_str(),
-                src_omkostningssted: k.omkostningssted.as_deref(),
-                src_pspelement: k.psp_element.as_deref(),
-                src_dimensions: serde_json::to_string(&k.dimensions).expect("strings serialize"),
-                mapping_rule: &mapped.rule,
-            }
+        .zip(&ids)
+        .map(|(row, id)| NewJournal {
+            id: row.key,
+            kvittering_id: id,
+            delivery_id: row.delivery_key,
+            afsender_system: &row.sender,
+            bilag_id: &row.booking.bilag.bilag_id,
+            bilagsdato: row.booking.bilag.date,
+            bilagstekst: row.booking.bilag.text.as_deref(),
+            mapping_version: &row.booking.mapping_version,
+            created_at: row.at.naive_utc(),
         })
         .collect();
-    if is_sqlite(conn) {
-        for line in &lines {
-            diesel::insert_into(erp_journal_lines::table).values(line).execute(conn)?;
+    insert_all(conn, &journals, |conn, rows| execute_native(conn, diesel::insert_into(erp_journal::table).values(rows)), |conn, row| {
+        diesel::insert_into(erp_journal::table).values(row).execute(conn)
+    })?;
+    let lines: Vec<NewJournalLine> = rows.iter().flat_map(|row| journal_lines(row.key, row.booking)).collect();
+    insert_all(conn, &lines, |conn, rows| execute_native(conn, diesel::insert_into(erp_journal_lines::table).values(rows)), |conn, row| {
+        diesel::insert_into(erp_journal_lines::table).values(row).execute(conn)
+    })
+}
+
+/// A finansbilag's postings as journal lines: the ERP account and dimensions each maps to, and its kontering.
+fn journal_lines(journal: i32, booking: &FinansBooking) -> impl Iterator<Item = NewJournalLine<'_>> {
+    booking.bilag.postings.iter().zip(&booking.mapped).enumerate().map(move |(n, (posting, mapped))| {
+        let k = &posting.kontering.value;
+        let dimensions: serde_json::Map<String, serde_json::Value> =
+            mapped.dimensions.iter().map(|(name, value)| (name.clone(), value.clone().into())).collect();
+        let party = posting.party.as_ref().map(|p| &p.value);
+        NewJournalLine {
+            journal_id: journal,
+            line_no: n as i32 + 1,
+            posting_id: posting.id.value as i64,
+            erp_account: &mapped.account,
+            erp_dimensions: serde_json::Value::Object(dimensions).to_string(),
+            amount: DbAmount(posting.amount.value()),
+            debit_credit: posting.side.code(),
+            currency: posting.currency.value.as_str(),
+            posting_date: posting.date.value,
+            posting_text: &posting.text,
+            party_type: party.map(|p| p.kind()),
+            party_id: party.map(|p| p.expose()),
+            case_reference: posting.case_reference.as_deref(),
+            src_funktion: k.funktion.as_str(),
+            src_gruppering: k.gruppering.as_ref().map(|g| g.as_str()),
+            src_dranst: k.dranst.as_str(),
+            src_ejerforhold: k.ejerforhold.as_ref().map(|e| e.as_str()),
+            src_art: k.art.as_str(),
+            src_omkostningssted: k.omkostningssted.as_deref(),
+            src_pspelement: k.psp_element.as_deref(),
+            src_dimensions: serde_json::to_string(&k.dimensions).expect("strings serialize"),
+            mapping_rule: &mapped.rule,
         }
-    } else {
-        // A bilag may hold thousands of lines: in slices, within the parameter limit.
-        for lines in lines.chunks(500) {
-            execute_native(conn, diesel::insert_into(erp_journal_lines::table).values(lines))?;
-        }
-    }
-    Ok(journal)
+    })
 }
 
 /// A finansbilag's row in the ERP's journal import table.
 #[derive(Insertable)]
 #[diesel(table_name = erp_journal, treat_none_as_default_value = false)]
 struct NewJournal<'a> {
-    kvittering_id: String,
+    id: i32,
+    kvittering_id: &'a str,
     delivery_id: i32,
     afsender_system: &'a str,
     bilag_id: &'a str,
@@ -351,15 +461,18 @@ struct NewJournalLine<'a> {
     mapping_rule: &'a str,
 }
 
-/// Writes the import rows of one accepted claim, its parties and their master data; returns the claim id.
+/// Writes the import rows of one accepted claim under its key (`take_keys`): the claim, its parties and their
+/// master data. Claims are written one at a time, in delivery order: a claim names its related claim's row, and
+/// a party's master data is written once per version of it.
 pub fn book_claim(
     conn: &mut AnyConnection,
+    key: i32,
     kvittering_id: Uuid,
     delivery_key: i32,
     sender: &str,
     booking: &ClaimBooking,
     at: DateTime<Utc>,
-) -> Result<i32, StorageError> {
+) -> Result<(), StorageError> {
     let f = &booking.fordring;
     let related_claim: Option<i32> = match &f.related {
         Some(related) => erp_claims::table
@@ -385,6 +498,7 @@ pub fn book_claim(
         .to_string()
     });
     let claim = NewClaim {
+        id: key,
         kvittering_id: kvittering_id.to_string(),
         delivery_id: delivery_key,
         afsender_system: sender,
@@ -409,7 +523,8 @@ pub fn book_claim(
         mapping_version: &booking.mapping_version,
         created_at: at.naive_utc(),
     };
-    let claim: i32 = diesel::insert_into(erp_claims::table).values(&claim).returning(erp_claims::id).get_result(conn)?;
+    diesel::insert_into(erp_claims::table).values(&claim).execute(conn)?;
+    let claim = key;
     for (position, haefter) in f.parties.iter().enumerate() {
         let party = &haefter.party.value;
         let (kind, identifier) = (party.kind(), party.expose());
@@ -426,13 +541,14 @@ pub fn book_claim(
             ))
             .execute(conn)?;
     }
-    Ok(claim)
+    Ok(())
 }
 
 /// A claim's row in the ERP's claim import table.
 #[derive(Insertable)]
 #[diesel(table_name = erp_claims, treat_none_as_default_value = false)]
 struct NewClaim<'a> {
+    id: i32,
     kvittering_id: String,
     delivery_id: i32,
     afsender_system: &'a str,

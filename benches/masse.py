@@ -52,13 +52,13 @@ def generate(path, bilag, per_bilag):
 
 def timed(command, env=None, cwd=None):
     """Runs a command under /usr/bin/time; returns (seconds, peak RSS in MB, stdout)."""
-    fmt = "BENCH %e %M"
+    fmt = "BENCH %e %M %U %S"
     result = subprocess.run(["/usr/bin/time", "-f", fmt] + command, env=env, cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"{command[0]} failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-3000:]}")
     line = [l for l in result.stderr.splitlines() if l.startswith("BENCH ")][-1]
-    _, seconds, kb = line.split()
-    return float(seconds), int(kb) / 1024, result.stdout
+    _, seconds, kb, user, system = line.split()
+    return float(seconds), int(kb) / 1024, float(user) + float(system), result.stdout
 
 
 def main():
@@ -66,6 +66,7 @@ def main():
     parser.add_argument("--bilag", type=int, default=100_000)
     parser.add_argument("--postings-per-bilag", type=int, default=10)
     parser.add_argument("--keep", help="work in this directory and keep it")
+    parser.add_argument("--compare", help="another fkoeko binary (an earlier commit's) run on the same file, for the ratio")
     args = parser.parse_args()
     postings = args.bilag * args.postings_per_bilag
 
@@ -79,32 +80,41 @@ def main():
         generate(data, args.bilag, args.postings_per_bilag)
         size_mb = os.path.getsize(data) / 1e6
 
-        x_sec, x_mb, _ = timed(["xmllint", "--stream", "--noout", "--schema", os.path.join(ROOT, "schemas", "sf1590a.xsd"), data])
+        x_sec, x_mb, x_cpu, _ = timed(["xmllint", "--stream", "--noout", "--schema", os.path.join(ROOT, "schemas", "sf1590a.xsd"), data])
 
-        batch_dir = os.path.join(work, "batch")
-        inbox = os.path.join(batch_dir, "sf1590a", "inbox")
-        os.makedirs(inbox, exist_ok=True)
-        shutil.copy(data, os.path.join(inbox, "bench.xml"))
-        env = dict(os.environ)
-        env.update({
-            "FKOEKO_DATABASE__URL": os.path.join(work, "bench.db"),
-            "FKOEKO_PATHS__SORTIMENT": os.path.join(ROOT, "tests", "fixtures", "sortiment.toml"),
-            "FKOEKO_ALERTS__ENABLED": "false",
-            "FKOEKO_BATCH__DIR": batch_dir,
-            "FKOEKO_BATCH__CONVENTION": "plain",
-            "FKOEKO_BATCH__QUIET_SECS": "0",
-            "RUST_LOG": "warn",
-        })
-        f_sec, f_mb, report = timed([binary, "batch", "run-once"], env=env, cwd=ROOT)
-        expected = f"bench.xml: {args.bilag} accepted, 0 rejected"
-        if expected not in report:
-            sys.exit(f"unexpected outcome: {report}")
+        def run(binary, name):
+            batch_dir = os.path.join(work, f"batch-{name}")
+            inbox = os.path.join(batch_dir, "sf1590a", "inbox")
+            os.makedirs(inbox, exist_ok=True)
+            shutil.copy(data, os.path.join(inbox, "bench.xml"))
+            env = dict(os.environ)
+            env.update({
+                "FKOEKO_DATABASE__URL": os.path.join(work, f"bench-{name}.db"),
+                "FKOEKO_PATHS__SORTIMENT": os.path.join(ROOT, "tests", "fixtures", "sortiment.toml"),
+                "FKOEKO_PATHS__MAPPINGS": os.path.join(work, f"mappings-{name}"),
+                "FKOEKO_ALERTS__ENABLED": "false",
+                "FKOEKO_BATCH__DIR": batch_dir,
+                "FKOEKO_BATCH__CONVENTION": "plain",
+                "FKOEKO_BATCH__QUIET_SECS": "0",
+                "RUST_LOG": "warn",
+            })
+            result = timed([binary, "batch", "run-once"], env=env, cwd=ROOT)
+            expected = f"bench.xml: {args.bilag} accepted, 0 rejected"
+            if expected not in result[3]:
+                sys.exit(f"unexpected outcome: {result[3]}")
+            shutil.rmtree(batch_dir, ignore_errors=True)
+            os.remove(os.path.join(work, f"bench-{name}.db"))
+            return result
 
+        f_sec, f_mb, f_cpu, _ = run(binary, "this")
         cpus = os.cpu_count()
         print(f"file: {size_mb:,.0f} MB, {postings:,} posteringer, {args.bilag:,} finansbilag; {cpus} CPUs")
-        print(f"xmllint --stream --schema:   {x_sec:7.2f} s  {postings / x_sec:>11,.0f} posteringer/s  peak {x_mb:6.1f} MB")
-        print(f"fkoeko batch run-once:       {f_sec:7.2f} s  {postings / f_sec:>11,.0f} posteringer/s  peak {f_mb:6.1f} MB")
-        print(f"ratio fkoeko / xmllint:      {f_sec / x_sec:7.2f}x   (target: at most 2x; memory target: under 150 MB)")
+        print(f"xmllint --stream --schema:   {x_sec:7.2f} s  {postings / x_sec:>11,.0f} posteringer/s  peak {x_mb:6.1f} MB  CPU {x_cpu:7.2f} s")
+        print(f"fkoeko batch run-once:       {f_sec:7.2f} s  {postings / f_sec:>11,.0f} posteringer/s  peak {f_mb:6.1f} MB  CPU {f_cpu:7.2f} s")
+        print(f"ratio fkoeko / xmllint:      {f_sec / x_sec:7.2f}x wall, {f_cpu / x_cpu:5.2f}x CPU   (target: at most 2x wall; memory: at most 100 MB)")
+        if args.compare:
+            c_sec, c_mb, c_cpu, _ = run(args.compare, "compare")
+            print(f"{args.compare}: {c_sec:7.2f} s  peak {c_mb:6.1f} MB  CPU {c_cpu:7.2f} s;  this one takes {f_sec / c_sec:5.2f}x its time, {f_cpu / c_cpu:5.2f}x its CPU")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

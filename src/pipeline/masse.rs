@@ -55,15 +55,49 @@ pub struct Progress {
     pub items_total: usize,
 }
 
-/// Items per transaction at most, and postings: a chunk is also committed when this many are pending.
-const CHUNK_ITEMS: usize = 1000;
-const CHUNK_POSTINGS: usize = 20_000;
+/// Items per transaction at most, and postings: a chunk is also committed when this many are pending. Two
+/// chunks are in memory at a time (one committed while the next is gathered).
+const CHUNK_ITEMS: usize = 500;
+const CHUNK_POSTINGS: usize = 5_000;
 /// A chunk is committed at least this often, which renews the lease and reports progress.
 const CHUNK_INTERVAL: Duration = Duration::from_secs(2);
 const LOG_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Books planned items in file order, a chunk per transaction, and reports how far it has come.
-struct Booker<'a> {
+/// Gathers planned items in file order into chunks and hands each full chunk to the committer thread, which
+/// books it while the next one is gathered: the reader and workers are not held up by the transaction.
+struct Booker {
+    committer: crossbeam_channel::Sender<Vec<ItemPlan>>,
+    chunk: Vec<ItemPlan>,
+    chunk_postings: usize,
+    last_handed: Instant,
+}
+
+impl Sink for Booker {
+    /// The next item in file order; the chunk is handed over when it is full or has waited long enough.
+    fn add(&mut self, plan: ItemPlan, postings: usize) -> Result<(), TechnicalError> {
+        self.chunk.push(plan);
+        self.chunk_postings += postings;
+        if self.chunk.len() >= CHUNK_ITEMS || self.chunk_postings >= CHUNK_POSTINGS || self.last_handed.elapsed() >= CHUNK_INTERVAL {
+            self.hand_over()?;
+        }
+        Ok(())
+    }
+}
+
+impl Booker {
+    fn hand_over(&mut self) -> Result<(), TechnicalError> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        self.chunk_postings = 0;
+        self.last_handed = Instant::now();
+        // The committer is gone only when a commit failed; its error is reported when it is joined.
+        self.committer.send(std::mem::take(&mut self.chunk)).map_err(|_| std::io::Error::other("the chunk committer stopped").into())
+    }
+}
+
+/// Commits the chunks handed to it, in order, a transaction each, and reports how far the file has come.
+struct Committer<'a> {
     pipeline: &'a Pipeline,
     file: &'a MasseFile<'a>,
     record: &'a DeliveryRecord,
@@ -74,64 +108,22 @@ struct Booker<'a> {
     resumed_at: usize,
     /// Items booked in all, by earlier runs and this one.
     committed: usize,
-    chunk: Vec<ItemPlan>,
-    chunk_postings: usize,
     started: Instant,
-    last_commit: Instant,
     last_log: Instant,
 }
 
-impl Sink for Booker<'_> {
-    /// The next item in file order; the chunk is committed when it is full or has waited long enough.
-    fn add(&mut self, plan: ItemPlan, postings: usize) -> Result<(), TechnicalError> {
-        self.chunk.push(plan);
-        self.chunk_postings += postings;
-        if self.chunk.len() >= CHUNK_ITEMS || self.chunk_postings >= CHUNK_POSTINGS || self.last_commit.elapsed() >= CHUNK_INTERVAL {
-            self.commit()?;
+impl Committer<'_> {
+    fn run(mut self, chunks: crossbeam_channel::Receiver<Vec<ItemPlan>>) -> Result<(), TechnicalError> {
+        for chunk in chunks {
+            self.commit(&chunk)?;
         }
         Ok(())
     }
-}
 
-impl<'a> Booker<'a> {
-    fn new(
-        pipeline: &'a Pipeline,
-        file: &'a MasseFile<'a>,
-        record: &'a DeliveryRecord,
-        target: &'a Target,
-        progress: &'a (dyn Fn(Progress) + Sync),
-        done: usize,
-        total: usize,
-    ) -> Self {
-        let now = Instant::now();
-        Booker {
-            pipeline,
-            file,
-            record,
-            target,
-            progress,
-            total,
-            resumed_at: done,
-            committed: done,
-            chunk: Vec::new(),
-            chunk_postings: 0,
-            started: now,
-            last_commit: now,
-            last_log: now,
-        }
-    }
-
-    fn commit(&mut self) -> Result<(), TechnicalError> {
-        if self.chunk.is_empty() {
-            return Ok(());
-        }
-        let receipts =
-            book::commit_batch_chunk(&self.pipeline.db, &self.file.lease, self.record, self.target, self.committed as i32, &self.chunk)?;
+    fn commit(&mut self, chunk: &[ItemPlan]) -> Result<(), TechnicalError> {
+        let receipts = book::commit_batch_chunk(&self.pipeline.db, &self.file.lease, self.record, self.target, self.committed as i32, chunk)?;
         self.pipeline.metrics.errors(self.record.integration, &receipts);
-        self.committed += self.chunk.len();
-        self.chunk.clear();
-        self.chunk_postings = 0;
-        self.last_commit = Instant::now();
+        self.committed += chunk.len();
         (self.progress)(Progress { items_done: self.committed, items_total: self.total });
         if self.last_log.elapsed() >= LOG_INTERVAL {
             let rate = (self.committed - self.resumed_at) as f64 / self.started.elapsed().as_secs_f64();
@@ -186,9 +178,21 @@ impl Pipeline {
             context: &context,
         };
         let total = opened.frame.outline.items;
-        let mut booker = Booker::new(self, file, &record, &target, progress, done, total);
-        self.decide_items(&items, done, None, &mut booker)?;
-        booker.commit()?;
+        let now = Instant::now();
+        let committer =
+            Committer { pipeline: self, file, record: &record, target: &target, progress, total, resumed_at: done, committed: done, started: now, last_log: now };
+        // A rendezvous: a chunk is handed over only when the committer is free, so that at most two are in
+        // memory (one being committed, one being gathered).
+        let (chunks, taken) = crossbeam_channel::bounded::<Vec<ItemPlan>>(0);
+        std::thread::scope(|scope| -> Result<(), TechnicalError> {
+            let committing = scope.spawn(move || committer.run(taken));
+            let mut booker = Booker { committer: chunks, chunk: Vec::new(), chunk_postings: 0, last_handed: now };
+            let decided = self.decide_items(&items, done, None, &mut booker).and_then(|_| booker.hand_over());
+            drop(booker);
+            let committed = committing.join().expect("the committer does not panic");
+            // A failed commit (a lost lease) is the cause when both failed.
+            committed.and(decided)
+        })?;
 
         let finished = self.finish_file(file, &mut record, &target, &decided.sortiment)?;
         if finished.rejected_count > 0 {

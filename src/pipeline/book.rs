@@ -19,6 +19,11 @@ use crate::domain::sortiment::Integration;
 use crate::storage::booking::{self as store, Keyed};
 use crate::storage::{AnyConnection, Db, StorageError};
 
+/// How often a delivery (or a batch file's item) is decided again after another writer booked some of the same
+/// items first. Each time it sees what the other committed, so it loses again only to yet another writer of the
+/// same items: under heavy overlap (many writers, the same few BilagIds) five was seen to run out.
+const LOST_RACE_TRIES: u32 = 10;
+
 /// Who hears of a delivery's rejections, and how long the outbox waits to gather more of them into one mail.
 pub type Alert<'a> = Option<(&'a AlertTarget, Duration)>;
 
@@ -92,7 +97,7 @@ fn write_under_savepoint(conn: &mut AnyConnection, queued: &Queued) -> Result<Re
         tries += 1;
         // Inside the group's transaction diesel makes this a SAVEPOINT, rolled back to when it fails.
         match conn.transaction(|conn| write_deliveries(conn, std::slice::from_ref(queued))) {
-            Err(error) if error.lost_race() && tries < 5 => {
+            Err(error) if error.lost_race() && tries < LOST_RACE_TRIES => {
                 tracing::debug!(tries, "another writer wrote the same rows first; deciding the delivery again");
             }
             outcome => return outcome.map(|mut sets| sets.remove(0)),
@@ -240,8 +245,18 @@ impl<'a> Writes<'a> {
         }
     }
 
-    /// In the order the tables refer to each other: deliveries, receipts, then import rows.
-    fn write(self, conn: &mut AnyConnection) -> Result<(), StorageError> {
+    /// In the order the tables refer to each other: deliveries, receipts, then import rows. Within a table the
+    /// rows go in the order of their unique keys: two writers (or instances) on PostgreSQL that write some of the
+    /// same keys then wait for each other in the same order, and never each for the other (a deadlock, broken
+    /// only after a second). Claims keep the delivery's order: a claim names its related claim's row, and any
+    /// two writers with the same claim have already met at its receipt.
+    fn write(mut self, conn: &mut AnyConnection) -> Result<(), StorageError> {
+        self.deliveries.sort_by_key(|d| d.record.delivery_id);
+        self.receipts.sort_by(|a, b| {
+            let key = |r: &store::ReceiptRow| (r.receipt.reference.clone(), r.record.integration.as_str(), r.record.sender);
+            key(a).cmp(&key(b))
+        });
+        self.journals.sort_by(|a, b| (&a.sender, &a.booking.bilag.bilag_id).cmp(&(&b.sender, &b.booking.bilag.bilag_id)));
         store::insert_deliveries(conn, &self.deliveries)?;
         store::insert_receipts(conn, &self.receipts)?;
         store::insert_journals(conn, &self.journals)?;
@@ -282,17 +297,29 @@ pub fn commit_batch_chunk(
     first: i32,
     plans: &[ItemPlan],
 ) -> Result<Vec<Receipt>, StorageError> {
+    // The chunk is written as a whole. Should another writer (a straks call, another instance) book some of its
+    // items first, the chunk is written again item by item, each under a savepoint that is rolled back and
+    // decided again when it loses such a race: as a whole it would lose again while calls keep coming.
+    let mut tries = 0;
     db.write(|conn| {
+        tries += 1;
         let at = Utc::now();
         stored_batch::renew(conn, lease, Some(first))?;
         let receipts = match target {
+            Target::Delivery(key) if tries == 1 => write_items(conn, record, *key, plans, at)?,
             Target::Delivery(key) => {
-                let parts = [(record, plans)];
-                let mut known = Known::read(conn, &parts, false)?;
-                let mut keys = Keys::take(conn, 0, &parts)?;
-                let mut writes = Writes::default();
-                let receipts = decide_items(&mut known, &mut keys, &mut writes, record, *key, plans, at)?;
-                writes.write(conn)?;
+                let mut receipts = Vec::with_capacity(plans.len());
+                for plan in plans {
+                    let mut item_tries = 0;
+                    let written = loop {
+                        item_tries += 1;
+                        match conn.transaction(|conn| write_items(conn, record, *key, std::slice::from_ref(plan), at)) {
+                            Err(error) if error.lost_race() && item_tries < LOST_RACE_TRIES => continue,
+                            written => break written?,
+                        }
+                    };
+                    receipts.extend(written);
+                }
                 receipts
             }
             Target::Conflict(finding) => record.reject_all(plans.iter().map(|p| p.reference.clone()), std::slice::from_ref(finding), at),
@@ -300,6 +327,17 @@ pub fn commit_batch_chunk(
         stored_batch::insert_batch_receipts(conn, lease.batch_id, first, &receipts)?;
         Ok(receipts)
     })
+}
+
+/// Items of a batch file's delivery (`key`), decided from what the transaction holds and written.
+fn write_items(conn: &mut AnyConnection, record: &DeliveryRecord, key: i32, plans: &[ItemPlan], at: DateTime<Utc>) -> Result<Vec<Receipt>, StorageError> {
+    let parts = [(record, plans)];
+    let mut known = Known::read(conn, &parts, false)?;
+    let mut keys = Keys::take(conn, 0, &parts)?;
+    let mut writes = Writes::default();
+    let receipts = decide_items(&mut known, &mut keys, &mut writes, record, key, plans, at)?;
+    writes.write(conn)?;
+    Ok(receipts)
 }
 
 /// Every item of a batch file is decided: records the delivery's outcome and its alert (listing the first

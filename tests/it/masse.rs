@@ -555,3 +555,56 @@ fn answers_and_metadata_that_do_not_fit_are_left_or_archived_not_taken() {
     assert!(batch.string("SELECT file_key AS s FROM batch_files WHERE file_name = 'empty-id.xml'").starts_with("sftp-transfer:"));
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal WHERE bilag_id IN ('ODD-2', 'ODD-3', 'ODD-4')"), 0);
 }
+
+/// A batch file booked while straks calls book some of its finansbilag at the same time: on PostgreSQL the calls'
+/// writers and the file's chunks meet at the same unique keys, and a chunk that loses is written again item by
+/// item (as a whole it would lose again while the calls keep coming). Each finansbilag is booked once, with one
+/// receipt, whichever way it came first.
+#[test]
+fn a_batch_file_and_straks_calls_of_the_same_finansbilag_at_once_book_each_once() {
+    const N: usize = 1500;
+    let batch = Batch::plain();
+    let straks = crate::common::TestApp::start_on_url(batch.db_url.clone(), |_| {});
+    let bilag: Vec<Bilag> = (0..N).map(|n| Bilag::balanced(&format!("RACE-{n}"), "42.00")).collect();
+    batch.drop_file("race.xml", Delivery::new(bilag.clone()).masse().as_bytes());
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let answers = std::sync::Mutex::new(Vec::new());
+    let handled = std::thread::scope(|s| {
+        for client in 0..4u64 {
+            let (stop, answers, straks, bilag) = (&stop, &answers, &straks, &bilag);
+            s.spawn(move || {
+                let mut seed = client + 1;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    // Three of the file's finansbilag, in no particular order.
+                    let picked = (0..3)
+                        .map(|_| {
+                            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                            bilag[(seed >> 33) as usize % N].clone()
+                        })
+                        .collect::<Vec<_>>();
+                    let set = straks.send(&Delivery::new(picked).soap11());
+                    answers.lock().unwrap().extend(set.receipts);
+                }
+            });
+        }
+        let round = batch.receiver().run_once(&|_, _| {});
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        round.unwrap()
+    });
+    // Not failed and left for its lease to run out, as it was when a chunk lost its race every time.
+    assert!(handled.failed.is_empty(), "{:?}", handled.failed);
+    let handled = handled.handled;
+    assert_eq!(handled.len(), 1, "{handled:?}");
+    assert_eq!((handled[0].accepted, handled[0].rejected), (N as i32, 0));
+    assert_eq!(batch.count("SELECT count(*) AS n FROM erp_journal"), N as i64);
+    assert_eq!(batch.count("SELECT count(*) AS n FROM erp_journal_lines"), 2 * N as i64);
+    let (_, file) = batch.receipt("race.xml");
+    let first: std::collections::HashMap<String, uuid::Uuid> = file.receipts.iter().map(|r| (r.reference.clone(), r.id)).collect();
+    let answers = answers.into_inner().unwrap();
+    assert!(!answers.is_empty());
+    for receipt in answers {
+        assert_eq!(receipt.status, Status::Accepteret, "{receipt:?}");
+        assert_eq!(Some(&receipt.id), first.get(&receipt.reference), "one receipt for {}", receipt.reference);
+    }
+}

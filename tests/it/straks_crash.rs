@@ -28,13 +28,14 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
+        // Held from here, so that it is killed also when it does not come up.
+        let server = Server(child, format!("http://127.0.0.1:{port}"));
         let deadline = Instant::now() + Duration::from_secs(60);
-        while ureq::get(&format!("{base}/sf1590a?wsdl")).call().is_err() {
+        while ureq::get(&format!("{}/sf1590a?wsdl", server.1)).call().is_err() {
             assert!(Instant::now() < deadline, "the server did not come up");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Server(child, base)
+        server
     }
 
     /// The answer's body when it is HTTP 200; `None` when the call failed (the server was gone).

@@ -274,7 +274,13 @@ impl Default for Config {
                 max_processing: 0,
                 public_url: None,
             },
-            database: DatabaseConfig { url: "data/fkoeko.db".into(), pool_size: 8, busy_timeout_ms: 5000, versions_refresh_ms: 1000, writers: 0 },
+            database: DatabaseConfig {
+                url: "data/fkoeko.db".into(),
+                pool_size: 8,
+                busy_timeout_ms: 5000,
+                versions_refresh_ms: 1000,
+                writers: 0,
+            },
             installation: InstallationConfig {
                 myndighed: "29189846".into(),
                 it_system: None,

@@ -14,8 +14,8 @@ use crate::domain::delivery::{Booking, ClaimBooking, DeliveryRecord, ItemPlan};
 use crate::domain::idempotency::{judge_delivery, judge_item, DeliveryStanding, EarlierDelivery, EarlierItem, ItemDecision};
 use crate::domain::receipt::{Receipt, ReceiptSet, Stamp};
 use crate::domain::rejection::Finding;
-use crate::storage::batch::{self as stored_batch, BatchFile, Lease};
 use crate::domain::sortiment::Integration;
+use crate::storage::batch::{self as stored_batch, BatchFile, Lease};
 use crate::storage::booking::{self as store, Keyed};
 use crate::storage::{AnyConnection, Db, StorageError};
 
@@ -33,7 +33,6 @@ pub enum Target {
     Delivery(i32),
     Conflict(Finding),
 }
-
 
 /// Writes a straks delivery alone in its transaction and returns its receipts; a delivery seen before returns
 /// what it got then. When something is rejected and `alert` names recipients, the alert goes into the outbox in
@@ -330,7 +329,13 @@ pub fn commit_batch_chunk(
 }
 
 /// Items of a batch file's delivery (`key`), decided from what the transaction holds and written.
-fn write_items(conn: &mut AnyConnection, record: &DeliveryRecord, key: i32, plans: &[ItemPlan], at: DateTime<Utc>) -> Result<Vec<Receipt>, StorageError> {
+fn write_items(
+    conn: &mut AnyConnection,
+    record: &DeliveryRecord,
+    key: i32,
+    plans: &[ItemPlan],
+    at: DateTime<Utc>,
+) -> Result<Vec<Receipt>, StorageError> {
     let parts = [(record, plans)];
     let mut known = Known::read(conn, &parts, false)?;
     let mut keys = Keys::take(conn, 0, &parts)?;
@@ -401,7 +406,9 @@ fn decide_items<'a>(
             Some(sender) => {
                 let earlier = known.items.get(&(integration, sender, plan.reference.clone())).cloned();
                 // A related claim must already be accepted: earlier, or before it in this group.
-                judge_item(plan, earlier, |related| Ok::<_, StorageError>(known.items.contains_key(&(integration, sender, related.to_string()))))?
+                judge_item(plan, earlier, |related| {
+                    Ok::<_, StorageError>(known.items.contains_key(&(integration, sender, related.to_string())))
+                })?
             }
             None => judge_item(plan, None, |_| Ok::<_, StorageError>(true))?,
         };
@@ -418,7 +425,14 @@ fn decide_items<'a>(
                     Booking::Finans(finans) => {
                         let key = keys.next(Keyed::Journal)?;
                         let sender = sender_text.clone();
-                        writes.journals.push(store::JournalRow { key, kvittering_id: receipt.id, delivery_key, sender, booking: finans, at });
+                        writes.journals.push(store::JournalRow {
+                            key,
+                            kvittering_id: receipt.id,
+                            delivery_key,
+                            sender,
+                            booking: finans,
+                            at,
+                        });
                         format!("erp_journal:{key}")
                     }
                     Booking::Claim(claim) => {

@@ -121,7 +121,8 @@ impl Committer<'_> {
     }
 
     fn commit(&mut self, chunk: &[ItemPlan]) -> Result<(), TechnicalError> {
-        let receipts = book::commit_batch_chunk(&self.pipeline.db, &self.file.lease, self.record, self.target, self.committed as i32, chunk)?;
+        let receipts =
+            book::commit_batch_chunk(&self.pipeline.db, &self.file.lease, self.record, self.target, self.committed as i32, chunk)?;
         self.pipeline.metrics.errors(self.record.integration, &receipts);
         self.committed += chunk.len();
         (self.progress)(Progress { items_done: self.committed, items_total: self.total });
@@ -179,8 +180,18 @@ impl Pipeline {
         };
         let total = opened.frame.outline.items;
         let now = Instant::now();
-        let committer =
-            Committer { pipeline: self, file, record: &record, target: &target, progress, total, resumed_at: done, committed: done, started: now, last_log: now };
+        let committer = Committer {
+            pipeline: self,
+            file,
+            record: &record,
+            target: &target,
+            progress,
+            total,
+            resumed_at: done,
+            committed: done,
+            started: now,
+            last_log: now,
+        };
         // A rendezvous: a chunk is handed over only when the committer is free, so that at most two are in
         // memory (one being committed, one being gathered).
         let (chunks, taken) = crossbeam_channel::bounded::<Vec<ItemPlan>>(0);

@@ -63,7 +63,10 @@ impl Writer {
         };
         for n in 0..threads.min(db.pool_size() as usize).max(1) {
             let (db, jobs, metrics) = (db.clone(), jobs.clone(), metrics.clone());
-            std::thread::Builder::new().name(format!("delivery-writer-{n}")).spawn(move || write_groups(&db, &jobs, &metrics)).expect("a writer thread starts");
+            std::thread::Builder::new()
+                .name(format!("delivery-writer-{n}"))
+                .spawn(move || write_groups(&db, &jobs, &metrics))
+                .expect("a writer thread starts");
         }
         writer
     }

@@ -39,7 +39,8 @@ pub fn earlier_deliveries(conn: &mut AnyConnection, ids: &[Uuid]) -> Result<Vec<
             .select((deliveries::leverance_id, deliveries::id, deliveries::request_hash, deliveries::response_json))
             .load(conn)?;
         for (id, key, request_hash, response) in rows {
-            let id = id.and_then(|id| Uuid::parse_str(&id).ok()).ok_or_else(|| StorageError::Corrupt(format!("delivery {key}: LeveranceId")))?;
+            let id =
+                id.and_then(|id| Uuid::parse_str(&id).ok()).ok_or_else(|| StorageError::Corrupt(format!("delivery {key}: LeveranceId")))?;
             found.push((id, key, EarlierDelivery { request_hash, response }));
         }
     }
@@ -107,7 +108,10 @@ pub fn take_keys(conn: &mut AnyConnection, table: Keyed, n: usize) -> Result<Vec
     }
     Ok(match conn {
         AnyConnection::Postgresql(_) => {
-            let sql = format!("SELECT CAST(nextval(pg_get_serial_sequence('{}', 'id')) AS INTEGER) AS id FROM generate_series(1, $1)", table.name());
+            let sql = format!(
+                "SELECT CAST(nextval(pg_get_serial_sequence('{}', 'id')) AS INTEGER) AS id FROM generate_series(1, $1)",
+                table.name()
+            );
             diesel::sql_query(sql).bind::<diesel::sql_types::Integer, _>(n as i32).load::<Key>(conn)?.into_iter().map(|k| k.id).collect()
         }
         AnyConnection::Sqlite(_) => {
@@ -192,9 +196,12 @@ fn new_delivery<'a>(row: &'a DeliveryRow<'a>) -> NewDelivery<'a> {
 /// Writes deliveries' rows, each with its key and outcome.
 pub fn insert_deliveries(conn: &mut AnyConnection, rows: &[DeliveryRow]) -> Result<(), StorageError> {
     let rows: Vec<NewDelivery> = rows.iter().map(new_delivery).collect();
-    insert_all(conn, &rows, |conn, rows| execute_native(conn, diesel::insert_into(deliveries::table).values(rows)), |conn, row| {
-        diesel::insert_into(deliveries::table).values(row).execute(conn)
-    })
+    insert_all(
+        conn,
+        &rows,
+        |conn, rows| execute_native(conn, diesel::insert_into(deliveries::table).values(rows)),
+        |conn, row| diesel::insert_into(deliveries::table).values(row).execute(conn),
+    )
 }
 
 /// Records the outcome of a delivery on its row: the counts, and the answer a re-sent delivery gets again.
@@ -272,9 +279,12 @@ pub fn insert_receipts(conn: &mut AnyConnection, rows: &[ReceiptRow]) -> Result<
             receipt_json: to_json(&row.receipt),
         })
         .collect();
-    insert_all(conn, &receipts, |conn, rows| execute_native(conn, diesel::insert_into(receipts::table).values(rows)), |conn, row| {
-        diesel::insert_into(receipts::table).values(row).execute(conn)
-    })?;
+    insert_all(
+        conn,
+        &receipts,
+        |conn, rows| execute_native(conn, diesel::insert_into(receipts::table).values(rows)),
+        |conn, row| diesel::insert_into(receipts::table).values(row).execute(conn),
+    )?;
     let errors: Vec<NewReceiptError> = rows
         .iter()
         .zip(&ids)
@@ -291,9 +301,12 @@ pub fn insert_receipts(conn: &mut AnyConnection, rows: &[ReceiptRow]) -> Result<
             })
         })
         .collect();
-    insert_all(conn, &errors, |conn, rows| execute_native(conn, diesel::insert_into(receipt_errors::table).values(rows)), |conn, row| {
-        diesel::insert_into(receipt_errors::table).values(row).execute(conn)
-    })
+    insert_all(
+        conn,
+        &errors,
+        |conn, rows| execute_native(conn, diesel::insert_into(receipt_errors::table).values(rows)),
+        |conn, row| diesel::insert_into(receipt_errors::table).values(row).execute(conn),
+    )
 }
 
 /// Inserts rows: one statement a row on SQLite, many rows a statement on PostgreSQL. SQLite runs in this
@@ -374,13 +387,19 @@ pub fn insert_journals(conn: &mut AnyConnection, rows: &[JournalRow]) -> Result<
             created_at: row.at.naive_utc(),
         })
         .collect();
-    insert_all(conn, &journals, |conn, rows| execute_native(conn, diesel::insert_into(erp_journal::table).values(rows)), |conn, row| {
-        diesel::insert_into(erp_journal::table).values(row).execute(conn)
-    })?;
+    insert_all(
+        conn,
+        &journals,
+        |conn, rows| execute_native(conn, diesel::insert_into(erp_journal::table).values(rows)),
+        |conn, row| diesel::insert_into(erp_journal::table).values(row).execute(conn),
+    )?;
     let lines: Vec<NewJournalLine> = rows.iter().flat_map(|row| journal_lines(row.key, row.booking)).collect();
-    insert_all(conn, &lines, |conn, rows| execute_native(conn, diesel::insert_into(erp_journal_lines::table).values(rows)), |conn, row| {
-        diesel::insert_into(erp_journal_lines::table).values(row).execute(conn)
-    })
+    insert_all(
+        conn,
+        &lines,
+        |conn, rows| execute_native(conn, diesel::insert_into(erp_journal_lines::table).values(rows)),
+        |conn, row| diesel::insert_into(erp_journal_lines::table).values(row).execute(conn),
+    )
 }
 
 /// A finansbilag's postings as journal lines: the ERP account and dimensions each maps to, and its kontering.

@@ -110,7 +110,10 @@ fn a_straks_server_killed_midway_loses_no_answered_call_and_books_each_finansbil
     // Nothing is half-written: every delivery row has its answer, every accepted receipt its journal and lines.
     assert_eq!(count_in(&db_url, "SELECT count(*) AS n FROM deliveries WHERE response_json = ''"), 0);
     assert_eq!(
-        count_in(&db_url, "SELECT count(*) AS n FROM receipts r WHERE NOT EXISTS (SELECT 1 FROM erp_journal j WHERE j.kvittering_id = r.kvittering_id)"),
+        count_in(
+            &db_url,
+            "SELECT count(*) AS n FROM receipts r WHERE NOT EXISTS (SELECT 1 FROM erp_journal j WHERE j.kvittering_id = r.kvittering_id)"
+        ),
         0
     );
     let journals = count_in(&db_url, "SELECT count(*) AS n FROM erp_journal");

@@ -1,5 +1,5 @@
-//! The book stage: decided items written with their receipts, one transaction per straks call and per chunk of
-//! a batch file. Storage looks up the facts and writes; `domain::idempotency` decides from the facts (a delivery or
+//! The book stage: decided items written with their receipts, one transaction per group of straks calls (see
+//! `pipeline::writer`) and per chunk of a batch file. Storage looks up the facts and writes; `domain::idempotency` decides from the facts (a delivery or
 //! item seen before, a related claim); this module puts the two together inside the transaction, so that
 //! parallel sends of the same content book it once.
 
@@ -68,8 +68,9 @@ pub fn commit_group(db: &Db, group: &[Queued]) -> Vec<Result<ReceiptSet, Storage
     if let [one] = group {
         return vec![commit_delivery(db, one)];
     }
-    if let Ok(answers) = db.write(|conn| write_deliveries(conn, group)) {
-        return answers.into_iter().map(Ok).collect();
+    match db.write(|conn| write_deliveries(conn, group)) {
+        Ok(answers) => return answers.into_iter().map(Ok).collect(),
+        Err(error) => tracing::debug!(%error, deliveries = group.len(), "a group failed as a whole; writing it a delivery at a time"),
     }
     let mut answers = Vec::with_capacity(group.len());
     let committed = db.write(|conn| {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::delivery::{Bilag, Delivery};
 use crate::common::masse::{read_receipt_file, Batch};
+use crate::common::KillOnDrop;
 use fkoeko_adapter::domain::receipt::Status;
 
 const BILAG: usize = 20_000;
@@ -23,16 +24,6 @@ fn run_once(batch: &Batch) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     command
-}
-
-/// The child is killed however the test ends, so that a failed assertion leaves no process behind.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

@@ -14,8 +14,8 @@ use fkoeko_adapter::domain::receipt::Status;
 
 const CALLS: usize = 240;
 
-/// The server is killed however the test ends.
-struct Server(std::process::Child, String);
+/// The server, killed however the test ends, and its address.
+struct Server(KillOnDrop, String);
 
 impl Server {
     fn start(db_url: &str) -> Self {
@@ -29,7 +29,7 @@ impl Server {
             .spawn()
             .unwrap();
         // Held from here, so that it is killed also when it does not come up.
-        let server = Server(child, format!("http://127.0.0.1:{port}"));
+        let server = Server(KillOnDrop(child), format!("http://127.0.0.1:{port}"));
         let deadline = Instant::now() + Duration::from_secs(60);
         while ureq::get(&format!("{}/sf1590a?wsdl", server.1)).call().is_err() {
             assert!(Instant::now() < deadline, "the server did not come up");
@@ -42,13 +42,6 @@ impl Server {
     fn post(&self, body: &str) -> Option<String> {
         let answer = ureq::post(&format!("{}/sf1590a", self.1)).set("Content-Type", "text/xml; charset=utf-8").send_string(body);
         answer.ok().map(|r| r.into_string().unwrap())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -137,6 +130,6 @@ fn a_straks_server_killed_midway_loses_no_answered_call_and_books_each_finansbil
 
 /// SIGKILL, as `kill -9` would.
 fn kill_9(server: &Server) {
-    let status = std::process::Command::new("kill").args(["-9", &server.0.id().to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill").args(["-9", &server.0 .0.id().to_string()]).status().unwrap();
     assert!(status.success());
 }

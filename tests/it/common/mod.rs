@@ -125,6 +125,16 @@ pub fn count_in(url: &str, sql: &str) -> i64 {
     diesel::sql_query(sql).get_result::<Count>(&mut connect(url)).unwrap().n
 }
 
+/// A child process killed however the test ends, so that a failed assertion leaves no process behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Holds the database's write lock, as another process could, until dropped.
 pub struct WriteLock(AnyConnection);
 

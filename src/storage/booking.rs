@@ -19,6 +19,18 @@ use crate::domain::idempotency::{EarlierDelivery, EarlierItem};
 use crate::domain::receipt::{Receipt, Status};
 use crate::domain::sortiment::Integration;
 
+/// `insert_all` into a table (defined below): the one statement for both backends, spelled once.
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        insert_all(
+            $conn,
+            $rows,
+            |conn, rows| execute_native(conn, diesel::insert_into($table).values(rows)),
+            |conn, row| diesel::insert_into($table).values(row).execute(conn),
+        )
+    };
+}
+
 pub fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("receipts serialize")
 }
@@ -196,12 +208,7 @@ fn new_delivery<'a>(row: &'a DeliveryRow<'a>) -> NewDelivery<'a> {
 /// Writes deliveries' rows, each with its key and outcome.
 pub fn insert_deliveries(conn: &mut AnyConnection, rows: &[DeliveryRow]) -> Result<(), StorageError> {
     let rows: Vec<NewDelivery> = rows.iter().map(new_delivery).collect();
-    insert_all(
-        conn,
-        &rows,
-        |conn, rows| execute_native(conn, diesel::insert_into(deliveries::table).values(rows)),
-        |conn, row| diesel::insert_into(deliveries::table).values(row).execute(conn),
-    )
+    insert_rows!(conn, deliveries::table, &rows)
 }
 
 /// Records the outcome of a delivery on its row: the counts, and the answer a re-sent delivery gets again.
@@ -279,12 +286,7 @@ pub fn insert_receipts(conn: &mut AnyConnection, rows: &[ReceiptRow]) -> Result<
             receipt_json: to_json(&row.receipt),
         })
         .collect();
-    insert_all(
-        conn,
-        &receipts,
-        |conn, rows| execute_native(conn, diesel::insert_into(receipts::table).values(rows)),
-        |conn, row| diesel::insert_into(receipts::table).values(row).execute(conn),
-    )?;
+    insert_rows!(conn, receipts::table, &receipts)?;
     let errors: Vec<NewReceiptError> = rows
         .iter()
         .zip(&ids)
@@ -301,12 +303,7 @@ pub fn insert_receipts(conn: &mut AnyConnection, rows: &[ReceiptRow]) -> Result<
             })
         })
         .collect();
-    insert_all(
-        conn,
-        &errors,
-        |conn, rows| execute_native(conn, diesel::insert_into(receipt_errors::table).values(rows)),
-        |conn, row| diesel::insert_into(receipt_errors::table).values(row).execute(conn),
-    )
+    insert_rows!(conn, receipt_errors::table, &errors)
 }
 
 /// Inserts rows: one statement a row on SQLite, many rows a statement on PostgreSQL. SQLite runs in this
@@ -387,19 +384,9 @@ pub fn insert_journals(conn: &mut AnyConnection, rows: &[JournalRow]) -> Result<
             created_at: row.at.naive_utc(),
         })
         .collect();
-    insert_all(
-        conn,
-        &journals,
-        |conn, rows| execute_native(conn, diesel::insert_into(erp_journal::table).values(rows)),
-        |conn, row| diesel::insert_into(erp_journal::table).values(row).execute(conn),
-    )?;
+    insert_rows!(conn, erp_journal::table, &journals)?;
     let lines: Vec<NewJournalLine> = rows.iter().flat_map(|row| journal_lines(row.key, row.booking)).collect();
-    insert_all(
-        conn,
-        &lines,
-        |conn, rows| execute_native(conn, diesel::insert_into(erp_journal_lines::table).values(rows)),
-        |conn, row| diesel::insert_into(erp_journal_lines::table).values(row).execute(conn),
-    )
+    insert_rows!(conn, erp_journal_lines::table, &lines)
 }
 
 /// A finansbilag's postings as journal lines: the ERP account and dimensions each maps to, and its kontering.

@@ -9,7 +9,7 @@ use fkoeko_adapter::domain::receipt::ReceiptSet;
 use fkoeko_adapter::startup::App;
 
 use crate::common::claims::{Claim, ClaimDelivery, Party};
-use crate::common::delivery::{line_of, new_id, Delivery, Posting};
+use crate::common::delivery::{line_of, new_id, one_line, Delivery, Posting};
 use crate::common::*;
 
 struct Core {
@@ -53,11 +53,6 @@ impl Core {
             })
             .collect()
     }
-}
-
-/// The same document with every line break and indentation between elements taken out, as most clients send.
-fn on_one_line(document: &str) -> String {
-    document.lines().map(str::trim).collect()
 }
 
 fn codes(placed: &[(String, Vec<Placed>)]) -> Vec<String> {
@@ -107,7 +102,7 @@ fn every_rule_gets_the_same_code_at_the_same_place_by_straks_and_in_a_batch_file
             code => assert!(found.iter().any(|c| c == code), "{code} expected: {straks:?}"),
         }
         assert_eq!(straks, masse, "{code}: straks and batch file differ");
-        let one_line = core.placed(&on_one_line(&delivery.soap11()), "<ModtagFinansbilag");
+        let one_line = core.placed(&one_line(&delivery.soap11()), "<ModtagFinansbilag");
         assert_eq!(without_lines(&one_line), without_lines(&straks), "{code}: on one line");
     }
 

@@ -1,14 +1,15 @@
-//! Straks calls survive the server being killed: `fkoeko serve` is killed with SIGKILL while eight clients send,
-//! its writer in the middle of its groups. Every call answered Accepteret before the kill is in the database;
-//! nothing is half-written; and once every call is sent again to a new process, every finansbilag is booked
-//! exactly once and each call answered before gets the very receipt it got then.
+//! Straks calls survive the server being killed: `fkoeko serve` is killed with SIGKILL while eight clients send
+//! (on one line, indented and one tag a line), its writer in the middle of its groups. Every call answered
+//! Accepteret before the kill is in the database; nothing is half-written; and once every call is sent again to
+//! a new process, every finansbilag is booked exactly once and each call answered before gets the very receipt
+//! it got then.
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::common::delivery::Delivery;
+use crate::common::delivery::{indented, one_line, Delivery};
 use crate::common::*;
 use fkoeko_adapter::domain::receipt::Status;
 
@@ -56,7 +57,17 @@ fn a_straks_server_killed_midway_loses_no_answered_call_and_books_each_finansbil
         let bilag = if n % 5 == 4 { format!("KILL-{}", n - 1) } else { format!("KILL-{n}") };
         calls.push(Delivery::one(&bilag));
     }
-    let bodies: Vec<String> = calls.iter().map(Delivery::soap11).collect();
+    // In the layouts senders use: on one line (most clients), indented, and one tag a line; a copy of a
+    // finansbilag mostly comes in another layout than the first, and is the same finansbilag.
+    let bodies: Vec<String> = calls
+        .iter()
+        .enumerate()
+        .map(|(n, call)| match n % 3 {
+            0 => one_line(&call.soap11()),
+            1 => indented(&call.soap11()),
+            _ => call.soap11(),
+        })
+        .collect();
     let distinct_bilag = CALLS - CALLS / 5;
 
     let server = Server::start(&db_url);

@@ -7,34 +7,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::common::delivery::{new_id, today, Bilag, Delivery, Posting};
+use crate::common::delivery::{indented, new_id, one_line, today, Bilag, Delivery, Posting};
 use crate::common::*;
 
 const SOAP11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
-
-/// The whole envelope on one line, as most clients send it.
-fn one_line(xml: &str) -> String {
-    xml.lines().map(str::trim).collect::<Vec<_>>().join("")
-}
-
-/// Indented two spaces a level, as a pretty-printing client sends it (the builder writes one tag a line).
-fn indented(xml: &str) -> String {
-    let mut depth: usize = 0;
-    let mut out = String::new();
-    for line in xml.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let closes_first = line.starts_with("</");
-        if closes_first {
-            depth = depth.saturating_sub(1);
-        }
-        out.push_str(&"  ".repeat(depth));
-        out.push_str(line);
-        out.push('\n');
-        let opens = line.matches('<').count() - line.matches("</").count() - line.matches("/>").count() - line.matches("<?").count();
-        let closes = line.matches("</").count() - usize::from(closes_first);
-        depth = (depth + opens).saturating_sub(closes);
-    }
-    out
-}
 
 /// Line and column (in characters) of the `nth` (0-based) occurrence of `needle`.
 fn position_of(doc: &str, needle: &str, nth: usize) -> (u32, u32) {

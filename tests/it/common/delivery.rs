@@ -169,3 +169,27 @@ pub fn line_of(doc: &str, needle: &str) -> u32 {
     let at = doc.find(needle).unwrap_or_else(|| panic!("{needle} not in document"));
     doc[..at].matches('\n').count() as u32 + 1
 }
+
+/// The whole envelope on one line, as most clients send it.
+pub fn one_line(xml: &str) -> String {
+    xml.lines().map(str::trim).collect::<Vec<_>>().join("")
+}
+
+/// Indented two spaces a level, as a pretty-printing client sends it (the builder writes one tag a line).
+pub fn indented(xml: &str) -> String {
+    let mut depth: usize = 0;
+    let mut out = String::new();
+    for line in xml.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let closes_first = line.starts_with("</");
+        if closes_first {
+            depth = depth.saturating_sub(1);
+        }
+        out.push_str(&"  ".repeat(depth));
+        out.push_str(line);
+        out.push('\n');
+        let opens = line.matches('<').count() - line.matches("</").count() - line.matches("/>").count() - line.matches("<?").count();
+        let closes = line.matches("</").count() - usize::from(closes_first);
+        depth = (depth + opens).saturating_sub(closes);
+    }
+    out
+}

@@ -384,7 +384,7 @@ async fn receive(req: HttpRequest, mut payload: web::Payload, state: web::Data<S
             match body {
                 Body::TooLarge => {
                     let rejection = Rejection::TooLarge(format!("kaldet er større end {max_body} bytes"));
-                    pipeline.reject_unread(rejection, integration, Transport::Straks)
+                    Ok(pipeline.reject_unread(rejection, integration, Transport::Straks))
                 }
                 Body::Read(body) => pipeline.decide(&body, integration, Transport::Straks, caller.as_ref()),
                 Body::TooSlow => unreachable!("answered above"),

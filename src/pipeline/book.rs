@@ -89,18 +89,26 @@ pub fn commit_group(db: &Db, group: &[Queued]) -> Vec<Result<ReceiptSet, Storage
     }
 }
 
-/// One delivery of a group, under its own savepoint. On PostgreSQL another instance or writer may write the same
-/// rows first; the savepoint is rolled back and the delivery decided again, and then sees them.
+/// One delivery of a group, under its own savepoint.
 fn write_under_savepoint(conn: &mut AnyConnection, queued: &Queued) -> Result<ReceiptSet, StorageError> {
+    under_savepoint(conn, |conn| write_deliveries(conn, std::slice::from_ref(queued))).map(|mut sets| sets.remove(0))
+}
+
+/// `work` inside the open transaction, under a savepoint of its own (diesel makes a nested transaction one): when
+/// it fails, only what it wrote is rolled back. On PostgreSQL another instance or writer may write the same rows
+/// first; then it is rolled back and run again, and decides from what the other committed.
+fn under_savepoint<T>(
+    conn: &mut AnyConnection,
+    mut work: impl FnMut(&mut AnyConnection) -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
     let mut tries = 0;
     loop {
         tries += 1;
-        // Inside the group's transaction diesel makes this a SAVEPOINT, rolled back to when it fails.
-        match conn.transaction(|conn| write_deliveries(conn, std::slice::from_ref(queued))) {
+        match conn.transaction(&mut work) {
             Err(error) if error.lost_race() && tries < LOST_RACE_TRIES => {
-                tracing::debug!(tries, "another writer wrote the same rows first; deciding the delivery again");
+                tracing::debug!(tries, "another writer wrote the same rows first; deciding again");
             }
-            outcome => return outcome.map(|mut sets| sets.remove(0)),
+            outcome => return outcome,
         }
     }
 }
@@ -187,7 +195,9 @@ impl Known {
 
 /// Keys of new rows, taken before they are written: as many as the group could need.
 struct Keys {
-    taken: HashMap<&'static str, std::vec::IntoIter<i32>>,
+    deliveries: std::vec::IntoIter<i32>,
+    journal: std::vec::IntoIter<i32>,
+    claims: std::vec::IntoIter<i32>,
 }
 
 impl Keys {
@@ -195,16 +205,20 @@ impl Keys {
         let plans = || parts.iter().flat_map(|(_, plans)| plans.iter());
         let journals = plans().filter(|p| matches!(p.booking(), Some(Booking::Finans(_)))).count();
         let claims = plans().filter(|p| matches!(p.booking(), Some(Booking::Claim(_)))).count();
-        let mut taken = HashMap::new();
-        for (table, n) in [(Keyed::Deliveries, deliveries), (Keyed::Journal, journals), (Keyed::Claims, claims)] {
-            taken.insert(table.name(), store::take_keys(conn, table, n)?.into_iter());
-        }
-        Ok(Keys { taken })
+        Ok(Keys {
+            deliveries: store::take_keys(conn, Keyed::Deliveries, deliveries)?.into_iter(),
+            journal: store::take_keys(conn, Keyed::Journal, journals)?.into_iter(),
+            claims: store::take_keys(conn, Keyed::Claims, claims)?.into_iter(),
+        })
     }
 
     fn next(&mut self, table: Keyed) -> Result<i32, StorageError> {
-        let next = self.taken.get_mut(table.name()).and_then(Iterator::next);
-        next.ok_or_else(|| StorageError::Corrupt(format!("more rows of {} than keys taken", table.name())))
+        let taken = match table {
+            Keyed::Deliveries => &mut self.deliveries,
+            Keyed::Journal => &mut self.journal,
+            Keyed::Claims => &mut self.claims,
+        };
+        taken.next().ok_or_else(|| StorageError::Corrupt(format!("more rows of {} than keys taken", table.name())))
     }
 }
 
@@ -252,10 +266,10 @@ impl<'a> Writes<'a> {
     /// two writers with the same claim have already met at its receipt.
     fn write(mut self, conn: &mut AnyConnection) -> Result<(), StorageError> {
         self.deliveries.sort_by_key(|d| d.record.delivery_id);
-        self.receipts.sort_by(|a, b| {
-            let key = |r: &store::ReceiptRow| (r.receipt.reference.clone(), r.record.integration.as_str(), r.record.sender);
-            key(a).cmp(&key(b))
-        });
+        fn unique<'r>(r: &'r store::ReceiptRow<'_>) -> (&'r str, &'static str, Option<Uuid>) {
+            (&r.receipt.reference, r.record.integration.as_str(), r.record.sender)
+        }
+        self.receipts.sort_by(|a, b| unique(a).cmp(&unique(b)));
         self.journals.sort_by(|a, b| (&a.sender, &a.booking.bilag.bilag_id).cmp(&(&b.sender, &b.booking.bilag.bilag_id)));
         store::insert_deliveries(conn, &self.deliveries)?;
         store::insert_receipts(conn, &self.receipts)?;
@@ -310,15 +324,7 @@ pub fn commit_batch_chunk(
             Target::Delivery(key) => {
                 let mut receipts = Vec::with_capacity(plans.len());
                 for plan in plans {
-                    let mut item_tries = 0;
-                    let written = loop {
-                        item_tries += 1;
-                        match conn.transaction(|conn| write_items(conn, record, *key, std::slice::from_ref(plan), at)) {
-                            Err(error) if error.lost_race() && item_tries < LOST_RACE_TRIES => continue,
-                            written => break written?,
-                        }
-                    };
-                    receipts.extend(written);
+                    receipts.extend(under_savepoint(conn, |conn| write_items(conn, record, *key, std::slice::from_ref(plan), at))?);
                 }
                 receipts
             }

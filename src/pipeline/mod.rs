@@ -310,10 +310,7 @@ impl Pipeline {
     ) -> Result<Processed, TechnicalError> {
         let decided = self.decide(bytes, integration, transport, caller)?;
         match mode {
-            Mode::Book => {
-                let (pending, after) = self.queue(decided)?;
-                self.conclude(after, pending.wait())
-            }
+            Mode::Book => self.book_waiting(decided),
             Mode::DryRun => Ok(self.preview(decided)),
         }
     }
@@ -362,6 +359,13 @@ impl Pipeline {
         let written = pending.answer().await;
         self.conclude(after, written)
     }
+
+    /// `book`, waiting on this thread (not an async runtime's).
+    fn book_waiting(&self, decided: Decided) -> Result<Processed, TechnicalError> {
+        let (pending, after) = self.queue(decided)?;
+        self.conclude(after, pending.wait())
+    }
+
     /// A delivery held in memory, read item by item by the same intake as a batch file on disk and decided by the
     /// same steps; or why it is answered as a whole.
     fn decide_in_memory(
@@ -718,15 +722,14 @@ impl Pipeline {
     }
 
     /// Rejects a delivery that could not even be read in full (over the size limit); `book` records that.
-    pub fn reject_unread(&self, rejection: Rejection, integration: Integration, transport: Transport) -> Result<Decided, TechnicalError> {
-        Ok(Decided::as_whole(DeliveryRecord::new(integration, transport, String::new()), Finding::nowhere(rejection)))
+    pub fn reject_unread(&self, rejection: Rejection, integration: Integration, transport: Transport) -> Decided {
+        Decided::as_whole(DeliveryRecord::new(integration, transport, String::new()), Finding::nowhere(rejection))
     }
 
     /// Rejects a delivery as a whole, before any of it could be read (a batch file under a SendersFileId used
     /// for other content), with one receipt: written, counted and alerted like any other.
     pub fn reject_as_whole(&self, record: DeliveryRecord, finding: Finding) -> Result<Processed, TechnicalError> {
-        let (pending, after) = self.queue(Decided::as_whole(record, finding))?;
-        self.conclude(after, pending.wait())
+        self.book_waiting(Decided::as_whole(record, finding))
     }
 
     /// The delivery-level checks: municipality, Serviceplatformen's context, and the sender's sortiment.

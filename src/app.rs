@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::batch::Receiver;
 use crate::config::Config;
 use crate::domain::mapping::{KonteringInput, MappingErrors, MappingSet};
+use crate::domain::target::PROFILE_FILE;
 use crate::startup::{check_transports, load_sortiment, open_db, App, Background, Listeners};
 use crate::storage::inspect::DeliveryFilter;
 use crate::storage::sortiment::Loaded;
@@ -64,6 +65,11 @@ pub enum Command {
     Mappings {
         #[command(subcommand)]
         command: MappingsCommand,
+    },
+    /// The target profile (erp-profil.toml in the mapping folder): the ERP's own import tables.
+    Targets {
+        #[command(subcommand)]
+        command: TargetsCommand,
     },
     /// The web page's users.
     Admin {
@@ -129,6 +135,15 @@ pub enum MappingsCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TargetsCommand {
+    /// Check the target profile in a folder (default: paths.mappings) against the target tables' real columns
+    /// in the configured database: that every table and column exists, can hold what the profile writes into
+    /// it (type, length), and that no NOT NULL column is left unfilled.
+    /// Exit code 0: it fits; 1: errors, each at its line; 2: the folder has no profile.
+    Check { dir: Option<PathBuf> },
 }
 
 /// The fields of a kontering, for `mappings try`.
@@ -244,6 +259,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Mappings { command: MappingsCommand::Try { kontering, fordringstype, dir } } => {
             try_mapping(&config, *kontering, fordringstype, dir)
         }
+        Command::Targets { command: TargetsCommand::Check { dir } } => check_targets(&config, dir),
         Command::Admin { command: AdminCommand::HashPassword } => hash_password(),
         Command::Validate { file, database, .. } => validate(&config, file, database),
         Command::Sortiment { command: SortimentCommand::Load { file, allow_empty } } => load_sortiment_file(&config, file, allow_empty),
@@ -396,12 +412,43 @@ fn deliveries(config: &Config, command: DeliveriesCommand) -> anyhow::Result<i32
     }
 }
 
+/// The files of a mapping folder checked as the service checks them before using them: a target profile
+/// among them against the configured database's tables.
+fn checked_folder(config: &Config, dir: &Path, allow_empty: bool) -> anyhow::Result<Result<MappingSet, MappingErrors>> {
+    let files = match crate::domain::mapping::read_dir(dir) {
+        Ok(files) => files,
+        Err(error) => return Ok(Err(error.into())),
+    };
+    if !files.contains_key(PROFILE_FILE) {
+        return Ok(MappingSet::check_new(&files, allow_empty));
+    }
+    Ok(crate::pipeline::check_new_files(&open_db(config)?, &files, allow_empty)?)
+}
+
+/// `fkoeko targets check`.
+fn check_targets(config: &Config, dir: Option<PathBuf>) -> anyhow::Result<i32> {
+    let dir = dir.unwrap_or_else(|| config.paths.mapping_files().to_path_buf());
+    if !dir.join(PROFILE_FILE).exists() {
+        println!("{}: no {PROFILE_FILE}; accepted records go to the adapter's own import tables only", dir.display());
+        return Ok(2);
+    }
+    match checked_folder(config, &dir, true)? {
+        Ok(set) => {
+            let tables = set.profile.as_ref().map(|p| p.tables().join(", ")).unwrap_or_default();
+            println!("{}: {PROFILE_FILE} fits the tables in the database ({tables})", dir.display());
+            Ok(0)
+        }
+        Err(errors) => {
+            print!("{}", crate::terminal::mapping_errors(&errors));
+            Ok(1)
+        }
+    }
+}
+
 /// `fkoeko mappings check`.
 fn check_mappings(config: &Config, dir: Option<PathBuf>, allow_empty: bool) -> anyhow::Result<i32> {
     let dir = dir.unwrap_or_else(|| config.paths.mapping_files().to_path_buf());
-    let checked =
-        crate::domain::mapping::read_dir(&dir).map_err(MappingErrors::from).and_then(|files| MappingSet::check_new(&files, allow_empty));
-    match checked {
+    match checked_folder(config, &dir, allow_empty)? {
         Ok(set) => {
             println!("{}: the mapping files pass (version {})", dir.display(), set.version);
             // Rows that never win, and what the configured sortiment allows that nothing maps: warnings only.

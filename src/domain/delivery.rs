@@ -11,6 +11,7 @@ use super::mapping::{Mapped, MappedClaimType};
 use super::receipt::{Receipt, ReceiptSet, Stamp};
 use super::rejection::{Finding, Loc};
 use super::sortiment::Integration;
+use super::target::TargetRow;
 
 /// How a delivery arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -173,6 +174,8 @@ pub struct FinansBooking {
     pub bilag: Finansbilag,
     pub mapped: Vec<Mapped>,
     pub mapping_version: String,
+    /// Its rows for the ERP's own import tables (a target profile's table targets), keys still open.
+    pub rows: Vec<TargetRow>,
 }
 
 /// An accepted claim, its ERP claim type and (when there is one) its revenue account.
@@ -182,4 +185,6 @@ pub struct ClaimBooking {
     pub claim_type: MappedClaimType,
     pub account: Option<Mapped>,
     pub mapping_version: String,
+    /// As a finansbilag's.
+    pub rows: Vec<TargetRow>,
 }

@@ -7,11 +7,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use wildmatch::WildMatch;
 
 use super::finans::{Kontering, KonteringField};
+use super::target::{Profile, Targets, PROFILE_FILE};
 
 pub const RULES_FILE: &str = "konti.csv";
 /// Optional: SF1590_B fordringstyper to the ERP's claim types.
@@ -95,6 +97,9 @@ pub fn read_dir(dir: &Path) -> Result<MappingFiles, MappingError> {
 
 /// A plain `.csv` name: no folders, no hidden or temporary files.
 pub fn is_mapping_file_name(name: &str) -> bool {
+    if name == super::target::PROFILE_FILE {
+        return true;
+    }
     name.ends_with(".csv")
         && !name.starts_with('.')
         && name.len() > 4
@@ -241,6 +246,10 @@ pub struct MappingSet {
     pub version: String,
     rules: Vec<Rule>,
     claim_types: Vec<ClaimTypeRow>,
+    /// The target profile (`erp-profil.toml`), when there is one: read, not yet bound to the target tables.
+    pub profile: Option<Arc<Profile>>,
+    /// The profile bound to the target tables' columns (`Pipeline::mappings`): what renders an item's rows.
+    pub targets: Option<Arc<Targets>>,
 }
 
 impl MappingSet {
@@ -313,7 +322,14 @@ impl MappingSet {
             Some(content) => read_claim_types(content, errors),
             None => Vec::new(),
         };
-        MappingSet { version, rules, claim_types }
+        let profile = files.get(PROFILE_FILE).and_then(|content| match Profile::parse(content, files) {
+            Ok(profile) => Some(Arc::new(profile)),
+            Err(found) => {
+                errors.extend(found);
+                None
+            }
+        });
+        MappingSet { version, rules, claim_types, profile, targets: None }
     }
 
     /// How many rules konti.csv holds: none, and every kontering is MAPNING_MANGLER.
@@ -592,9 +608,9 @@ impl KonteringInput {
     }
 }
 
-struct Row {
-    line: u64,
-    cells: Vec<(String, String)>,
+pub(super) struct Row {
+    pub(super) line: u64,
+    pub(super) cells: Vec<(String, String)>,
 }
 
 /// One row of konti.csv as a rule; `Ok(None)` when the lookup table it names has errors of its own (reported
@@ -656,7 +672,7 @@ pub fn cells_of(line: &str) -> Result<Vec<String>, csv::Error> {
 /// Reads a semicolon-separated file line by line, so that every row knows its physical line: the csv crate's
 /// own positions skip comment lines, which would send a person to the wrong line. A row that cannot be read
 /// is reported and left out, so that the rows after it are still checked.
-fn read_rows(file: &str, content: &str, errors: &mut Vec<MappingError>) -> Vec<Row> {
+pub(super) fn read_rows(file: &str, content: &str, errors: &mut Vec<MappingError>) -> Vec<Row> {
     // Many Windows editors put a byte order mark first on saving, before a comment line as well as a header.
     let content = content.strip_prefix('\u{feff}').unwrap_or(content);
     let invalid = |line: u64, message: String| MappingError::Invalid { file: file.into(), line, message };

@@ -20,4 +20,5 @@ pub mod receipt;
 pub mod rejection;
 pub mod rules;
 pub mod sortiment;
+pub mod target;
 pub mod values;

@@ -133,6 +133,8 @@ pub enum Rejection {
     NoClaimTypeMapping(String),
     #[error("Ingen mapning fører konteringen (funktion {funktion}, dranst {dranst}, art {art}) til en ERP-konto. Kommunens økonomiafdeling skal tilføje en regel i mapningsfilerne.")]
     NoMapping { funktion: String, dranst: String, art: String },
+    #[error("Værdien til kolonnen {column} i ERP-systemets importtabel kan ikke skrives: {reason}. Intet er afkortet; ERP-leverandøren eller kommunens økonomiafdeling skal rette målprofilen (erp-profil.toml), eller afsenderen sende en værdi, der passer.")]
+    TargetColumn { column: String, reason: String },
     #[error("{0} er allerede modtaget fra dette afsendersystem med et andet indhold. Brug et nyt id til nyt indhold.")]
     DuplicateDifferent(String),
     #[error("Yderligere {count} fejl er ikke vist: kvitteringen viser de første {MAX_ERRORS_PER_ITEM} fejl for hvert bilag og hver fordring. Ret de viste fejl og send igen.")]
@@ -196,7 +198,7 @@ impl Rejection {
             Rejection::InvalidCpr(_) => Code::RegelCpr,
             Rejection::InvalidCvr(_) => Code::RegelCvr,
             Rejection::InvalidValue(_) => Code::FormatXsd,
-            Rejection::NoMapping { .. } | Rejection::NoClaimTypeMapping(_) => Code::MapningMangler,
+            Rejection::NoMapping { .. } | Rejection::NoClaimTypeMapping(_) | Rejection::TargetColumn { .. } => Code::MapningMangler,
             Rejection::DateOrder(_) => Code::RegelDato,
             Rejection::Liability(_) => Code::RegelHaefter,
             Rejection::ClaimTypeOutsideSortiment(_) => Code::SortimentFordringstype,

@@ -17,6 +17,7 @@ use crate::domain::rejection::Finding;
 use crate::domain::sortiment::Integration;
 use crate::storage::batch::{self as stored_batch, BatchFile, Lease};
 use crate::storage::booking::{self as store, Keyed};
+use crate::storage::targets::{insert_target_rows, TargetInsert};
 use crate::storage::{AnyConnection, Db, StorageError};
 
 /// How often a delivery (or a batch file's item) is decided again after another writer booked some of the same
@@ -229,6 +230,8 @@ struct Writes<'a> {
     receipts: Vec<store::ReceiptRow<'a>>,
     journals: Vec<store::JournalRow<'a>>,
     claims: Vec<ClaimRow<'a>>,
+    /// Rows for the ERP's own import tables (a target profile), in the same transaction as the rest.
+    targets: Vec<TargetInsert<'a>>,
     alerts: Vec<AlertRow<'a>>,
 }
 
@@ -277,6 +280,7 @@ impl<'a> Writes<'a> {
         for c in &self.claims {
             store::book_claim(conn, c.key, c.kvittering_id, c.delivery_key, &c.sender, c.claim, c.at)?;
         }
+        insert_target_rows(conn, &self.targets)?;
         for a in &self.alerts {
             enqueue_alert(conn, a.record, &a.set, a.counts, a.alert, a.at)?;
         }
@@ -428,9 +432,12 @@ fn decide_items<'a>(
             ItemDecision::Reject(findings) => Receipt::rejected(delivery_id, &plan.reference, stamp, &findings),
             ItemDecision::Book(booking) => {
                 let mut receipt = Receipt::accepted(delivery_id, &plan.reference, stamp);
+                let (key, rows) = match booking {
+                    Booking::Finans(finans) => (keys.next(Keyed::Journal)?, &finans.rows),
+                    Booking::Claim(claim) => (keys.next(Keyed::Claims)?, &claim.rows),
+                };
                 receipt.erp_reference = Some(match booking {
                     Booking::Finans(finans) => {
-                        let key = keys.next(Keyed::Journal)?;
                         let sender = sender_text.clone();
                         writes.journals.push(store::JournalRow {
                             key,
@@ -443,12 +450,15 @@ fn decide_items<'a>(
                         format!("erp_journal:{key}")
                     }
                     Booking::Claim(claim) => {
-                        let key = keys.next(Keyed::Claims)?;
                         let sender = sender_text.clone();
                         writes.claims.push(ClaimRow { key, kvittering_id: receipt.id, delivery_key, sender, claim, at });
                         format!("erp_claims:{key}")
                     }
                 });
+                let reference = receipt.erp_reference.as_deref().unwrap_or_default();
+                writes
+                    .targets
+                    .extend(rows.iter().map(|row| TargetInsert { table: &row.table, values: row.with_keys(key, reference, delivery_key) }));
                 if let Some(sender) = record.sender {
                     let earlier = EarlierItem { content_hash: plan.content_hash.clone(), receipt: store::to_json(&receipt) };
                     known.items.insert((integration, sender, plan.reference.clone()), earlier);

@@ -46,8 +46,38 @@ pub(super) struct FolderState {
 pub fn in_force(db: &crate::storage::Db) -> Result<(StoredMapping, MappingSet), TechnicalError> {
     let (id, _) = db.current_mapping()?.ok_or(TechnicalError::NoMappings)?;
     let stored = db.mapping_version(id)?.ok_or(TechnicalError::NoMappings)?;
-    let set = MappingSet::check(&stored.files).map_err(|errors| TechnicalError::MappingsInvalid(errors.to_string()))?;
+    let mut set = MappingSet::check(&stored.files).map_err(|errors| TechnicalError::MappingsInvalid(errors.to_string()))?;
+    // The profile fitted the tables when it was stored; a table changed since (by the ERP) stops it here, not at
+    // the first delivery's write.
+    bind_targets(db, &mut set)?.map_err(|errors| TechnicalError::MappingsInvalid(errors.to_string()))?;
     Ok((stored, set))
+}
+
+/// Binds the set's target profile, when it has one, to the target tables' real columns in the database: what
+/// renders an accepted item's rows. The inner error: the profile does not fit the tables, at its lines.
+pub fn bind_targets(db: &crate::storage::Db, set: &mut MappingSet) -> Result<Result<(), MappingErrors>, TechnicalError> {
+    let Some(profile) = set.profile.clone() else { return Ok(Ok(())) };
+    let columns = db.target_columns(&profile.tables())?;
+    Ok(match profile.bind(&columns) {
+        Ok(targets) => {
+            set.targets = Some(Arc::new(targets));
+            Ok(())
+        }
+        Err(errors) => Err(MappingErrors(errors)),
+    })
+}
+
+/// Files that are to become the version in force: checked on their own (`MappingSet::check_new`), and their
+/// target profile against the tables it names.
+pub fn check_new_files(
+    db: &crate::storage::Db,
+    files: &MappingFiles,
+    allow_empty: bool,
+) -> Result<Result<MappingSet, MappingErrors>, TechnicalError> {
+    Ok(match MappingSet::check_new(files, allow_empty) {
+        Ok(mut set) => bind_targets(db, &mut set)?.map(|()| set),
+        Err(errors) => Err(errors),
+    })
 }
 
 impl Pipeline {
@@ -93,7 +123,7 @@ impl Pipeline {
         begun_on: Option<i64>,
         allow_empty: bool,
     ) -> Result<MappingChange, TechnicalError> {
-        let version = match MappingSet::check_new(files, allow_empty) {
+        let version = match check_new_files(&self.db, files, allow_empty)? {
             Ok(set) => set.version,
             Err(errors) => return Ok(MappingChange::Invalid(errors)),
         };
@@ -146,7 +176,7 @@ impl Pipeline {
             let stale = at_start && current.as_ref().is_some_and(|(_, v)| v != hash) && self.db.mapping_version_known(hash)?;
             // Nobody is asked in the folder: files without rules are refused there (the page and the command can
             // be told to allow them).
-            match MappingSet::check_new(files, false) {
+            match check_new_files(&self.db, files, false)? {
                 Err(errors) => {
                     let Some((_, in_force)) = &current else {
                         return Err(errors).with_context(|| format!("loading the mappings in {}", dir.display()));
@@ -234,7 +264,7 @@ fn seed(dir: &std::path::Path, examples: &std::path::Path) -> anyhow::Result<()>
     let entries = std::fs::read_dir(examples).with_context(|| format!("reading the example mappings in {}", examples.display()))?;
     for entry in entries {
         let path = entry?.path();
-        if path.is_file() && path.extension().is_some_and(|e| e == "csv") {
+        if path.is_file() && path.file_name().is_some_and(|n| mapping::is_mapping_file_name(&n.to_string_lossy())) {
             let name = path.file_name().expect("a file has a name");
             std::fs::copy(&path, dir.join(name)).with_context(|| format!("copying {} into {}", path.display(), dir.display()))?;
         }

@@ -164,7 +164,13 @@ impl Pipeline {
 
         let (target, done) = book::start_batch(&self.db, &file.lease, &record, opened.frame.outline.items)?;
         let root_path = opened.root_path();
-        let context = ItemContext { sender: decided.sender(), today: decided.today, mappings: &decided.mappings, root_path: &root_path };
+        let context = ItemContext {
+            sender: decided.sender(),
+            delivery_id: record.delivery_id,
+            today: decided.today,
+            mappings: &decided.mappings,
+            root_path: &root_path,
+        };
         let done = done as usize;
         if done > 0 {
             info!(done, total = opened.frame.outline.items, "resuming a batch file after the last committed chunk");

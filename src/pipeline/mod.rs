@@ -21,6 +21,7 @@ use crate::domain::receipt::ReceiptSet;
 use crate::domain::rejection::{cap_findings, cut, Finding, Loc, Rejection, MAX_VALUE_CHARS};
 use crate::domain::rules::{check_finansbilag, RuleSettings};
 use crate::domain::sortiment::{CallerCertificate, Integration, Sender, Sortiment};
+use crate::domain::target::ItemInfo;
 use crate::domain::values::{Cvr, Valuta};
 use crate::storage::{Db, StorageError};
 use crate::wire::{self, sf1590a, sf1590b, WireSpec};
@@ -36,7 +37,7 @@ mod intake;
 mod mappings;
 mod masse;
 mod writer;
-pub use mappings::{in_force, MappingChange};
+pub use mappings::{bind_targets, check_new_files, in_force, MappingChange};
 pub use masse::{FileOrigin, MasseFile, Progress, RoutedFrom};
 
 /// Failures the sender cannot fix: answered with a SOAP Fault ("try again later"), nothing handed over.
@@ -410,7 +411,13 @@ impl Pipeline {
         let arrival = Arrival { context: &opened.context, caller, origin: None };
         let decided = self.decide_delivery(&opened, findings, &arrival, integration, record)?;
         let root_path = opened.root_path();
-        let context = ItemContext { sender: decided.sender(), today: decided.today, mappings: &decided.mappings, root_path: &root_path };
+        let context = ItemContext {
+            sender: decided.sender(),
+            delivery_id: record.delivery_id,
+            today: decided.today,
+            mappings: &decided.mappings,
+            root_path: &root_path,
+        };
         let mut digest = Sha256::new();
         opened.start_digest(&mut digest);
         let mut plans = Vec::with_capacity(opened.frame.outline.items);
@@ -654,12 +661,22 @@ impl Pipeline {
             }
         }
         if findings.is_empty() {
+            // The rows for the ERP's own import tables, rendered while the positions are known: a value that does
+            // not fit its column is named at its posting.
+            let rows = match &context.mappings.targets {
+                Some(targets) if targets.takes(true) => match targets.finans_rows(&bilag, &mapped, &context.item_info()) {
+                    Ok(rows) => rows,
+                    Err(findings) => return ItemOutcome::Reject(findings),
+                },
+                _ => Vec::new(),
+            };
             let mut bilag = bilag;
             bilag.forget_positions();
             ItemOutcome::Accept(Box::new(Booking::Finans(FinansBooking {
                 bilag,
                 mapped,
                 mapping_version: context.mappings.version.clone(),
+                rows,
             })))
         } else {
             ItemOutcome::Reject(findings)
@@ -714,7 +731,16 @@ impl Pipeline {
         match (mapped_type, findings.is_empty()) {
             (Some(claim_type), true) => {
                 let fordring = sent.into_valid().expect("a claim with no findings has only valid hæftere");
-                let booking = ClaimBooking { fordring, claim_type, account, mapping_version: context.mappings.version.clone() };
+                let rows = match &context.mappings.targets {
+                    Some(targets) if targets.takes(false) => {
+                        match targets.claim_rows(&fordring, &claim_type, account.as_ref(), &context.item_info()) {
+                            Ok(rows) => rows,
+                            Err(findings) => return (ItemOutcome::Reject(findings), related),
+                        }
+                    }
+                    _ => Vec::new(),
+                };
+                let booking = ClaimBooking { fordring, claim_type, account, mapping_version: context.mappings.version.clone(), rows };
                 (ItemOutcome::Accept(Box::new(Booking::Claim(booking))), related)
             }
             _ => (ItemOutcome::Reject(findings), related),
@@ -995,11 +1021,22 @@ struct ItemContext<'a> {
     /// The path of the delivery's root element, e.g. "/ModtagFinansbilag".
     root_path: &'a str,
     sender: Option<&'a Sender>,
+    /// The delivery's LeveranceId, for the target rows that name it.
+    delivery_id: Option<uuid::Uuid>,
     today: NaiveDate,
     mappings: &'a MappingSet,
 }
 
 impl ItemContext<'_> {
+    /// What every target row of an item of this delivery may name.
+    fn item_info(&self) -> ItemInfo<'_> {
+        ItemInfo {
+            sender: self.sender.map(|s| s.system.to_string()).unwrap_or_default(),
+            delivery_id: self.delivery_id,
+            mapping_version: &self.mappings.version,
+        }
+    }
+
     /// A kontering inside the sender's sortiment and mapped to an ERP account; else findings saying why not.
     fn map_kontering(&self, kontering: &Located<Kontering>, findings: &mut Vec<Finding>) -> Option<Mapped> {
         let k = &kontering.value;

@@ -11,6 +11,7 @@ pub mod mappings;
 pub mod schema;
 pub mod sessions;
 pub mod sortiment;
+pub mod targets;
 pub mod text;
 pub mod transfers;
 

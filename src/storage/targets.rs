@@ -1,0 +1,245 @@
+//! The ERP's own import tables in the adapter's database (a target profile's table targets): their columns as
+//! the database declares them, and rows written into them inside the booking transaction.
+//!
+//! Table and column names come from a profile that was checked to hold plain identifiers (`domain::target`)
+//! and are written into SQL quoted, as the database spells them; every value is a bound parameter.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Date, Integer, Nullable, Numeric, Text};
+
+use super::{AnyConnection, Db, StorageError};
+use crate::domain::target::{Column, ColumnType, TableColumns, TargetTable, Value};
+
+#[derive(QueryableByName)]
+struct PgColumn {
+    #[diesel(sql_type = Text)]
+    table_schema: String,
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    column_name: String,
+    #[diesel(sql_type = Text)]
+    data_type: String,
+    #[diesel(sql_type = Nullable<Integer>)]
+    max_length: Option<i32>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    precision: Option<i32>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    scale: Option<i32>,
+    #[diesel(sql_type = Bool)]
+    not_null: bool,
+    #[diesel(sql_type = Bool)]
+    has_default: bool,
+}
+
+#[derive(QueryableByName)]
+struct SqliteColumn {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    declared: String,
+    #[diesel(sql_type = Bool)]
+    not_null: bool,
+    #[diesel(sql_type = Bool)]
+    has_default: bool,
+}
+
+/// `"name"`, for SQL; names are plain identifiers (checked when the profile was read).
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The number in a declared type's parentheses, as in VARCHAR(20).
+fn declared_length(declared: &str) -> Option<u32> {
+    let inside = declared.split_once('(')?.1.split([')', ',']).next()?;
+    inside.trim().parse().ok()
+}
+
+/// A SQLite column's declared type, read the way SQLite reads it (its type affinity), with a length where one is
+/// declared: SQLite does not enforce it, but the ERP that declared it expects it kept.
+fn sqlite_type(declared: &str) -> ColumnType {
+    let upper = declared.to_ascii_uppercase();
+    if upper.contains("INT") {
+        if upper.starts_with("SMALLINT") {
+            ColumnType::Integer(i16::MIN.into(), i16::MAX.into())
+        } else {
+            ColumnType::Integer(i64::MIN, i64::MAX)
+        }
+    } else if upper.contains("CHAR") || upper.contains("CLOB") || upper.contains("TEXT") || upper.trim().is_empty() {
+        ColumnType::Text(declared_length(&upper))
+    } else if upper.starts_with("DATETIME") || upper.starts_with("TIMESTAMP") {
+        ColumnType::Timestamp
+    } else if upper.starts_with("DATE") {
+        ColumnType::Date
+    } else {
+        // NUMERIC, DECIMAL, REAL, BLOB: SQLite keeps a decimal there as a floating-point number.
+        ColumnType::Other(format!("{declared} (SQLite)"))
+    }
+}
+
+fn pg_type(column: &PgColumn) -> ColumnType {
+    let length = column.max_length.map(|n| n as u32);
+    match column.data_type.as_str() {
+        "character varying" | "character" | "text" => ColumnType::Text(length),
+        "smallint" => ColumnType::Integer(i16::MIN.into(), i16::MAX.into()),
+        "integer" => ColumnType::Integer(i32::MIN.into(), i32::MAX.into()),
+        "bigint" => ColumnType::Integer(i64::MIN, i64::MAX),
+        "numeric" => ColumnType::Numeric(column.precision.map(|n| n as u32), column.scale.map(|n| n as u32)),
+        "date" => ColumnType::Date,
+        "timestamp without time zone" | "timestamp with time zone" => ColumnType::Timestamp,
+        other => ColumnType::Other(other.to_string()),
+    }
+}
+
+/// The columns of each of `tables` (as a profile names them, `table` or `schema.table`) that exists.
+pub fn table_columns(conn: &mut AnyConnection, tables: &[&str]) -> Result<HashMap<String, TableColumns>, StorageError> {
+    let mut found = HashMap::new();
+    for &table in tables {
+        let (schema, name) = match table.split_once('.') {
+            Some((schema, name)) => (Some(schema), name),
+            None => (None, table),
+        };
+        let columns = match conn {
+            AnyConnection::Postgresql(pg) => {
+                // An unquoted name is folded to lower case by PostgreSQL; the ERP's table may be either.
+                let rows: Vec<PgColumn> = diesel::sql_query(
+                    "SELECT table_schema::text AS table_schema, table_name::text AS table_name, column_name::text AS column_name, \
+                     data_type::text AS data_type, character_maximum_length::int4 AS max_length, \
+                     numeric_precision::int4 AS precision, numeric_scale::int4 AS scale, is_nullable = 'NO' AS not_null, \
+                     (column_default IS NOT NULL OR is_identity = 'YES') AS has_default \
+                     FROM information_schema.columns \
+                     WHERE table_schema = COALESCE($1, current_schema()) AND table_name IN ($2, lower($2)) \
+                     ORDER BY table_name = $2 DESC, ordinal_position",
+                )
+                .bind::<Nullable<Text>, _>(schema)
+                .bind::<Text, _>(name)
+                .load(pg)?;
+                let Some(first) = rows.first() else { continue };
+                let (schema, name) = (first.table_schema.clone(), first.table_name.clone());
+                let columns = rows
+                    .iter()
+                    .filter(|c| c.table_name == name)
+                    .map(|c| Column { name: c.column_name.clone(), ty: pg_type(c), not_null: c.not_null, has_default: c.has_default })
+                    .collect();
+                TableColumns { name: format!("{}.{}", quoted(&schema), quoted(&name)), columns }
+            }
+            AnyConnection::Sqlite(sqlite) => {
+                let rows: Vec<SqliteColumn> = diesel::sql_query(
+                    "SELECT name, type AS declared, \"notnull\" != 0 AS not_null, \
+                     (dflt_value IS NOT NULL OR (pk = 1 AND upper(type) = 'INTEGER')) AS has_default \
+                     FROM pragma_table_info(?, ?) ORDER BY cid",
+                )
+                .bind::<Text, _>(name)
+                .bind::<Text, _>(schema.unwrap_or("main"))
+                .load(sqlite)?;
+                if rows.is_empty() {
+                    continue;
+                }
+                let columns = rows
+                    .into_iter()
+                    .map(|c| Column { ty: sqlite_type(&c.declared), name: c.name, not_null: c.not_null, has_default: c.has_default })
+                    .collect();
+                let name = match schema {
+                    Some(schema) => format!("{}.{}", quoted(schema), quoted(name)),
+                    None => quoted(name),
+                };
+                TableColumns { name, columns }
+            }
+        };
+        found.insert(table.to_string(), columns);
+    }
+    Ok(found)
+}
+
+impl Db {
+    /// The columns of the target tables that exist (see `table_columns`).
+    pub fn target_columns(&self, tables: &[&str]) -> Result<HashMap<String, TableColumns>, StorageError> {
+        table_columns(&mut *self.conn()?, tables)
+    }
+}
+
+/// One row for a target table, its keys filled in.
+pub struct TargetInsert<'a> {
+    pub table: &'a Arc<TargetTable>,
+    pub values: Vec<Value>,
+}
+
+/// The INSERT of one row: a placeholder per value, NULL written out (its type is the column's, which a bound
+/// NULL of some other type would not be on PostgreSQL).
+fn insert_sql(table: &TargetTable, values: &[Value], postgres: bool) -> String {
+    let columns: Vec<String> = table.columns.iter().map(|c| quoted(c)).collect();
+    let mut n = 0;
+    let placeholders: Vec<String> = values
+        .iter()
+        .map(|value| match value {
+            Value::Null => "NULL".to_string(),
+            _ if postgres => {
+                n += 1;
+                format!("${n}")
+            }
+            _ => "?".to_string(),
+        })
+        .collect();
+    format!("INSERT INTO {} ({}) VALUES ({})", table.name, columns.join(", "), placeholders.join(", "))
+}
+
+/// Binds each value of a row by its type and runs the statement.
+macro_rules! bind_and_run {
+    ($conn:expr, $backend:ty, $sql:expr, $values:expr, |$q:ident, $d:ident| $decimal:expr) => {{
+        let mut query = diesel::sql_query($sql).into_boxed::<$backend>();
+        for value in $values {
+            query = match value {
+                Value::Null => query,
+                Value::Text(text) => query.bind::<Text, _>(text.clone()),
+                Value::Integer(n) => query.bind::<BigInt, _>(*n),
+                Value::Decimal($d) => {
+                    let $q = query;
+                    $decimal
+                }
+                Value::Date(date) => query.bind::<Date, _>(*date),
+                Value::Key(key) => {
+                    return Err(StorageError::Corrupt(format!("a target row was written before its key ({key:?}) was known")))
+                }
+            };
+        }
+        query.execute($conn)?;
+    }};
+}
+
+/// Writes target rows, in the caller's (the booking) transaction.
+pub fn insert_target_rows(conn: &mut AnyConnection, rows: &[TargetInsert]) -> Result<(), StorageError> {
+    for row in rows {
+        match conn {
+            AnyConnection::Postgresql(pg) => {
+                let sql = insert_sql(row.table, &row.values, true);
+                bind_and_run!(pg, diesel::pg::Pg, sql, &row.values, |q, d| q.bind::<Numeric, _>(*d))
+            }
+            AnyConnection::Sqlite(sqlite) => {
+                let sql = insert_sql(row.table, &row.values, false);
+                // Never reached for a decimal: a profile is refused that would write one into anything but text on
+                // SQLite (`Column::accepts`), where it is rendered as text already.
+                bind_and_run!(sqlite, diesel::sqlite::Sqlite, sql, &row.values, |q, d| q.bind::<Text, _>(d.to_string()))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_declared_types_are_read_with_their_lengths() {
+        assert_eq!(sqlite_type("VARCHAR(20)"), ColumnType::Text(Some(20)));
+        assert_eq!(sqlite_type("text"), ColumnType::Text(None));
+        assert_eq!(sqlite_type("INTEGER"), ColumnType::Integer(i64::MIN, i64::MAX));
+        assert_eq!(sqlite_type("SMALLINT"), ColumnType::Integer(-32768, 32767));
+        assert_eq!(sqlite_type("DATE"), ColumnType::Date);
+        assert_eq!(sqlite_type("DATETIME"), ColumnType::Timestamp);
+        assert!(matches!(sqlite_type("NUMERIC(12,2)"), ColumnType::Other(_)));
+    }
+}

@@ -223,3 +223,53 @@ fn both_backends_have_the_same_migrations() {
     };
     assert_eq!(names("sqlite"), names("postgres"));
 }
+
+#[test]
+#[ignore = "needs PostgreSQL: .ci/run's PostgreSQL pass"]
+fn a_target_table_in_another_schema_takes_exact_numerics_and_dates() {
+    use fkoeko_adapter::domain::receipt::Status;
+    use fkoeko_adapter::domain::target::PROFILE_FILE;
+    assert!(postgres_server().starts_with("postgres://"));
+    // The ERP's own schema, its names written in upper case (folded by PostgreSQL, as the ERP's DDL would be).
+    let profile = "[[target]]\nrecord = \"postering\"\ntable = \"erp.GL_LINE\"\n[target.columns]\n\
+                   LINE_REF = \"journal_id\"\nAMOUNT = \"amount\"\nSIGNED = \"signed(amount)\"\nPOSTED = \"posting_date\"\n";
+    let app = TestApp::start_with(|config| {
+        use diesel::connection::SimpleConnection;
+        connect(&config.database.url)
+            .batch_execute(
+                "CREATE SCHEMA erp; CREATE TABLE erp.GL_LINE (LINE_REF INTEGER NOT NULL, AMOUNT NUMERIC(15,2) NOT NULL, \
+                 SIGNED NUMERIC(15,2) NOT NULL, POSTED DATE NOT NULL, IMPORTED BOOLEAN NOT NULL DEFAULT FALSE)",
+            )
+            .unwrap();
+        let dir = copy_of_mappings();
+        std::fs::write(dir.join(PROFILE_FILE), profile).unwrap();
+        config.paths.mappings = dir;
+    });
+    let mut bilag = Bilag::balanced("PG-SCHEMA-1", "1250.5");
+    bilag.postings[0].date = "2026-11-02".into();
+    let set = app.send(&Delivery::new(vec![bilag]).soap11());
+    assert_eq!(set.receipts[0].status, Status::Accepteret, "{set:?}");
+    let rows = app.rows("SELECT json_array(amount::text, signed::text, posted, imported) AS row FROM erp.gl_line ORDER BY signed DESC", 4);
+    assert_eq!(
+        rows,
+        vec![
+            vec![Some("1250.50".into()), Some("1250.50".into()), Some("2026-11-02".into()), Some("false".into())],
+            vec![Some("1250.50".into()), Some("-1250.50".into()), Some(crate::common::delivery::today()), Some("false".into())],
+        ]
+    );
+    // A numeric column with fewer decimals than an amount has: the amount is never rounded into it; the item is
+    // rejected with MAPNING_MANGLER naming the column.
+    let pipeline = &app.server.as_ref().unwrap().app.pipeline;
+    app.execute("CREATE TABLE erp.gl_whole (amount NUMERIC(15,0))");
+    let mut files = fkoeko_adapter::domain::mapping::read_dir(&app.config.paths.mappings).unwrap();
+    files.insert(
+        PROFILE_FILE.into(),
+        "[[target]]\nrecord = \"postering\"\ntable = \"erp.gl_whole\"\ncolumns = { amount = \"amount\" }\n".into(),
+    );
+    let changed = pipeline.change_mappings(&files, ADMIN_USER, fkoeko_adapter::storage::mappings::MappingSource::Page, "", None, false);
+    assert!(matches!(changed, Ok(fkoeko_adapter::pipeline::MappingChange::Saved(_))), "{changed:?}");
+    let set = app.send(&Delivery::one("PG-SCHEMA-2").soap11());
+    assert_eq!(set.receipts[0].status, Status::Afvist);
+    assert_eq!(set.receipts[0].errors[0].code.as_str(), "MAPNING_MANGLER");
+    assert!(set.receipts[0].errors[0].text.contains("erp.gl_whole.amount"), "{:?}", set.receipts[0].errors);
+}

@@ -20,6 +20,37 @@ pub struct Config {
     pub tls: TlsConfig,
     pub batch: BatchConfig,
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub targets: TargetsConfig,
+}
+
+/// Where a target profile's file targets may write: the folders are the installation's, named in the profile.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetsConfig {
+    /// A name the profile uses (`file = { folder = "erp", ... }`) and the folder it stands for.
+    #[serde(default)]
+    pub folders: std::collections::BTreeMap<String, PathBuf>,
+    /// How often the file writer looks for rows to write.
+    #[serde(default = "target_interval_ms")]
+    pub interval_ms: u64,
+    /// Rows waiting longer than this make /readyz say "degraded".
+    #[serde(default = "target_behind_secs")]
+    pub behind_secs: u64,
+}
+
+fn target_interval_ms() -> u64 {
+    1000
+}
+
+fn target_behind_secs() -> u64 {
+    300
+}
+
+impl Default for TargetsConfig {
+    fn default() -> Self {
+        TargetsConfig { folders: Default::default(), interval_ms: target_interval_ms(), behind_secs: target_behind_secs() }
+    }
 }
 
 /// The administrative listener: the web page for finance staff, health and metrics for operators.
@@ -349,6 +380,7 @@ impl Default for Config {
                     timeout_secs: 30,
                 },
             },
+            targets: TargetsConfig::default(),
         }
     }
 }

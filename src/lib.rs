@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod startup;
 pub mod storage;
+pub mod target_files;
 pub mod task;
 pub mod telemetry;
 pub mod terminal;

@@ -22,6 +22,8 @@ pub struct Metrics {
     batch_files: IntGauge,
     outbox: IntGaugeVec,
     receipt_files: IntGaugeVec,
+    target_rows: IntGauge,
+    target_oldest: IntGauge,
     /// The web page's logins: passwords checked, and tries refused without a check, by reason.
     pub logins: IntCounterVec,
     pub groups: GroupMetrics,
@@ -101,6 +103,16 @@ impl Metrics {
             &["state"],
         )
         .expect("valid metric");
+        let target_rows = IntGauge::new(
+            "fkoeko_target_rows_waiting",
+            "Rows for a target profile's file targets booked and not yet in a written file, on every instance.",
+        )
+        .expect("valid metric");
+        let target_oldest = IntGauge::new(
+            "fkoeko_target_oldest_waiting_seconds",
+            "How long the oldest row for a file target has waited for its file (0: none waits).",
+        )
+        .expect("valid metric");
         let logins = IntCounterVec::new(
             Opts::new(
                 "fkoeko_web_logins_total",
@@ -126,6 +138,8 @@ impl Metrics {
             Box::new(groups.size.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(groups.seconds.clone()),
             Box::new(groups.waiting.clone()),
+            Box::new(target_rows.clone()),
+            Box::new(target_oldest.clone()),
             Box::new(deliveries.clone()),
             Box::new(items.clone()),
             Box::new(errors.clone()),
@@ -138,7 +152,20 @@ impl Metrics {
         ] {
             registry.register(metric).expect("each metric registered once");
         }
-        Metrics { registry, deliveries, items, errors, seconds, batch_files, outbox, receipt_files, logins, groups }
+        Metrics {
+            registry,
+            deliveries,
+            items,
+            errors,
+            seconds,
+            batch_files,
+            outbox,
+            receipt_files,
+            target_rows,
+            target_oldest,
+            logins,
+            groups,
+        }
     }
 
     /// One delivery (a call or a batch file) done, with its receipts' outcome and how long it took.
@@ -175,6 +202,10 @@ impl Metrics {
             let count = shared.map_or(-1, |s| s.receipt_files.iter().find(|(named, _)| *named == state).map_or(0, |(_, n)| *n));
             self.receipt_files.with_label_values(&[state.name()]).set(count);
         }
+        let backlog = shared.and_then(|s| s.target_backlog.as_ref());
+        self.target_rows.set(backlog.map_or(-1, |b| b.rows));
+        let waited = backlog.and_then(|b| b.oldest).map_or(0, |oldest| (chrono::Utc::now().naive_utc() - oldest).num_seconds().max(0));
+        self.target_oldest.set(if backlog.is_some() { waited } else { -1 });
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("metrics encode");
         String::from_utf8(out).expect("the text format is UTF-8")

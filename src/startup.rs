@@ -26,6 +26,8 @@ pub struct App {
     pub config: Config,
     pub db: Db,
     pub pipeline: Arc<Pipeline>,
+    /// The file writer's last error and count, shown on the page and in /readyz and /metrics.
+    pub target_files: Arc<std::sync::Mutex<crate::target_files::WriterStatus>>,
 }
 
 impl App {
@@ -44,7 +46,7 @@ impl App {
         pipeline.sync_mapping_folder(true)?;
         let mappings = pipeline.mappings()?;
         tracing::info!(version = %mappings.version, "mappings loaded");
-        Ok(Arc::new(App { config: config.clone(), db, pipeline: Arc::new(pipeline) }))
+        Ok(Arc::new(App { config: config.clone(), db, pipeline: Arc::new(pipeline), target_files: Arc::default() }))
     }
 }
 
@@ -74,7 +76,7 @@ pub fn offline_pipeline_from_database(config: &Config) -> anyhow::Result<Pipelin
         .with_context(|| format!("opening the database {url} to read"))?;
     let version = stored.current_sortiment_version()?.context("no sortiment has been loaded into the database")?;
     let sortiment = stored.load_sortiment(version)?;
-    let (_, mappings) = crate::pipeline::in_force(&stored)?;
+    let (_, mappings) = crate::pipeline::in_force(&stored, &config.targets.folders.keys().cloned().collect::<Vec<_>>())?;
     check_schemas(&config.paths.schemas)?;
     let db = Db::open(":memory:", 1, Duration::from_secs(1))?;
     Ok(Pipeline::offline(settings, db, sortiment, mappings))
@@ -155,6 +157,11 @@ impl Background {
             let receiver = Receiver::new(app.clone())?;
             tracing::info!(dir = %config.batch.dir.display(), convention = ?config.batch.convention, "watching the batch inboxes");
             tasks.push(receiver.spawn());
+        }
+        if !config.targets.folders.is_empty() {
+            let writer = crate::target_files::FileWriter::new(app.db.clone(), config.targets.folders.clone(), app.target_files.clone());
+            tracing::info!(folders = ?config.targets.folders, "writing target files");
+            tasks.push(writer.spawn(Duration::from_millis(config.targets.interval_ms)));
         }
         if config.paths.mappings_poll_interval_ms > 0 {
             tasks.push(app.pipeline.watch_mapping_folder(Duration::from_millis(config.paths.mappings_poll_interval_ms)));

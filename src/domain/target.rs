@@ -616,8 +616,180 @@ struct ProfileFile {
 #[serde(deny_unknown_fields)]
 struct TargetFile {
     record: toml::Spanned<String>,
-    table: toml::Spanned<String>,
+    /// A table in the adapter's own database...
+    table: Option<toml::Spanned<String>>,
+    /// ...or files in a folder the ERP imports from.
+    file: Option<toml::Spanned<FileSpecFile>>,
     columns: BTreeMap<toml::Spanned<String>, toml::Spanned<String>>,
+    /// Fixed-width files: each column's width in characters.
+    #[serde(default)]
+    widths: BTreeMap<toml::Spanned<String>, toml::Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSpecFile {
+    /// A folder's name under `[targets.folders]` in fkoeko.toml: where the files go is the installation's.
+    folder: String,
+    name: String,
+    #[serde(default = "csv")]
+    format: String,
+    #[serde(default = "semicolon")]
+    separator: String,
+    #[serde(default = "yes")]
+    header: bool,
+    #[serde(default = "per_delivery")]
+    per: String,
+}
+
+fn csv() -> String {
+    "csv".into()
+}
+
+fn semicolon() -> String {
+    ";".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn per_delivery() -> String {
+    "delivery".into()
+}
+
+/// How a file target's rows are laid out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileFormat {
+    /// Separated values, quoted where a value holds the separator, a quote or a line break.
+    Csv { separator: u8, header: bool },
+    /// Each column padded to its width: text to the left, numbers to the right.
+    Fixed { widths: Vec<u32> },
+}
+
+/// Which rows share a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilePer {
+    /// One file per delivery (a straks call, or a batch file once all of it is decided).
+    Delivery,
+    /// One file per round of the file writer: everything waiting.
+    Run,
+}
+
+impl FilePer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilePer::Delivery => "delivery",
+            FilePer::Run => "run",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [FilePer::Delivery, FilePer::Run].into_iter().find(|p| p.as_str() == text)
+    }
+}
+
+/// A file target: where its files go and how a row is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileTarget {
+    /// `file:<folder>/<name>`: what its rows are kept under until they are written.
+    pub id: String,
+    pub folder: String,
+    pub name: String,
+    pub format: FileFormat,
+    pub per: FilePer,
+    pub columns: Vec<String>,
+    /// Which columns are numbers, right-aligned in a fixed-width file.
+    numeric: Vec<bool>,
+}
+
+impl FileTarget {
+    /// The file's extension.
+    pub fn extension(&self) -> &'static str {
+        match self.format {
+            FileFormat::Csv { .. } => "csv",
+            FileFormat::Fixed { .. } => "txt",
+        }
+    }
+
+    /// The header line, when the format has one.
+    pub fn header(&self) -> Option<String> {
+        match &self.format {
+            FileFormat::Csv { separator, header: true } => Some(csv_line(*separator, self.columns.iter().map(String::as_str))),
+            _ => None,
+        }
+    }
+
+    /// One row as a line, without its line break; its keys filled in.
+    pub fn line(&self, values: Vec<Value>) -> String {
+        let texts: Vec<String> = values.into_iter().map(|v| v.into_text().unwrap_or_default()).collect();
+        match &self.format {
+            FileFormat::Csv { separator, .. } => csv_line(*separator, texts.iter().map(String::as_str)),
+            FileFormat::Fixed { widths } => {
+                let mut line = String::new();
+                for ((text, width), numeric) in texts.iter().zip(widths).zip(&self.numeric) {
+                    let width = *width as usize;
+                    // Fitted when rendered (a value wider than its column is MAPNING_MANGLER); keys are ten digits
+                    // at most and the width was checked to hold them.
+                    if *numeric {
+                        line.push_str(&format!("{text:>width$}"));
+                    } else {
+                        line.push_str(&format!("{text:<width$}"));
+                    }
+                }
+                line
+            }
+        }
+    }
+}
+
+/// A row of a file target as the outbox keeps it: everything the file writer needs, so that a row is written
+/// as it was rendered whatever profile is in force by then.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct FileLine {
+    pub line: String,
+    /// The file's header line, when it has one: rows with another header (the profile changed) get a file of
+    /// their own.
+    pub header: Option<String>,
+    pub per: String,
+    pub extension: String,
+}
+
+impl FileLine {
+    pub fn of(file: &FileTarget, values: Vec<Value>) -> Self {
+        FileLine { line: file.line(values), header: file.header(), per: file.per.as_str().into(), extension: file.extension().into() }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("strings serialize")
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+fn csv_line<'a>(separator: u8, cells: impl Iterator<Item = &'a str>) -> String {
+    let mut writer = csv::WriterBuilder::new().delimiter(separator).terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    writer.write_record(cells).expect("writing to memory");
+    let mut bytes = writer.into_inner().expect("writing to memory");
+    bytes.pop();
+    String::from_utf8(bytes).expect("cells are UTF-8")
+}
+
+/// Where a target's rows go.
+#[derive(Debug, Clone)]
+enum Destination {
+    Table(String),
+    File(FileSpec),
+}
+
+#[derive(Debug, Clone)]
+struct FileSpec {
+    folder: String,
+    name: String,
+    format: FileFormat,
+    per: FilePer,
 }
 
 /// One column of a target as read: its name, its expression and where it is.
@@ -633,7 +805,7 @@ struct ColumnSpec {
 #[derive(Debug, Clone)]
 struct TargetSpec {
     record: Record,
-    table: String,
+    destination: Destination,
     line: u64,
     columns: Vec<ColumnSpec>,
 }
@@ -686,13 +858,32 @@ impl Profile {
                 ));
                 continue;
             };
-            let table = target.table.get_ref();
-            if !is_table_name(table) {
-                errors.push(error(
-                    line_of(content, target.table.span().start),
-                    format!("'{table}' er ikke et tabelnavn: bogstaver, tal og _, evt. med skema foran (skema.tabel)"),
-                ));
-            }
+            let destination = match (&target.table, &target.file) {
+                (Some(table), None) => {
+                    if !is_table_name(table.get_ref()) {
+                        errors.push(error(
+                            line_of(content, table.span().start),
+                            format!("'{}' er ikke et tabelnavn: bogstaver, tal og _, evt. med skema foran (skema.tabel)", table.get_ref()),
+                        ));
+                    }
+                    if let Some((name, _)) = target.widths.first_key_value() {
+                        errors.push(error(line_of(content, name.span().start), "widths hører kun til filer med format = \"fixed\"".into()));
+                    }
+                    Destination::Table(table.get_ref().clone())
+                }
+                (None, Some(file)) => match file_spec(file.get_ref(), &target.columns, &target.widths) {
+                    Ok(spec) => Destination::File(spec),
+                    Err((at, message)) => {
+                        let at = at.map_or(line_of(content, file.span().start), |offset| line_of(content, offset));
+                        errors.push(error(at, message));
+                        continue;
+                    }
+                },
+                _ => {
+                    errors.push(error(line, "et mål har enten table = \"...\" eller file = { ... }, ikke begge eller ingen".into()));
+                    continue;
+                }
+            };
             if target.columns.is_empty() {
                 errors.push(error(line, "målet har ingen kolonner".into()));
             }
@@ -709,7 +900,7 @@ impl Profile {
                 }
             }
             columns.sort_by_key(|c| c.line);
-            targets.push(TargetSpec { record, table: table.clone(), line, columns });
+            targets.push(TargetSpec { record, destination, line, columns });
         }
         if errors.is_empty() {
             Ok(Profile { targets })
@@ -720,7 +911,14 @@ impl Profile {
 
     /// The tables the profile writes to, as written in it.
     pub fn tables(&self) -> Vec<&str> {
-        let mut tables: Vec<&str> = self.targets.iter().map(|t| t.table.as_str()).collect();
+        let mut tables: Vec<&str> = self
+            .targets
+            .iter()
+            .filter_map(|t| match &t.destination {
+                Destination::Table(table) => Some(table.as_str()),
+                Destination::File(_) => None,
+            })
+            .collect();
         tables.sort_unstable();
         tables.dedup();
         tables
@@ -728,23 +926,50 @@ impl Profile {
 
     /// Binds the profile to the target tables' real columns (`columns`: by table as written in the profile;
     /// absent when the table does not exist), or every way it does not fit them, each at its line.
-    pub fn bind(&self, columns: &HashMap<String, TableColumns>) -> Result<Targets, Vec<MappingError>> {
+    pub fn bind(&self, columns: &HashMap<String, TableColumns>, folders: &[String]) -> Result<Targets, Vec<MappingError>> {
         let error = |line: u64, message: String| MappingError::Invalid { file: PROFILE_FILE.into(), line, message };
         let mut errors = Vec::new();
         let mut bound = Vec::new();
         for target in &self.targets {
-            let Some(table) = columns.get(&target.table) else {
-                errors.push(error(target.line, format!("tabellen {} findes ikke i databasen", target.table)));
-                continue;
+            let (sink, table, shown) = match &target.destination {
+                Destination::Table(name) => {
+                    let Some(table) = columns.get(name) else {
+                        errors.push(error(target.line, format!("tabellen {name} findes ikke i databasen")));
+                        continue;
+                    };
+                    (None, table.clone(), name.clone())
+                }
+                Destination::File(spec) => {
+                    if !folders.contains(&spec.folder) {
+                        errors.push(error(
+                            target.line,
+                            format!("mappen '{}' er ikke sat op under [targets.folders] i fkoeko.toml", spec.folder),
+                        ));
+                        continue;
+                    }
+                    // A file's columns hold any text; a fixed-width one's no more than its width.
+                    let widths = match &spec.format {
+                        FileFormat::Fixed { widths } => widths.iter().map(|w| Some(*w)).collect(),
+                        FileFormat::Csv { .. } => vec![None; target.columns.len()],
+                    };
+                    let columns = target
+                        .columns
+                        .iter()
+                        .zip(widths)
+                        .map(|(c, width)| Column { name: c.name.clone(), ty: ColumnType::Text(width), not_null: false, has_default: false })
+                        .collect();
+                    let shown = format!("{}/{}", spec.folder, spec.name);
+                    (Some(spec), TableColumns { name: shown.clone(), columns }, shown)
+                }
             };
             let mut cols = Vec::new();
             for spec in &target.columns {
                 let Some(column) = table.columns.iter().find(|c| c.name.eq_ignore_ascii_case(&spec.name)) else {
-                    errors.push(error(spec.line, format!("tabellen {} har ingen kolonne {}", target.table, spec.name)));
+                    errors.push(error(spec.line, format!("tabellen {shown} har ingen kolonne {}", spec.name)));
                     continue;
                 };
                 if let Err(message) = column.accepts(&spec.expr, spec.kind) {
-                    errors.push(error(spec.line, format!("kolonnen {}.{} ({}): {message}", target.table, spec.name, column.ty.describe())));
+                    errors.push(error(spec.line, format!("kolonnen {shown}.{} ({}): {message}", spec.name, column.ty.describe())));
                     continue;
                 }
                 cols.push((column.clone(), spec.expr.clone()));
@@ -755,18 +980,26 @@ impl Profile {
                     errors.push(error(
                         target.line,
                         format!(
-                            "kolonnen {}.{} må ikke være tom og har ingen standardværdi, men profilen fylder den ikke",
-                            target.table, column.name
+                            "kolonnen {shown}.{} må ikke være tom og har ingen standardværdi, men profilen fylder den ikke",
+                            column.name
                         ),
                     ));
                 }
             }
-            let names = cols.iter().map(|(c, _)| c.name.clone()).collect();
-            bound.push(BoundTarget {
-                record: target.record,
-                table: Arc::new(TargetTable { name: table.name.clone(), shown: target.table.clone(), columns: names }),
-                columns: cols,
-            });
+            let names: Vec<String> = cols.iter().map(|(c, _)| c.name.clone()).collect();
+            let sink = match sink {
+                None => Sink::Table(Arc::new(TargetTable { name: table.name.clone(), shown, columns: names })),
+                Some(spec) => Sink::File(Arc::new(FileTarget {
+                    id: format!("file:{}/{}", spec.folder, spec.name),
+                    folder: spec.folder.clone(),
+                    name: spec.name.clone(),
+                    format: spec.format.clone(),
+                    per: spec.per,
+                    numeric: target.columns.iter().map(|c| matches!(c.kind, Kind::Integer | Kind::Decimal)).collect(),
+                    columns: names,
+                })),
+            };
+            bound.push(BoundTarget { record: target.record, sink, columns: cols });
         }
         if errors.is_empty() {
             Ok(Targets { targets: bound })
@@ -774,6 +1007,55 @@ impl Profile {
             Err(errors)
         }
     }
+}
+
+/// A file target as written in a profile, checked: its folder's name, its own, format and widths.
+type SpecError = (Option<usize>, String);
+
+fn file_spec(
+    file: &FileSpecFile,
+    columns: &BTreeMap<toml::Spanned<String>, toml::Spanned<String>>,
+    widths: &BTreeMap<toml::Spanned<String>, toml::Spanned<u32>>,
+) -> Result<FileSpec, SpecError> {
+    if !is_identifier(&file.folder) {
+        return Err((None, format!("'{}' er ikke et mappenavn fra [targets.folders]: bogstaver, tal og _", file.folder)));
+    }
+    if file.name.is_empty() || !file.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')) {
+        return Err((None, format!("'{}' kan ikke være et filnavn: bogstaver, tal, - og _", file.name)));
+    }
+    let per = FilePer::parse(&file.per).ok_or_else(|| (None, format!("per = '{}': det kan være delivery eller run", file.per)))?;
+    let format = match file.format.as_str() {
+        "csv" => {
+            let separator = match file.separator.as_bytes() {
+                [b] if b.is_ascii() && !matches!(b, b'"' | b'\n' | b'\r') => *b,
+                _ => return Err((None, format!("separator = '{}': ét tegn, f.eks. ';' eller ','", file.separator))),
+            };
+            if let Some((name, _)) = widths.first_key_value() {
+                return Err((Some(name.span().start), "widths hører kun til filer med format = \"fixed\"".into()));
+            }
+            FileFormat::Csv { separator, header: file.header }
+        }
+        "fixed" => {
+            for name in widths.keys() {
+                if !columns.keys().any(|c| c.get_ref() == name.get_ref()) {
+                    return Err((Some(name.span().start), format!("widths nævner {}, som ikke er en kolonne", name.get_ref())));
+                }
+            }
+            let mut ordered: Vec<(&toml::Spanned<String>, u32)> = Vec::new();
+            for name in columns.keys() {
+                match widths.iter().find(|(w, _)| w.get_ref() == name.get_ref()) {
+                    Some((_, width)) if *width.get_ref() > 0 => ordered.push((name, *width.get_ref())),
+                    Some((w, _)) => return Err((Some(w.span().start), format!("bredden af {} skal være mindst 1", name.get_ref()))),
+                    None => return Err((Some(name.span().start), format!("kolonnen {} har ingen bredde under widths", name.get_ref()))),
+                }
+            }
+            // In the order the columns are written in the file.
+            ordered.sort_by_key(|(name, _)| name.span().start);
+            FileFormat::Fixed { widths: ordered.into_iter().map(|(_, w)| w).collect() }
+        }
+        other => return Err((None, format!("format = '{other}': det kan være csv eller fixed"))),
+    };
+    Ok(FileSpec { folder: file.folder.clone(), name: file.name.clone(), format, per })
 }
 
 /// What a target table's column holds, as its database declares it.
@@ -921,8 +1203,41 @@ pub struct TargetTable {
 #[derive(Debug, Clone)]
 struct BoundTarget {
     record: Record,
-    table: Arc<TargetTable>,
+    sink: Sink,
     columns: Vec<(Column, Expr)>,
+}
+
+/// Where a rendered row goes: a table in the booking transaction, or a file by way of the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sink {
+    Table(Arc<TargetTable>),
+    File(Arc<FileTarget>),
+}
+
+impl Sink {
+    /// As the profile names it: a table, or file:<folder>/<name>.
+    pub fn name(&self) -> String {
+        match self {
+            Sink::Table(table) => table.shown.clone(),
+            Sink::File(file) => file.id.clone(),
+        }
+    }
+
+    /// The columns a row fills, in order.
+    pub fn columns(&self) -> &[String] {
+        match self {
+            Sink::Table(table) => &table.columns,
+            Sink::File(file) => &file.columns,
+        }
+    }
+
+    /// As the profile names it, for messages.
+    fn shown(&self) -> String {
+        match self {
+            Sink::Table(table) => table.shown.clone(),
+            Sink::File(file) => format!("{}/{}", file.folder, file.name),
+        }
+    }
 }
 
 /// A profile bound to the target tables: what renders an accepted item's rows.
@@ -934,11 +1249,23 @@ pub struct Targets {
 /// One row for a target table: a value per column, in the table's column order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetRow {
-    pub table: Arc<TargetTable>,
+    pub sink: Sink,
     pub values: Vec<Value>,
 }
 
 impl TargetRow {
+    /// The values as text, for showing.
+    pub fn shown_values(&self) -> Vec<Shown> {
+        self.values
+            .iter()
+            .map(|v| match v {
+                Value::Key(_) => Shown::Key,
+                Value::Null => Shown::Empty,
+                other => Shown::Text(other.clone().into_text().expect("a value that is not null or a key has a text")),
+            })
+            .collect()
+    }
+
     /// The row with its keys filled in, once the item's and delivery's rows have them.
     pub fn with_keys(&self, item: i32, reference: &str, delivery: i32) -> Vec<Value> {
         self.values
@@ -951,6 +1278,15 @@ impl TargetRow {
             })
             .collect()
     }
+}
+
+/// A rendered value as the page shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shown {
+    Text(String),
+    Empty,
+    /// Given only when the item is booked.
+    Key,
 }
 
 /// What every record of an item shares: its delivery and sender.
@@ -1211,11 +1547,11 @@ impl BoundTarget {
             match view.eval(expr, info).and_then(|value| column.fit(value)) {
                 Ok(value) => values.push(value),
                 Err(reason) => findings
-                    .push(Finding::new(Rejection::TargetColumn { column: format!("{}.{}", self.table.shown, column.name), reason }, loc)),
+                    .push(Finding::new(Rejection::TargetColumn { column: format!("{}.{}", self.sink.shown(), column.name), reason }, loc)),
             }
         }
         if values.len() == self.columns.len() {
-            rows.push(TargetRow { table: self.table.clone(), values });
+            rows.push(TargetRow { sink: self.sink.clone(), values });
         }
     }
 }
@@ -1287,7 +1623,7 @@ mod tests {
                 ],
             },
         );
-        let found: Vec<(u64, String)> = profile.bind(&tables).unwrap_err().iter().map(|e| (e.place().1, e.message())).collect();
+        let found: Vec<(u64, String)> = profile.bind(&tables, &[]).unwrap_err().iter().map(|e| (e.place().1, e.message())).collect();
         let lines: Vec<u64> = found.iter().map(|(line, _)| *line).collect();
         assert_eq!(lines, vec![5, 6, 7, 8, 1, 9], "{found:?}");
         assert!(found[0].1.contains("oere(...)"), "{found:?}");

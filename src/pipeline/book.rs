@@ -15,9 +15,10 @@ use crate::domain::idempotency::{judge_delivery, judge_item, DeliveryStanding, E
 use crate::domain::receipt::{Receipt, ReceiptSet, Stamp};
 use crate::domain::rejection::Finding;
 use crate::domain::sortiment::Integration;
+use crate::domain::target::{FileLine, Sink};
 use crate::storage::batch::{self as stored_batch, BatchFile, Lease};
 use crate::storage::booking::{self as store, Keyed};
-use crate::storage::targets::{insert_target_rows, TargetInsert};
+use crate::storage::targets::{insert_outbox, insert_target_rows, OutboxRow, TargetInsert};
 use crate::storage::{AnyConnection, Db, StorageError};
 
 /// How often a delivery (or a batch file's item) is decided again after another writer booked some of the same
@@ -232,6 +233,8 @@ struct Writes<'a> {
     claims: Vec<ClaimRow<'a>>,
     /// Rows for the ERP's own import tables (a target profile), in the same transaction as the rest.
     targets: Vec<TargetInsert<'a>>,
+    /// Rows for files (a target profile's file targets), into the outbox in the same transaction.
+    outbox: Vec<OutboxRow<'a>>,
     alerts: Vec<AlertRow<'a>>,
 }
 
@@ -281,6 +284,7 @@ impl<'a> Writes<'a> {
             store::book_claim(conn, c.key, c.kvittering_id, c.delivery_key, &c.sender, c.claim, c.at)?;
         }
         insert_target_rows(conn, &self.targets)?;
+        insert_outbox(conn, &self.outbox)?;
         for a in &self.alerts {
             enqueue_alert(conn, a.record, &a.set, a.counts, a.alert, a.at)?;
         }
@@ -456,9 +460,16 @@ fn decide_items<'a>(
                     }
                 });
                 let reference = receipt.erp_reference.as_deref().unwrap_or_default();
-                writes
-                    .targets
-                    .extend(rows.iter().map(|row| TargetInsert { table: &row.table, values: row.with_keys(key, reference, delivery_key) }));
+                for row in rows {
+                    let values = row.with_keys(key, reference, delivery_key);
+                    match &row.sink {
+                        Sink::Table(table) => writes.targets.push(TargetInsert { table, values }),
+                        Sink::File(file) => {
+                            let payload = FileLine::of(file, values).to_json();
+                            writes.outbox.push(OutboxRow { target: &file.id, delivery_key, payload, at });
+                        }
+                    }
+                }
                 if let Some(sender) = record.sender {
                     let earlier = EarlierItem { content_hash: plan.content_hash.clone(), receipt: store::to_json(&receipt) };
                     known.items.insert((integration, sender, plan.reference.clone()), earlier);

@@ -43,22 +43,27 @@ pub(super) struct FolderState {
 }
 
 /// The stored version in force, and its rules: what the page and `fkoeko mappings try` show and try.
-pub fn in_force(db: &crate::storage::Db) -> Result<(StoredMapping, MappingSet), TechnicalError> {
+/// `folders`: the names of the folders file targets may write to (`[targets.folders]`).
+pub fn in_force(db: &crate::storage::Db, folders: &[String]) -> Result<(StoredMapping, MappingSet), TechnicalError> {
     let (id, _) = db.current_mapping()?.ok_or(TechnicalError::NoMappings)?;
     let stored = db.mapping_version(id)?.ok_or(TechnicalError::NoMappings)?;
     let mut set = MappingSet::check(&stored.files).map_err(|errors| TechnicalError::MappingsInvalid(errors.to_string()))?;
     // The profile fitted the tables when it was stored; a table changed since (by the ERP) stops it here, not at
     // the first delivery's write.
-    bind_targets(db, &mut set)?.map_err(|errors| TechnicalError::MappingsInvalid(errors.to_string()))?;
+    bind_targets(db, &mut set, folders)?.map_err(|errors| TechnicalError::MappingsInvalid(errors.to_string()))?;
     Ok((stored, set))
 }
 
 /// Binds the set's target profile, when it has one, to the target tables' real columns in the database: what
 /// renders an accepted item's rows. The inner error: the profile does not fit the tables, at its lines.
-pub fn bind_targets(db: &crate::storage::Db, set: &mut MappingSet) -> Result<Result<(), MappingErrors>, TechnicalError> {
+pub fn bind_targets(
+    db: &crate::storage::Db,
+    set: &mut MappingSet,
+    folders: &[String],
+) -> Result<Result<(), MappingErrors>, TechnicalError> {
     let Some(profile) = set.profile.clone() else { return Ok(Ok(())) };
     let columns = db.target_columns(&profile.tables())?;
-    Ok(match profile.bind(&columns) {
+    Ok(match profile.bind(&columns, folders) {
         Ok(targets) => {
             set.targets = Some(Arc::new(targets));
             Ok(())
@@ -73,9 +78,10 @@ pub fn check_new_files(
     db: &crate::storage::Db,
     files: &MappingFiles,
     allow_empty: bool,
+    folders: &[String],
 ) -> Result<Result<MappingSet, MappingErrors>, TechnicalError> {
     Ok(match MappingSet::check_new(files, allow_empty) {
-        Ok(mut set) => bind_targets(db, &mut set)?.map(|()| set),
+        Ok(mut set) => bind_targets(db, &mut set, folders)?.map(|()| set),
         Err(errors) => Err(errors),
     })
 }
@@ -95,7 +101,7 @@ impl Pipeline {
             current.checked = Some(std::time::Instant::now());
             return Ok(current.value.clone());
         }
-        match in_force(&self.db) {
+        match in_force(&self.db, &self.settings.target_folder_names()) {
             Ok((stored, set)) => {
                 let set = Arc::new(set);
                 tracing::info!(id = stored.id, version = %set.version, "mapping version in force");
@@ -123,7 +129,7 @@ impl Pipeline {
         begun_on: Option<i64>,
         allow_empty: bool,
     ) -> Result<MappingChange, TechnicalError> {
-        let version = match check_new_files(&self.db, files, allow_empty)? {
+        let version = match check_new_files(&self.db, files, allow_empty, &self.settings.target_folder_names())? {
             Ok(set) => set.version,
             Err(errors) => return Ok(MappingChange::Invalid(errors)),
         };
@@ -176,7 +182,7 @@ impl Pipeline {
             let stale = at_start && current.as_ref().is_some_and(|(_, v)| v != hash) && self.db.mapping_version_known(hash)?;
             // Nobody is asked in the folder: files without rules are refused there (the page and the command can
             // be told to allow them).
-            match check_new_files(&self.db, files, false)? {
+            match check_new_files(&self.db, files, false, &self.settings.target_folder_names())? {
                 Err(errors) => {
                     let Some((_, in_force)) = &current else {
                         return Err(errors).with_context(|| format!("loading the mappings in {}", dir.display()));

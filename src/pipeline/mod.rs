@@ -108,6 +108,8 @@ pub struct Settings {
     pub versions_refresh: std::time::Duration,
     /// Threads writing straks deliveries (0: one on SQLite, four on PostgreSQL).
     pub writers: usize,
+    /// The folders a target profile's file targets may write to, by the name the profile uses.
+    pub target_folders: std::collections::BTreeMap<String, PathBuf>,
 }
 
 /// Who hears of rejections, beyond the owners named in the sortiment.
@@ -119,6 +121,11 @@ pub struct AlertSettings {
 }
 
 impl Settings {
+    /// The names a profile's file targets may use.
+    pub fn target_folder_names(&self) -> Vec<String> {
+        self.target_folders.keys().cloned().collect()
+    }
+
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let authority = Cvr::parse(&config.installation.myndighed)
             .map_err(|e| anyhow::anyhow!("installation.myndighed '{}': {e}", config.installation.myndighed))?;
@@ -167,6 +174,7 @@ impl Settings {
             },
             versions_refresh: std::time::Duration::from_millis(config.database.versions_refresh_ms),
             writers: config.database.writers,
+            target_folders: config.targets.folders.clone(),
         })
     }
 
@@ -936,6 +944,40 @@ pub struct Decided {
     sortiment: Option<Arc<Sortiment>>,
     /// The delivery's log span, entered again when it is answered.
     span: tracing::Span,
+}
+
+/// What a delivery's items would put into the ERP's own import tables and files (the page's "Prøv"): nothing is
+/// written.
+#[derive(Debug)]
+pub struct TargetPreview {
+    pub reference: String,
+    /// The receipt's error texts, when it would be rejected.
+    pub errors: Vec<String>,
+    /// Per row: the target as the profile names it, its columns, and the values.
+    pub rows: Vec<(String, Vec<String>, Vec<crate::domain::target::Shown>)>,
+}
+
+impl Pipeline {
+    /// Decides a delivery as if it had arrived as a straks call, without booking it or looking at earlier
+    /// deliveries, and shows each item's target rows.
+    pub fn preview_targets(&self, bytes: &[u8], integration: Integration) -> Result<Vec<TargetPreview>, TechnicalError> {
+        let decided = self.decide(bytes, integration, Transport::Straks, None)?;
+        Ok(decided
+            .plans
+            .iter()
+            .map(|plan| {
+                let (errors, rows) = match &plan.outcome {
+                    ItemOutcome::Reject(findings) => (findings.iter().map(|f| f.rejection.to_string()).collect(), &[][..]),
+                    ItemOutcome::Accept(booking) => match booking.as_ref() {
+                        Booking::Finans(f) => (Vec::new(), f.rows.as_slice()),
+                        Booking::Claim(c) => (Vec::new(), c.rows.as_slice()),
+                    },
+                };
+                let rows = rows.iter().map(|row| (row.sink.name(), row.sink.columns().to_vec(), row.shown_values())).collect();
+                TargetPreview { reference: plan.reference.clone(), errors, rows }
+            })
+            .collect())
+    }
 }
 
 impl Decided {

@@ -310,7 +310,7 @@ pub fn insert_receipts(conn: &mut AnyConnection, rows: &[ReceiptRow]) -> Result<
 /// process, so a row costs no round trip, and a one-row insert is prepared once and kept by diesel, while a
 /// statement of many rows is prepared again for every count of rows. On PostgreSQL each statement is a round
 /// trip to the server; the rows go in slices within its limit of parameters to a statement.
-fn insert_all<R>(
+pub(super) fn insert_all<R>(
     conn: &mut AnyConnection,
     rows: &[R],
     many: impl Fn(&mut AnyConnection, &[R]) -> QueryResult<usize>,

@@ -153,6 +153,8 @@ pub struct SharedFigures {
     pub alert_outbox: Vec<(String, i64)>,
     /// Receipt files sent back through Serviceplatformen, by state (written, sent, delivered, failed).
     pub receipt_files: Vec<(super::text::TransferState, i64)>,
+    /// Rows waiting for a file target's file.
+    pub target_backlog: Option<super::targets::Backlog>,
 }
 
 impl Db {
@@ -267,7 +269,8 @@ impl Db {
             alert_outbox::table.group_by(alert_outbox::status).select((alert_outbox::status, diesel::dsl::count_star())).load(&mut conn)?;
         drop(conn);
         let receipt_files = self.receipt_transfer_counts()?;
-        Ok(SharedFigures { batch_files_in_progress, alert_outbox, receipt_files })
+        let target_backlog = Some(self.target_backlog()?);
+        Ok(SharedFigures { batch_files_in_progress, alert_outbox, receipt_files, target_backlog })
     }
 
     /// Whether the database answers, for the readiness check.

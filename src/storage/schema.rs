@@ -315,6 +315,29 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    target_files (id) {
+        id -> Integer,
+        target -> Text,
+        name -> Text,
+        state -> Text,
+        row_count -> Integer,
+        created_at -> Timestamp,
+        written_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    target_outbox (id) {
+        id -> Integer,
+        target -> Text,
+        delivery_id -> Integer,
+        payload -> Text,
+        created_at -> Timestamp,
+        file_id -> Nullable<Integer>,
+    }
+}
+
 diesel::joinable!(batch_files -> deliveries (delivery_id));
 diesel::joinable!(batch_receipts -> batch_files (batch_id));
 diesel::joinable!(deliveries -> sortiment_versions (sortiment_version_id));
@@ -331,6 +354,8 @@ diesel::joinable!(receipts -> deliveries (delivery_id));
 diesel::joinable!(sortiment_fordringstyper -> sortiment_senders (sender_id));
 diesel::joinable!(sortiment_konteringer -> sortiment_senders (sender_id));
 diesel::joinable!(sortiment_senders -> sortiment_versions (version_id));
+diesel::joinable!(target_outbox -> deliveries (delivery_id));
+diesel::joinable!(target_outbox -> target_files (file_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     admin_sessions,
@@ -353,4 +378,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     sortiment_konteringer,
     sortiment_senders,
     sortiment_versions,
+    target_files,
+    target_outbox,
 );

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Date, Integer, Nullable, Numeric, Text};
 
+use super::schema::{target_files, target_outbox};
 use super::{AnyConnection, Db, StorageError};
 use crate::domain::target::{Column, ColumnType, TableColumns, TargetTable, Value};
 
@@ -241,5 +242,158 @@ mod tests {
         assert_eq!(sqlite_type("DATE"), ColumnType::Date);
         assert_eq!(sqlite_type("DATETIME"), ColumnType::Timestamp);
         assert!(matches!(sqlite_type("NUMERIC(12,2)"), ColumnType::Other(_)));
+    }
+}
+
+/// A row for a file target, kept in the outbox until its file is written.
+pub struct OutboxRow<'a> {
+    pub target: &'a str,
+    pub delivery_key: i32,
+    pub payload: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = target_outbox)]
+struct NewOutboxRow<'a> {
+    target: &'a str,
+    delivery_id: i32,
+    payload: &'a str,
+    created_at: chrono::NaiveDateTime,
+}
+
+/// Writes file targets' rows into the outbox, in the caller's (the booking) transaction.
+pub fn insert_outbox(conn: &mut AnyConnection, rows: &[OutboxRow]) -> Result<(), StorageError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let new: Vec<NewOutboxRow> = rows
+        .iter()
+        .map(|r| NewOutboxRow { target: r.target, delivery_id: r.delivery_key, payload: &r.payload, created_at: r.at.naive_utc() })
+        .collect();
+    super::booking::insert_all(
+        conn,
+        &new,
+        |conn, rows| super::execute_native(conn, diesel::insert_into(target_outbox::table).values(rows)),
+        |conn, row| diesel::insert_into(target_outbox::table).values(row).execute(conn),
+    )
+}
+
+/// A row waiting for its file.
+#[derive(Debug, Clone, Queryable)]
+pub struct WaitingRow {
+    pub id: i32,
+    pub target: String,
+    pub delivery_key: i32,
+    pub payload: String,
+}
+
+/// A file recorded for writing, and how far it came.
+#[derive(Debug, Clone, Queryable)]
+pub struct TargetFileRow {
+    pub id: i32,
+    pub target: String,
+    pub name: String,
+    pub state: String,
+    pub created_at: chrono::NaiveDateTime,
+}
+
+/// What waits in the outbox: how many rows, and since when.
+#[derive(Debug, Clone, Default)]
+pub struct Backlog {
+    pub rows: i64,
+    pub oldest: Option<chrono::NaiveDateTime>,
+    pub files_unfinished: i64,
+}
+
+impl Db {
+    /// Rows whose delivery is complete (a batch file's once all of it is decided) and that are in no file yet,
+    /// oldest first; at most `limit`.
+    pub fn waiting_target_rows(&self, limit: i64) -> Result<Vec<WaitingRow>, StorageError> {
+        use super::schema::batch_files;
+        let unfinished = batch_files::table
+            .filter(batch_files::delivery_id.eq(target_outbox::delivery_id.nullable()))
+            .filter(batch_files::finished_at.is_null());
+        Ok(target_outbox::table
+            .filter(target_outbox::file_id.is_null())
+            .filter(diesel::dsl::not(diesel::dsl::exists(unfinished)))
+            .order(target_outbox::id)
+            .limit(limit)
+            .select((target_outbox::id, target_outbox::target, target_outbox::delivery_id, target_outbox::payload))
+            .load(&mut *self.conn()?)?)
+    }
+
+    /// Records a file of `rows` and marks them as its own, in one transaction. `None` when another writer (an
+    /// instance on the same database) took any of them, or the name, first: nothing is recorded then.
+    pub fn reserve_target_file(&self, target: &str, name: &str, rows: &[i32]) -> Result<Option<i32>, StorageError> {
+        let outcome = self.write(|conn| {
+            let id: i32 = diesel::insert_into(target_files::table)
+                .values((
+                    target_files::target.eq(target),
+                    target_files::name.eq(name),
+                    target_files::state.eq("writing"),
+                    target_files::row_count.eq(rows.len() as i32),
+                    target_files::created_at.eq(chrono::Utc::now().naive_utc()),
+                ))
+                .returning(target_files::id)
+                .get_result(conn)?;
+            let mut marked = 0;
+            for ids in rows.chunks(500) {
+                marked +=
+                    diesel::update(target_outbox::table.filter(target_outbox::id.eq_any(ids)).filter(target_outbox::file_id.is_null()))
+                        .set(target_outbox::file_id.eq(id))
+                        .execute(conn)?;
+            }
+            if marked != rows.len() {
+                // Rolled back: another writer has some of them.
+                return Err(StorageError::Query(diesel::result::Error::RollbackTransaction));
+            }
+            Ok(id)
+        });
+        match outcome {
+            Ok(id) => Ok(Some(id)),
+            Err(StorageError::Query(diesel::result::Error::RollbackTransaction)) => Ok(None),
+            Err(e) if e.lost_race() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Files recorded but not yet written (after a crash, or by a writer that stopped).
+    pub fn unfinished_target_files(&self) -> Result<Vec<TargetFileRow>, StorageError> {
+        Ok(target_files::table
+            .filter(target_files::state.ne("written"))
+            .order(target_files::id)
+            .select((target_files::id, target_files::target, target_files::name, target_files::state, target_files::created_at))
+            .load(&mut *self.conn()?)?)
+    }
+
+    /// The rows of a file, in order.
+    pub fn target_file_rows(&self, file: i32) -> Result<Vec<String>, StorageError> {
+        Ok(target_outbox::table
+            .filter(target_outbox::file_id.eq(file))
+            .order(target_outbox::id)
+            .select(target_outbox::payload)
+            .load(&mut *self.conn()?)?)
+    }
+
+    pub fn set_target_file_state(&self, file: i32, state: &str) -> Result<(), StorageError> {
+        let written_at = (state == "written").then(|| chrono::Utc::now().naive_utc());
+        self.write(|conn| {
+            diesel::update(target_files::table.find(file))
+                .set((target_files::state.eq(state), target_files::written_at.eq(written_at)))
+                .execute(conn)?;
+            Ok(())
+        })
+    }
+
+    /// What waits in the outbox.
+    pub fn target_backlog(&self) -> Result<Backlog, StorageError> {
+        let conn = &mut *self.conn()?;
+        let (rows, oldest): (i64, Option<chrono::NaiveDateTime>) = target_outbox::table
+            .filter(target_outbox::file_id.is_null())
+            .select((diesel::dsl::count_star(), diesel::dsl::min(target_outbox::created_at)))
+            .first(conn)?;
+        let files_unfinished = target_files::table.filter(target_files::state.ne("written")).count().get_result(conn)?;
+        Ok(Backlog { rows, oldest, files_unfinished })
     }
 }

@@ -92,6 +92,8 @@ pub fn server(app: Arc<AppState>, listener: TcpListener) -> anyhow::Result<actix
             .route("/mapninger/historik", web::get().to(views::mapping_history))
             .route("/mapninger/historik/{id}/rul-tilbage", web::post().to(views::roll_back))
             .route("/sortiment", web::get().to(views::sortiment))
+            .route("/importtabeller", web::get().to(views::targets))
+            .route("/importtabeller", web::post().to(views::try_targets))
     };
     let listen = crate::http::tls::Listen { workers: 2, max_connections: 25_000, client_request_timeout: Duration::from_secs(5) };
     if config.admin.tls {

@@ -106,6 +106,29 @@ fn degraded_by(app: &crate::startup::App) -> Vec<String> {
             }
         }
     }
+    warnings.extend(target_warnings(app));
+    warnings
+}
+
+/// A file target's rows waiting longer than `targets.behind_secs`, or the file writer failing.
+pub(crate) fn target_warnings(app: &crate::startup::App) -> Vec<String> {
+    let mut warnings = Vec::new();
+    match app.db.target_backlog() {
+        Ok(backlog) => {
+            let behind = chrono::Duration::seconds(app.config.targets.behind_secs as i64);
+            if let Some(oldest) = backlog.oldest.filter(|oldest| chrono::Utc::now().naive_utc() - *oldest > behind) {
+                warnings.push(format!(
+                    "{} række(r) til ERP-systemets importfiler venter; den ældste siden {} UTC",
+                    backlog.rows,
+                    oldest.format("%Y-%m-%d %H:%M:%S")
+                ));
+            }
+        }
+        Err(e) => warnings.push(format!("ventende rækker til importfiler kan ikke tælles: {e}")),
+    }
+    if let Some((at, error)) = &app.target_files.lock().expect("status lock").last_error {
+        warnings.push(format!("importfilerne kan ikke skrives (seneste fejl {} UTC): {error}", at.format("%Y-%m-%d %H:%M:%S")));
+    }
     warnings
 }
 

@@ -51,6 +51,7 @@ fn layout(title: &str, user: Option<&str>, body: Markup) -> Markup {
                         a href="/leverancer" { "Leverancer" }
                         a href="/mapninger" { "Mapninger" }
                         a href="/sortiment" { "Sortiment" }
+                        a href="/importtabeller" { "Importtabeller" }
                         span.who {
                             span { "Logget ind som " strong { (user) } }
                             form method="post" action="/logout" { button type="submit" { "Log ud" } }
@@ -571,4 +572,69 @@ fn transfer_state(state: crate::storage::text::TransferState) -> &'static str {
         TransferState::Delivered => "leveret",
         TransferState::Failed => "IKKE leveret efter sidste forsøg",
     }
+}
+
+/// The ERP's import tables and files: the profile in force, what waits for a file, and a delivery tried.
+pub fn targets(
+    user: &str,
+    mappings: &MappingSet,
+    backlog: &crate::storage::targets::Backlog,
+    files_written: u64,
+    warnings: &[String],
+    tried: &super::views::TargetTry,
+    preview: Option<&[crate::pipeline::TargetPreview]>,
+) -> Markup {
+    use crate::domain::target::Shown;
+    layout(
+        "Importtabeller",
+        Some(user),
+        html! {
+            h1 { "ERP-systemets importtabeller og -filer" }
+            @if mappings.profile.is_none() {
+                p { "Mapningsversion " (mappings.version) " har ingen målprofil (" code { (crate::domain::target::PROFILE_FILE) } "): accepterede bilag og fordringer skrives kun i adapterens egne importtabeller (erp_journal, erp_claims m.fl.)." }
+            } @else {
+                p { "Mapningsversion " (mappings.version) " skriver også efter målprofilen " code { (crate::domain::target::PROFILE_FILE) } " (ret den under " a href="/mapninger/ret" { "Mapninger" } ")." }
+            }
+            @if !warnings.is_empty() {
+                div.box.errors #target-warnings { ul { @for w in warnings { li { (w) } } } }
+            }
+            table #target-backlog {
+                tr { th { "Rækker, der venter på deres fil" } td.num { (backlog.rows) } }
+                tr { th { "Den ældste venter siden" } td { (backlog.oldest.map(|o| format!("{} UTC", o.format("%Y-%m-%d %H:%M:%S"))).unwrap_or_else(|| "–".into())) } }
+                tr { th { "Filer påbegyndt, ikke færdige" } td.num { (backlog.files_unfinished) } }
+                tr { th { "Filer skrevet af denne instans siden start" } td.num { (files_written) } }
+            }
+            h2 { "Prøv en leverance" }
+            p.muted { "Indsæt et kald (SOAP eller ModtagFinansbilag/ModtagFordring): det vurderes som ved modtagelse, men intet gemmes, og tidligere leverancer ses ikke. Id'er, der først gives ved bogføring, vises som «ved bogføring»." }
+            form.try method="post" action="/importtabeller" {
+                label { "Integration"
+                    select name="integration" {
+                        option value="SF1590_A" selected[tried.integration != "SF1590_B"] { "SF1590_A (finansbilag)" }
+                        option value="SF1590_B" selected[tried.integration == "SF1590_B"] { "SF1590_B (fordringer)" }
+                    }
+                }
+                textarea name="leverance" rows="10" { (tried.leverance) }
+                button type="submit" { "Prøv" }
+            }
+            @if let Some(preview) = preview {
+                @for item in preview {
+                    h2 { (item.reference) " "
+                        @if item.errors.is_empty() { span.accepted { "accepteres" } } @else { span.rejected { "afvises" } } }
+                    @if !item.errors.is_empty() { ul { @for e in &item.errors { li { (e) } } } }
+                    @if item.errors.is_empty() && item.rows.is_empty() { p.muted { "Ingen rækker: profilen har intet mål for denne slags post." } }
+                    @for (target, columns, values) in &item.rows {
+                        table.target-row {
+                            tr { th colspan=(columns.len()) { (target) } }
+                            tr { @for c in columns { th { (c) } } }
+                            tr { @for v in values { td { @match v {
+                                Shown::Text(text) => (text),
+                                Shown::Empty => span.muted { "(tom)" },
+                                Shown::Key => span.muted { "«ved bogføring»" },
+                            } } } }
+                        }
+                    }
+                }
+            }
+        },
+    )
 }

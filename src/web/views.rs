@@ -100,7 +100,7 @@ pub(crate) struct TryQuery {
 pub(super) async fn mappings(LoggedIn(user): LoggedIn, query: web::Query<TryQuery>, state: web::Data<State>) -> HttpResponse {
     let app = state.app.clone();
     let found = blocking(move || {
-        let (stored, set) = crate::pipeline::in_force(&app.db)?;
+        let (stored, set) = crate::pipeline::in_force(&app.db, &app.pipeline.settings.target_folder_names())?;
         let warnings = set.warnings(app.pipeline.sortiment().ok().as_deref());
         Ok((stored, set, warnings))
     });
@@ -116,7 +116,7 @@ pub(super) async fn mappings(LoggedIn(user): LoggedIn, query: web::Query<TryQuer
 
 pub(super) async fn edit_mappings_page(LoggedIn(user): LoggedIn, state: web::Data<State>) -> HttpResponse {
     let app = state.app.clone();
-    match blocking(move || Ok(crate::pipeline::in_force(&app.db)?.0)).await {
+    match blocking(move || Ok(crate::pipeline::in_force(&app.db, &app.pipeline.settings.target_folder_names())?.0)).await {
         Ok(stored) => html(pages::edit_mappings(&user, stored.id, &stored.files, "", &pages::EditOutcome::Fresh)),
         Err(response) => response,
     }
@@ -162,7 +162,7 @@ pub(super) async fn edit_mappings(
     let outcome = blocking(move || {
         if let Some(bad) = files.keys().find(|n| !crate::domain::mapping::is_mapping_file_name(n)) {
             return Ok(pages::EditOutcome::BadName(format!(
-                "{bad} er ikke et gyldigt filnavn (bogstaver, tal, - og _, og .csv til sidst)"
+                "{bad} er ikke et gyldigt filnavn (bogstaver, tal, - og _, og .csv til sidst, eller erp-profil.toml)"
             )));
         }
         let comment = if comment.trim().is_empty() { "ændret på siden".to_string() } else { comment.trim().to_string() };
@@ -189,7 +189,7 @@ pub(super) async fn edit_mappings(
 /// The edit page again, on the version in force, saying why nothing was saved.
 pub(super) async fn edit_refused(state: &web::Data<State>, user: &str, outcome: pages::EditOutcome) -> HttpResponse {
     let app = state.app.clone();
-    match blocking(move || Ok(crate::pipeline::in_force(&app.db)?.0)).await {
+    match blocking(move || Ok(crate::pipeline::in_force(&app.db, &app.pipeline.settings.target_folder_names())?.0)).await {
         Ok(stored) => page(StatusCode::CONFLICT, pages::edit_mappings(user, stored.id, &stored.files, "", &outcome)),
         Err(response) => response,
     }
@@ -226,6 +226,60 @@ pub(super) async fn sortiment(LoggedIn(user): LoggedIn, state: web::Data<State>)
     let app = state.app.clone();
     match blocking(move || Ok(app.pipeline.sortiment()?)).await {
         Ok(sortiment) => html(pages::sortiment(&user, &sortiment, chrono::Utc::now().date_naive())),
+        Err(response) => response,
+    }
+}
+
+/// A delivery to try against the target profile in force.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct TargetTry {
+    #[serde(default)]
+    pub(crate) leverance: String,
+    #[serde(default)]
+    pub(crate) integration: String,
+}
+
+/// The ERP's import tables and files: what the profile in force writes where, what waits for a file, and "Prøv"
+/// with a delivery.
+pub(super) async fn targets(LoggedIn(user): LoggedIn, state: web::Data<State>) -> HttpResponse {
+    targets_page(user, state, TargetTry::default()).await
+}
+
+pub(super) async fn try_targets(
+    LoggedIn(user): LoggedIn,
+    req: HttpRequest,
+    form: web::Form<TargetTry>,
+    state: web::Data<State>,
+) -> HttpResponse {
+    if let Err(refused) = same_origin(&req) {
+        return refused;
+    }
+    targets_page(user, state, form.into_inner()).await
+}
+
+async fn targets_page(user: String, state: web::Data<State>, tried: TargetTry) -> HttpResponse {
+    let app = state.app.clone();
+    let found = blocking(move || {
+        let mappings = app.pipeline.mappings()?;
+        let backlog = app.db.target_backlog()?;
+        let warnings = super::ops::target_warnings(&app);
+        let preview = if tried.leverance.trim().is_empty() {
+            None
+        } else {
+            let integration = if tried.integration == "SF1590_B" {
+                crate::domain::sortiment::Integration::Sf1590B
+            } else {
+                crate::domain::sortiment::Integration::Sf1590A
+            };
+            Some(app.pipeline.preview_targets(tried.leverance.as_bytes(), integration)?)
+        };
+        let written = app.target_files.lock().expect("status lock").files_written;
+        Ok((mappings, backlog, warnings, preview, tried, written))
+    });
+    match found.await {
+        Ok((mappings, backlog, warnings, preview, tried, written)) => {
+            html(pages::targets(&user, &mappings, &backlog, written, &warnings, &tried, preview.as_deref()))
+        }
         Err(response) => response,
     }
 }

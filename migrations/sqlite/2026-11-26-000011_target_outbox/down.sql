@@ -1,0 +1,2 @@
+DROP TABLE target_outbox;
+DROP TABLE target_files;

@@ -1,0 +1,172 @@
+//! The file writer: a target profile's file targets, written from the outbox the booking transaction filled,
+//! into folders the ERP imports from.
+//!
+//! Exactly once across crashes: a file is first recorded in the database with its rows (`writing`), then written
+//! under a hidden temporary name and synced, recorded as `renaming`, renamed into place and the folder synced,
+//! then recorded as `written`. After a crash, a file left `writing` is written again from its rows (the ERP
+//! never saw it: it had no name yet); one left `renaming` is renamed if its temporary file is still there, and
+//! is otherwise in place already (perhaps taken by the ERP): it is never written twice.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::domain::target::FileLine;
+use crate::files::sync_dir;
+use crate::storage::targets::{TargetFileRow, WaitingRow};
+use crate::storage::Db;
+use crate::task::Periodic;
+
+/// Rows taken in one round at most; the rest wait for the next.
+const ROUND_ROWS: i64 = 100_000;
+/// A file recorded longer ago than this and still not written was left by a writer that stopped (a crash, or
+/// another instance that went away): this one finishes it.
+const STALE: Duration = Duration::from_secs(60);
+
+/// The outcome of the last round, for the page, /readyz and /metrics.
+#[derive(Debug, Clone, Default)]
+pub struct WriterStatus {
+    pub last_error: Option<(chrono::DateTime<chrono::Utc>, String)>,
+    pub files_written: u64,
+}
+
+pub struct FileWriter {
+    db: Db,
+    folders: BTreeMap<String, PathBuf>,
+    pub status: Arc<Mutex<WriterStatus>>,
+}
+
+/// `file:<folder>/<name>`: the folder's name and the file name's stem.
+fn target_parts(target: &str) -> Option<(&str, &str)> {
+    target.strip_prefix("file:")?.split_once('/')
+}
+
+impl FileWriter {
+    pub fn new(db: Db, folders: BTreeMap<String, PathBuf>, status: Arc<Mutex<WriterStatus>>) -> Self {
+        FileWriter { db, folders, status }
+    }
+
+    /// Writes what waits, and finishes what a stopped writer left (all of it at start: no writer of this
+    /// process can be at work then). Returns how many files were written.
+    pub fn round(&self, at_start: bool) -> anyhow::Result<usize> {
+        let mut written = 0;
+        let now = chrono::Utc::now().naive_utc();
+        for file in self.db.unfinished_target_files()? {
+            let stale = now - file.created_at > chrono::Duration::from_std(STALE).expect("a short duration");
+            if at_start || stale {
+                tracing::warn!(file = file.name, target = file.target, state = file.state, "finishing a target file a stopped writer left");
+                self.finish(&file)?;
+                written += 1;
+            }
+        }
+        let waiting = self.db.waiting_target_rows(ROUND_ROWS)?;
+        for (target, name, ids) in files_of(&waiting)? {
+            let Some(id) = self.db.reserve_target_file(&target, &name, &ids)? else {
+                tracing::debug!(target, name, "another writer took these rows first");
+                continue;
+            };
+            let file = TargetFileRow { id, target, name, state: "writing".into(), created_at: now };
+            self.finish(&file)?;
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    fn folder(&self, target: &str) -> anyhow::Result<(&Path, String)> {
+        let (folder, _) = target_parts(target).with_context(|| format!("'{target}' names no folder"))?;
+        let path = self.folders.get(folder).with_context(|| {
+            format!("rows for {target} wait: the folder '{folder}' is not under [targets.folders] in the configuration (any more)")
+        })?;
+        Ok((path, folder.to_string()))
+    }
+
+    /// Takes a recorded file from where it stands to written.
+    fn finish(&self, file: &TargetFileRow) -> anyhow::Result<()> {
+        let (dir, _) = self.folder(&file.target)?;
+        let path = dir.join(&file.name);
+        let temporary = dir.join(format!(".{}.tmp", file.name));
+        if file.state == "writing" {
+            let rows = self.db.target_file_rows(file.id)?;
+            write_synced(&temporary, &rows).with_context(|| format!("writing {}", temporary.display()))?;
+            self.db.set_target_file_state(file.id, "renaming")?;
+        }
+        // Renaming: when the temporary file is gone, the rename happened before a crash.
+        match std::fs::rename(&temporary, &path) {
+            Ok(()) => sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.state == "renaming" => {}
+            Err(e) => return Err(e).with_context(|| format!("renaming {} to {}", temporary.display(), path.display())),
+        }
+        self.db.set_target_file_state(file.id, "written")?;
+        tracing::info!(file = %path.display(), target = file.target, "target file written");
+        self.status.lock().expect("status lock").files_written += 1;
+        Ok(())
+    }
+
+    /// Runs a round now, then every `interval`.
+    pub fn spawn(self, interval: Duration) -> Periodic {
+        let mut first = true;
+        Periodic::spawn("target-files", interval, move || {
+            let outcome = self.round(first);
+            first = false;
+            let mut status = self.status.lock().expect("status lock");
+            match outcome {
+                Ok(_) => status.last_error = None,
+                Err(e) => {
+                    let text = format!("{e:#}");
+                    tracing::error!(error = text, "target files: a round failed; trying again");
+                    status.last_error = Some((chrono::Utc::now(), text));
+                }
+            }
+        })
+    }
+}
+
+/// The files the waiting rows make, in the order of their first row: per target, per delivery or all together
+/// (as each row says), and apart when the header differs (a profile changed in between).
+fn files_of(waiting: &[WaitingRow]) -> anyhow::Result<Vec<(String, String, Vec<i32>)>> {
+    /// The target, the delivery (0: all together), and the header.
+    type Shared = (String, i32, Option<String>);
+    /// The file's first row, its name, and its rows.
+    type File = (i32, String, Vec<i32>);
+    let mut groups: BTreeMap<Shared, File> = BTreeMap::new();
+    for row in waiting {
+        let line = FileLine::from_json(&row.payload).with_context(|| format!("target row {} cannot be read", row.id))?;
+        let (_, stem) = target_parts(&row.target).with_context(|| format!("'{}' names no file", row.target))?;
+        let per_delivery = line.per == "delivery";
+        let key = (row.target.clone(), if per_delivery { row.delivery_key } else { 0 }, line.header.clone());
+        let group = groups.entry(key).or_insert_with(|| {
+            let number = if per_delivery { row.delivery_key } else { row.id };
+            (row.id, format!("{stem}-{number:010}.{}", line.extension), Vec::new())
+        });
+        group.2.push(row.id);
+    }
+    let mut files: Vec<(i32, String, String, Vec<i32>)> =
+        groups.into_iter().map(|((target, _, _), (first, name, ids))| (first, target, name, ids)).collect();
+    files.sort_by_key(|f| f.0);
+    Ok(files.into_iter().map(|(_, target, name, ids)| (target, name, ids)).collect())
+}
+
+/// The rows, each a line (after the header, when there is one), written and synced.
+fn write_synced(path: &Path, rows: &[String]) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path)?;
+    let mut out = std::io::BufWriter::new(&file);
+    for (n, row) in rows.iter().enumerate() {
+        let line = FileLine::from_json(row)?;
+        if n == 0 {
+            if let Some(header) = &line.header {
+                out.write_all(header.as_bytes())?;
+                out.write_all(b"\n")?;
+            }
+        }
+        out.write_all(line.line.as_bytes())?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    drop(out);
+    file.sync_all()?;
+    Ok(())
+}

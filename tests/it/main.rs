@@ -18,6 +18,7 @@ mod sftp_metadata;
 mod straks_crash;
 mod straks_intake;
 mod straks_random;
+mod target_files;
 mod targets;
 mod tls;
 mod web;

@@ -280,3 +280,29 @@ fn a_profile_naming_a_table_that_does_not_exist_keeps_the_service_from_starting_
     let text = format!("{error:#}");
     assert!(text.contains(PROFILE_FILE) && text.contains("erp_import_bilag findes ikke"), "{text}");
 }
+
+#[test]
+fn the_page_shows_the_rows_a_delivery_would_give_and_books_nothing() {
+    use crate::web::{answer, client, get, log_in};
+    let app = TestApp::start_with(with_example_profile);
+    let admin = |path: &str| app.server.as_ref().unwrap().admin_url(path);
+    let cookie = log_in(&app);
+    let (status, page, _) = get(&admin("/importtabeller"), Some(&cookie));
+    assert_eq!(status, 200);
+    assert!(page.contains("target-backlog") && page.contains(PROFILE_FILE), "{page}");
+
+    let mut too_long = Bilag::balanced("PAGE-2", "7.25");
+    too_long.postings[0].text = "y".repeat(70);
+    let call = Delivery::new(vec![Bilag::balanced("PAGE-1", "7.25"), too_long]).soap11();
+    let (status, page, _) = answer(
+        client().post(&admin("/importtabeller")).set("Cookie", &cookie).send_form(&[("integration", "SF1590_A"), ("leverance", &call)]),
+    );
+    assert_eq!(status, 200, "{page}");
+    // PAGE-1's rows, with its amounts as the ERP gets them and its keys still to come; PAGE-2's error.
+    assert!(page.contains("erp_import_linje") && page.contains("beloeb_oere") && page.contains("<td>725</td>"), "{page}");
+    assert!(page.contains("<td>7,25</td>") && page.contains("<td>-7.25</td>") && page.contains("«ved bogføring»"), "{page}");
+    assert!(page.contains("erp_import_linje.tekst") && page.contains("70 tegn"), "{page}");
+    for table in ["erp_import_bilag", "erp_import_linje", "erp_journal", "deliveries"] {
+        assert_eq!(app.count(&format!("SELECT COUNT(*) AS n FROM {table}")), 0, "{table}: a try books nothing");
+    }
+}

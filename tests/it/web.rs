@@ -12,11 +12,11 @@ use fkoeko_adapter::pipeline::MappingChange;
 use fkoeko_adapter::storage::mappings::MappingSource;
 
 /// An HTTP client that shows redirects instead of following them.
-fn client() -> ureq::Agent {
+pub(crate) fn client() -> ureq::Agent {
     ureq::AgentBuilder::new().redirects(0).build()
 }
 
-fn get(url: &str, cookie: Option<&str>) -> (u16, String, Option<String>) {
+pub(crate) fn get(url: &str, cookie: Option<&str>) -> (u16, String, Option<String>) {
     let mut request = client().get(url);
     if let Some(cookie) = cookie {
         request = request.set("Cookie", cookie);
@@ -24,7 +24,7 @@ fn get(url: &str, cookie: Option<&str>) -> (u16, String, Option<String>) {
     answer(request.call())
 }
 
-fn answer(result: Result<ureq::Response, ureq::Error>) -> (u16, String, Option<String>) {
+pub(crate) fn answer(result: Result<ureq::Response, ureq::Error>) -> (u16, String, Option<String>) {
     let response = match result {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,
@@ -37,7 +37,7 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> (u16, String, Option<S
 }
 
 /// Logs in; returns the Cookie header for the session.
-fn log_in(app: &TestApp) -> String {
+pub(crate) fn log_in(app: &TestApp) -> String {
     let response = client()
         .post(&app.server.as_ref().unwrap().admin_url("/login"))
         .send_form(&[("user", ADMIN_USER), ("password", ADMIN_PASSWORD), ("next", "/leverancer")])

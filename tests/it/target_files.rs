@@ -1,0 +1,264 @@
+//! File targets: the example profile in docs/examples/profiles/file writes a CSV and a fixed-width file per
+//! delivery into a folder the ERP imports from; complete files only, each written once, across a kill -9.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use fkoeko_adapter::config::Config;
+use fkoeko_adapter::domain::receipt::Status;
+use fkoeko_adapter::domain::target::PROFILE_FILE;
+use fkoeko_adapter::target_files::FileWriter;
+
+use crate::common::delivery::{one_line, today, Bilag, Delivery, Posting};
+use crate::common::*;
+
+const EXAMPLE: &str = "docs/examples/profiles/file";
+
+fn mappings_with_file_profile() -> PathBuf {
+    let dir = copy_of_mappings();
+    std::fs::copy(repo(EXAMPLE).join(PROFILE_FILE), dir.join(PROFILE_FILE)).unwrap();
+    dir
+}
+
+fn with_file_profile(folder: &Path) -> impl FnOnce(&mut Config) + '_ {
+    move |config: &mut Config| {
+        config.paths.mappings = mappings_with_file_profile();
+        config.targets.folders.insert("erp".into(), folder.to_path_buf());
+        config.targets.interval_ms = 50;
+    }
+}
+
+/// The files in a folder by name, once none is hidden (being written) and `count` are there.
+fn files_in(folder: &Path, count: usize) -> BTreeMap<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let names: Vec<String> =
+            std::fs::read_dir(folder).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        if names.len() == count && names.iter().all(|n| !n.starts_with('.')) {
+            return names.into_iter().map(|n| (n.clone(), std::fs::read_to_string(folder.join(&n)).unwrap())).collect();
+        }
+        let hidden: Vec<&String> = names.iter().filter(|n| n.starts_with('.')).collect();
+        assert!(
+            Instant::now() < deadline,
+            "expected {count} files in {}, found {} (of them being written: {hidden:?})",
+            folder.display(),
+            names.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_delivery_gets_its_csv_and_fixed_width_files_with_exact_amounts() {
+    let folder = tempfile::tempdir().unwrap();
+    let app = TestApp::start_with(with_file_profile(folder.path()));
+    let mut rejected = Bilag::balanced("FIL-2", "10.00");
+    rejected.postings[1].amount = "9.99".into();
+    let postings = vec![Posting::debit(1, "0.01"), Posting::debit(2, "9999999999999.98"), Posting::credit(3, "9999999999999.99")];
+    let delivery = Delivery::new(vec![Bilag { id: "FIL-1".into(), date: today(), postings }, rejected]);
+    let set = app.send(&delivery.soap11());
+    let statuses: Vec<Status> = set.receipts.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![Status::Accepteret, Status::Afvist]);
+    let batch = app.count("SELECT CAST(MAX(id) AS BIGINT) AS n FROM deliveries");
+    let journal = app.count("SELECT CAST(MAX(id) AS BIGINT) AS n FROM erp_journal");
+
+    let files = files_in(folder.path(), 2);
+    let csv = &files[&format!("bilag-{batch:010}.csv")];
+    let today = today();
+    let dato = format!("{}-{}-{}", &today[8..10], &today[5..7], &today[..4]);
+    assert_eq!(csv, &format!("BATCH;BILAGSNR;DATO;POSTERINGER;REFERENCE\n{batch};FIL-1;{dato};3;erp_journal:{journal}\n"));
+
+    let fixed = &files[&format!("linjer-{batch:010}.txt")];
+    let lines: Vec<&str> = fixed.lines().collect();
+    assert_eq!(lines.len(), 3, "{fixed}");
+    // Widths 10, 5, 12, 18, 8, 40: every line exactly 93 characters, numbers to the right, text to the left.
+    assert!(lines.iter().all(|l| l.chars().count() == 93), "{fixed}");
+    let amounts: Vec<&str> = lines.iter().map(|l| l[27..45].trim_start()).collect();
+    assert_eq!(amounts, vec!["1", "999999999999998", "-999999999999999"]);
+    assert_eq!(&lines[0][..10], format!("{journal:>10}"));
+    assert_eq!(&lines[0][10..15], "    1");
+    assert_eq!(lines[0][53..].trim_end(), "KONTANTHJÆLP");
+    // The amounts in øre are the received ones, to the øre, as the adapter's own table has them.
+    let own: Vec<String> = app
+        .rows("SELECT json_array(amount) AS row FROM erp_journal_lines ORDER BY line_no", 1)
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    assert_eq!(own, vec!["0.01", "9999999999999.98", "9999999999999.99"]);
+
+    // Sent again: the first receipts, and no file more.
+    assert_eq!(app.send(&delivery.soap11()).receipts, set.receipts);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(files_in(folder.path(), 2).len(), 2);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM target_files WHERE state = 'written'"), 2);
+}
+
+#[test]
+fn a_value_wider_than_its_fixed_width_column_rejects_the_finansbilag_and_writes_nothing_of_it() {
+    let folder = tempfile::tempdir().unwrap();
+    let app = TestApp::start_with(with_file_profile(folder.path()));
+    let mut wide = Bilag::balanced("WIDE-1", "10.00");
+    wide.postings[0].text = "T".repeat(41);
+    let set = app.send(&Delivery::new(vec![wide, Bilag::balanced("OK-2", "10.00")]).soap11());
+    assert_eq!(set.receipts[0].status, Status::Afvist);
+    assert_eq!(set.receipts[0].errors[0].code.as_str(), "MAPNING_MANGLER");
+    assert!(set.receipts[0].errors[0].text.contains("erp/linjer.TEKST") && set.receipts[0].errors[0].text.contains("41 tegn"));
+    let files = files_in(folder.path(), 2);
+    let csv = files.iter().find(|(name, _)| name.ends_with(".csv")).unwrap().1;
+    assert!(csv.contains(";OK-2;") && !csv.contains("WIDE-1"), "{csv}");
+    assert_eq!(files.values().map(|c| c.lines().count()).sum::<usize>(), 2 + 2, "a header and OK-2, and OK-2's two lines");
+}
+
+#[test]
+fn a_file_left_mid_write_by_a_crash_is_finished_once() {
+    let folder = tempfile::tempdir().unwrap();
+    // The writer does not run in the service here: the test plays the crash at each step itself.
+    let app = TestApp::start_with(with_file_profile(folder.path()));
+    for n in 0..3 {
+        app.send(&Delivery::one(&format!("CRASH-{n}")).soap11());
+    }
+    let before = files_in(folder.path(), 6);
+    // A writer of the test's own plays the next start after a crash at each step (the service's own writer
+    // finishes only files left longer than a minute).
+    let db = app.server.as_ref().unwrap().app.db.clone();
+    let folders: BTreeMap<String, PathBuf> = [("erp".to_string(), folder.path().to_path_buf())].into();
+    let writer = FileWriter::new(db, folders, Default::default());
+    // With everything written, a round at start writes nothing again.
+    assert_eq!(writer.round(true).unwrap(), 0);
+    assert_eq!(files_in_now(folder.path()), before);
+
+    // A file recorded as renaming whose rename happened (the temporary file is gone): left as it is, never
+    // written again, even when the ERP has taken it away already.
+    let name = before.keys().next().unwrap().clone();
+    std::fs::remove_file(folder.path().join(&name)).unwrap();
+    app.execute(&format!("UPDATE target_files SET state = 'renaming' WHERE name = '{name}'"));
+    writer.round(true).unwrap();
+    assert!(!folder.path().join(&name).exists(), "taken by the ERP: not written again");
+    assert_eq!(app.count(&format!("SELECT COUNT(*) AS n FROM target_files WHERE name = '{name}' AND state = 'written'")), 1);
+
+    // One recorded as renaming with its temporary file still there: renamed into place.
+    let second = before.keys().nth(1).unwrap().clone();
+    std::fs::rename(folder.path().join(&second), folder.path().join(format!(".{second}.tmp"))).unwrap();
+    app.execute(&format!("UPDATE target_files SET state = 'renaming' WHERE name = '{second}'"));
+    writer.round(true).unwrap();
+    assert_eq!(std::fs::read_to_string(folder.path().join(&second)).unwrap(), before[&second]);
+    assert!(!folder.path().join(format!(".{second}.tmp")).exists());
+
+    // One recorded as writing (it never got its name): written again from its rows, whole.
+    let third = before.keys().nth(2).unwrap().clone();
+    std::fs::remove_file(folder.path().join(&third)).unwrap();
+    std::fs::write(folder.path().join(format!(".{third}.tmp")), "half a li").unwrap();
+    app.execute(&format!("UPDATE target_files SET state = 'writing' WHERE name = '{third}'"));
+    writer.round(true).unwrap();
+    assert_eq!(std::fs::read_to_string(folder.path().join(&third)).unwrap(), before[&third]);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM target_files WHERE state <> 'written'"), 0);
+}
+
+fn files_in_now(folder: &Path) -> BTreeMap<String, String> {
+    std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .map(|n| (n.clone(), std::fs::read_to_string(folder.join(&n)).unwrap()))
+        .collect()
+}
+
+/// `fkoeko serve` with the file profile, killed however the test ends.
+struct Server(KillOnDrop, String);
+
+impl Server {
+    fn start(db_url: &str, mappings: &Path, folder: &Path) -> Self {
+        let port = free_port();
+        let child = fkoeko_command(db_url)
+            .arg("serve")
+            .env("FKOEKO_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("FKOEKO_PATHS__MAPPINGS", mappings)
+            .env("FKOEKO_TARGETS__FOLDERS__ERP", folder)
+            .env("FKOEKO_TARGETS__INTERVAL_MS", "20")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Server(KillOnDrop(child), format!("http://127.0.0.1:{port}"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ureq::get(&format!("{}/sf1590a?wsdl", server.1)).call().is_err() {
+            assert!(Instant::now() < deadline, "the server did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn post(&self, body: &str) -> Option<String> {
+        let answer = ureq::post(&format!("{}/sf1590a", self.1)).set("Content-Type", "text/xml; charset=utf-8").send_string(body);
+        answer.ok().map(|r| r.into_string().unwrap())
+    }
+}
+
+#[test]
+fn files_are_complete_and_written_once_across_a_kill_9() {
+    const CALLS: usize = 150;
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = new_database_url(dir.path());
+    let folder = tempfile::tempdir().unwrap();
+    let mappings = mappings_with_file_profile();
+    let calls: Vec<String> = (0..CALLS).map(|n| one_line(&Delivery::one(&format!("K9-{n}")).soap11())).collect();
+
+    let server = Server::start(&db_url, &mappings, folder.path());
+    let next = AtomicUsize::new(0);
+    let sent = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..6 {
+            s.spawn(|| loop {
+                let n = next.fetch_add(1, Ordering::SeqCst);
+                if n >= CALLS || server.post(&calls[n]).is_none() {
+                    return;
+                }
+                sent.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        // Killed while calls come and files are written.
+        while sent.load(Ordering::SeqCst) < CALLS / 2 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let killed = std::process::Command::new("kill").args(["-9", &server.0 .0.id().to_string()]).status().unwrap();
+        assert!(killed.success());
+    });
+    drop(server);
+
+    // A new process takes the rest of the calls and finishes what was left.
+    let server = Server::start(&db_url, &mappings, folder.path());
+    for call in &calls {
+        assert!(server.post(call).is_some());
+    }
+    let deliveries = count_in(&db_url, "SELECT COUNT(*) AS n FROM deliveries");
+    let expected_files = 2 * deliveries as usize;
+    let files = files_in(folder.path(), expected_files);
+    // Every finansbilag once in the CSV files and with both lines in the fixed-width ones; no line cut short.
+    let mut bilag = BTreeSet::new();
+    let mut journal_lines = 0;
+    for (name, content) in &files {
+        assert!(content.ends_with('\n'), "{name} is complete");
+        if name.ends_with(".csv") {
+            let mut lines = content.lines();
+            assert_eq!(lines.next(), Some("BATCH;BILAGSNR;DATO;POSTERINGER;REFERENCE"), "{name}");
+            for line in lines {
+                let id = line.split(';').nth(1).unwrap().to_string();
+                assert!(bilag.insert(id.clone()), "{id} is in two files");
+            }
+        } else {
+            for line in content.lines() {
+                assert_eq!(line.chars().count(), 93, "{name}: {line}");
+                journal_lines += 1;
+            }
+        }
+    }
+    let booked = count_in(&db_url, "SELECT COUNT(*) AS n FROM erp_journal");
+    assert_eq!(bilag.len() as i64, booked);
+    assert_eq!(bilag.len(), CALLS, "each finansbilag booked once and written once");
+    assert_eq!(journal_lines, 2 * CALLS);
+    assert_eq!(count_in(&db_url, "SELECT COUNT(*) AS n FROM target_outbox WHERE file_id IS NULL"), 0);
+}

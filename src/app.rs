@@ -422,12 +422,7 @@ fn checked_folder(config: &Config, dir: &Path, allow_empty: bool) -> anyhow::Res
     if !files.contains_key(PROFILE_FILE) {
         return Ok(MappingSet::check_new(&files, allow_empty));
     }
-    Ok(crate::pipeline::check_new_files(&open_db(config)?, &files, allow_empty, &folder_names(config))?)
-}
-
-/// The folders a profile's file targets may write to.
-fn folder_names(config: &Config) -> Vec<String> {
-    config.targets.folders.keys().cloned().collect()
+    Ok(crate::pipeline::check_new_files(&open_db(config)?, &files, allow_empty, &config.targets)?)
 }
 
 /// `fkoeko targets check`.
@@ -482,7 +477,7 @@ fn try_mapping(config: &Config, kontering: KonteringArgs, fordringstype: Option<
     let load = |dir: &Path| MappingSet::load_dir(dir).map_err(|errors| print!("{}", crate::terminal::mapping_errors(&errors)));
     let set = match &dir {
         Some(dir) => load(dir),
-        None => match crate::pipeline::in_force(&open_db(config)?, &folder_names(config)) {
+        None => match crate::pipeline::in_force(&open_db(config)?, &config.targets) {
             Ok((_, set)) => Ok(set),
             // Nothing has run on this database yet: the configured files are what would be taken into use.
             Err(crate::pipeline::TechnicalError::NoMappings) => load(config.paths.mapping_files()),

@@ -31,6 +31,9 @@ pub struct TargetsConfig {
     /// A name the profile uses (`file = { folder = "erp", ... }`) and the folder it stands for.
     #[serde(default)]
     pub folders: std::collections::BTreeMap<String, PathBuf>,
+    /// A name the profile uses (`database = "erp"`) and the PostgreSQL URL of the ERP's database it stands for.
+    #[serde(default)]
+    pub databases: std::collections::BTreeMap<String, String>,
     /// How often the file writer looks for rows to write.
     #[serde(default = "target_interval_ms")]
     pub interval_ms: u64,
@@ -49,7 +52,12 @@ fn target_behind_secs() -> u64 {
 
 impl Default for TargetsConfig {
     fn default() -> Self {
-        TargetsConfig { folders: Default::default(), interval_ms: target_interval_ms(), behind_secs: target_behind_secs() }
+        TargetsConfig {
+            folders: Default::default(),
+            databases: Default::default(),
+            interval_ms: target_interval_ms(),
+            behind_secs: target_behind_secs(),
+        }
     }
 }
 

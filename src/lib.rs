@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod startup;
 pub mod storage;
 pub mod target_files;
+pub mod target_forward;
 pub mod task;
 pub mod telemetry;
 pub mod terminal;

@@ -28,6 +28,8 @@ pub struct App {
     pub pipeline: Arc<Pipeline>,
     /// The file writer's last error and count, shown on the page and in /readyz and /metrics.
     pub target_files: Arc<std::sync::Mutex<crate::target_files::WriterStatus>>,
+    /// Each forwarder's last error and count of rows copied, by database name.
+    pub forwarders: crate::target_forward::ForwarderStatus,
 }
 
 impl App {
@@ -46,7 +48,13 @@ impl App {
         pipeline.sync_mapping_folder(true)?;
         let mappings = pipeline.mappings()?;
         tracing::info!(version = %mappings.version, "mappings loaded");
-        Ok(Arc::new(App { config: config.clone(), db, pipeline: Arc::new(pipeline), target_files: Arc::default() }))
+        Ok(Arc::new(App {
+            config: config.clone(),
+            db,
+            pipeline: Arc::new(pipeline),
+            target_files: Arc::default(),
+            forwarders: Arc::default(),
+        }))
     }
 }
 
@@ -76,7 +84,7 @@ pub fn offline_pipeline_from_database(config: &Config) -> anyhow::Result<Pipelin
         .with_context(|| format!("opening the database {url} to read"))?;
     let version = stored.current_sortiment_version()?.context("no sortiment has been loaded into the database")?;
     let sortiment = stored.load_sortiment(version)?;
-    let (_, mappings) = crate::pipeline::in_force(&stored, &config.targets.folders.keys().cloned().collect::<Vec<_>>())?;
+    let (_, mappings) = crate::pipeline::in_force(&stored, &config.targets)?;
     check_schemas(&config.paths.schemas)?;
     let db = Db::open(":memory:", 1, Duration::from_secs(1))?;
     Ok(Pipeline::offline(settings, db, sortiment, mappings))
@@ -162,6 +170,17 @@ impl Background {
             let writer = crate::target_files::FileWriter::new(app.db.clone(), config.targets.folders.clone(), app.target_files.clone());
             tracing::info!(folders = ?config.targets.folders, "writing target files");
             tasks.push(writer.spawn(Duration::from_millis(config.targets.interval_ms)));
+        }
+        for (database, url) in &config.targets.databases {
+            let forwarder = crate::target_forward::Forwarder::new(
+                app.db.clone(),
+                database,
+                url,
+                &config.installation.myndighed,
+                app.forwarders.clone(),
+            );
+            tracing::info!(database, "forwarding rows to the ERP's database");
+            tasks.push(forwarder.spawn(Duration::from_millis(config.targets.interval_ms)));
         }
         if config.paths.mappings_poll_interval_ms > 0 {
             tasks.push(app.pipeline.watch_mapping_folder(Duration::from_millis(config.paths.mappings_poll_interval_ms)));

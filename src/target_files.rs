@@ -27,7 +27,8 @@ const ROUND_ROWS: i64 = 100_000;
 /// another instance that went away): this one finishes it.
 const STALE: Duration = Duration::from_secs(60);
 
-/// The outcome of the last round, for the page, /readyz and /metrics.
+/// The outcome of the last round, for the page and /readyz: of the file writer, or of a forwarder (which
+/// counts rows copied where the file writer counts files).
 #[derive(Debug, Clone, Default)]
 pub struct WriterStatus {
     pub last_error: Option<(chrono::DateTime<chrono::Utc>, String)>,

@@ -618,6 +618,8 @@ struct TargetFile {
     record: toml::Spanned<String>,
     /// A table in the adapter's own database...
     table: Option<toml::Spanned<String>>,
+    /// ...or, with `database`, a table in a database the ERP owns (named under `[targets.databases]`)...
+    database: Option<toml::Spanned<String>>,
     /// ...or files in a folder the ERP imports from.
     file: Option<toml::Spanned<FileSpecFile>>,
     columns: BTreeMap<toml::Spanned<String>, toml::Spanned<String>>,
@@ -781,7 +783,13 @@ fn csv_line<'a>(separator: u8, cells: impl Iterator<Item = &'a str>) -> String {
 #[derive(Debug, Clone)]
 enum Destination {
     Table(String),
+    Database { database: String, table: String },
     File(FileSpec),
+}
+
+/// `database:<name>/<table>`: a database target's rows are kept under this until they are copied.
+pub fn database_target_id(database: &str, table: &str) -> String {
+    format!("database:{database}/{table}")
 }
 
 #[derive(Debug, Clone)]
@@ -859,6 +867,14 @@ impl Profile {
                 continue;
             };
             let destination = match (&target.table, &target.file) {
+                (Some(_), None) if target.database.as_ref().is_some_and(|d| !is_identifier(d.get_ref())) => {
+                    let database = target.database.as_ref().expect("checked");
+                    errors.push(error(
+                        line_of(content, database.span().start),
+                        format!("'{}' er ikke et navn fra [targets.databases]: bogstaver, tal og _", database.get_ref()),
+                    ));
+                    continue;
+                }
                 (Some(table), None) => {
                     if !is_table_name(table.get_ref()) {
                         errors.push(error(
@@ -869,9 +885,12 @@ impl Profile {
                     if let Some((name, _)) = target.widths.first_key_value() {
                         errors.push(error(line_of(content, name.span().start), "widths hører kun til filer med format = \"fixed\"".into()));
                     }
-                    Destination::Table(table.get_ref().clone())
+                    match &target.database {
+                        Some(database) => Destination::Database { database: database.get_ref().clone(), table: table.get_ref().clone() },
+                        None => Destination::Table(table.get_ref().clone()),
+                    }
                 }
-                (None, Some(file)) => match file_spec(file.get_ref(), &target.columns, &target.widths) {
+                (None, Some(file)) if target.database.is_none() => match file_spec(file.get_ref(), &target.columns, &target.widths) {
                     Ok(spec) => Destination::File(spec),
                     Err((at, message)) => {
                         let at = at.map_or(line_of(content, file.span().start), |offset| line_of(content, offset));
@@ -916,7 +935,22 @@ impl Profile {
             .iter()
             .filter_map(|t| match &t.destination {
                 Destination::Table(table) => Some(table.as_str()),
-                Destination::File(_) => None,
+                Destination::Database { .. } | Destination::File(_) => None,
+            })
+            .collect();
+        tables.sort_unstable();
+        tables.dedup();
+        tables
+    }
+
+    /// The tables in databases the ERP owns, by database name.
+    pub fn database_tables(&self) -> Vec<(&str, &str)> {
+        let mut tables: Vec<(&str, &str)> = self
+            .targets
+            .iter()
+            .filter_map(|t| match &t.destination {
+                Destination::Database { database, table } => Some((database.as_str(), table.as_str())),
+                _ => None,
             })
             .collect();
         tables.sort_unstable();
@@ -926,7 +960,8 @@ impl Profile {
 
     /// Binds the profile to the target tables' real columns (`columns`: by table as written in the profile;
     /// absent when the table does not exist), or every way it does not fit them, each at its line.
-    pub fn bind(&self, columns: &HashMap<String, TableColumns>, folders: &[String]) -> Result<Targets, Vec<MappingError>> {
+    pub fn bind(&self, places: &Places) -> Result<Targets, Vec<MappingError>> {
+        let (columns, folders) = (places.tables, places.folders);
         let error = |line: u64, message: String| MappingError::Invalid { file: PROFILE_FILE.into(), line, message };
         let mut errors = Vec::new();
         let mut bound = Vec::new();
@@ -938,6 +973,24 @@ impl Profile {
                         continue;
                     };
                     (None, table.clone(), name.clone())
+                }
+                Destination::Database { database, table: name } => {
+                    if !places.databases.contains(database) {
+                        errors.push(error(
+                            target.line,
+                            format!("databasen '{database}' er ikke sat op under [targets.databases] i fkoeko.toml"),
+                        ));
+                        continue;
+                    }
+                    let Some(table) = places.remote.get(&database_target_id(database, name)) else {
+                        let message = match places.unreachable.get(database) {
+                            Some(why) => format!("databasen '{database}' kan ikke nås, og tabellen {name}s kolonner er aldrig læst: {why}"),
+                            None => format!("tabellen {name} findes ikke i databasen '{database}'"),
+                        };
+                        errors.push(error(target.line, message));
+                        continue;
+                    };
+                    (Some(Remote::Database(database)), table.clone(), format!("{database}/{name}"))
                 }
                 Destination::File(spec) => {
                     if !folders.contains(&spec.folder) {
@@ -959,7 +1012,7 @@ impl Profile {
                         .map(|(c, width)| Column { name: c.name.clone(), ty: ColumnType::Text(width), not_null: false, has_default: false })
                         .collect();
                     let shown = format!("{}/{}", spec.folder, spec.name);
-                    (Some(spec), TableColumns { name: shown.clone(), columns }, shown)
+                    (Some(Remote::File(spec)), TableColumns { name: shown.clone(), columns }, shown)
                 }
             };
             let mut cols = Vec::new();
@@ -989,7 +1042,14 @@ impl Profile {
             let names: Vec<String> = cols.iter().map(|(c, _)| c.name.clone()).collect();
             let sink = match sink {
                 None => Sink::Table(Arc::new(TargetTable { name: table.name.clone(), shown, columns: names })),
-                Some(spec) => Sink::File(Arc::new(FileTarget {
+                Some(Remote::Database(database)) => {
+                    let Destination::Database { table: name, .. } = &target.destination else { unreachable!("a database target") };
+                    Sink::Database(Arc::new(DatabaseTarget {
+                        id: database_target_id(database, name),
+                        table: TargetTable { name: table.name.clone(), shown, columns: names },
+                    }))
+                }
+                Some(Remote::File(spec)) => Sink::File(Arc::new(FileTarget {
                     id: format!("file:{}/{}", spec.folder, spec.name),
                     folder: spec.folder.clone(),
                     name: spec.name.clone(),
@@ -1007,6 +1067,24 @@ impl Profile {
             Err(errors)
         }
     }
+}
+
+/// Where a target that is not a table of the adapter's own database sends its rows.
+enum Remote<'a> {
+    Database(&'a str),
+    File(&'a FileSpec),
+}
+
+/// What a profile is bound to: the tables in the adapter's database and in the ERP's, by the names the profile
+/// gives them (`database:<name>/<table>` for the ERP's: `database_target_id`); the folders and databases the
+/// configuration names.
+pub struct Places<'a> {
+    pub tables: &'a HashMap<String, TableColumns>,
+    pub remote: &'a HashMap<String, TableColumns>,
+    pub folders: &'a [String],
+    pub databases: &'a [String],
+    /// The databases that could not be reached, and why, when their columns were never read.
+    pub unreachable: &'a HashMap<String, String>,
 }
 
 /// A file target as written in a profile, checked: its folder's name, its own, format and widths.
@@ -1059,7 +1137,7 @@ fn file_spec(
 }
 
 /// What a target table's column holds, as its database declares it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 pub enum ColumnType {
     /// Text of at most this many characters, or any length.
     Text(Option<u32>),
@@ -1088,7 +1166,7 @@ impl ColumnType {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 pub struct Column {
     /// As the database spells it.
     pub name: String,
@@ -1098,7 +1176,7 @@ pub struct Column {
 }
 
 /// A target table as the database has it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 pub struct TableColumns {
     /// As the database spells it, with its schema where one was named.
     pub name: String,
@@ -1207,11 +1285,81 @@ struct BoundTarget {
     columns: Vec<(Column, Expr)>,
 }
 
-/// Where a rendered row goes: a table in the booking transaction, or a file by way of the outbox.
+/// Where a rendered row goes: a table in the booking transaction, or by way of the outbox a file or a table in
+/// a database the ERP owns.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sink {
     Table(Arc<TargetTable>),
+    Database(Arc<DatabaseTarget>),
     File(Arc<FileTarget>),
+}
+
+/// A table in a database the ERP owns.
+#[derive(Debug, PartialEq)]
+pub struct DatabaseTarget {
+    /// `database:<name>/<table>`.
+    pub id: String,
+    /// The table as that database spells it.
+    pub table: TargetTable,
+}
+
+/// A row for a database target as the outbox keeps it: the table, its columns and the values, typed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct DatabaseRow {
+    pub table: String,
+    pub columns: Vec<String>,
+    pub values: Vec<WireValue>,
+}
+
+/// A value as the outbox keeps it: an amount as its exact text, never a float.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+#[serde(tag = "t", content = "v")]
+pub enum WireValue {
+    Null,
+    Text(String),
+    Decimal(String),
+    Integer(i64),
+    Date(NaiveDate),
+}
+
+impl DatabaseRow {
+    pub fn of(target: &DatabaseTarget, values: Vec<Value>) -> Self {
+        let values = values
+            .into_iter()
+            .map(|value| match value {
+                Value::Null | Value::Key(_) => WireValue::Null,
+                Value::Text(text) => WireValue::Text(text),
+                Value::Decimal(d) => WireValue::Decimal(d.to_string()),
+                Value::Integer(n) => WireValue::Integer(n),
+                Value::Date(date) => WireValue::Date(date),
+            })
+            .collect();
+        DatabaseRow { table: target.table.name.clone(), columns: target.table.columns.clone(), values }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("values serialize")
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The values to bind, with the table they go into.
+    pub fn values(&self) -> Result<Vec<Value>, String> {
+        self.values
+            .iter()
+            .map(|value| {
+                Ok(match value {
+                    WireValue::Null => Value::Null,
+                    WireValue::Text(text) => Value::Text(text.clone()),
+                    WireValue::Decimal(d) => Value::Decimal(Decimal::from_str_exact(d).map_err(|e| format!("{d}: {e}"))?),
+                    WireValue::Integer(n) => Value::Integer(*n),
+                    WireValue::Date(date) => Value::Date(*date),
+                })
+            })
+            .collect()
+    }
 }
 
 impl Sink {
@@ -1219,6 +1367,7 @@ impl Sink {
     pub fn name(&self) -> String {
         match self {
             Sink::Table(table) => table.shown.clone(),
+            Sink::Database(target) => target.id.clone(),
             Sink::File(file) => file.id.clone(),
         }
     }
@@ -1227,6 +1376,7 @@ impl Sink {
     pub fn columns(&self) -> &[String] {
         match self {
             Sink::Table(table) => &table.columns,
+            Sink::Database(target) => &target.table.columns,
             Sink::File(file) => &file.columns,
         }
     }
@@ -1235,6 +1385,7 @@ impl Sink {
     fn shown(&self) -> String {
         match self {
             Sink::Table(table) => table.shown.clone(),
+            Sink::Database(target) => target.table.shown.clone(),
             Sink::File(file) => format!("{}/{}", file.folder, file.name),
         }
     }
@@ -1623,7 +1774,12 @@ mod tests {
                 ],
             },
         );
-        let found: Vec<(u64, String)> = profile.bind(&tables, &[]).unwrap_err().iter().map(|e| (e.place().1, e.message())).collect();
+        let found: Vec<(u64, String)> = profile
+            .bind(&Places { tables: &tables, remote: &HashMap::new(), folders: &[], databases: &[], unreachable: &HashMap::new() })
+            .unwrap_err()
+            .iter()
+            .map(|e| (e.place().1, e.message()))
+            .collect();
         let lines: Vec<u64> = found.iter().map(|(line, _)| *line).collect();
         assert_eq!(lines, vec![5, 6, 7, 8, 1, 9], "{found:?}");
         assert!(found[0].1.contains("oere(...)"), "{found:?}");

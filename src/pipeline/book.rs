@@ -15,7 +15,7 @@ use crate::domain::idempotency::{judge_delivery, judge_item, DeliveryStanding, E
 use crate::domain::receipt::{Receipt, ReceiptSet, Stamp};
 use crate::domain::rejection::Finding;
 use crate::domain::sortiment::Integration;
-use crate::domain::target::{FileLine, Sink};
+use crate::domain::target::{DatabaseRow, FileLine, Sink};
 use crate::storage::batch::{self as stored_batch, BatchFile, Lease};
 use crate::storage::booking::{self as store, Keyed};
 use crate::storage::targets::{insert_outbox, insert_target_rows, OutboxRow, TargetInsert};
@@ -464,6 +464,10 @@ fn decide_items<'a>(
                     let values = row.with_keys(key, reference, delivery_key);
                     match &row.sink {
                         Sink::Table(table) => writes.targets.push(TargetInsert { table, values }),
+                        Sink::Database(target) => {
+                            let payload = DatabaseRow::of(target, values).to_json();
+                            writes.outbox.push(OutboxRow { target: &target.id, delivery_key, payload, at });
+                        }
                         Sink::File(file) => {
                             let payload = FileLine::of(file, values).to_json();
                             writes.outbox.push(OutboxRow { target: &file.id, delivery_key, payload, at });

@@ -15,6 +15,7 @@ use anyhow::Context;
 
 use super::{Held, Pipeline, TechnicalError};
 use crate::domain::mapping::{self, MappingErrors, MappingFiles, MappingSet};
+use crate::domain::target::Places;
 use crate::files::{sync_dir, write_atomically};
 use crate::storage::mappings::{MappingSource, NewMapping, Saved, StoredMapping};
 use crate::task::Periodic;
@@ -43,27 +44,54 @@ pub(super) struct FolderState {
 }
 
 /// The stored version in force, and its rules: what the page and `fkoeko mappings try` show and try.
-/// `folders`: the names of the folders file targets may write to (`[targets.folders]`).
-pub fn in_force(db: &crate::storage::Db, folders: &[String]) -> Result<(StoredMapping, MappingSet), TechnicalError> {
+/// `places`: the folders and databases a profile's targets may name (`[targets]`).
+pub fn in_force(db: &crate::storage::Db, places: &crate::config::TargetsConfig) -> Result<(StoredMapping, MappingSet), TechnicalError> {
     let (id, _) = db.current_mapping()?.ok_or(TechnicalError::NoMappings)?;
     let stored = db.mapping_version(id)?.ok_or(TechnicalError::NoMappings)?;
     let mut set = MappingSet::check(&stored.files).map_err(|errors| TechnicalError::MappingsInvalid(errors.to_string()))?;
     // The profile fitted the tables when it was stored; a table changed since (by the ERP) stops it here, not at
     // the first delivery's write.
-    bind_targets(db, &mut set, folders)?.map_err(|errors| TechnicalError::MappingsInvalid(errors.to_string()))?;
+    bind_targets(db, &mut set, places)?.map_err(|errors| TechnicalError::MappingsInvalid(errors.to_string()))?;
     Ok((stored, set))
 }
 
-/// Binds the set's target profile, when it has one, to the target tables' real columns in the database: what
-/// renders an accepted item's rows. The inner error: the profile does not fit the tables, at its lines.
+/// Binds the set's target profile, when it has one, to the target tables' real columns: in the adapter's
+/// database, and in the ERP's databases (read there, or as last read when one cannot be reached). The inner
+/// error: the profile does not fit the tables, at its lines.
 pub fn bind_targets(
     db: &crate::storage::Db,
     set: &mut MappingSet,
-    folders: &[String],
+    places: &crate::config::TargetsConfig,
 ) -> Result<Result<(), MappingErrors>, TechnicalError> {
     let Some(profile) = set.profile.clone() else { return Ok(Ok(())) };
-    let columns = db.target_columns(&profile.tables())?;
-    Ok(match profile.bind(&columns, folders) {
+    let tables = db.target_columns(&profile.tables())?;
+    let mut remote = std::collections::HashMap::new();
+    let mut unreachable = std::collections::HashMap::new();
+    for (database, table) in profile.database_tables() {
+        let Some(url) = places.databases.get(database) else { continue };
+        let id = crate::domain::target::database_target_id(database, table);
+        match crate::storage::targets::remote_columns(url, table) {
+            Ok(found) => {
+                if let Some(columns) = &found {
+                    db.keep_target_columns(&id, columns)?;
+                    remote.insert(id, columns.clone());
+                }
+            }
+            Err(error) => match db.kept_target_columns(&id)? {
+                Some(columns) => {
+                    tracing::warn!(database, table, %error, "the ERP's database cannot be reached; its columns as last read are used");
+                    remote.insert(id, columns);
+                }
+                None => {
+                    unreachable.insert(database.to_string(), error.to_string());
+                }
+            },
+        }
+    }
+    let folders: Vec<String> = places.folders.keys().cloned().collect();
+    let databases: Vec<String> = places.databases.keys().cloned().collect();
+    let places = Places { tables: &tables, remote: &remote, folders: &folders, databases: &databases, unreachable: &unreachable };
+    Ok(match profile.bind(&places) {
         Ok(targets) => {
             set.targets = Some(Arc::new(targets));
             Ok(())
@@ -78,10 +106,10 @@ pub fn check_new_files(
     db: &crate::storage::Db,
     files: &MappingFiles,
     allow_empty: bool,
-    folders: &[String],
+    places: &crate::config::TargetsConfig,
 ) -> Result<Result<MappingSet, MappingErrors>, TechnicalError> {
     Ok(match MappingSet::check_new(files, allow_empty) {
-        Ok(mut set) => bind_targets(db, &mut set, folders)?.map(|()| set),
+        Ok(mut set) => bind_targets(db, &mut set, places)?.map(|()| set),
         Err(errors) => Err(errors),
     })
 }
@@ -101,7 +129,7 @@ impl Pipeline {
             current.checked = Some(std::time::Instant::now());
             return Ok(current.value.clone());
         }
-        match in_force(&self.db, &self.settings.target_folder_names()) {
+        match in_force(&self.db, &self.settings.targets) {
             Ok((stored, set)) => {
                 let set = Arc::new(set);
                 tracing::info!(id = stored.id, version = %set.version, "mapping version in force");
@@ -129,7 +157,7 @@ impl Pipeline {
         begun_on: Option<i64>,
         allow_empty: bool,
     ) -> Result<MappingChange, TechnicalError> {
-        let version = match check_new_files(&self.db, files, allow_empty, &self.settings.target_folder_names())? {
+        let version = match check_new_files(&self.db, files, allow_empty, &self.settings.targets)? {
             Ok(set) => set.version,
             Err(errors) => return Ok(MappingChange::Invalid(errors)),
         };
@@ -182,7 +210,7 @@ impl Pipeline {
             let stale = at_start && current.as_ref().is_some_and(|(_, v)| v != hash) && self.db.mapping_version_known(hash)?;
             // Nobody is asked in the folder: files without rules are refused there (the page and the command can
             // be told to allow them).
-            match check_new_files(&self.db, files, false, &self.settings.target_folder_names())? {
+            match check_new_files(&self.db, files, false, &self.settings.targets)? {
                 Err(errors) => {
                     let Some((_, in_force)) = &current else {
                         return Err(errors).with_context(|| format!("loading the mappings in {}", dir.display()));

@@ -108,8 +108,8 @@ pub struct Settings {
     pub versions_refresh: std::time::Duration,
     /// Threads writing straks deliveries (0: one on SQLite, four on PostgreSQL).
     pub writers: usize,
-    /// The folders a target profile's file targets may write to, by the name the profile uses.
-    pub target_folders: std::collections::BTreeMap<String, PathBuf>,
+    /// Where a target profile's file and database targets may write, by the names the profile uses.
+    pub targets: crate::config::TargetsConfig,
 }
 
 /// Who hears of rejections, beyond the owners named in the sortiment.
@@ -121,11 +121,6 @@ pub struct AlertSettings {
 }
 
 impl Settings {
-    /// The names a profile's file targets may use.
-    pub fn target_folder_names(&self) -> Vec<String> {
-        self.target_folders.keys().cloned().collect()
-    }
-
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let authority = Cvr::parse(&config.installation.myndighed)
             .map_err(|e| anyhow::anyhow!("installation.myndighed '{}': {e}", config.installation.myndighed))?;
@@ -174,7 +169,7 @@ impl Settings {
             },
             versions_refresh: std::time::Duration::from_millis(config.database.versions_refresh_ms),
             writers: config.database.writers,
-            target_folders: config.targets.folders.clone(),
+            targets: config.targets.clone(),
         })
     }
 

@@ -316,6 +316,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    target_columns (target) {
+        target -> Text,
+        column_types -> Text,
+        read_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     target_files (id) {
         id -> Integer,
         target -> Text,
@@ -335,6 +343,7 @@ diesel::table! {
         payload -> Text,
         created_at -> Timestamp,
         file_id -> Nullable<Integer>,
+        forwarded_at -> Nullable<Timestamp>,
     }
 }
 
@@ -378,6 +387,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sortiment_konteringer,
     sortiment_senders,
     sortiment_versions,
+    target_columns,
     target_files,
     target_outbox,
 );

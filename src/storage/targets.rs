@@ -10,7 +10,7 @@ use std::sync::Arc;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Date, Integer, Nullable, Numeric, Text};
 
-use super::schema::{target_files, target_outbox};
+use super::schema::{target_columns, target_files, target_outbox};
 use super::{AnyConnection, Db, StorageError};
 use crate::domain::target::{Column, ColumnType, TableColumns, TargetTable, Value};
 
@@ -315,6 +315,7 @@ impl Db {
             .filter(batch_files::delivery_id.eq(target_outbox::delivery_id.nullable()))
             .filter(batch_files::finished_at.is_null());
         Ok(target_outbox::table
+            .filter(target_outbox::target.like("file:%"))
             .filter(target_outbox::file_id.is_null())
             .filter(diesel::dsl::not(diesel::dsl::exists(unfinished)))
             .order(target_outbox::id)
@@ -391,9 +392,123 @@ impl Db {
         let conn = &mut *self.conn()?;
         let (rows, oldest): (i64, Option<chrono::NaiveDateTime>) = target_outbox::table
             .filter(target_outbox::file_id.is_null())
+            .filter(target_outbox::forwarded_at.is_null())
             .select((diesel::dsl::count_star(), diesel::dsl::min(target_outbox::created_at)))
             .first(conn)?;
         let files_unfinished = target_files::table.filter(target_files::state.ne("written")).count().get_result(conn)?;
         Ok(Backlog { rows, oldest, files_unfinished })
     }
+}
+
+/// A connection to a database the ERP owns (PostgreSQL), with a bounded wait for a server that is away.
+pub fn connect_remote(url: &str) -> Result<AnyConnection, StorageError> {
+    let url = if url.contains("connect_timeout") {
+        url.to_string()
+    } else {
+        format!("{url}{}connect_timeout=5", if url.contains('?') { '&' } else { '?' })
+    };
+    diesel::pg::PgConnection::establish(&url).map(AnyConnection::Postgresql).map_err(|e| StorageError::Connect(e.to_string()))
+}
+
+/// The columns of `table` in a database the ERP owns; `None` when it has no such table.
+pub fn remote_columns(url: &str, table: &str) -> Result<Option<TableColumns>, StorageError> {
+    let mut conn = connect_remote(url)?;
+    Ok(table_columns(&mut conn, &[table])?.remove(table))
+}
+
+impl Db {
+    /// Keeps the columns of a database target's table as just read, for when that database is away.
+    pub fn keep_target_columns(&self, target: &str, columns: &TableColumns) -> Result<(), StorageError> {
+        let json = serde_json::to_string(columns).expect("columns serialize");
+        let now = chrono::Utc::now().naive_utc();
+        self.write(|conn| {
+            diesel::delete(target_columns::table.find(target)).execute(conn)?;
+            diesel::insert_into(target_columns::table)
+                .values((target_columns::target.eq(target), target_columns::column_types.eq(&json), target_columns::read_at.eq(now)))
+                .execute(conn)?;
+            Ok(())
+        })
+    }
+
+    /// The columns as last read.
+    pub fn kept_target_columns(&self, target: &str) -> Result<Option<TableColumns>, StorageError> {
+        let json: Option<String> =
+            target_columns::table.find(target).select(target_columns::column_types).first(&mut *self.conn()?).optional()?;
+        json.map(|j| serde_json::from_str::<TableColumns>(&j).map_err(|e| StorageError::Corrupt(format!("kept columns of {target}: {e}"))))
+            .transpose()
+    }
+
+    /// Rows for one database's targets (`database:<name>/…`) not yet copied, oldest first.
+    pub fn rows_to_forward(&self, database: &str, limit: i64) -> Result<Vec<WaitingRow>, StorageError> {
+        Ok(target_outbox::table
+            .filter(target_outbox::target.like(format!("database:{database}/%")))
+            .filter(target_outbox::file_id.is_null())
+            .filter(target_outbox::forwarded_at.is_null())
+            .order(target_outbox::id)
+            .limit(limit)
+            .select((target_outbox::id, target_outbox::target, target_outbox::delivery_id, target_outbox::payload))
+            .load(&mut *self.conn()?)?)
+    }
+
+    /// Marks rows as copied (the ERP's database holds them, and its record of them, already).
+    pub fn mark_forwarded(&self, ids: &[i32]) -> Result<(), StorageError> {
+        let now = chrono::Utc::now().naive_utc();
+        self.write(|conn| {
+            for ids in ids.chunks(500) {
+                diesel::update(target_outbox::table.filter(target_outbox::id.eq_any(ids)))
+                    .set(target_outbox::forwarded_at.eq(now))
+                    .execute(conn)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// In the ERP's database: which outbox rows it holds, written in the same transaction as the rows themselves, so
+/// that a row is copied once whatever stops when. The table is the forwarder's own; the ERP's tables need no
+/// column of ours.
+const FORWARDED_TABLE: &str = "CREATE TABLE IF NOT EXISTS fkoeko_forwarded (\
+     outbox_id BIGINT NOT NULL, source TEXT NOT NULL, target TEXT NOT NULL, seq BIGSERIAL, \
+     forwarded_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (source, outbox_id))";
+
+/// Copies rows into the ERP's database in one transaction there, with the record of each; rows it holds already
+/// (copied before a crash) are skipped. `source` tells adapter installations sharing one ERP database apart.
+/// Returns the ids it holds now.
+pub fn forward_rows(
+    remote: &mut AnyConnection,
+    source: &str,
+    rows: &[(i32, String, crate::domain::target::DatabaseRow)],
+) -> Result<Vec<i32>, StorageError> {
+    use diesel::connection::SimpleConnection;
+    #[derive(QueryableByName)]
+    struct Held {
+        #[diesel(sql_type = BigInt)]
+        outbox_id: i64,
+    }
+    remote.batch_execute(FORWARDED_TABLE)?;
+    remote.transaction(|conn| {
+        let first = rows.iter().map(|(id, _, _)| i64::from(*id)).min().unwrap_or_default();
+        let last = rows.iter().map(|(id, _, _)| i64::from(*id)).max().unwrap_or_default();
+        let held: std::collections::HashSet<i64> =
+            diesel::sql_query("SELECT outbox_id FROM fkoeko_forwarded WHERE source = $1 AND outbox_id BETWEEN $2 AND $3")
+                .bind::<Text, _>(source)
+                .bind::<BigInt, _>(first)
+                .bind::<BigInt, _>(last)
+                .load::<Held>(conn)?
+                .into_iter()
+                .map(|h| h.outbox_id)
+                .collect();
+        for (id, target, row) in rows.iter().filter(|(id, _, _)| !held.contains(&i64::from(*id))) {
+            let values = row.values().map_err(StorageError::Corrupt)?;
+            let table = TargetTable { name: row.table.clone(), shown: target.clone(), columns: row.columns.clone() };
+            let table = Arc::new(table);
+            insert_target_rows(conn, &[TargetInsert { table: &table, values }])?;
+            diesel::sql_query("INSERT INTO fkoeko_forwarded (outbox_id, source, target) VALUES ($1, $2, $3)")
+                .bind::<BigInt, _>(i64::from(*id))
+                .bind::<Text, _>(source)
+                .bind::<Text, _>(target)
+                .execute(conn)?;
+        }
+        Ok(rows.iter().map(|(id, _, _)| *id).collect())
+    })
 }

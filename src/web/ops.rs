@@ -129,6 +129,14 @@ pub(crate) fn target_warnings(app: &crate::startup::App) -> Vec<String> {
     if let Some((at, error)) = &app.target_files.lock().expect("status lock").last_error {
         warnings.push(format!("importfilerne kan ikke skrives (seneste fejl {} UTC): {error}", at.format("%Y-%m-%d %H:%M:%S")));
     }
+    for (database, status) in app.forwarders.lock().expect("status lock").iter() {
+        if let Some((at, error)) = &status.last_error {
+            warnings.push(format!(
+                "rækker kan ikke kopieres til ERP-systemets database '{database}' (seneste fejl {} UTC; prøves igen): {error}",
+                at.format("%Y-%m-%d %H:%M:%S")
+            ));
+        }
+    }
     warnings
 }
 

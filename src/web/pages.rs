@@ -575,16 +575,25 @@ fn transfer_state(state: crate::storage::text::TransferState) -> &'static str {
 }
 
 /// The ERP's import tables and files: the profile in force, what waits for a file, and a delivery tried.
+/// How the copying to the ERP's tables, files and databases stands.
+pub struct TargetState {
+    pub backlog: crate::storage::targets::Backlog,
+    /// By this instance, since it started.
+    pub files_written: u64,
+    /// Rows copied by this instance since it started, by database.
+    pub forwarded: Vec<(String, u64)>,
+    pub warnings: Vec<String>,
+}
+
 pub fn targets(
     user: &str,
     mappings: &MappingSet,
-    backlog: &crate::storage::targets::Backlog,
-    files_written: u64,
-    warnings: &[String],
+    state: &TargetState,
     tried: &super::views::TargetTry,
     preview: Option<&[crate::pipeline::TargetPreview]>,
 ) -> Markup {
     use crate::domain::target::Shown;
+    let TargetState { backlog, files_written, forwarded, warnings } = state;
     layout(
         "Importtabeller",
         Some(user),
@@ -599,10 +608,13 @@ pub fn targets(
                 div.box.errors #target-warnings { ul { @for w in warnings { li { (w) } } } }
             }
             table #target-backlog {
-                tr { th { "Rækker, der venter på deres fil" } td.num { (backlog.rows) } }
+                tr { th { "Rækker, der venter på deres fil eller på at blive kopieret til ERP-systemets database" } td.num { (backlog.rows) } }
                 tr { th { "Den ældste venter siden" } td { (backlog.oldest.map(|o| format!("{} UTC", o.format("%Y-%m-%d %H:%M:%S"))).unwrap_or_else(|| "–".into())) } }
                 tr { th { "Filer påbegyndt, ikke færdige" } td.num { (backlog.files_unfinished) } }
                 tr { th { "Filer skrevet af denne instans siden start" } td.num { (files_written) } }
+                @for (database, copied) in forwarded {
+                    tr { th { "Rækker kopieret til databasen '" (database) "' af denne instans siden start" } td.num { (copied) } }
+                }
             }
             h2 { "Prøv en leverance" }
             p.muted { "Indsæt et kald (SOAP eller ModtagFinansbilag/ModtagFordring): det vurderes som ved modtagelse, men intet gemmes, og tidligere leverancer ses ikke. Id'er, der først gives ved bogføring, vises som «ved bogføring»." }

@@ -100,7 +100,7 @@ pub(crate) struct TryQuery {
 pub(super) async fn mappings(LoggedIn(user): LoggedIn, query: web::Query<TryQuery>, state: web::Data<State>) -> HttpResponse {
     let app = state.app.clone();
     let found = blocking(move || {
-        let (stored, set) = crate::pipeline::in_force(&app.db, &app.pipeline.settings.target_folder_names())?;
+        let (stored, set) = crate::pipeline::in_force(&app.db, &app.config.targets)?;
         let warnings = set.warnings(app.pipeline.sortiment().ok().as_deref());
         Ok((stored, set, warnings))
     });
@@ -116,7 +116,7 @@ pub(super) async fn mappings(LoggedIn(user): LoggedIn, query: web::Query<TryQuer
 
 pub(super) async fn edit_mappings_page(LoggedIn(user): LoggedIn, state: web::Data<State>) -> HttpResponse {
     let app = state.app.clone();
-    match blocking(move || Ok(crate::pipeline::in_force(&app.db, &app.pipeline.settings.target_folder_names())?.0)).await {
+    match blocking(move || Ok(crate::pipeline::in_force(&app.db, &app.config.targets)?.0)).await {
         Ok(stored) => html(pages::edit_mappings(&user, stored.id, &stored.files, "", &pages::EditOutcome::Fresh)),
         Err(response) => response,
     }
@@ -189,7 +189,7 @@ pub(super) async fn edit_mappings(
 /// The edit page again, on the version in force, saying why nothing was saved.
 pub(super) async fn edit_refused(state: &web::Data<State>, user: &str, outcome: pages::EditOutcome) -> HttpResponse {
     let app = state.app.clone();
-    match blocking(move || Ok(crate::pipeline::in_force(&app.db, &app.pipeline.settings.target_folder_names())?.0)).await {
+    match blocking(move || Ok(crate::pipeline::in_force(&app.db, &app.config.targets)?.0)).await {
         Ok(stored) => page(StatusCode::CONFLICT, pages::edit_mappings(user, stored.id, &stored.files, "", &outcome)),
         Err(response) => response,
     }
@@ -274,12 +274,13 @@ async fn targets_page(user: String, state: web::Data<State>, tried: TargetTry) -
             Some(app.pipeline.preview_targets(tried.leverance.as_bytes(), integration)?)
         };
         let written = app.target_files.lock().expect("status lock").files_written;
-        Ok((mappings, backlog, warnings, preview, tried, written))
+        let forwarded =
+            app.forwarders.lock().expect("status lock").iter().map(|(name, status)| (name.clone(), status.files_written)).collect();
+        let state = pages::TargetState { backlog, files_written: written, forwarded, warnings };
+        Ok((mappings, state, preview, tried))
     });
     match found.await {
-        Ok((mappings, backlog, warnings, preview, tried, written)) => {
-            html(pages::targets(&user, &mappings, &backlog, written, &warnings, &tried, preview.as_deref()))
-        }
+        Ok((mappings, state, preview, tried)) => html(pages::targets(&user, &mappings, &state, &tried, preview.as_deref())),
         Err(response) => response,
     }
 }

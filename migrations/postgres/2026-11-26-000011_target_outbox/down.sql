@@ -1,2 +1,3 @@
+DROP TABLE target_columns;
 DROP TABLE target_outbox;
 DROP TABLE target_files;

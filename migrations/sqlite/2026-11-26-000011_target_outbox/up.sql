@@ -1,7 +1,9 @@
--- Rows for a target profile's file targets: written in the booking transaction with what they come from, and
--- taken from here into files by the file writer, exactly once. A file is first recorded (writing), its rows
--- marked as its own, then written under a temporary name and renamed (renaming, then written): after a crash
--- the record says whether the rename had happened.
+-- Rows for a target profile's file targets and tables in a database the ERP owns: written in the booking
+-- transaction with what they come from, and taken from here exactly once, into files by the file writer, into
+-- the ERP's database by the forwarder. A file is first recorded (writing), its rows marked as its own, then
+-- written under a temporary name and renamed (renaming, then written): after a crash the record says whether
+-- the rename had happened. The forwarder records what it copied in a table of its own in the ERP's database,
+-- in the same transaction as the rows, and then marks them forwarded here.
 CREATE TABLE target_files (
     id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
     target TEXT NOT NULL,                -- file:<folder>/<name>, as the profile names the target
@@ -18,7 +20,15 @@ CREATE TABLE target_outbox (
     delivery_id INTEGER NOT NULL REFERENCES deliveries(id),
     payload TEXT NOT NULL,               -- JSON: the row's line, the file's header line, which rows share a file
     created_at TIMESTAMP NOT NULL,
-    file_id INTEGER REFERENCES target_files(id)
+    file_id INTEGER REFERENCES target_files(id),
+    forwarded_at TIMESTAMP               -- a database target's row: when it was copied
 );
-CREATE INDEX target_outbox_waiting ON target_outbox (target, id) WHERE file_id IS NULL;
+CREATE INDEX target_outbox_waiting ON target_outbox (target, id) WHERE file_id IS NULL AND forwarded_at IS NULL;
 CREATE INDEX target_outbox_of_file ON target_outbox (file_id, id);
+-- The columns of a database target's table as last read from the ERP's database: a profile is checked against
+-- them, and the adapter starts and books while that database is away.
+CREATE TABLE target_columns (
+    target TEXT PRIMARY KEY NOT NULL,    -- database:<name>/<table>
+    column_types TEXT NOT NULL,          -- JSON
+    read_at TIMESTAMP NOT NULL
+);

@@ -1,0 +1,119 @@
+//! The forwarder: a target profile's tables in databases the ERP owns, copied from the outbox the booking
+//! transaction filled. One forwarder per database, in order of the outbox, with retry and back-off while that
+//! database is away; exactly once through the record it keeps there (`storage::targets::forward_rows`).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::domain::target::DatabaseRow;
+use crate::storage::targets::{connect_remote, forward_rows};
+use crate::storage::{AnyConnection, Db};
+use crate::target_files::WriterStatus;
+use crate::task::Periodic;
+
+/// Rows copied in one transaction at most.
+const BATCH: i64 = 500;
+/// The longest wait between tries while the ERP's database is away.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Each forwarder's status, by database name.
+pub type ForwarderStatus = Arc<Mutex<BTreeMap<String, WriterStatus>>>;
+
+pub struct Forwarder {
+    db: Db,
+    database: String,
+    url: String,
+    /// This installation, in the ERP database's record: installations sharing one ERP database are told apart.
+    source: String,
+    connection: Option<AnyConnection>,
+    failures: u32,
+    next_try: Instant,
+    status: ForwarderStatus,
+}
+
+impl Forwarder {
+    pub fn new(db: Db, database: &str, url: &str, source: &str, status: ForwarderStatus) -> Self {
+        Forwarder {
+            db,
+            database: database.into(),
+            url: url.into(),
+            source: source.into(),
+            connection: None,
+            failures: 0,
+            next_try: Instant::now(),
+            status,
+        }
+    }
+
+    /// Copies what waits, a batch at a time, until nothing does. Returns how many rows were copied.
+    pub fn round(&mut self) -> anyhow::Result<usize> {
+        let mut copied = 0;
+        loop {
+            let waiting = self.db.rows_to_forward(&self.database, BATCH)?;
+            if waiting.is_empty() {
+                return Ok(copied);
+            }
+            let mut rows = Vec::with_capacity(waiting.len());
+            for row in &waiting {
+                let parsed =
+                    DatabaseRow::from_json(&row.payload).map_err(anyhow::Error::msg).with_context(|| format!("outbox row {}", row.id))?;
+                rows.push((row.id, row.target.clone(), parsed));
+            }
+            if self.connection.is_none() {
+                self.connection =
+                    Some(connect_remote(&self.url).with_context(|| format!("connecting to the ERP's database '{}'", self.database))?);
+            }
+            let connection = self.connection.as_mut().expect("connected");
+            let held = match forward_rows(connection, &self.source, &rows) {
+                Ok(held) => held,
+                Err(e) => {
+                    // A broken connection is made again at the next try.
+                    self.connection = None;
+                    return Err(e).with_context(|| format!("copying into the ERP's database '{}'", self.database));
+                }
+            };
+            self.db.mark_forwarded(&held)?;
+            copied += held.len();
+            if waiting.len() < BATCH as usize {
+                return Ok(copied);
+            }
+        }
+    }
+
+    /// A round when it is time for one: after a failure, the next try waits 1, 2, 4 … seconds, at most a minute.
+    fn tick(&mut self) {
+        if Instant::now() < self.next_try {
+            return;
+        }
+        let outcome = self.round();
+        let mut status = self.status.lock().expect("status lock");
+        let entry = status.entry(self.database.clone()).or_default();
+        match outcome {
+            Ok(copied) => {
+                self.failures = 0;
+                entry.last_error = None;
+                entry.files_written += copied as u64;
+            }
+            Err(e) => {
+                self.failures += 1;
+                let wait = Duration::from_secs(1 << self.failures.min(6)).min(MAX_BACKOFF);
+                self.next_try = Instant::now() + wait;
+                let text = format!("{e:#}");
+                tracing::warn!(
+                    database = self.database,
+                    error = text,
+                    retry_in_secs = wait.as_secs(),
+                    "forwarding to the ERP's database failed"
+                );
+                entry.last_error = Some((chrono::Utc::now(), text));
+            }
+        }
+    }
+
+    pub fn spawn(mut self, interval: Duration) -> Periodic {
+        Periodic::spawn(&format!("forward-{}", self.database), interval, move || self.tick())
+    }
+}

@@ -19,6 +19,7 @@ mod straks_crash;
 mod straks_intake;
 mod straks_random;
 mod target_files;
+mod target_forward;
 mod targets;
 mod tls;
 mod web;

@@ -3,6 +3,7 @@
 // Helpers are shared by the test modules; not every module uses every one.
 
 pub mod claims;
+pub mod cluster;
 pub mod delivery;
 pub mod masse;
 pub mod serve;

@@ -37,12 +37,23 @@ impl ServeProcess {
 
     /// (HTTP status, body); a connection that fails counts as status 0.
     pub fn post(&self, body: &[u8]) -> (u16, String) {
+        self.post_to("/sf1590a", body)
+    }
+
+    /// As `post`, to an endpoint (/sf1590b for claims).
+    pub fn post_to(&self, path: &str, body: &[u8]) -> (u16, String) {
         let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
-        match agent.post(&format!("{}/sf1590a", self.base)).set("Content-Type", "text/xml").send_bytes(body) {
+        match agent.post(&format!("{}{path}", self.base)).set("Content-Type", "text/xml").send_bytes(body) {
             Ok(r) => (r.status(), r.into_string().unwrap()),
             Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
             Err(_) => (0, String::new()),
         }
+    }
+
+    /// Kills the process with SIGKILL, while others may still be sending to it.
+    pub fn kill_9(&self) {
+        let killed = std::process::Command::new("kill").args(["-9", &self.child.id().to_string()]).status().unwrap();
+        assert!(killed.success());
     }
 
     /// Resident memory of the process, in MB.

@@ -171,14 +171,9 @@ impl Background {
             tracing::info!(folders = ?config.targets.folders, "writing target files");
             tasks.push(writer.spawn(Duration::from_millis(config.targets.interval_ms)));
         }
+        let identity = if config.targets.databases.is_empty() { String::new() } else { app.db.installation_identity()? };
         for (database, url) in &config.targets.databases {
-            let forwarder = crate::target_forward::Forwarder::new(
-                app.db.clone(),
-                database,
-                url,
-                &config.installation.myndighed,
-                app.forwarders.clone(),
-            );
+            let forwarder = crate::target_forward::Forwarder::new(app.db.clone(), database, url, &identity, app.forwarders.clone());
             tracing::info!(database, "forwarding rows to the ERP's database");
             tasks.push(forwarder.spawn(Duration::from_millis(config.targets.interval_ms)));
         }

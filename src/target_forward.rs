@@ -26,7 +26,8 @@ pub struct Forwarder {
     db: Db,
     database: String,
     url: String,
-    /// This installation, in the ERP database's record: installations sharing one ERP database are told apart.
+    /// This installation (`Db::installation_identity`), in the ERP database's record: installations sharing one
+    /// ERP database, whose outbox numbers overlap, are told apart.
     source: String,
     connection: Option<AnyConnection>,
     failures: u32,

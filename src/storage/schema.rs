@@ -203,6 +203,12 @@ diesel::table! {
 }
 
 diesel::table! {
+    installation_identity (id) {
+        id -> Text,
+    }
+}
+
+diesel::table! {
     login_attempts (user_name) {
         user_name -> Text,
         window_start -> Timestamp,
@@ -378,6 +384,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     erp_debtors,
     erp_journal,
     erp_journal_lines,
+    installation_identity,
     login_attempts,
     mapping_versions,
     receipt_errors,

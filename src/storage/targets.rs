@@ -438,6 +438,21 @@ impl Db {
             .transpose()
     }
 
+    /// This installation's identity (its database's), made at the first call: a forwarder's name for it in the
+    /// ERP's database.
+    pub fn installation_identity(&self) -> Result<String, StorageError> {
+        use super::schema::installation_identity;
+        let fresh = uuid::Uuid::new_v4().to_string();
+        self.write(|conn| {
+            let found: Option<String> = installation_identity::table.select(installation_identity::id).first(conn).optional()?;
+            if let Some(id) = found {
+                return Ok(id);
+            }
+            diesel::insert_into(installation_identity::table).values(installation_identity::id.eq(&fresh)).execute(conn)?;
+            Ok(fresh.clone())
+        })
+    }
+
     /// Rows for one database's targets (`database:<name>/…`) not yet copied, oldest first.
     pub fn rows_to_forward(&self, database: &str, limit: i64) -> Result<Vec<WaitingRow>, StorageError> {
         Ok(target_outbox::table

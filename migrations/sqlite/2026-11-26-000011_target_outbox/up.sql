@@ -25,6 +25,11 @@ CREATE TABLE target_outbox (
 );
 CREATE INDEX target_outbox_waiting ON target_outbox (target, id) WHERE file_id IS NULL AND forwarded_at IS NULL;
 CREATE INDEX target_outbox_of_file ON target_outbox (file_id, id);
+-- This adapter installation (its database), as the forwarder names it in an ERP database's record of what it
+-- copied: installations that share one ERP database, whose outbox numbers overlap, are told apart. Made once.
+CREATE TABLE installation_identity (
+    id TEXT PRIMARY KEY NOT NULL
+);
 -- The columns of a database target's table as last read from the ERP's database: a profile is checked against
 -- them, and the adapter starts and books while that database is away.
 CREATE TABLE target_columns (

@@ -24,6 +24,7 @@ pub struct Metrics {
     receipt_files: IntGaugeVec,
     target_rows: IntGauge,
     target_oldest: IntGauge,
+    target_failing: IntGaugeVec,
     /// The web page's logins: passwords checked, and tries refused without a check, by reason.
     pub logins: IntCounterVec,
     pub groups: GroupMetrics,
@@ -113,6 +114,14 @@ impl Metrics {
             "How long the oldest row for a file target has waited for its file (0: none waits).",
         )
         .expect("valid metric");
+        let target_failing = IntGaugeVec::new(
+            Opts::new(
+                "fkoeko_target_writer_failing",
+                "1 while the file writer (writer=files) or a forwarder (writer=database:<name>) failed its last round on this instance.",
+            ),
+            &["writer"],
+        )
+        .expect("valid metric");
         let logins = IntCounterVec::new(
             Opts::new(
                 "fkoeko_web_logins_total",
@@ -140,6 +149,7 @@ impl Metrics {
             Box::new(groups.waiting.clone()),
             Box::new(target_rows.clone()),
             Box::new(target_oldest.clone()),
+            Box::new(target_failing.clone()),
             Box::new(deliveries.clone()),
             Box::new(items.clone()),
             Box::new(errors.clone()),
@@ -163,6 +173,7 @@ impl Metrics {
             receipt_files,
             target_rows,
             target_oldest,
+            target_failing,
             logins,
             groups,
         }
@@ -191,6 +202,11 @@ impl Metrics {
 
     /// The text exposition format. Without the shared figures (the database does not answer), their gauges
     /// read -1 rather than a stale or made-up count.
+    /// Whether a target writer failed its last round.
+    pub fn target_writer(&self, writer: &str, failing: bool) {
+        self.target_failing.with_label_values(&[writer]).set(i64::from(failing));
+    }
+
     pub fn render(&self, shared: Option<&SharedFigures>) -> String {
         self.batch_files.set(shared.map_or(-1, |s| s.batch_files_in_progress));
         // Every status is shown, at 0 when none are in it, so that a dashboard's series do not vanish.

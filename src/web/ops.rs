@@ -145,6 +145,12 @@ pub(super) async fn metrics(state: web::Data<State>) -> HttpResponse {
     let text = web::block(move || {
         // The process's own figures are still worth having when the database is away.
         let shared = app.db.shared_figures().map_err(|e| tracing::warn!(error = %e, "metrics: shared figures not readable")).ok();
+        if !app.config.targets.folders.is_empty() {
+            app.pipeline.metrics.target_writer("files", app.target_files.lock().expect("status lock").last_error.is_some());
+        }
+        for (database, status) in app.forwarders.lock().expect("status lock").iter() {
+            app.pipeline.metrics.target_writer(&format!("database:{database}"), status.last_error.is_some());
+        }
         app.pipeline.metrics.render(shared.as_ref())
     })
     .await;

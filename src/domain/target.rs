@@ -1405,13 +1405,17 @@ pub struct TargetRow {
 }
 
 impl TargetRow {
-    /// The values as text, for showing.
+    /// The values as text, for showing on the page: a value of ten digits (a CPR number, from whatever field or
+    /// function) masked as everywhere a person reads.
     pub fn shown_values(&self) -> Vec<Shown> {
         self.values
             .iter()
             .map(|v| match v {
                 Value::Key(_) => Shown::Key,
                 Value::Null => Shown::Empty,
+                Value::Text(text) if text.len() == 10 && text.bytes().all(|b| b.is_ascii_digit()) => {
+                    Shown::Text(super::values::mask_cpr(text))
+                }
                 other => Shown::Text(other.clone().into_text().expect("a value that is not null or a key has a text")),
             })
             .collect()

@@ -327,6 +327,9 @@ fn file_table(name: &str, content: &str, errors: Option<&MappingErrors>) -> Mark
                         td.num.muted { (line) }
                         @if text.trim_start().starts_with('#') {
                             td.muted colspan="8" { (text) }
+                        } @else if !name.ends_with(".csv") {
+                            // The target profile (TOML): a line is one setting, shown whole.
+                            td colspan="8" { code { (text) } }
                         } @else {
                             // A line the CSV reader cannot split is shown whole; its error is beside it.
                             @match crate::domain::mapping::cells_of(text) {
@@ -617,7 +620,7 @@ pub fn targets(
                 }
             }
             h2 { "Prøv en leverance" }
-            p.muted { "Indsæt et kald (SOAP eller ModtagFinansbilag/ModtagFordring): det vurderes som ved modtagelse, men intet gemmes, og tidligere leverancer ses ikke. Id'er, der først gives ved bogføring, vises som «ved bogføring»." }
+            p.muted { "Indsæt et kald (SOAP eller ModtagFinansbilag/ModtagFordring): det vurderes som ved modtagelse, men intet gemmes, og tidligere leverancer ses ikke. Id'er, der først gives ved bogføring, vises som «ved bogføring», og CPR-numre maskeret (ERP-systemet får dem hele)." }
             form.try method="post" action="/importtabeller" {
                 label { "Integration"
                     select name="integration" {

@@ -78,3 +78,32 @@ fn finance_staff_find_a_rejection_fix_the_mapping_and_roll_it_back() {
     let on_disk = std::fs::read_to_string(app.config.paths.mappings.join("konti.csv")).unwrap();
     assert_eq!(on_disk, std::fs::read_to_string(repo("mappings/konti.csv")).unwrap());
 }
+
+#[test]
+fn finance_staff_try_a_delivery_against_the_erps_import_tables() {
+    let browser_dir = repo("tests/browser");
+    assert!(browser_dir.join("node_modules/playwright-core").is_dir(), "Playwright is not installed: run `npm ci` in tests/browser");
+    let app = TestApp::start_with(crate::targets::with_example_profile);
+    let server = app.server.as_ref().unwrap();
+    let mut too_long = Bilag::balanced("PROEV-2", "1250.50");
+    too_long.postings[0].text = "z".repeat(80);
+    let delivery = Delivery::new(vec![Bilag::balanced("PROEV-1", "1250.50"), too_long]);
+    let file = app.dir.path().join("proev.xml");
+    std::fs::write(&file, crate::common::delivery::one_line(&delivery.soap11())).unwrap();
+    let shots = std::env::var("FKOEKO_SCREENSHOTS").map_or_else(|_| app.dir.path().join("screenshots"), |dir| repo(&dir));
+    let run = Command::new("node")
+        .arg("targets.mjs")
+        .current_dir(&browser_dir)
+        .env("ADMIN", server.admin_url(""))
+        .env("USER", ADMIN_USER)
+        .env("PASSWORD", ADMIN_PASSWORD)
+        .env("DELIVERY", &file)
+        .env("SHOTS", &shots)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "the browser run failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    // Two rows for PROEV-1's finansbilag and lines (one bilag row, two line rows); nothing booked.
+    assert_eq!(stdout.trim(), "tables 3");
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM erp_journal"), 0);
+}

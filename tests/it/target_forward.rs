@@ -164,3 +164,31 @@ fn every_accepted_item_is_copied_once_in_order_across_a_kill_9_and_a_restart_of_
     assert_eq!(count_in(&erp_url, "SELECT COUNT(*) AS n FROM erp_import_linje"), before);
     assert_eq!(count_in(&erp_url, "SELECT COUNT(*) AS n FROM erp_import_bilag"), BILAG as i64);
 }
+
+#[test]
+fn two_installations_sharing_the_erps_database_each_get_their_rows_copied() {
+    // Two adapters with databases of their own: their outbox numbers are the same (1, 2, …), and the ERP's record
+    // tells them apart by each installation's identity.
+    let erp = Cluster::start();
+    let mappings = erp_database_profile(&erp);
+    let erp_url = erp.url();
+    let start = |bilag: &str| {
+        let mappings = mappings.clone();
+        let app = TestApp::start_with(|c| {
+            c.paths.mappings = mappings;
+            c.targets.databases.insert("erp".into(), erp_url.clone());
+            c.targets.interval_ms = 20;
+        });
+        assert_eq!(app.send(&Delivery::one(bilag).soap11()).receipts[0].status, Status::Accepteret);
+        app
+    };
+    let (one, two) = (start("SHARED-1"), start("SHARED-2"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count_in(&erp_url, "SELECT COUNT(*) AS n FROM erp_import_bilag") < 2 {
+        assert!(Instant::now() < deadline, "both installations' rows are copied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count_in(&erp_url, "SELECT COUNT(DISTINCT source) AS n FROM fkoeko_forwarded"), 2);
+    assert_eq!(count_in(&erp_url, "SELECT COUNT(*) AS n FROM erp_import_linje"), 4);
+    drop((one, two));
+}

@@ -19,7 +19,7 @@ use crate::common::{connect, copy_of_mappings, errors_of, fkoeko_command, repo, 
 const EXAMPLE: &str = "docs/examples/profiles/table";
 
 /// The example's import tables in the test's database, and a mapping folder with its profile.
-fn with_example_profile(config: &mut Config) {
+pub(crate) fn with_example_profile(config: &mut Config) {
     let tables = std::fs::read_to_string(repo(EXAMPLE).join("tables.sql")).unwrap();
     connect(&config.database.url).batch_execute(&tables).unwrap();
     config.paths.mappings = mappings_with_profile();

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::book::{self, Target};
 use super::intake::{self, OpenError};
-use super::{Arrival, ItemContext, Items, Pipeline, Sink, TechnicalError, Transport};
+use super::{Arrival, Items, Pipeline, Sink, TechnicalError, Transport};
 use crate::domain::delivery::{DeliveryRecord, ItemPlan};
 use crate::domain::sortiment::{Integration, Sortiment};
 use crate::storage::batch::{BatchFile, Lease};
@@ -164,13 +164,7 @@ impl Pipeline {
 
         let (target, done) = book::start_batch(&self.db, &file.lease, &record, opened.frame.outline.items)?;
         let root_path = opened.root_path();
-        let context = ItemContext {
-            sender: decided.sender(),
-            delivery_id: record.delivery_id,
-            today: decided.today,
-            mappings: &decided.mappings,
-            root_path: &root_path,
-        };
+        let context = decided.item_context(record.delivery_id, &root_path);
         let done = done as usize;
         if done > 0 {
             info!(done, total = opened.frame.outline.items, "resuming a batch file after the last committed chunk");

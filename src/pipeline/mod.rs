@@ -414,13 +414,7 @@ impl Pipeline {
         let arrival = Arrival { context: &opened.context, caller, origin: None };
         let decided = self.decide_delivery(&opened, findings, &arrival, integration, record)?;
         let root_path = opened.root_path();
-        let context = ItemContext {
-            sender: decided.sender(),
-            delivery_id: record.delivery_id,
-            today: decided.today,
-            mappings: &decided.mappings,
-            root_path: &root_path,
-        };
+        let context = decided.item_context(record.delivery_id, &root_path);
         let mut digest = Sha256::new();
         opened.start_digest(&mut digest);
         let mut plans = Vec::with_capacity(opened.frame.outline.items);
@@ -1048,6 +1042,11 @@ struct DeliveryDecision {
 }
 
 impl DeliveryDecision {
+    /// What each item of the delivery is checked, mapped and rendered against.
+    fn item_context<'a>(&'a self, delivery_id: Option<uuid::Uuid>, root_path: &'a str) -> ItemContext<'a> {
+        ItemContext { sender: self.sender(), delivery_id, today: self.today, mappings: &self.mappings, root_path }
+    }
+
     fn sender(&self) -> Option<&Sender> {
         self.sender.and_then(|s| self.sortiment.get(&s))
     }

@@ -6,32 +6,17 @@
 // whose only unmapped kontering the new rule maps), NEXT_BILAG (its BilagId), SHOTS (folder for screenshots).
 // Prints "saved <id>" and "rolled back <id>" for the Rust side; exits 1 with the reason on any failure.
 
-import { chromium } from "playwright-core";
 import { readFileSync, mkdirSync } from "node:fs";
+import { check, env, launch } from "./chromium.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
 const [ADMIN, SERVICE, USER, PASSWORD, REJECTED, NEXT_DELIVERY, NEXT_BILAG, SHOTS] =
   ["ADMIN", "SERVICE", "USER", "PASSWORD", "REJECTED", "NEXT_DELIVERY", "NEXT_BILAG", "SHOTS"].map(env);
 
 const NEW_RULE_WITH_ERROR = "5.57.72;*;2;*;5.2;*;*;*;;afdeling=SOC";
 const NEW_RULE = "5.57.72;*;2;*;5.2;*;*;*;55772252;afdeling=SOC,ordning=refusion-fejlrettet";
 
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
 mkdirSync(SHOTS, { recursive: true });
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  // As root on a closed network: no sandbox, and no calls home.
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 let page;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "da-DK" });

@@ -5,27 +5,13 @@
 // Environment: ADMIN (the web page's base URL), USER and PASSWORD, DELIVERY (a file with a SOAP call),
 // SHOTS (folder for screenshots). Exits 1 with the reason on any failure.
 
-import { chromium } from "playwright-core";
 import { readFileSync, mkdirSync } from "node:fs";
+import { check, env, launch } from "./chromium.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
 const [ADMIN, USER, PASSWORD, DELIVERY, SHOTS] = ["ADMIN", "USER", "PASSWORD", "DELIVERY", "SHOTS"].map(env);
 
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
 mkdirSync(SHOTS, { recursive: true });
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 let page;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "da-DK" });

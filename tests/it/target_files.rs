@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -13,6 +12,7 @@ use fkoeko_adapter::domain::target::PROFILE_FILE;
 use fkoeko_adapter::target_files::FileWriter;
 
 use crate::common::delivery::{one_line, today, Bilag, Delivery, Posting};
+use crate::common::serve::ServeProcess;
 use crate::common::*;
 
 const EXAMPLE: &str = "docs/examples/profiles/file";
@@ -166,38 +166,6 @@ fn files_in_now(folder: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// `fkoeko serve` with the file profile, killed however the test ends.
-struct Server(KillOnDrop, String);
-
-impl Server {
-    fn start(db_url: &str, mappings: &Path, folder: &Path) -> Self {
-        let port = free_port();
-        let child = fkoeko_command(db_url)
-            .arg("serve")
-            .env("FKOEKO_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-            .env("FKOEKO_PATHS__MAPPINGS", mappings)
-            .env("FKOEKO_TARGETS__FOLDERS__ERP", folder)
-            .env("FKOEKO_TARGETS__INTERVAL_MS", "20")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = Server(KillOnDrop(child), format!("http://127.0.0.1:{port}"));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while ureq::get(&format!("{}/sf1590a?wsdl", server.1)).call().is_err() {
-            assert!(Instant::now() < deadline, "the server did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn post(&self, body: &str) -> Option<String> {
-        let answer = ureq::post(&format!("{}/sf1590a", self.1)).set("Content-Type", "text/xml; charset=utf-8").send_string(body);
-        answer.ok().map(|r| r.into_string().unwrap())
-    }
-}
-
 #[test]
 fn files_are_complete_and_written_once_across_a_kill_9() {
     const CALLS: usize = 150;
@@ -207,14 +175,19 @@ fn files_are_complete_and_written_once_across_a_kill_9() {
     let mappings = mappings_with_file_profile();
     let calls: Vec<String> = (0..CALLS).map(|n| one_line(&Delivery::one(&format!("K9-{n}")).soap11())).collect();
 
-    let server = Server::start(&db_url, &mappings, folder.path());
+    let env = [
+        ("FKOEKO_PATHS__MAPPINGS", mappings.to_str().unwrap()),
+        ("FKOEKO_TARGETS__FOLDERS__ERP", folder.path().to_str().unwrap()),
+        ("FKOEKO_TARGETS__INTERVAL_MS", "20"),
+    ];
+    let server = ServeProcess::start(&db_url, &env);
     let next = AtomicUsize::new(0);
     let sent = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..6 {
             s.spawn(|| loop {
                 let n = next.fetch_add(1, Ordering::SeqCst);
-                if n >= CALLS || server.post(&calls[n]).is_none() {
+                if n >= CALLS || server.post(calls[n].as_bytes()).0 == 0 {
                     return;
                 }
                 sent.fetch_add(1, Ordering::SeqCst);
@@ -224,15 +197,14 @@ fn files_are_complete_and_written_once_across_a_kill_9() {
         while sent.load(Ordering::SeqCst) < CALLS / 2 {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let killed = std::process::Command::new("kill").args(["-9", &server.0 .0.id().to_string()]).status().unwrap();
-        assert!(killed.success());
+        server.kill_9();
     });
     drop(server);
 
     // A new process takes the rest of the calls and finishes what was left.
-    let server = Server::start(&db_url, &mappings, folder.path());
+    let server = ServeProcess::start(&db_url, &env);
     for call in &calls {
-        assert!(server.post(call).is_some());
+        assert_eq!(server.post(call.as_bytes()).0, 200);
     }
     let deliveries = count_in(&db_url, "SELECT COUNT(*) AS n FROM deliveries");
     let expected_files = 2 * deliveries as usize;

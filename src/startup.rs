@@ -112,7 +112,11 @@ pub fn load_sortiment(db: &Db, file: &Path, allow_empty: bool) -> anyhow::Result
          loaded; the version in force stays (load it with --allow-empty if that is what is meant)",
         file.display()
     );
-    Ok(db.save_sortiment(&file.display().to_string(), &content, &senders)?)
+    // The person at the command line, as far as the system says; the service itself at its first start.
+    let actor = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .map_or_else(|_| "fkoeko".to_string(), |user| format!("{user} (fkoeko)"));
+    Ok(db.save_sortiment(&file.display().to_string(), &content, &senders, &actor)?)
 }
 
 pub fn check_transports(config: &Config) -> anyhow::Result<()> {

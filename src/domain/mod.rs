@@ -11,6 +11,7 @@ pub fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 pub mod alert;
+pub mod audit;
 pub mod delivery;
 pub mod finans;
 pub mod fordring;

@@ -157,12 +157,27 @@ impl Pipeline {
         begun_on: Option<i64>,
         allow_empty: bool,
     ) -> Result<MappingChange, TechnicalError> {
+        self.change_mappings_from(files, author, None, source, comment, begun_on, allow_empty)
+    }
+
+    /// As `change_mappings`, saying where the change came from for the audit trail (the page's client address).
+    #[allow(clippy::too_many_arguments)]
+    pub fn change_mappings_from(
+        &self,
+        files: &MappingFiles,
+        author: &str,
+        origin: Option<&str>,
+        source: MappingSource,
+        comment: &str,
+        begun_on: Option<i64>,
+        allow_empty: bool,
+    ) -> Result<MappingChange, TechnicalError> {
         let version = match check_new_files(&self.db, files, allow_empty, &self.settings.targets)? {
             Ok(set) => set.version,
             Err(errors) => return Ok(MappingChange::Invalid(errors)),
         };
         let mut folder = self.mapping_folder.lock().expect("mapping folder lock");
-        let saved = self.db.save_mapping(&NewMapping { version: &version, files, author, source, comment, begun_on })?;
+        let saved = self.db.save_mapping(&NewMapping { version: &version, files, author, origin, source, comment, begun_on })?;
         self.forget_versions();
         tracing::info!(?saved, %version, author, source = source.as_str(), "mapping change");
         let change = match saved {
@@ -176,10 +191,15 @@ impl Pipeline {
 
     /// Brings back an earlier version, as a new version (the history only grows).
     pub fn roll_back_mappings(&self, to: i64, author: &str) -> Result<Option<MappingChange>, TechnicalError> {
+        self.roll_back_mappings_from(to, author, None)
+    }
+
+    /// As `roll_back_mappings`, saying where it came from for the audit trail.
+    pub fn roll_back_mappings_from(&self, to: i64, author: &str, origin: Option<&str>) -> Result<Option<MappingChange>, TechnicalError> {
         let Some(old) = self.db.mapping_version(to)? else { return Ok(None) };
         let comment = format!("tilbage til version {to}");
         // The version was in force once: bringing it back is the operator's explicit choice.
-        self.change_mappings(&old.files, author, MappingSource::Rollback, &comment, None, true).map(Some)
+        self.change_mappings_from(&old.files, author, origin, MappingSource::Rollback, &comment, None, true).map(Some)
     }
 
     /// Brings the folder and the database in step. A change in the folder that passes the check is stored as
@@ -227,10 +247,12 @@ impl Pipeline {
                         None => format!("første version, indlæst fra {}", dir.display()),
                         Some(_) => format!("ændret i {}", dir.display()),
                     };
+                    let origin = dir.display().to_string();
                     let new = NewMapping {
                         version: hash,
                         files,
                         author: "mappings/",
+                        origin: Some(&origin),
                         source: MappingSource::Files,
                         comment: &comment,
                         begun_on: None,

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 
 use super::schema::mapping_versions;
 use super::{Db, StorageError};
+use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::mapping::MappingFiles;
 
 /// Where a mapping version came from.
@@ -46,6 +47,8 @@ pub struct NewMapping<'a> {
     pub version: &'a str,
     pub files: &'a MappingFiles,
     pub author: &'a str,
+    /// Where the change came from (the page's client address, the folder), for the audit trail.
+    pub origin: Option<&'a str>,
     pub source: MappingSource,
     pub comment: &'a str,
     /// The version an edit began from: when another has been stored since, nothing is stored.
@@ -139,6 +142,13 @@ impl Db {
                 ))
                 .returning(mapping_versions::id)
                 .get_result(conn)?;
+            let action = match new.source {
+                MappingSource::Files => AuditAction::MappingFilesChanged,
+                MappingSource::Page => AuditAction::MappingSaved,
+                MappingSource::Rollback => AuditAction::MappingRolledBack,
+            };
+            let detail = format!("version {id} ({}): {}", new.version, new.comment);
+            super::audit::record(conn, &AuditEntry::new(new.author, action, detail, new.origin.map(str::to_string)))?;
             Ok(Saved::New(id.into()))
         })
     }

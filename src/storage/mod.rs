@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod amount;
+pub mod audit;
 pub mod batch;
 pub mod booking;
 pub mod inspect;

@@ -29,6 +29,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_log (id) {
+        id -> Integer,
+        at -> Timestamp,
+        actor -> Text,
+        action -> Text,
+        detail -> Text,
+        origin -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     batch_files (id) {
         id -> Integer,
         file_key -> Text,
@@ -375,6 +386,7 @@ diesel::joinable!(target_outbox -> target_files (file_id));
 diesel::allow_tables_to_appear_in_same_query!(
     admin_sessions,
     alert_outbox,
+    audit_log,
     batch_files,
     batch_receipts,
     deliveries,

@@ -27,7 +27,8 @@ pub enum Loaded {
 
 impl Db {
     /// Stores a parsed sortiment as a new version, unless it is the same as the one in force.
-    pub fn save_sortiment(&self, source: &str, content: &str, senders: &[Sender]) -> Result<Loaded, StorageError> {
+    /// `actor`: who loaded it, for the audit trail (the command line's user, or the service at its first start).
+    pub fn save_sortiment(&self, source: &str, content: &str, senders: &[Sender], actor: &str) -> Result<Loaded, StorageError> {
         let hash = hex::encode(Sha256::digest(content.as_bytes()));
         self.write(|conn| {
             let current: Option<(i32, String)> = sortiment_versions::table
@@ -49,6 +50,9 @@ impl Db {
                 ))
                 .returning(sortiment_versions::id)
                 .get_result(conn)?;
+            let detail = format!("version {version} fra {source}: {} afsendere", senders.len());
+            let entry = crate::domain::audit::AuditEntry::new(actor, crate::domain::audit::AuditAction::SortimentLoaded, detail, None);
+            super::audit::record(conn, &entry)?;
             for sender in senders {
                 let integrations: Vec<&str> = sender.integrations.iter().map(|i| i.as_str()).collect();
                 let sender_id: i32 = diesel::insert_into(sortiment_senders::table)

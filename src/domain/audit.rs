@@ -1,0 +1,136 @@
+//! The audit trail: what people did, recorded for a municipality's auditor. What counts as an action, and who
+//! may do what (roles).
+
+use serde::{Deserialize, Serialize};
+
+/// An action the trail records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    Login,
+    LoginFailed,
+    /// A login refused because the name had too many failed tries.
+    LoginLocked,
+    Logout,
+    /// Mapping files saved on the page.
+    MappingSaved,
+    MappingRolledBack,
+    /// Mapping files changed in the mapping folder and taken into use.
+    MappingFilesChanged,
+    SortimentLoaded,
+    /// Something a user's role does not allow, asked for and refused.
+    Refused,
+}
+
+impl AuditAction {
+    pub const ALL: [AuditAction; 9] = [
+        AuditAction::Login,
+        AuditAction::LoginFailed,
+        AuditAction::LoginLocked,
+        AuditAction::Logout,
+        AuditAction::MappingSaved,
+        AuditAction::MappingRolledBack,
+        AuditAction::MappingFilesChanged,
+        AuditAction::SortimentLoaded,
+        AuditAction::Refused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Login => "login",
+            AuditAction::LoginFailed => "login_failed",
+            AuditAction::LoginLocked => "login_locked",
+            AuditAction::Logout => "logout",
+            AuditAction::MappingSaved => "mapping_saved",
+            AuditAction::MappingRolledBack => "mapping_rolled_back",
+            AuditAction::MappingFilesChanged => "mapping_files_changed",
+            AuditAction::SortimentLoaded => "sortiment_loaded",
+            AuditAction::Refused => "refused",
+        }
+    }
+
+    /// In Danish, for the page.
+    pub fn label(self) -> &'static str {
+        match self {
+            AuditAction::Login => "logget ind",
+            AuditAction::LoginFailed => "forkert adgangskode eller bruger",
+            AuditAction::LoginLocked => "login spærret (for mange forsøg)",
+            AuditAction::Logout => "logget ud",
+            AuditAction::MappingSaved => "mapninger gemt",
+            AuditAction::MappingRolledBack => "mapninger rullet tilbage",
+            AuditAction::MappingFilesChanged => "mapningsfiler ændret i mappen",
+            AuditAction::SortimentLoaded => "sortiment indlæst",
+            AuditAction::Refused => "afvist: rollen må ikke",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == text)
+    }
+}
+
+/// One entry of the trail, as it is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// A user of the web page, or what acted for nobody ("mappings/", "fkoeko sortiment load").
+    pub actor: String,
+    pub action: AuditAction,
+    pub detail: String,
+    /// Where from: the web page's client address, or how (the mapping folder, the command line).
+    pub origin: Option<String>,
+}
+
+impl AuditEntry {
+    pub fn new(actor: impl Into<String>, action: AuditAction, detail: impl Into<String>, origin: Option<String>) -> Self {
+        AuditEntry { actor: actor.into(), action, detail: detail.into(), origin }
+    }
+}
+
+/// What a user of the web page may do. Each role may do what the one before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Finance staff who look: rejections, deliveries, mappings, sortiment, "prøv".
+    Read,
+    /// Also edits and rolls back the mapping files (and the target profile among them).
+    Mapping,
+    /// Also the operator's pages: the audit trail.
+    Operator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Mapping => "mapping",
+            Role::Operator => "operator",
+        }
+    }
+
+    /// In Danish, for the page.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Read => "læser",
+            Role::Mapping => "mapningsredaktør",
+            Role::Operator => "driftsansvarlig",
+        }
+    }
+
+    pub fn may(self, needed: Role) -> bool {
+        self >= needed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_role_may_what_the_one_before_may() {
+        assert!(Role::Operator.may(Role::Mapping) && Role::Operator.may(Role::Read));
+        assert!(Role::Mapping.may(Role::Read) && !Role::Mapping.may(Role::Operator));
+        assert!(!Role::Read.may(Role::Mapping));
+        for action in AuditAction::ALL {
+            assert_eq!(AuditAction::parse(action.as_str()), Some(action));
+        }
+    }
+}

@@ -71,6 +71,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TargetsCommand,
     },
+    /// The audit trail: logins, mapping and sortiment changes, refusals.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// The web page's users.
     Admin {
         #[command(subcommand)]
@@ -134,6 +139,28 @@ pub enum MappingsCommand {
         /// Try the files in this folder instead of the version in force.
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Entries, newest first, as the page Revision shows them; tab-separated.
+    List {
+        /// Only this user (or actor: mappings/, a command's user).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this action: login, login_failed, login_locked, logout, mapping_saved, mapping_rolled_back,
+        /// mapping_files_changed, sortiment_loaded, refused.
+        #[arg(long)]
+        action: Option<String>,
+        /// On or after this day (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// On or before this day (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
     },
 }
 
@@ -260,6 +287,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             try_mapping(&config, *kontering, fordringstype, dir)
         }
         Command::Targets { command: TargetsCommand::Check { dir } } => check_targets(&config, dir),
+        Command::Audit { command: AuditCommand::List { actor, action, from, to, limit } } => {
+            list_audit(&config, crate::storage::audit::AuditFilter { actor, action, from, to }, limit)
+        }
         Command::Admin { command: AdminCommand::HashPassword } => hash_password(),
         Command::Validate { file, database, .. } => validate(&config, file, database),
         Command::Sortiment { command: SortimentCommand::Load { file, allow_empty } } => load_sortiment_file(&config, file, allow_empty),
@@ -423,6 +453,29 @@ fn checked_folder(config: &Config, dir: &Path, allow_empty: bool) -> anyhow::Res
         return Ok(MappingSet::check_new(&files, allow_empty));
     }
     Ok(crate::pipeline::check_new_files(&open_db(config)?, &files, allow_empty, &config.targets)?)
+}
+
+/// `fkoeko audit list`.
+fn list_audit(config: &Config, filter: crate::storage::audit::AuditFilter, limit: i64) -> anyhow::Result<i32> {
+    if let Some(action) = filter.action.as_deref() {
+        anyhow::ensure!(
+            crate::domain::audit::AuditAction::parse(action).is_some(),
+            "unknown action '{action}' (see fkoeko audit list --help)"
+        );
+    }
+    let rows = open_db(config)?.audit_list(&filter, limit)?;
+    println!("time (UTC)\tactor\taction\tdetail\torigin");
+    for row in rows {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            row.at.format("%Y-%m-%d %H:%M:%S"),
+            row.actor,
+            row.action,
+            row.detail,
+            row.origin.unwrap_or_default()
+        );
+    }
+    Ok(0)
 }
 
 /// `fkoeko targets check`.

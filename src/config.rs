@@ -83,6 +83,9 @@ pub struct AdminUser {
     pub name: String,
     /// An Argon2 hash in PHC form, from `fkoeko admin hash-password`.
     pub password_hash: String,
+    /// What the user may do on the page: "read" (look), "mapping" (also edit and roll back the mapping files),
+    /// "operator" (also the audit trail). Required: nobody gets more than was written here.
+    pub role: crate::domain::audit::Role,
 }
 
 /// Batch files (masse) from drop folders. Per integration, under `dir`: `sf1590a/` and `sf1590b/`, each with

@@ -9,6 +9,7 @@ use argon2::Argon2;
 use serde::Deserialize;
 
 use super::{blocking, html, pages, see_other, State, SESSION_COOKIE};
+use crate::domain::audit::{AuditAction, AuditEntry, Role};
 
 /// An Argon2id hash of a password, for admin.users.
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
@@ -36,8 +37,56 @@ pub(super) fn return_address(next: Option<&str>) -> String {
     next.filter(|n| on_site(n)).unwrap_or("/").to_string()
 }
 
-/// The logged-in user; a request without a live session is sent to the login page instead.
-pub(super) struct LoggedIn(pub(super) String);
+/// Who is logged in, and what their role lets them do.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub name: String,
+    pub role: Role,
+}
+
+impl std::fmt::Display for Viewer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// The logged-in user; a request without a live session (or whose user is no longer configured) is sent to the
+/// login page instead.
+pub(super) struct LoggedIn(pub(super) Viewer);
+
+impl LoggedIn {
+    /// The user, when the role allows `needed`; else the refusal (403), which is recorded in the audit trail.
+    pub(super) async fn may(self, needed: Role, what: &str, req: &HttpRequest, state: &web::Data<State>) -> Result<Viewer, HttpResponse> {
+        let viewer = self.0;
+        if viewer.role.may(needed) {
+            return Ok(viewer);
+        }
+        tracing::warn!(user = %viewer, role = viewer.role.as_str(), what, "web page: refused, the role does not allow it");
+        let entry = AuditEntry::new(
+            viewer.name.clone(),
+            AuditAction::Refused,
+            format!("{what} (rolle {}; kræver {})", viewer.role.as_str(), needed.as_str()),
+            peer(req),
+        );
+        let app = state.app.clone();
+        blocking(move || Ok(app.db.audit(&entry)?)).await?;
+        Err(super::page(actix_web::http::StatusCode::FORBIDDEN, pages::forbidden(&viewer, what, needed)))
+    }
+}
+
+/// A login, failed login or locked name in the audit trail. The name is what was typed: cut, since anyone can
+/// type anything there.
+async fn audit_login(state: &web::Data<State>, name: &str, action: AuditAction, req: &HttpRequest) -> Result<(), HttpResponse> {
+    let name: String = name.chars().take(100).collect();
+    let entry = AuditEntry::new(name, action, "", peer(req));
+    let app = state.app.clone();
+    blocking(move || Ok(app.db.audit(&entry)?)).await
+}
+
+/// The client's address, for the audit trail.
+pub(super) fn peer(req: &HttpRequest) -> Option<String> {
+    req.peer_addr().map(|a| a.ip().to_string())
+}
 
 impl actix_web::FromRequest for LoggedIn {
     type Error = actix_web::Error;
@@ -54,8 +103,12 @@ impl actix_web::FromRequest for LoggedIn {
             let Some(token) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()) else { return Err(to_login()) };
             let state = req.app_data::<web::Data<State>>().expect("the web page's state").clone();
             let app = state.app.clone();
+            let users = state.users.clone();
             match blocking(move || Ok(app.db.session_user(&token)?)).await {
-                Ok(Some(user)) => Ok(LoggedIn(user)),
+                Ok(Some(user)) => match users.iter().find(|u| u.name == user) {
+                    Some(configured) => Ok(LoggedIn(Viewer { name: user, role: configured.role })),
+                    None => Err(to_login()),
+                },
                 Ok(None) => Err(to_login()),
                 Err(response) => Err(actix_web::error::InternalError::from_response("session lookup failed", response).into()),
             }
@@ -110,6 +163,9 @@ pub(super) async fn login(req: HttpRequest, form: web::Form<LoginForm>, state: w
     if tries > MAX_TRIES {
         metrics.logins.with_label_values(&["locked"]).inc();
         tracing::warn!(user = %form.user, peer = ?req.peer_addr(), "web page: login refused, too many tries");
+        if let Err(response) = audit_login(&state, &form.user, AuditAction::LoginLocked, &req).await {
+            return response;
+        }
         let message = "For mange forkerte forsøg med dette brugernavn. Prøv igen om 5 minutter.";
         return html(pages::login(&next, &form.user, Some(message), state.users.is_empty()));
     }
@@ -139,6 +195,9 @@ pub(super) async fn login(req: HttpRequest, form: web::Form<LoginForm>, state: w
     .unwrap_or(false);
     if !known {
         tracing::warn!(user = %form.user, peer = ?req.peer_addr(), "web page: failed login");
+        if let Err(response) = audit_login(&state, &form.user, AuditAction::LoginFailed, &req).await {
+            return response;
+        }
         return html(pages::login(&next, &form.user, Some("Forkert brugernavn eller adgangskode."), state.users.is_empty()));
     }
     let (app, name) = (state.app.clone(), form.user.clone());
@@ -151,6 +210,9 @@ pub(super) async fn login(req: HttpRequest, form: web::Form<LoginForm>, state: w
         Err(response) => return response,
     };
     tracing::info!(user = %form.user, "web page: logged in");
+    if let Err(response) = audit_login(&state, &form.user, AuditAction::Login, &req).await {
+        return response;
+    }
     let cookie =
         Cookie::build(SESSION_COOKIE, token).path("/").http_only(true).same_site(SameSite::Strict).secure(state.secure_cookies).finish();
     HttpResponse::SeeOther().cookie(cookie).insert_header((header::LOCATION, next)).finish()
@@ -161,8 +223,14 @@ pub(super) async fn logout(req: HttpRequest, state: web::Data<State>) -> HttpRes
         return refused;
     }
     if let Some(token) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()) {
-        let app = state.app.clone();
-        if let Err(response) = blocking(move || Ok(app.db.end_session(&token)?)).await {
+        let (app, origin) = (state.app.clone(), peer(&req));
+        let ended = blocking(move || {
+            if let Some(user) = app.db.session_user(&token)? {
+                app.db.audit(&AuditEntry::new(user, AuditAction::Logout, "", origin))?;
+            }
+            Ok(app.db.end_session(&token)?)
+        });
+        if let Err(response) = ended.await {
             return response;
         }
     }

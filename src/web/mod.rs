@@ -94,6 +94,7 @@ pub fn server(app: Arc<AppState>, listener: TcpListener) -> anyhow::Result<actix
             .route("/sortiment", web::get().to(views::sortiment))
             .route("/importtabeller", web::get().to(views::targets))
             .route("/importtabeller", web::post().to(views::try_targets))
+            .route("/revision", web::get().to(views::audit))
     };
     let listen = crate::http::tls::Listen { workers: 2, max_connections: 25_000, client_request_timeout: Duration::from_secs(5) };
     if config.admin.tls {

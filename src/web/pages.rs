@@ -3,7 +3,9 @@
 use chrono::NaiveDate;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
+use super::login::Viewer;
 use super::views::{FilterQuery, TryQuery};
+use crate::domain::audit::Role;
 use crate::domain::mapping::{Mapped, MappedClaimType, MappingErrors, MappingFiles, MappingSet};
 use crate::domain::receipt::Status;
 use crate::domain::sortiment::Sortiment;
@@ -33,7 +35,7 @@ pre { background: #f4f4f4; padding: .5rem; overflow-x: auto; font-size: .85rem; 
 .muted { color: #666; } code { font-size: .9em; }
 "#;
 
-fn layout(title: &str, user: Option<&str>, body: Markup) -> Markup {
+fn layout(title: &str, user: Option<&Viewer>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="da" {
@@ -52,8 +54,9 @@ fn layout(title: &str, user: Option<&str>, body: Markup) -> Markup {
                         a href="/mapninger" { "Mapninger" }
                         a href="/sortiment" { "Sortiment" }
                         a href="/importtabeller" { "Importtabeller" }
+                        @if user.role.may(Role::Operator) { a href="/revision" { "Revision" } }
                         span.who {
-                            span { "Logget ind som " strong { (user) } }
+                            span { "Logget ind som " strong { (user.name) } " (" (user.role.label()) ")" }
                             form method="post" action="/logout" { button type="submit" { "Log ud" } }
                         }
                     }
@@ -86,7 +89,19 @@ pub fn login(next: &str, name: &str, error: Option<&str>, no_users: bool) -> Mar
     )
 }
 
-pub fn not_found(user: &str) -> Markup {
+/// What the user's role does not allow: said plainly, and recorded in the audit trail by the caller.
+pub fn forbidden(user: &Viewer, what: &str, needed: Role) -> Markup {
+    layout(
+        "Ikke tilladt",
+        Some(user),
+        html! {
+            h1 { "Ikke tilladt" }
+            p { "Din rolle (" (user.role.label()) ") må ikke " (what) "; det kræver rollen " (needed.label()) ". Forsøget er noteret i revisionssporet. En driftsansvarlig kan give dig en anden rolle (admin.users i fkoeko.toml)." }
+        },
+    )
+}
+
+pub fn not_found(user: &Viewer) -> Markup {
     layout("Ikke fundet", Some(user), html! { h1 { "Ikke fundet" } p { "Der er intet her med det navn." } })
 }
 
@@ -117,7 +132,7 @@ pub struct DeliveryRows {
 
 #[allow(clippy::too_many_arguments)]
 pub fn delivery_list(
-    user: &str,
+    user: &Viewer,
     only_rejected: bool,
     query: &FilterQuery,
     found: &DeliveryRows,
@@ -185,7 +200,7 @@ pub fn delivery_list(
     )
 }
 
-pub fn delivery(user: &str, detail: &DeliveryDetail, sortiment: &Sortiment) -> Markup {
+pub fn delivery(user: &Viewer, detail: &DeliveryDetail, sortiment: &Sortiment) -> Markup {
     let s = &detail.summary;
     let title = format!("Leverance {}", s.leverance_id.as_deref().unwrap_or("(ikke læsbar)"));
     layout(
@@ -397,14 +412,18 @@ fn version_line(stored: &StoredMapping) -> Markup {
     }
 }
 
-pub fn mappings(user: &str, stored: &StoredMapping, fields: &TryQuery, tried: &TryOutcome, warnings: &[String]) -> Markup {
+pub fn mappings(user: &Viewer, stored: &StoredMapping, fields: &TryQuery, tried: &TryOutcome, warnings: &[String]) -> Markup {
     layout(
         "Mapninger",
         Some(user),
         html! {
             h1 { "Mapninger" }
             p { (version_line(stored)) }
-            p { a href="/mapninger/ret" { "Ret mapningerne" } " · " a href="/mapninger/historik" { "Historik og tilbagerulning" } }
+            @if user.role.may(Role::Mapping) {
+                p { a href="/mapninger/ret" { "Ret mapningerne" } " · " a href="/mapninger/historik" { "Historik og tilbagerulning" } }
+            } @else {
+                p { a href="/mapninger/historik" { "Historik" } }
+            }
             @if !warnings.is_empty() {
                 div.box.errors #mapping-warnings {
                     strong { "Advarsler (" (warnings.len()) "): versionen er i brug, men:" }
@@ -437,7 +456,7 @@ pub enum EditOutcome {
     BadName(String),
 }
 
-pub fn edit_mappings(user: &str, base: i64, files: &MappingFiles, comment: &str, outcome: &EditOutcome) -> Markup {
+pub fn edit_mappings(user: &Viewer, base: i64, files: &MappingFiles, comment: &str, outcome: &EditOutcome) -> Markup {
     let errors = match outcome {
         EditOutcome::Invalid { errors, .. } => Some(errors),
         _ => None,
@@ -503,7 +522,7 @@ fn diff(older: Option<&StoredMapping>, newer: &StoredMapping) -> String {
     out
 }
 
-pub fn mapping_history(user: &str, history: &[StoredMapping]) -> Markup {
+pub fn mapping_history(user: &Viewer, history: &[StoredMapping]) -> Markup {
     let current = history.first().map(|h| h.id);
     layout(
         "Mapningshistorik",
@@ -516,7 +535,7 @@ pub fn mapping_history(user: &str, history: &[StoredMapping]) -> Markup {
                 div.box data-version=(version.id) {
                     p { (version_line(version)) @if Some(version.id) == current { " – " strong { "i brug" } } }
                     pre { (diff(history.get(i + 1), version)) }
-                    @if Some(version.id) != current {
+                    @if Some(version.id) != current && user.role.may(Role::Mapping) {
                         form method="post" action={ "/mapninger/historik/" (version.id) "/rul-tilbage" } {
                             button type="submit" { "Rul tilbage til version " (version.id) }
                         }
@@ -527,7 +546,7 @@ pub fn mapping_history(user: &str, history: &[StoredMapping]) -> Markup {
     )
 }
 
-pub fn sortiment(user: &str, sortiment: &Sortiment, today: NaiveDate) -> Markup {
+pub fn sortiment(user: &Viewer, sortiment: &Sortiment, today: NaiveDate) -> Markup {
     layout(
         "Sortiment",
         Some(user),
@@ -589,7 +608,7 @@ pub struct TargetState {
 }
 
 pub fn targets(
-    user: &str,
+    user: &Viewer,
     mappings: &MappingSet,
     state: &TargetState,
     tried: &super::views::TargetTry,
@@ -653,3 +672,45 @@ pub fn targets(
         },
     )
 }
+
+/// The audit trail, newest first, with its filters.
+pub fn audit(user: &Viewer, rows: &[crate::storage::audit::AuditRow], filter: &super::views::AuditQuery) -> Markup {
+    use crate::domain::audit::AuditAction;
+    layout(
+        "Revision",
+        Some(user),
+        html! {
+            h1 { "Revisionsspor" }
+            p.muted { "Hvem gjorde hvad, hvornår og hvorfra: logins (også de forkerte), ændringer af mapninger og sortiment, og hvad en rolle ikke måtte. Nyeste først; højst " (AUDIT_LIMIT) " ad gangen. Også med " code { "fkoeko audit list" } "." }
+            form.filters method="get" action="/revision" {
+                label { "Bruger" input name="bruger" value=(filter.bruger.as_deref().unwrap_or("")); }
+                label { "Handling"
+                    select name="handling" {
+                        option value="" { "alle" }
+                        @for action in AuditAction::ALL {
+                            option value=(action.as_str()) selected[filter.handling.as_deref() == Some(action.as_str())] { (action.label()) }
+                        }
+                    }
+                }
+                label { "Fra" input type="date" name="fra" value=(filter.fra.map(|d| d.to_string()).unwrap_or_default()); }
+                label { "Til" input type="date" name="til" value=(filter.til.map(|d| d.to_string()).unwrap_or_default()); }
+                button type="submit" { "Vis" }
+            }
+            table #audit {
+                tr { th { "Tidspunkt (UTC)" } th { "Bruger" } th { "Handling" } th { "Hvad" } th { "Hvorfra" } }
+                @for row in rows {
+                    tr.error[row.action.starts_with("login_") || row.action == "refused"] {
+                        td { (row.at.format("%Y-%m-%d %H:%M:%S")) }
+                        td { (row.actor) }
+                        td { (AuditAction::parse(&row.action).map_or(row.action.as_str(), |a| a.label())) }
+                        td { (row.detail) }
+                        td { (row.origin.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Entries shown on the audit page at most.
+pub const AUDIT_LIMIT: i64 = 500;

@@ -5,8 +5,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::login::{same_origin, LoggedIn};
+use super::login::{peer, same_origin, LoggedIn, Viewer};
 use super::{blocking, failure, html, page, pages, see_other, State};
+use crate::domain::audit::Role;
 use crate::domain::mapping::{KonteringInput, MappingFiles};
 use crate::pipeline::MappingChange;
 use crate::storage::inspect::DeliveryFilter;
@@ -48,7 +49,7 @@ impl FilterQuery {
 const LIST_LIMIT: i64 = 200;
 
 pub(super) async fn delivery_list(
-    user: String,
+    user: Viewer,
     query: web::Query<FilterQuery>,
     state: web::Data<State>,
     only_rejected: bool,
@@ -114,7 +115,11 @@ pub(super) async fn mappings(LoggedIn(user): LoggedIn, query: web::Query<TryQuer
     }
 }
 
-pub(super) async fn edit_mappings_page(LoggedIn(user): LoggedIn, state: web::Data<State>) -> HttpResponse {
+pub(super) async fn edit_mappings_page(logged_in: LoggedIn, req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    let user = match logged_in.may(Role::Mapping, "ret mapningerne", &req, &state).await {
+        Ok(user) => user,
+        Err(refused) => return refused,
+    };
     let app = state.app.clone();
     match blocking(move || Ok(crate::pipeline::in_force(&app.db, &app.config.targets)?.0)).await {
         Ok(stored) => html(pages::edit_mappings(&user, stored.id, &stored.files, "", &pages::EditOutcome::Fresh)),
@@ -123,7 +128,7 @@ pub(super) async fn edit_mappings_page(LoggedIn(user): LoggedIn, state: web::Dat
 }
 
 pub(super) async fn edit_mappings(
-    LoggedIn(user): LoggedIn,
+    logged_in: LoggedIn,
     req: HttpRequest,
     form: web::Form<Vec<(String, String)>>,
     state: web::Data<State>,
@@ -131,6 +136,10 @@ pub(super) async fn edit_mappings(
     if let Err(refused) = same_origin(&req) {
         return refused;
     }
+    let user = match logged_in.may(Role::Mapping, "gem mapninger", &req, &state).await {
+        Ok(user) => user,
+        Err(refused) => return refused,
+    };
     let mut files = MappingFiles::new();
     let (mut comment, mut base, mut new_name, mut new_content) = (String::new(), 0_i64, String::new(), String::new());
     let mut allow_empty = false;
@@ -158,7 +167,7 @@ pub(super) async fn edit_mappings(
         files.insert(new_name, new_content);
     }
     let app = state.app.clone();
-    let author = user.clone();
+    let (author, origin) = (user.clone(), peer(&req));
     let outcome = blocking(move || {
         if let Some(bad) = files.keys().find(|n| !crate::domain::mapping::is_mapping_file_name(n)) {
             return Ok(pages::EditOutcome::BadName(format!(
@@ -166,11 +175,14 @@ pub(super) async fn edit_mappings(
             )));
         }
         let comment = if comment.trim().is_empty() { "ændret på siden".to_string() } else { comment.trim().to_string() };
-        Ok(match app.pipeline.change_mappings(&files, &author, MappingSource::Page, &comment, Some(base), allow_empty)? {
-            MappingChange::Invalid(errors) => pages::EditOutcome::Invalid { files, comment, errors },
-            MappingChange::Moved(current) => pages::EditOutcome::Moved { base, current },
-            MappingChange::Saved(id) | MappingChange::Unchanged(id) => pages::EditOutcome::Saved(id),
-        })
+        let origin = origin.as_deref();
+        Ok(
+            match app.pipeline.change_mappings_from(&files, &author.name, origin, MappingSource::Page, &comment, Some(base), allow_empty)? {
+                MappingChange::Invalid(errors) => pages::EditOutcome::Invalid { files, comment, errors },
+                MappingChange::Moved(current) => pages::EditOutcome::Moved { base, current },
+                MappingChange::Saved(id) | MappingChange::Unchanged(id) => pages::EditOutcome::Saved(id),
+            },
+        )
     })
     .await;
     match outcome {
@@ -187,7 +199,7 @@ pub(super) async fn edit_mappings(
 }
 
 /// The edit page again, on the version in force, saying why nothing was saved.
-pub(super) async fn edit_refused(state: &web::Data<State>, user: &str, outcome: pages::EditOutcome) -> HttpResponse {
+pub(super) async fn edit_refused(state: &web::Data<State>, user: &Viewer, outcome: pages::EditOutcome) -> HttpResponse {
     let app = state.app.clone();
     match blocking(move || Ok(crate::pipeline::in_force(&app.db, &app.config.targets)?.0)).await {
         Ok(stored) => page(StatusCode::CONFLICT, pages::edit_mappings(user, stored.id, &stored.files, "", &outcome)),
@@ -204,12 +216,16 @@ pub(super) async fn mapping_history(LoggedIn(user): LoggedIn, state: web::Data<S
     }
 }
 
-pub(super) async fn roll_back(LoggedIn(user): LoggedIn, req: HttpRequest, id: web::Path<i64>, state: web::Data<State>) -> HttpResponse {
+pub(super) async fn roll_back(logged_in: LoggedIn, req: HttpRequest, id: web::Path<i64>, state: web::Data<State>) -> HttpResponse {
     if let Err(refused) = same_origin(&req) {
         return refused;
     }
-    let (app, to, author) = (state.app.clone(), id.into_inner(), user.clone());
-    match blocking(move || Ok(app.pipeline.roll_back_mappings(to, &author)?)).await {
+    let user = match logged_in.may(Role::Mapping, "rul mapningerne tilbage", &req, &state).await {
+        Ok(user) => user,
+        Err(refused) => return refused,
+    };
+    let (app, to, author, origin) = (state.app.clone(), id.into_inner(), user.name.clone(), peer(&req));
+    match blocking(move || Ok(app.pipeline.roll_back_mappings_from(to, &author, origin.as_deref())?)).await {
         Ok(Some(MappingChange::Saved(id) | MappingChange::Unchanged(id))) => {
             tracing::info!(user = %user, to, id, "mapping rolled back on the web page");
             see_other(&format!("/mapninger?gemt={id}"))
@@ -257,7 +273,7 @@ pub(super) async fn try_targets(
     targets_page(user, state, form.into_inner()).await
 }
 
-async fn targets_page(user: String, state: web::Data<State>, tried: TargetTry) -> HttpResponse {
+async fn targets_page(user: Viewer, state: web::Data<State>, tried: TargetTry) -> HttpResponse {
     let app = state.app.clone();
     let found = blocking(move || {
         let mappings = app.pipeline.mappings()?;
@@ -281,6 +297,42 @@ async fn targets_page(user: String, state: web::Data<State>, tried: TargetTry) -
     });
     match found.await {
         Ok((mappings, state, preview, tried)) => html(pages::targets(&user, &mappings, &state, &tried, preview.as_deref())),
+        Err(response) => response,
+    }
+}
+
+/// The audit page's filters, as its form sends them.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct AuditQuery {
+    pub(crate) bruger: Option<String>,
+    pub(crate) handling: Option<String>,
+    #[serde(default, deserialize_with = "empty_date")]
+    pub(crate) fra: Option<chrono::NaiveDate>,
+    #[serde(default, deserialize_with = "empty_date")]
+    pub(crate) til: Option<chrono::NaiveDate>,
+}
+
+/// A date field left empty is no date.
+fn empty_date<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<chrono::NaiveDate>, D::Error> {
+    let text: Option<String> = Option::deserialize(deserializer)?;
+    match text.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// The audit trail: operators only.
+pub(super) async fn audit(logged_in: LoggedIn, req: HttpRequest, query: web::Query<AuditQuery>, state: web::Data<State>) -> HttpResponse {
+    let user = match logged_in.may(Role::Operator, "se revisionssporet", &req, &state).await {
+        Ok(user) => user,
+        Err(refused) => return refused,
+    };
+    let query = query.into_inner();
+    let filter =
+        crate::storage::audit::AuditFilter { actor: query.bruger.clone(), action: query.handling.clone(), from: query.fra, to: query.til };
+    let app = state.app.clone();
+    match blocking(move || Ok(app.db.audit_list(&filter, pages::AUDIT_LIMIT)?)).await {
+        Ok(rows) => html(pages::audit(&user, &rows, &query)),
         Err(response) => response,
     }
 }

@@ -42,7 +42,11 @@ pub fn test_config(db_url: &str) -> Config {
     config.paths.mappings = copy_of_mappings();
     config.paths.mappings_poll_interval_ms = 0;
     config.admin.listen = "127.0.0.1:0".into();
-    config.admin.users = vec![fkoeko_adapter::config::AdminUser { name: ADMIN_USER.into(), password_hash: admin_password_hash() }];
+    config.admin.users = vec![fkoeko_adapter::config::AdminUser {
+        name: ADMIN_USER.into(),
+        password_hash: admin_password_hash(),
+        role: fkoeko_adapter::domain::audit::Role::Operator,
+    }];
     config.paths.sortiment = repo("tests/fixtures/sortiment.toml");
     config.alerts.enabled = false;
     // Tests of batch files turn it on, with folders of their own.

@@ -1,0 +1,133 @@
+//! Roles and the audit trail over HTTP: each role refused what it may not do (the page hides it and the server
+//! refuses it), and every login, failed login, change and refusal recorded with who, when and from where; the
+//! same trail printed by `fkoeko audit list`.
+
+use fkoeko_adapter::config::AdminUser;
+use fkoeko_adapter::domain::audit::Role;
+
+use crate::common::*;
+use crate::web::{answer, client, get};
+
+/// Logs `name` in with the test password; the session cookie.
+fn log_in_as(app: &TestApp, name: &str) -> String {
+    let admin = app.server.as_ref().unwrap().admin_url("/login");
+    let response = client().post(&admin).send_form(&[("user", name), ("password", ADMIN_PASSWORD)]).unwrap();
+    assert_eq!(response.status(), 303, "{name} logs in");
+    response.header("Set-Cookie").expect("a session cookie").split(';').next().unwrap().to_string()
+}
+
+/// The mapping files in force as the edit form sends them, with a comment line added to konti.csv.
+fn edited_form(app: &TestApp, base: &str) -> Vec<(String, String)> {
+    let files = fkoeko_adapter::domain::mapping::read_dir(&app.config.paths.mappings).unwrap();
+    let mut form = vec![("base".to_string(), base.to_string()), ("comment".to_string(), "en kommentar".to_string())];
+    for (name, content) in files {
+        let content = if name == "konti.csv" { format!("# rettet af redaktøren\n{content}") } else { content };
+        form.push((format!("fil:{name}"), content));
+    }
+    form
+}
+
+#[test]
+fn each_role_is_refused_what_it_may_not_do_and_the_audit_trail_records_it() {
+    let app = TestApp::start_with(|c| {
+        let hash = admin_password_hash();
+        c.admin.users.push(AdminUser { name: "læser".into(), password_hash: hash.clone(), role: Role::Read });
+        c.admin.users.push(AdminUser { name: "redaktør".into(), password_hash: hash, role: Role::Mapping });
+    });
+    let admin = |path: &str| app.server.as_ref().unwrap().admin_url(path);
+    let base = app.count("SELECT CAST(MAX(id) AS BIGINT) AS n FROM mapping_versions").to_string();
+    let version_before = app.mapping_version();
+
+    // A wrong password first: recorded with the name typed.
+    let (status, _, _) = answer(client().post(&admin("/login")).send_form(&[("user", "læser"), ("password", "forkert")]));
+    assert_eq!(status, 200);
+
+    // The reader: sees the mappings, not the way to change them; is refused the change, the rollback and the trail.
+    let reader = log_in_as(&app, "læser");
+    let (status, page, _) = get(&admin("/mapninger"), Some(&reader));
+    assert_eq!(status, 200);
+    assert!(!page.contains("/mapninger/ret") && !page.contains("href=\"/revision\""), "hidden from a reader");
+    assert_eq!(get(&admin("/mapninger/ret"), Some(&reader)).0, 403);
+    let form = edited_form(&app, &base);
+    let (status, page, _) = answer(
+        client()
+            .post(&admin("/mapninger/ret"))
+            .set("Cookie", &reader)
+            .send_form(&form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>()),
+    );
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("Din rolle (læser) må ikke gem mapninger"), "{page}");
+    assert_eq!(answer(client().post(&admin("/mapninger/historik/1/rul-tilbage")).set("Cookie", &reader).call()).0, 403);
+    assert_eq!(get(&admin("/revision"), Some(&reader)).0, 403);
+    assert_eq!(app.mapping_version(), version_before, "nothing changed");
+
+    // The mapping editor: may change the mappings; not read the trail.
+    let editor = log_in_as(&app, "redaktør");
+    let (status, page, _) = get(&admin("/mapninger"), Some(&editor));
+    assert!(status == 200 && page.contains("/mapninger/ret") && !page.contains("href=\"/revision\""));
+    let (status, page, location) = answer(
+        client()
+            .post(&admin("/mapninger/ret"))
+            .set("Cookie", &editor)
+            .send_form(&form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>()),
+    );
+    assert_eq!(status, 303, "{page}");
+    assert!(location.unwrap().starts_with("/mapninger?gemt="));
+    assert_ne!(app.mapping_version(), version_before);
+    assert_eq!(get(&admin("/revision"), Some(&editor)).0, 403);
+
+    // The operator reads it all, newest first.
+    let operator = log_in_as(&app, ADMIN_USER);
+    let (status, page, _) = get(&admin("/revision"), Some(&operator));
+    assert_eq!(status, 200);
+    assert!(page.contains("href=\"/revision\""));
+    let trail = app.rows("SELECT json_array(actor, action, detail, origin) AS row FROM audit_log ORDER BY id", 4);
+    let actions: Vec<(String, String)> =
+        trail.iter().map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap())).filter(|(_, a)| a != "sortiment_loaded").collect();
+    let expected: Vec<(String, String)> = [
+        ("mappings/", "mapping_files_changed"),
+        ("læser", "login_failed"),
+        ("læser", "login"),
+        ("læser", "refused"),
+        ("læser", "refused"),
+        ("læser", "refused"),
+        ("læser", "refused"),
+        ("redaktør", "login"),
+        ("redaktør", "mapping_saved"),
+        ("redaktør", "refused"),
+        (ADMIN_USER, "login"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(actions, expected);
+    // From where: the page's client for what came through the page; the folder for the first version.
+    assert!(trail
+        .iter()
+        .filter(|r| r[0].as_deref() != Some("mappings/") && r[1].as_deref() != Some("sortiment_loaded"))
+        .all(|r| r[3].as_deref() == Some("127.0.0.1")));
+    let saved = trail.iter().find(|r| r[1].as_deref() == Some("mapping_saved")).unwrap();
+    assert!(saved[2].as_deref().unwrap().contains("en kommentar"), "{saved:?}");
+    assert!(trail.iter().any(|r| r[1].as_deref() == Some("sortiment_loaded")), "the first start's sortiment load");
+    for (actor, action) in [("læser", "login_failed"), ("redaktør", "mapping_saved")] {
+        assert!(page.contains(actor) && page.contains(fkoeko_adapter::domain::audit::AuditAction::parse(action).unwrap().label()));
+    }
+
+    // The same trail for an auditor, on the command line, filtered.
+    let out = fkoeko_command(&app.db_url).args(["audit", "list", "--actor", "læser", "--action", "refused"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1 + 4, "{text}");
+    assert!(text.lines().skip(1).all(|l| l.contains("\tlæser\trefused\t") && l.ends_with("\t127.0.0.1")), "{text}");
+}
+
+#[test]
+fn a_user_without_a_role_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fkoeko.toml");
+    std::fs::write(&config, "[admin]\nusers = [{ name = \"jens\", password_hash = \"x\" }]\n").unwrap();
+    let out = fkoeko_command(&new_database_url(dir.path())).env("FKOEKO_CONFIG", &config).args(["audit", "list"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("role"), "{stderr}");
+}

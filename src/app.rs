@@ -71,6 +71,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TargetsCommand,
     },
+    /// A consistent copy of the SQLite database, made while the service runs (PostgreSQL: use pg_dump).
+    Backup {
+        /// The copy's file; it must not exist yet.
+        to: PathBuf,
+    },
     /// The audit trail: logins, mapping and sortiment changes, refusals.
     Audit {
         #[command(subcommand)]
@@ -287,6 +292,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             try_mapping(&config, *kontering, fordringstype, dir)
         }
         Command::Targets { command: TargetsCommand::Check { dir } } => check_targets(&config, dir),
+        Command::Backup { to } => backup(&config, &to),
         Command::Audit { command: AuditCommand::List { actor, action, from, to, limit } } => {
             list_audit(&config, crate::storage::audit::AuditFilter { actor, action, from, to }, limit)
         }
@@ -453,6 +459,15 @@ fn checked_folder(config: &Config, dir: &Path, allow_empty: bool) -> anyhow::Res
         return Ok(MappingSet::check_new(&files, allow_empty));
     }
     Ok(crate::pipeline::check_new_files(&open_db(config)?, &files, allow_empty, &config.targets)?)
+}
+
+/// `fkoeko backup`.
+fn backup(config: &Config, to: &Path) -> anyhow::Result<i32> {
+    anyhow::ensure!(!to.exists(), "{} exists already: name a new file", to.display());
+    let db = open_db(config)?;
+    db.backup_to(to).with_context(|| format!("copying the database to {}", to.display()))?;
+    println!("{}: a consistent copy of {}", to.display(), config.database.url);
+    Ok(0)
 }
 
 /// `fkoeko audit list`.

@@ -114,6 +114,10 @@ impl Metrics {
             "How long the oldest row for a file target has waited for its file (0: none waits).",
         )
         .expect("valid metric");
+        let build =
+            IntGaugeVec::new(Opts::new("fkoeko_build_info", "Always 1: the running program's version, as labels."), &["version", "arch"])
+                .expect("valid metric");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION"), std::env::consts::ARCH]).set(1);
         let target_failing = IntGaugeVec::new(
             Opts::new(
                 "fkoeko_target_writer_failing",
@@ -150,6 +154,7 @@ impl Metrics {
             Box::new(target_rows.clone()),
             Box::new(target_oldest.clone()),
             Box::new(target_failing.clone()),
+            Box::new(build.clone()),
             Box::new(deliveries.clone()),
             Box::new(items.clone()),
             Box::new(errors.clone()),

@@ -273,6 +273,21 @@ impl Db {
         Ok(SharedFigures { batch_files_in_progress, alert_outbox, receipt_files, target_backlog })
     }
 
+    /// A consistent copy of a SQLite database into a new file, while writers go on (SQLite's VACUUM INTO: one
+    /// read transaction, so the copy is the database as of one moment, and compact). PostgreSQL has pg_dump.
+    pub fn backup_to(&self, to: &std::path::Path) -> Result<(), StorageError> {
+        let mut conn = self.conn()?;
+        match &mut *conn {
+            super::AnyConnection::Sqlite(sqlite) => {
+                diesel::sql_query("VACUUM INTO ?").bind::<diesel::sql_types::Text, _>(to.display().to_string()).execute(sqlite)?;
+                Ok(())
+            }
+            super::AnyConnection::Postgresql(_) => {
+                Err(StorageError::Connect("the database is PostgreSQL: make its backup with pg_dump (or the server's own backups)".into()))
+            }
+        }
+    }
+
     /// Whether the database answers, for the readiness check.
     pub fn ping(&self) -> Result<(), StorageError> {
         diesel::sql_query("SELECT 1").execute(&mut self.conn()?)?;

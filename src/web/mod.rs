@@ -77,6 +77,7 @@ pub fn server(app: Arc<AppState>, listener: TcpListener) -> anyhow::Result<actix
             .app_data(state.clone())
             .app_data(web::FormConfig::default().limit(2 * 1024 * 1024))
             .route("/healthz", web::get().to(ops::healthz))
+            .route("/livez", web::get().to(ops::healthz))
             .route("/readyz", web::get().to(ops::readyz))
             .route("/metrics", web::get().to(ops::metrics))
             .route("/login", web::get().to(login::login_page))

@@ -7,6 +7,8 @@ use actix_web::{web, HttpResponse};
 use super::{failure, State};
 use crate::domain::sortiment::Integration;
 
+/// Alive: the process answers (`/livez`, and `/healthz` as before). Says nothing of the database: a supervisor
+/// restarts a process that does not answer, not one whose database is away (that is `/readyz`).
 pub(super) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type(ContentType::plaintext()).body("ok\n")
 }

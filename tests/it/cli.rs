@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::claims::{Claim, ClaimDelivery};
 use crate::common::delivery::{Bilag, Delivery};
 use crate::common::*;
+use fkoeko_adapter::storage::Backend;
 
 /// The binary, on a database of the test's own (SQLite, or PostgreSQL in .ci/run's second pass).
 fn fkoeko(db_url: &str) -> Command {
@@ -469,4 +470,64 @@ fn a_file_that_is_not_utf8_names_where() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let line = fixture.lines().position(|l| l.starts_with("navn = \"KY (test)\"")).unwrap() + 1;
     assert!(stderr.contains(&format!("{}:{line}:12: the file is not UTF-8 text (byte 0xE6)", sortiment.display())), "{stderr}");
+}
+
+#[test]
+fn a_backup_made_while_deliveries_are_booked_is_consistent() {
+    let app = TestApp::start();
+    let target = app.dir.path().join("backup.db");
+    let sending = std::sync::atomic::AtomicBool::new(true);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut n = 0;
+            while sending.load(std::sync::atomic::Ordering::SeqCst) {
+                app.send(&Delivery::one(&format!("BACKUP-{n}")).soap11());
+                n += 1;
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let out = fkoeko_command(&app.db_url).arg("backup").arg(&target).output().unwrap();
+        sending.store(false, std::sync::atomic::Ordering::SeqCst);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match Backend::of(&app.db_url) {
+            Backend::Sqlite => assert!(out.status.success(), "{stderr}"),
+            Backend::Postgres => {
+                assert!(!out.status.success() && stderr.contains("pg_dump"), "{stderr}");
+            }
+        }
+    });
+    if Backend::of(&app.db_url) == Backend::Postgres {
+        return;
+    }
+    // The copy is the database as of one moment: whole, and every finansbilag in it with both its lines.
+    let copy = target.display().to_string();
+    assert!(count_in(&copy, "SELECT COUNT(*) AS n FROM erp_journal") > 0);
+    assert_eq!(
+        count_in(&copy, "SELECT COUNT(*) AS n FROM erp_journal_lines"),
+        2 * count_in(&copy, "SELECT COUNT(*) AS n FROM erp_journal")
+    );
+    assert_eq!(
+        count_in(&copy, "SELECT COUNT(*) AS n FROM receipts WHERE status = 'Accepteret'"),
+        count_in(&copy, "SELECT COUNT(*) AS n FROM erp_journal")
+    );
+    #[derive(diesel::QueryableByName)]
+    struct Check {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        integrity_check: String,
+    }
+    let check: Check = diesel::RunQueryDsl::get_result(diesel::sql_query("PRAGMA integrity_check"), &mut connect(&copy)).unwrap();
+    assert_eq!(check.integrity_check, "ok");
+    // A second backup to the same name is refused, not overwritten.
+    let again = fkoeko_command(&app.db_url).arg("backup").arg(&target).output().unwrap();
+    assert!(!again.status.success());
+}
+
+#[test]
+fn livez_answers_and_metrics_name_the_build() {
+    let app = TestApp::start();
+    let admin = |path: &str| app.server.as_ref().unwrap().admin_url(path);
+    assert_eq!(ureq::get(&admin("/livez")).call().unwrap().into_string().unwrap(), "ok\n");
+    let metrics = ureq::get(&admin("/metrics")).call().unwrap().into_string().unwrap();
+    let line = format!("fkoeko_build_info{{arch=\"{}\",version=\"{}\"}} 1", std::env::consts::ARCH, env!("CARGO_PKG_VERSION"));
+    assert!(metrics.contains(&line), "{metrics}");
 }

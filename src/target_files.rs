@@ -17,12 +17,15 @@ use anyhow::Context;
 
 use crate::domain::target::FileLine;
 use crate::files::sync_dir;
-use crate::storage::targets::{TargetFileRow, WaitingRow};
+use crate::storage::targets::{FileRows, TargetFileRow, WaitingRow};
 use crate::storage::Db;
 use crate::task::Periodic;
 
-/// Rows taken in one round at most; the rest wait for the next.
-const ROUND_ROWS: i64 = 100_000;
+/// Waiting rows looked at in one round at most, to find the files they make; the rest wait for the next round.
+/// A file of one delivery takes all of that delivery's rows, however many (see `reserve_target_file`).
+const ROUND_ROWS: i64 = 10_000;
+/// Rows read at a time while a file is written: memory stays bounded whatever the file's size.
+const PAGE_ROWS: i64 = 2_000;
 /// A file recorded longer ago than this and still not written was left by a writer that stopped (a crash, or
 /// another instance that went away): this one finishes it.
 const STALE: Duration = Duration::from_secs(60);
@@ -65,8 +68,8 @@ impl FileWriter {
             }
         }
         let waiting = self.db.waiting_target_rows(ROUND_ROWS)?;
-        for (target, name, ids) in files_of(&waiting)? {
-            let Some(id) = self.db.reserve_target_file(&target, &name, &ids)? else {
+        for (target, name, rows) in files_of(&waiting)? {
+            let Some(id) = self.db.reserve_target_file(&target, &name, rows)? else {
                 tracing::debug!(target, name, "another writer took these rows first");
                 continue;
             };
@@ -91,8 +94,7 @@ impl FileWriter {
         let path = dir.join(&file.name);
         let temporary = dir.join(format!(".{}.tmp", file.name));
         if file.state == "writing" {
-            let rows = self.db.target_file_rows(file.id)?;
-            write_synced(&temporary, &rows).with_context(|| format!("writing {}", temporary.display()))?;
+            self.write_synced(file.id, &temporary).with_context(|| format!("writing {}", temporary.display()))?;
             self.db.set_target_file_state(file.id, "renaming")?;
         }
         // Renaming: when the temporary file is gone, the rename happened before a crash.
@@ -128,46 +130,72 @@ impl FileWriter {
 
 /// The files the waiting rows make, in the order of their first row: per target, per delivery or all together
 /// (as each row says), and apart when the header differs (a profile changed in between).
-fn files_of(waiting: &[WaitingRow]) -> anyhow::Result<Vec<(String, String, Vec<i32>)>> {
+fn files_of(waiting: &[WaitingRow]) -> anyhow::Result<Vec<(String, String, FileRows)>> {
     /// The target, the delivery (0: all together), and the header.
     type Shared = (String, i32, Option<String>);
-    /// The file's first row, its name, and its rows.
-    type File = (i32, String, Vec<i32>);
+    /// The file's first row, its last, its name, and whether it is a delivery's.
+    type File = (i32, i32, String, bool);
     let mut groups: BTreeMap<Shared, File> = BTreeMap::new();
+    // A round's file of "all together" rows ends where another header begins: the rest go in the next round.
+    let mut closed: std::collections::HashSet<String> = std::collections::HashSet::new();
     for row in waiting {
         let line = FileLine::from_json(&row.payload).with_context(|| format!("target row {} cannot be read", row.id))?;
         let (_, stem) = target_parts(&row.target).with_context(|| format!("'{}' names no file", row.target))?;
         let per_delivery = line.per == "delivery";
+        if !per_delivery && closed.contains(&row.target) {
+            continue;
+        }
         let key = (row.target.clone(), if per_delivery { row.delivery_key } else { 0 }, line.header.clone());
+        if !per_delivery
+            && groups.keys().any(|(target, delivery, header)| *target == row.target && *delivery == 0 && *header != line.header)
+        {
+            closed.insert(row.target.clone());
+            continue;
+        }
         let group = groups.entry(key).or_insert_with(|| {
             let number = if per_delivery { row.delivery_key } else { row.id };
-            (row.id, format!("{stem}-{number:010}.{}", line.extension), Vec::new())
+            (row.id, row.id, format!("{stem}-{number:010}.{}", line.extension), per_delivery)
         });
-        group.2.push(row.id);
+        group.1 = row.id;
     }
-    let mut files: Vec<(i32, String, String, Vec<i32>)> =
-        groups.into_iter().map(|((target, _, _), (first, name, ids))| (first, target, name, ids)).collect();
+    let mut files: Vec<(i32, String, String, FileRows)> = groups
+        .into_iter()
+        .map(|((target, delivery, _), (first, last, name, per_delivery))| {
+            let rows = if per_delivery { FileRows::Delivery(delivery) } else { FileRows::Range(first, last) };
+            (first, target, name, rows)
+        })
+        .collect();
     files.sort_by_key(|f| f.0);
-    Ok(files.into_iter().map(|(_, target, name, ids)| (target, name, ids)).collect())
+    Ok(files.into_iter().map(|(_, target, name, rows)| (target, name, rows)).collect())
 }
 
-/// The rows, each a line (after the header, when there is one), written and synced.
-fn write_synced(path: &Path, rows: &[String]) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path)?;
-    let mut out = std::io::BufWriter::new(&file);
-    for (n, row) in rows.iter().enumerate() {
-        let line = FileLine::from_json(row)?;
-        if n == 0 {
-            if let Some(header) = &line.header {
-                out.write_all(header.as_bytes())?;
+impl FileWriter {
+    /// A file's rows, each a line (after the header, when there is one), written a page at a time and synced.
+    fn write_synced(&self, file_id: i32, path: &Path) -> anyhow::Result<()> {
+        let file = std::fs::File::create(path)?;
+        let mut out = std::io::BufWriter::new(&file);
+        let mut after = 0;
+        loop {
+            let page = self.db.target_file_rows(file_id, after, PAGE_ROWS)?;
+            for (id, row) in &page {
+                let line = FileLine::from_json(row)?;
+                if after == 0 {
+                    if let Some(header) = &line.header {
+                        out.write_all(header.as_bytes())?;
+                        out.write_all(b"\n")?;
+                    }
+                }
+                out.write_all(line.line.as_bytes())?;
                 out.write_all(b"\n")?;
+                after = *id;
+            }
+            if page.len() < PAGE_ROWS as usize {
+                break;
             }
         }
-        out.write_all(line.line.as_bytes())?;
-        out.write_all(b"\n")?;
+        out.flush()?;
+        drop(out);
+        file.sync_all()?;
+        Ok(())
     }
-    out.flush()?;
-    drop(out);
-    file.sync_all()?;
-    Ok(())
 }

@@ -279,6 +279,15 @@ pub fn insert_outbox(conn: &mut AnyConnection, rows: &[OutboxRow]) -> Result<(),
     )
 }
 
+/// Which waiting rows of a target a file takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileRows {
+    /// Every row of this delivery (its key).
+    Delivery(i32),
+    /// The rows numbered from the first to the last, both in.
+    Range(i32, i32),
+}
+
 /// A row waiting for its file.
 #[derive(Debug, Clone, Queryable)]
 pub struct WaitingRow {
@@ -324,31 +333,36 @@ impl Db {
             .load(&mut *self.conn()?)?)
     }
 
-    /// Records a file of `rows` and marks them as its own, in one transaction. `None` when another writer (an
-    /// instance on the same database) took any of them, or the name, first: nothing is recorded then.
-    pub fn reserve_target_file(&self, target: &str, name: &str, rows: &[i32]) -> Result<Option<i32>, StorageError> {
+    /// Records a file and marks its rows as its own, in one transaction: every row of the target for one
+    /// delivery, or within a range of rows. `None` when another writer (an instance on the same database) took the
+    /// rows, or the name, first: nothing is recorded then. One statement marks them however many there are (a
+    /// batch file's million lines), so the file writer never holds their ids.
+    pub fn reserve_target_file(&self, target: &str, name: &str, rows: FileRows) -> Result<Option<i32>, StorageError> {
         let outcome = self.write(|conn| {
             let id: i32 = diesel::insert_into(target_files::table)
                 .values((
                     target_files::target.eq(target),
                     target_files::name.eq(name),
                     target_files::state.eq("writing"),
-                    target_files::row_count.eq(rows.len() as i32),
+                    target_files::row_count.eq(0),
                     target_files::created_at.eq(chrono::Utc::now().naive_utc()),
                 ))
                 .returning(target_files::id)
                 .get_result(conn)?;
-            let mut marked = 0;
-            for ids in rows.chunks(500) {
-                marked +=
-                    diesel::update(target_outbox::table.filter(target_outbox::id.eq_any(ids)).filter(target_outbox::file_id.is_null()))
-                        .set(target_outbox::file_id.eq(id))
-                        .execute(conn)?;
-            }
-            if marked != rows.len() {
-                // Rolled back: another writer has some of them.
+            let waiting = target_outbox::table.filter(target_outbox::target.eq(target)).filter(target_outbox::file_id.is_null());
+            let marked = match rows {
+                FileRows::Delivery(delivery) => diesel::update(waiting.filter(target_outbox::delivery_id.eq(delivery)))
+                    .set(target_outbox::file_id.eq(id))
+                    .execute(conn)?,
+                FileRows::Range(first, last) => diesel::update(waiting.filter(target_outbox::id.between(first, last)))
+                    .set(target_outbox::file_id.eq(id))
+                    .execute(conn)?,
+            };
+            if marked == 0 {
+                // Rolled back: another writer has them.
                 return Err(StorageError::Query(diesel::result::Error::RollbackTransaction));
             }
+            diesel::update(target_files::table.find(id)).set(target_files::row_count.eq(marked as i32)).execute(conn)?;
             Ok(id)
         });
         match outcome {
@@ -368,12 +382,14 @@ impl Db {
             .load(&mut *self.conn()?)?)
     }
 
-    /// The rows of a file, in order.
-    pub fn target_file_rows(&self, file: i32) -> Result<Vec<String>, StorageError> {
+    /// The rows of a file in order, a page at a time: the ones after row `after`, at most `limit`.
+    pub fn target_file_rows(&self, file: i32, after: i32, limit: i64) -> Result<Vec<(i32, String)>, StorageError> {
         Ok(target_outbox::table
             .filter(target_outbox::file_id.eq(file))
+            .filter(target_outbox::id.gt(after))
             .order(target_outbox::id)
-            .select(target_outbox::payload)
+            .limit(limit)
+            .select((target_outbox::id, target_outbox::payload))
             .load(&mut *self.conn()?)?)
     }
 

@@ -234,3 +234,33 @@ fn files_are_complete_and_written_once_across_a_kill_9() {
     assert_eq!(journal_lines, 2 * CALLS);
     assert_eq!(count_in(&db_url, "SELECT COUNT(*) AS n FROM target_outbox WHERE file_id IS NULL"), 0);
 }
+
+#[test]
+fn a_batch_file_larger_than_a_round_gets_one_whole_file_per_target() {
+    // 6,000 finansbilag: 18,000 rows for the files, more than the writer looks at in one round and many pages
+    // of rows to write; each file is still one, whole, written once the batch file is decided.
+    const BILAG: usize = 6_000;
+    let folder = tempfile::tempdir().unwrap();
+    let batch = crate::common::masse::Batch::with(|c| {
+        c.batch.convention = fkoeko_adapter::config::BatchConvention::Plain;
+        with_file_profile(folder.path())(c);
+    });
+    let writer_status = Default::default();
+    let folders: BTreeMap<String, PathBuf> = [("erp".to_string(), folder.path().to_path_buf())].into();
+    let writer = FileWriter::new(batch.app.db.clone(), folders, writer_status);
+    let delivery = Delivery::new((0..BILAG).map(|n| Bilag::balanced(&format!("STOR-{n}"), "1.00")).collect());
+    batch.drop_file("stor.xml", delivery.masse().as_bytes());
+    let handled = batch.run_once();
+    assert_eq!((handled[0].accepted, handled[0].rejected), (BILAG as i32, 0));
+    // Rounds until nothing waits.
+    while writer.round(false).unwrap() > 0 {}
+    let files = files_in_now(folder.path());
+    assert_eq!(files.len(), 2, "{:?}", files.keys().collect::<Vec<_>>());
+    let csv = files.iter().find(|(n, _)| n.ends_with(".csv")).unwrap().1;
+    let fixed = files.iter().find(|(n, _)| n.ends_with(".txt")).unwrap().1;
+    assert_eq!(csv.lines().count(), 1 + BILAG);
+    assert_eq!(fixed.lines().count(), 2 * BILAG);
+    let ids: BTreeSet<&str> = csv.lines().skip(1).map(|l| l.split(';').nth(1).unwrap()).collect();
+    assert_eq!(ids.len(), BILAG, "each finansbilag once");
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM target_outbox WHERE file_id IS NULL"), 0);
+}

@@ -176,6 +176,9 @@ pub enum TargetsCommand {
     /// it (type, length), and that no NOT NULL column is left unfilled.
     /// Exit code 0: it fits; 1: errors, each at its line; 2: the folder has no profile.
     Check { dir: Option<PathBuf> },
+    /// Rows for the ERP's database that it refused (set aside, tried every 5 minutes): try them at once, e.g.
+    /// after the ERP's table was fixed. Prints how many.
+    Retry,
 }
 
 /// The fields of a kontering, for `mappings try`.
@@ -292,6 +295,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             try_mapping(&config, *kontering, fordringstype, dir)
         }
         Command::Targets { command: TargetsCommand::Check { dir } } => check_targets(&config, dir),
+        Command::Targets { command: TargetsCommand::Retry } => {
+            let rows = open_db(&config)?.retry_parked_rows()?;
+            println!("{rows} row(s) set aside are tried again at the forwarder's next round");
+            Ok(0)
+        }
         Command::Backup { to } => backup(&config, &to),
         Command::Audit { command: AuditCommand::List { actor, action, from, to, limit } } => {
             list_audit(&config, crate::storage::audit::AuditFilter { actor, action, from, to }, limit)
@@ -502,8 +510,8 @@ fn check_targets(config: &Config, dir: Option<PathBuf>) -> anyhow::Result<i32> {
     }
     match checked_folder(config, &dir, true)? {
         Ok(set) => {
-            let tables = set.profile.as_ref().map(|p| p.tables().join(", ")).unwrap_or_default();
-            println!("{}: {PROFILE_FILE} fits the tables in the database ({tables})", dir.display());
+            let places = set.profile.as_ref().map(|p| p.destinations().join(", ")).unwrap_or_default();
+            println!("{}: {PROFILE_FILE} fits where it writes: {places}", dir.display());
             Ok(0)
         }
         Err(errors) => {
@@ -576,6 +584,10 @@ fn validate(config: &Config, file: PathBuf, database: bool) -> anyhow::Result<i3
         false => crate::startup::offline_pipeline(config)?,
     };
     let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    if !database && config.paths.mapping_files().join(PROFILE_FILE).exists() {
+        // Offline there are no tables to fit the values to: a value too long for the ERP's column passes here.
+        eprintln!("note: the target profile ({PROFILE_FILE}) is fitted to its tables only with --database; without it, values are not checked against the ERP's columns");
+    }
     let processed = crate::pipeline::dry_run(&pipeline, &bytes)?;
     println!("{}", processed.receipts.to_xml());
     Ok(if processed.receipts.rejected() == 0 { 0 } else { 2 })

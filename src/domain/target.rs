@@ -66,10 +66,10 @@ pub enum Kind {
 impl Kind {
     fn as_str(self) -> &'static str {
         match self {
-            Kind::Text => "tekst",
-            Kind::Decimal => "beløb",
-            Kind::Integer => "heltal",
-            Kind::Date => "dato",
+            Kind::Text => "en tekst",
+            Kind::Decimal => "et beløb",
+            Kind::Integer => "et heltal",
+            Kind::Date => "en dato",
         }
     }
 }
@@ -339,8 +339,14 @@ impl Expr {
             Expr::Field(Field::Role) => "JuridiskAnsvarlig".len(),
             expr if required_date(expr) => "2026-01-01".len(),
             Expr::DateText(inner, format) if required_date(inner) => {
-                let sample = NaiveDate::from_ymd_opt(2026, 1, 1).expect("a date");
-                sample.format(format).to_string().chars().count()
+                // The shortest over every weekday and month, and days of one and two digits.
+                (1..=12)
+                    .flat_map(|month| {
+                        [1, 10, 20, 21, 22, 23, 24, 25, 26].map(|day| NaiveDate::from_ymd_opt(2026, month, day).expect("a date"))
+                    })
+                    .map(|date| date.format(format).to_string().chars().count())
+                    .min()
+                    .unwrap_or(0)
             }
             Expr::AmountText(..) => "0,01".len(),
             Expr::Upper(inner) => inner.min_chars(),
@@ -503,7 +509,7 @@ mod parse {
                 if *kind == wanted {
                     Ok(expr.clone())
                 } else {
-                    Err(format!("{name}(...) skal have et {} som argument, ikke et {}", wanted.as_str(), kind.as_str()))
+                    Err(format!("{name}(...) skal have {} som argument, ikke {}", wanted.as_str(), kind.as_str()))
                 }
             };
             let constant = |arg: &(Expr, Kind), what: &str| match &arg.0 {
@@ -839,26 +845,49 @@ fn is_table_name(name: &str) -> bool {
     }
 }
 
-fn line_of(content: &str, offset: usize) -> u64 {
-    super::line_and_column(content, offset).0 as u64
+/// The line (from 1) of a byte offset, by the offsets where lines start: a profile's every key is placed
+/// without reading the file from its start each time.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn of(content: &str) -> Self {
+        Lines(std::iter::once(0).chain(content.match_indices('\n').map(|(i, _)| i + 1)).collect())
+    }
+
+    fn at(&self, offset: usize) -> u64 {
+        self.0.partition_point(|&start| start <= offset) as u64
+    }
 }
+
+/// The most a profile may hold: enough for any import layout, and a bound on the work of checking it and of
+/// rendering every item by it.
+const MAX_PROFILE_BYTES: usize = 256 * 1024;
+const MAX_TARGETS: usize = 50;
+const MAX_COLUMNS: usize = 200;
 
 impl Profile {
     /// Reads a profile; every error in it, each at its line. `files` are the mapping set's other files (lookup
     /// tables).
     pub fn parse(content: &str, files: &MappingFiles) -> Result<Profile, Vec<MappingError>> {
         let error = |line: u64, message: String| MappingError::Invalid { file: PROFILE_FILE.into(), line, message };
+        if content.len() > MAX_PROFILE_BYTES {
+            return Err(vec![error(0, format!("profilen er {} KB; højst {} KB", content.len() / 1024, MAX_PROFILE_BYTES / 1024))]);
+        }
+        let lines = Lines::of(content);
         let parsed: ProfileFile = toml::from_str(content).map_err(|e| {
-            let line = e.span().map_or(0, |span| line_of(content, span.start));
+            let line = e.span().map_or(0, |span| lines.at(span.start));
             vec![error(line, e.message().to_string())]
         })?;
         let mut errors = Vec::new();
         let mut targets = Vec::new();
         let mut lookups = HashMap::new();
+        if parsed.target.len() > MAX_TARGETS {
+            return Err(vec![error(0, format!("profilen har {} mål; højst {MAX_TARGETS}", parsed.target.len()))]);
+        }
         for target in parsed.target {
-            let line = line_of(content, target.span().start);
+            let line = lines.at(target.span().start);
             let target = target.into_inner();
-            let record_line = line_of(content, target.record.span().start);
+            let record_line = lines.at(target.record.span().start);
             let Some(record) = Record::ALL.into_iter().find(|r| r.as_str() == target.record.get_ref()) else {
                 errors.push(error(
                     record_line,
@@ -870,7 +899,7 @@ impl Profile {
                 (Some(_), None) if target.database.as_ref().is_some_and(|d| !is_identifier(d.get_ref())) => {
                     let database = target.database.as_ref().expect("checked");
                     errors.push(error(
-                        line_of(content, database.span().start),
+                        lines.at(database.span().start),
                         format!("'{}' er ikke et navn fra [targets.databases]: bogstaver, tal og _", database.get_ref()),
                     ));
                     continue;
@@ -878,12 +907,12 @@ impl Profile {
                 (Some(table), None) => {
                     if !is_table_name(table.get_ref()) {
                         errors.push(error(
-                            line_of(content, table.span().start),
+                            lines.at(table.span().start),
                             format!("'{}' er ikke et tabelnavn: bogstaver, tal og _, evt. med skema foran (skema.tabel)", table.get_ref()),
                         ));
                     }
                     if let Some((name, _)) = target.widths.first_key_value() {
-                        errors.push(error(line_of(content, name.span().start), "widths hører kun til filer med format = \"fixed\"".into()));
+                        errors.push(error(lines.at(name.span().start), "widths hører kun til filer med format = \"fixed\"".into()));
                     }
                     match &target.database {
                         Some(database) => Destination::Database { database: database.get_ref().clone(), table: table.get_ref().clone() },
@@ -893,7 +922,7 @@ impl Profile {
                 (None, Some(file)) if target.database.is_none() => match file_spec(file.get_ref(), &target.columns, &target.widths) {
                     Ok(spec) => Destination::File(spec),
                     Err((at, message)) => {
-                        let at = at.map_or(line_of(content, file.span().start), |offset| line_of(content, offset));
+                        let at = at.map_or(lines.at(file.span().start), |offset| lines.at(offset));
                         errors.push(error(at, message));
                         continue;
                     }
@@ -903,12 +932,16 @@ impl Profile {
                     continue;
                 }
             };
+            if target.columns.len() > MAX_COLUMNS {
+                errors.push(error(line, format!("målet har {} kolonner; højst {MAX_COLUMNS}", target.columns.len())));
+                continue;
+            }
             if target.columns.is_empty() {
                 errors.push(error(line, "målet har ingen kolonner".into()));
             }
             let mut columns = Vec::new();
             for (name, expression) in &target.columns {
-                let line = line_of(content, name.span().start);
+                let line = lines.at(name.span().start);
                 if !is_identifier(name.get_ref()) {
                     errors.push(error(line, format!("'{}' er ikke et kolonnenavn: bogstaver, tal og _", name.get_ref())));
                     continue;
@@ -926,6 +959,19 @@ impl Profile {
         } else {
             Err(errors)
         }
+    }
+
+    /// Where the profile writes, as it names each place: a table, `database:<name>/<table>`,
+    /// `file:<folder>/<name>`.
+    pub fn destinations(&self) -> Vec<String> {
+        self.targets
+            .iter()
+            .map(|t| match &t.destination {
+                Destination::Table(table) => table.clone(),
+                Destination::Database { database, table } => database_target_id(database, table),
+                Destination::File(spec) => format!("file:{}/{}", spec.folder, spec.name),
+            })
+            .collect()
     }
 
     /// The tables the profile writes to, as written in it.
@@ -1009,18 +1055,39 @@ impl Profile {
                         .columns
                         .iter()
                         .zip(widths)
-                        .map(|(c, width)| Column { name: c.name.clone(), ty: ColumnType::Text(width), not_null: false, has_default: false })
+                        .map(|(c, width)| Column {
+                            name: c.name.clone(),
+                            ty: ColumnType::Text(width),
+                            not_null: false,
+                            has_default: false,
+                            // A line break or tab would break a fixed-width file's layout; CSV quotes them.
+                            single_line: width.is_some(),
+                        })
                         .collect();
                     let shown = format!("{}/{}", spec.folder, spec.name);
                     (Some(Remote::File(spec)), TableColumns { name: shown.clone(), columns }, shown)
                 }
             };
-            let mut cols = Vec::new();
+            if sink.is_none() && is_reserved(&shown, places.reserved) {
+                errors.push(error(
+                    target.line,
+                    format!("{shown} er en af adapterens egne tabeller; målprofilen skriver kun i ERP-systemets importtabeller"),
+                ));
+                continue;
+            }
+            let mut cols: Vec<(Column, Expr)> = Vec::new();
             for spec in &target.columns {
                 let Some(column) = table.columns.iter().find(|c| c.name.eq_ignore_ascii_case(&spec.name)) else {
                     errors.push(error(spec.line, format!("tabellen {shown} har ingen kolonne {}", spec.name)));
                     continue;
                 };
+                if cols.iter().any(|(c, _)| c.name == column.name) {
+                    errors.push(error(
+                        spec.line,
+                        format!("kolonnen {shown}.{} er nævnt to gange (store og små bogstaver er det samme)", column.name),
+                    ));
+                    continue;
+                }
                 if let Err(message) = column.accepts(&spec.expr, spec.kind) {
                     errors.push(error(spec.line, format!("kolonnen {shown}.{} ({}): {message}", spec.name, column.ty.describe())));
                     continue;
@@ -1079,12 +1146,23 @@ enum Remote<'a> {
 /// gives them (`database:<name>/<table>` for the ERP's: `database_target_id`); the folders and databases the
 /// configuration names.
 pub struct Places<'a> {
+    /// The adapter's own tables, which no profile writes to.
+    pub reserved: &'a [&'a str],
     pub tables: &'a HashMap<String, TableColumns>,
     pub remote: &'a HashMap<String, TableColumns>,
     pub folders: &'a [String],
     pub databases: &'a [String],
     /// The databases that could not be reached, and why, when their columns were never read.
     pub unreachable: &'a HashMap<String, String>,
+}
+
+/// One of the adapter's own tables (in its own schema), or the database's catalogue.
+fn is_reserved(name: &str, reserved: &[&str]) -> bool {
+    let (schema, table) = name.rsplit_once('.').map_or((None, name), |(schema, table)| (Some(schema.to_ascii_lowercase()), table));
+    let own_schema = schema.as_deref().is_none_or(|s| s == "public" || s == "main");
+    let catalogue = schema.as_deref().is_some_and(|s| s == "pg_catalog" || s == "information_schema" || s.starts_with("pg_"))
+        || table.to_ascii_lowercase().starts_with("sqlite_");
+    catalogue || (own_schema && reserved.iter().any(|own| own.eq_ignore_ascii_case(table)))
 }
 
 /// A file target as written in a profile, checked: its folder's name, its own, format and widths.
@@ -1106,7 +1184,15 @@ fn file_spec(
         "csv" => {
             let separator = match file.separator.as_bytes() {
                 [b] if b.is_ascii() && !matches!(b, b'"' | b'\n' | b'\r') => *b,
-                _ => return Err((None, format!("separator = '{}': ét tegn, f.eks. ';' eller ','", file.separator))),
+                _ => {
+                    return Err((
+                        None,
+                        format!(
+                            "separator = '{}': ét ASCII-tegn, dog ikke anførselstegn eller linjeskift; f.eks. ';' eller ','",
+                            file.separator
+                        ),
+                    ))
+                }
             };
             if let Some((name, _)) = widths.first_key_value() {
                 return Err((Some(name.span().start), "widths hører kun til filer med format = \"fixed\"".into()));
@@ -1173,6 +1259,9 @@ pub struct Column {
     pub ty: ColumnType,
     pub not_null: bool,
     pub has_default: bool,
+    /// A value with a line break or a tab does not fit (a column of a fixed-width file).
+    #[serde(default)]
+    pub single_line: bool,
 }
 
 /// A target table as the database has it.
@@ -1211,7 +1300,7 @@ impl Column {
                 (ColumnType::Integer(..) | ColumnType::Numeric(..), Kind::Text) => " (skriv tallet uden anførselstegn)",
                 _ => "",
             };
-            return Err(format!("kan ikke rumme et {}{hint}", kind.as_str()));
+            return Err(format!("kan ikke rumme {}{hint}", kind.as_str()));
         }
         // What is never short enough is known now, not at the first delivery: a constant, a code of fixed
         // length, a formatted date. A sender's free text is checked value by value (MAPNING_MANGLER).
@@ -1231,6 +1320,9 @@ impl Column {
             (_, value @ (Value::Null | Value::Key(_))) => return Ok(value),
             (ColumnType::Text(max), value) => {
                 let text = value.into_text().expect("a value that is not null or a key has a text");
+                if self.single_line && text.contains(['\n', '\r', '\t']) {
+                    return Err("værdien har et linjeskift eller en tabulator, som en fil med faste bredder ikke kan rumme".into());
+                }
                 let chars = text.chars().count();
                 if max.is_some_and(|max| chars > max as usize) {
                     return Err(format!("værdien er {chars} tegn, men kolonnen rummer højst {}", max.expect("checked")));
@@ -1249,9 +1341,10 @@ impl Column {
                     Value::Decimal(d) => d,
                     other => unreachable!("checked when bound: {other:?} into a numeric column"),
                 };
+                let shown = d;
                 let d = d.normalize();
                 if scale.is_some_and(|s| d.scale() > s) {
-                    return Err(format!("{d} har flere decimaler end kolonnens {}", scale.expect("checked")));
+                    return Err(format!("{shown} har flere decimaler end kolonnens {}", scale.expect("checked")));
                 }
                 let whole_digits = d.trunc().abs().to_string().trim_start_matches('0').len() as u32;
                 if let Some(p) = precision {
@@ -1613,10 +1706,19 @@ impl View<'_> {
             },
             Expr::Concat(parts) => {
                 let mut out = String::new();
+                let mut any = false;
                 for part in parts {
-                    out.push_str(&self.eval(part, info)?.into_text().unwrap_or_default());
+                    // Constants join what is there; they alone do not make a value.
+                    if let Some(text) = self.eval(part, info)?.into_text() {
+                        any |= !matches!(part, Expr::Text(_));
+                        out.push_str(&text);
+                    }
                 }
-                Value::Text(out)
+                if any {
+                    Value::Text(out)
+                } else {
+                    Value::Null
+                }
             }
             Expr::Lookup { file, table, key } => match self.eval(key, info)? {
                 Value::Text(key) => match table.get(&key) {
@@ -1755,7 +1857,7 @@ mod tests {
     }
 
     fn column(name: &str, ty: ColumnType, not_null: bool) -> Column {
-        Column { name: name.into(), ty, not_null, has_default: false }
+        Column { name: name.into(), ty, not_null, has_default: false, single_line: false }
     }
 
     #[test]
@@ -1779,7 +1881,14 @@ mod tests {
             },
         );
         let found: Vec<(u64, String)> = profile
-            .bind(&Places { tables: &tables, remote: &HashMap::new(), folders: &[], databases: &[], unreachable: &HashMap::new() })
+            .bind(&Places {
+                reserved: &[],
+                tables: &tables,
+                remote: &HashMap::new(),
+                folders: &[],
+                databases: &[],
+                unreachable: &HashMap::new(),
+            })
             .unwrap_err()
             .iter()
             .map(|e| (e.place().1, e.message()))
@@ -1790,5 +1899,57 @@ mod tests {
         assert!(found[3].1.contains("ingen kolonne Z"), "{found:?}");
         assert!(found[4].1.contains("must"), "{found:?}");
         assert!(found[5].1.contains("nowhere findes ikke"), "{found:?}");
+    }
+
+    #[test]
+    fn the_adapters_own_tables_and_a_column_named_twice_are_refused() {
+        let profile = Profile::parse(
+            "[[target]]\nrecord = \"postering\"\ntable = \"gl\"\n[target.columns]\ntekst = \"posting_text\"\nTEKST = \"posting_text\"\n[[target]]\nrecord = \"fordring\"\ntable = \"deliveries\"\ncolumns = { a = \"fordring_id\" }\n[[target]]\nrecord = \"fordring\"\ntable = \"main.sqlite_master\"\ncolumns = { a = \"fordring_id\" }\n",
+            &files(),
+        )
+        .unwrap();
+        let text = |n| TableColumns {
+            name: n,
+            columns: vec![column("tekst", ColumnType::Text(None), false), column("a", ColumnType::Text(None), false)],
+        };
+        let mut tables = HashMap::new();
+        tables.insert("gl".to_string(), text("gl".into()));
+        tables.insert("deliveries".to_string(), text("deliveries".into()));
+        tables.insert("main.sqlite_master".to_string(), text("sqlite_master".into()));
+        let places = Places {
+            reserved: &["deliveries"],
+            tables: &tables,
+            remote: &HashMap::new(),
+            folders: &[],
+            databases: &[],
+            unreachable: &HashMap::new(),
+        };
+        let found: Vec<(u64, String)> = profile.bind(&places).unwrap_err().iter().map(|e| (e.place().1, e.message())).collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[0].0, 6);
+        assert!(found[0].1.contains("nævnt to gange"), "{found:?}");
+        assert!(found[1].1.contains("adapterens egne tabeller") && found[2].1.contains("adapterens egne tabeller"), "{found:?}");
+    }
+
+    #[test]
+    fn a_concatenation_of_nothing_but_empty_fields_is_empty_and_a_big_profile_is_refused() {
+        let profile = Profile::parse(&"# x\n".repeat(70_000), &files());
+        assert!(profile.unwrap_err()[0].message().contains("højst 256 KB"));
+        let profile = Profile::parse(
+            "[[target]]\nrecord = \"finansbilag\"\ntable = \"t\"\ncolumns = { a = \"concat(bilagstekst, ' ', bilagstekst)\" }\n",
+            &files(),
+        )
+        .unwrap();
+        let (_, expr) = &profile.targets[0].columns.iter().map(|c| (c.name.clone(), c.expr.clone())).collect::<Vec<_>>()[0];
+        let bilag = Finansbilag {
+            index: 1,
+            loc: Loc::default(),
+            bilag_id: "B".into(),
+            date: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            text: None,
+            postings: Vec::new(),
+        };
+        let info = ItemInfo { sender: String::new(), delivery_id: None, mapping_version: "v" };
+        assert_eq!(View::Bilag { bilag: &bilag }.eval(expr, &info).unwrap(), Value::Null);
     }
 }

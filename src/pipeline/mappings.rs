@@ -90,7 +90,14 @@ pub fn bind_targets(
     }
     let folders: Vec<String> = places.folders.keys().cloned().collect();
     let databases: Vec<String> = places.databases.keys().cloned().collect();
-    let places = Places { tables: &tables, remote: &remote, folders: &folders, databases: &databases, unreachable: &unreachable };
+    let places = Places {
+        reserved: crate::storage::targets::OWN_TABLES,
+        tables: &tables,
+        remote: &remote,
+        folders: &folders,
+        databases: &databases,
+        unreachable: &unreachable,
+    };
     Ok(match profile.bind(&places) {
         Ok(targets) => {
             set.targets = Some(Arc::new(targets));

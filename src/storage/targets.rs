@@ -48,6 +48,39 @@ struct SqliteColumn {
     has_default: bool,
 }
 
+/// The adapter's own tables (and the databases' catalogues): no profile writes to them.
+pub const OWN_TABLES: &[&str] = &[
+    "admin_sessions",
+    "alert_outbox",
+    "audit_log",
+    "batch_files",
+    "batch_receipts",
+    "deliveries",
+    "erp_claim_parties",
+    "erp_claims",
+    "erp_debtor_data",
+    "erp_debtors",
+    "erp_journal",
+    "erp_journal_lines",
+    "installation_identity",
+    "login_attempts",
+    "mapping_versions",
+    "receipt_errors",
+    "receipt_transfers",
+    "receipts",
+    "sortiment_fordringstyper",
+    "sortiment_konteringer",
+    "sortiment_senders",
+    "sortiment_versions",
+    "target_columns",
+    "target_files",
+    "target_outbox",
+    "__diesel_schema_migrations",
+    "sqlite_master",
+    "sqlite_schema",
+    "sqlite_sequence",
+];
+
 /// `"name"`, for SQL; names are plain identifiers (checked when the profile was read).
 fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -123,25 +156,43 @@ pub fn table_columns(conn: &mut AnyConnection, tables: &[&str]) -> Result<HashMa
                 let columns = rows
                     .iter()
                     .filter(|c| c.table_name == name)
-                    .map(|c| Column { name: c.column_name.clone(), ty: pg_type(c), not_null: c.not_null, has_default: c.has_default })
+                    .map(|c| Column {
+                        name: c.column_name.clone(),
+                        ty: pg_type(c),
+                        not_null: c.not_null,
+                        has_default: c.has_default,
+                        single_line: false,
+                    })
                     .collect();
                 TableColumns { name: format!("{}.{}", quoted(&schema), quoted(&name)), columns }
             }
             AnyConnection::Sqlite(sqlite) => {
-                let rows: Vec<SqliteColumn> = diesel::sql_query(
+                let rows: Result<Vec<SqliteColumn>, _> = diesel::sql_query(
                     "SELECT name, type AS declared, \"notnull\" != 0 AS not_null, \
                      (dflt_value IS NOT NULL OR (pk = 1 AND upper(type) = 'INTEGER')) AS has_default \
                      FROM pragma_table_info(?, ?) ORDER BY cid",
                 )
                 .bind::<Text, _>(name)
                 .bind::<Text, _>(schema.unwrap_or("main"))
-                .load(sqlite)?;
+                .load(sqlite);
+                let rows = match rows {
+                    Ok(rows) => rows,
+                    // A schema SQLite does not know (no attached database of that name): no such table.
+                    Err(_) if schema.is_some() => continue,
+                    Err(e) => return Err(e.into()),
+                };
                 if rows.is_empty() {
                     continue;
                 }
                 let columns = rows
                     .into_iter()
-                    .map(|c| Column { ty: sqlite_type(&c.declared), name: c.name, not_null: c.not_null, has_default: c.has_default })
+                    .map(|c| Column {
+                        ty: sqlite_type(&c.declared),
+                        name: c.name,
+                        not_null: c.not_null,
+                        has_default: c.has_default,
+                        single_line: false,
+                    })
                     .collect();
                 let name = match schema {
                     Some(schema) => format!("{}.{}", quoted(schema), quoted(name)),
@@ -310,6 +361,9 @@ pub struct TargetFileRow {
 /// What waits in the outbox: how many rows, and since when.
 #[derive(Debug, Clone, Default)]
 pub struct Backlog {
+    /// Rows set aside because the ERP's database refused them, and the first one's error.
+    pub parked: i64,
+    pub parked_error: Option<String>,
     pub rows: i64,
     pub oldest: Option<chrono::NaiveDateTime>,
     pub files_unfinished: i64,
@@ -406,13 +460,24 @@ impl Db {
     /// What waits in the outbox.
     pub fn target_backlog(&self) -> Result<Backlog, StorageError> {
         let conn = &mut *self.conn()?;
+        // In no file yet, or in a file not yet written (its folder away): either way not with the ERP.
+        let unwritten = target_files::table.filter(target_files::state.ne("written")).select(target_files::id);
         let (rows, oldest): (i64, Option<chrono::NaiveDateTime>) = target_outbox::table
-            .filter(target_outbox::file_id.is_null())
+            .filter(target_outbox::file_id.is_null().or(target_outbox::file_id.eq_any(unwritten.nullable())))
             .filter(target_outbox::forwarded_at.is_null())
             .select((diesel::dsl::count_star(), diesel::dsl::min(target_outbox::created_at)))
             .first(conn)?;
         let files_unfinished = target_files::table.filter(target_files::state.ne("written")).count().get_result(conn)?;
-        Ok(Backlog { rows, oldest, files_unfinished })
+        let parked_rows =
+            target_outbox::table.filter(target_outbox::forwarded_at.is_null()).filter(target_outbox::last_error.is_not_null());
+        let parked = parked_rows.count().get_result(conn)?;
+        let parked_error = parked_rows
+            .order(target_outbox::id)
+            .select((target_outbox::id, target_outbox::last_error))
+            .first::<(i32, Option<String>)>(conn)
+            .optional()?;
+        let parked_error = parked_error.map(|(id, error)| format!("række {id}: {}", error.unwrap_or_default()));
+        Ok(Backlog { rows, oldest, files_unfinished, parked, parked_error })
     }
 }
 
@@ -475,10 +540,34 @@ impl Db {
             .filter(target_outbox::target.like(format!("database:{database}/%")))
             .filter(target_outbox::file_id.is_null())
             .filter(target_outbox::forwarded_at.is_null())
+            .filter(target_outbox::retry_at.is_null().or(target_outbox::retry_at.le(chrono::Utc::now().naive_utc())))
             .order(target_outbox::id)
             .limit(limit)
             .select((target_outbox::id, target_outbox::target, target_outbox::delivery_id, target_outbox::payload))
             .load(&mut *self.conn()?)?)
+    }
+
+    /// Sets a row aside that the ERP's database refused on its own (a value its table no longer takes): tried
+    /// again at `retry`, while the rows after it go on.
+    pub fn park_forward_row(&self, id: i32, error: &str, retry: chrono::NaiveDateTime) -> Result<(), StorageError> {
+        self.write(|conn| {
+            diesel::update(target_outbox::table.find(id))
+                .set((target_outbox::last_error.eq(error), target_outbox::retry_at.eq(retry)))
+                .execute(conn)?;
+            Ok(())
+        })
+    }
+
+    /// Rows set aside, to be tried at once (`fkoeko targets retry`, after the ERP's table is fixed). Returns how
+    /// many.
+    pub fn retry_parked_rows(&self) -> Result<usize, StorageError> {
+        self.write(|conn| {
+            Ok(diesel::update(
+                target_outbox::table.filter(target_outbox::forwarded_at.is_null()).filter(target_outbox::retry_at.is_not_null()),
+            )
+            .set(target_outbox::retry_at.eq(chrono::Utc::now().naive_utc()))
+            .execute(conn)?)
+        })
     }
 
     /// Marks rows as copied (the ERP's database holds them, and its record of them, already).
@@ -487,7 +576,11 @@ impl Db {
         self.write(|conn| {
             for ids in ids.chunks(500) {
                 diesel::update(target_outbox::table.filter(target_outbox::id.eq_any(ids)))
-                    .set(target_outbox::forwarded_at.eq(now))
+                    .set((
+                        target_outbox::forwarded_at.eq(now),
+                        target_outbox::last_error.eq(None::<String>),
+                        target_outbox::retry_at.eq(None::<chrono::NaiveDateTime>),
+                    ))
                     .execute(conn)?;
             }
             Ok(())

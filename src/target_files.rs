@@ -42,6 +42,9 @@ pub struct FileWriter {
     db: Db,
     folders: BTreeMap<String, PathBuf>,
     pub status: Arc<Mutex<WriterStatus>>,
+    /// Files this writer recorded and could not finish yet (the folder was away, the disk full): tried again
+    /// every round, not only once they are stale.
+    unfinished: std::collections::BTreeSet<i32>,
 }
 
 /// `file:<folder>/<name>`: the folder's name and the file name's stem.
@@ -51,18 +54,26 @@ fn target_parts(target: &str) -> Option<(&str, &str)> {
 
 impl FileWriter {
     pub fn new(db: Db, folders: BTreeMap<String, PathBuf>, status: Arc<Mutex<WriterStatus>>) -> Self {
-        FileWriter { db, folders, status }
+        FileWriter { db, folders, status, unfinished: Default::default() }
     }
 
     /// Writes what waits, and finishes what a stopped writer left (all of it at start: no writer of this
     /// process can be at work then). Returns how many files were written.
-    pub fn round(&self, at_start: bool) -> anyhow::Result<usize> {
+    pub fn round(&mut self, at_start: bool) -> anyhow::Result<usize> {
         let mut written = 0;
         let now = chrono::Utc::now().naive_utc();
         for file in self.db.unfinished_target_files()? {
             let stale = now - file.created_at > chrono::Duration::from_std(STALE).expect("a short duration");
-            if at_start || stale {
-                tracing::warn!(file = file.name, target = file.target, state = file.state, "finishing a target file a stopped writer left");
+            let mine = self.unfinished.contains(&file.id);
+            if at_start || stale || mine {
+                if !mine {
+                    tracing::warn!(
+                        file = file.name,
+                        target = file.target,
+                        state = file.state,
+                        "finishing a target file a stopped writer left"
+                    );
+                }
                 self.finish(&file)?;
                 written += 1;
             }
@@ -74,6 +85,7 @@ impl FileWriter {
                 continue;
             };
             let file = TargetFileRow { id, target, name, state: "writing".into(), created_at: now };
+            self.unfinished.insert(id);
             self.finish(&file)?;
             written += 1;
         }
@@ -89,28 +101,31 @@ impl FileWriter {
     }
 
     /// Takes a recorded file from where it stands to written.
-    fn finish(&self, file: &TargetFileRow) -> anyhow::Result<()> {
+    fn finish(&mut self, file: &TargetFileRow) -> anyhow::Result<()> {
         let (dir, _) = self.folder(&file.target)?;
+        let dir = dir.to_path_buf();
         let path = dir.join(&file.name);
         let temporary = dir.join(format!(".{}.tmp", file.name));
         if file.state == "writing" {
             self.write_synced(file.id, &temporary).with_context(|| format!("writing {}", temporary.display()))?;
             self.db.set_target_file_state(file.id, "renaming")?;
         }
-        // Renaming: when the temporary file is gone, the rename happened before a crash.
-        match std::fs::rename(&temporary, &path) {
-            Ok(()) => sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.state == "renaming" => {}
-            Err(e) => return Err(e).with_context(|| format!("renaming {} to {}", temporary.display(), path.display())),
+        // Renaming: when the temporary file is gone, it was put in place before a crash.
+        if temporary.exists() {
+            put_in_place(&temporary, &path)?;
+            sync_dir(&dir).with_context(|| format!("syncing {}", dir.display()))?;
+        } else if file.state == "writing" {
+            anyhow::bail!("{} vanished before it was put in place", temporary.display());
         }
         self.db.set_target_file_state(file.id, "written")?;
+        self.unfinished.remove(&file.id);
         tracing::info!(file = %path.display(), target = file.target, "target file written");
         self.status.lock().expect("status lock").files_written += 1;
         Ok(())
     }
 
     /// Runs a round now, then every `interval`.
-    pub fn spawn(self, interval: Duration) -> Periodic {
+    pub fn spawn(mut self, interval: Duration) -> Periodic {
         let mut first = true;
         Periodic::spawn("target-files", interval, move || {
             let outcome = self.round(first);
@@ -126,6 +141,35 @@ impl FileWriter {
             }
         })
     }
+}
+
+/// Puts a written file in place under its name, never over another file of that name (one the ERP has not
+/// imported yet, left by a database restored from a backup or another installation): a hard link fails if the
+/// name is taken. The same content there is this file, linked before a crash. Where the folder has no hard links
+/// (some network shares) the name is checked and the file renamed.
+fn put_in_place(temporary: &Path, path: &Path) -> anyhow::Result<()> {
+    let taken = || {
+        anyhow::anyhow!(
+            "{} exists already and is not this file: it is left as it is, and this file waits in {}",
+            path.display(),
+            temporary.display()
+        )
+    };
+    match std::fs::hard_link(temporary, path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if std::fs::read(path)? != std::fs::read(temporary)? {
+                return Err(taken());
+            }
+        }
+        Err(_) if !path.exists() => {
+            std::fs::rename(temporary, path).with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))?;
+            return Ok(());
+        }
+        Err(_) => return Err(taken()),
+    }
+    std::fs::remove_file(temporary).with_context(|| format!("removing {}", temporary.display()))?;
+    Ok(())
 }
 
 /// The files the waiting rows make, in the order of their first row: per target, per delivery or all together

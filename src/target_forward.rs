@@ -16,6 +16,23 @@ use crate::task::Periodic;
 
 /// Rows copied in one transaction at most.
 const BATCH: i64 = 500;
+/// How long a row the ERP's database refused waits before it is tried again.
+const PARKED_RETRY: Duration = Duration::from_secs(300);
+
+/// Whether the connection still answers: a refusal from a database that answers is about the rows.
+fn alive(connection: &mut AnyConnection) -> bool {
+    use diesel::connection::SimpleConnection;
+    connection.batch_execute("SELECT 1").is_ok()
+}
+
+/// Sets a row aside that the ERP's database refused on its own; it is tried again after `PARKED_RETRY`, or at
+/// once after `fkoeko targets retry`.
+fn park(db: &Db, database: &str, id: i32, error: &str) -> anyhow::Result<()> {
+    tracing::error!(database, row = id, error, "the ERP's database refused a row; it is set aside and tried again later");
+    let retry = chrono::Utc::now().naive_utc() + chrono::Duration::from_std(PARKED_RETRY).expect("a short duration");
+    Ok(db.park_forward_row(id, error, retry)?)
+}
+
 /// The longest wait between tries while the ERP's database is away.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -70,6 +87,28 @@ impl Forwarder {
             let connection = self.connection.as_mut().expect("connected");
             let held = match forward_rows(connection, &self.source, &rows) {
                 Ok(held) => held,
+                // The database is there but refused the batch: row by row, to set aside the rows it refuses on
+                // their own (a value its table no longer takes), so that they do not hold up every row after them.
+                Err(e) if rows.len() > 1 && alive(connection) => {
+                    tracing::warn!(database = self.database, error = %e, "a batch was refused; copying it row by row");
+                    let mut held = Vec::new();
+                    for row in &rows {
+                        match forward_rows(connection, &self.source, std::slice::from_ref(row)) {
+                            Ok(one) => held.extend(one),
+                            Err(e) if alive(connection) => park(&self.db, &self.database, row.0, &e.to_string())?,
+                            Err(e) => {
+                                self.db.mark_forwarded(&held)?;
+                                self.connection = None;
+                                return Err(e).with_context(|| format!("copying into the ERP's database '{}'", self.database));
+                            }
+                        }
+                    }
+                    held
+                }
+                Err(e) if alive(connection) => {
+                    park(&self.db, &self.database, rows[0].0, &e.to_string())?;
+                    Vec::new()
+                }
                 Err(e) => {
                     // A broken connection is made again at the next try.
                     self.connection = None;

@@ -950,7 +950,8 @@ impl Pipeline {
     /// Decides a delivery as if it had arrived as a straks call, without booking it or looking at earlier
     /// deliveries, and shows each item's target rows.
     pub fn preview_targets(&self, bytes: &[u8], integration: Integration) -> Result<Vec<TargetPreview>, TechnicalError> {
-        let decided = self.decide(bytes, integration, Transport::Straks, None)?;
+        let wrapped = in_envelope(bytes);
+        let decided = self.decide(wrapped.as_deref().unwrap_or(bytes), integration, Transport::Straks, None)?;
         Ok(decided
             .plans
             .iter()
@@ -967,6 +968,23 @@ impl Pipeline {
             })
             .collect())
     }
+}
+
+/// The delivery element alone (ModtagFinansbilag or ModtagFordring, with or without an XML declaration), put in
+/// a SOAP 1.1 envelope as a straks call; `None` when it is in one already, or is not XML that starts so.
+fn in_envelope(bytes: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(bytes).ok()?.trim_start_matches('\u{feff}').trim_start();
+    let body = match text.strip_prefix("<?xml") {
+        Some(rest) => rest.split_once("?>")?.1.trim_start(),
+        None => text,
+    };
+    let name: String = body.strip_prefix('<')?.chars().take_while(|c| !c.is_whitespace() && !matches!(c, '>' | '/')).collect();
+    if name.ends_with("Envelope") || !(name.ends_with("ModtagFinansbilag") || name.ends_with("ModtagFordring")) {
+        return None;
+    }
+    let envelope =
+        format!("<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>{body}</soap:Body></soap:Envelope>");
+    Some(envelope.into_bytes())
 }
 
 impl Decided {

@@ -361,6 +361,8 @@ diesel::table! {
         created_at -> Timestamp,
         file_id -> Nullable<Integer>,
         forwarded_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        retry_at -> Nullable<Timestamp>,
     }
 }
 

@@ -117,6 +117,13 @@ pub(crate) fn target_warnings(app: &crate::startup::App) -> Vec<String> {
     let mut warnings = Vec::new();
     match app.db.target_backlog() {
         Ok(backlog) => {
+            if backlog.parked > 0 {
+                warnings.push(format!(
+                    "{} række(r) er afvist af ERP-systemets database og sat til side (prøves igen hvert 5. minut, eller nu med fkoeko targets retry): {}",
+                    backlog.parked,
+                    backlog.parked_error.as_deref().unwrap_or("")
+                ));
+            }
             let behind = chrono::Duration::seconds(app.config.targets.behind_secs as i64);
             if let Some(oldest) = backlog.oldest.filter(|oldest| chrono::Utc::now().naive_utc() - *oldest > behind) {
                 warnings.push(format!(

@@ -633,6 +633,7 @@ pub fn targets(
                 tr { th { "Rækker, der venter på deres fil eller på at blive kopieret til ERP-systemets database" } td.num { (backlog.rows) } }
                 tr { th { "Den ældste venter siden" } td { (backlog.oldest.map(|o| format!("{} UTC", o.format("%Y-%m-%d %H:%M:%S"))).unwrap_or_else(|| "–".into())) } }
                 tr { th { "Filer påbegyndt, ikke færdige" } td.num { (backlog.files_unfinished) } }
+                tr { th { "Rækker afvist af ERP-systemets database, sat til side" } td.num { (backlog.parked) } }
                 tr { th { "Filer skrevet af denne instans siden start" } td.num { (files_written) } }
                 @for (database, copied) in forwarded {
                     tr { th { "Rækker kopieret til databasen '" (database) "' af denne instans siden start" } td.num { (copied) } }

@@ -21,7 +21,9 @@ CREATE TABLE target_outbox (
     payload TEXT NOT NULL,               -- JSON: the row's line, the file's header line, which rows share a file
     created_at TIMESTAMP NOT NULL,
     file_id INTEGER REFERENCES target_files(id),
-    forwarded_at TIMESTAMP               -- a database target's row: when it was copied
+    forwarded_at TIMESTAMP,              -- a database target's row: when it was copied
+    last_error TEXT,                     -- a database target's row the ERP's database refused on its own: why
+    retry_at TIMESTAMP                   -- and when it is tried again; the rows after it go on meanwhile
 );
 CREATE INDEX target_outbox_waiting ON target_outbox (target, id) WHERE file_id IS NULL AND forwarded_at IS NULL;
 CREATE INDEX target_outbox_of_file ON target_outbox (file_id, id);

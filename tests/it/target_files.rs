@@ -125,7 +125,7 @@ fn a_file_left_mid_write_by_a_crash_is_finished_once() {
     // finishes only files left longer than a minute).
     let db = app.server.as_ref().unwrap().app.db.clone();
     let folders: BTreeMap<String, PathBuf> = [("erp".to_string(), folder.path().to_path_buf())].into();
-    let writer = FileWriter::new(db, folders, Default::default());
+    let mut writer = FileWriter::new(db, folders, Default::default());
     // With everything written, a round at start writes nothing again.
     assert_eq!(writer.round(true).unwrap(), 0);
     assert_eq!(files_in_now(folder.path()), before);
@@ -247,7 +247,7 @@ fn a_batch_file_larger_than_a_round_gets_one_whole_file_per_target() {
     });
     let writer_status = Default::default();
     let folders: BTreeMap<String, PathBuf> = [("erp".to_string(), folder.path().to_path_buf())].into();
-    let writer = FileWriter::new(batch.app.db.clone(), folders, writer_status);
+    let mut writer = FileWriter::new(batch.app.db.clone(), folders, writer_status);
     let delivery = Delivery::new((0..BILAG).map(|n| Bilag::balanced(&format!("STOR-{n}"), "1.00")).collect());
     batch.drop_file("stor.xml", delivery.masse().as_bytes());
     let handled = batch.run_once();
@@ -263,4 +263,68 @@ fn a_batch_file_larger_than_a_round_gets_one_whole_file_per_target() {
     let ids: BTreeSet<&str> = csv.lines().skip(1).map(|l| l.split(';').nth(1).unwrap()).collect();
     assert_eq!(ids.len(), BILAG, "each finansbilag once");
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM target_outbox WHERE file_id IS NULL"), 0);
+}
+
+#[test]
+fn a_folder_that_goes_away_holds_files_back_visibly_and_a_foreign_file_is_never_overwritten() {
+    let base = tempfile::tempdir().unwrap();
+    let folder = base.path().join("erp");
+    std::fs::create_dir(&folder).unwrap();
+    let app = TestApp::start_with(with_file_profile(&folder));
+    let readyz = || ureq::get(&app.server.as_ref().unwrap().admin_url("/readyz")).call().unwrap().into_string().unwrap();
+
+    // The folder goes away: the delivery is accepted; its files wait, counted, and the writer says why.
+    let away = base.path().join("erp-away");
+    std::fs::rename(&folder, &away).unwrap();
+    assert_eq!(app.send(&Delivery::one("AWAY-1").soap11()).receipts[0].status, Status::Accepteret);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !readyz().contains("importfilerne kan ikke skrives") {
+        assert!(Instant::now() < deadline, "{}", readyz());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(app.count("SELECT COUNT(*) AS n FROM target_outbox") > 0);
+    let backlog = app.server.as_ref().unwrap().app.db.target_backlog().unwrap();
+    assert_eq!(backlog.rows, 3, "the bilag row and its two lines wait: {backlog:?}");
+
+    // Back: written by the running service, without a restart, and the warning is gone.
+    std::fs::rename(&away, &folder).unwrap();
+    let files = files_in(&folder, 2);
+    assert!(files.values().any(|c| c.contains(";AWAY-1;")));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while readyz().contains("importfilerne") {
+        assert!(Instant::now() < deadline, "{}", readyz());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(app.server.as_ref().unwrap().app.db.target_backlog().unwrap().rows, 0);
+
+    // A file of the name the next delivery's would get is there already (the ERP's, not imported yet): it is
+    // left as it is, and the delivery's file waits, said on /readyz, until the name is free.
+    let next_batch = app.count("SELECT CAST(MAX(id) AS BIGINT) AS n FROM deliveries") + 1;
+    let foreign = folder.join(format!("bilag-{next_batch:010}.csv"));
+    std::fs::write(&foreign, "ERP'ENS EGEN FIL\n").unwrap();
+    assert_eq!(app.send(&Delivery::one("TAKEN-1").soap11()).receipts[0].status, Status::Accepteret);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !readyz().contains("exists already and is not this file") {
+        assert!(Instant::now() < deadline, "{}", readyz());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "ERP'ENS EGEN FIL\n");
+    std::fs::remove_file(&foreign).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !foreign.exists() || !std::fs::read_to_string(&foreign).unwrap().contains(";TAKEN-1;") {
+        assert!(Instant::now() < deadline, "the waiting file is written once the name is free");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_line_break_in_a_fixed_width_value_rejects_the_finansbilag() {
+    let folder = tempfile::tempdir().unwrap();
+    let app = TestApp::start_with(with_file_profile(folder.path()));
+    let mut broken = Bilag::balanced("BRUD-1", "10.00");
+    broken.postings[0].text = "to&#10;linjer".into();
+    let set = app.send(&Delivery::new(vec![broken]).soap11());
+    assert_eq!(set.receipts[0].status, Status::Afvist);
+    let text = &set.receipts[0].errors[0].text;
+    assert!(text.contains("erp/linjer.TEKST") && text.contains("linjeskift"), "{text}");
 }

@@ -192,3 +192,48 @@ fn two_installations_sharing_the_erps_database_each_get_their_rows_copied() {
     assert_eq!(count_in(&erp_url, "SELECT COUNT(*) AS n FROM erp_import_linje"), 4);
     drop((one, two));
 }
+
+#[test]
+fn a_row_the_erps_database_refuses_is_set_aside_and_the_rows_after_it_go_on() {
+    let erp = Cluster::start();
+    let mappings = erp_database_profile(&erp);
+    let erp_url = erp.url();
+    let app = TestApp::start_with(|c| {
+        c.paths.mappings = mappings;
+        c.targets.databases.insert("erp".into(), erp_url.clone());
+        c.targets.interval_ms = 20;
+    });
+    // The ERP narrows a column after the profile was taken into use: a longer text is accepted here (the
+    // profile was checked against the wider column) and refused there.
+    connect(&erp_url).batch_execute("ALTER TABLE erp_import_linje ALTER COLUMN tekst TYPE VARCHAR(5)").unwrap();
+    let mut long = crate::common::delivery::Bilag::balanced("LANG-1", "3.00");
+    long.postings[0].text = "en lang tekst".into();
+    let mut short = crate::common::delivery::Bilag::balanced("KORT-1", "3.00");
+    short.postings[0].text = "kort".into();
+    short.postings[1].text = "kort".into();
+    assert_eq!(app.send(&Delivery::new(vec![long]).soap11()).receipts[0].status, Status::Accepteret);
+    assert_eq!(app.send(&Delivery::new(vec![short]).soap11()).receipts[0].status, Status::Accepteret);
+
+    // KORT-1, after it in the outbox, arrives; LANG-1's refused line is set aside, and said so on /readyz.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count_in(&erp_url, "SELECT COUNT(*) AS n FROM erp_import_bilag WHERE bilagsnr = 'KORT-1'") == 0 {
+        assert!(Instant::now() < deadline, "the rows after the refused one go on");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let readyz = ureq::get(&app.server.as_ref().unwrap().admin_url("/readyz")).call().unwrap().into_string().unwrap();
+    assert!(readyz.contains("sat til side") && readyz.contains("fkoeko targets retry"), "{readyz}");
+    assert!(count_in(&app.db_url, "SELECT COUNT(*) AS n FROM target_outbox WHERE last_error IS NOT NULL") >= 1);
+
+    // The ERP widens it again; `fkoeko targets retry` sends what was set aside at once, and it arrives once.
+    connect(&erp_url).batch_execute("ALTER TABLE erp_import_linje ALTER COLUMN tekst TYPE VARCHAR(60)").unwrap();
+    let out = fkoeko_command(&app.db_url).args(["targets", "retry"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count_in(&app.db_url, "SELECT COUNT(*) AS n FROM target_outbox WHERE forwarded_at IS NULL") > 0 {
+        assert!(Instant::now() < deadline, "what was set aside arrives after the retry");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count_in(&erp_url, "SELECT COUNT(*) AS n FROM erp_import_linje WHERE tekst = 'en lang tekst'"), 1);
+    assert_eq!(count_in(&erp_url, "SELECT COUNT(*) AS n FROM erp_import_bilag"), 2);
+    assert_eq!(count_in(&erp_url, "SELECT COUNT(*) AS n FROM erp_import_linje"), 4);
+}

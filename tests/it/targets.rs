@@ -305,4 +305,12 @@ fn the_page_shows_the_rows_a_delivery_would_give_and_books_nothing() {
     for table in ["erp_import_bilag", "erp_import_linje", "erp_journal", "deliveries"] {
         assert_eq!(app.count(&format!("SELECT COUNT(*) AS n FROM {table}")), 0, "{table}: a try books nothing");
     }
+
+    // The delivery element alone, with its XML declaration, as the page says it may be pasted.
+    let bare = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}", Delivery::one("PAGE-3").body());
+    let (status, page, _) = answer(
+        client().post(&admin("/importtabeller")).set("Cookie", &cookie).send_form(&[("integration", "SF1590_A"), ("leverance", &bare)]),
+    );
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("PAGE-3") && page.contains("accepteres") && page.contains("<td>125050</td>"), "{page}");
 }

@@ -37,6 +37,9 @@ pub struct TargetsConfig {
     /// How often the file writer looks for rows to write.
     #[serde(default = "target_interval_ms")]
     pub interval_ms: u64,
+    /// How often the target tables' columns are read again (an ERP that widens or drops a column), in seconds.
+    #[serde(default = "target_columns_refresh_secs")]
+    pub columns_refresh_secs: u64,
     /// Rows waiting longer than this make /readyz say "degraded".
     #[serde(default = "target_behind_secs")]
     pub behind_secs: u64,
@@ -44,6 +47,10 @@ pub struct TargetsConfig {
 
 fn target_interval_ms() -> u64 {
     1000
+}
+
+fn target_columns_refresh_secs() -> u64 {
+    60
 }
 
 fn target_behind_secs() -> u64 {
@@ -56,6 +63,7 @@ impl Default for TargetsConfig {
             folders: Default::default(),
             databases: Default::default(),
             interval_ms: target_interval_ms(),
+            columns_refresh_secs: target_columns_refresh_secs(),
             behind_secs: target_behind_secs(),
         }
     }

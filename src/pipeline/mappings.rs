@@ -309,14 +309,59 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Watches the mapping folder for changes made in the files.
+    /// Watches the mapping folder for changes made in the files, and the target tables for changes the ERP
+    /// makes to them.
     pub fn watch_mapping_folder(self: &Arc<Self>, interval: Duration) -> Periodic {
         let pipeline = self.clone();
         Periodic::spawn("mapping-watch", interval, move || {
             if let Err(e) = pipeline.sync_mapping_folder(false) {
                 tracing::error!(error = format!("{e:#}"), "mapping folder: a round failed; trying again");
             }
+            pipeline.refresh_targets();
         })
+    }
+
+    /// Binds the profile in force to its tables again, at most every `targets.columns_refresh_secs`: a column the
+    /// ERP widened takes longer values from then on; one it dropped or narrowed so that the profile no longer
+    /// fits is said by `target_problem` (and so by /readyz), while the version in use stays. Off the deliveries'
+    /// path: this task reads the tables, the ERP's database too.
+    pub fn refresh_targets(&self) {
+        let every = Duration::from_secs(self.settings.targets.columns_refresh_secs);
+        {
+            let mut checked = self.targets_checked.lock().expect("targets lock");
+            if checked.0.is_some_and(|at| at.elapsed() < every) {
+                return;
+            }
+            checked.0 = Some(std::time::Instant::now());
+        }
+        let held = self.mappings.lock().expect("mapping lock").as_ref().map(|h| (h.id, h.value.clone()));
+        let Some((id, in_use)) = held else { return };
+        if in_use.profile.is_none() {
+            self.targets_checked.lock().expect("targets lock").1 = None;
+            return;
+        }
+        let mut fresh = (*in_use).clone();
+        fresh.targets = None;
+        let problem = match bind_targets(&self.db, &mut fresh, &self.settings.targets) {
+            Ok(Ok(())) => {
+                let mut held = self.mappings.lock().expect("mapping lock");
+                if let Some(current) = held.as_mut().filter(|h| h.id == id) {
+                    current.value = Arc::new(fresh);
+                }
+                None
+            }
+            Ok(Err(errors)) => Some(errors.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(problem) = &problem {
+            tracing::error!(problem, "the target profile in force no longer fits its tables; the version in use stays");
+        }
+        self.targets_checked.lock().expect("targets lock").1 = problem;
+    }
+
+    /// Why the target profile in force no longer fits its tables, as last seen.
+    pub fn target_problem(&self) -> Option<String> {
+        self.targets_checked.lock().expect("targets lock").1.clone()
     }
 }
 

@@ -202,6 +202,8 @@ pub struct Pipeline {
     fixed: Option<(Arc<Sortiment>, Arc<MappingSet>)>,
     /// The one writer of straks deliveries, started with the first one.
     writer: std::sync::OnceLock<writer::Writer>,
+    /// When the target profile was last bound to its tables again, and what is wrong if it no longer fits.
+    targets_checked: Mutex<(Option<Instant>, Option<String>)>,
 }
 
 /// A version in force held in memory: its id in the database, and when the database last said it is the one in
@@ -244,6 +246,7 @@ impl Pipeline {
             sortiment: Mutex::new(None),
             fixed: None,
             writer: std::sync::OnceLock::new(),
+            targets_checked: Mutex::default(),
         }
     }
 

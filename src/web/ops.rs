@@ -115,6 +115,9 @@ fn degraded_by(app: &crate::startup::App) -> Vec<String> {
 /// A file target's rows waiting longer than `targets.behind_secs`, or the file writer failing.
 pub(crate) fn target_warnings(app: &crate::startup::App) -> Vec<String> {
     let mut warnings = Vec::new();
+    if let Some(problem) = app.pipeline.target_problem() {
+        warnings.push(format!("målprofilen i brug passer ikke længere til tabellerne (ERP-systemet har ændret dem?): {problem}"));
+    }
     match app.db.target_backlog() {
         Ok(backlog) => {
             if backlog.parked > 0 {

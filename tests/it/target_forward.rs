@@ -237,3 +237,38 @@ fn a_row_the_erps_database_refuses_is_set_aside_and_the_rows_after_it_go_on() {
     assert_eq!(count_in(&erp_url, "SELECT COUNT(*) AS n FROM erp_import_bilag"), 2);
     assert_eq!(count_in(&erp_url, "SELECT COUNT(*) AS n FROM erp_import_linje"), 4);
 }
+
+#[test]
+fn a_column_the_erp_widens_takes_longer_values_without_a_restart() {
+    let erp = Cluster::start();
+    let mappings = erp_database_profile(&erp);
+    let erp_url = erp.url();
+    connect(&erp_url).batch_execute("ALTER TABLE erp_import_linje ALTER COLUMN tekst TYPE VARCHAR(5)").unwrap();
+    let app = TestApp::start_with(|c| {
+        c.paths.mappings = mappings;
+        c.targets.databases.insert("erp".into(), erp_url.clone());
+        c.targets.interval_ms = 20;
+        c.paths.mappings_poll_interval_ms = 50;
+        c.targets.columns_refresh_secs = 0;
+    });
+    let long = |id: &str| {
+        let mut bilag = crate::common::delivery::Bilag::balanced(id, "2.00");
+        bilag.postings[0].text = "en lang tekst".into();
+        Delivery::new(vec![bilag])
+    };
+    let set = app.send(&long("BRED-1").soap11());
+    assert_eq!(set.receipts[0].status, Status::Afvist, "held to the column as it was read");
+    assert!(set.receipts[0].errors[0].text.contains("højst 5"), "{:?}", set.receipts[0].errors);
+    connect(&erp_url).batch_execute("ALTER TABLE erp_import_linje ALTER COLUMN tekst TYPE VARCHAR(60)").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 2;
+    loop {
+        let set = app.send(&long(&format!("BRED-{n}")).soap11());
+        if set.receipts[0].status == Status::Accepteret {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the wider column is read again without a restart");
+        n += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

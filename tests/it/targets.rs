@@ -314,3 +314,28 @@ fn the_page_shows_the_rows_a_delivery_would_give_and_books_nothing() {
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("PAGE-3") && page.contains("accepteres") && page.contains("<td>125050</td>"), "{page}");
 }
+
+#[test]
+fn a_column_the_erp_drops_is_said_by_readyz_and_one_it_adds_back_clears_it() {
+    let app = TestApp::start_with(|c| {
+        with_example_profile(c);
+        c.paths.mappings_poll_interval_ms = 50;
+        c.targets.columns_refresh_secs = 0;
+    });
+    let readyz = || ureq::get(&app.server.as_ref().unwrap().admin_url("/readyz")).call().unwrap().into_string().unwrap();
+    let wait = |present: bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while readyz().contains("passer ikke længere") != present {
+            assert!(std::time::Instant::now() < deadline, "{}", readyz());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait(false);
+    app.execute("ALTER TABLE erp_import_linje DROP COLUMN sag");
+    wait(true);
+    assert!(readyz().contains("erp_import_linje har ingen kolonne sag"), "{}", readyz());
+    app.execute("ALTER TABLE erp_import_linje ADD COLUMN sag VARCHAR(60)");
+    wait(false);
+    assert_eq!(app.send(&Delivery::one("TILBAGE-1").soap11()).receipts[0].status, Status::Accepteret);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM erp_import_linje WHERE sag = 'TILBAGE-1/1'"), 1);
+}

@@ -238,6 +238,12 @@ pub enum AlertsCommand {
 pub enum BatchCommand {
     /// Process every complete file in the inboxes (and any a stopped process left), then exit.
     RunOnce,
+    /// Take a file that is not done over at once: its process failed or hangs. Ends its owner's lease; the next
+    /// round of any receiver (the service, or `batch run-once`) carries on from its last committed chunk.
+    TakeOver {
+        /// The file's id (`fkoeko batch list`).
+        id: i32,
+    },
     /// The latest batch files: how far each came, and whether its receipt file reached the sender.
     List {
         #[arg(long, default_value_t = 50)]
@@ -285,6 +291,24 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve => serve(&config),
         Command::Batch { command: BatchCommand::RunOnce } => batch_run_once(&config),
         Command::Batch { command: BatchCommand::List { limit } } => batch_list(&config, limit),
+        Command::Batch { command: BatchCommand::TakeOver { id } } => {
+            let entry = crate::domain::audit::AuditEntry::new(
+                crate::startup::command_user(),
+                crate::domain::audit::AuditAction::BatchTakenOver,
+                format!("batchfil {id}"),
+                Some("kommandolinjen".into()),
+            );
+            match open_db(&config)?.release_batch_file(id, &entry)? {
+                Some(file) => {
+                    println!("{}: released from {}; the next round takes it over", file.file_name, file.claimed_by);
+                    Ok(0)
+                }
+                None => {
+                    eprintln!("no batch file {id} that is not done (fkoeko batch list)");
+                    Ok(1)
+                }
+            }
+        }
         Command::Batch { command: BatchCommand::Metadata { file, sender, senders_file_id, to, routed } } => {
             batch_metadata(&config, &file, &sender, senders_file_id.as_deref(), to, routed)
         }

@@ -95,6 +95,11 @@ pub fn check_schemas(dir: &Path) -> Result<(), schema::SchemaError> {
     [Integration::Sf1590A, Integration::Sf1590B].iter().try_for_each(|i| schema::check_schema(&dir.join(WireSpec::of(*i).schema)))
 }
 
+/// Who acts at the command line (or started the service), as far as the system says, for the audit trail.
+pub fn command_user() -> String {
+    std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).map_or_else(|_| "fkoeko".to_string(), |user| format!("{user} (fkoeko)"))
+}
+
 pub fn open_db(config: &Config) -> anyhow::Result<Db> {
     let db = &config.database;
     Db::open(&db.url, db.pool_size, Duration::from_millis(db.busy_timeout_ms)).with_context(|| format!("opening the database {}", db.url))
@@ -112,11 +117,7 @@ pub fn load_sortiment(db: &Db, file: &Path, allow_empty: bool) -> anyhow::Result
          loaded; the version in force stays (load it with --allow-empty if that is what is meant)",
         file.display()
     );
-    // The person at the command line, as far as the system says; the service itself at its first start.
-    let actor = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .map_or_else(|_| "fkoeko".to_string(), |user| format!("{user} (fkoeko)"));
-    Ok(db.save_sortiment(&file.display().to_string(), &content, &senders, &actor)?)
+    Ok(db.save_sortiment(&file.display().to_string(), &content, &senders, &command_user())?)
 }
 
 pub fn check_transports(config: &Config) -> anyhow::Result<()> {

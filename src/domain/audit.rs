@@ -17,12 +17,14 @@ pub enum AuditAction {
     /// Mapping files changed in the mapping folder and taken into use.
     MappingFilesChanged,
     SortimentLoaded,
+    /// A batch file released from its owner's lease by an operator, to be taken over at once.
+    BatchTakenOver,
     /// Something a user's role does not allow, asked for and refused.
     Refused,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 9] = [
+    pub const ALL: [AuditAction; 10] = [
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::LoginLocked,
@@ -31,6 +33,7 @@ impl AuditAction {
         AuditAction::MappingRolledBack,
         AuditAction::MappingFilesChanged,
         AuditAction::SortimentLoaded,
+        AuditAction::BatchTakenOver,
         AuditAction::Refused,
     ];
 
@@ -44,6 +47,7 @@ impl AuditAction {
             AuditAction::MappingRolledBack => "mapping_rolled_back",
             AuditAction::MappingFilesChanged => "mapping_files_changed",
             AuditAction::SortimentLoaded => "sortiment_loaded",
+            AuditAction::BatchTakenOver => "batch_taken_over",
             AuditAction::Refused => "refused",
         }
     }
@@ -59,6 +63,7 @@ impl AuditAction {
             AuditAction::MappingRolledBack => "mapninger rullet tilbage",
             AuditAction::MappingFilesChanged => "mapningsfiler ændret i mappen",
             AuditAction::SortimentLoaded => "sortiment indlæst",
+            AuditAction::BatchTakenOver => "batchfil taget over",
             AuditAction::Refused => "afvist: rollen må ikke",
         }
     }
@@ -93,7 +98,7 @@ pub enum Role {
     Read,
     /// Also edits and rolls back the mapping files (and the target profile among them).
     Mapping,
-    /// Also the operator's pages: the audit trail.
+    /// Also the operator's pages and actions: the audit trail, taking a batch file over.
     Operator,
 }
 

@@ -140,6 +140,22 @@ impl Db {
         })
     }
 
+    /// Ends the lease of a file that is not done, so that the next round of any receiver takes it over at once
+    /// (an operator's "take over now": its process failed or hangs). Records it in the audit trail. `None`: no
+    /// such file, or it is done.
+    pub fn release_batch_file(&self, id: i32, entry: &crate::domain::audit::AuditEntry) -> Result<Option<BatchFile>, StorageError> {
+        self.write(|conn| {
+            let released = diesel::update(batch_files::table.find(id).filter(batch_files::state.ne(Stored(BatchState::Done))))
+                .set(batch_files::lease_until.eq(Utc::now().naive_utc() - Duration::seconds(1)))
+                .execute(conn)?;
+            if released == 0 {
+                return Ok(None);
+            }
+            super::audit::record(conn, entry)?;
+            Ok(batch_files::table.find(id).first(conn).optional()?)
+        })
+    }
+
     /// Takes over a file whose owner's lease ran out; false when another process was first.
     pub fn take_over_batch_file(&self, file: &BatchFile, owner: &str, lease: Duration) -> Result<bool, StorageError> {
         self.write(|conn| take_over(conn, file, owner, lease))

@@ -96,6 +96,8 @@ pub fn server(app: Arc<AppState>, listener: TcpListener) -> anyhow::Result<actix
             .route("/importtabeller", web::get().to(views::targets))
             .route("/importtabeller", web::post().to(views::try_targets))
             .route("/revision", web::get().to(views::audit))
+            .route("/batchfiler", web::get().to(views::batch_files))
+            .route("/batchfiler/{id}/tag-over", web::post().to(views::take_over_batch_file))
     };
     let listen = crate::http::tls::Listen { workers: 2, max_connections: 25_000, client_request_timeout: Duration::from_secs(5) };
     if config.admin.tls {

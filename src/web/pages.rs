@@ -54,6 +54,7 @@ fn layout(title: &str, user: Option<&Viewer>, body: Markup) -> Markup {
                         a href="/mapninger" { "Mapninger" }
                         a href="/sortiment" { "Sortiment" }
                         a href="/importtabeller" { "Importtabeller" }
+                        a href="/batchfiler" { "Batchfiler" }
                         @if user.role.may(Role::Operator) { a href="/revision" { "Revision" } }
                         span.who {
                             span { "Logget ind som " strong { (user.name) } " (" (user.role.label()) ")" }
@@ -715,3 +716,39 @@ pub fn audit(user: &Viewer, rows: &[crate::storage::audit::AuditRow], filter: &s
 
 /// Entries shown on the audit page at most.
 pub const AUDIT_LIMIT: i64 = 500;
+
+/// The latest batch files: how far each came; an operator may take one that is not done over at once.
+pub fn batch_files(user: &Viewer, files: &[crate::storage::batch::BatchFile], released: Option<&str>) -> Markup {
+    let now = chrono::Utc::now().naive_utc();
+    layout(
+        "Batchfiler",
+        Some(user),
+        html! {
+            h1 { "Batchfiler" }
+            @if let Some(name) = released {
+                div.box.ok { (name) " er frigivet: den næste runde tager den over og fortsætter fra sidste gemte del." }
+            }
+            p.muted { "De seneste filer, nyeste først. En fil, der ikke er færdig, og hvis ejer ikke har fornyet sin lejekontrakt, tages over af næste runde; en driftsansvarlig kan tage den over med det samme (også " code { "fkoeko batch take-over ID" } ")." }
+            table #batch-files {
+                tr { th { "Id" } th { "Modtaget (UTC)" } th { "Integration" } th { "Tilstand" } th { "Behandlet" } th { "Accepteret" } th { "Afvist" } th { "Ejer" } th { "Fil" } th {} }
+                @for file in files {
+                    @let done = file.state == crate::storage::text::BatchState::Done;
+                    tr.error[!done && file.lease_until < now] data-batch=(file.id) {
+                        td.num { (file.id) }
+                        td { (file.received_at.format("%Y-%m-%d %H:%M:%S")) }
+                        td { (file.integration.as_str()) }
+                        td { (crate::storage::text::Named::name(file.state)) }
+                        td.num { (file.items_done) " / " (file.items_total.map_or("?".to_string(), |t| t.to_string())) }
+                        td.num { (file.accepted_count) }
+                        td.num { (file.rejected_count) }
+                        td { @if !done { (file.claimed_by) " til " (file.lease_until.format("%H:%M:%S")) } }
+                        td { (file.file_name) }
+                        td { @if !done && user.role.may(Role::Operator) {
+                            form method="post" action={ "/batchfiler/" (file.id) "/tag-over" } { button type="submit" { "Tag over nu" } }
+                        } }
+                    }
+                }
+            }
+        },
+    )
+}

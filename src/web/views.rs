@@ -336,3 +336,50 @@ pub(super) async fn audit(logged_in: LoggedIn, req: HttpRequest, query: web::Que
         Err(response) => response,
     }
 }
+
+/// `?frigivet=NAME` after a take-over.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct BatchQuery {
+    frigivet: Option<String>,
+}
+
+pub(super) async fn batch_files(LoggedIn(user): LoggedIn, query: web::Query<BatchQuery>, state: web::Data<State>) -> HttpResponse {
+    let app = state.app.clone();
+    match blocking(move || Ok(app.db.recent_batch_files(100)?)).await {
+        Ok(files) => html(pages::batch_files(&user, &files, query.frigivet.as_deref())),
+        Err(response) => response,
+    }
+}
+
+/// Takes a batch file that is not done over at once: operators only.
+pub(super) async fn take_over_batch_file(
+    logged_in: LoggedIn,
+    req: HttpRequest,
+    id: web::Path<i32>,
+    state: web::Data<State>,
+) -> HttpResponse {
+    if let Err(refused) = same_origin(&req) {
+        return refused;
+    }
+    let user = match logged_in.may(Role::Operator, "tage en batchfil over", &req, &state).await {
+        Ok(user) => user,
+        Err(refused) => return refused,
+    };
+    let id = id.into_inner();
+    let entry = crate::domain::audit::AuditEntry::new(
+        user.name.clone(),
+        crate::domain::audit::AuditAction::BatchTakenOver,
+        format!("batchfil {id}"),
+        peer(&req),
+    );
+    let app = state.app.clone();
+    match blocking(move || Ok(app.db.release_batch_file(id, &entry)?)).await {
+        Ok(Some(file)) => {
+            tracing::warn!(user = %user, id, file = file.file_name, "batch file released on the web page, to be taken over");
+            let query = serde_urlencoded::to_string([("frigivet", file.file_name.as_str())]).expect("a string pair encodes");
+            see_other(&format!("/batchfiler?{query}"))
+        }
+        Ok(None) => page(StatusCode::NOT_FOUND, pages::not_found(&user)),
+        Err(response) => response,
+    }
+}

@@ -76,3 +76,44 @@ fn a_batch_file_killed_midway_is_resumed_and_booked_exactly_once() {
     let out = run_once(&batch).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
 }
+
+#[test]
+fn a_file_whose_process_died_is_taken_over_at_once_when_an_operator_says_so() {
+    const BILAG: usize = 5_000;
+    let batch = Batch::plain();
+    let text = Delivery::new((0..BILAG).map(|b| Bilag::balanced(&format!("T-{b}"), "7.00")).collect()).masse();
+    batch.drop_file("hængt.xml", text.as_bytes());
+    // An hour's lease: without the operator, the file would wait that long after its process died.
+    let run = || {
+        let mut command = run_once(&batch);
+        command.env("FKOEKO_BATCH__LEASE_SECS", "3600");
+        command
+    };
+    let mut child = KillOnDrop(run().spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if batch.count("SELECT CAST(COALESCE(MAX(items_done), 0) AS BIGINT) AS n FROM batch_files") > 0 {
+            child.0.kill().unwrap();
+            child.0.wait().unwrap();
+            break;
+        }
+        assert!(child.0.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        assert!(Instant::now() < deadline, "no chunk was committed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = run().output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty(), "the lease holds: nothing taken");
+    let id = batch.count("SELECT CAST(MAX(id) AS BIGINT) AS n FROM batch_files");
+
+    let take_over = crate::common::fkoeko_command(&batch.db_url).args(["batch", "take-over", &id.to_string()]).output().unwrap();
+    assert!(take_over.status.success(), "{}", String::from_utf8_lossy(&take_over.stderr));
+    let out = run().output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains(&format!("hængt.xml: {BILAG} accepted, 0 rejected")), "{report}");
+    assert_eq!(batch.count("SELECT COUNT(DISTINCT bilag_id) AS n FROM erp_journal"), BILAG as i64);
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal"), BILAG as i64);
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'batch_taken_over'"), 1);
+    // A file that is done cannot be taken over.
+    let again = crate::common::fkoeko_command(&batch.db_url).args(["batch", "take-over", &id.to_string()]).output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
+}

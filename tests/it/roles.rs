@@ -131,3 +131,38 @@ fn a_user_without_a_role_is_refused_at_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("role"), "{stderr}");
 }
+
+#[test]
+fn only_an_operator_takes_a_batch_file_over_from_the_page() {
+    let app = TestApp::start_with(|c| {
+        c.admin.users.push(AdminUser { name: "læser".into(), password_hash: admin_password_hash(), role: Role::Read });
+    });
+    let admin = |path: &str| app.server.as_ref().unwrap().admin_url(path);
+    // A file whose process holds it for an hour yet (it hangs, or died).
+    app.execute(
+        "INSERT INTO batch_files (file_key, integration, file_name, stored_name, content_hash, size_bytes, state, items_done, \
+         accepted_count, rejected_count, claimed_by, lease_until, received_at) \
+         VALUES ('k', 'SF1590_A', 'hængt.xml', 'x-hængt.xml', 'h', 1, 'processing', 3, 3, 0, 'død-proces', '2999-01-01 00:00:00', '2026-11-26 08:00:00')",
+    );
+    let reader = log_in_as(&app, "læser");
+    let (status, page, _) = get(&admin("/batchfiler"), Some(&reader));
+    assert!(status == 200 && page.contains("hængt.xml") && !page.contains("Tag over nu"), "{page}");
+    assert_eq!(answer(client().post(&admin("/batchfiler/1/tag-over")).set("Cookie", &reader).call()).0, 403);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM batch_files WHERE lease_until > '2100-01-01'"), 1, "still held");
+
+    let operator = log_in_as(&app, ADMIN_USER);
+    let (_, page, _) = get(&admin("/batchfiler"), Some(&operator));
+    assert!(page.contains("Tag over nu"), "{page}");
+    let (status, _, location) = answer(client().post(&admin("/batchfiler/1/tag-over")).set("Cookie", &operator).call());
+    assert_eq!(status, 303);
+    assert!(location.unwrap().starts_with("/batchfiler?frigivet="));
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM batch_files WHERE lease_until > '2100-01-01'"), 0, "released");
+    let trail = app.rows(
+        "SELECT json_array(actor, action, origin) AS row FROM audit_log WHERE action IN ('batch_taken_over', 'refused') ORDER BY id",
+        3,
+    );
+    assert_eq!(trail.len(), 2, "{trail:?}");
+    assert_eq!(trail[0][..2], [Some("læser".into()), Some("refused".into())]);
+    assert_eq!(trail[1], vec![Some(ADMIN_USER.into()), Some("batch_taken_over".into()), Some("127.0.0.1".into())]);
+    assert_eq!(answer(client().post(&admin("/batchfiler/999/tag-over")).set("Cookie", &operator).call()).0, 404);
+}

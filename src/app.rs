@@ -244,6 +244,12 @@ pub enum BatchCommand {
         /// The file's id (`fkoeko batch list`).
         id: i32,
     },
+    /// Write a done file's receipt file again (and send it back again through Serviceplatformen), from the
+    /// stored receipts, at the next round of any receiver: the sender lost it, or it was never delivered.
+    WriteReceipt {
+        /// The file's id (`fkoeko batch list`).
+        id: i32,
+    },
     /// The latest batch files: how far each came, and whether its receipt file reached the sender.
     List {
         #[arg(long, default_value_t = 50)]
@@ -291,6 +297,24 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve => serve(&config),
         Command::Batch { command: BatchCommand::RunOnce } => batch_run_once(&config),
         Command::Batch { command: BatchCommand::List { limit } } => batch_list(&config, limit),
+        Command::Batch { command: BatchCommand::WriteReceipt { id } } => {
+            let entry = crate::domain::audit::AuditEntry::new(
+                crate::startup::command_user(),
+                crate::domain::audit::AuditAction::ReceiptRewritten,
+                format!("batchfil {id}"),
+                Some("kommandolinjen".into()),
+            );
+            match open_db(&config)?.rewrite_receipt_file(id, &entry)? {
+                Some(file) => {
+                    println!("{}: its receipt file is written again at the next round", file.file_name);
+                    Ok(0)
+                }
+                None => {
+                    eprintln!("no done batch file {id} (fkoeko batch list)");
+                    Ok(1)
+                }
+            }
+        }
         Command::Batch { command: BatchCommand::TakeOver { id } } => {
             let entry = crate::domain::audit::AuditEntry::new(
                 crate::startup::command_user(),

@@ -19,12 +19,14 @@ pub enum AuditAction {
     SortimentLoaded,
     /// A batch file released from its owner's lease by an operator, to be taken over at once.
     BatchTakenOver,
+    /// A done batch file's receipt file written (and sent back) again on an operator's request.
+    ReceiptRewritten,
     /// Something a user's role does not allow, asked for and refused.
     Refused,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 10] = [
+    pub const ALL: [AuditAction; 11] = [
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::LoginLocked,
@@ -34,6 +36,7 @@ impl AuditAction {
         AuditAction::MappingFilesChanged,
         AuditAction::SortimentLoaded,
         AuditAction::BatchTakenOver,
+        AuditAction::ReceiptRewritten,
         AuditAction::Refused,
     ];
 
@@ -48,6 +51,7 @@ impl AuditAction {
             AuditAction::MappingFilesChanged => "mapping_files_changed",
             AuditAction::SortimentLoaded => "sortiment_loaded",
             AuditAction::BatchTakenOver => "batch_taken_over",
+            AuditAction::ReceiptRewritten => "receipt_rewritten",
             AuditAction::Refused => "refused",
         }
     }
@@ -64,6 +68,7 @@ impl AuditAction {
             AuditAction::MappingFilesChanged => "mapningsfiler ændret i mappen",
             AuditAction::SortimentLoaded => "sortiment indlæst",
             AuditAction::BatchTakenOver => "batchfil taget over",
+            AuditAction::ReceiptRewritten => "kvitteringsfil skrevet igen",
             AuditAction::Refused => "afvist: rollen må ikke",
         }
     }

@@ -156,6 +156,25 @@ impl Db {
         })
     }
 
+    /// Has the receipt file of a done file written again by the next round of any receiver, from the stored
+    /// receipts (and, through Serviceplatformen, sent again): it goes back to the receipt step, unleased. Nothing
+    /// is decided or booked again. Records it in the audit trail. `None`: no such file, or it is not done.
+    pub fn rewrite_receipt_file(&self, id: i32, entry: &crate::domain::audit::AuditEntry) -> Result<Option<BatchFile>, StorageError> {
+        self.write(|conn| {
+            let done = diesel::update(batch_files::table.find(id).filter(batch_files::state.eq(Stored(BatchState::Done))))
+                .set((
+                    batch_files::state.eq(Stored(BatchState::Receipt)),
+                    batch_files::lease_until.eq(Utc::now().naive_utc() - Duration::seconds(1)),
+                ))
+                .execute(conn)?;
+            if done == 0 {
+                return Ok(None);
+            }
+            super::audit::record(conn, entry)?;
+            Ok(batch_files::table.find(id).first(conn).optional()?)
+        })
+    }
+
     /// Takes over a file whose owner's lease ran out; false when another process was first.
     pub fn take_over_batch_file(&self, file: &BatchFile, owner: &str, lease: Duration) -> Result<bool, StorageError> {
         self.write(|conn| take_over(conn, file, owner, lease))

@@ -726,7 +726,7 @@ pub fn batch_files(user: &Viewer, files: &[crate::storage::batch::BatchFile], re
         html! {
             h1 { "Batchfiler" }
             @if let Some(name) = released {
-                div.box.ok { (name) " er frigivet: den næste runde tager den over og fortsætter fra sidste gemte del." }
+                div.box.ok { (name) " er frigivet: den næste runde tager den over og fortsætter fra sidste gemte del (eller skriver dens kvitteringsfil igen)." }
             }
             p.muted { "De seneste filer, nyeste først. En fil, der ikke er færdig, og hvis ejer ikke har fornyet sin lejekontrakt, tages over af næste runde; en driftsansvarlig kan tage den over med det samme (også " code { "fkoeko batch take-over ID" } ")." }
             table #batch-files {
@@ -743,8 +743,12 @@ pub fn batch_files(user: &Viewer, files: &[crate::storage::batch::BatchFile], re
                         td.num { (file.rejected_count) }
                         td { @if !done { (file.claimed_by) " til " (file.lease_until.format("%H:%M:%S")) } }
                         td { (file.file_name) }
-                        td { @if !done && user.role.may(Role::Operator) {
-                            form method="post" action={ "/batchfiler/" (file.id) "/tag-over" } { button type="submit" { "Tag over nu" } }
+                        td { @if user.role.may(Role::Operator) {
+                            @if done {
+                                form method="post" action={ "/batchfiler/" (file.id) "/kvittering" } { button type="submit" { "Skriv kvitteringsfil igen" } }
+                            } @else {
+                                form method="post" action={ "/batchfiler/" (file.id) "/tag-over" } { button type="submit" { "Tag over nu" } }
+                            }
                         } }
                     }
                 }

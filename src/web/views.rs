@@ -383,3 +383,36 @@ pub(super) async fn take_over_batch_file(
         Err(response) => response,
     }
 }
+
+/// Has a done batch file's receipt file written (and sent back) again: operators only.
+pub(super) async fn rewrite_receipt_file(
+    logged_in: LoggedIn,
+    req: HttpRequest,
+    id: web::Path<i32>,
+    state: web::Data<State>,
+) -> HttpResponse {
+    if let Err(refused) = same_origin(&req) {
+        return refused;
+    }
+    let user = match logged_in.may(Role::Operator, "skrive en kvitteringsfil igen", &req, &state).await {
+        Ok(user) => user,
+        Err(refused) => return refused,
+    };
+    let id = id.into_inner();
+    let entry = crate::domain::audit::AuditEntry::new(
+        user.name.clone(),
+        crate::domain::audit::AuditAction::ReceiptRewritten,
+        format!("batchfil {id}"),
+        peer(&req),
+    );
+    let app = state.app.clone();
+    match blocking(move || Ok(app.db.rewrite_receipt_file(id, &entry)?)).await {
+        Ok(Some(file)) => {
+            tracing::warn!(user = %user, id, file = file.file_name, "receipt file to be written again, asked on the web page");
+            let query = serde_urlencoded::to_string([("frigivet", file.file_name.as_str())]).expect("a string pair encodes");
+            see_other(&format!("/batchfiler?{query}"))
+        }
+        Ok(None) => page(StatusCode::NOT_FOUND, pages::not_found(&user)),
+        Err(response) => response,
+    }
+}

@@ -608,3 +608,28 @@ fn a_batch_file_and_straks_calls_of_the_same_finansbilag_at_once_book_each_once(
         assert_eq!(Some(&receipt.id), first.get(&receipt.reference), "one receipt for {}", receipt.reference);
     }
 }
+
+#[test]
+fn a_lost_receipt_file_is_written_again_on_request_and_nothing_is_booked_again() {
+    let batch = Batch::plain();
+    let (_, text) = mixed_file();
+    batch.drop_file("igen.xml", text.as_bytes());
+    batch.run_once();
+    let outbox = batch.folders().outbox;
+    let receipt = outbox.join("igen.kvittering.xml");
+    let first = std::fs::read_to_string(&receipt).unwrap();
+    std::fs::remove_file(&receipt).unwrap();
+    let booked = batch.count("SELECT COUNT(*) AS n FROM erp_journal");
+    let id = batch.count("SELECT CAST(MAX(id) AS BIGINT) AS n FROM batch_files").to_string();
+
+    let out = crate::common::fkoeko_command(&batch.db_url).args(["batch", "write-receipt", &id]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    batch.run_once();
+    assert_eq!(std::fs::read_to_string(&receipt).unwrap(), first, "the same receipts, from the stored ones");
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal"), booked, "nothing booked again");
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM batch_files WHERE state = 'done'"), 1);
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'receipt_rewritten'"), 1);
+    // A file that is not there (or not done) is refused.
+    let out = crate::common::fkoeko_command(&batch.db_url).args(["batch", "write-receipt", "999"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -165,4 +165,12 @@ fn only_an_operator_takes_a_batch_file_over_from_the_page() {
     assert_eq!(trail[0][..2], [Some("læser".into()), Some("refused".into())]);
     assert_eq!(trail[1], vec![Some(ADMIN_USER.into()), Some("batch_taken_over".into()), Some("127.0.0.1".into())]);
     assert_eq!(answer(client().post(&admin("/batchfiler/999/tag-over")).set("Cookie", &operator).call()).0, 404);
+
+    // A done file: its receipt file written again, by an operator only.
+    app.execute("UPDATE batch_files SET state = 'done', finished_at = '2026-11-26 09:00:00' WHERE id = 1");
+    let (_, page, _) = get(&admin("/batchfiler"), Some(&operator));
+    assert!(page.contains("Skriv kvitteringsfil igen"), "{page}");
+    assert_eq!(answer(client().post(&admin("/batchfiler/1/kvittering")).set("Cookie", &reader).call()).0, 403);
+    assert_eq!(answer(client().post(&admin("/batchfiler/1/kvittering")).set("Cookie", &operator).call()).0, 303);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM batch_files WHERE state = 'receipt'"), 1, "back to the receipt step");
 }

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::domain::mapping::{KonteringInput, MappingErrors, MappingSet};
 use crate::domain::target::PROFILE_FILE;
 use crate::startup::{check_transports, load_sortiment, open_db, App, Background, Listeners};
+use crate::storage::batch::Reprocess;
 use crate::storage::inspect::DeliveryFilter;
 use crate::storage::sortiment::Loaded;
 use crate::storage::text::Named as _;
@@ -297,42 +298,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve => serve(&config),
         Command::Batch { command: BatchCommand::RunOnce } => batch_run_once(&config),
         Command::Batch { command: BatchCommand::List { limit } } => batch_list(&config, limit),
-        Command::Batch { command: BatchCommand::WriteReceipt { id } } => {
-            let entry = crate::domain::audit::AuditEntry::new(
-                crate::startup::command_user(),
-                crate::domain::audit::AuditAction::ReceiptRewritten,
-                format!("batchfil {id}"),
-                Some("kommandolinjen".into()),
-            );
-            match open_db(&config)?.rewrite_receipt_file(id, &entry)? {
-                Some(file) => {
-                    println!("{}: its receipt file is written again at the next round", file.file_name);
-                    Ok(0)
-                }
-                None => {
-                    eprintln!("no done batch file {id} (fkoeko batch list)");
-                    Ok(1)
-                }
-            }
-        }
-        Command::Batch { command: BatchCommand::TakeOver { id } } => {
-            let entry = crate::domain::audit::AuditEntry::new(
-                crate::startup::command_user(),
-                crate::domain::audit::AuditAction::BatchTakenOver,
-                format!("batchfil {id}"),
-                Some("kommandolinjen".into()),
-            );
-            match open_db(&config)?.release_batch_file(id, &entry)? {
-                Some(file) => {
-                    println!("{}: released from {}; the next round takes it over", file.file_name, file.claimed_by);
-                    Ok(0)
-                }
-                None => {
-                    eprintln!("no batch file {id} that is not done (fkoeko batch list)");
-                    Ok(1)
-                }
-            }
-        }
+        Command::Batch { command: BatchCommand::WriteReceipt { id } } => reprocess(&config, id, Reprocess::WriteReceipt),
+        Command::Batch { command: BatchCommand::TakeOver { id } } => reprocess(&config, id, Reprocess::TakeOver),
         Command::Batch { command: BatchCommand::Metadata { file, sender, senders_file_id, to, routed } } => {
             batch_metadata(&config, &file, &sender, senders_file_id.as_deref(), to, routed)
         }
@@ -355,6 +322,24 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Admin { command: AdminCommand::HashPassword } => hash_password(),
         Command::Validate { file, database, .. } => validate(&config, file, database),
         Command::Sortiment { command: SortimentCommand::Load { file, allow_empty } } => load_sortiment_file(&config, file, allow_empty),
+    }
+}
+
+/// `fkoeko batch take-over` and `fkoeko batch write-receipt`.
+fn reprocess(config: &Config, id: i32, how: Reprocess) -> anyhow::Result<i32> {
+    match open_db(config)?.reprocess_batch_file(id, how, &crate::startup::command_user(), "kommandolinjen")? {
+        Some(file) => {
+            match how {
+                Reprocess::TakeOver => println!("{}: released from {}; the next round takes it over", file.file_name, file.claimed_by),
+                Reprocess::WriteReceipt => println!("{}: its receipt file is written again at the next round", file.file_name),
+            }
+            Ok(0)
+        }
+        None => {
+            let which = if how == Reprocess::TakeOver { "that is not done" } else { "that is done" };
+            eprintln!("no batch file {id} {which} (fkoeko batch list)");
+            Ok(1)
+        }
     }
 }
 

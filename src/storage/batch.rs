@@ -11,6 +11,7 @@ use super::booking::to_json;
 use super::schema::{batch_files, batch_receipts};
 use super::text::Stored;
 use super::{execute_native, AnyConnection, Db, StorageError};
+use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::delivery::DeliveryRecord;
 use crate::domain::receipt::{Receipt, Status};
 use crate::domain::sortiment::Integration;
@@ -53,6 +54,24 @@ pub struct BatchFile {
     pub received_at: NaiveDateTime,
     pub finished_at: Option<NaiveDateTime>,
     pub receipt_file: Option<String>,
+}
+
+/// What an operator may ask of a batch file (the page Batchfiler, `fkoeko batch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reprocess {
+    /// A file that is not done: take it over now.
+    TakeOver,
+    /// A done file: write its receipt file again.
+    WriteReceipt,
+}
+
+impl Reprocess {
+    pub fn audit_action(self) -> AuditAction {
+        match self {
+            Reprocess::TakeOver => AuditAction::BatchTakenOver,
+            Reprocess::WriteReceipt => AuditAction::ReceiptRewritten,
+        }
+    }
 }
 
 pub use super::text::BatchState;
@@ -140,38 +159,30 @@ impl Db {
         })
     }
 
-    /// Ends the lease of a file that is not done, so that the next round of any receiver takes it over at once
-    /// (an operator's "take over now": its process failed or hangs). Records it in the audit trail. `None`: no
-    /// such file, or it is done.
-    pub fn release_batch_file(&self, id: i32, entry: &crate::domain::audit::AuditEntry) -> Result<Option<BatchFile>, StorageError> {
+    /// Does what an operator asks of a file (`Reprocess`) and records it in the audit trail, in one transaction:
+    /// the file's lease ends, so the next round of any receiver acts on it at once. `None`: no such file, or not
+    /// in a state the request applies to.
+    pub fn reprocess_batch_file(&self, id: i32, how: Reprocess, actor: &str, origin: &str) -> Result<Option<BatchFile>, StorageError> {
+        let unleased = Utc::now().naive_utc() - Duration::seconds(1);
         self.write(|conn| {
-            let released = diesel::update(batch_files::table.find(id).filter(batch_files::state.ne(Stored(BatchState::Done))))
-                .set(batch_files::lease_until.eq(Utc::now().naive_utc() - Duration::seconds(1)))
-                .execute(conn)?;
-            if released == 0 {
+            let file = batch_files::table.find(id);
+            let changed = match how {
+                // Its process failed or hangs: taken over, carried on from the last committed chunk.
+                Reprocess::TakeOver => diesel::update(file.filter(batch_files::state.ne(Stored(BatchState::Done))))
+                    .set(batch_files::lease_until.eq(unleased))
+                    .execute(conn)?,
+                // Back to the receipt step: the receipt file written again from the stored receipts (and sent back
+                // again through Serviceplatformen); nothing is decided or booked again.
+                Reprocess::WriteReceipt => diesel::update(file.filter(batch_files::state.eq(Stored(BatchState::Done))))
+                    .set((batch_files::state.eq(Stored(BatchState::Receipt)), batch_files::lease_until.eq(unleased)))
+                    .execute(conn)?,
+            };
+            if changed == 0 {
                 return Ok(None);
             }
-            super::audit::record(conn, entry)?;
-            Ok(batch_files::table.find(id).first(conn).optional()?)
-        })
-    }
-
-    /// Has the receipt file of a done file written again by the next round of any receiver, from the stored
-    /// receipts (and, through Serviceplatformen, sent again): it goes back to the receipt step, unleased. Nothing
-    /// is decided or booked again. Records it in the audit trail. `None`: no such file, or it is not done.
-    pub fn rewrite_receipt_file(&self, id: i32, entry: &crate::domain::audit::AuditEntry) -> Result<Option<BatchFile>, StorageError> {
-        self.write(|conn| {
-            let done = diesel::update(batch_files::table.find(id).filter(batch_files::state.eq(Stored(BatchState::Done))))
-                .set((
-                    batch_files::state.eq(Stored(BatchState::Receipt)),
-                    batch_files::lease_until.eq(Utc::now().naive_utc() - Duration::seconds(1)),
-                ))
-                .execute(conn)?;
-            if done == 0 {
-                return Ok(None);
-            }
-            super::audit::record(conn, entry)?;
-            Ok(batch_files::table.find(id).first(conn).optional()?)
+            let entry = AuditEntry::new(actor, how.audit_action(), format!("batchfil {id}"), Some(origin.to_string()));
+            super::audit::record(conn, &entry)?;
+            Ok(file.first(conn).optional()?)
         })
     }
 

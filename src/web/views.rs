@@ -10,6 +10,7 @@ use super::{blocking, failure, html, page, pages, see_other, State};
 use crate::domain::audit::Role;
 use crate::domain::mapping::{KonteringInput, MappingFiles};
 use crate::pipeline::MappingChange;
+use crate::storage::batch::Reprocess;
 use crate::storage::inspect::DeliveryFilter;
 use crate::storage::mappings::MappingSource;
 
@@ -358,30 +359,7 @@ pub(super) async fn take_over_batch_file(
     id: web::Path<i32>,
     state: web::Data<State>,
 ) -> HttpResponse {
-    if let Err(refused) = same_origin(&req) {
-        return refused;
-    }
-    let user = match logged_in.may(Role::Operator, "tage en batchfil over", &req, &state).await {
-        Ok(user) => user,
-        Err(refused) => return refused,
-    };
-    let id = id.into_inner();
-    let entry = crate::domain::audit::AuditEntry::new(
-        user.name.clone(),
-        crate::domain::audit::AuditAction::BatchTakenOver,
-        format!("batchfil {id}"),
-        peer(&req),
-    );
-    let app = state.app.clone();
-    match blocking(move || Ok(app.db.release_batch_file(id, &entry)?)).await {
-        Ok(Some(file)) => {
-            tracing::warn!(user = %user, id, file = file.file_name, "batch file released on the web page, to be taken over");
-            let query = serde_urlencoded::to_string([("frigivet", file.file_name.as_str())]).expect("a string pair encodes");
-            see_other(&format!("/batchfiler?{query}"))
-        }
-        Ok(None) => page(StatusCode::NOT_FOUND, pages::not_found(&user)),
-        Err(response) => response,
-    }
+    reprocess_batch_file(logged_in, req, id.into_inner(), state, Reprocess::TakeOver, "tage en batchfil over").await
 }
 
 /// Has a done batch file's receipt file written (and sent back) again: operators only.
@@ -391,24 +369,28 @@ pub(super) async fn rewrite_receipt_file(
     id: web::Path<i32>,
     state: web::Data<State>,
 ) -> HttpResponse {
+    reprocess_batch_file(logged_in, req, id.into_inner(), state, Reprocess::WriteReceipt, "skrive en kvitteringsfil igen").await
+}
+
+async fn reprocess_batch_file(
+    logged_in: LoggedIn,
+    req: HttpRequest,
+    id: i32,
+    state: web::Data<State>,
+    how: Reprocess,
+    what: &str,
+) -> HttpResponse {
     if let Err(refused) = same_origin(&req) {
         return refused;
     }
-    let user = match logged_in.may(Role::Operator, "skrive en kvitteringsfil igen", &req, &state).await {
+    let user = match logged_in.may(Role::Operator, what, &req, &state).await {
         Ok(user) => user,
         Err(refused) => return refused,
     };
-    let id = id.into_inner();
-    let entry = crate::domain::audit::AuditEntry::new(
-        user.name.clone(),
-        crate::domain::audit::AuditAction::ReceiptRewritten,
-        format!("batchfil {id}"),
-        peer(&req),
-    );
-    let app = state.app.clone();
-    match blocking(move || Ok(app.db.rewrite_receipt_file(id, &entry)?)).await {
+    let (app, actor, origin) = (state.app.clone(), user.name.clone(), peer(&req).unwrap_or_default());
+    match blocking(move || Ok(app.db.reprocess_batch_file(id, how, &actor, &origin)?)).await {
         Ok(Some(file)) => {
-            tracing::warn!(user = %user, id, file = file.file_name, "receipt file to be written again, asked on the web page");
+            tracing::warn!(user = %user, id, file = file.file_name, ?how, "batch file handed to the next round, asked on the web page");
             let query = serde_urlencoded::to_string([("frigivet", file.file_name.as_str())]).expect("a string pair encodes");
             see_other(&format!("/batchfiler?{query}"))
         }

@@ -233,7 +233,7 @@ struct Writes<'a> {
     claims: Vec<ClaimRow<'a>>,
     /// Rows for the ERP's own import tables (a target profile), in the same transaction as the rest.
     targets: Vec<TargetInsert<'a>>,
-    /// Rows for files (a target profile's file targets), into the outbox in the same transaction.
+    /// Rows for files and the ERP's own database (a target profile), into the outbox in the same transaction.
     outbox: Vec<OutboxRow<'a>>,
     alerts: Vec<AlertRow<'a>>,
 }

@@ -73,7 +73,10 @@ pub fn bind_targets(
         match crate::storage::targets::remote_columns(url, table) {
             Ok(found) => {
                 if let Some(columns) = &found {
-                    db.keep_target_columns(&id, columns)?;
+                    // Written only when they changed: this runs on every re-read and every view of the page.
+                    if db.kept_target_columns(&id)?.as_ref() != Some(columns) {
+                        db.keep_target_columns(&id, columns)?;
+                    }
                     remote.insert(id, columns.clone());
                 }
             }

@@ -77,7 +77,14 @@ pub enum Command {
         /// The copy's file; it must not exist yet.
         to: PathBuf,
     },
-    /// The audit trail: logins, mapping and sortiment changes, refusals.
+    /// Delete or pseudonymise what is past its retention period ([retention]), as `fkoeko serve` does daily.
+    /// Prints what each period took; recorded in the audit trail.
+    Purge {
+        /// Print what would be purged and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The audit trail: logins, mapping and sortiment changes, purges, refusals.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
@@ -316,6 +323,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Backup { to } => backup(&config, &to),
+        Command::Purge { dry_run } => purge(&config, dry_run),
         Command::Audit { command: AuditCommand::List { actor, action, from, to, limit } } => {
             list_audit(&config, crate::storage::audit::AuditFilter { actor, action, from, to }, limit)
         }
@@ -508,6 +516,20 @@ fn backup(config: &Config, to: &Path) -> anyhow::Result<i32> {
     let db = open_db(config)?;
     db.backup_to(to).with_context(|| format!("copying the database to {}", to.display()))?;
     println!("{}: a consistent copy of {}", to.display(), config.database.url);
+    Ok(0)
+}
+
+/// `fkoeko purge`.
+fn purge(config: &Config, dry_run: bool) -> anyhow::Result<i32> {
+    let purger = crate::retention::Purger::new(open_db(config)?, config.retention.clone(), &config.batch.dir);
+    let outcomes = if dry_run { purger.dry_run()? } else { purger.run(&crate::startup::command_user(), "kommandolinjen")? };
+    if outcomes.is_empty() {
+        println!("no retention period is set ([retention] in the configuration): nothing is purged");
+    }
+    let verb = if dry_run { "would be" } else { "were" };
+    for outcome in outcomes {
+        println!("{}: {} row(s) {verb} purged — {}", outcome.rule.kind.key(), outcome.rows, outcome.describe());
+    }
     Ok(0)
 }
 

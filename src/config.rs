@@ -22,6 +22,62 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub targets: TargetsConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// How long each kind of data is kept, in days; a kind left out is kept for ever. See `domain::retention`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub import_rows_days: Option<std::num::NonZeroU32>,
+    pub debtor_data_days: Option<std::num::NonZeroU32>,
+    pub receipts_days: Option<std::num::NonZeroU32>,
+    pub delivery_records_days: Option<std::num::NonZeroU32>,
+    pub batch_archive_days: Option<std::num::NonZeroU32>,
+    pub audit_days: Option<std::num::NonZeroU32>,
+    /// How often `fkoeko serve` purges, in hours; 0: only `fkoeko purge` does.
+    #[serde(default = "retention_interval_hours")]
+    pub interval_hours: u64,
+    /// Rows a transaction: a purge never holds a long lock over deliveries being booked.
+    #[serde(default = "retention_batch_rows")]
+    pub batch_rows: std::num::NonZeroU32,
+}
+
+fn retention_interval_hours() -> u64 {
+    24
+}
+
+fn retention_batch_rows() -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::new(1000).expect("not 0")
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            import_rows_days: None,
+            debtor_data_days: None,
+            receipts_days: None,
+            delivery_records_days: None,
+            batch_archive_days: None,
+            audit_days: None,
+            interval_hours: retention_interval_hours(),
+            batch_rows: retention_batch_rows(),
+        }
+    }
+}
+
+impl RetentionConfig {
+    pub fn periods(&self) -> crate::domain::retention::Retention {
+        crate::domain::retention::Retention {
+            import_rows_days: self.import_rows_days,
+            debtor_data_days: self.debtor_data_days,
+            receipts_days: self.receipts_days,
+            delivery_records_days: self.delivery_records_days,
+            batch_archive_days: self.batch_archive_days,
+            audit_days: self.audit_days,
+        }
+    }
 }
 
 /// Where a target profile's file targets may write: the folders are the installation's, named in the profile.
@@ -400,6 +456,7 @@ impl Default for Config {
                 },
             },
             targets: TargetsConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod files;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod retention;
 pub mod startup;
 pub mod storage;
 pub mod target_files;

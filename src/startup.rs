@@ -182,6 +182,10 @@ impl Background {
             tracing::info!(database, "forwarding rows to the ERP's database");
             tasks.push(forwarder.spawn(Duration::from_millis(config.targets.interval_ms)));
         }
+        if config.retention.interval_hours > 0 && !config.retention.periods().cutoffs(chrono::Utc::now().naive_utc()).is_empty() {
+            let purger = Arc::new(crate::retention::Purger::new(app.db.clone(), config.retention.clone(), &config.batch.dir));
+            tasks.push(purger.spawn(Duration::from_secs(config.retention.interval_hours * 3600)));
+        }
         if config.paths.mappings_poll_interval_ms > 0 {
             tasks.push(app.pipeline.watch_mapping_folder(Duration::from_millis(config.paths.mappings_poll_interval_ms)));
         }

@@ -21,12 +21,16 @@ pub enum AuditAction {
     BatchTakenOver,
     /// A done batch file's receipt file written (and sent back) again on an operator's request.
     ReceiptRewritten,
+    /// Data past its retention period deleted or pseudonymised (one entry per kind of data and run).
+    Purged,
+    /// An expected batch file that had not arrived by its time, alerted.
+    FileMissing,
     /// Something a user's role does not allow, asked for and refused.
     Refused,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 11] = [
+    pub const ALL: [AuditAction; 13] = [
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::LoginLocked,
@@ -37,6 +41,8 @@ impl AuditAction {
         AuditAction::SortimentLoaded,
         AuditAction::BatchTakenOver,
         AuditAction::ReceiptRewritten,
+        AuditAction::Purged,
+        AuditAction::FileMissing,
         AuditAction::Refused,
     ];
 
@@ -52,6 +58,8 @@ impl AuditAction {
             AuditAction::SortimentLoaded => "sortiment_loaded",
             AuditAction::BatchTakenOver => "batch_taken_over",
             AuditAction::ReceiptRewritten => "receipt_rewritten",
+            AuditAction::Purged => "purged",
+            AuditAction::FileMissing => "file_missing",
             AuditAction::Refused => "refused",
         }
     }
@@ -69,6 +77,8 @@ impl AuditAction {
             AuditAction::SortimentLoaded => "sortiment indlæst",
             AuditAction::BatchTakenOver => "batchfil taget over",
             AuditAction::ReceiptRewritten => "kvitteringsfil skrevet igen",
+            AuditAction::Purged => "slettet efter opbevaringsperiode",
+            AuditAction::FileMissing => "forventet fil ikke modtaget",
             AuditAction::Refused => "afvist: rollen må ikke",
         }
     }
@@ -103,7 +113,7 @@ pub enum Role {
     Read,
     /// Also edits and rolls back the mapping files (and the target profile among them).
     Mapping,
-    /// Also the operator's pages and actions: the audit trail, taking a batch file over.
+    /// Also the operator's pages and actions: the audit trail, taking a batch file over, purging.
     Operator,
 }
 

@@ -19,6 +19,7 @@ pub mod idempotency;
 pub mod mapping;
 pub mod receipt;
 pub mod rejection;
+pub mod retention;
 pub mod rules;
 pub mod sortiment;
 pub mod target;

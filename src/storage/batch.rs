@@ -54,6 +54,8 @@ pub struct BatchFile {
     pub received_at: NaiveDateTime,
     pub finished_at: Option<NaiveDateTime>,
     pub receipt_file: Option<String>,
+    /// When its archived copy was deleted at the end of its retention period.
+    pub archive_purged_at: Option<NaiveDateTime>,
 }
 
 /// What an operator may ask of a batch file (the page Batchfiler, `fkoeko batch`).

@@ -9,6 +9,7 @@ pub mod batch;
 pub mod booking;
 pub mod inspect;
 pub mod mappings;
+pub mod retention;
 pub mod schema;
 pub mod sessions;
 pub mod sortiment;
@@ -60,6 +61,9 @@ impl StorageError {
         match self {
             StorageError::Query(DieselError::DatabaseError(kind, info)) => match kind {
                 DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure => true,
+                // A row it names (debtor data, a related claim) deleted by a purge in another process meanwhile:
+                // run again, the work then makes its own.
+                DatabaseErrorKind::ForeignKeyViolation => true,
                 // diesel has no kind of its own for PostgreSQL's 40P01.
                 DatabaseErrorKind::Unknown => info.message().starts_with("deadlock detected"),
                 _ => false,

@@ -62,6 +62,7 @@ diesel::table! {
         received_at -> Timestamp,
         finished_at -> Nullable<Timestamp>,
         receipt_file -> Nullable<Text>,
+        archive_purged_at -> Nullable<Timestamp>,
     }
 }
 
@@ -94,6 +95,7 @@ diesel::table! {
         context_municipality_cvr -> Nullable<Text>,
         callers_service_call_identifier -> Nullable<Text>,
         accounting_info -> Nullable<Text>,
+        purged_at -> Nullable<Timestamp>,
     }
 }
 
@@ -214,6 +216,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    expected_file_alerts (afsender_system, integration, day) {
+        afsender_system -> Text,
+        integration -> Text,
+        day -> Date,
+        alerted_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     installation_identity (id) {
         id -> Text,
     }
@@ -283,6 +294,7 @@ diesel::table! {
         processed_at -> Timestamp,
         erp_reference -> Nullable<Text>,
         receipt_json -> Text,
+        purged_at -> Nullable<Timestamp>,
     }
 }
 
@@ -398,6 +410,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     erp_debtors,
     erp_journal,
     erp_journal_lines,
+    expected_file_alerts,
     installation_identity,
     login_attempts,
     mapping_versions,

@@ -11,6 +11,7 @@ mod hostile;
 mod masse;
 mod masse_crash;
 mod postgres;
+mod retention;
 mod roles;
 mod sf1590a_straks;
 mod sf1590b_straks;

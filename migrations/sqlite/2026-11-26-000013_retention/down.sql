@@ -1,0 +1,13 @@
+DROP TABLE expected_file_alerts;
+DROP INDEX receipt_errors_by_receipt;
+DROP INDEX erp_debtor_data_by_created;
+DROP INDEX erp_claim_parties_by_debtor_data;
+DROP INDEX erp_claim_parties_by_claim;
+DROP INDEX erp_claims_by_created;
+DROP INDEX erp_journal_lines_by_journal;
+DROP INDEX erp_journal_by_created;
+DROP INDEX receipts_rejected_to_purge;
+DROP INDEX deliveries_to_purge;
+ALTER TABLE batch_files DROP COLUMN archive_purged_at;
+ALTER TABLE receipts DROP COLUMN purged_at;
+ALTER TABLE deliveries DROP COLUMN purged_at;

@@ -183,6 +183,16 @@ pub struct BatchConfig {
     pub receipt_backoff_initial_secs: u64,
     pub receipt_backoff_max_secs: u64,
     pub receipt_answer_secs: u64,
+    /// Files senders deliver every day, alerted when one has not arrived by its time.
+    #[serde(default)]
+    pub expected: Vec<crate::domain::alert::ExpectedFile>,
+    /// How often the expected files are looked for, in seconds.
+    #[serde(default = "expected_check_secs")]
+    pub expected_check_secs: u64,
+}
+
+fn expected_check_secs() -> u64 {
+    60
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -427,6 +437,8 @@ impl Default for Config {
                 receipt_backoff_initial_secs: 60,
                 receipt_backoff_max_secs: 3600,
                 receipt_answer_secs: 3600,
+                expected: Vec::new(),
+                expected_check_secs: expected_check_secs(),
             },
             admin: AdminConfig {
                 enabled: true,

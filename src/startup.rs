@@ -182,6 +182,10 @@ impl Background {
             tracing::info!(database, "forwarding rows to the ERP's database");
             tasks.push(forwarder.spawn(Duration::from_millis(config.targets.interval_ms)));
         }
+        if !config.batch.expected.is_empty() {
+            let expected = crate::batch::expected::ExpectedFiles::new(app.clone());
+            tasks.push(expected.spawn(Duration::from_secs(config.batch.expected_check_secs.max(1))));
+        }
         if config.retention.interval_hours > 0 && !config.retention.periods().cutoffs(chrono::Utc::now().naive_utc()).is_empty() {
             let purger = Arc::new(crate::retention::Purger::new(app.db.clone(), config.retention.clone(), &config.batch.dir));
             tasks.push(purger.spawn(Duration::from_secs(config.retention.interval_hours * 3600)));

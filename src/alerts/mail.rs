@@ -6,7 +6,7 @@ use std::fmt::Write;
 use quick_xml::escape::escape;
 
 use super::AlertPayload;
-use crate::domain::alert::{Alert, UndeliveredReceiptFile};
+use crate::domain::alert::{Alert, MissingFile, UndeliveredReceiptFile};
 
 /// Receipts listed in full per mail; a rejected batch of thousands is summarised after these.
 pub const MAX_LISTED: usize = 200;
@@ -23,10 +23,32 @@ pub fn render(alerts: &[Alert]) -> Rendered {
         alerts.iter().filter_map(|a| if let Alert::Rejection(p) = a { Some(p.clone()) } else { None }).collect();
     let undelivered: Vec<&UndeliveredReceiptFile> =
         alerts.iter().filter_map(|a| if let Alert::ReceiptFileUndelivered(u) = a { Some(u) } else { None }).collect();
-    match rejections.is_empty() {
-        false => render_rejections(&rejections),
-        true => render_undelivered(&undelivered),
+    let missing: Vec<&MissingFile> =
+        alerts.iter().filter_map(|a| if let Alert::ExpectedFileMissing(m) = a { Some(m) } else { None }).collect();
+    if !rejections.is_empty() {
+        render_rejections(&rejections)
+    } else if !missing.is_empty() {
+        render_missing(&missing)
+    } else {
+        render_undelivered(&undelivered)
     }
+}
+
+/// For a sender's owners and the operators: the day's batch file has not arrived by its time.
+fn render_missing(files: &[&MissingFile]) -> Rendered {
+    let first = files[0];
+    let who = first.sender_name.clone().map_or_else(|| first.sender.clone(), |name| format!("{name} ({})", first.sender));
+    let subject = format!("Forventet fil ikke modtaget: {} fra {who} den {} kl. {}", first.integration, first.day, first.expected_by);
+    let what_to_do = format!(
+        "Der er ikke modtaget nogen batchfil ({}) fra afsendersystemet {who} den {} inden kl. {}. \
+         Kontrollér, at fagsystemet har dannet filen og lagt den på Serviceplatformens SFTP, og se siden Batchfiler \
+         (eller `fkoeko batch list`) for filer, der er modtaget, men ikke taget.",
+        first.integration, first.day, first.expected_by
+    );
+    let text = format!("{what_to_do}\n\nDenne besked er sendt automatisk af fkoeko-adapter.\n");
+    let html =
+        format!("<html><body><p>{}</p><p>Denne besked er sendt automatisk af fkoeko-adapter.</p></body></html>", escape(&what_to_do));
+    Rendered { subject, text, html }
 }
 
 /// For the operators: receipt files Serviceplatformen did not deliver, so their senders have no receipt.

@@ -6,6 +6,7 @@
 //! once its lease runs out, resumed after its last committed chunk, and its receipt file written (again, to
 //! the same name and content) before it is marked done.
 
+pub mod expected;
 pub mod metadata;
 mod send_back;
 

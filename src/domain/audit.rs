@@ -23,14 +23,12 @@ pub enum AuditAction {
     ReceiptRewritten,
     /// Data past its retention period deleted or pseudonymised (one entry per kind of data and run).
     Purged,
-    /// An expected batch file that had not arrived by its time, alerted.
-    FileMissing,
     /// Something a user's role does not allow, asked for and refused.
     Refused,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 13] = [
+    pub const ALL: [AuditAction; 12] = [
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::LoginLocked,
@@ -42,7 +40,6 @@ impl AuditAction {
         AuditAction::BatchTakenOver,
         AuditAction::ReceiptRewritten,
         AuditAction::Purged,
-        AuditAction::FileMissing,
         AuditAction::Refused,
     ];
 
@@ -59,7 +56,6 @@ impl AuditAction {
             AuditAction::BatchTakenOver => "batch_taken_over",
             AuditAction::ReceiptRewritten => "receipt_rewritten",
             AuditAction::Purged => "purged",
-            AuditAction::FileMissing => "file_missing",
             AuditAction::Refused => "refused",
         }
     }
@@ -78,7 +74,6 @@ impl AuditAction {
             AuditAction::BatchTakenOver => "batchfil taget over",
             AuditAction::ReceiptRewritten => "kvitteringsfil skrevet igen",
             AuditAction::Purged => "slettet efter opbevaringsperiode",
-            AuditAction::FileMissing => "forventet fil ikke modtaget",
             AuditAction::Refused => "afvist: rollen må ikke",
         }
     }

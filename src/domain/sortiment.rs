@@ -14,7 +14,7 @@ use super::line_and_column;
 use super::rejection::Rejection;
 use super::values::Cvr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 pub enum Integration {
     #[serde(rename = "SF1590_A")]
     Sf1590A,

@@ -4,8 +4,10 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use super::schema::alert_outbox;
+use super::text::Stored;
 use super::{Db, StorageError};
-use crate::domain::alert::Alert;
+use crate::domain::alert::{Alert, AlertTarget};
+use crate::domain::sortiment::Integration;
 
 /// Alerts that go out as one mail, claimed by this process.
 #[derive(Debug)]
@@ -147,5 +149,54 @@ impl Db {
             query = query.filter(alert_outbox::status.eq(status.to_string()));
         }
         Ok(query.load(&mut self.conn()?)?)
+    }
+}
+
+impl Db {
+    /// Whether a batch file from `sender` in `integration` has been received since `since`.
+    pub fn batch_file_since(&self, sender: uuid::Uuid, integration: Integration, since: NaiveDateTime) -> Result<bool, StorageError> {
+        use super::schema::batch_files;
+        let found: i64 = batch_files::table
+            .filter(batch_files::afsender_system.eq(sender.to_string()))
+            .filter(batch_files::integration.eq(Stored(integration)))
+            .filter(batch_files::received_at.ge(since))
+            .count()
+            .get_result(&mut *self.conn()?)?;
+        Ok(found > 0)
+    }
+
+    /// Records that the day's expected file from `sender` is missing, with its alert (if anyone is to be told),
+    /// once: false when it was recorded already (by this or another process sharing the database).
+    pub fn record_missing_file(
+        &self,
+        sender: uuid::Uuid,
+        integration: Integration,
+        day: chrono::NaiveDate,
+        alert: Option<(&AlertTarget, &Alert)>,
+    ) -> Result<bool, StorageError> {
+        use super::schema::expected_file_alerts;
+        let now = chrono::Utc::now();
+        // A process that lost the race to insert runs again and finds the row.
+        self.write(|conn| {
+            let key = expected_file_alerts::table
+                .filter(expected_file_alerts::afsender_system.eq(sender.to_string()))
+                .filter(expected_file_alerts::integration.eq(Stored(integration)))
+                .filter(expected_file_alerts::day.eq(day));
+            if key.count().get_result::<i64>(conn)? > 0 {
+                return Ok(false);
+            }
+            diesel::insert_into(expected_file_alerts::table)
+                .values((
+                    expected_file_alerts::afsender_system.eq(sender.to_string()),
+                    expected_file_alerts::integration.eq(Stored(integration)),
+                    expected_file_alerts::day.eq(day),
+                    expected_file_alerts::alerted_at.eq(now.naive_utc()),
+                ))
+                .execute(conn)?;
+            if let Some((target, alert)) = alert {
+                super::booking::enqueue_alert(conn, target, alert, Some(sender), now, now)?;
+            }
+            Ok(true)
+        })
     }
 }

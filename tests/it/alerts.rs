@@ -227,3 +227,63 @@ fn no_alert_without_its_rejection() {
     assert_eq!(sink.mails().len(), 1);
     assert!(mails[0]["text"].as_str().unwrap().contains(&delivery.delivery_id));
 }
+
+const OPERATORS: &str = "drift@kommune.example.dk";
+
+fn expected(integration: fkoeko_adapter::domain::sortiment::Integration) -> fkoeko_adapter::domain::alert::ExpectedFile {
+    // Due from midnight every day: whenever the test runs, today's file is due.
+    fkoeko_adapter::domain::alert::ExpectedFile {
+        sender: KY.parse().unwrap(),
+        integration,
+        by: fkoeko_adapter::domain::alert::ClockTime(chrono::NaiveTime::MIN),
+        weekends: true,
+    }
+}
+
+#[test]
+fn an_expected_daily_file_that_has_not_arrived_is_alerted_once_and_one_that_arrived_is_not() {
+    use fkoeko_adapter::domain::sortiment::Integration;
+    let sink = SmtpSink::start();
+    let batch = crate::common::masse::Batch::with(|c| {
+        c.batch.convention = fkoeko_adapter::config::BatchConvention::Plain;
+        alerts_to(sink.port, 0)(c);
+        c.alerts.operators = vec![OPERATORS.into()];
+        c.batch.expected = vec![expected(Integration::Sf1590A), expected(Integration::Sf1590B)];
+    });
+    // Today's SF1590_B file arrives; the SF1590_A file does not.
+    let claims = crate::common::claims::ClaimDelivery::one(crate::common::claims::Claim::repayment("EXP-F-1"));
+    batch.drop_file_for(Integration::Sf1590B, "fordringer.xml", claims.masse().as_bytes());
+    assert_eq!(batch.run_once().len(), 1);
+
+    let watcher = fkoeko_adapter::batch::expected::ExpectedFiles::new(batch.app.clone());
+    let now = chrono::Local::now().naive_local();
+    let missing = watcher.check(now).unwrap();
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert_eq!((missing[0].integration.as_str(), missing[0].sender.as_str()), ("SF1590_A", KY));
+    assert!(watcher.check(now).unwrap().is_empty(), "alerted once a day");
+    // A second process sharing the database does not alert it again.
+    assert!(fkoeko_adapter::batch::expected::ExpectedFiles::new(batch.app.clone()).check(now).unwrap().is_empty());
+
+    let sender = fkoeko_adapter::alerts::sender::AlertSender::new(batch.app.db.clone(), batch.config.alerts.clone()).unwrap();
+    sender.run_once().unwrap();
+    let mails = sink.wait_for(1, Duration::from_secs(20));
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0]["to"], OWNER);
+    assert_eq!(mails[0]["cc"], OPERATORS);
+    let today = now.date().to_string();
+    assert_eq!(mails[0]["subject"], format!("Forventet fil ikke modtaget: SF1590_A fra KY (test) ({KY}) den {today} kl. 00:00"));
+    assert!(mails[0]["text"].as_str().unwrap().contains("Batchfiler"), "{}", mails[0]["text"]);
+}
+
+#[test]
+fn the_service_looks_for_expected_files_on_its_own() {
+    let sink = SmtpSink::start();
+    let app = TestApp::start_with(|c| {
+        alerts_to(sink.port, 0)(c);
+        c.batch.expected = vec![expected(fkoeko_adapter::domain::sortiment::Integration::Sf1590A)];
+        c.batch.expected_check_secs = 1;
+    });
+    let mails = sink.wait_for(1, Duration::from_secs(20));
+    assert!(mails[0]["subject"].as_str().unwrap().starts_with("Forventet fil ikke modtaget: SF1590_A"), "{mails:?}");
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM expected_file_alerts"), 1);
+}

@@ -99,6 +99,8 @@ pub fn server(app: Arc<AppState>, listener: TcpListener) -> anyhow::Result<actix
             .route("/batchfiler", web::get().to(views::batch_files))
             .route("/batchfiler/{id}/tag-over", web::post().to(views::take_over_batch_file))
             .route("/batchfiler/{id}/kvittering", web::post().to(views::rewrite_receipt_file))
+            .route("/opbevaring", web::get().to(views::retention))
+            .route("/opbevaring/slet", web::post().to(views::purge))
     };
     let listen = crate::http::tls::Listen { workers: 2, max_connections: 25_000, client_request_timeout: Duration::from_secs(5) };
     if config.admin.tls {

@@ -55,7 +55,7 @@ fn layout(title: &str, user: Option<&Viewer>, body: Markup) -> Markup {
                         a href="/sortiment" { "Sortiment" }
                         a href="/importtabeller" { "Importtabeller" }
                         a href="/batchfiler" { "Batchfiler" }
-                        @if user.role.may(Role::Operator) { a href="/revision" { "Revision" } }
+                        @if user.role.may(Role::Operator) { a href="/revision" { "Revision" } a href="/opbevaring" { "Opbevaring" } }
                         span.who {
                             span { "Logget ind som " strong { (user.name) } " (" (user.role.label()) ")" }
                             form method="post" action="/logout" { button type="submit" { "Log ud" } }
@@ -752,6 +752,41 @@ pub fn batch_files(user: &Viewer, files: &[crate::storage::batch::BatchFile], re
                         } }
                     }
                 }
+            }
+        },
+    )
+}
+
+/// The retention periods in force, what a purge would take now, and (operators) the button that purges.
+pub fn retention(
+    user: &Viewer,
+    periods: &crate::domain::retention::Retention,
+    outcomes: &[crate::retention::Outcome],
+    purged: Option<u64>,
+) -> Markup {
+    use crate::domain::retention::DataKind;
+    layout(
+        "Opbevaring",
+        Some(user),
+        html! {
+            h1 { "Opbevaring" }
+            @if let Some(rows) = purged {
+                div.box.ok { (rows) " rækker/filer er slettet eller pseudonymiseret. Hver slags står i revisionssporet." }
+            }
+            p.muted { "Perioderne sættes af kommunen som dataansvarlig i konfigurationens " code { "[retention]" } ". Det, der er ældre, slettes eller pseudonymiseres dagligt af tjenesten, med " code { "fkoeko purge" } " eller her. Accepterede kvitteringer bevares med deres indholdshash, så et BilagId eller FordringId sendt igen får sin første kvittering (eller DUBLET_AFVIGENDE)." }
+            table #retention {
+                tr { th { "Data" } th { "Periode" } th { "Hvad sker der" } th { "Nu over perioden" } }
+                @for kind in DataKind::ALL {
+                    tr data-kind=(kind.key()) {
+                        td { (kind.label()) }
+                        td { @match periods.days(kind) { Some(days) => { (days) " dage" }, None => { "gemmes" } } }
+                        td { (kind.action()) }
+                        td.num { @if let Some(outcome) = outcomes.iter().find(|o| o.rule.kind == kind) { (outcome.rows) } }
+                    }
+                }
+            }
+            @if !outcomes.is_empty() {
+                form method="post" action="/opbevaring/slet" { button type="submit" { "Slet nu" } }
             }
         },
     )

@@ -398,3 +398,51 @@ async fn reprocess_batch_file(
         Err(response) => response,
     }
 }
+
+/// `?slettet=N` after a purge.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RetentionQuery {
+    slettet: Option<u64>,
+}
+
+/// The retention periods and what a purge would take now: operators only.
+pub(super) async fn retention(
+    logged_in: LoggedIn,
+    req: HttpRequest,
+    query: web::Query<RetentionQuery>,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let user = match logged_in.may(Role::Operator, "se opbevaringsperioderne", &req, &state).await {
+        Ok(user) => user,
+        Err(refused) => return refused,
+    };
+    let app = state.app.clone();
+    match blocking(move || crate::retention::Purger::new(app.db.clone(), app.config.retention.clone(), &app.config.batch.dir).dry_run())
+        .await
+    {
+        Ok(outcomes) => html(pages::retention(&user, &state.app.config.retention.periods(), &outcomes, query.slettet)),
+        Err(response) => response,
+    }
+}
+
+/// Purges what is past its period now: operators only; recorded in the audit trail as the user's.
+pub(super) async fn purge(logged_in: LoggedIn, req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Err(refused) = same_origin(&req) {
+        return refused;
+    }
+    let user = match logged_in.may(Role::Operator, "slette efter opbevaringsperioderne", &req, &state).await {
+        Ok(user) => user,
+        Err(refused) => return refused,
+    };
+    let (app, actor, origin) = (state.app.clone(), user.name.clone(), peer(&req).unwrap_or_default());
+    let run =
+        move || crate::retention::Purger::new(app.db.clone(), app.config.retention.clone(), &app.config.batch.dir).run(&actor, &origin);
+    match blocking(run).await {
+        Ok(outcomes) => {
+            let rows: u64 = outcomes.iter().map(|o| o.rows).sum();
+            tracing::warn!(user = %user, rows, "purged past the retention periods, asked on the web page");
+            see_other(&format!("/opbevaring?slettet={rows}"))
+        }
+        Err(response) => response,
+    }
+}

@@ -174,3 +174,50 @@ fn only_an_operator_takes_a_batch_file_over_from_the_page() {
     assert_eq!(answer(client().post(&admin("/batchfiler/1/kvittering")).set("Cookie", &operator).call()).0, 303);
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM batch_files WHERE state = 'receipt'"), 1, "back to the receipt step");
 }
+
+#[test]
+fn only_an_operator_sees_the_retention_periods_and_purges_from_the_page() {
+    let app = TestApp::start_with(|c| {
+        let hash = admin_password_hash();
+        c.admin.users.push(AdminUser { name: "læser".into(), password_hash: hash.clone(), role: Role::Read });
+        c.admin.users.push(AdminUser { name: "redaktør".into(), password_hash: hash, role: Role::Mapping });
+        c.retention.import_rows_days = std::num::NonZeroU32::new(30);
+        // Only on request here: no daily task.
+        c.retention.interval_hours = 0;
+    });
+    let admin = |path: &str| app.server.as_ref().unwrap().admin_url(path);
+    app.send(&crate::common::delivery::Delivery::one("RET-1").soap11());
+    app.execute(
+        "UPDATE erp_journal SET status = 'HENTET', created_at = '2025-01-01 00:00:00', picked_up_at = '2025-01-02 00:00:00' WHERE bilag_id = 'RET-1'",
+    );
+    let kept = || app.count("SELECT COUNT(*) AS n FROM erp_journal WHERE bilag_id = 'RET-1'");
+
+    for user in ["læser", "redaktør"] {
+        let cookie = log_in_as(&app, user);
+        let (status, page, _) = get(&admin("/afvisninger"), Some(&cookie));
+        assert!(status == 200 && !page.contains("href=\"/opbevaring\""), "hidden from {user}");
+        assert_eq!(get(&admin("/opbevaring"), Some(&cookie)).0, 403, "{user} sees the periods");
+        let (status, page, _) = answer(client().post(&admin("/opbevaring/slet")).set("Cookie", &cookie).call());
+        assert_eq!(status, 403, "{user} purges: {page}");
+        assert_eq!(kept(), 1);
+    }
+
+    let operator = log_in_as(&app, ADMIN_USER);
+    let (status, page, _) = get(&admin("/opbevaring"), Some(&operator));
+    assert_eq!(status, 200);
+    assert!(page.contains("href=\"/opbevaring\"") && page.contains("Slet nu"), "{page}");
+    let row = page.split("data-kind=\"import_rows_days\"").nth(1).unwrap().split("</tr>").next().unwrap();
+    assert!(row.contains("30 dage") && row.contains(">1</td>"), "what a purge would take now: {row}");
+    let (status, _, location) = answer(client().post(&admin("/opbevaring/slet")).set("Cookie", &operator).call());
+    assert_eq!(status, 303);
+    assert_eq!(location.as_deref(), Some("/opbevaring?slettet=1"));
+    assert_eq!(kept(), 0);
+    let trail =
+        app.rows("SELECT json_array(actor, action, origin) AS row FROM audit_log WHERE action IN ('purged', 'refused') ORDER BY id", 3);
+    let actions: Vec<(&str, &str)> = trail.iter().map(|r| (r[0].as_deref().unwrap(), r[1].as_deref().unwrap())).collect();
+    assert_eq!(
+        actions,
+        [("læser", "refused"), ("læser", "refused"), ("redaktør", "refused"), ("redaktør", "refused"), (ADMIN_USER, "purged")]
+    );
+    assert_eq!(trail[4][2].as_deref(), Some("127.0.0.1"));
+}

@@ -23,12 +23,14 @@ pub enum AuditAction {
     ReceiptRewritten,
     /// Data past its retention period deleted or pseudonymised (one entry per kind of data and run).
     Purged,
+    /// Users of the web page added, removed, or given another role or password in the configuration.
+    UsersChanged,
     /// Something a user's role does not allow, asked for and refused.
     Refused,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 12] = [
+    pub const ALL: [AuditAction; 13] = [
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::LoginLocked,
@@ -40,6 +42,7 @@ impl AuditAction {
         AuditAction::BatchTakenOver,
         AuditAction::ReceiptRewritten,
         AuditAction::Purged,
+        AuditAction::UsersChanged,
         AuditAction::Refused,
     ];
 
@@ -56,6 +59,7 @@ impl AuditAction {
             AuditAction::BatchTakenOver => "batch_taken_over",
             AuditAction::ReceiptRewritten => "receipt_rewritten",
             AuditAction::Purged => "purged",
+            AuditAction::UsersChanged => "users_changed",
             AuditAction::Refused => "refused",
         }
     }
@@ -74,6 +78,7 @@ impl AuditAction {
             AuditAction::BatchTakenOver => "batchfil taget over",
             AuditAction::ReceiptRewritten => "kvitteringsfil skrevet igen",
             AuditAction::Purged => "slettet efter opbevaringsperiode",
+            AuditAction::UsersChanged => "brugere ændret i konfigurationen",
             AuditAction::Refused => "afvist: rollen må ikke",
         }
     }
@@ -130,14 +135,65 @@ impl Role {
         }
     }
 
+    pub fn parse(text: &str) -> Option<Self> {
+        [Role::Read, Role::Mapping, Role::Operator].into_iter().find(|r| r.as_str() == text)
+    }
+
     pub fn may(self, needed: Role) -> bool {
         self >= needed
     }
 }
 
+/// A user of the web page as a start sees it: the password only as a digest of its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenUser {
+    pub name: String,
+    pub role: Role,
+    pub password_digest: String,
+}
+
+/// What changed in the users between the last start and this one, in words for the audit trail; `None`: nothing.
+pub fn user_changes(before: &[SeenUser], now: &[SeenUser]) -> Option<String> {
+    let find = |users: &[SeenUser], name: &str| users.iter().find(|u| u.name == name).cloned();
+    let mut parts = Vec::new();
+    let added: Vec<String> =
+        now.iter().filter(|u| find(before, &u.name).is_none()).map(|u| format!("{} ({})", u.name, u.role.label())).collect();
+    let removed: Vec<String> = before.iter().filter(|u| find(now, &u.name).is_none()).map(|u| u.name.clone()).collect();
+    let mut roles = Vec::new();
+    let mut passwords = Vec::new();
+    for user in now {
+        if let Some(old) = find(before, &user.name) {
+            if old.role != user.role {
+                roles.push(format!("{}: {} → {}", user.name, old.role.label(), user.role.label()));
+            }
+            if old.password_digest != user.password_digest {
+                passwords.push(user.name.clone());
+            }
+        }
+    }
+    for (what, names) in [("tilføjet", added), ("fjernet", removed), ("rolle ændret", roles), ("ny adgangskode", passwords)] {
+        if !names.is_empty() {
+            parts.push(format!("{what}: {}", names.join(", ")));
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_of_users_is_said_in_words_and_no_change_is_nothing() {
+        let user = |name: &str, role, digest: &str| SeenUser { name: name.into(), role, password_digest: digest.into() };
+        let before = [user("jens", Role::Read, "a"), user("karen", Role::Operator, "b"), user("ole", Role::Read, "c")];
+        let now = [user("jens", Role::Mapping, "a"), user("ole", Role::Read, "d"), user("mette", Role::Operator, "e")];
+        assert_eq!(
+            user_changes(&before, &now).unwrap(),
+            "tilføjet: mette (driftsansvarlig); fjernet: karen; rolle ændret: jens: læser → mapningsredaktør; ny adgangskode: ole"
+        );
+        assert_eq!(user_changes(&now, &now), None);
+    }
 
     #[test]
     fn each_role_may_what_the_one_before_may() {

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::schema::audit_log;
 use super::{AnyConnection, Db, StorageError};
-use crate::domain::audit::AuditEntry;
+use crate::domain::audit::{user_changes, AuditAction, AuditEntry, Role, SeenUser};
 
 /// Records an entry in the caller's transaction.
 pub fn record(conn: &mut AnyConnection, entry: &AuditEntry) -> Result<(), StorageError> {
@@ -64,5 +64,38 @@ impl Db {
             query = query.filter(audit_log::at.lt((to + chrono::Duration::days(1)).and_hms_opt(0, 0, 0).expect("midnight")));
         }
         Ok(query.order(audit_log::id.desc()).limit(limit).load(&mut *self.conn()?)?)
+    }
+}
+
+impl Db {
+    /// Compares the users of the web page with those the last start saw; records what changed in the audit trail
+    /// (as done by `actor` from `origin`) and keeps the new set, in one transaction. Several instances started
+    /// with the same users record the change once.
+    pub fn record_user_changes(&self, users: &[SeenUser], actor: &str, origin: &str) -> Result<Option<String>, StorageError> {
+        use super::schema::admin_users_seen;
+        self.write(|conn| {
+            let rows: Vec<(String, String, String)> = admin_users_seen::table
+                .select((admin_users_seen::name, admin_users_seen::role, admin_users_seen::password_digest))
+                .order(admin_users_seen::name)
+                .load(conn)?;
+            let mut before = Vec::with_capacity(rows.len());
+            for (name, role, password_digest) in rows {
+                let role = Role::parse(&role).ok_or_else(|| StorageError::Corrupt(format!("admin_users_seen: role '{role}' of {name}")))?;
+                before.push(SeenUser { name, role, password_digest });
+            }
+            let Some(change) = user_changes(&before, users) else { return Ok(None) };
+            diesel::delete(admin_users_seen::table).execute(conn)?;
+            for user in users {
+                diesel::insert_into(admin_users_seen::table)
+                    .values((
+                        admin_users_seen::name.eq(&user.name),
+                        admin_users_seen::role.eq(user.role.as_str()),
+                        admin_users_seen::password_digest.eq(&user.password_digest),
+                    ))
+                    .execute(conn)?;
+            }
+            record(conn, &AuditEntry::new(actor, AuditAction::UsersChanged, change.clone(), Some(origin.to_string())))?;
+            Ok(Some(change))
+        })
     }
 }

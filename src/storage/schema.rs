@@ -10,6 +10,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    admin_users_seen (name) {
+        name -> Text,
+        role -> Text,
+        password_digest -> Text,
+    }
+}
+
+diesel::table! {
     alert_outbox (id) {
         id -> Integer,
         group_key -> Text,
@@ -399,6 +407,7 @@ diesel::joinable!(target_outbox -> target_files (file_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     admin_sessions,
+    admin_users_seen,
     alert_outbox,
     audit_log,
     batch_files,

@@ -82,8 +82,11 @@ fn each_role_is_refused_what_it_may_not_do_and_the_audit_trail_records_it() {
     assert_eq!(status, 200);
     assert!(page.contains("href=\"/revision\""));
     let trail = app.rows("SELECT json_array(actor, action, detail, origin) AS row FROM audit_log ORDER BY id", 4);
-    let actions: Vec<(String, String)> =
-        trail.iter().map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap())).filter(|(_, a)| a != "sortiment_loaded").collect();
+    let actions: Vec<(String, String)> = trail
+        .iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .filter(|(_, a)| a != "sortiment_loaded" && a != "users_changed")
+        .collect();
     let expected: Vec<(String, String)> = [
         ("mappings/", "mapping_files_changed"),
         ("læser", "login_failed"),
@@ -104,7 +107,7 @@ fn each_role_is_refused_what_it_may_not_do_and_the_audit_trail_records_it() {
     // From where: the page's client for what came through the page; the folder for the first version.
     assert!(trail
         .iter()
-        .filter(|r| r[0].as_deref() != Some("mappings/") && r[1].as_deref() != Some("sortiment_loaded"))
+        .filter(|r| r[0].as_deref() != Some("mappings/") && !matches!(r[1].as_deref(), Some("sortiment_loaded" | "users_changed")))
         .all(|r| r[3].as_deref() == Some("127.0.0.1")));
     let saved = trail.iter().find(|r| r[1].as_deref() == Some("mapping_saved")).unwrap();
     assert!(saved[2].as_deref().unwrap().contains("en kommentar"), "{saved:?}");
@@ -181,7 +184,7 @@ fn only_an_operator_sees_the_retention_periods_and_purges_from_the_page() {
         let hash = admin_password_hash();
         c.admin.users.push(AdminUser { name: "læser".into(), password_hash: hash.clone(), role: Role::Read });
         c.admin.users.push(AdminUser { name: "redaktør".into(), password_hash: hash, role: Role::Mapping });
-        c.retention.import_rows_days = std::num::NonZeroU32::new(30);
+        c.retention.import_rows_days = fkoeko_adapter::domain::retention::Days::new(30);
         // Only on request here: no daily task.
         c.retention.interval_hours = 0;
     });
@@ -220,4 +223,32 @@ fn only_an_operator_sees_the_retention_periods_and_purges_from_the_page() {
         [("læser", "refused"), ("læser", "refused"), ("redaktør", "refused"), ("redaktør", "refused"), (ADMIN_USER, "purged")]
     );
     assert_eq!(trail[4][2].as_deref(), Some("127.0.0.1"));
+}
+
+#[test]
+fn users_added_removed_or_given_another_role_in_the_configuration_are_in_the_audit_trail() {
+    let hash = admin_password_hash();
+    let user = |name: &str, role| AdminUser { name: name.into(), password_hash: hash.clone(), role };
+    let first = TestApp::start_with(|c| c.admin.users = vec![user("jens", Role::Read), user("karen", Role::Operator)]);
+    let changes = || first.rows("SELECT json_array(detail, origin) AS row FROM audit_log WHERE action = 'users_changed' ORDER BY id", 2);
+    assert_eq!(changes().len(), 1);
+    assert_eq!(changes()[0][0].as_deref(), Some("tilføjet: jens (læser), karen (driftsansvarlig)"));
+    assert_eq!(changes()[0][1].as_deref(), Some("konfigurationen"));
+
+    // Started again with the same users (a second instance, a restart): nothing new.
+    drop(TestApp::start_beside(&first, |c| c.admin.users = vec![user("jens", Role::Read), user("karen", Role::Operator)]));
+    assert_eq!(changes().len(), 1);
+
+    // Jens made a mapping editor with a new password, Karen gone, Ole added.
+    let mut jens = user("jens", Role::Mapping);
+    jens.password_hash = fkoeko_adapter::web::hash_password("en anden lang sætning").unwrap();
+    drop(TestApp::start_beside(&first, |c| c.admin.users = vec![jens, user("ole", Role::Operator)]));
+    let all = changes();
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        all[1][0].as_deref(),
+        Some("tilføjet: ole (driftsansvarlig); fjernet: karen; rolle ændret: jens: læser → mapningsredaktør; ny adgangskode: jens")
+    );
+    // The hash itself is never written to the trail or the table.
+    assert_eq!(first.count(&format!("SELECT COUNT(*) AS n FROM admin_users_seen WHERE password_digest = '{hash}'")), 0);
 }

@@ -521,14 +521,32 @@ fn backup(config: &Config, to: &Path) -> anyhow::Result<i32> {
 
 /// `fkoeko purge`.
 fn purge(config: &Config, dry_run: bool) -> anyhow::Result<i32> {
-    let purger = crate::retention::Purger::new(open_db(config)?, config.retention.clone(), &config.batch.dir);
+    // A dry run changes nothing: not even a database that is not there yet is made.
+    let db = if dry_run {
+        crate::storage::Db::open_read_only(&config.database.url, std::time::Duration::from_millis(config.database.busy_timeout_ms))
+            .with_context(|| format!("opening the database {} to read", config.database.url))?
+    } else {
+        open_db(config)?
+    };
+    let purger = crate::retention::Purger::new(db, config.retention.clone(), &config.batch.dir);
     let outcomes = if dry_run { purger.dry_run()? } else { purger.run(&crate::startup::command_user(), "kommandolinjen")? };
     if outcomes.is_empty() {
         println!("no retention period is set ([retention] in the configuration): nothing is purged");
     }
-    let verb = if dry_run { "would be" } else { "were" };
     for outcome in outcomes {
-        println!("{}: {} row(s) {verb} purged — {}", outcome.rule.kind.key(), outcome.rows, outcome.describe());
+        let rule = &outcome.rule;
+        if dry_run {
+            let before = rule.before.format("%Y-%m-%d %H:%M");
+            println!(
+                "{}: {} row(s) would be purged — {}, older than {before} UTC: {}",
+                rule.kind.key(),
+                outcome.rows,
+                rule.kind.label(),
+                rule.kind.action()
+            );
+        } else {
+            println!("{}: {} row(s) were purged — {}", rule.kind.key(), outcome.rows, outcome.describe());
+        }
     }
     Ok(0)
 }

@@ -30,12 +30,12 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
-    pub import_rows_days: Option<std::num::NonZeroU32>,
-    pub debtor_data_days: Option<std::num::NonZeroU32>,
-    pub receipts_days: Option<std::num::NonZeroU32>,
-    pub delivery_records_days: Option<std::num::NonZeroU32>,
-    pub batch_archive_days: Option<std::num::NonZeroU32>,
-    pub audit_days: Option<std::num::NonZeroU32>,
+    pub import_rows_days: Option<crate::domain::retention::Days>,
+    pub debtor_data_days: Option<crate::domain::retention::Days>,
+    pub receipts_days: Option<crate::domain::retention::Days>,
+    pub delivery_records_days: Option<crate::domain::retention::Days>,
+    pub batch_archive_days: Option<crate::domain::retention::Days>,
+    pub audit_days: Option<crate::domain::retention::Days>,
     /// How often `fkoeko serve` purges, in hours; 0: only `fkoeko purge` does.
     #[serde(default = "retention_interval_hours")]
     pub interval_hours: u64,

@@ -86,13 +86,14 @@ impl Purger {
         loop {
             let files = self.db.archived_files_to_purge(rule.before, batch)?;
             for file in &files {
-                let archive = Folders::of(&self.batch_dir, file.integration).archive;
+                let folders = Folders::of(&self.batch_dir, file.integration);
                 for name in [file.stored_name.clone(), format!("{}.metadata", file.stored_name)] {
-                    match std::fs::remove_file(archive.join(&name)) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(e).with_context(|| format!("deleting {}", archive.join(&name).display())),
-                    }
+                    remove(&folders.archive.join(name), None)?;
+                }
+                // Its receipt file, left in the outbox or kept in the archive: only a copy older than the period, not
+                // a later file's of the same name.
+                for copy in crate::batch::receipt_copies(&folders, &file.file_name, &file.file_key) {
+                    remove(&copy, Some(rule.before))?;
                 }
             }
             let ids: Vec<i32> = files.iter().map(|f| f.id).collect();
@@ -114,5 +115,25 @@ impl Purger {
                 );
             }
         })
+    }
+}
+
+/// Deletes a file (only if last changed before `older_than`, when given); one already gone is fine (a run that
+/// stopped between deleting and marking).
+fn remove(path: &Path, older_than: Option<chrono::NaiveDateTime>) -> anyhow::Result<()> {
+    if let Some(before) = older_than {
+        let changed = match std::fs::metadata(path).and_then(|m| m.modified()) {
+            Ok(changed) => chrono::DateTime::<chrono::Utc>::from(changed).naive_utc(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        if changed >= before {
+            return Ok(());
+        }
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("deleting {}", path.display())),
     }
 }

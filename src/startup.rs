@@ -43,6 +43,7 @@ impl App {
                 .with_context(|| format!("loading the initial sortiment from {}", config.paths.sortiment.display()))?;
             tracing::info!(?loaded, file = %config.paths.sortiment.display(), "no sortiment in the database; loaded the configured file");
         }
+        record_user_changes(&db, config)?;
         check_schemas(&config.paths.schemas)?;
         let pipeline = Pipeline::new(settings, db.clone());
         pipeline.sync_mapping_folder(true)?;
@@ -56,6 +57,25 @@ impl App {
             forwarders: Arc::default(),
         }))
     }
+}
+
+/// The users of the web page live in the configuration: a start that finds them changed records it.
+fn record_user_changes(db: &Db, config: &Config) -> anyhow::Result<()> {
+    use sha2::{Digest, Sha256};
+    let users: Vec<crate::domain::audit::SeenUser> = config
+        .admin
+        .users
+        .iter()
+        .map(|u| crate::domain::audit::SeenUser {
+            name: u.name.clone(),
+            role: u.role,
+            password_digest: hex::encode(Sha256::digest(u.password_hash.as_bytes())),
+        })
+        .collect();
+    if let Some(change) = db.record_user_changes(&users, &command_user(), "konfigurationen")? {
+        tracing::info!(change, "the users of the web page changed in the configuration");
+    }
+    Ok(())
 }
 
 /// A pipeline for dry runs that touches no database and no folder: the sortiment file and mapping folder the
@@ -95,13 +115,63 @@ pub fn check_schemas(dir: &Path) -> Result<(), schema::SchemaError> {
     [Integration::Sf1590A, Integration::Sf1590B].iter().try_for_each(|i| schema::check_schema(&dir.join(WireSpec::of(*i).schema)))
 }
 
-/// Who acts at the command line (or started the service), as far as the system says, for the audit trail.
+/// Who acts at the command line (or started the service), for the audit trail: the process's own user (as the
+/// system has it, not as an environment variable says), and the user who ran sudo when it is root.
 pub fn command_user() -> String {
-    std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).map_or_else(|_| "fkoeko".to_string(), |user| format!("{user} (fkoeko)"))
+    let uid = process_uid();
+    let name = uid.and_then(user_name).or_else(|| uid.map(|u| format!("uid {u}"))).unwrap_or_else(|| "?".into());
+    match std::env::var("SUDO_USER") {
+        Ok(sudo) if uid == Some(0) && !sudo.is_empty() => format!("{sudo} som {name} (fkoeko)"),
+        _ => format!("{name} (fkoeko)"),
+    }
+}
+
+/// The process's user id, from the owner of its /proc entry (std has no getuid).
+fn process_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+/// A user id's name in /etc/passwd.
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+    })
+}
+
+/// Root running a command on a SQLite database (or the folder for one) that belongs to another user, the
+/// service's: a file root made or changed there (the database, its journal) would keep the service from writing
+/// it, so it is refused with the way to run it as that user.
+fn refuse_root_on_others_database(url: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if crate::storage::Backend::of(url) != crate::storage::Backend::Sqlite || process_uid() != Some(0) || url == ":memory:" {
+        return Ok(());
+    }
+    let path = Path::new(url.strip_prefix("sqlite://").unwrap_or(url));
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let owner = std::fs::metadata(path).or_else(|_| std::fs::metadata(&folder)).map(|m| m.uid());
+    match owner {
+        Ok(owner) if owner != 0 => {
+            let name = user_name(owner).unwrap_or_else(|| owner.to_string());
+            anyhow::bail!(
+                "{} belongs to the user {name}, and this command runs as root: a database file root makes or changes \
+                 there would keep the service from writing it. Run it as that user: runuser -u {name} -- fkoeko …",
+                if path.exists() { path.display() } else { folder.display() }
+            )
+        }
+        _ => Ok(()),
+    }
 }
 
 pub fn open_db(config: &Config) -> anyhow::Result<Db> {
     let db = &config.database;
+    refuse_root_on_others_database(&db.url)?;
     Db::open(&db.url, db.pool_size, Duration::from_millis(db.busy_timeout_ms)).with_context(|| format!("opening the database {}", db.url))
 }
 

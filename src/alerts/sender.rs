@@ -59,7 +59,7 @@ impl AlertSender {
             match self.send(&group, &message_id) {
                 Ok(()) => {
                     self.db.alerts_sent(&group.ids, &message_id, Utc::now())?;
-                    tracing::info!(alerts = group.ids.len(), to = ?group.to, "rejection alert sent");
+                    tracing::info!(alerts = group.ids.len(), to = ?group.to, "alert sent");
                     sent += 1;
                 }
                 Err(e) => self.failed(&group, &e)?,

@@ -10,6 +10,8 @@ pub mod expected;
 pub mod metadata;
 mod send_back;
 
+pub use send_back::receipt_copies;
+
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::Read;

@@ -49,8 +49,7 @@ impl Receiver {
         let outbox = folders.outbox.join(&name);
         match input.filter(|_| self.sends_back()) {
             Some(_) => {
-                // The receipt file's own id toward the platform: the same on every try and every repeat.
-                let id = format!("kvittering-{}", &hex::encode(Sha256::digest(input_key.as_bytes()))[..40]);
+                let id = receipt_id(input_key);
                 ReceiptPlace { write: folders.archive.join(format!("{id}.kvittering.xml")), outbox, id: Some(id) }
             }
             None => ReceiptPlace { write: outbox.clone(), outbox, id: None },
@@ -248,4 +247,15 @@ impl Receiver {
         }
         Ok(())
     }
+}
+
+/// The receipt file's own id toward the platform: the same on every try and every repeat.
+fn receipt_id(input_key: &str) -> String {
+    format!("kvittering-{}", &hex::encode(Sha256::digest(input_key.as_bytes()))[..40])
+}
+
+/// Where copies of a batch file's receipt file may lie, in either convention: the outbox (until the sender or
+/// the platform takes it) and the archive (the copy sent back through the platform). For the purge.
+pub fn receipt_copies(folders: &Folders, file_name: &str, file_key: &str) -> [std::path::PathBuf; 2] {
+    [folders.outbox.join(super::receipt_name(file_name)), folders.archive.join(format!("{}.kvittering.xml", receipt_id(file_key)))]
 }

@@ -77,11 +77,12 @@ impl From<&Finding> for ReceiptError {
         let loc = finding.loc.as_ref();
         ReceiptError {
             code: finding.code(),
-            text: cut(&finding.rejection.to_string(), MAX_TEXT_CHARS),
+            // The value stands masked in its own field; a text may quote it too (the schema validator's do).
+            text: cut(&super::values::mask_cpr_in_text(&finding.rejection.to_string()), MAX_TEXT_CHARS),
             path: loc.map(|l| l.path.clone()).filter(|p| !p.is_empty()),
             line: loc.and_then(|l| l.line),
             col: loc.and_then(|l| l.col),
-            value: finding.value.as_deref().map(|v| cut(v, MAX_VALUE_CHARS)),
+            value: finding.value.as_deref().map(|v| cut(&super::values::mask_cpr_in_text(v), MAX_VALUE_CHARS)),
         }
     }
 }

@@ -3,9 +3,43 @@
 //! FordringId answered as before). The municipality, as data controller, sets the periods; storage carries out
 //! what is decided here.
 
-use std::num::NonZeroU32;
-
 use chrono::{Duration, NaiveDateTime};
+use serde::{Deserialize, Serialize};
+
+/// A retention period: a whole number of days from 1 (0 would purge what is being answered or picked up right
+/// now) to 36,500 (a hundred years; more overflows the calendar and is in truth "for ever": leave the key out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Days(u32);
+
+impl Days {
+    pub const MAX: u32 = 36_500;
+
+    pub fn new(days: u32) -> Option<Self> {
+        (1..=Self::MAX).contains(&days).then_some(Days(days))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Serialize for Days {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u32(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Days {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let days = i64::deserialize(deserializer)?;
+        u32::try_from(days).ok().and_then(Days::new).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{days} is not a period: give a whole number of days from 1 to {} (leave the key out to keep the data)",
+                Days::MAX
+            ))
+        })
+    }
+}
 
 /// A kind of data with a period of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -72,20 +106,19 @@ impl DataKind {
     }
 }
 
-/// The periods in force, in days (never 0: that would purge what is being answered or picked up right now); a
-/// kind without one is kept.
+/// The periods in force; a kind without one is kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Retention {
-    pub import_rows_days: Option<NonZeroU32>,
-    pub debtor_data_days: Option<NonZeroU32>,
-    pub receipts_days: Option<NonZeroU32>,
-    pub delivery_records_days: Option<NonZeroU32>,
-    pub batch_archive_days: Option<NonZeroU32>,
-    pub audit_days: Option<NonZeroU32>,
+    pub import_rows_days: Option<Days>,
+    pub debtor_data_days: Option<Days>,
+    pub receipts_days: Option<Days>,
+    pub delivery_records_days: Option<Days>,
+    pub batch_archive_days: Option<Days>,
+    pub audit_days: Option<Days>,
 }
 
 impl Retention {
-    pub fn days(&self, kind: DataKind) -> Option<NonZeroU32> {
+    pub fn days(&self, kind: DataKind) -> Option<Days> {
         match kind {
             DataKind::ImportRows => self.import_rows_days,
             DataKind::DebtorData => self.debtor_data_days,
@@ -188,8 +221,19 @@ mod tests {
     }
 
     #[test]
+    fn a_period_is_a_day_to_a_hundred_years() {
+        for (toml, ok) in [("d = 1", true), ("d = 36500", true), ("d = 0", false), ("d = -3", false), ("d = 4294967295", false)] {
+            let parsed = toml::from_str::<std::collections::BTreeMap<String, Days>>(toml);
+            assert_eq!(parsed.is_ok(), ok, "{toml}");
+            if let Err(e) = parsed {
+                assert!(e.to_string().contains("whole number of days from 1 to 36500"), "{e}");
+            }
+        }
+    }
+
+    #[test]
     fn each_period_gives_its_cutoff() {
-        let retention = Retention { receipts_days: NonZeroU32::new(30), audit_days: NonZeroU32::new(365), ..Retention::default() };
+        let retention = Retention { receipts_days: Days::new(30), audit_days: Days::new(365), ..Retention::default() };
         let now = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap().and_hms_opt(12, 0, 0).unwrap();
         let rules = retention.cutoffs(now);
         assert_eq!(rules.iter().map(|r| r.kind).collect::<Vec<_>>(), [DataKind::Receipts, DataKind::AuditTrail]);

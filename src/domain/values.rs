@@ -83,6 +83,43 @@ pub fn mask_cpr(raw: &str) -> String {
     format!("{head}-XXXX")
 }
 
+/// Masks whatever in a free text looks like a CPR number (ddmmyy and four digits, with or without a hyphen, not
+/// part of a longer number): texts a sender's value gets into, such as the schema validator's messages, which
+/// quote the value they refuse.
+pub fn mask_cpr_in_text(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let digits = |from: usize, n: usize| bytes.len() >= from + n && bytes[from..from + n].iter().all(u8::is_ascii_digit);
+    let number = |at: usize| u32::from(bytes[at] - b'0') * 10 + u32::from(bytes[at + 1] - b'0');
+    let mut out = String::new();
+    let (mut copied, mut i) = (0, 0);
+    while i < bytes.len() {
+        let starts = bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_digit());
+        let length = if !starts || !digits(i, 6) {
+            0
+        } else if digits(i + 6, 4) {
+            10
+        } else if bytes.get(i + 6) == Some(&b'-') && digits(i + 7, 4) {
+            11
+        } else {
+            0
+        };
+        let ends = length > 0 && !bytes.get(i + length).is_some_and(u8::is_ascii_digit);
+        if ends && (1..=31).contains(&number(i)) && (1..=12).contains(&number(i + 2)) {
+            out.push_str(&text[copied..i]);
+            out.push_str(&mask_cpr(&text[i..i + 6]));
+            i += length;
+            copied = i;
+        } else {
+            i += 1;
+        }
+    }
+    if copied == 0 {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    std::borrow::Cow::Owned(out)
+}
+
 impl fmt::Debug for Cpr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Cpr({})", self.masked())
@@ -257,6 +294,20 @@ impl fmt::Display for Valuta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_looks_like_a_cpr_number_in_a_text_is_masked_and_nothing_else() {
+        let text = "Element 'CPR': [facet 'pattern'] The value '010190-1234' is not accepted; also 0101901234, \
+                    not 12345678901, not 3213901234 (no such day), PosteringId 9, beløb 1250.50, CVR 29189846.";
+        let masked = mask_cpr_in_text(text);
+        assert_eq!(
+            masked,
+            "Element 'CPR': [facet 'pattern'] The value '010190-XXXX' is not accepted; also 010190-XXXX, \
+             not 12345678901, not 3213901234 (no such day), PosteringId 9, beløb 1250.50, CVR 29189846."
+        );
+        assert!(matches!(mask_cpr_in_text("ingen tal her, æøå"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(mask_cpr_in_text("0101901234"), "010190-XXXX");
+    }
 
     #[test]
     fn cpr_century_rule() {

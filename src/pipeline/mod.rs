@@ -960,7 +960,10 @@ impl Pipeline {
             .iter()
             .map(|plan| {
                 let (errors, rows) = match &plan.outcome {
-                    ItemOutcome::Reject(findings) => (findings.iter().map(|f| f.rejection.to_string()).collect(), &[][..]),
+                    ItemOutcome::Reject(findings) => (
+                        findings.iter().map(|f| crate::domain::values::mask_cpr_in_text(&f.rejection.to_string()).into_owned()).collect(),
+                        &[][..],
+                    ),
                     ItemOutcome::Accept(booking) => match booking.as_ref() {
                         Booking::Finans(f) => (Vec::new(), f.rows.as_slice()),
                         Booking::Claim(c) => (Vec::new(), c.rows.as_slice()),

@@ -38,6 +38,8 @@ pub struct ArchivedFile {
     pub id: i32,
     pub integration: Integration,
     pub stored_name: String,
+    pub file_name: String,
+    pub file_key: String,
 }
 
 /// Picked up by the ERP, and both made and picked up before `before` (a row picked up without a time: made).
@@ -145,13 +147,22 @@ impl Db {
 
     /// Done batch files whose archive is past its period and still on disk, at most `batch`.
     pub fn archived_files_to_purge(&self, before: NaiveDateTime, batch: i64) -> Result<Vec<ArchivedFile>, StorageError> {
-        let rows: Vec<(i32, Stored<Integration>, String)> = batch_files::table
+        let rows: Vec<(i32, Stored<Integration>, String, String, String)> = batch_files::table
             .filter(archives_past!(before))
-            .select((batch_files::id, batch_files::integration, batch_files::stored_name))
+            .select((batch_files::id, batch_files::integration, batch_files::stored_name, batch_files::file_name, batch_files::file_key))
             .order(batch_files::id)
             .limit(batch)
             .load(&mut *self.conn()?)?;
-        Ok(rows.into_iter().map(|(id, integration, stored_name)| ArchivedFile { id, integration: integration.0, stored_name }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, integration, stored_name, file_name, file_key)| ArchivedFile {
+                id,
+                integration: integration.0,
+                stored_name,
+                file_name,
+                file_key,
+            })
+            .collect())
     }
 
     /// Marks batch files' archives deleted (the caller has deleted the files) and pseudonymises the rejected

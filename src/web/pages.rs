@@ -779,7 +779,7 @@ pub fn retention(
                 @for kind in DataKind::ALL {
                     tr data-kind=(kind.key()) {
                         td { (kind.label()) }
-                        td { @match periods.days(kind) { Some(days) => { (days) " dage" }, None => { "gemmes" } } }
+                        td { @match periods.days(kind) { Some(days) => { (days.get()) " dage" }, None => { "gemmes" } } }
                         td { (kind.action()) }
                         td.num { @if let Some(outcome) = outcomes.iter().find(|o| o.rule.kind == kind) { (outcome.rows) } }
                     }

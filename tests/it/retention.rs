@@ -2,7 +2,6 @@
 //! or pseudonymised; what is not (recent, or not yet picked up by the ERP) stays; a finansbilag sent again after
 //! its content was purged is answered as before; every purge is in the audit trail.
 
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use fkoeko_adapter::domain::receipt::Status;
@@ -17,8 +16,8 @@ use crate::common::*;
 /// Far enough back to be past a 30-day period.
 const LONG_AGO: &str = "2025-01-02 03:04:05";
 
-fn days(n: u32) -> Option<NonZeroU32> {
-    NonZeroU32::new(n)
+fn days(n: u32) -> Option<fkoeko_adapter::domain::retention::Days> {
+    fkoeko_adapter::domain::retention::Days::new(n)
 }
 
 /// The `fkoeko` command with 30-day periods for the database's data, one row a transaction (so that every
@@ -196,12 +195,21 @@ fn an_archived_batch_file_past_its_period_is_deleted_and_its_receipt_file_entrie
     )
     .unwrap();
 
+    // Its receipt file, still in the outbox (a plain folder: nobody took it), as old as the file.
+    let outbox = batch.folders().outbox;
+    let (old_receipt, new_receipt) = (outbox.join("gammel.kvittering.xml"), outbox.join("ny.kvittering.xml"));
+    assert!(std::fs::read_to_string(&old_receipt).unwrap().contains("REGEL_CPR"));
+    let touched = std::process::Command::new("touch").args(["-d", LONG_AGO]).arg(&old_receipt).status().unwrap();
+    assert!(touched.success());
+
     let purger = Purger::new(batch.app.db.clone(), batch.config.retention.clone(), &batch.config.batch.dir);
     assert_eq!(purger.dry_run().unwrap()[0].rows, 1);
     let outcome = purger.run("en driftsansvarlig", "en test").unwrap();
     assert_eq!(outcome[0].rows, 1);
     assert!(!archive.join(&old).exists(), "the old archived file is deleted");
     assert!(archive.join(&new).exists(), "the recent one stays");
+    assert!(!old_receipt.exists(), "the old receipt file left in the outbox is deleted");
+    assert!(new_receipt.exists(), "the recent one stays");
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM batch_files WHERE archive_purged_at IS NOT NULL"), 1);
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM batch_receipts WHERE receipt_json LIKE '%310290%'"), 0);
     assert_eq!(batch.count("SELECT COUNT(*) AS n FROM batch_receipts WHERE receipt_json LIKE '%REGEL_CPR%'"), 1);
@@ -214,4 +222,44 @@ fn an_archived_batch_file_past_its_period_is_deleted_and_its_receipt_file_entrie
     );
     // Once done, a run takes nothing more.
     assert_eq!(purger.run("en driftsansvarlig", "en test").unwrap()[0].rows, 0);
+}
+
+#[test]
+fn a_cpr_number_the_schema_refuses_is_masked_in_the_receipts_text_as_in_its_value() {
+    let app = TestApp::start();
+    let mut delivery = Delivery::one("CPR-TEKST");
+    delivery.bilag[0].postings[0].party = Some(("CPR", "010190-1234".into()));
+    let (status, answer) = app.post(&delivery.soap11());
+    assert_eq!(status, 200, "{answer}");
+    assert!(!answer.contains("010190-1234") && !answer.contains("0101901234"), "{answer}");
+    let set = parse_receipts(&answer);
+    let error = &set.receipts[0].errors[0];
+    assert_eq!(error.code.as_str(), "FORMAT_XSD");
+    assert!(error.text.contains("010190-XXXX"), "the text still says which value: {}", error.text);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM receipt_errors WHERE text LIKE '%1234%' OR value LIKE '%1234%'"), 0);
+}
+
+#[test]
+fn a_dry_run_makes_no_database_and_root_is_refused_a_database_that_is_the_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("ingen.db");
+    let out =
+        fkoeko_command(missing.to_str().unwrap()).env("FKOEKO_RETENTION__AUDIT_DAYS", "30").args(["purge", "--dry-run"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(!missing.exists(), "a dry run made the database");
+
+    // A folder of the service's user (here: nobody), and a command run as root on a database in it.
+    let is_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    if !is_root {
+        return;
+    }
+    let service = dir.path().join("service");
+    std::fs::create_dir(&service).unwrap();
+    std::os::unix::fs::chown(&service, Some(65534), Some(65534)).unwrap();
+    let db = service.join("fkoeko.db");
+    let out = fkoeko_command(db.to_str().unwrap()).args(["purge"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("this command runs as root") && stderr.contains("runuser -u "), "{stderr}");
+    assert!(!db.exists(), "nothing made as root");
 }

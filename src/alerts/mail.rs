@@ -36,14 +36,16 @@ pub fn render(alerts: &[Alert]) -> Rendered {
 
 /// For a sender's owners and the operators: the day's batch file has not arrived by its time.
 fn render_missing(files: &[&MissingFile]) -> Rendered {
+    // A group is one sender's files in one integration: one day each, several when mails could not go out for days.
     let first = files[0];
+    let days = files.iter().map(|f| f.day.as_str()).collect::<Vec<_>>().join(", ");
     let who = first.sender_name.clone().map_or_else(|| first.sender.clone(), |name| format!("{name} ({})", first.sender));
-    let subject = format!("Forventet fil ikke modtaget: {} fra {who} den {} kl. {}", first.integration, first.day, first.expected_by);
+    let subject = format!("Forventet fil ikke modtaget: {} fra {who} den {days} kl. {}", first.integration, first.expected_by);
     let what_to_do = format!(
-        "Der er ikke modtaget nogen batchfil ({}) fra afsendersystemet {who} den {} inden kl. {}. \
+        "Der er ikke modtaget nogen batchfil ({}) fra afsendersystemet {who} den {days} inden kl. {}. \
          Kontrollér, at fagsystemet har dannet filen og lagt den på Serviceplatformens SFTP, og se siden Batchfiler \
          (eller `fkoeko batch list`) for filer, der er modtaget, men ikke taget.",
-        first.integration, first.day, first.expected_by
+        first.integration, first.expected_by
     );
     let text = format!("{what_to_do}\n\nDenne besked er sendt automatisk af fkoeko-adapter.\n");
     let html =
@@ -162,6 +164,26 @@ fn render_rejections(payloads: &[AlertPayload]) -> Rendered {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_files_of_several_days_in_one_mail_name_every_day() {
+        let day = |day: &str| {
+            Alert::ExpectedFileMissing(MissingFile {
+                sender: "6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01".into(),
+                sender_name: Some("KY".into()),
+                integration: "SF1590_A".into(),
+                day: day.into(),
+                expected_by: "07:00".into(),
+            })
+        };
+        let mail = render(&[day("2026-11-25"), day("2026-11-26")]);
+        assert_eq!(
+            mail.subject,
+            "Forventet fil ikke modtaget: SF1590_A fra KY (6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01) den 2026-11-25, 2026-11-26 kl. 07:00"
+        );
+        let stored = serde_json::to_string(&day("2026-11-25")).unwrap();
+        assert_eq!(serde_json::from_str::<Alert>(&stored).unwrap(), day("2026-11-25"), "read back as its kind");
+    }
 
     #[test]
     fn an_undelivered_receipt_file_is_told_the_operators_and_stored_alerts_read_back_as_their_kind() {

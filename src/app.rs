@@ -522,13 +522,8 @@ fn backup(config: &Config, to: &Path) -> anyhow::Result<i32> {
 /// `fkoeko purge`.
 fn purge(config: &Config, dry_run: bool) -> anyhow::Result<i32> {
     // A dry run changes nothing: not even a database that is not there yet is made.
-    let db = if dry_run {
-        crate::storage::Db::open_read_only(&config.database.url, std::time::Duration::from_millis(config.database.busy_timeout_ms))
-            .with_context(|| format!("opening the database {} to read", config.database.url))?
-    } else {
-        open_db(config)?
-    };
-    let purger = crate::retention::Purger::new(db, config.retention.clone(), &config.batch.dir);
+    let db = if dry_run { crate::startup::open_db_read_only(config)? } else { open_db(config)? };
+    let purger = crate::retention::Purger::new(db, config);
     let outcomes = if dry_run { purger.dry_run()? } else { purger.run(&crate::startup::command_user(), "kommandolinjen")? };
     if outcomes.is_empty() {
         println!("no retention period is set ([retention] in the configuration): nothing is purged");

@@ -39,6 +39,15 @@ pub fn read_text(path: &Path) -> anyhow::Result<String> {
     })
 }
 
+/// Deletes a file, where another process (or an earlier, stopped run) may have deleted it already: false then.
+pub fn remove_if_there(path: &Path) -> std::io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Moves a file, where another process (or an earlier, stopped run) may have moved it already: false then.
 pub fn move_if_there(from: &Path, to: &Path) -> std::io::Result<bool> {
     match fs::rename(from, to) {

@@ -3,13 +3,12 @@
 //! `fkoeko serve` and on request by `fkoeko purge` and the page Opbevaring.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::batch::Folders;
-use crate::config::RetentionConfig;
+use crate::config::{Config, RetentionConfig};
 use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::retention::{DataKind, Rule};
 use crate::storage::Db;
@@ -35,8 +34,9 @@ pub struct Purger {
 }
 
 impl Purger {
-    pub fn new(db: Db, config: RetentionConfig, batch_dir: &Path) -> Self {
-        Purger { db, config, batch_dir: batch_dir.to_path_buf() }
+    /// By the configuration's periods, over its batch folders.
+    pub fn new(db: Db, config: &Config) -> Self {
+        Purger { db, config: config.retention.clone(), batch_dir: config.batch.dir.clone() }
     }
 
     /// What a purge now would take, changing nothing.
@@ -87,7 +87,7 @@ impl Purger {
             let files = self.db.archived_files_to_purge(rule.before, batch)?;
             for file in &files {
                 let folders = Folders::of(&self.batch_dir, file.integration);
-                for name in [file.stored_name.clone(), format!("{}.metadata", file.stored_name)] {
+                for name in crate::batch::archived_names(&file.stored_name) {
                     remove(&folders.archive.join(name), None)?;
                 }
                 // Its receipt file, left in the outbox or kept in the archive: only a copy older than the period, not
@@ -106,7 +106,7 @@ impl Purger {
 
     /// Purges every `interval` while `fkoeko serve` runs (several instances on one database may each do it: a
     /// row is purged once, and counted by the one that did it).
-    pub fn spawn(self: Arc<Self>, interval: Duration) -> Periodic {
+    pub fn spawn(self, interval: Duration) -> Periodic {
         Periodic::spawn("retention", interval, move || {
             if let Err(error) = self.run("fkoeko serve", "daglig sletning") {
                 tracing::error!(
@@ -131,9 +131,5 @@ fn remove(path: &Path, older_than: Option<chrono::NaiveDateTime>) -> anyhow::Res
             return Ok(());
         }
     }
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("deleting {}", path.display())),
-    }
+    crate::files::remove_if_there(path).map(drop).with_context(|| format!("deleting {}", path.display()))
 }

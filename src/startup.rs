@@ -99,9 +99,7 @@ pub fn offline_pipeline(config: &Config) -> anyhow::Result<Pipeline> {
 /// is opened read-only (`fkoeko validate --database`): what a delivery would get from the running service.
 pub fn offline_pipeline_from_database(config: &Config) -> anyhow::Result<Pipeline> {
     let settings = Settings::from_config(config)?;
-    let url = &config.database.url;
-    let stored = Db::open_read_only(url, Duration::from_millis(config.database.busy_timeout_ms))
-        .with_context(|| format!("opening the database {url} to read"))?;
+    let stored = open_db_read_only(config)?;
     let version = stored.current_sortiment_version()?.context("no sortiment has been loaded into the database")?;
     let sortiment = stored.load_sortiment(version)?;
     let (_, mappings) = crate::pipeline::in_force(&stored, &config.targets)?;
@@ -173,6 +171,14 @@ pub fn open_db(config: &Config) -> anyhow::Result<Db> {
     let db = &config.database;
     refuse_root_on_others_database(&db.url)?;
     Db::open(&db.url, db.pool_size, Duration::from_millis(db.busy_timeout_ms)).with_context(|| format!("opening the database {}", db.url))
+}
+
+/// The configured database, to read only: dry runs (`fkoeko validate --database`, `fkoeko purge --dry-run`)
+/// neither make nor change it.
+pub fn open_db_read_only(config: &Config) -> anyhow::Result<Db> {
+    let url = &config.database.url;
+    Db::open_read_only(url, Duration::from_millis(config.database.busy_timeout_ms))
+        .with_context(|| format!("opening the database {url} to read"))
 }
 
 /// Parses and stores a sortiment file; errors name file and line.
@@ -257,7 +263,7 @@ impl Background {
             tasks.push(expected.spawn(Duration::from_secs(config.batch.expected_check_secs.max(1))));
         }
         if config.retention.interval_hours > 0 && !config.retention.periods().cutoffs(chrono::Utc::now().naive_utc()).is_empty() {
-            let purger = Arc::new(crate::retention::Purger::new(app.db.clone(), config.retention.clone(), &config.batch.dir));
+            let purger = crate::retention::Purger::new(app.db.clone(), config);
             tasks.push(purger.spawn(Duration::from_secs(config.retention.interval_hours * 3600)));
         }
         if config.paths.mappings_poll_interval_ms > 0 {

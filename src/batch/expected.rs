@@ -8,6 +8,7 @@ use chrono::{Local, NaiveDateTime, TimeZone};
 use tracing::warn;
 
 use crate::domain::alert::{Alert, AlertTarget, ExpectedFile, MissingFile};
+use crate::domain::sortiment::Sender;
 use crate::startup::App;
 use crate::task::Periodic;
 
@@ -31,8 +32,17 @@ impl ExpectedFiles {
             if self.app.db.batch_file_since(expected.sender, expected.integration, since)? {
                 continue;
             }
-            let file = self.missing_file(expected, day);
-            let target = self.target(expected);
+            // The sortiment in force names the sender and its owners.
+            let sortiment = self.app.pipeline.sortiment().ok();
+            let sender = sortiment.as_deref().and_then(|s| s.get(&expected.sender));
+            let file = MissingFile {
+                sender: expected.sender.to_string(),
+                sender_name: sender.map(|s| s.name.clone()),
+                integration: expected.integration.as_str().to_string(),
+                day: day.to_string(),
+                expected_by: expected.by.to_string(),
+            };
+            let target = self.target(expected, sender);
             let alert = Alert::ExpectedFileMissing(file.clone());
             if self.app.db.record_missing_file(expected.sender, expected.integration, day, target.as_ref().map(|t| (t, &alert)))? {
                 warn!(
@@ -48,31 +58,14 @@ impl ExpectedFiles {
         Ok(missing)
     }
 
-    fn missing_file(&self, expected: &ExpectedFile, day: chrono::NaiveDate) -> MissingFile {
-        let sortiment = self.app.pipeline.sortiment().ok();
-        MissingFile {
-            sender: expected.sender.to_string(),
-            sender_name: sortiment.as_ref().and_then(|s| s.get(&expected.sender).map(|s| s.name.clone())),
-            integration: expected.integration.as_str().to_string(),
-            day: day.to_string(),
-            expected_by: expected.by.to_string(),
-        }
-    }
-
     /// The sender's owners (unless the sortiment turned its alerts off) and the operators; none when alerts are
     /// off or nobody is named.
-    fn target(&self, expected: &ExpectedFile) -> Option<AlertTarget> {
+    fn target(&self, expected: &ExpectedFile, sender: Option<&Sender>) -> Option<AlertTarget> {
         let alerts = &self.app.config.alerts;
         if !alerts.enabled {
             return None;
         }
-        let owners = self
-            .app
-            .pipeline
-            .sortiment()
-            .ok()
-            .and_then(|s| s.get(&expected.sender).filter(|s| s.alerts).map(|s| s.owners.clone()))
-            .unwrap_or_default();
+        let owners = sender.filter(|s| s.alerts).map(|s| s.owners.clone()).unwrap_or_default();
         let (to, cc) = if owners.is_empty() { (alerts.operators.clone(), Vec::new()) } else { (owners, alerts.operators.clone()) };
         (!to.is_empty()).then(|| AlertTarget {
             group_key: format!("missing|{}|{}|{}", expected.sender, expected.integration.as_str(), to.join(",")),

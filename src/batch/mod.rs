@@ -411,7 +411,7 @@ impl Receiver {
     /// Moves a processed file (and its metadata) to the archive; already there is fine (a resumed run).
     fn archive(&self, folders: &Folders, stored: &str) -> anyhow::Result<()> {
         self.hashes.lock().expect("hashes lock").remove(stored);
-        for name in [stored.to_string(), format!("{stored}.metadata")] {
+        for name in archived_names(stored) {
             move_if_there(&folders.processing.join(&name), &folders.archive.join(&name)).with_context(|| format!("archiving {name}"))?;
         }
         sync_dir(&folders.archive).with_context(|| format!("syncing {}", folders.archive.display()))?;
@@ -463,6 +463,11 @@ pub const MAX_NAME_BYTES: usize = 200;
 /// The receipt file's name: the input's, with `.kvittering.xml` for its `.xml`.
 pub fn receipt_name(file_name: &str) -> String {
     format!("{}.kvittering.xml", file_name.strip_suffix(".xml").unwrap_or(file_name))
+}
+
+/// What archiving a file moves (and a purge of the archive deletes): the file and its metadata.
+pub fn archived_names(stored: &str) -> [String; 2] {
+    [stored.to_string(), format!("{stored}.metadata")]
 }
 
 /// The name a file arrived under, from its name in processing/ ("<time>-<name>").

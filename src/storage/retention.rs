@@ -231,12 +231,15 @@ fn pseudonymise_rejected_receipts(
         .select((receipts::kvittering_id, receipts::receipt_json))
         .limit(batch)
         .load(conn)?;
-    for (id, json) in &rows {
-        let json = pseudonymise_receipts(json).unwrap_or_else(|| json.clone());
-        diesel::update(receipts::table.find(id)).set((receipts::receipt_json.eq(json), receipts::purged_at.eq(now))).execute(conn)?;
-    }
+    // Each marked in one statement; only a receipt with something to remove is written again.
     let ids: Vec<&String> = rows.iter().map(|(id, _)| id).collect();
-    diesel::update(receipt_errors::table.filter(receipt_errors::kvittering_id.eq_any(ids)))
+    diesel::update(receipts::table.filter(receipts::kvittering_id.eq_any(&ids))).set(receipts::purged_at.eq(now)).execute(conn)?;
+    for (id, json) in &rows {
+        if let Some(json) = pseudonymise_receipts(json) {
+            diesel::update(receipts::table.find(id)).set(receipts::receipt_json.eq(json)).execute(conn)?;
+        }
+    }
+    diesel::update(receipt_errors::table.filter(receipt_errors::kvittering_id.eq_any(&ids)))
         .set((receipt_errors::text.eq(PURGED_TEXT), receipt_errors::value.eq(None::<String>)))
         .execute(conn)?;
     Ok(Batch::of(rows.len(), &[rows.len()], batch))
@@ -245,13 +248,12 @@ fn pseudonymise_rejected_receipts(
 fn pseudonymise_deliveries(conn: &mut AnyConnection, before: NaiveDateTime, batch: i64, now: NaiveDateTime) -> Result<Batch, StorageError> {
     let rows: Vec<(i32, String)> =
         deliveries::table.filter(deliveries_past!(before)).select((deliveries::id, deliveries::response_json)).limit(batch).load(conn)?;
+    let ids: Vec<i32> = rows.iter().map(|(id, _)| *id).collect();
+    diesel::update(deliveries::table.filter(deliveries::id.eq_any(&ids))).set(deliveries::purged_at.eq(now)).execute(conn)?;
     for (id, json) in &rows {
-        match pseudonymise_receipts(json) {
-            Some(json) => diesel::update(deliveries::table.find(id))
-                .set((deliveries::response_json.eq(json), deliveries::purged_at.eq(now)))
-                .execute(conn)?,
-            None => diesel::update(deliveries::table.find(id)).set(deliveries::purged_at.eq(now)).execute(conn)?,
-        };
+        if let Some(json) = pseudonymise_receipts(json) {
+            diesel::update(deliveries::table.find(id)).set(deliveries::response_json.eq(json)).execute(conn)?;
+        }
     }
     let alerts: Vec<i32> = alert_outbox::table.filter(alerts_past!(before)).select(alert_outbox::id).limit(batch).load(conn)?;
     diesel::delete(alert_outbox::table.filter(alert_outbox::id.eq_any(&alerts))).execute(conn)?;

@@ -417,9 +417,7 @@ pub(super) async fn retention(
         Err(refused) => return refused,
     };
     let app = state.app.clone();
-    match blocking(move || crate::retention::Purger::new(app.db.clone(), app.config.retention.clone(), &app.config.batch.dir).dry_run())
-        .await
-    {
+    match blocking(move || crate::retention::Purger::new(app.db.clone(), &app.config).dry_run()).await {
         Ok(outcomes) => html(pages::retention(&user, &state.app.config.retention.periods(), &outcomes, query.slettet)),
         Err(response) => response,
     }
@@ -435,8 +433,7 @@ pub(super) async fn purge(logged_in: LoggedIn, req: HttpRequest, state: web::Dat
         Err(refused) => return refused,
     };
     let (app, actor, origin) = (state.app.clone(), user.name.clone(), peer(&req).unwrap_or_default());
-    let run =
-        move || crate::retention::Purger::new(app.db.clone(), app.config.retention.clone(), &app.config.batch.dir).run(&actor, &origin);
+    let run = move || crate::retention::Purger::new(app.db.clone(), &app.config).run(&actor, &origin);
     match blocking(run).await {
         Ok(outcomes) => {
             let rows: u64 = outcomes.iter().map(|o| o.rows).sum();

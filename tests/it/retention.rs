@@ -202,7 +202,7 @@ fn an_archived_batch_file_past_its_period_is_deleted_and_its_receipt_file_entrie
     let touched = std::process::Command::new("touch").args(["-d", LONG_AGO]).arg(&old_receipt).status().unwrap();
     assert!(touched.success());
 
-    let purger = Purger::new(batch.app.db.clone(), batch.config.retention.clone(), &batch.config.batch.dir);
+    let purger = Purger::new(batch.app.db.clone(), &batch.config);
     assert_eq!(purger.dry_run().unwrap()[0].rows, 1);
     let outcome = purger.run("en driftsansvarlig", "en test").unwrap();
     assert_eq!(outcome[0].rows, 1);

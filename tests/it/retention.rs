@@ -263,3 +263,67 @@ fn a_dry_run_makes_no_database_and_root_is_refused_a_database_that_is_the_servic
     assert!(stderr.contains("this command runs as root") && stderr.contains("runuser -u "), "{stderr}");
     assert!(!db.exists(), "nothing made as root");
 }
+
+#[test]
+fn a_purge_running_while_senders_deliver_many_at_once_loses_nothing_and_books_nothing_twice() {
+    use crate::common::delivery::{indented, one_line};
+    let app = TestApp::start();
+    // 120 finansbilag from long ago, picked up by the ERP: past the period.
+    let old: Vec<Delivery> = (0..120).map(|n| Delivery::one(&format!("GAMMEL-{n}"))).collect();
+    for delivery in &old {
+        assert_eq!(app.send(&one_line(&delivery.soap11())).receipts[0].status, Status::Accepteret);
+    }
+    app.execute(&format!(
+        "UPDATE erp_journal SET status = 'HENTET', created_at = '{LONG_AGO}', picked_up_at = '{LONG_AGO}';
+         UPDATE receipts SET processed_at = '{LONG_AGO}'; UPDATE deliveries SET received_at = '{LONG_AGO}';"
+    ));
+    let mut config = app.config.clone();
+    config.retention.import_rows_days = days(30);
+    config.retention.receipts_days = days(30);
+    config.retention.delivery_records_days = days(30);
+    // A few rows a transaction: many purge transactions between the deliveries' own.
+    config.retention.batch_rows = std::num::NonZeroU32::new(7).unwrap();
+    let purger = Purger::new(app.server.as_ref().unwrap().app.db.clone(), &config);
+
+    // Eight senders at once, on one line and indented, each sending new finansbilag and re-sending old ones,
+    // while the purge runs again and again.
+    let answers: Vec<(String, Status, String)> = std::thread::scope(|s| {
+        let purging = s.spawn(|| (0..5).map(|_| purger.run("test", "samtidig").unwrap().iter().map(|o| o.rows).sum::<u64>()).sum::<u64>());
+        let senders: Vec<_> = (0..8)
+            .map(|sender| {
+                let (app, old) = (&app, &old);
+                s.spawn(move || {
+                    let mut answers = Vec::new();
+                    for n in 0..25 {
+                        let (reference, delivery) = if n % 5 == 4 {
+                            let resent = &old[sender * 5 + n / 5];
+                            (resent.bilag[0].id.clone(), Delivery { delivery_id: crate::common::delivery::new_id(), ..resent.clone() })
+                        } else {
+                            let id = format!("NY-{sender}-{n}");
+                            (id.clone(), Delivery::one(&id))
+                        };
+                        let body = if n % 2 == 0 { one_line(&delivery.soap11()) } else { indented(&delivery.soap11()) };
+                        let set = app.send(&body);
+                        answers.push((reference, set.receipts[0].status, set.receipts[0].id.to_string()));
+                    }
+                    answers
+                })
+            })
+            .collect();
+        let answers = senders.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        assert!(purging.join().unwrap() >= 120, "the old finansbilag were purged");
+        answers
+    });
+    assert_eq!(answers.len(), 200);
+    assert!(answers.iter().all(|(_, status, _)| *status == Status::Accepteret), "{answers:?}");
+    // Every new finansbilag is booked once with its lines; every old one re-sent got its first receipt and nothing.
+    let first =
+        |reference: &str| app.rows(&format!("SELECT json_array(kvittering_id) AS row FROM receipts WHERE reference = '{reference}'"), 1);
+    for (reference, _, receipt) in &answers {
+        assert_eq!(first(reference), vec![vec![Some(receipt.clone())]], "{reference}: one receipt, the one answered");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM erp_journal WHERE bilag_id LIKE 'NY-%'"), 160);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM erp_journal WHERE bilag_id LIKE 'GAMMEL-%'"), 0);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM erp_journal_lines"), 320);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM receipts WHERE status = 'Accepteret'"), 280);
+}

@@ -145,10 +145,10 @@ fn user_name(uid: u32) -> Option<String> {
 /// it, so it is refused with the way to run it as that user.
 fn refuse_root_on_others_database(url: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    if crate::storage::Backend::of(url) != crate::storage::Backend::Sqlite || process_uid() != Some(0) || url == ":memory:" {
+    let Some(path) = crate::storage::Backend::sqlite_path(url).filter(|p| *p != ":memory:").map(Path::new) else { return Ok(()) };
+    if process_uid() != Some(0) {
         return Ok(());
     }
-    let path = Path::new(url.strip_prefix("sqlite://").unwrap_or(url));
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),

@@ -102,6 +102,11 @@ impl Backend {
             Backend::Sqlite
         }
     }
+
+    /// The SQLite file a URL names (`sqlite://` optional); none for PostgreSQL.
+    pub fn sqlite_path(url: &str) -> Option<&str> {
+        (Backend::of(url) == Backend::Sqlite).then(|| url.strip_prefix("sqlite://").unwrap_or(url))
+    }
 }
 
 /// Opens connections of the backend the URL names, never falling back to the other one (a PostgreSQL URL
@@ -190,15 +195,14 @@ impl Db {
     /// Opens the database (a SQLite file is created if needed) and applies pending migrations.
     pub fn open(url: &str, pool_size: u32, busy_timeout: Duration) -> Result<Self, StorageError> {
         let backend = Backend::of(url);
-        let url = match backend {
-            Backend::Sqlite => {
-                let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        let url = match Backend::sqlite_path(url) {
+            Some(path) => {
                 if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| StorageError::Connect(format!("{}: {e}", dir.display())))?;
                 }
                 path.to_string()
             }
-            Backend::Postgres => url.to_string(),
+            None => url.to_string(),
         };
         let pool = Pool::builder()
             .max_size(pool_size)
@@ -227,10 +231,7 @@ impl Db {
     /// Opens an existing, migrated database only to read it: nothing is created, migrated or written.
     pub fn open_read_only(url: &str, busy_timeout: Duration) -> Result<Self, StorageError> {
         let backend = Backend::of(url);
-        let url = match backend {
-            Backend::Sqlite => url.strip_prefix("sqlite://").unwrap_or(url).to_string(),
-            Backend::Postgres => url.to_string(),
-        };
+        let url = Backend::sqlite_path(url).unwrap_or(url).to_string();
         let pool = Pool::builder()
             .max_size(1)
             // A command, not a service: a database that is not there is said at once.

@@ -207,11 +207,8 @@ impl Keys {
         let plans = || parts.iter().flat_map(|(_, plans)| plans.iter());
         let journals = plans().filter(|p| matches!(p.booking(), Some(Booking::Finans(_)))).count();
         let claims = plans().filter(|p| matches!(p.booking(), Some(Booking::Claim(_)))).count();
-        Ok(Keys {
-            deliveries: store::take_keys(conn, Keyed::Deliveries, deliveries)?.into_iter(),
-            journal: store::take_keys(conn, Keyed::Journal, journals)?.into_iter(),
-            claims: store::take_keys(conn, Keyed::Claims, claims)?.into_iter(),
-        })
+        let [deliveries, journal, claims] = store::take_keys(conn, [deliveries, journals, claims])?;
+        Ok(Keys { deliveries: deliveries.into_iter(), journal: journal.into_iter(), claims: claims.into_iter() })
     }
 
     fn next(&mut self, table: Keyed) -> Result<i32, StorageError> {

@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::amount::DbAmount;
+use super::fixed::{in_list, ReceiptAccepted, TakeKeys};
 use super::schema::{
     alert_outbox, deliveries, erp_claim_parties, erp_claims, erp_debtor_data, erp_debtors, erp_journal, erp_journal_lines, receipt_errors,
     receipts,
@@ -43,46 +44,41 @@ pub fn earlier_delivery(conn: &mut AnyConnection, id: Uuid) -> Result<Option<(i3
 /// The deliveries written before under any of these LeveranceIds: each with its LeveranceId and key. One query.
 pub fn earlier_deliveries(conn: &mut AnyConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, i32, EarlierDelivery)>, StorageError> {
     let mut found = Vec::new();
-    // In slices: SQLite allows a limited number of parameters in one statement.
-    for ids in ids.chunks(500) {
-        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-        let rows: Vec<(Option<String>, i32, String, String)> = deliveries::table
-            .filter(deliveries::leverance_id.eq_any(&ids))
-            .select((deliveries::leverance_id, deliveries::id, deliveries::request_hash, deliveries::response_json))
-            .load(conn)?;
-        for (id, key, request_hash, response) in rows {
-            let id =
-                id.and_then(|id| Uuid::parse_str(&id).ok()).ok_or_else(|| StorageError::Corrupt(format!("delivery {key}: LeveranceId")))?;
-            found.push((id, key, EarlierDelivery { request_hash, response }));
-        }
+    if ids.is_empty() {
+        return Ok(found);
+    }
+    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    let rows: Vec<(Option<String>, i32, String, String)> = deliveries::table
+        .filter(in_list(deliveries::leverance_id, &ids))
+        .select((deliveries::leverance_id, deliveries::id, deliveries::request_hash, deliveries::response_json))
+        .load(conn)?;
+    for (id, key, request_hash, response) in rows {
+        let id =
+            id.and_then(|id| Uuid::parse_str(&id).ok()).ok_or_else(|| StorageError::Corrupt(format!("delivery {key}: LeveranceId")))?;
+        found.push((id, key, EarlierDelivery { request_hash, response }));
     }
     Ok(found)
 }
 
 /// The receipts accepted before from `sender` in `integration` under any of these references (BilagId,
-/// FordringId): each with its reference. One query (a slice of references at a time), on the index that keeps an
-/// item accepted once.
+/// FordringId): each with its reference. One query of a fixed shape, on the index that keeps an item accepted once.
 pub fn accepted_items(
     conn: &mut AnyConnection,
     integration: Integration,
     sender: Uuid,
     references: &[&str],
 ) -> Result<Vec<(String, EarlierItem)>, StorageError> {
-    let sender = sender.to_string();
-    let mut found = Vec::new();
-    for references in references.chunks(500) {
-        let rows: Vec<(String, String, String)> = receipts::table
-            .filter(receipts::integration.eq(Stored(integration)))
-            .filter(receipts::afsender_system.eq(&sender))
-            .filter(receipts::reference.eq_any(references))
-            // Written out, not bound: a planner can use the partial index `receipts_accepted_by_reference` only when it
-            // can see that the query asks for what the index holds, and a bound value it cannot see (PostgreSQL's
-            // plan for a prepared statement, SQLite always) leaves a scan of every receipt.
-            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("receipts.status = 'Accepteret'"))
-            .select((receipts::reference, receipts::content_hash, receipts::receipt_json))
-            .load(conn)?;
-        found.extend(rows.into_iter().map(|(reference, content_hash, receipt)| (reference, EarlierItem { content_hash, receipt })));
+    if references.is_empty() {
+        return Ok(Vec::new());
     }
+    let rows: Vec<(String, String, String)> = receipts::table
+        .filter(receipts::integration.eq(Stored(integration)))
+        .filter(receipts::afsender_system.eq(sender.to_string()))
+        .filter(in_list(receipts::reference, references))
+        .filter(ReceiptAccepted)
+        .select((receipts::reference, receipts::content_hash, receipts::receipt_json))
+        .load(conn)?;
+    let found = rows.into_iter().map(|(reference, content_hash, receipt)| (reference, EarlierItem { content_hash, receipt })).collect();
     Ok(found)
 }
 
@@ -96,6 +92,9 @@ pub enum Keyed {
 }
 
 impl Keyed {
+    /// In the order `take_keys` counts and returns them.
+    pub const ALL: [Keyed; 3] = [Keyed::Deliveries, Keyed::Journal, Keyed::Claims];
+
     pub fn name(self) -> &'static str {
         match self {
             Keyed::Deliveries => "deliveries",
@@ -105,37 +104,26 @@ impl Keyed {
     }
 }
 
-/// `n` new keys of `table`, in one query. PostgreSQL: from the table's sequence, which no other transaction
-/// will hand out again. SQLite: after the highest key it ever gave (AUTOINCREMENT's own record); the write
-/// transaction holds SQLite's one write lock, so nobody else takes keys until it ends, and inserting them
-/// moves that record on.
-pub fn take_keys(conn: &mut AnyConnection, table: Keyed, n: usize) -> Result<Vec<i32>, StorageError> {
-    #[derive(QueryableByName)]
-    struct Key {
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        id: i32,
+/// New keys for each of the keyed tables (`counts` in the order of `Keyed::ALL`), in one query of a fixed shape.
+/// PostgreSQL: from the tables' sequences, which no other transaction will hand out again. SQLite: after the
+/// highest key each table ever gave (AUTOINCREMENT's own record); the write transaction holds SQLite's one write
+/// lock, so nobody else takes keys until it ends, and inserting them moves that record on.
+pub fn take_keys(conn: &mut AnyConnection, counts: [usize; 3]) -> Result<[Vec<i32>; 3], StorageError> {
+    let mut keys: [Vec<i32>; 3] = Default::default();
+    if counts.iter().all(|&n| n == 0) {
+        return Ok(keys);
     }
-    if n == 0 {
-        return Ok(Vec::new());
+    let rows: Vec<(i32, i32)> = TakeKeys { counts: counts.map(|n| n as i32) }.load(conn)?;
+    let postgres = matches!(conn, AnyConnection::Postgresql(_));
+    for (table, key) in rows {
+        let table = usize::try_from(table).ok().filter(|&t| t < 3).ok_or_else(|| StorageError::Corrupt(format!("key of table {table}")))?;
+        if postgres {
+            keys[table].push(key);
+        } else {
+            keys[table] = (1..=counts[table] as i32).map(|k| key + k).collect();
+        }
     }
-    Ok(match conn {
-        AnyConnection::Postgresql(_) => {
-            let sql = format!(
-                "SELECT CAST(nextval(pg_get_serial_sequence('{}', 'id')) AS INTEGER) AS id FROM generate_series(1, $1)",
-                table.name()
-            );
-            diesel::sql_query(sql).bind::<diesel::sql_types::Integer, _>(n as i32).load::<Key>(conn)?.into_iter().map(|k| k.id).collect()
-        }
-        AnyConnection::Sqlite(_) => {
-            // The highest key given so far; a table never written to has no row here (and no rows).
-            let sql = format!(
-                "SELECT CAST(MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{0}'), 0), COALESCE((SELECT MAX(id) FROM {0}), 0)) AS INTEGER) AS id",
-                table.name()
-            );
-            let last = diesel::sql_query(sql).get_result::<Key>(conn)?.id;
-            (1..=n as i32).map(|k| last + k).collect()
-        }
-    })
+    Ok(keys)
 }
 
 /// A delivery's row as it is first written, its outcome still open.
@@ -165,7 +153,8 @@ struct NewDelivery<'a> {
 /// Writes a delivery's row, its outcome still open (a batch file's, recorded as its chunks are written);
 /// returns its key.
 pub fn insert_delivery(conn: &mut AnyConnection, record: &DeliveryRecord, at: DateTime<Utc>) -> Result<i32, StorageError> {
-    let key = take_keys(conn, Keyed::Deliveries, 1)?[0];
+    let [deliveries, _, _] = take_keys(conn, [1, 0, 0])?;
+    let key = deliveries[0];
     insert_deliveries(conn, &[DeliveryRow { key, record, at, accepted: 0, rejected: 0, response: String::new() }])?;
     Ok(key)
 }

@@ -1,0 +1,191 @@
+//! Query parts whose SQL has one shape whatever the number of values, so that a statement using them is
+//! prepared once per connection and taken from diesel's statement cache afterwards (and, on PostgreSQL, kept as
+//! a prepared statement the server parses and plans once).
+//!
+//! Why: diesel marks a statement with a list of binds (`eq_any` on SQLite: `IN (?, ?, …)`) or with raw SQL
+//! (`sql`, `sql_query`) as not to be cached, so the writer's reads were compiled again for every group of
+//! deliveries: on SQLite about a tenth of the writer thread's time went to SQLite's parser.
+
+use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Bool, Integer, Text};
+use diesel::{QueryResult, RunQueryDsl};
+
+use super::booking::Keyed;
+use super::MultiBackend;
+
+/// `column IN (values)`, the values bound as one JSON array of strings: SQLite reads it with `json_each`,
+/// PostgreSQL makes an array of it once and compares with `= ANY` (which its planner serves from the column's
+/// index).
+#[derive(Debug, Clone, QueryId)]
+pub struct InJsonList<C> {
+    column: C,
+    values: String,
+}
+
+/// `column` is one of `values`, in one fixed statement shape.
+pub fn in_list<C, S: AsRef<str>>(column: C, values: &[S]) -> InJsonList<C> {
+    let values = serde_json::to_string(&values.iter().map(AsRef::as_ref).collect::<Vec<&str>>()).expect("strings serialize");
+    InJsonList { column, values }
+}
+
+impl<C: Expression> Expression for InJsonList<C> {
+    type SqlType = Bool;
+}
+
+impl<C: ValidGrouping<()>> ValidGrouping<()> for InJsonList<C> {
+    type IsAggregate = C::IsAggregate;
+}
+
+impl<C: AppearsOnTable<QS>, QS> AppearsOnTable<QS> for InJsonList<C> where Self: Expression {}
+
+impl<C: SelectableExpression<QS>, QS> SelectableExpression<QS> for InJsonList<C> where Self: AppearsOnTable<QS> {}
+
+impl<C: QueryFragment<MultiBackend>> QueryFragment<MultiBackend> for InJsonList<C> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        self.column.walk_ast(out.reborrow())?;
+        let postgres = matches!(out.backend(), MultiBackend::Postgresql(_));
+        out.push_sql(if postgres { " = ANY(ARRAY(SELECT json_array_elements_text(CAST(" } else { " IN (SELECT value FROM json_each(" });
+        out.push_bind_param::<Text, String>(&self.values)?;
+        out.push_sql(if postgres { " AS json))))" } else { "))" });
+        Ok(())
+    }
+}
+
+/// `receipts.status = 'Accepteret'`, written out rather than bound: a planner uses the partial index
+/// `receipts_accepted_by_reference` only when it can see that the query asks for what the index holds, and a
+/// bound value it cannot see (PostgreSQL's generic plan for a prepared statement, SQLite always) leaves a scan of
+/// every receipt.
+#[derive(Debug, Clone, Copy, QueryId)]
+pub struct ReceiptAccepted;
+
+impl Expression for ReceiptAccepted {
+    type SqlType = Bool;
+}
+
+impl ValidGrouping<()> for ReceiptAccepted {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl AppearsOnTable<super::schema::receipts::table> for ReceiptAccepted {}
+
+impl SelectableExpression<super::schema::receipts::table> for ReceiptAccepted {}
+
+impl QueryFragment<MultiBackend> for ReceiptAccepted {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        out.push_sql("receipts.status = 'Accepteret'");
+        Ok(())
+    }
+}
+
+/// Keys for new rows of the three tables whose keys are taken before their rows are written (`Keyed`), in one
+/// statement: rows of (table, key), the table as its place in `Keyed::ALL`. PostgreSQL takes them from the
+/// tables' sequences; SQLite returns each table's highest key given so far, once, and the caller counts on from it
+/// (inside the write transaction no one else writes).
+#[derive(Debug, Clone, Copy, QueryId)]
+pub struct TakeKeys {
+    pub counts: [i32; 3],
+}
+
+impl Query for TakeKeys {
+    type SqlType = (Integer, Integer);
+}
+
+impl<Conn> RunQueryDsl<Conn> for TakeKeys {}
+
+impl QueryFragment<MultiBackend> for TakeKeys {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        let postgres = matches!(out.backend(), MultiBackend::Postgresql(_));
+        for (n, table) in Keyed::ALL.iter().map(|t| t.name()).enumerate() {
+            if n > 0 {
+                out.push_sql(" UNION ALL ");
+            }
+            if postgres {
+                out.push_sql(&format!(
+                    "SELECT {n}, CAST(nextval(pg_get_serial_sequence('{table}', 'id')) AS INTEGER) FROM generate_series(1, "
+                ));
+                out.push_bind_param::<Integer, i32>(&self.counts[n])?;
+                out.push_sql(")");
+            } else {
+                // The highest key given so far; a table never written to has no row in sqlite_sequence (and no rows).
+                out.push_sql(&format!(
+                    "SELECT {n}, CAST(MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0), \
+                     COALESCE((SELECT MAX(id) FROM {table}), 0)) AS INTEGER)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use diesel::connection::{Connection, InstrumentationEvent};
+    use diesel::prelude::*;
+
+    use super::in_list;
+    use crate::storage::booking::take_keys;
+    use crate::storage::schema::admin_users_seen::dsl::*;
+    use crate::storage::{AnyConnection, Db};
+
+    /// The SQL of every statement the connection prepares (and caches) from now on.
+    fn prepared(conn: &mut AnyConnection) -> Arc<Mutex<Vec<String>>> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::CacheQuery { sql, .. } = event {
+                log.lock().unwrap().push(sql.to_string());
+            }
+        });
+        seen
+    }
+
+    #[test]
+    fn a_list_of_any_length_is_one_statement_prepared_once_and_matches_exactly_its_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db").display().to_string(), 1, Duration::from_secs(5)).unwrap();
+        let mut conn = db.conn().unwrap();
+        let odd = ["qu\"ote", "back\\slash", "æøå 'x'", "a,b", "[]"];
+        let names: Vec<String> = (0..1_200).map(|n| format!("user {n}")).chain(odd.map(String::from)).collect();
+        for n in &names {
+            diesel::insert_into(admin_users_seen)
+                .values((name.eq(n), role.eq("read"), password_digest.eq("d")))
+                .execute(&mut *conn)
+                .unwrap();
+        }
+        let seen = prepared(&mut conn);
+        let mut find = |wanted: &[&str]| -> Vec<String> {
+            admin_users_seen.filter(in_list(name, wanted)).select(name).order(name).load(&mut *conn).unwrap()
+        };
+        assert_eq!(find(&[]), Vec::<String>::new());
+        let mut expected: Vec<String> = odd.map(String::from).to_vec();
+        expected.sort();
+        assert_eq!(
+            find(&[odd.as_slice(), &["nobody", "user"]].concat()),
+            expected,
+            "quotes, backslashes, commas and brackets are values, not syntax"
+        );
+        // More than SQLite allows as separate parameters in one statement (the old lists went in slices of 500).
+        let many: Vec<&str> = names[..1_100].iter().map(String::as_str).collect();
+        assert_eq!(find(&many).len(), 1_100);
+        assert_eq!(find(&["user 7"]), ["user 7"]);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "one statement, prepared once, for lists of 0, 7, 1,100 and 1 values: {seen:?}");
+        assert!(seen[0].contains("json_each"), "{seen:?}");
+    }
+
+    #[test]
+    fn keys_of_the_three_tables_come_from_one_statement_prepared_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db").display().to_string(), 1, Duration::from_secs(5)).unwrap();
+        let mut conn = db.conn().unwrap();
+        let seen = prepared(&mut conn);
+        assert_eq!(take_keys(&mut conn, [2, 1, 0]).unwrap(), [vec![1, 2], vec![1], vec![]]);
+        assert_eq!(take_keys(&mut conn, [0, 0, 3]).unwrap(), [vec![], vec![], vec![1, 2, 3]]);
+        assert_eq!(take_keys(&mut conn, [0, 0, 0]).unwrap(), [Vec::<i32>::new(), vec![], vec![]], "nothing asked, nothing read");
+        assert_eq!(seen.lock().unwrap().len(), 1, "{:?}", seen.lock().unwrap());
+    }
+}

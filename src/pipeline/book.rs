@@ -274,9 +274,7 @@ impl<'a> Writes<'a> {
         }
         self.receipts.sort_by(|a, b| unique(a).cmp(&unique(b)));
         self.journals.sort_by(|a, b| (&a.sender, &a.booking.bilag.bilag_id).cmp(&(&b.sender, &b.booking.bilag.bilag_id)));
-        store::insert_deliveries(conn, &self.deliveries)?;
-        store::insert_receipts(conn, &self.receipts)?;
-        store::insert_journals(conn, &self.journals)?;
+        store::insert_booked(conn, &self.deliveries, &self.receipts, &self.journals)?;
         for c in &self.claims {
             store::book_claim(conn, c.key, c.kvittering_id, c.delivery_key, &c.sender, c.claim, c.at)?;
         }

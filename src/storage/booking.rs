@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
+use diesel::query_builder::QueryFragment;
 use uuid::Uuid;
 
 use super::amount::DbAmount;
@@ -258,10 +259,18 @@ pub struct ReceiptRow<'a> {
 
 /// Writes items' receipts and their errors.
 pub fn insert_receipts(conn: &mut AnyConnection, rows: &[ReceiptRow]) -> Result<(), StorageError> {
-    let ids: Vec<String> = rows.iter().map(|r| r.receipt.id.to_string()).collect();
-    let receipts: Vec<NewReceipt> = rows
-        .iter()
-        .zip(&ids)
+    let ids = receipt_ids(rows);
+    insert_rows!(conn, receipts::table, &new_receipts(rows, &ids))?;
+    insert_rows!(conn, receipt_errors::table, &new_receipt_errors(rows, &ids))
+}
+
+fn receipt_ids(rows: &[ReceiptRow]) -> Vec<String> {
+    rows.iter().map(|r| r.receipt.id.to_string()).collect()
+}
+
+fn new_receipts<'a>(rows: &'a [ReceiptRow], ids: &'a [String]) -> Vec<NewReceipt<'a>> {
+    rows.iter()
+        .zip(ids)
         .map(|(row, id)| NewReceipt {
             kvittering_id: id,
             delivery_id: row.delivery_key,
@@ -274,11 +283,12 @@ pub fn insert_receipts(conn: &mut AnyConnection, rows: &[ReceiptRow]) -> Result<
             erp_reference: row.receipt.erp_reference.as_deref(),
             receipt_json: to_json(&row.receipt),
         })
-        .collect();
-    insert_rows!(conn, receipts::table, &receipts)?;
-    let errors: Vec<NewReceiptError> = rows
-        .iter()
-        .zip(&ids)
+        .collect()
+}
+
+fn new_receipt_errors<'a>(rows: &'a [ReceiptRow], ids: &'a [String]) -> Vec<NewReceiptError<'a>> {
+    rows.iter()
+        .zip(ids)
         .flat_map(|(row, id)| {
             row.receipt.errors.iter().enumerate().map(move |(position, error)| NewReceiptError {
                 kvittering_id: id,
@@ -291,9 +301,87 @@ pub fn insert_receipts(conn: &mut AnyConnection, rows: &[ReceiptRow]) -> Result<
                 value: error.value.as_deref(),
             })
         })
-        .collect();
-    insert_rows!(conn, receipt_errors::table, &errors)
+        .collect()
 }
+
+/// A group's deliveries, receipts (with their errors) and finansbilag (with their lines). On PostgreSQL, when the
+/// rows are few enough for one statement's parameters, as one statement (each table's insert a `WITH` clause of
+/// it): one round trip instead of one a table. The foreign keys between them are checked at the statement's end,
+/// when all of it is in. Otherwise (SQLite, where a statement costs no round trip; or many rows) a table at a
+/// time, in the order the tables refer to each other.
+pub fn insert_booked(
+    conn: &mut AnyConnection,
+    deliveries: &[DeliveryRow],
+    receipts: &[ReceiptRow],
+    journals: &[JournalRow],
+) -> Result<(), StorageError> {
+    let delivery_rows: Vec<NewDelivery> = deliveries.iter().map(new_delivery).collect();
+    let ids = receipt_ids(receipts);
+    let (receipt_rows, error_rows) = (new_receipts(receipts, &ids), new_receipt_errors(receipts, &ids));
+    let journal_ids = journal_ids(journals);
+    let (journal_rows, line_rows) = (new_journals(journals, &journal_ids), new_journal_lines(journals));
+    let rows = delivery_rows.len() + receipt_rows.len() + error_rows.len() + journal_rows.len();
+    match conn {
+        // At most about 25 parameters a row: well within PostgreSQL's 65,535 a statement.
+        AnyConnection::Postgresql(pg) if rows <= 1_000 && line_rows.len() <= 1_500 => {
+            let mut inserts: Vec<Box<dyn QueryFragment<diesel::pg::Pg> + '_>> = Vec::new();
+            if !delivery_rows.is_empty() {
+                inserts.push(Box::new(diesel::insert_into(deliveries::table).values(&delivery_rows)));
+            }
+            if !receipt_rows.is_empty() {
+                inserts.push(Box::new(diesel::insert_into(receipts::table).values(&receipt_rows)));
+            }
+            if !error_rows.is_empty() {
+                inserts.push(Box::new(diesel::insert_into(receipt_errors::table).values(&error_rows)));
+            }
+            if !journal_rows.is_empty() {
+                inserts.push(Box::new(diesel::insert_into(erp_journal::table).values(&journal_rows)));
+            }
+            if !line_rows.is_empty() {
+                inserts.push(Box::new(diesel::insert_into(erp_journal_lines::table).values(&line_rows)));
+            }
+            if !inserts.is_empty() {
+                AllInOne(inserts).execute(pg)?;
+            }
+            Ok(())
+        }
+        _ => {
+            insert_rows!(conn, deliveries::table, &delivery_rows)?;
+            insert_rows!(conn, receipts::table, &receipt_rows)?;
+            insert_rows!(conn, receipt_errors::table, &error_rows)?;
+            insert_rows!(conn, erp_journal::table, &journal_rows)?;
+            insert_rows!(conn, erp_journal_lines::table, &line_rows)
+        }
+    }
+}
+
+/// PostgreSQL statements run as one: all but the last as `WITH` clauses of the last.
+struct AllInOne<'a>(Vec<Box<dyn QueryFragment<diesel::pg::Pg> + 'a>>);
+
+impl QueryFragment<diesel::pg::Pg> for AllInOne<'_> {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        // Its shape changes with which tables have rows and how many; the parts are not cached either.
+        out.unsafe_to_cache_prepared();
+        let Some((last, first)) = self.0.split_last() else { return Ok(()) };
+        for (n, part) in first.iter().enumerate() {
+            out.push_sql(if n == 0 { "WITH " } else { ", " });
+            out.push_sql(&format!("written_{n} AS ("));
+            part.walk_ast(out.reborrow())?;
+            out.push_sql(")");
+        }
+        if !first.is_empty() {
+            out.push_sql(" ");
+        }
+        last.walk_ast(out.reborrow())
+    }
+}
+
+impl diesel::query_builder::QueryId for AllInOne<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl RunQueryDsl<diesel::pg::PgConnection> for AllInOne<'_> {}
 
 /// Inserts rows: one statement a row on SQLite, many rows a statement on PostgreSQL. SQLite runs in this
 /// process, so a row costs no round trip, and a one-row insert is prepared once and kept by diesel, while a
@@ -357,10 +445,18 @@ pub struct JournalRow<'a> {
 
 /// Writes the import rows of accepted finansbilag: a journal row each, and a line for each postering.
 pub fn insert_journals(conn: &mut AnyConnection, rows: &[JournalRow]) -> Result<(), StorageError> {
-    let ids: Vec<String> = rows.iter().map(|r| r.kvittering_id.to_string()).collect();
-    let journals: Vec<NewJournal> = rows
-        .iter()
-        .zip(&ids)
+    let ids = journal_ids(rows);
+    insert_rows!(conn, erp_journal::table, &new_journals(rows, &ids))?;
+    insert_rows!(conn, erp_journal_lines::table, &new_journal_lines(rows))
+}
+
+fn journal_ids(rows: &[JournalRow]) -> Vec<String> {
+    rows.iter().map(|r| r.kvittering_id.to_string()).collect()
+}
+
+fn new_journals<'a>(rows: &'a [JournalRow], ids: &'a [String]) -> Vec<NewJournal<'a>> {
+    rows.iter()
+        .zip(ids)
         .map(|(row, id)| NewJournal {
             id: row.key,
             kvittering_id: id,
@@ -372,10 +468,11 @@ pub fn insert_journals(conn: &mut AnyConnection, rows: &[JournalRow]) -> Result<
             mapping_version: &row.booking.mapping_version,
             created_at: row.at.naive_utc(),
         })
-        .collect();
-    insert_rows!(conn, erp_journal::table, &journals)?;
-    let lines: Vec<NewJournalLine> = rows.iter().flat_map(|row| journal_lines(row.key, row.booking)).collect();
-    insert_rows!(conn, erp_journal_lines::table, &lines)
+        .collect()
+}
+
+fn new_journal_lines<'a>(rows: &'a [JournalRow]) -> Vec<NewJournalLine<'a>> {
+    rows.iter().flat_map(|row| journal_lines(row.key, row.booking)).collect()
 }
 
 /// A finansbilag's postings as journal lines: the ERP account and dimensions each maps to, and its kontering.

@@ -311,7 +311,9 @@ def start_postgres(work):
     os.makedirs(data)
     as_pg = []
     if os.geteuid() == 0:
-        shutil.chown(work, "postgres")
+        # The server's user must reach its folder; the work folder stays root's, since the service refuses a
+        # SQLite database in a folder of another user's.
+        os.chmod(work, 0o755)
         shutil.chown(data, "postgres")
         as_pg = ["runuser", "-u", "postgres", "--"]
     port = free_port()

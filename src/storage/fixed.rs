@@ -188,4 +188,35 @@ mod tests {
         assert_eq!(take_keys(&mut conn, [0, 0, 0]).unwrap(), [Vec::<i32>::new(), vec![], vec![]], "nothing asked, nothing read");
         assert_eq!(seen.lock().unwrap().len(), 1, "{:?}", seen.lock().unwrap());
     }
+
+    /// The writer's two reads, as they are prepared, each searched through its index, not by reading every row:
+    /// a list bound as one value must not cost the planner its index.
+    #[test]
+    fn the_writers_reads_use_their_indexes() {
+        use crate::domain::sortiment::Integration;
+        use crate::storage::booking::{accepted_items, earlier_deliveries};
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db").display().to_string(), 1, Duration::from_secs(5)).unwrap();
+        let mut conn = db.conn().unwrap();
+        let seen = prepared(&mut conn);
+        earlier_deliveries(&mut conn, &[uuid::Uuid::new_v4()]).unwrap();
+        accepted_items(&mut conn, Integration::Sf1590A, uuid::Uuid::new_v4(), &["B-1"]).unwrap();
+        let statements = seen.lock().unwrap().clone();
+        assert_eq!(statements.len(), 2, "{statements:?}");
+        #[derive(diesel::QueryableByName)]
+        struct Step {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            detail: String,
+        }
+        let mut plan = |sql: &str| -> String {
+            let steps: Vec<Step> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}")).load(&mut *conn).unwrap();
+            steps.into_iter().map(|s| s.detail).collect::<Vec<_>>().join("; ")
+        };
+        let deliveries = plan(&statements[0]);
+        assert!(deliveries.contains("SEARCH deliveries USING") && deliveries.contains("(leverance_id=?)"), "{deliveries}");
+        let receipts = plan(&statements[1]);
+        assert!(receipts.contains("SEARCH receipts USING INDEX receipts_accepted_by_reference"), "{receipts}");
+        assert!(!deliveries.contains("SCAN deliveries") && !receipts.contains("SCAN receipts"), "{deliveries}\n{receipts}");
+    }
 }

@@ -189,6 +189,31 @@ mod tests {
         assert_eq!(seen.lock().unwrap().len(), 1, "{:?}", seen.lock().unwrap());
     }
 
+    /// The writer's inserts are one-row statements on SQLite, prepared once and run again for every row, with
+    /// some values missing (NULL) or not: what a row leaves out must not change the statement.
+    #[test]
+    fn rows_are_inserted_by_a_statement_prepared_once() {
+        use crate::domain::delivery::{DeliveryRecord, Transport};
+        use crate::domain::sortiment::Integration;
+        use crate::storage::booking::{insert_booked, DeliveryRow};
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db").display().to_string(), 1, Duration::from_secs(5)).unwrap();
+        let mut conn = db.conn().unwrap();
+        let seen = prepared(&mut conn);
+        let bare = DeliveryRecord::new(Integration::Sf1590A, Transport::Straks, "h".into());
+        let mut named = DeliveryRecord::new(Integration::Sf1590A, Transport::Straks, "h".into());
+        named.delivery_id = Some(uuid::Uuid::new_v4());
+        named.authority = Some("29189846".into());
+        let row = |key, record| DeliveryRow { key, record, at: chrono::Utc::now(), accepted: 0, rejected: 0, response: "{}".into() };
+        insert_booked(&mut conn, &[row(1, &bare), row(2, &named)], &[], &[]).unwrap();
+        insert_booked(&mut conn, &[row(3, &bare)], &[], &[]).unwrap();
+        let rows: i64 = crate::storage::schema::deliveries::table.count().get_result(&mut *conn).unwrap();
+        assert_eq!(rows, 3);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.iter().filter(|sql| sql.contains("INSERT")).count(), 1, "{seen:?}");
+    }
+
     /// The writer's two reads, as they are prepared, each searched through its index, not by reading every row:
     /// a list bound as one value must not cost the planner its index.
     #[test]

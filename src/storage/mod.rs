@@ -209,6 +209,9 @@ impl Db {
             .max_size(pool_size)
             // A call waits this long for a connection before it is answered with a SOAP Fault.
             .connection_timeout(Duration::from_secs(5))
+            // A server's connection can break between uses; a SQLite file's cannot, and the check was a statement
+            // more for every group the one writer thread writes.
+            .test_on_check_out(backend == Backend::Postgres)
             .build(Manager { url, backend, busy_timeout, read_only: false })
             .map_err(|e| StorageError::Connect(e.to_string()))?;
         let db = Db { pool, backend };

@@ -326,7 +326,7 @@ pub fn insert_outbox(conn: &mut AnyConnection, rows: &[OutboxRow]) -> Result<(),
         conn,
         &new,
         |conn, rows| super::execute_native(conn, diesel::insert_into(target_outbox::table).values(rows)),
-        |conn, row| diesel::insert_into(target_outbox::table).values(row).execute(conn),
+        |conn, row| super::execute_native(conn, diesel::insert_into(target_outbox::table).values(row)),
     )
 }
 

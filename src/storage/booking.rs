@@ -8,7 +8,7 @@ use diesel::query_builder::QueryFragment;
 use uuid::Uuid;
 
 use super::amount::DbAmount;
-use super::fixed::{in_list, ReceiptAccepted, TakeKeys};
+use super::fixed::{in_list, EarlierDeliveries, ReceiptAccepted, TakeKeys};
 use super::schema::{
     alert_outbox, deliveries, erp_claim_parties, erp_claims, erp_debtor_data, erp_debtors, erp_journal, erp_journal_lines, receipt_errors,
     receipts,
@@ -49,10 +49,8 @@ pub fn earlier_deliveries(conn: &mut AnyConnection, ids: &[Uuid]) -> Result<Vec<
         return Ok(found);
     }
     let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-    let rows: Vec<(Option<String>, i32, String, String)> = deliveries::table
-        .filter(in_list(deliveries::leverance_id, &ids))
-        .select((deliveries::leverance_id, deliveries::id, deliveries::request_hash, deliveries::response_json))
-        .load(conn)?;
+    let ids = serde_json::to_string(&ids).expect("strings serialize");
+    let rows: Vec<(Option<String>, i32, String, String)> = EarlierDeliveries { ids }.load(conn)?;
     for (id, key, request_hash, response) in rows {
         let id =
             id.and_then(|id| Uuid::parse_str(&id).ok()).ok_or_else(|| StorageError::Corrupt(format!("delivery {key}: LeveranceId")))?;

@@ -52,6 +52,41 @@ impl<C: QueryFragment<MultiBackend>> QueryFragment<MultiBackend> for InJsonList<
     }
 }
 
+/// The deliveries written before under any of these LeveranceIds (a JSON array of strings), as
+/// (LeveranceId, key, request hash, response). On PostgreSQL an index probe for each LeveranceId, whatever the
+/// planner knows of the table: as `leverance_id = ANY(…)` its plan, made once for the prepared statement while the
+/// table was new and small, read every row of it for as long as the connection lived (seen as a fresh database's
+/// first minutes, until autovacuum's first ANALYZE, spent reading the whole table for every group).
+#[derive(Debug, Clone, QueryId)]
+pub struct EarlierDeliveries {
+    pub ids: String,
+}
+
+impl Query for EarlierDeliveries {
+    type SqlType = (diesel::sql_types::Nullable<Text>, Integer, Text, Text);
+}
+
+impl<Conn> RunQueryDsl<Conn> for EarlierDeliveries {}
+
+impl QueryFragment<MultiBackend> for EarlierDeliveries {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        const COLUMNS: &str = "leverance_id, id, request_hash, response_json";
+        if matches!(out.backend(), MultiBackend::Postgresql(_)) {
+            // OFFSET 0 keeps the subquery a subquery: a probe of the unique index for each LeveranceId.
+            out.push_sql(&format!("SELECT d.{} FROM json_array_elements_text(CAST(", COLUMNS.replace(", ", ", d.")));
+            out.push_bind_param::<Text, String>(&self.ids)?;
+            out.push_sql(&format!(
+                " AS json)) AS wanted(id) CROSS JOIN LATERAL (SELECT {COLUMNS} FROM deliveries WHERE leverance_id = wanted.id OFFSET 0) AS d"
+            ));
+        } else {
+            out.push_sql(&format!("SELECT {COLUMNS} FROM deliveries WHERE leverance_id IN (SELECT value FROM json_each("));
+            out.push_bind_param::<Text, String>(&self.ids)?;
+            out.push_sql("))");
+        }
+        Ok(())
+    }
+}
+
 /// `receipts.status = 'Accepteret'`, written out rather than bound: a planner uses the partial index
 /// `receipts_accepted_by_reference` only when it can see that the query asks for what the index holds, and a
 /// bound value it cannot see (PostgreSQL's generic plan for a prepared statement, SQLite always) leaves a scan of
@@ -101,9 +136,9 @@ impl QueryFragment<MultiBackend> for TakeKeys {
                 out.push_sql(" UNION ALL ");
             }
             if postgres {
-                out.push_sql(&format!(
-                    "SELECT {n}, CAST(nextval(pg_get_serial_sequence('{table}', 'id')) AS INTEGER) FROM generate_series(1, "
-                ));
+                // The sequence of each SERIAL key by its name, found once as the statement is read: looked up
+                // with pg_get_serial_sequence it was a catalog search for every key.
+                out.push_sql(&format!("SELECT {n}, CAST(nextval('{table}_id_seq') AS INTEGER) FROM generate_series(1, "));
                 out.push_bind_param::<Integer, i32>(&self.counts[n])?;
                 out.push_sql(")");
             } else {

@@ -137,10 +137,13 @@ impl QueryFragment<MultiBackend> for TakeKeys {
             }
             if postgres {
                 // The sequence of each SERIAL key by its name, found once as the statement is read: looked up
-                // with pg_get_serial_sequence it was a catalog search for every key.
-                out.push_sql(&format!("SELECT {n}, CAST(nextval('{table}_id_seq') AS INTEGER) FROM generate_series(1, "));
+                // with pg_get_serial_sequence it was a catalog search for every key. The rows come from an array
+                // of the count's length, not generate_series: PostgreSQL guesses ten elements for an array it cannot
+                // see and a thousand rows for a series, so with a series it planned the statement again at every
+                // call (the kept plan looked dearer than a fresh one), and the planning cost more than the keys.
+                out.push_sql(&format!("SELECT {n}, CAST(nextval('{table}_id_seq') AS INTEGER) FROM unnest(array_fill(0, ARRAY["));
                 out.push_bind_param::<Integer, i32>(&self.counts[n])?;
-                out.push_sql(")");
+                out.push_sql("]))");
             } else {
                 // The highest key given so far; a table never written to has no row in sqlite_sequence (and no rows).
                 out.push_sql(&format!(

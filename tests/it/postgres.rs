@@ -257,3 +257,37 @@ fn the_writers_reads_probe_their_indexes_on_a_new_database() {
     assert!(receipts.contains("receipts_accepted_by_reference"), "{receipts}");
     assert!(!receipts.contains("Seq Scan on receipts"), "{receipts}");
 }
+
+/// Keys for a group's new rows come from one statement whose plan PostgreSQL keeps: planned again at every call
+/// (as it was, with `generate_series`), the planning cost more than the keys.
+#[test]
+#[ignore = "needs PostgreSQL: .ci/run's PostgreSQL pass"]
+fn keys_are_taken_by_a_statement_planned_once() {
+    #[derive(QueryableByName)]
+    struct Plans {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        generic_plans: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        custom_plans: i64,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = new_database_url(dir.path());
+    assert!(url.starts_with("postgres://"), "TEST_POSTGRES_URL must be set");
+    let db = fkoeko_adapter::storage::Db::open(&url, 1, Duration::from_secs(5)).unwrap();
+    let mut conn = db.conn().unwrap();
+    use fkoeko_adapter::storage::booking::take_keys;
+    assert_eq!(take_keys(&mut conn, [2, 1, 0]).unwrap(), [vec![1, 2], vec![1], vec![]]);
+    assert_eq!(take_keys(&mut conn, [0, 0, 3]).unwrap(), [vec![], vec![], vec![1, 2, 3]]);
+    for n in 1..=10 {
+        let keys = take_keys(&mut conn, [n, 2 * n, 0]).unwrap();
+        assert_eq!((keys[0].len(), keys[1].len(), keys[2].len()), (n, 2 * n, 0));
+    }
+    // 2, then 1 + 2 + … + 10 = 55 deliveries' keys taken: the next is 58, none given twice or skipped.
+    assert_eq!(take_keys(&mut conn, [1, 0, 0]).unwrap()[0], vec![58]);
+    let plans: Plans = diesel::sql_query(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE '%nextval(''deliveries_id_seq'')%'",
+    )
+    .get_result(&mut *conn)
+    .unwrap();
+    assert!(plans.generic_plans >= 6, "planned {} times for 13 calls, kept {} times", plans.custom_plans, plans.generic_plans);
+}

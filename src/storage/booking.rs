@@ -48,9 +48,7 @@ pub fn earlier_deliveries(conn: &mut AnyConnection, ids: &[Uuid]) -> Result<Vec<
     if ids.is_empty() {
         return Ok(found);
     }
-    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-    let ids = serde_json::to_string(&ids).expect("strings serialize");
-    let rows: Vec<(Option<String>, i32, String, String)> = EarlierDeliveries { ids }.load(conn)?;
+    let rows: Vec<(Option<String>, i32, String, String)> = EarlierDeliveries::of(ids).load(conn)?;
     for (id, key, request_hash, response) in rows {
         let id =
             id.and_then(|id| Uuid::parse_str(&id).ok()).ok_or_else(|| StorageError::Corrupt(format!("delivery {key}: LeveranceId")))?;

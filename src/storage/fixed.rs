@@ -25,8 +25,20 @@ pub struct InJsonList<C> {
 
 /// `column` is one of `values`, in one fixed statement shape.
 pub fn in_list<C, S: AsRef<str>>(column: C, values: &[S]) -> InJsonList<C> {
-    let values = serde_json::to_string(&values.iter().map(AsRef::as_ref).collect::<Vec<&str>>()).expect("strings serialize");
-    InJsonList { column, values }
+    InJsonList { column, values: json_array(values.iter().map(AsRef::as_ref)) }
+}
+
+/// The one bound value of a list: a JSON array of strings.
+fn json_array<'a>(values: impl Iterator<Item = &'a str>) -> String {
+    serde_json::to_string(&values.collect::<Vec<&str>>()).expect("strings serialize")
+}
+
+/// SQLite's side of a list: `IN (SELECT value FROM json_each(?))`.
+fn push_sqlite_list<'b>(out: &mut AstPass<'_, 'b, MultiBackend>, values: &'b String) -> QueryResult<()> {
+    out.push_sql(" IN (SELECT value FROM json_each(");
+    out.push_bind_param::<Text, String>(values)?;
+    out.push_sql("))");
+    Ok(())
 }
 
 impl<C: Expression> Expression for InJsonList<C> {
@@ -44,22 +56,31 @@ impl<C: SelectableExpression<QS>, QS> SelectableExpression<QS> for InJsonList<C>
 impl<C: QueryFragment<MultiBackend>> QueryFragment<MultiBackend> for InJsonList<C> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
         self.column.walk_ast(out.reborrow())?;
-        let postgres = matches!(out.backend(), MultiBackend::Postgresql(_));
-        out.push_sql(if postgres { " = ANY(ARRAY(SELECT json_array_elements_text(CAST(" } else { " IN (SELECT value FROM json_each(" });
+        if !matches!(out.backend(), MultiBackend::Postgresql(_)) {
+            return push_sqlite_list(&mut out, &self.values);
+        }
+        out.push_sql(" = ANY(ARRAY(SELECT json_array_elements_text(CAST(");
         out.push_bind_param::<Text, String>(&self.values)?;
-        out.push_sql(if postgres { " AS json))))" } else { "))" });
+        out.push_sql(" AS json))))");
         Ok(())
     }
 }
 
-/// The deliveries written before under any of these LeveranceIds (a JSON array of strings), as
+/// The deliveries written before under any of these LeveranceIds, as
 /// (LeveranceId, key, request hash, response). On PostgreSQL an index probe for each LeveranceId, whatever the
 /// planner knows of the table: as `leverance_id = ANY(…)` its plan, made once for the prepared statement while the
 /// table was new and small, read every row of it for as long as the connection lived (seen as a fresh database's
 /// first minutes, until autovacuum's first ANALYZE, spent reading the whole table for every group).
 #[derive(Debug, Clone, QueryId)]
 pub struct EarlierDeliveries {
-    pub ids: String,
+    ids: String,
+}
+
+impl EarlierDeliveries {
+    pub fn of(ids: &[uuid::Uuid]) -> Self {
+        let ids: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
+        EarlierDeliveries { ids: json_array(ids.iter().map(String::as_str)) }
+    }
 }
 
 impl Query for EarlierDeliveries {
@@ -79,9 +100,8 @@ impl QueryFragment<MultiBackend> for EarlierDeliveries {
                 " AS json)) AS wanted(id) CROSS JOIN LATERAL (SELECT {COLUMNS} FROM deliveries WHERE leverance_id = wanted.id OFFSET 0) AS d"
             ));
         } else {
-            out.push_sql(&format!("SELECT {COLUMNS} FROM deliveries WHERE leverance_id IN (SELECT value FROM json_each("));
-            out.push_bind_param::<Text, String>(&self.ids)?;
-            out.push_sql("))");
+            out.push_sql(&format!("SELECT {COLUMNS} FROM deliveries WHERE leverance_id"));
+            push_sqlite_list(&mut out, &self.ids)?;
         }
         Ok(())
     }

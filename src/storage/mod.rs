@@ -201,6 +201,11 @@ impl Db {
                 if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| StorageError::Connect(format!("{}: {e}", dir.display())))?;
                 }
+                // A new database is put in WAL mode by one connection before the pool opens its connections
+                // side by side: racing to change the mode, all but one were refused ("database is locked"),
+                // which the pool logged as an error at every first start.
+                let mut first = SqliteConnection::establish(path).map_err(|e| StorageError::Connect(e.to_string()))?;
+                first.batch_execute(&format!("PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL;", busy_timeout.as_millis()))?;
                 path.to_string()
             }
             None => url.to_string(),

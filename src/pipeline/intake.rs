@@ -177,12 +177,22 @@ pub struct Reading<'a> {
 
 /// Scans the delivery and reads its own fields (see the module's comment).
 pub fn open<S: Source + ?Sized>(source: &S, framing: Framing, reading: &Reading) -> Result<Opened, OpenError> {
+    open_logging(source, framing, reading, |_| Ok(()))
+}
+
+/// `open`, handing each item's span to `on_item` as the scan finds it (a batch file keeps them, and is not
+/// scanned again to read its items).
+pub fn open_logging<S: Source + ?Sized>(
+    source: &S,
+    framing: Framing,
+    reading: &Reading,
+    on_item: impl FnMut(ItemSpan) -> std::io::Result<()>,
+) -> Result<Opened, OpenError> {
     let spec = reading.spec;
-    let outline = match stream::scan::<_, ()>(source.reader()?, framing, spec.namespace, spec.item, &reading.stream, |_| Ok(())) {
+    let outline = match stream::scan(source.reader()?, framing, spec.namespace, spec.item, &reading.stream, on_item) {
         Ok(outline) => outline,
         Err(ScanError::Rejected(finding)) => return Err(OpenError::Rejected(finding)),
-        Err(ScanError::Io(e)) => return Err(e.into()),
-        Err(ScanError::Stopped(())) => unreachable!("this scan does not stop"),
+        Err(ScanError::Io(e) | ScanError::Stopped(e)) => return Err(e.into()),
     };
     let unreadable = |e: std::string::FromUtf8Error| std::io::Error::other(e.to_string());
     let prefix = String::from_utf8(source.range(0, outline.prefix_end)?.into_owned()).map_err(unreadable)?;

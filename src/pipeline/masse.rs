@@ -1,10 +1,11 @@
 //! The masse path of the pipeline: a batch file, streamed. The same steps as a straks call, item by item:
-//! the file is scanned once for well-formedness (a broken file is rejected whole, before anything is booked),
-//! its delivery fields and sender are checked, and then each item is read by its byte range, schema-checked
+//! the file is scanned once for well-formedness (a broken file is rejected whole, before anything is booked) and
+//! for where its items are, its delivery fields and sender are checked, and then each item is read by its byte
+//! range as that scan logged it, schema-checked
 //! as a one-item document with the file's own delivery fields, checked, mapped and booked in chunks.
 //!
 //! Memory: the scan holds one XML event, the workers one item each, and the writer one chunk of plans; none
-//! of it grows with the file.
+//! of it grows with the file (the spans are in a temporary file).
 
 use std::fs::File;
 use std::path::Path;
@@ -19,7 +20,7 @@ use crate::domain::delivery::{DeliveryRecord, ItemPlan};
 use crate::domain::sortiment::{Integration, Sortiment};
 use crate::storage::batch::{BatchFile, Lease};
 use crate::xml::soap::CallContext;
-use crate::xml::stream::Framing;
+use crate::xml::stream::{Framing, SpanLogWriter};
 
 /// A claimed batch file, ready to be processed.
 pub struct MasseFile<'a> {
@@ -145,7 +146,11 @@ impl Pipeline {
         let mut record = DeliveryRecord::new(file.integration, Transport::Masse, format!("file:{}", file.content_hash));
         let handle = File::open(file.path)?;
         let reading = self.reading(file.integration);
-        let opened = match intake::open(&handle, Framing::Document, &reading) {
+        // The item spans go to a log beside the file, so the items are read by their spans instead of a second
+        // scan; the scan itself must reach the end first, since a file broken anywhere is rejected whole.
+        let folder = file.path.parent().unwrap_or(Path::new("."));
+        let mut log = SpanLogWriter::create_in(folder)?;
+        let opened = match intake::open_logging(&handle, Framing::Document, &reading, |span| log.push(&span)) {
             Ok(opened) => opened,
             Err(OpenError::Rejected(finding)) => {
                 warn!(error = %finding.rejection, "batch file rejected as a whole");
@@ -153,6 +158,7 @@ impl Pipeline {
             }
             Err(OpenError::Technical(e)) => return Err(e),
         };
+        let spans = log.finish()?;
         info!(items = opened.frame.outline.items, "batch file is well-formed; processing its items");
         let findings = opened.findings.clone();
         let context = CallContext::default();
@@ -172,6 +178,7 @@ impl Pipeline {
         let items = Items {
             source: &handle,
             framing: Framing::Document,
+            spans: Some(&spans),
             reading: &reading,
             integration: file.integration,
             frame: &opened.frame,

@@ -27,7 +27,7 @@ use crate::storage::{Db, StorageError};
 use crate::wire::{self, sf1590a, sf1590b, WireSpec};
 use crate::xml::schema::SchemaError;
 use crate::xml::soap::{CallContext, SoapVersion};
-use crate::xml::stream::{self, Framing, ItemSpan, ScanError, StreamLimits};
+use crate::xml::stream::{self, Framing, ItemSpan, ScanError, SpanLog, StreamLimits};
 use crate::xml::tree::{self, Element, XmlLimits};
 
 use intake::{OpenError, Source};
@@ -421,8 +421,16 @@ impl Pipeline {
         let mut digest = Sha256::new();
         opened.start_digest(&mut digest);
         let mut plans = Vec::with_capacity(opened.frame.outline.items);
-        let items =
-            Items { source, framing, reading: &reading, integration, frame: &opened.frame, findings: &decided.findings, context: &context };
+        let items = Items {
+            source,
+            framing,
+            spans: None,
+            reading: &reading,
+            integration,
+            frame: &opened.frame,
+            findings: &decided.findings,
+            context: &context,
+        };
         self.decide_items(&items, 0, Some(&mut digest), &mut plans)?;
         Element::feed_close(&mut digest);
         record.request_hash = hex::encode(digest.finalize());
@@ -464,8 +472,8 @@ impl Pipeline {
 
     /// Decides every item after the first `skip` in delivery order and hands each to `sink`: the one loop both
     /// transports use. With `digest` (a straks call) the items are read one after the other and fed into it;
-    /// without it (a batch file) one thread reads and `settings.batch_workers` decide them, and they are handed
-    /// over in order. Returns how many items the delivery holds.
+    /// without it (a batch file) one thread reads them (by the spans its first scan logged, or by scanning again)
+    /// and `settings.batch_workers` decide them, and they are handed over in order. Returns how many items the delivery holds.
     fn decide_items<S: Source + ?Sized>(
         &self,
         items: &Items<'_, S>,
@@ -498,6 +506,16 @@ impl Pipeline {
         let (plan_tx, plan_rx) = crossbeam_channel::bounded::<Result<(usize, ItemPlan, usize), TechnicalError>>(workers * 4);
         std::thread::scope(|scope| -> Result<usize, TechnicalError> {
             let reader = scope.spawn(move || -> Result<usize, TechnicalError> {
+                if let Some(log) = items.spans {
+                    for span in log.spans_after(skip) {
+                        let span = span?;
+                        let bytes = items.source.range(span.start, span.end)?.into_owned();
+                        if item_tx.send((span, bytes)).is_err() {
+                            return Ok(0);
+                        }
+                    }
+                    return Ok(log.len());
+                }
                 let sent = stream::scan(items.source.reader()?, items.framing, spec.namespace, spec.item, limits, |span| {
                     if span.index <= skip {
                         return Ok(());
@@ -1045,6 +1063,8 @@ impl Sink for Vec<ItemPlan> {
 struct Items<'a, S: ?Sized> {
     source: &'a S,
     framing: Framing,
+    /// Where the items are, when the scan that opened the delivery logged it; otherwise they are scanned for.
+    spans: Option<&'a SpanLog>,
     /// How this installation reads the integration's deliveries: taken once per delivery, not per item.
     reading: &'a intake::Reading<'a>,
     integration: Integration,

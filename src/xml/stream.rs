@@ -559,6 +559,97 @@ pub fn scan<R: BufRead, E>(
     }
 }
 
+/// The items' spans as one scan found them, for the pass that reads the items: a batch file is then scanned once,
+/// not once to check it whole and again to read it. A fixed-size record a span in an unnamed temporary file, so
+/// memory is the same for ten items as for ten million.
+pub struct SpanLog {
+    file: std::fs::File,
+    len: usize,
+}
+
+/// Writes a `SpanLog` during a scan, in the scan's order.
+pub struct SpanLogWriter {
+    out: std::io::BufWriter<std::fs::File>,
+    len: usize,
+}
+
+/// start, end, start_tag_end (u64), line, col (u32); the index is the record's place.
+const SPAN_RECORD: usize = 32;
+
+impl SpanLogWriter {
+    /// A log in an unnamed file in `dir` (removed by the system when it is dropped, also after a crash).
+    pub fn create_in(dir: &std::path::Path) -> std::io::Result<Self> {
+        Ok(SpanLogWriter { out: std::io::BufWriter::with_capacity(64 * 1024, tempfile::tempfile_in(dir)?), len: 0 })
+    }
+
+    /// The next item's span: spans come in document order.
+    pub fn push(&mut self, span: &ItemSpan) -> std::io::Result<()> {
+        debug_assert_eq!(span.index, self.len + 1, "spans are logged in order");
+        use std::io::Write;
+        let mut record = [0u8; SPAN_RECORD];
+        record[0..8].copy_from_slice(&span.start.to_le_bytes());
+        record[8..16].copy_from_slice(&span.end.to_le_bytes());
+        record[16..24].copy_from_slice(&span.start_tag_end.to_le_bytes());
+        record[24..28].copy_from_slice(&span.line.to_le_bytes());
+        record[28..32].copy_from_slice(&span.col.to_le_bytes());
+        self.out.write_all(&record)?;
+        self.len += 1;
+        Ok(())
+    }
+
+    pub fn finish(self) -> std::io::Result<SpanLog> {
+        let file = self.out.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+        Ok(SpanLog { file, len: self.len })
+    }
+}
+
+impl SpanLog {
+    /// How many items the scan found.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The spans after the first `skip`, in document order.
+    pub fn spans_after(&self, skip: usize) -> impl Iterator<Item = std::io::Result<ItemSpan>> + '_ {
+        use std::os::unix::fs::FileExt;
+        // Read a block of records at a time by offset: the file is shared, its position is not used.
+        const BLOCK: usize = 2048;
+        let mut block = Vec::new();
+        let mut next = skip;
+        std::iter::from_fn(move || {
+            if next >= self.len {
+                return None;
+            }
+            let in_block = next % BLOCK;
+            if in_block == 0 || block.is_empty() {
+                let first = next - in_block;
+                let count = BLOCK.min(self.len - first);
+                block.resize(count * SPAN_RECORD, 0);
+                if let Err(e) = self.file.read_exact_at(&mut block, (first * SPAN_RECORD) as u64) {
+                    next = self.len;
+                    return Some(Err(e));
+                }
+            }
+            let record = &block[in_block * SPAN_RECORD..][..SPAN_RECORD];
+            let u64_at = |at: usize| u64::from_le_bytes(record[at..at + 8].try_into().expect("eight bytes"));
+            let u32_at = |at: usize| u32::from_le_bytes(record[at..at + 4].try_into().expect("four bytes"));
+            next += 1;
+            Some(Ok(ItemSpan {
+                index: next,
+                start: u64_at(0),
+                end: u64_at(8),
+                start_tag_end: u64_at(16),
+                line: u32_at(24),
+                col: u32_at(28),
+            }))
+        })
+    }
+}
+
 /// Reads the byte range of a file; for the prefix and for one item at a time.
 pub fn read_range(file: &std::fs::File, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
@@ -586,6 +677,33 @@ mod tests {
             other => panic!("{other:?}"),
         })?;
         Ok((outline, spans))
+    }
+
+    #[test]
+    fn the_span_log_gives_back_every_span_after_any_point() {
+        let span = |index: usize| ItemSpan {
+            index,
+            start: index as u64 * 1_000_000_007,
+            end: index as u64 * 1_000_000_007 + 99,
+            start_tag_end: index as u64 + 5,
+            line: index as u32 * 3,
+            col: u32::MAX - index as u32,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = SpanLogWriter::create_in(dir.path()).unwrap();
+        // More than two of the reader's blocks, the last one partly filled.
+        let count = 5_000;
+        for index in 1..=count {
+            writer.push(&span(index)).unwrap();
+        }
+        let log = writer.finish().unwrap();
+        assert_eq!(log.len(), count);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the log has no name in the folder");
+        for skip in [0, 1, 2047, 2048, 2049, 4096, count - 1, count] {
+            let read: Vec<ItemSpan> = log.spans_after(skip).map(Result::unwrap).collect();
+            let expected: Vec<ItemSpan> = (skip + 1..=count).map(span).collect();
+            assert_eq!(read, expected, "after {skip}");
+        }
     }
 
     #[test]

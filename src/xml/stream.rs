@@ -98,12 +98,18 @@ pub enum ScanError<E> {
 struct Counting<R> {
     inner: R,
     consumed: u64,
+    tally: Tally,
+    event_start: Rc<Cell<u64>>,
+    budget: u64,
+}
+
+/// What `Counting` has seen of the bytes consumed so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Tally {
     lines: u32,
     line_start: u64,
     /// UTF-8 continuation bytes on the current line, so that columns count characters as the tree reader does.
     continuations: u64,
-    event_start: Rc<Cell<u64>>,
-    budget: u64,
     /// The last two bytes seen, to find U+FFFE and U+FFFF (EF BF BE, EF BF BF) across buffer boundaries.
     last: [u8; 2],
     /// The first character XML does not allow, with its line and column: every byte of the document passes here.
@@ -140,28 +146,72 @@ impl<R: BufRead> BufRead for Counting<R> {
 
     fn consume(&mut self, n: usize) {
         if let Ok(buffer) = self.inner.fill_buf() {
-            for (i, &b) in buffer[..n.min(buffer.len())].iter().enumerate() {
-                if b == b'\n' {
-                    self.lines += 1;
-                    self.line_start = self.consumed + i as u64 + 1;
-                    self.continuations = 0;
-                } else if b & 0xC0 == 0x80 {
-                    self.continuations += 1;
-                }
-                let control = b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
-                let non_character = self.last == [0xEF, 0xBF] && (b == 0xBE || b == 0xBF);
-                if (control || non_character) && self.forbidden.is_none() {
-                    let at = self.consumed + i as u64;
-                    let col = (at - self.line_start).saturating_sub(self.continuations) + 1;
-                    // The code point: the control character itself, or U+FFFE / U+FFFF from their last byte.
-                    let code = if control { b as u32 } else { 0xFFFE + u32::from(b == 0xBF) };
-                    self.forbidden = Some((self.lines + 1, col as u32, code));
-                }
-                self.last = [self.last[1], b];
+            let bytes = &buffer[..n.min(buffer.len())];
+            // Every byte of a delivery passes here. A buffer with no byte that could start or end a forbidden
+            // character (by far the most) is counted a whole buffer at a time; any other, byte by byte.
+            if self.tally.forbidden.is_some() || !may_hold_forbidden(bytes) {
+                self.tally.count_lines(self.consumed, bytes);
+            } else {
+                self.tally.count_bytewise(self.consumed, bytes);
             }
         }
         self.consumed += n as u64;
         self.inner.consume(n);
+    }
+}
+
+/// A control character XML does not allow, or the last byte of U+FFFE / U+FFFF (EF BF BE, EF BF BF).
+fn may_hold_forbidden(bytes: &[u8]) -> bool {
+    // Whole blocks, without stopping early, so that the compiler makes one vector loop of it.
+    bytes.chunks(64).any(|block| {
+        block.iter().fold(false, |found, &b| found | ((b < 0x20 && b != b'\t' && b != b'\n' && b != b'\r') | (b == 0xBE) | (b == 0xBF)))
+    })
+}
+
+/// UTF-8 continuation bytes: a character's bytes after its first.
+fn continuation_bytes(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b & 0xC0 == 0x80).count() as u64
+}
+
+impl Tally {
+    /// Lines and columns of `bytes`, consumed after the first `consumed`, when none of them is forbidden.
+    fn count_lines(&mut self, consumed: u64, bytes: &[u8]) {
+        match memchr::memrchr(b'\n', bytes) {
+            Some(last) => {
+                self.lines += memchr::memchr_iter(b'\n', bytes).count() as u32;
+                self.line_start = consumed + last as u64 + 1;
+                self.continuations = continuation_bytes(&bytes[last + 1..]);
+            }
+            None => self.continuations += continuation_bytes(bytes),
+        }
+        self.last = match bytes {
+            [.., a, b] => [*a, *b],
+            [b] => [self.last[1], *b],
+            [] => self.last,
+        };
+    }
+
+    /// `count_lines`, and the first forbidden character's position.
+    fn count_bytewise(&mut self, consumed: u64, bytes: &[u8]) {
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'\n' {
+                self.lines += 1;
+                self.line_start = consumed + i as u64 + 1;
+                self.continuations = 0;
+            } else if b & 0xC0 == 0x80 {
+                self.continuations += 1;
+            }
+            let control = b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
+            let non_character = self.last == [0xEF, 0xBF] && (b == 0xBE || b == 0xBF);
+            if (control || non_character) && self.forbidden.is_none() {
+                let at = consumed + i as u64;
+                let col = (at - self.line_start).saturating_sub(self.continuations) + 1;
+                // The code point: the control character itself, or U+FFFE / U+FFFF from their last byte.
+                let code = if control { b as u32 } else { 0xFFFE + u32::from(b == 0xBF) };
+                self.forbidden = Some((self.lines + 1, col as u32, code));
+            }
+            self.last = [self.last[1], b];
+        }
     }
 }
 
@@ -240,17 +290,7 @@ pub fn scan<R: BufRead, E>(
     let mut root_done = false;
     let event_start = Rc::new(Cell::new(0));
     let budget = limits.max_item_bytes.max(limits.max_prefix_bytes).max(limits.xml.max_text_len as u64 * 4 + 4096);
-    let counting = Counting {
-        inner: source,
-        consumed: 0,
-        lines: 0,
-        line_start: 0,
-        continuations: 0,
-        event_start: event_start.clone(),
-        budget,
-        last: [0; 2],
-        forbidden: None,
-    };
+    let counting = Counting { inner: source, consumed: 0, tally: Tally::default(), event_start: event_start.clone(), budget };
     let mut reader = NsReader::from_reader(counting);
     reader.config_mut().trim_text(false);
     let mut buf = Vec::new();
@@ -274,8 +314,9 @@ pub fn scan<R: BufRead, E>(
         // event's own bytes are consumed: `own_continuations` of them are inside characters.
         let here = |reader: &NsReader<Counting<R>>, own_continuations: u64| {
             let counting = reader.get_ref();
-            let bytes = start.saturating_sub(counting.line_start);
-            (counting.lines + 1, (bytes.saturating_sub(counting.continuations.saturating_sub(own_continuations)) + 1) as u32)
+            let tally = &counting.tally;
+            let bytes = start.saturating_sub(tally.line_start);
+            (tally.lines + 1, (bytes.saturating_sub(tally.continuations.saturating_sub(own_continuations)) + 1) as u32)
         };
         let (ns, event) = match reader.read_resolved_event_into(&mut buf) {
             Ok(ok) => ok,
@@ -317,7 +358,7 @@ pub fn scan<R: BufRead, E>(
             _ => 0,
         };
         let (line, col) = here(&reader, own_continuations);
-        if let Some((bad_line, bad_col, code)) = reader.get_ref().forbidden {
+        if let Some((bad_line, bad_col, code)) = reader.get_ref().tally.forbidden {
             return Err(ScanError::Rejected(reject(
                 Rejection::NotWellFormed(format!("tegnet U+{code:04X} er ikke tilladt i XML")),
                 bad_line,
@@ -546,7 +587,7 @@ pub fn scan<R: BufRead, E>(
     }
     let (line, col) = {
         let counting = reader.get_ref();
-        (counting.lines + 1, (counting.consumed.saturating_sub(counting.line_start) + 1) as u32)
+        (counting.tally.lines + 1, (counting.consumed.saturating_sub(counting.tally.line_start) + 1) as u32)
     };
     if depth > 0 {
         return Err(ScanError::Rejected(reject(Rejection::NotWellFormed("filen slutter, før alle elementer er lukket".into()), line, col)));
@@ -677,6 +718,50 @@ mod tests {
             other => panic!("{other:?}"),
         })?;
         Ok((outline, spans))
+    }
+
+    #[test]
+    fn counting_a_buffer_at_a_time_finds_what_counting_byte_by_byte_finds() {
+        fn counting(inner: std::io::BufReader<&[u8]>) -> Counting<std::io::BufReader<&[u8]>> {
+            Counting { inner, consumed: 0, tally: Tally::default(), event_start: Rc::new(Cell::new(0)), budget: u64::MAX }
+        }
+        // Newlines, text, two-byte and three-byte characters, and the bytes of forbidden ones (a control
+        // character, U+FFFE and U+FFFF), also split across buffers.
+        let alphabet: &[&[u8]] =
+            &[b"\n", b"abc ", "æø".as_bytes(), "€".as_bytes(), b"\x01", b"\xEF\xBF\xBE", b"\xEF\xBF\xBF", b"\t", b"\xEF", b"\xBF"];
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for round in 0..400 {
+            let mut text = Vec::new();
+            // Mostly clean text, now and then a forbidden character somewhere in it.
+            let pieces = 1 + next(300);
+            for _ in 0..pieces {
+                let piece = if round % 3 == 0 { next(alphabet.len()) } else { next(4) };
+                text.extend_from_slice(alphabet[piece]);
+            }
+            let capacity = 1 + next(100);
+            let mut fast = counting(std::io::BufReader::with_capacity(capacity, &text[..]));
+            let mut reference = Tally::default();
+            let mut at = 0;
+            loop {
+                let available = fast.fill_buf().unwrap().len();
+                if available == 0 {
+                    break;
+                }
+                let n = 1 + next(available);
+                fast.consume(n);
+                reference.count_bytewise(at as u64, &text[at..at + n]);
+                at += n;
+                assert_eq!(fast.consumed, at as u64);
+                assert_eq!(fast.tally, reference, "round {round}: {:?}", String::from_utf8_lossy(&text));
+            }
+            assert_eq!(at, text.len());
+        }
     }
 
     #[test]

@@ -304,8 +304,9 @@ pub fn start_batch(db: &Db, lease: &Lease, record: &DeliveryRecord, items_total:
 }
 
 /// Decides and books a batch file's items from position `first` (0-based) on, in one transaction with their
-/// receipts and the file's progress. Fails with `LeaseLost`, writing nothing, if this process no longer owns
-/// the file or another one moved it on.
+/// receipts and the file's progress (in several, each with its own, after a lost race). Fails with `LeaseLost`
+/// if this process no longer owns the file or another one moved it on; what was committed before stays, with
+/// the progress that says so.
 pub fn commit_batch_chunk(
     db: &Db,
     lease: &Lease,
@@ -314,28 +315,33 @@ pub fn commit_batch_chunk(
     first: i32,
     plans: &[ItemPlan],
 ) -> Result<Vec<Receipt>, StorageError> {
-    // The chunk is written as a whole. Should another writer (a straks call, another instance) book some of its
-    // items first, the chunk is written again item by item, each under a savepoint that is rolled back and
-    // decided again when it loses such a race: as a whole it would lose again while calls keep coming.
-    let mut tries = 0;
-    db.write(|conn| {
-        tries += 1;
+    // The chunk is written as a whole, in one transaction with the file's progress. Should another writer (a
+    // straks call, another instance) book some of its items first, it is halved and each half committed on its
+    // own, down to single items, which are decided again from what the winner wrote: written again as a whole
+    // it would lose again while calls keep coming, and written again item by item in one transaction it held
+    // the keys it had written for seconds, while a straks call waiting on one of them ran out of its lock
+    // timeout and was answered with a fault.
+    let single = plans.len() == 1;
+    let written = db.write_tries(if single { LOST_RACE_TRIES } else { 1 }, |conn| {
         let at = Utc::now();
         stored_batch::renew(conn, lease, Some(first))?;
         let receipts = match target {
-            Target::Delivery(key) if tries == 1 => write_items(conn, record, *key, plans, at)?,
-            Target::Delivery(key) => {
-                let mut receipts = Vec::with_capacity(plans.len());
-                for plan in plans {
-                    receipts.extend(under_savepoint(conn, |conn| write_items(conn, record, *key, std::slice::from_ref(plan), at))?);
-                }
-                receipts
-            }
+            Target::Delivery(key) => write_items(conn, record, *key, plans, at)?,
             Target::Conflict(finding) => record.reject_all(plans.iter().map(|p| p.reference.clone()), std::slice::from_ref(finding), at),
         };
         stored_batch::insert_batch_receipts(conn, lease.batch_id, first, &receipts)?;
         Ok(receipts)
-    })
+    });
+    match written {
+        Err(error) if error.lost_race() && !single => {
+            tracing::debug!(items = plans.len(), "another writer booked some of a chunk's items first; committing it in halves");
+            let (front, back) = plans.split_at(plans.len() / 2);
+            let mut receipts = commit_batch_chunk(db, lease, record, target, first, front)?;
+            receipts.extend(commit_batch_chunk(db, lease, record, target, first + front.len() as i32, back)?);
+            Ok(receipts)
+        }
+        written => written,
+    }
 }
 
 /// Items of a batch file's delivery (`key`), decided from what the transaction holds and written.

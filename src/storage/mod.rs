@@ -263,7 +263,16 @@ impl Db {
     /// they read what they decide on. PostgreSQL: the unique constraints decide between two processes doing
     /// the same thing at once; the loser's transaction is rolled back and run again, and then sees the winner's
     /// rows.
-    pub fn write<T>(&self, mut work: impl FnMut(&mut AnyConnection) -> Result<T, StorageError>) -> Result<T, StorageError> {
+    pub fn write<T>(&self, work: impl FnMut(&mut AnyConnection) -> Result<T, StorageError>) -> Result<T, StorageError> {
+        self.write_tries(5, work)
+    }
+
+    /// `write`, run at most `tries` times: for a caller that does something else when it loses a race.
+    pub fn write_tries<T>(
+        &self,
+        max_tries: u32,
+        mut work: impl FnMut(&mut AnyConnection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
         let mut conn = self.conn()?;
         let conn: &mut AnyConnection = &mut conn;
         let mut tries = 0;
@@ -281,7 +290,7 @@ impl Db {
                     if AnyConnection::transaction_manager_status_mut(conn).transaction_depth().ok().flatten().is_some() {
                         AnyConnection::rollback_transaction(conn)?;
                     }
-                    if !(error.lost_race() && tries < 5) {
+                    if !(error.lost_race() && tries < max_tries) {
                         return Err(error);
                     }
                     tracing::debug!(tries, "another process wrote the same rows first; running the transaction again");

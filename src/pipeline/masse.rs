@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::book::{self, Target};
 use super::intake::{self, OpenError};
-use super::{Arrival, Items, Pipeline, Sink, TechnicalError, Transport};
+use super::{Arrival, Items, Pipeline, ReadBy, Sink, TechnicalError, Transport};
 use crate::domain::delivery::{DeliveryRecord, ItemPlan};
 use crate::domain::sortiment::{Integration, Sortiment};
 use crate::storage::batch::{BatchFile, Lease};
@@ -178,7 +178,6 @@ impl Pipeline {
         let items = Items {
             source: &handle,
             framing: Framing::Document,
-            spans: Some(&spans),
             reading: &reading,
             integration: file.integration,
             frame: &opened.frame,
@@ -205,7 +204,8 @@ impl Pipeline {
         std::thread::scope(|scope| -> Result<(), TechnicalError> {
             let committing = scope.spawn(move || committer.run(taken));
             let mut booker = Booker { committer: chunks, chunk: Vec::new(), chunk_postings: 0, last_handed: now };
-            let decided = self.decide_items(&items, done, None, &mut booker).and_then(|_| booker.hand_over());
+            let decided =
+                self.decide_items(&items, ReadBy::Spans { log: &spans, skip: done }, &mut booker).and_then(|_| booker.hand_over());
             drop(booker);
             let committed = committing.join().expect("the committer does not panic");
             // A failed commit (a lost lease) is the cause when both failed.

@@ -421,17 +421,9 @@ impl Pipeline {
         let mut digest = Sha256::new();
         opened.start_digest(&mut digest);
         let mut plans = Vec::with_capacity(opened.frame.outline.items);
-        let items = Items {
-            source,
-            framing,
-            spans: None,
-            reading: &reading,
-            integration,
-            frame: &opened.frame,
-            findings: &decided.findings,
-            context: &context,
-        };
-        self.decide_items(&items, 0, Some(&mut digest), &mut plans)?;
+        let items =
+            Items { source, framing, reading: &reading, integration, frame: &opened.frame, findings: &decided.findings, context: &context };
+        self.decide_items(&items, ReadBy::Scan(&mut digest), &mut plans)?;
         Element::feed_close(&mut digest);
         record.request_hash = hex::encode(digest.finalize());
         if plans.is_empty() {
@@ -470,66 +462,29 @@ impl Pipeline {
         Ok(DeliveryDecision { sortiment, sender, today, mappings, findings })
     }
 
-    /// Decides every item after the first `skip` in delivery order and hands each to `sink`: the one loop both
-    /// transports use. With `digest` (a straks call) the items are read one after the other and fed into it;
-    /// without it (a batch file) one thread reads them (by the spans its first scan logged, or by scanning again)
-    /// and `settings.batch_workers` decide them, and they are handed over in order. Returns how many items the delivery holds.
-    fn decide_items<S: Source + ?Sized>(
-        &self,
-        items: &Items<'_, S>,
-        skip: usize,
-        digest: Option<&mut Sha256>,
-        sink: &mut dyn Sink,
-    ) -> Result<usize, TechnicalError> {
-        let (spec, limits) = (items.reading.spec, &items.reading.stream);
-        let changed = |f: Finding| -> TechnicalError {
-            // The first scan accepted the delivery: it changed under us.
-            std::io::Error::other(format!("the delivery read differently the second time: {}", f.rejection)).into()
+    /// Decides the delivery's items in delivery order and hands each to `sink`: the one loop both transports
+    /// use. A straks call's items are scanned for again and read one after the other, each fed into the digest;
+    /// a batch file's are read by one thread, by the spans its first scan logged, and decided by
+    /// `settings.batch_workers`, and handed over in order. Returns how many items the delivery holds.
+    fn decide_items<S: Source + ?Sized>(&self, items: &Items<'_, S>, by: ReadBy<'_>, sink: &mut dyn Sink) -> Result<usize, TechnicalError> {
+        let (log, skip) = match by {
+            ReadBy::Scan(digest) => return self.decide_scanned(items, digest, sink),
+            ReadBy::Spans { log, skip } => (log, skip),
         };
-        if let Some(digest) = digest {
-            let mut count = 0;
-            let scanned = stream::scan(items.source.reader()?, items.framing, spec.namespace, spec.item, limits, |span| {
-                count = span.index;
-                let bytes = items.source.range(span.start, span.end)?;
-                let (plan, postings) = self.plan_framed_item(items, &span, &bytes, Some(&mut *digest))?;
-                sink.add(plan, postings)
-            });
-            return match scanned {
-                Ok(_) => Ok(count),
-                Err(ScanError::Stopped(e)) => Err(e),
-                Err(ScanError::Io(e)) => Err(e.into()),
-                Err(ScanError::Rejected(f)) => Err(changed(f)),
-            };
-        }
         let workers = self.settings.batch_workers.max(1);
         let (item_tx, item_rx) = crossbeam_channel::bounded::<(ItemSpan, Vec<u8>)>(workers * 4);
         let (plan_tx, plan_rx) = crossbeam_channel::bounded::<Result<(usize, ItemPlan, usize), TechnicalError>>(workers * 4);
         std::thread::scope(|scope| -> Result<usize, TechnicalError> {
             let reader = scope.spawn(move || -> Result<usize, TechnicalError> {
-                if let Some(log) = items.spans {
-                    for span in log.spans_after(skip) {
-                        let span = span?;
-                        let bytes = items.source.range(span.start, span.end)?.into_owned();
-                        if item_tx.send((span, bytes)).is_err() {
-                            return Ok(0);
-                        }
-                    }
-                    return Ok(log.len());
-                }
-                let sent = stream::scan(items.source.reader()?, items.framing, spec.namespace, spec.item, limits, |span| {
-                    if span.index <= skip {
-                        return Ok(());
-                    }
-                    let bytes = items.source.range(span.start, span.end).map_err(Some)?.into_owned();
+                for span in log.spans_after(skip) {
+                    let span = span?;
+                    let bytes = items.source.range(span.start, span.end)?.into_owned();
                     // The workers are gone when the sink stopped: then stop reading.
-                    item_tx.send((span, bytes)).map_err(|_| None)
-                });
-                match sent {
-                    Ok(outline) => Ok(outline.items),
-                    Err(ScanError::Stopped(None)) => Ok(0),
-                    Err(ScanError::Stopped(Some(e))) | Err(ScanError::Io(e)) => Err(e.into()),
-                    Err(ScanError::Rejected(f)) => Err(changed(f)),
+                    if item_tx.send((span, bytes)).is_err() {
+                        return Ok(0);
+                    }
                 }
+                Ok(log.len())
             });
             for _ in 0..workers {
                 let (item_rx, plan_tx) = (item_rx.clone(), plan_tx.clone());
@@ -567,13 +522,40 @@ impl Pipeline {
             let total = read?;
             if next - 1 != total {
                 return Err(std::io::Error::other(format!(
-                    "{} of {total} items were decided; the delivery changed while it was read",
+                    "{} of {total} items were decided; the file changed while it was read",
                     next - 1
                 ))
                 .into());
             }
             Ok(total)
         })
+    }
+
+    /// A straks call's items, scanned for again in the bytes held in memory and decided one after the other,
+    /// each fed into `digest` in order.
+    fn decide_scanned<S: Source + ?Sized>(
+        &self,
+        items: &Items<'_, S>,
+        digest: &mut Sha256,
+        sink: &mut dyn Sink,
+    ) -> Result<usize, TechnicalError> {
+        let (spec, limits) = (items.reading.spec, &items.reading.stream);
+        let mut count = 0;
+        let scanned = stream::scan(items.source.reader()?, items.framing, spec.namespace, spec.item, limits, |span| {
+            count = span.index;
+            let bytes = items.source.range(span.start, span.end)?;
+            let (plan, postings) = self.plan_framed_item(items, &span, &bytes, Some(&mut *digest))?;
+            sink.add(plan, postings)
+        });
+        match scanned {
+            Ok(_) => Ok(count),
+            Err(ScanError::Stopped(e)) => Err(e),
+            Err(ScanError::Io(e)) => Err(e.into()),
+            // The first scan accepted the delivery: it changed under us.
+            Err(ScanError::Rejected(f)) => {
+                Err(std::io::Error::other(format!("the delivery read differently the second time: {}", f.rejection)).into())
+            }
+        }
     }
 
     /// One item, the same for both transports: read as a one-item document, checked, mapped and planned. Feeds
@@ -1059,12 +1041,19 @@ impl Sink for Vec<ItemPlan> {
     }
 }
 
+/// How a delivery's items are read for deciding, after the scan that opened it.
+enum ReadBy<'a> {
+    /// A straks call: scanned for again in memory, each item fed into the delivery's digest in order.
+    Scan(&'a mut Sha256),
+    /// A batch file: read by the spans its first scan logged, from the item after the first `skip` (committed
+    /// by an earlier run) on.
+    Spans { log: &'a SpanLog, skip: usize },
+}
+
 /// The items of one opened delivery, and what each is decided with.
 struct Items<'a, S: ?Sized> {
     source: &'a S,
     framing: Framing,
-    /// Where the items are, when the scan that opened the delivery logged it; otherwise they are scanned for.
-    spans: Option<&'a SpanLog>,
     /// How this installation reads the integration's deliveries: taken once per delivery, not per item.
     reading: &'a intake::Reading<'a>,
     integration: Integration,

@@ -166,6 +166,17 @@ impl Receiver {
         for integration in [Integration::Sf1590A, Integration::Sf1590B] {
             let folders = Folders::of(&self.config.dir, integration);
             for file in self.db.abandoned_batch_files(integration)? {
+                // Only an instance whose folders hold the file can carry it on. One with folders of its own
+                // (another `batch.dir`, the share not mounted) would take the lease, fail to read the file, and
+                // keep it from the instance that has it for a lease at a time, round after round.
+                if !holds(&folders, &file) {
+                    let here = folders.processing.display();
+                    self.warn_once(
+                        &file.file_name,
+                        &format!("its process stopped, and it is not in {here}: left for an instance that has it"),
+                    );
+                    continue;
+                }
                 if self.db.take_over_batch_file(&file, &self.owner, self.lease_duration())? {
                     let name = file.file_name.clone();
                     let carried = self.db.batch_file(file.id).map_err(anyhow::Error::from).and_then(|file| {
@@ -471,6 +482,13 @@ pub fn archived_names(stored: &str) -> [String; 2] {
 }
 
 /// The name a file arrived under, from its name in processing/ ("<time>-<name>").
+/// Whether these folders hold a file whose process stopped: in `processing/`, or, once every item is decided, in
+/// `archive/` (a process may stop between archiving the input and recording that it is done).
+fn holds(folders: &Folders, file: &BatchFile) -> bool {
+    folders.processing.join(&file.stored_name).exists()
+        || (file.state == BatchState::Receipt && folders.archive.join(&file.stored_name).exists())
+}
+
 fn original_name(stored: &str) -> &str {
     stored.split_once('-').map_or(stored, |(_, name)| name)
 }

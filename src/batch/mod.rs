@@ -481,7 +481,6 @@ pub fn archived_names(stored: &str) -> [String; 2] {
     [stored.to_string(), format!("{stored}.metadata")]
 }
 
-/// The name a file arrived under, from its name in processing/ ("<time>-<name>").
 /// Whether these folders hold a file whose process stopped: in `processing/`, or, once every item is decided, in
 /// `archive/` (a process may stop between archiving the input and recording that it is done).
 fn holds(folders: &Folders, file: &BatchFile) -> bool {
@@ -489,6 +488,7 @@ fn holds(folders: &Folders, file: &BatchFile) -> bool {
         || (file.state == BatchState::Receipt && folders.archive.join(&file.stored_name).exists())
 }
 
+/// The name a file arrived under, from its name in processing/ ("<time>-<name>").
 fn original_name(stored: &str) -> &str {
     stored.split_once('-').map_or(stored, |(_, name)| name)
 }

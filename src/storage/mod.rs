@@ -267,7 +267,7 @@ impl Db {
         self.write_tries(5, work)
     }
 
-    /// `write`, run at most `tries` times: for a caller that does something else when it loses a race.
+    /// `write`, run at most `max_tries` times: for a caller that does something else when it loses a race.
     pub fn write_tries<T>(
         &self,
         max_tries: u32,

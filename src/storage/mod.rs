@@ -141,12 +141,10 @@ impl ManageConnection for Manager {
             }
             Backend::Sqlite => {
                 let mut conn = SqliteConnection::establish(&self.url).map_err(diesel::r2d2::Error::ConnectionError)?;
-                // WAL lets readers work beside the one writer; synchronous=FULL makes a commit durable before
-                // the receipt that depends on it is sent.
-                conn.batch_execute(&format!(
-                    "PRAGMA busy_timeout = {ms}; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
-                ))
-                .map_err(diesel::r2d2::Error::QueryError)?;
+                // WAL (set once in the database by `Db::open`) lets readers work beside the one writer;
+                // synchronous=FULL makes a commit durable before the receipt that depends on it is sent.
+                conn.batch_execute(&format!("PRAGMA busy_timeout = {ms}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"))
+                    .map_err(diesel::r2d2::Error::QueryError)?;
                 Ok(AnyConnection::Sqlite(conn))
             }
             Backend::Postgres => {
@@ -201,9 +199,9 @@ impl Db {
                 if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| StorageError::Connect(format!("{}: {e}", dir.display())))?;
                 }
-                // A new database is put in WAL mode by one connection before the pool opens its connections
-                // side by side: racing to change the mode, all but one were refused ("database is locked"),
-                // which the pool logged as an error at every first start.
+                // The database is put in WAL mode (kept in the file) here, by one connection, before the pool
+                // opens its connections side by side: racing to change the mode, all but one were refused
+                // ("database is locked"), which the pool logged as an error at every first start.
                 let mut first = SqliteConnection::establish(path).map_err(|e| StorageError::Connect(e.to_string()))?;
                 first.batch_execute(&format!("PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL;", busy_timeout.as_millis()))?;
                 path.to_string()

@@ -71,6 +71,19 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// The frame of a delivery whose first item the scan has reached: everything it needs is before that item.
+    fn read<S: Source + ?Sized>(source: &S, outline: Outline, framing: Framing, spec: &'static WireSpec) -> std::io::Result<Frame> {
+        let prefix =
+            String::from_utf8(source.range(0, outline.prefix_end)?.into_owned()).map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(Frame { prefix, outline, framing, spec, root_ordinal: 0 })
+    }
+
+    /// The frame of a delivery still being scanned, from what the scan found up to its first item (`on_item`'s
+    /// outline): its one-item documents are the ones `read_item` makes, so they can be schema-checked ahead.
+    pub fn at_first_item<S: Source + ?Sized>(source: &S, outline: &Outline, framing: Framing, reading: &Reading) -> std::io::Result<Frame> {
+        Frame::read(source, outline.clone(), framing, reading.spec)
+    }
+
     /// The delivery's fields with one item, as a document of its own.
     fn with_item(&self, item: &str) -> String {
         let mut text = String::with_capacity(self.prefix.len() + item.len() + self.outline.closing.len());
@@ -177,7 +190,7 @@ pub struct Reading<'a> {
 
 /// Scans the delivery and reads its own fields (see the module's comment).
 pub fn open<S: Source + ?Sized>(source: &S, framing: Framing, reading: &Reading) -> Result<Opened, OpenError> {
-    open_logging(source, framing, reading, |_| Ok(()))
+    open_logging(source, framing, reading, |_, _| Ok(()))
 }
 
 /// `open`, handing each item's span to `on_item` as the scan finds it (a batch file keeps them, and is not
@@ -186,7 +199,7 @@ pub fn open_logging<S: Source + ?Sized>(
     source: &S,
     framing: Framing,
     reading: &Reading,
-    on_item: impl FnMut(ItemSpan) -> std::io::Result<()>,
+    on_item: impl FnMut(ItemSpan, &Outline) -> std::io::Result<()>,
 ) -> Result<Opened, OpenError> {
     let spec = reading.spec;
     let outline = match stream::scan(source.reader()?, framing, spec.namespace, spec.item, &reading.stream, on_item) {
@@ -195,7 +208,6 @@ pub fn open_logging<S: Source + ?Sized>(
         Err(ScanError::Io(e) | ScanError::Stopped(e)) => return Err(e.into()),
     };
     let unreadable = |e: std::string::FromUtf8Error| std::io::Error::other(e.to_string());
-    let prefix = String::from_utf8(source.range(0, outline.prefix_end)?.into_owned()).map_err(unreadable)?;
     // The schema wants an item after the delivery's fields: the first item's own start tag, emptied, stands in
     // for it. Its errors are the item's (dropped here); the item itself is read with the others.
     let stand_in = match outline.first_item {
@@ -211,7 +223,7 @@ pub fn open_logging<S: Source + ?Sized>(
         }
         None => String::new(),
     };
-    let mut frame = Frame { prefix, outline, framing, spec, root_ordinal: 0 };
+    let mut frame = Frame::read(source, outline, framing, spec)?;
     let text = frame.with_item(&stand_in);
     let mut document = tree::read_document(&text, reading.xml).map_err(OpenError::Rejected)?;
     if let Some(span) = frame.outline.first_item {
@@ -260,7 +272,15 @@ pub struct ItemRead {
 
 /// Reads the item at `span` as a one-item document; `Err` when it cannot be read at all, with the finding
 /// placed on the item.
-pub fn read_item(frame: &Frame, span: &ItemSpan, bytes: &[u8], reading: &Reading) -> Result<Result<ItemRead, Finding>, TechnicalError> {
+///
+/// `valid`: the item's one-item document was found valid by `check_ahead` already; libxml2 is not run again.
+pub fn read_item(
+    frame: &Frame,
+    span: &ItemSpan,
+    bytes: &[u8],
+    reading: &Reading,
+    valid: bool,
+) -> Result<Result<ItemRead, Finding>, TechnicalError> {
     let index = span.index;
     let at_item = |mut finding: Finding| {
         if let Some(loc) = finding.loc.as_mut() {
@@ -282,10 +302,13 @@ pub fn read_item(frame: &Frame, span: &ItemSpan, bytes: &[u8], reading: &Reading
     let text = frame.with_item(text);
     // Every byte here passed the scan's guard (no DTD, entities or the like, within the limits) before libxml2
     // sees it. The tree is built after libxml2's document is freed, so the two are never in memory at once.
-    let report = match schema::validate(&reading.schema, &text, frame.target(), MAX_ERRORS_PER_ITEM) {
-        Ok(report) => report,
-        Err(SchemaError::Parse(message)) => return Ok(Err(at_item(Finding::nowhere(Rejection::NotWellFormed(message))))),
-        Err(e) => return Err(e.into()),
+    let report = match valid {
+        true => SchemaReport::default(),
+        false => match schema::validate(&reading.schema, &text, frame.target(), MAX_ERRORS_PER_ITEM) {
+            Ok(report) => report,
+            Err(SchemaError::Parse(message)) => return Ok(Err(at_item(Finding::nowhere(Rejection::NotWellFormed(message))))),
+            Err(e) => return Err(e.into()),
+        },
     };
     let mut document = match tree::read_document(&text, reading.xml) {
         Ok(document) => document,
@@ -317,6 +340,35 @@ pub fn read_item(frame: &Frame, span: &ItemSpan, bytes: &[u8], reading: &Reading
     // Taken out of the document rather than copied: an item can hold 10,000 postings.
     let item = frame.root_mut(&mut document).expect("found above").children.swap_remove(at);
     Ok(Ok(ItemRead { item, findings }))
+}
+
+/// Whether libxml2 finds an item's one-item document valid: the check `read_item` makes, made ahead of it (see
+/// `ValidAhead`). Any failure to tell counts as not valid, and `read_item` checks the item itself.
+pub fn check_ahead(frame: &Frame, bytes: &[u8], reading: &Reading) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else { return false };
+    schema::validate(&reading.schema, &frame.with_item(text), frame.target(), MAX_ERRORS_PER_ITEM).is_ok_and(|report| report.is_empty())
+}
+
+/// The items of a batch file found valid by `check_ahead` while the file was still being scanned (on the core
+/// the one-threaded scan leaves idle), by their number: a byte each, a few megabytes for the largest files.
+#[derive(Debug, Default)]
+pub struct ValidAhead(Vec<bool>);
+
+impl ValidAhead {
+    pub fn insert(&mut self, index: usize) {
+        if self.0.len() <= index {
+            self.0.resize(index + 1, false);
+        }
+        self.0[index] = true;
+    }
+
+    pub fn contains(&self, index: usize) -> bool {
+        self.0.get(index).copied().unwrap_or(false)
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.iter().filter(|&&valid| valid).count()
+    }
 }
 
 /// The number of `target` in `document`'s order.
@@ -379,4 +431,94 @@ fn place(frame: &Frame, root: &Element, report: &SchemaReport) -> (Vec<Finding>,
         }
     }
     (delivery, item, unplaced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::sortiment::Integration;
+
+    fn document(amounts: &[&str]) -> String {
+        let bilag: String = amounts
+            .iter()
+            .enumerate()
+            .map(|(n, amount)| {
+                let posting = |id: usize, side: &str, art: &str| {
+                    format!(
+                        "<Postering><PosteringId>{id}</PosteringId><Beloeb>{amount}</Beloeb><DebetKredit>{side}</DebetKredit>\
+                         <Posteringsdato>2026-11-02</Posteringsdato><Posteringstekst>T</Posteringstekst>\
+                         <Kontering><Funktion>5.57.72</Funktion><Dranst>1</Dranst><Art>{art}</Art></Kontering></Postering>"
+                    )
+                };
+                format!(
+                    "<Finansbilag><BilagId>A-{n}</BilagId><Bilagsdato>2026-11-02</Bilagsdato>{}{}</Finansbilag>\n",
+                    posting(1, "D", "5.2"),
+                    posting(2, "K", "9.5")
+                )
+            })
+            .collect();
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<FinansbilagLeverance xmlns=\"urn:fkoeko:sf1590a:v1\">\n\
+             <LeveranceId>6a1c2f3e-1111-4222-8333-944455556666</LeveranceId>\n\
+             <AfsenderSystem>6f1c0a7e-3b7a-4d3c-9a55-2f0b8d1e4c01</AfsenderSystem>\n<Myndighed>29189846</Myndighed>\n\
+             <Dannet>2026-11-02T02:00:00+01:00</Dannet>\n{bilag}</FinansbilagLeverance>\n"
+        )
+    }
+
+    #[test]
+    fn an_item_checked_ahead_is_read_as_it_is_read_after_the_scan() {
+        let limits = XmlLimits::default();
+        let reading = Reading {
+            spec: WireSpec::of(Integration::Sf1590A),
+            schema: PathBuf::from("schemas/sf1590a.xsd"),
+            xml: &limits,
+            stream: StreamLimits { xml: XmlLimits::default(), max_prefix_bytes: 1 << 16, max_item_bytes: 1 << 20 },
+        };
+        let text = document(&["12.00", "12.005", "7.25"]);
+        let source = text.as_bytes();
+        let (mut spans, mut early) = (Vec::new(), None);
+        let opened = open_logging(source, Framing::Document, &reading, |span, outline| {
+            if span.index == 1 {
+                early = Some(Frame::at_first_item(source, outline, Framing::Document, &reading)?);
+            }
+            spans.push(span);
+            Ok(())
+        });
+        let Ok(opened) = opened else { panic!("the delivery opens") };
+        let early = early.expect("made at the first item");
+        assert_eq!(early.with_item("<x/>"), opened.frame.with_item("<x/>"), "the same one-item documents");
+
+        let bytes = |span: &ItemSpan| &source[span.start as usize..span.end as usize];
+        let ahead: Vec<bool> = spans.iter().map(|span| check_ahead(&early, bytes(span), &reading)).collect();
+        assert_eq!(ahead, [true, false, true], "an amount of three decimals breaks the schema");
+        assert!(!check_ahead(&early, b"<Finansbilag><BilagId>", &reading), "a cut item is not valid");
+
+        let read = |span: &ItemSpan, valid: bool| match read_item(&opened.frame, span, bytes(span), &reading, valid) {
+            Ok(Ok(read)) => (read.item.content_hash(), read.item.line, read.item.col, read.findings),
+            _ => panic!("item {} reads", span.index),
+        };
+        for span in [&spans[0], &spans[2]] {
+            let ahead = read(span, true);
+            assert_eq!(ahead, read(span, false), "item {}", span.index);
+            assert!(ahead.3.is_empty());
+        }
+        let (_, _, _, findings) = read(&spans[1], false);
+        let paths: Vec<_> = findings.iter().map(|f| f.loc.as_ref().map(|l| l.path.as_str())).collect();
+        assert_eq!(
+            paths,
+            [
+                Some("/FinansbilagLeverance/Finansbilag[2]/Postering[1]/Beloeb"),
+                Some("/FinansbilagLeverance/Finansbilag[2]/Postering[2]/Beloeb")
+            ]
+        );
+    }
+
+    #[test]
+    fn items_valid_ahead_are_counted_by_their_number() {
+        let mut valid = ValidAhead::default();
+        valid.insert(3);
+        valid.insert(1);
+        assert_eq!((valid.contains(1), valid.contains(2), valid.contains(3), valid.contains(4)), (true, false, true, false));
+        assert_eq!(valid.count(), 2);
+    }
 }

@@ -2,10 +2,11 @@
 //! the file is scanned once for well-formedness (a broken file is rejected whole, before anything is booked) and
 //! for where its items are, its delivery fields and sender are checked, and then each item is read by its byte
 //! range as that scan logged it, schema-checked
-//! as a one-item document with the file's own delivery fields, checked, mapped and booked in chunks.
+//! as a one-item document with the file's own delivery fields, checked, mapped and booked in chunks. While the
+//! scan runs, a second thread schema-checks the items it has found (see `scan_checking_ahead`).
 //!
 //! Memory: the scan holds one XML event, the workers one item each, and the writer one chunk of plans; none
-//! of it grows with the file (the spans are in a temporary file).
+//! of it grows with the file (the spans are in a temporary file; the items found valid ahead are a byte each).
 
 use std::fs::File;
 use std::path::Path;
@@ -14,13 +15,13 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::book::{self, Target};
-use super::intake::{self, OpenError};
+use super::intake::{self, Frame, OpenError, Reading, Source, ValidAhead};
 use super::{Arrival, Items, Pipeline, ReadBy, Sink, TechnicalError, Transport};
 use crate::domain::delivery::{DeliveryRecord, ItemPlan};
 use crate::domain::sortiment::{Integration, Sortiment};
 use crate::storage::batch::{BatchFile, Lease};
 use crate::xml::soap::CallContext;
-use crate::xml::stream::{Framing, SpanLogWriter};
+use crate::xml::stream::{Framing, ItemSpan, SpanLogWriter};
 
 /// A claimed batch file, ready to be processed.
 pub struct MasseFile<'a> {
@@ -136,6 +137,61 @@ impl Committer<'_> {
     }
 }
 
+/// Items the scan may hand the check-ahead thread before it is taken up: the scan never waits for it.
+const CHECK_AHEAD_QUEUE: usize = 16;
+
+/// What the check-ahead thread is handed while the scan runs.
+enum Ahead {
+    /// The frame of the one-item documents, once the scan has reached the first item.
+    Frame(Frame),
+    Item(ItemSpan),
+}
+
+/// Scans the file (`intake::open_logging`, logging each item's span) while a second thread schema-checks the
+/// items the scan has found, on the core the one-threaded scan leaves idle: the items libxml2 finds valid are
+/// not checked again when they are decided, which is most of the libxml2 work of a file taken off the time
+/// after the scan. The scan never waits for it: an item it has no room for is checked when it is decided. Its
+/// work is lost only when the file is rejected as a whole.
+fn scan_checking_ahead(handle: &File, reading: &Reading, log: &mut SpanLogWriter) -> (Result<intake::Opened, OpenError>, ValidAhead) {
+    let (ahead, behind) = crossbeam_channel::bounded::<Ahead>(CHECK_AHEAD_QUEUE);
+    std::thread::scope(|scope| {
+        let checker = scope.spawn(move || {
+            let mut valid = ValidAhead::default();
+            let mut frame = None;
+            for next in behind {
+                match next {
+                    Ahead::Frame(made) => frame = Some(made),
+                    Ahead::Item(span) => {
+                        let Some(frame) = frame.as_ref() else { continue };
+                        match handle.range(span.start, span.end) {
+                            Ok(bytes) if intake::check_ahead(frame, &bytes, reading) => valid.insert(span.index),
+                            Ok(_) => {}
+                            // The workers read it again and report what is wrong.
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            valid
+        });
+        let opened = intake::open_logging(handle, Framing::Document, reading, |span, outline| {
+            log.push(&span)?;
+            if span.index == 1 {
+                // Without a frame no item is checked ahead; the items are checked when decided, as ever.
+                if let Ok(frame) = Frame::at_first_item(handle, outline, Framing::Document, reading) {
+                    let _ = ahead.send(Ahead::Frame(frame));
+                }
+            }
+            // Full: the checker is behind, and this item is checked when it is decided.
+            let _ = ahead.try_send(Ahead::Item(span));
+            Ok(())
+        });
+        drop(ahead);
+        let valid = checker.join().expect("the check-ahead thread does not panic");
+        (opened, valid)
+    })
+}
+
 impl Pipeline {
     /// Processes a claimed batch file to the end (or from where an earlier, stopped process left it): every
     /// item decided and booked, the delivery's outcome and alert recorded. The receipt file is then written
@@ -150,7 +206,8 @@ impl Pipeline {
         // scan; the scan itself must reach the end first, since a file broken anywhere is rejected whole.
         let folder = file.path.parent().unwrap_or(Path::new("."));
         let mut log = SpanLogWriter::create_in(folder)?;
-        let opened = match intake::open_logging(&handle, Framing::Document, &reading, |span| log.push(&span)) {
+        let (opened, valid) = scan_checking_ahead(&handle, &reading, &mut log);
+        let opened = match opened {
             Ok(opened) => opened,
             Err(OpenError::Rejected(finding)) => {
                 warn!(error = %finding.rejection, "batch file rejected as a whole");
@@ -159,7 +216,7 @@ impl Pipeline {
             Err(OpenError::Technical(e)) => return Err(e),
         };
         let spans = log.finish()?;
-        info!(items = opened.frame.outline.items, "batch file is well-formed; processing its items");
+        info!(items = opened.frame.outline.items, valid_ahead = valid.count(), "batch file is well-formed; processing its items");
         let findings = opened.findings.clone();
         let context = CallContext::default();
         let arrival = Arrival { context: &context, caller: None, origin: file.origin.as_ref() };
@@ -204,8 +261,9 @@ impl Pipeline {
         std::thread::scope(|scope| -> Result<(), TechnicalError> {
             let committing = scope.spawn(move || committer.run(taken));
             let mut booker = Booker { committer: chunks, chunk: Vec::new(), chunk_postings: 0, last_handed: now };
-            let decided =
-                self.decide_items(&items, ReadBy::Spans { log: &spans, skip: done }, &mut booker).and_then(|_| booker.hand_over());
+            let decided = self
+                .decide_items(&items, ReadBy::Spans { log: &spans, skip: done, valid: &valid }, &mut booker)
+                .and_then(|_| booker.hand_over());
             drop(booker);
             let committed = committing.join().expect("the committer does not panic");
             // A failed commit (a lost lease) is the cause when both failed.

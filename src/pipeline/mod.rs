@@ -467,9 +467,9 @@ impl Pipeline {
     /// a batch file's are read by one thread, by the spans its first scan logged, and decided by
     /// `settings.batch_workers`, and handed over in order. Returns how many items the delivery holds.
     fn decide_items<S: Source + ?Sized>(&self, items: &Items<'_, S>, by: ReadBy<'_>, sink: &mut dyn Sink) -> Result<usize, TechnicalError> {
-        let (log, skip) = match by {
+        let (log, skip, valid) = match by {
             ReadBy::Scan(digest) => return self.decide_scanned(items, digest, sink),
-            ReadBy::Spans { log, skip } => (log, skip),
+            ReadBy::Spans { log, skip, valid } => (log, skip, valid),
         };
         let workers = self.settings.batch_workers.max(1);
         let (item_tx, item_rx) = crossbeam_channel::bounded::<(ItemSpan, Vec<u8>)>(workers * 4);
@@ -490,7 +490,7 @@ impl Pipeline {
                 let (item_rx, plan_tx) = (item_rx.clone(), plan_tx.clone());
                 scope.spawn(move || {
                     for (span, bytes) in item_rx {
-                        let planned = self.plan_framed_item(items, &span, &bytes, None);
+                        let planned = self.plan_framed_item(items, &span, &bytes, None, valid.contains(span.index));
                         let planned = planned.map(|(plan, postings)| (span.index, plan, postings));
                         let failed = planned.is_err();
                         if plan_tx.send(planned).is_err() || failed {
@@ -541,10 +541,10 @@ impl Pipeline {
     ) -> Result<usize, TechnicalError> {
         let (spec, limits) = (items.reading.spec, &items.reading.stream);
         let mut count = 0;
-        let scanned = stream::scan(items.source.reader()?, items.framing, spec.namespace, spec.item, limits, |span| {
+        let scanned = stream::scan(items.source.reader()?, items.framing, spec.namespace, spec.item, limits, |span, _| {
             count = span.index;
             let bytes = items.source.range(span.start, span.end)?;
-            let (plan, postings) = self.plan_framed_item(items, &span, &bytes, Some(&mut *digest))?;
+            let (plan, postings) = self.plan_framed_item(items, &span, &bytes, Some(&mut *digest), false)?;
             sink.add(plan, postings)
         });
         match scanned {
@@ -559,18 +559,20 @@ impl Pipeline {
     }
 
     /// One item, the same for both transports: read as a one-item document, checked, mapped and planned. Feeds
-    /// the item into `digest` when given. Returns the plan and the item's number of postings (for chunk sizes).
+    /// the item into `digest` when given; `valid`: libxml2 found it valid ahead (see `intake::read_item`).
+    /// Returns the plan and the item's number of postings (for chunk sizes).
     fn plan_framed_item<S: ?Sized>(
         &self,
         items: &Items<'_, S>,
         span: &ItemSpan,
         bytes: &[u8],
         digest: Option<&mut Sha256>,
+        valid: bool,
     ) -> Result<(ItemPlan, usize), TechnicalError> {
         let Items { integration, frame, findings: delivery_findings, context, reading, .. } = *items;
         let spec = reading.spec;
         let index = span.index;
-        let read = match intake::read_item(frame, span, bytes, reading)? {
+        let read = match intake::read_item(frame, span, bytes, reading, valid)? {
             Ok(read) => read,
             Err(finding) => {
                 let mut findings = delivery_findings.to_vec();
@@ -1046,8 +1048,8 @@ enum ReadBy<'a> {
     /// A straks call: scanned for again in memory, each item fed into the delivery's digest in order.
     Scan(&'a mut Sha256),
     /// A batch file: read by the spans its first scan logged, from the item after the first `skip` (committed
-    /// by an earlier run) on.
-    Spans { log: &'a SpanLog, skip: usize },
+    /// by an earlier run) on; those in `valid` are not schema-checked again.
+    Spans { log: &'a SpanLog, skip: usize, valid: &'a intake::ValidAhead },
 }
 
 /// The items of one opened delivery, and what each is decided with.

@@ -277,7 +277,7 @@ pub fn scan<R: BufRead, E>(
     namespace: &str,
     item: &str,
     limits: &StreamLimits,
-    mut on_item: impl FnMut(ItemSpan) -> Result<(), E>,
+    mut on_item: impl FnMut(ItemSpan, &Outline) -> Result<(), E>,
 ) -> Result<Outline, ScanError<E>> {
     // The depth of the delivery root, and the envelope's state around it.
     let root_depth = match framing {
@@ -451,7 +451,7 @@ pub fn scan<R: BufRead, E>(
                         let span = ItemSpan { index: o.items, start, end, start_tag_end: end, line, col };
                         if empty {
                             o.first_item.get_or_insert(span);
-                            on_item(span).map_err(ScanError::Stopped)?;
+                            on_item(span, o).map_err(ScanError::Stopped)?;
                         } else {
                             current = Some((span, 1));
                         }
@@ -499,10 +499,9 @@ pub fn scan<R: BufRead, E>(
                         }
                         let span = *span;
                         current = None;
-                        if let Some(o) = outline.as_mut() {
-                            o.first_item.get_or_insert(span);
-                        }
-                        on_item(span).map_err(ScanError::Stopped)?;
+                        let o = outline.as_mut().expect("an item is inside the delivery root");
+                        o.first_item.get_or_insert(span);
+                        on_item(span, o).map_err(ScanError::Stopped)?;
                     }
                     (d, _) if d == root_depth && outline.is_some() && !root_done => {
                         root_done = true;
@@ -709,7 +708,7 @@ mod tests {
 
     fn spans(text: &str) -> Result<(Outline, Vec<ItemSpan>), Finding> {
         let mut spans = Vec::new();
-        let outline = scan::<_, ()>(text.as_bytes(), Framing::Document, "urn:x", "i", &limits(), |s| {
+        let outline = scan::<_, ()>(text.as_bytes(), Framing::Document, "urn:x", "i", &limits(), |s, _| {
             spans.push(s);
             Ok(())
         })
@@ -814,7 +813,7 @@ mod tests {
         assert_eq!(code("<r xmlns=\"urn:x\"><i>a</i><h/></r>"), "FORMAT_XSD");
         assert_eq!(code(&format!("<r xmlns=\"urn:x\"><i>{}</i></r>", "x".repeat(10_000))), "FORMAT_STOERRELSE");
         let invalid = b"<r xmlns=\"urn:x\"><i>\xff</i></r>";
-        let err = scan::<_, ()>(&invalid[..], Framing::Document, "urn:x", "i", &limits(), |_| Ok(())).unwrap_err();
+        let err = scan::<_, ()>(&invalid[..], Framing::Document, "urn:x", "i", &limits(), |_, _| Ok(())).unwrap_err();
         assert!(matches!(err, ScanError::Rejected(f) if f.code().as_str() == "FORMAT_XML"));
     }
 
@@ -839,7 +838,7 @@ mod tests {
         let head = std::io::Cursor::new(b"<r xmlns=\"urn:x\"><i>".to_vec());
         let body = std::io::repeat(b'a').take(64 << 20);
         let source = std::io::BufReader::new(head.chain(body));
-        let err = scan::<_, ()>(source, Framing::Document, "urn:x", "i", &limits(), |_| Ok(())).unwrap_err();
+        let err = scan::<_, ()>(source, Framing::Document, "urn:x", "i", &limits(), |_, _| Ok(())).unwrap_err();
         assert!(matches!(err, ScanError::Rejected(f) if f.code().as_str() == "FORMAT_STOERRELSE"));
     }
 }
@@ -850,7 +849,7 @@ mod soap_tests {
 
     fn outline(text: &str) -> Result<Outline, String> {
         let limits = StreamLimits { xml: XmlLimits::default(), max_prefix_bytes: 4096, max_item_bytes: 4096 };
-        scan::<_, ()>(text.as_bytes(), Framing::Soap, "urn:x", "i", &limits, |_| Ok(())).map_err(|e| match e {
+        scan::<_, ()>(text.as_bytes(), Framing::Soap, "urn:x", "i", &limits, |_, _| Ok(())).map_err(|e| match e {
             ScanError::Rejected(f) => f.rejection.to_string(),
             other => panic!("{other:?}"),
         })

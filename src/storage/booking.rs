@@ -14,24 +14,30 @@ use super::schema::{
     receipts,
 };
 use super::text::Stored;
-use super::{execute_native, AnyConnection, StorageError};
+use super::{AnyConnection, StorageError};
 use crate::domain::alert::{Alert, AlertTarget};
 use crate::domain::delivery::{ClaimBooking, DeliveryRecord, FinansBooking, Transport};
 use crate::domain::idempotency::{EarlierDelivery, EarlierItem};
 use crate::domain::receipt::{Receipt, Status};
 use crate::domain::sortiment::Integration;
 
-/// `insert_all` into a table (defined below): the one statement for both backends, spelled once.
+/// `insert_all` of rows of type `$row` into a table (defined below): the one statement for both backends,
+/// spelled once.
 macro_rules! insert_rows {
-    ($conn:expr, $table:expr, $rows:expr) => {
-        insert_all(
+    ($conn:expr, $table:expr, $row:ident, $rows:expr) => {
+        $crate::storage::booking::insert_all(
             $conn,
             $rows,
-            |conn, rows| execute_native(conn, diesel::insert_into($table).values(rows)),
-            |conn, row| execute_native(conn, diesel::insert_into($table).values(row)),
+            |conn, rows| $crate::storage::execute_native(conn, diesel::insert_into($table).values(rows)),
+            |conn, row| $crate::storage::execute_native(conn, diesel::insert_into($table).values(row)),
+            |conn, rows: &[$row<'_>]| {
+                let statement = $crate::storage::booking::SqliteRows::<_, _, $row<'static>>::new::<$row<'_>>($table, rows);
+                diesel::RunQueryDsl::execute(statement, conn)
+            },
         )
     };
 }
+pub(super) use insert_rows;
 
 pub fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("receipts serialize")
@@ -194,7 +200,7 @@ fn new_delivery<'a>(row: &'a DeliveryRow<'a>) -> NewDelivery<'a> {
 /// Writes deliveries' rows, each with its key and outcome.
 pub fn insert_deliveries(conn: &mut AnyConnection, rows: &[DeliveryRow]) -> Result<(), StorageError> {
     let rows: Vec<NewDelivery> = rows.iter().map(new_delivery).collect();
-    insert_rows!(conn, deliveries::table, &rows)
+    insert_rows!(conn, deliveries::table, NewDelivery, &rows)
 }
 
 /// Records the outcome of a delivery on its row: the counts, and the answer a re-sent delivery gets again.
@@ -256,8 +262,8 @@ pub struct ReceiptRow<'a> {
 /// Writes items' receipts and their errors.
 pub fn insert_receipts(conn: &mut AnyConnection, rows: &[ReceiptRow]) -> Result<(), StorageError> {
     let ids = receipt_ids(rows);
-    insert_rows!(conn, receipts::table, &new_receipts(rows, &ids))?;
-    insert_rows!(conn, receipt_errors::table, &new_receipt_errors(rows, &ids))
+    insert_rows!(conn, receipts::table, NewReceipt, &new_receipts(rows, &ids))?;
+    insert_rows!(conn, receipt_errors::table, NewReceiptError, &new_receipt_errors(rows, &ids))
 }
 
 fn receipt_ids(rows: &[ReceiptRow]) -> Vec<String> {
@@ -342,11 +348,11 @@ pub fn insert_booked(
             Ok(())
         }
         _ => {
-            insert_rows!(conn, deliveries::table, &delivery_rows)?;
-            insert_rows!(conn, receipts::table, &receipt_rows)?;
-            insert_rows!(conn, receipt_errors::table, &error_rows)?;
-            insert_rows!(conn, erp_journal::table, &journal_rows)?;
-            insert_rows!(conn, erp_journal_lines::table, &line_rows)
+            insert_rows!(conn, deliveries::table, NewDelivery, &delivery_rows)?;
+            insert_rows!(conn, receipts::table, NewReceipt, &receipt_rows)?;
+            insert_rows!(conn, receipt_errors::table, NewReceiptError, &error_rows)?;
+            insert_rows!(conn, erp_journal::table, NewJournal, &journal_rows)?;
+            insert_rows!(conn, erp_journal_lines::table, NewJournalLine, &line_rows)
         }
     }
 }
@@ -379,31 +385,101 @@ impl diesel::query_builder::QueryId for AllInOne<'_> {
 
 impl RunQueryDsl<diesel::pg::PgConnection> for AllInOne<'_> {}
 
-/// Inserts rows: one statement a row on SQLite, many rows a statement on PostgreSQL. SQLite runs in this
-/// process, so a row costs no round trip, and a one-row insert is prepared once and kept by diesel, while a
-/// statement of many rows is prepared again for every count of rows. On PostgreSQL each statement is a round
-/// trip to the server; the rows go in slices within its limit of parameters to a statement.
+/// Inserts rows. On SQLite, `SQLITE_ROWS` rows a statement (`sqlite_many`), and the rest one a statement: both
+/// shapes are prepared once and kept, where a statement of any other count of rows would be prepared again. SQLite
+/// runs in this process, so a statement costs no round trip, but each costs diesel a cache lookup and SQLite a
+/// run of its own: a batch file's lines in statements of one were a third of the committer thread's time. On
+/// PostgreSQL each statement is a round trip to the server; the rows go in slices within its limit of parameters
+/// to a statement.
 ///
 /// Both run on the backend's own connection (`execute_native`): through the multi-backend connection diesel
 /// renders a statement's SQL twice and walks its values five times at every run, cached or not, and on SQLite
 /// that was a quarter of the writer thread's time.
-pub(super) fn insert_all<R>(
+pub(crate) fn insert_all<R>(
     conn: &mut AnyConnection,
     rows: &[R],
     many: impl Fn(&mut AnyConnection, &[R]) -> QueryResult<usize>,
     one: impl Fn(&mut AnyConnection, &R) -> QueryResult<usize>,
+    sqlite_many: impl Fn(&mut SqliteConnection, &[R]) -> QueryResult<usize>,
 ) -> Result<(), StorageError> {
-    if matches!(conn, AnyConnection::Sqlite(_)) {
-        for row in rows {
-            one(conn, row)?;
+    let rest = match conn {
+        AnyConnection::Sqlite(sqlite) => {
+            let mut full = rows.chunks_exact(SQLITE_ROWS);
+            for rows in &mut full {
+                sqlite_many(sqlite, rows)?;
+            }
+            full.remainder()
         }
-    } else {
-        for rows in rows.chunks(500) {
-            many(conn, rows)?;
+        AnyConnection::Postgresql(_) => {
+            for rows in rows.chunks(500) {
+                many(conn, rows)?;
+            }
+            &[]
         }
+    };
+    for row in rest {
+        one(conn, row)?;
     }
     Ok(())
 }
+
+/// Rows a statement when SQLite inserts many (at most 22 columns a row: far within its limit of parameters).
+const SQLITE_ROWS: usize = 32;
+
+/// `INSERT INTO table (columns) VALUES (…), (…)` of `SQLITE_ROWS` rows, which diesel prepares once and keeps
+/// under `Key`, the row type's `'static` form. Diesel's own insert of many rows is kept only for row types
+/// without a lifetime (its key is the row type), and ours borrow what they write; a row type has one set of
+/// columns, so one key is one SQL text.
+pub(crate) struct SqliteRows<V, Tab: diesel::QuerySource, Key> {
+    into: Tab::FromClause,
+    values: Vec<diesel::query_builder::ValuesClause<V, Tab>>,
+    key: std::marker::PhantomData<fn() -> Key>,
+}
+
+impl<V, Tab: diesel::QuerySource, Key> SqliteRows<V, Tab, Key> {
+    pub(crate) fn new<'a, R>(table: Tab, rows: &'a [R]) -> Self
+    where
+        &'a R: Insertable<Tab, Values = diesel::query_builder::ValuesClause<V, Tab>>,
+    {
+        debug_assert_eq!(rows.len(), SQLITE_ROWS, "one count of rows, one statement");
+        SqliteRows { into: table.from_clause(), values: rows.iter().map(Insertable::values).collect(), key: std::marker::PhantomData }
+    }
+}
+
+impl<V, Tab, Key> QueryFragment<diesel::sqlite::Sqlite> for SqliteRows<V, Tab, Key>
+where
+    Tab: diesel::Table,
+    Tab::FromClause: QueryFragment<diesel::sqlite::Sqlite>,
+    diesel::query_builder::ValuesClause<V, Tab>: QueryFragment<diesel::sqlite::Sqlite>,
+    V: QueryFragment<diesel::sqlite::Sqlite>,
+{
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>) -> QueryResult<()> {
+        out.push_sql("INSERT INTO ");
+        self.into.walk_ast(out.reborrow())?;
+        out.push_sql(" ");
+        let mut values = self.values.iter();
+        // The first row names the columns: `(columns) VALUES (…)`; each after it adds `, (…)`.
+        if let Some(first) = values.next() {
+            first.walk_ast(out.reborrow())?;
+        }
+        for row in values {
+            out.push_sql(", (");
+            row.values.walk_ast(out.reborrow())?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+}
+
+impl<V, Tab: diesel::QuerySource, Key: 'static> diesel::query_builder::QueryId for SqliteRows<V, Tab, Key> {
+    type QueryId = SqliteRowsOf<Key>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+/// `SqliteRows`' key in diesel's statement cache.
+pub(crate) struct SqliteRowsOf<Key>(std::marker::PhantomData<Key>);
+
+impl<V, Tab: diesel::QuerySource, Key> RunQueryDsl<SqliteConnection> for SqliteRows<V, Tab, Key> {}
 
 #[derive(Insertable)]
 #[diesel(table_name = receipts, treat_none_as_default_value = false)]
@@ -446,8 +522,8 @@ pub struct JournalRow<'a> {
 /// Writes the import rows of accepted finansbilag: a journal row each, and a line for each postering.
 pub fn insert_journals(conn: &mut AnyConnection, rows: &[JournalRow]) -> Result<(), StorageError> {
     let ids = journal_ids(rows);
-    insert_rows!(conn, erp_journal::table, &new_journals(rows, &ids))?;
-    insert_rows!(conn, erp_journal_lines::table, &new_journal_lines(rows))
+    insert_rows!(conn, erp_journal::table, NewJournal, &new_journals(rows, &ids))?;
+    insert_rows!(conn, erp_journal_lines::table, NewJournalLine, &new_journal_lines(rows))
 }
 
 fn journal_ids(rows: &[JournalRow]) -> Vec<String> {

@@ -322,12 +322,7 @@ pub fn insert_outbox(conn: &mut AnyConnection, rows: &[OutboxRow]) -> Result<(),
         .iter()
         .map(|r| NewOutboxRow { target: r.target, delivery_id: r.delivery_key, payload: &r.payload, created_at: r.at.naive_utc() })
         .collect();
-    super::booking::insert_all(
-        conn,
-        &new,
-        |conn, rows| super::execute_native(conn, diesel::insert_into(target_outbox::table).values(rows)),
-        |conn, row| super::execute_native(conn, diesel::insert_into(target_outbox::table).values(row)),
-    )
+    super::booking::insert_rows!(conn, target_outbox::table, NewOutboxRow, &new)
 }
 
 /// Which waiting rows of a target a file takes.

@@ -529,3 +529,30 @@ fn deliveries_written_in_one_group_stand_alone_and_book_a_finansbilag_once() {
     });
     assert_eq!(app.send(&failing.soap11()).receipts[0].status, Status::Accepteret);
 }
+
+#[test]
+fn a_finansbilag_of_many_postings_is_written_line_for_line_as_sent() {
+    // 76 postings: SQLite writes lines 32 to a statement and the rest one at a time; every one must land whole
+    // and in its place.
+    let app = TestApp::start();
+    let mut postings = Vec::new();
+    for n in 0..37u32 {
+        let amount = format!("{}.{:02}", 10 + n, n);
+        postings.push(Posting::debit(2 * n + 1, &amount));
+        postings.push(Posting::credit(2 * n + 2, &amount));
+    }
+    postings.push(Posting::debit(75, "0.50"));
+    let mut last_credit = Posting::credit(76, "0.50");
+    last_credit.text = "Sidste".into();
+    postings.push(last_credit);
+    let bilag = Bilag { postings, ..Bilag::balanced("MANY-1", "1.00") };
+    let sent: Vec<[String; 4]> =
+        bilag.postings.iter().enumerate().map(|(n, p)| [(n + 1).to_string(), p.id.clone(), p.amount.clone(), p.side.to_string()]).collect();
+    let set = app.send(&Delivery::new(vec![bilag]).soap11());
+    assert_eq!(set.receipts[0].status, Status::Accepteret, "{:?}", set.receipts[0].errors);
+    let lines = app.rows("SELECT json_array(line_no, posting_id, amount, debit_credit) AS row FROM erp_journal_lines ORDER BY line_no", 4);
+    let written: Vec<[String; 4]> =
+        lines.iter().map(|row| std::array::from_fn(|i| row[i].clone().expect("no NULL in these columns"))).collect();
+    assert_eq!(written, sent);
+    assert_eq!(app.count("SELECT count(*) AS n FROM erp_journal_lines WHERE posting_text = 'Sidste'"), 1);
+}

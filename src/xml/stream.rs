@@ -347,8 +347,11 @@ pub fn scan<R: BufRead, E>(
             Event::GeneralRef(r) => guard::resolve_reference(r).map(drop),
             other => guard::check_event(other),
         };
-        let in_delivery_ns = matches!(&ns, ResolveResult::Bound(ns) if ns.0 == namespace.as_bytes());
+        // Compared only where they are asked (an item is a child of the root; the envelope is above it): most
+        // events are deeper, and a batch file has millions.
+        let in_delivery_ns = depth == root_depth + 1 && matches!(&ns, ResolveResult::Bound(ns) if ns.0 == namespace.as_bytes());
         let soap_ns = match &ns {
+            _ if framing != Framing::Soap || depth > root_depth => None,
             ResolveResult::Bound(ns) if ns.0 == SoapVersion::V11.namespace().as_bytes() => Some(SoapVersion::V11),
             ResolveResult::Bound(ns) if ns.0 == SoapVersion::V12.namespace().as_bytes() => Some(SoapVersion::V12),
             _ => None,

@@ -2,7 +2,7 @@
 //! against us before anything else (libxml2 included) sees the bytes: other encodings, DTDs and entities,
 //! processing instructions, XInclude, and documents beyond the configured limits.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use quick_xml::events::Event;
@@ -185,18 +185,19 @@ pub fn decode_utf8(bytes: &[u8]) -> Result<&str, Finding> {
     })
 }
 
-/// Names and namespaces met so far in one document, each held once.
+/// Names and namespaces met so far in one document, each held once. Looked up by their bytes with a fast hash
+/// (seeded per process): two lookups an element, which with SipHash and a UTF-8 conversion each were about 5 %
+/// of a batch file's CPU.
 #[derive(Default)]
-struct Names(HashSet<Arc<str>>);
+struct Names(HashMap<Box<[u8]>, Arc<str>, foldhash::fast::RandomState>);
 
 impl Names {
     fn get(&mut self, name: &[u8]) -> Arc<str> {
-        let name = String::from_utf8_lossy(name);
-        if let Some(known) = self.0.get(&*name) {
+        if let Some(known) = self.0.get(name) {
             return known.clone();
         }
-        let new: Arc<str> = Arc::from(&*name);
-        self.0.insert(new.clone());
+        let new: Arc<str> = Arc::from(&*String::from_utf8_lossy(name));
+        self.0.insert(name.into(), new.clone());
         new
     }
 }

@@ -73,8 +73,10 @@ pub struct Frame {
 impl Frame {
     /// The frame of a delivery whose first item the scan has reached: everything it needs is before that item.
     fn read<S: Source + ?Sized>(source: &S, outline: Outline, framing: Framing, spec: &'static WireSpec) -> std::io::Result<Frame> {
-        let prefix =
-            String::from_utf8(source.range(0, outline.prefix_end)?.into_owned()).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let prefix = source.range(0, outline.prefix_end)?;
+        // A byte-order mark stays out of the one-item documents, as it stays out of the scan's positions.
+        let prefix = prefix.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&prefix).to_vec();
+        let prefix = String::from_utf8(prefix).map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(Frame { prefix, outline, framing, spec, root_ordinal: 0 })
     }
 

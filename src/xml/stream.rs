@@ -290,6 +290,16 @@ pub fn scan<R: BufRead, E>(
     let mut root_done = false;
     let event_start = Rc::new(Cell::new(0));
     let budget = limits.max_item_bytes.max(limits.max_prefix_bytes).max(limits.xml.max_text_len as u64 * 4 + 4096);
+    // A UTF-8 byte-order mark is not part of the document. quick-xml would skip it without counting it in its
+    // positions while the tally counted it; it is skipped here, so both count from after it, and the byte offsets
+    // handed out (item spans, the prefix's end) are moved past it again to be offsets in what was sent.
+    let mut source = source;
+    let bom = match source.fill_buf() {
+        Ok(head) if head.starts_with(b"\xEF\xBB\xBF") => 3,
+        Ok(_) => 0,
+        Err(e) => return Err(ScanError::Io(e)),
+    };
+    source.consume(bom as usize);
     let counting = Counting { inner: source, consumed: 0, tally: Tally::default(), event_start: event_start.clone(), budget };
     let mut reader = NsReader::from_reader(counting);
     reader.config_mut().trim_text(false);
@@ -440,18 +450,18 @@ pub fn scan<R: BufRead, E>(
                         if empty {
                             root_done = true;
                             if let Some(o) = outline.as_mut() {
-                                (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start, line, col);
+                                (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start + bom, line, col);
                             }
                         }
                     }
                     (d, Some(o), None) if d == root_depth + 1 && in_root && is_item => {
                         if o.items == 0 {
-                            (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start, line, col);
+                            (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start + bom, line, col);
                         }
                         o.items += 1;
                         sections = 0;
-                        let end = reader.buffer_position();
-                        let span = ItemSpan { index: o.items, start, end, start_tag_end: end, line, col };
+                        let end = reader.buffer_position() + bom;
+                        let span = ItemSpan { index: o.items, start: start + bom, end, start_tag_end: end, line, col };
                         if empty {
                             o.first_item.get_or_insert(span);
                             on_item(span, o).map_err(ScanError::Stopped)?;
@@ -491,7 +501,7 @@ pub fn scan<R: BufRead, E>(
                 }
                 match (depth, &mut current) {
                     (d, Some((span, _))) if d == root_depth + 1 => {
-                        span.end = reader.buffer_position();
+                        span.end = reader.buffer_position() + bom;
                         if span.end - span.start > limits.max_item_bytes {
                             return fail(Rejection::TooLarge(format!(
                                 "{item} nr. {} fylder {} byte; højst {} er tilladt",
@@ -509,7 +519,7 @@ pub fn scan<R: BufRead, E>(
                     (d, _) if d == root_depth && outline.is_some() && !root_done => {
                         root_done = true;
                         if let Some(o) = outline.as_mut().filter(|o| o.items == 0) {
-                            (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start, line, col);
+                            (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start + bom, line, col);
                         }
                     }
                     _ => {}
@@ -805,6 +815,22 @@ mod tests {
         assert_eq!(texts, vec!["<i>a</i>", "<i\n    k=\"v\"><j/></i>", "<i/>"]);
         let positions: Vec<(u32, u32)> = spans.iter().map(|s| (s.line, s.col)).collect();
         assert_eq!(positions, vec![(4, 3), (5, 1), (6, 19)]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_moves_the_spans_but_not_the_positions() {
+        let plain = "<?xml version=\"1.0\"?>\n<r xmlns=\"urn:x\"><h>1</h>\n<i>a</i><i>b</i>\n</r>\n";
+        let marked = format!("\u{feff}{plain}");
+        let (outline, spans_marked) = spans(&marked).unwrap();
+        let (plain_outline, spans_plain) = spans(plain).unwrap();
+        // Byte offsets are offsets in what was sent: the items' bytes are read by them.
+        let texts: Vec<&str> = spans_marked.iter().map(|s| &marked[s.start as usize..s.end as usize]).collect();
+        assert_eq!(texts, ["<i>a</i>", "<i>b</i>"]);
+        assert_eq!(&marked[..outline.prefix_end as usize], "\u{feff}<?xml version=\"1.0\"?>\n<r xmlns=\"urn:x\"><h>1</h>\n");
+        // Lines and columns are the document's, the mark not counted.
+        let positions = |spans: &[ItemSpan]| spans.iter().map(|s| (s.line, s.col)).collect::<Vec<_>>();
+        assert_eq!(positions(&spans_marked), positions(&spans_plain));
+        assert_eq!((outline.prefix_end_line, outline.prefix_end_col), (plain_outline.prefix_end_line, plain_outline.prefix_end_col));
     }
 
     #[test]

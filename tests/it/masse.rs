@@ -79,6 +79,27 @@ fn a_file_on_one_line_is_placed_by_line_and_column() {
 }
 
 #[test]
+fn a_file_with_a_byte_order_mark_is_read_as_without_it() {
+    // UTF-8 with its byte-order mark, as editors on Windows write it: once rejected whole, the items read three
+    // bytes off ("'Finansbil<' er ikke et gyldigt elementnavn").
+    let ((_, plain), (_, other)) = (mixed_file(), mixed_file());
+    let batch = Batch::plain();
+    batch.drop_file("plain.xml", plain.as_bytes());
+    batch.drop_file("marked.xml", format!("\u{feff}{}", other.replace("M-", "B-")).as_bytes());
+    let handled = batch.run_once();
+    assert_eq!(handled.iter().map(|h| (h.accepted, h.rejected)).collect::<Vec<_>>(), [(2, 2), (2, 2)]);
+    let errors = |name: &str| {
+        let (_, set) = batch.receipt(name);
+        set.receipts
+            .iter()
+            .flat_map(|r| r.errors.iter().map(|e| (e.code.as_str().to_string(), e.path.clone(), e.line, e.col)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(errors("marked.xml"), errors("plain.xml"), "the same errors in the same places");
+    assert!(!errors("marked.xml").is_empty());
+}
+
+#[test]
 fn a_partial_file_is_not_taken() {
     // Serviceplatformen's convention: the data file alone, or with a .metadata whose size does not agree yet.
     let batch = Batch::metadata();

@@ -71,7 +71,7 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// The frame of a delivery whose first item the scan has reached: everything it needs is before that item.
+    /// The frame from what the scan found before the first item (or, with none, before the root's end tag).
     fn read<S: Source + ?Sized>(source: &S, outline: Outline, framing: Framing, spec: &'static WireSpec) -> std::io::Result<Frame> {
         let prefix = source.range(0, outline.prefix_end)?;
         // A byte-order mark stays out of the one-item documents, as it stays out of the scan's positions.

@@ -30,7 +30,7 @@ macro_rules! insert_rows {
             $rows,
             |conn, rows| $crate::storage::execute_native(conn, diesel::insert_into($table).values(rows)),
             |conn, row| $crate::storage::execute_native(conn, diesel::insert_into($table).values(row)),
-            |conn, rows: &[$row<'_>]| {
+            |conn, rows: &[$row<'_>; $crate::storage::booking::SQLITE_ROWS]| {
                 let statement = $crate::storage::booking::SqliteRows::<_, _, $row<'static>>::new::<$row<'_>>($table, rows);
                 diesel::RunQueryDsl::execute(statement, conn)
             },
@@ -400,15 +400,15 @@ pub(crate) fn insert_all<R>(
     rows: &[R],
     many: impl Fn(&mut AnyConnection, &[R]) -> QueryResult<usize>,
     one: impl Fn(&mut AnyConnection, &R) -> QueryResult<usize>,
-    sqlite_many: impl Fn(&mut SqliteConnection, &[R]) -> QueryResult<usize>,
+    sqlite_many: impl Fn(&mut SqliteConnection, &[R; SQLITE_ROWS]) -> QueryResult<usize>,
 ) -> Result<(), StorageError> {
     let rest = match conn {
         AnyConnection::Sqlite(sqlite) => {
-            let mut full = rows.chunks_exact(SQLITE_ROWS);
-            for rows in &mut full {
+            let (full, rest) = rows.as_chunks::<SQLITE_ROWS>();
+            for rows in full {
                 sqlite_many(sqlite, rows)?;
             }
-            full.remainder()
+            rest
         }
         AnyConnection::Postgresql(_) => {
             for rows in rows.chunks(500) {
@@ -424,7 +424,7 @@ pub(crate) fn insert_all<R>(
 }
 
 /// Rows a statement when SQLite inserts many (at most 22 columns a row: far within its limit of parameters).
-const SQLITE_ROWS: usize = 32;
+pub(crate) const SQLITE_ROWS: usize = 32;
 
 /// `INSERT INTO table (columns) VALUES (…), (…)` of `SQLITE_ROWS` rows, which diesel prepares once and keeps
 /// under `Key`, the row type's `'static` form. Diesel's own insert of many rows is kept only for row types
@@ -437,11 +437,11 @@ pub(crate) struct SqliteRows<V, Tab: diesel::QuerySource, Key> {
 }
 
 impl<V, Tab: diesel::QuerySource, Key> SqliteRows<V, Tab, Key> {
-    pub(crate) fn new<'a, R>(table: Tab, rows: &'a [R]) -> Self
+    /// Exactly `SQLITE_ROWS` rows, by type: the SQL kept under `Key` has that many rows of placeholders.
+    pub(crate) fn new<'a, R>(table: Tab, rows: &'a [R; SQLITE_ROWS]) -> Self
     where
         &'a R: Insertable<Tab, Values = diesel::query_builder::ValuesClause<V, Tab>>,
     {
-        debug_assert_eq!(rows.len(), SQLITE_ROWS, "one count of rows, one statement");
         SqliteRows { into: table.from_clause(), values: rows.iter().map(Insertable::values).collect(), key: std::marker::PhantomData }
     }
 }

@@ -71,19 +71,15 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// The frame from what the scan found before the first item (or, with none, before the root's end tag).
-    fn read<S: Source + ?Sized>(source: &S, outline: Outline, framing: Framing, spec: &'static WireSpec) -> std::io::Result<Frame> {
+    /// The frame from what the scan found before the first item (or, with none, before the root's end tag). Also
+    /// made while the scan still runs, from the outline its callback gets at the first item: the one-item
+    /// documents are then the ones `read_item` makes, so they can be schema-checked ahead.
+    pub fn read<S: Source + ?Sized>(source: &S, outline: Outline, framing: Framing, spec: &'static WireSpec) -> std::io::Result<Frame> {
         let prefix = source.range(0, outline.prefix_end)?;
         // A byte-order mark stays out of the one-item documents, as it stays out of the scan's positions.
         let prefix = prefix.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&prefix).to_vec();
         let prefix = String::from_utf8(prefix).map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(Frame { prefix, outline, framing, spec, root_ordinal: 0 })
-    }
-
-    /// The frame of a delivery still being scanned, from what the scan found up to its first item (`on_item`'s
-    /// outline): its one-item documents are the ones `read_item` makes, so they can be schema-checked ahead.
-    pub fn at_first_item<S: Source + ?Sized>(source: &S, outline: &Outline, framing: Framing, reading: &Reading) -> std::io::Result<Frame> {
-        Frame::read(source, outline.clone(), framing, reading.spec)
     }
 
     /// The delivery's fields with one item, as a document of its own.
@@ -481,7 +477,7 @@ mod tests {
         let (mut spans, mut early) = (Vec::new(), None);
         let opened = open_logging(source, Framing::Document, &reading, |span, outline| {
             if span.index == 1 {
-                early = Some(Frame::at_first_item(source, outline, Framing::Document, &reading)?);
+                early = Some(Frame::read(source, outline.clone(), Framing::Document, reading.spec)?);
             }
             spans.push(span);
             Ok(())

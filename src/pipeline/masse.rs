@@ -180,7 +180,7 @@ fn scan_checking_ahead(handle: &File, reading: &Reading, log: &mut SpanLogWriter
             log.push(&span)?;
             if span.index == 1 {
                 // Without a frame no item is checked ahead; the items are checked when decided, as ever.
-                if let Ok(frame) = Frame::at_first_item(handle, outline, Framing::Document, reading) {
+                if let Ok(frame) = Frame::read(handle, outline.clone(), Framing::Document, reading.spec) {
                     let _ = ahead.send(Ahead::Frame(frame));
                 }
             }

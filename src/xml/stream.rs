@@ -95,12 +95,57 @@ pub enum ScanError<E> {
 /// A reader that counts lines as bytes are consumed, and refuses to go further than `budget` bytes past the
 /// start of the current event: quick-xml holds a whole event in memory, so this bounds memory on a file with a
 /// gigabyte-long text node or tag.
+///
+/// The inner reader's buffer is released only when all of it is consumed, so the consumed bytes stay at hand and
+/// lines are counted when a position is asked for (`settle`) or the buffer is released: quick-xml consumes a few
+/// bytes at a time, millions of times in a batch file, and counting each piece cost a quarter of the scan. Only a
+/// buffer that may hold a character XML does not allow is counted as it is consumed, so that the character is
+/// found at the event that holds it.
 struct Counting<R> {
     inner: R,
     consumed: u64,
+    /// Bytes of the inner reader's buffer consumed but not yet released to it, and how many of them are counted.
+    held: usize,
+    tallied: usize,
+    /// Whether the buffer has been looked at for forbidden characters, and whether it may hold one.
+    screened: bool,
+    suspicious: bool,
     tally: Tally,
     event_start: Rc<Cell<u64>>,
     budget: u64,
+}
+
+impl<R: BufRead> Counting<R> {
+    fn new(inner: R, event_start: Rc<Cell<u64>>, budget: u64) -> Self {
+        Counting {
+            inner,
+            consumed: 0,
+            held: 0,
+            tallied: 0,
+            screened: false,
+            suspicious: false,
+            tally: Tally::default(),
+            event_start,
+            budget,
+        }
+    }
+
+    /// Counts the lines of every byte consumed so far.
+    fn settle(&mut self) {
+        if self.tallied == self.held {
+            return;
+        }
+        // The buffer still holds the bytes consumed since it was filled: nothing is read here.
+        let Ok(buffer) = self.inner.fill_buf() else { return };
+        let bytes = &buffer[self.tallied..self.held.min(buffer.len())];
+        let at = self.consumed - (self.held - self.tallied) as u64;
+        if self.suspicious && self.tally.forbidden.is_none() {
+            self.tally.count_bytewise(at, bytes);
+        } else {
+            self.tally.count_lines(at, bytes);
+        }
+        self.tallied = self.held;
+    }
 }
 
 /// What `Counting` has seen of the bytes consumed so far.
@@ -141,22 +186,28 @@ impl<R: BufRead> BufRead for Counting<R> {
         if self.consumed.saturating_sub(self.event_start.get()) > self.budget {
             return Err(std::io::Error::other(TooLong));
         }
-        self.inner.fill_buf()
+        if self.held > 0 && self.held >= self.inner.fill_buf()?.len() {
+            // All of the buffer is consumed: counted, and released for the next.
+            self.settle();
+            self.inner.consume(self.held);
+            (self.held, self.tallied, self.screened) = (0, 0, false);
+        }
+        if !self.screened {
+            // Every byte of a delivery passes here. A buffer with no byte that could start or end a forbidden
+            // character (by far the most) is counted a whole piece at a time; any other, byte by byte as consumed.
+            let buffer = self.inner.fill_buf()?;
+            self.suspicious = self.tally.forbidden.is_none() && may_hold_forbidden(buffer);
+            self.screened = true;
+        }
+        Ok(&self.inner.fill_buf()?[self.held..])
     }
 
     fn consume(&mut self, n: usize) {
-        if let Ok(buffer) = self.inner.fill_buf() {
-            let bytes = &buffer[..n.min(buffer.len())];
-            // Every byte of a delivery passes here. A buffer with no byte that could start or end a forbidden
-            // character (by far the most) is counted a whole buffer at a time; any other, byte by byte.
-            if self.tally.forbidden.is_some() || !may_hold_forbidden(bytes) {
-                self.tally.count_lines(self.consumed, bytes);
-            } else {
-                self.tally.count_bytewise(self.consumed, bytes);
-            }
-        }
+        self.held += n;
         self.consumed += n as u64;
-        self.inner.consume(n);
+        if self.suspicious {
+            self.settle();
+        }
     }
 }
 
@@ -300,7 +351,7 @@ pub fn scan<R: BufRead, E>(
         Err(e) => return Err(ScanError::Io(e)),
     };
     source.consume(bom as usize);
-    let counting = Counting { inner: source, consumed: 0, tally: Tally::default(), event_start: event_start.clone(), budget };
+    let counting = Counting::new(source, event_start.clone(), budget);
     let mut reader = NsReader::from_reader(counting);
     reader.config_mut().trim_text(false);
     let mut buf = Vec::new();
@@ -322,8 +373,9 @@ pub fn scan<R: BufRead, E>(
         buf.clear();
         // The line and column (in characters) of the event's start. When asked after the event was read, the
         // event's own bytes are consumed: `own_continuations` of them are inside characters.
-        let here = |reader: &NsReader<Counting<R>>, own_continuations: u64| {
-            let counting = reader.get_ref();
+        let here = |reader: &mut NsReader<Counting<R>>, own_continuations: u64| {
+            let counting = reader.get_mut();
+            counting.settle();
             let tally = &counting.tally;
             let bytes = start.saturating_sub(tally.line_start);
             (tally.lines + 1, (bytes.saturating_sub(tally.continuations.saturating_sub(own_continuations)) + 1) as u32)
@@ -331,7 +383,7 @@ pub fn scan<R: BufRead, E>(
         let (ns, event) = match reader.read_resolved_event_into(&mut buf) {
             Ok(ok) => ok,
             Err(quick_xml::Error::Io(e)) => {
-                let (line, col) = here(&reader, 0);
+                let (line, col) = here(&mut reader, 0);
                 if e.get_ref().is_some_and(|inner| inner.is::<TooLong>()) {
                     let what = if current.is_some() { "et element i et bilag" } else { "en del af filen" };
                     return Err(ScanError::Rejected(reject(
@@ -343,7 +395,7 @@ pub fn scan<R: BufRead, E>(
                 return Err(ScanError::Io(std::io::Error::new(e.kind(), e.to_string())));
             }
             Err(e) => {
-                let (line, col) = here(&reader, 0);
+                let (line, col) = here(&mut reader, 0);
                 return Err(ScanError::Rejected(reject(Rejection::NotWellFormed(e.to_string()), line, col)));
             }
         };
@@ -370,7 +422,8 @@ pub fn scan<R: BufRead, E>(
             Event::Start(e) | Event::Empty(e) => (**e).iter().filter(|&&b| b & 0xC0 == 0x80).count() as u64,
             _ => 0,
         };
-        let (line, col) = here(&reader, own_continuations);
+        // Asked for only where used (an error, the prefix's end, an item's start): most events are none of those.
+        let position = |reader: &mut NsReader<Counting<R>>| here(reader, own_continuations);
         if let Some((bad_line, bad_col, code)) = reader.get_ref().tally.forbidden {
             return Err(ScanError::Rejected(reject(
                 Rejection::NotWellFormed(format!("tegnet U+{code:04X} er ikke tilladt i XML")),
@@ -378,15 +431,26 @@ pub fn scan<R: BufRead, E>(
                 bad_col,
             )));
         }
-        let fail = |rejection| Err(ScanError::Rejected(reject(rejection, line, col)));
+        let fail = |reader: &mut NsReader<Counting<R>>, rejection| {
+            let (line, col) = position(reader);
+            Err(ScanError::Rejected(reject(rejection, line, col)))
+        };
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 run = (0, false);
                 let empty = matches!(event, Event::Empty(_));
                 // The start tag is consumed already: its own line breaks are not before it.
-                let tag_lines = e.iter().filter(|&&b| b == b'\n').count() as u32;
-                let (line, col) = if tag_lines > 0 { (line - tag_lines, 1) } else { (line, col) };
+                let tag_position = |reader: &mut NsReader<Counting<R>>| {
+                    let (line, col) = position(reader);
+                    let tag_lines = e.iter().filter(|&&b| b == b'\n').count() as u32;
+                    if tag_lines > 0 {
+                        (line - tag_lines, 1)
+                    } else {
+                        (line, col)
+                    }
+                };
                 if let Err(rejection) = checked {
+                    let (line, col) = tag_position(&mut reader);
                     return Err(ScanError::Rejected(reject(rejection, line, col)));
                 }
                 // Names are compared as bytes: most elements are neither the root nor an item, and allocate nothing.
@@ -398,36 +462,44 @@ pub fn scan<R: BufRead, E>(
                     let named = |name: &[u8]| local.as_ref() == name && version.is_some() && version == soap.map(|(v, _)| v);
                     let next = match (depth, part) {
                         (0, _) if local.as_ref() == b"Envelope" && version.is_some() => (version.expect("checked"), SoapPart::Envelope),
-                        (0, _) => return fail(Rejection::Schema("rodelementet skal være en SOAP 1.1- eller 1.2-Envelope".into())),
+                        (0, _) => {
+                            return fail(&mut reader, Rejection::Schema("rodelementet skal være en SOAP 1.1- eller 1.2-Envelope".into()))
+                        }
                         (1, Some(SoapPart::Envelope)) if named(b"Header") => (version.expect("checked"), SoapPart::Header),
                         (1, Some(SoapPart::Envelope | SoapPart::Header)) if named(b"Body") => (version.expect("checked"), SoapPart::Body),
                         (1, _) => {
                             let local = String::from_utf8_lossy(local.as_ref());
-                            return fail(Rejection::Schema(format!(
-                                "SOAP-Envelope må kun indeholde en Header og derefter én Body i SOAP-navnerummet; fandt '{local}'"
-                            )));
+                            return fail(
+                                &mut reader,
+                                Rejection::Schema(format!(
+                                    "SOAP-Envelope må kun indeholde en Header og derefter én Body i SOAP-navnerummet; fandt '{local}'"
+                                )),
+                            );
                         }
                         // Inside the Header: its blocks are read from the prefix with the delivery's fields.
                         (_, Some(SoapPart::Header)) => soap.expect("in the envelope"),
                         (2, Some(SoapPart::Body)) if outline.is_none() => soap.expect("in the envelope"),
-                        _ => return fail(Rejection::Schema("SOAP-Body skal indeholde præcis ét element".into())),
+                        _ => return fail(&mut reader, Rejection::Schema("SOAP-Body skal indeholde præcis ét element".into())),
                     };
                     if !empty && (depth == 0 || next.1 == SoapPart::Body) && depth < 2 {
                         soap_names.push(String::from_utf8_lossy(e.name().as_ref()).into_owned());
                     }
                     soap = Some(next);
                     if depth == 1 && next.1 == SoapPart::Body && empty {
-                        return fail(Rejection::Schema("SOAP-Body skal indeholde præcis ét element".into()));
+                        return fail(&mut reader, Rejection::Schema("SOAP-Body skal indeholde præcis ét element".into()));
                     }
                 }
                 let in_root = outline.is_some() && !root_done;
                 // Everything before the first item is part of every item's document: it is held to its limit.
                 let before_items = outline.as_ref().is_some_and(|o| o.items == 0);
                 if in_root && depth == root_depth + 1 && before_items && start > limits.max_prefix_bytes {
-                    return fail(Rejection::TooLarge(format!(
-                        "leverancens felter før første {item} fylder mere end {} byte",
-                        limits.max_prefix_bytes
-                    )));
+                    return fail(
+                        &mut reader,
+                        Rejection::TooLarge(format!(
+                            "leverancens felter før første {item} fylder mere end {} byte",
+                            limits.max_prefix_bytes
+                        )),
+                    );
                 }
                 match (depth, &mut outline, &mut current) {
                     (d, None, _) if d == root_depth && soap.is_none_or(|(_, part)| part == SoapPart::Body) => {
@@ -449,12 +521,14 @@ pub fn scan<R: BufRead, E>(
                         });
                         if empty {
                             root_done = true;
+                            let (line, col) = tag_position(&mut reader);
                             if let Some(o) = outline.as_mut() {
                                 (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start + bom, line, col);
                             }
                         }
                     }
                     (d, Some(o), None) if d == root_depth + 1 && in_root && is_item => {
+                        let (line, col) = tag_position(&mut reader);
                         if o.items == 0 {
                             (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start + bom, line, col);
                         }
@@ -472,14 +546,18 @@ pub fn scan<R: BufRead, E>(
                     (d, Some(o), None) if d == root_depth + 1 && in_root && o.items > 0 => {
                         let local = String::from_utf8_lossy(local.as_ref());
                         let other = if local == item { format!(" i et andet navnerum end {namespace}") } else { String::new() };
-                        return fail(Rejection::Schema(format!(
-                            "elementet '{local}'{other} står efter første {item}; kun {item} må følge"
-                        )));
+                        return fail(
+                            &mut reader,
+                            Rejection::Schema(format!("elementet '{local}'{other} står efter første {item}; kun {item} må følge")),
+                        );
                     }
                     (_, _, Some((_, elements))) => {
                         *elements += 1;
                         if *elements > limits.xml.max_elements {
-                            return fail(Rejection::TooLarge(format!("mere end {} elementer i ét {item}", limits.xml.max_elements)));
+                            return fail(
+                                &mut reader,
+                                Rejection::TooLarge(format!("mere end {} elementer i ét {item}", limits.xml.max_elements)),
+                            );
                         }
                     }
                     _ => {}
@@ -493,7 +571,7 @@ pub fn scan<R: BufRead, E>(
                 depth -= 1;
                 if framing == Framing::Soap && depth == 1 && soap.is_some_and(|(_, part)| part == SoapPart::Body) {
                     if outline.is_none() {
-                        return fail(Rejection::Schema("SOAP-Body skal indeholde præcis ét element".into()));
+                        return fail(&mut reader, Rejection::Schema("SOAP-Body skal indeholde præcis ét element".into()));
                     }
                     soap = soap.map(|(v, _)| (v, SoapPart::AfterBody));
                 } else if framing == Framing::Soap && depth == 1 && soap.is_some_and(|(_, part)| part == SoapPart::Header) {
@@ -503,12 +581,15 @@ pub fn scan<R: BufRead, E>(
                     (d, Some((span, _))) if d == root_depth + 1 => {
                         span.end = reader.buffer_position() + bom;
                         if span.end - span.start > limits.max_item_bytes {
-                            return fail(Rejection::TooLarge(format!(
-                                "{item} nr. {} fylder {} byte; højst {} er tilladt",
-                                span.index,
-                                span.end - span.start,
-                                limits.max_item_bytes
-                            )));
+                            return fail(
+                                &mut reader,
+                                Rejection::TooLarge(format!(
+                                    "{item} nr. {} fylder {} byte; højst {} er tilladt",
+                                    span.index,
+                                    span.end - span.start,
+                                    limits.max_item_bytes
+                                )),
+                            );
                         }
                         let span = *span;
                         current = None;
@@ -518,6 +599,7 @@ pub fn scan<R: BufRead, E>(
                     }
                     (d, _) if d == root_depth && outline.is_some() && !root_done => {
                         root_done = true;
+                        let (line, col) = position(&mut reader);
                         if let Some(o) = outline.as_mut().filter(|o| o.items == 0) {
                             (o.prefix_end, o.prefix_end_line, o.prefix_end_col) = (start + bom, line, col);
                         }
@@ -528,77 +610,78 @@ pub fn scan<R: BufRead, E>(
             Event::Text(ref t) => {
                 let text = match std::str::from_utf8(t.as_ref()) {
                     Ok(text) => text,
-                    Err(err) => return fail(Rejection::Encoding(format!("ugyldig UTF-8 ({err})"))),
+                    Err(err) => return fail(&mut reader, Rejection::Encoding(format!("ugyldig UTF-8 ({err})"))),
                 };
                 let text = if !seen_bom && outline.is_none() { text.trim_start_matches('\u{feff}') } else { text };
                 seen_bom = true;
                 if let Err(rejection) = checked {
-                    return fail(rejection);
+                    return fail(&mut reader, rejection);
                 }
                 let layout = is_xml_whitespace(text.as_bytes());
                 if !layout {
                     if let Some(rejection) = misplaced_text(&outline, root_done, depth, root_depth, soap.is_some(), &current) {
-                        return fail(rejection);
+                        return fail(&mut reader, rejection);
                     }
                 }
                 run = (run.0 + t.len(), run.1 || !layout);
                 if run.1 && run.0 > limits.xml.max_text_len {
-                    return fail(text_too_long(&limits.xml));
+                    return fail(&mut reader, text_too_long(&limits.xml));
                 }
             }
             Event::CData(ref t) => {
                 if std::str::from_utf8(t.as_ref()).is_err() {
-                    return fail(Rejection::Encoding("ugyldig UTF-8 i CDATA".into()));
+                    return fail(&mut reader, Rejection::Encoding("ugyldig UTF-8 i CDATA".into()));
                 }
                 if let Some(rejection) = misplaced_text(&outline, root_done, depth, root_depth, soap.is_some(), &current) {
-                    return fail(rejection);
+                    return fail(&mut reader, rejection);
                 }
                 run = (run.0 + t.len(), true);
                 if run.0 > limits.xml.max_text_len {
-                    return fail(text_too_long(&limits.xml));
+                    return fail(&mut reader, text_too_long(&limits.xml));
                 }
                 if let Err(rejection) = count_section(&mut sections, item) {
-                    return fail(rejection);
+                    return fail(&mut reader, rejection);
                 }
             }
             Event::GeneralRef(ref r) => {
                 if let Err(rejection) = checked {
-                    return fail(rejection);
+                    return fail(&mut reader, rejection);
                 }
                 // A reference to a space, a tab or a line break is layout, as the same character written out is.
                 let layout = guard::resolve_reference(r).is_ok_and(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
                 if !layout {
                     if let Some(rejection) = misplaced_text(&outline, root_done, depth, root_depth, soap.is_some(), &current) {
-                        return fail(rejection);
+                        return fail(&mut reader, rejection);
                     }
                 }
                 run = (run.0 + 1, run.1 || !layout);
                 if run.0 > limits.xml.max_text_len {
-                    return fail(text_too_long(&limits.xml));
+                    return fail(&mut reader, text_too_long(&limits.xml));
                 }
             }
             Event::Decl(_) | Event::DocType(_) | Event::PI(_) => {
                 if let Err(rejection) = checked {
-                    return fail(rejection);
+                    return fail(&mut reader, rejection);
                 }
                 // The XML declaration stands first (after a byte-order mark at most), or not at all.
                 if matches!(event, Event::Decl(_)) && start > 3 {
-                    return fail(Rejection::NotWellFormed("XML-erklæringen står ikke først i dokumentet".into()));
+                    return fail(&mut reader, Rejection::NotWellFormed("XML-erklæringen står ikke først i dokumentet".into()));
                 }
             }
             Event::Comment(_) => {
                 if let Err(rejection) = checked {
-                    return fail(rejection);
+                    return fail(&mut reader, rejection);
                 }
                 if let Err(rejection) = count_section(&mut sections, item) {
-                    return fail(rejection);
+                    return fail(&mut reader, rejection);
                 }
             }
             Event::Eof => break,
         }
     }
     let (line, col) = {
-        let counting = reader.get_ref();
+        let counting = reader.get_mut();
+        counting.settle();
         (counting.tally.lines + 1, (counting.consumed.saturating_sub(counting.tally.line_start) + 1) as u32)
     };
     if depth > 0 {
@@ -735,7 +818,7 @@ mod tests {
     #[test]
     fn counting_a_buffer_at_a_time_finds_what_counting_byte_by_byte_finds() {
         fn counting(inner: std::io::BufReader<&[u8]>) -> Counting<std::io::BufReader<&[u8]>> {
-            Counting { inner, consumed: 0, tally: Tally::default(), event_start: Rc::new(Cell::new(0)), budget: u64::MAX }
+            Counting::new(inner, Rc::new(Cell::new(0)), u64::MAX)
         }
         // Newlines, text, two-byte and three-byte characters, and the bytes of forbidden ones (a control
         // character, U+FFFE and U+FFFF), also split across buffers.
@@ -767,6 +850,7 @@ mod tests {
                 }
                 let n = 1 + next(available);
                 fast.consume(n);
+                fast.settle();
                 reference.count_bytewise(at as u64, &text[at..at + n]);
                 at += n;
                 assert_eq!(fast.consumed, at as u64);
@@ -858,6 +942,67 @@ mod tests {
             assert!(finding.rejection.to_string().contains(shown), "{text:?}: {}", finding.rejection);
             let loc = finding.loc.unwrap();
             assert_eq!((loc.line, loc.col), (Some(1), Some(col)), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn positions_do_not_depend_on_how_the_source_is_buffered() {
+        // Lines are counted when a position is asked for or a buffer is let go, and buffer by buffer as consumed
+        // only where one may hold a forbidden character: the items' and the error's positions must be the same
+        // whatever the buffer's size, and equal to reading the whole text at once.
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let texts = ["a", "æø", "€x", "\n  ", "þ", "ÿ\n", "&amp;", "<!--\n-->"];
+        let faults = ["\u{1}", "\u{fffe}", "<j/>", "</i>", "\u{ffff}", "<i>"];
+        for round in 0..300 {
+            let mut doc = String::from("<?xml version=\"1.0\"?>\n<r xmlns=\"urn:x\">\n<h>1</h>");
+            let items = 1 + next(12);
+            let fault_at = if round % 2 == 0 { Some(next(items)) } else { None };
+            for i in 0..items {
+                doc.push_str(if next(3) == 0 { "\n" } else { "" });
+                doc.push_str(if next(4) == 0 { "<i\n>" } else { "<i>" });
+                for _ in 0..next(6) {
+                    doc.push_str(&format!("<f>{}</f>", texts[next(texts.len())]));
+                }
+                if fault_at == Some(i) {
+                    doc.push_str(faults[next(faults.len())]);
+                }
+                doc.push_str("</i>");
+            }
+            doc.push_str("\n</r>\n");
+            let whole = scan_positions(doc.as_bytes(), doc.len().max(1));
+            for capacity in [1, 2, 3, 7, 64, 1 + next(200)] {
+                assert_eq!(scan_positions(doc.as_bytes(), capacity), whole, "round {round}, buffer {capacity}: {doc:?}");
+            }
+            if fault_at.is_none() {
+                assert!(matches!(&whole, Ok(spans) if spans.len() == items + 1), "{doc:?}: {whole:?}");
+            }
+        }
+    }
+
+    /// Each item's offset, line and column, then the prefix's end; or the rejection and where it is.
+    type Positions = Result<Vec<(u64, u32, u32)>, (String, Loc)>;
+
+    /// The items' positions and the prefix's end, or the rejection with its position, reading `doc` through a
+    /// buffer of `capacity` bytes.
+    fn scan_positions(doc: &[u8], capacity: usize) -> Positions {
+        let mut found = Vec::new();
+        let source = std::io::BufReader::with_capacity(capacity, doc);
+        match scan::<_, ()>(source, Framing::Document, "urn:x", "i", &limits(), |s, _| {
+            found.push((s.start, s.line, s.col));
+            Ok(())
+        }) {
+            Ok(outline) => {
+                found.push((outline.prefix_end, outline.prefix_end_line, outline.prefix_end_col));
+                Ok(found)
+            }
+            Err(ScanError::Rejected(f)) => Err((f.rejection.to_string(), f.loc.unwrap_or_default())),
+            Err(other) => panic!("{other:?}"),
         }
     }
 

@@ -183,6 +183,25 @@ where
     }
 }
 
+/// The largest a statement journal is held in memory before SQLite writes it to a temporary file.
+const STATEMENT_JOURNAL_IN_MEMORY: i32 = 8 << 20;
+
+/// Raises the size up to which SQLite keeps a statement journal (the pages a statement changes, kept so that the
+/// statement alone can be undone) in memory: the default, 64 KB, sent most of a batch file's multi-row inserts
+/// to temporary files, about three times as many bytes as the database itself got. Only possible before SQLite
+/// is first used in the process; later (a test process that opened a database another way first) it is left.
+fn keep_statement_journals_in_memory() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config with SQLITE_CONFIG_STMTJRNL_SPILL takes one int; called once, and SQLite refuses
+        // it (SQLITE_MISUSE, nothing changed) if it is already initialised.
+        let rc = unsafe { libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_STMTJRNL_SPILL, STATEMENT_JOURNAL_IN_MEMORY) };
+        if rc != libsqlite3_sys::SQLITE_OK {
+            tracing::debug!(rc, "SQLite was in use already; statement journals keep its default size in memory");
+        }
+    });
+}
+
 /// The database, shared by all requests.
 #[derive(Clone)]
 pub struct Db {
@@ -199,6 +218,7 @@ impl Db {
                 if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| StorageError::Connect(format!("{}: {e}", dir.display())))?;
                 }
+                keep_statement_journals_in_memory();
                 // The database is put in WAL mode (kept in the file) here, by one connection, before the pool
                 // opens its connections side by side: racing to change the mode, all but one were refused
                 // ("database is locked"), which the pool logged as an error at every first start.

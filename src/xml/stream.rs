@@ -815,6 +815,16 @@ mod tests {
         Ok((outline, spans))
     }
 
+    /// A seeded xorshift generator: `next(n)` is a number below `n`, the same sequence every run.
+    fn random_below(mut seed: u64) -> impl FnMut(usize) -> usize {
+        move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        }
+    }
+
     #[test]
     fn counting_a_buffer_at_a_time_finds_what_counting_byte_by_byte_finds() {
         fn counting(inner: std::io::BufReader<&[u8]>) -> Counting<std::io::BufReader<&[u8]>> {
@@ -824,13 +834,7 @@ mod tests {
         // character, U+FFFE and U+FFFF), also split across buffers.
         let alphabet: &[&[u8]] =
             &[b"\n", b"abc ", "æø".as_bytes(), "€".as_bytes(), b"\x01", b"\xEF\xBF\xBE", b"\xEF\xBF\xBF", b"\t", b"\xEF", b"\xBF"];
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = random_below(0x2545_F491_4F6C_DD1D);
         for round in 0..400 {
             let mut text = Vec::new();
             // Mostly clean text, now and then a forbidden character somewhere in it.
@@ -950,13 +954,7 @@ mod tests {
         // Lines are counted when a position is asked for or a buffer is let go, and buffer by buffer as consumed
         // only where one may hold a forbidden character: the items' and the error's positions must be the same
         // whatever the buffer's size, and equal to reading the whole text at once.
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = random_below(0x9E37_79B9_7F4A_7C15);
         let texts = ["a", "æø", "€x", "\n  ", "þ", "ÿ\n", "&amp;", "<!--\n-->"];
         let faults = ["\u{1}", "\u{fffe}", "<j/>", "</i>", "\u{ffff}", "<i>"];
         for round in 0..300 {

@@ -131,14 +131,15 @@ pub struct Mapped {
 enum Cell {
     Any,
     Exact(String),
-    Pattern(String),
+    /// As written, and compiled once when the file is read: every posting is matched against the rules.
+    Pattern(String, WildMatch),
 }
 
 impl Cell {
     fn parse(raw: &str) -> Cell {
         match raw {
             "" | "*" => Cell::Any,
-            _ if raw.contains(['*', '?']) => Cell::Pattern(raw.to_string()),
+            _ if raw.contains(['*', '?']) => Cell::Pattern(raw.to_string(), WildMatch::new(raw)),
             _ => Cell::Exact(raw.to_string()),
         }
     }
@@ -148,7 +149,7 @@ impl Cell {
             (Cell::Any, _) => true,
             (_, None) => false,
             (Cell::Exact(want), Some(v)) => want == v,
-            (Cell::Pattern(p), Some(v)) => WildMatch::new(p).matches(v),
+            (Cell::Pattern(_, glob), Some(v)) => glob.matches(v),
         }
     }
 }
@@ -525,9 +526,9 @@ fn covers(a: &Cell, b: &Cell) -> bool {
         (Cell::Any, _) => true,
         (_, Cell::Any) => false,
         (Cell::Exact(x), Cell::Exact(y)) => x == y,
-        (Cell::Exact(_), Cell::Pattern(_)) => false,
-        (Cell::Pattern(p), Cell::Exact(v)) => WildMatch::new(p).matches(v),
-        (Cell::Pattern(p), Cell::Pattern(q)) => {
+        (Cell::Exact(_), Cell::Pattern(..)) => false,
+        (Cell::Pattern(_, glob), Cell::Exact(v)) => glob.matches(v),
+        (Cell::Pattern(p, _), Cell::Pattern(q, _)) => {
             p == q || (p.ends_with('*') && literal_prefix(p).len() == p.len() - 1 && literal_prefix(q).starts_with(literal_prefix(p)))
         }
     }
@@ -539,7 +540,7 @@ fn may_meet(cell: &Cell, glob: &str) -> bool {
     match cell {
         Cell::Any => true,
         Cell::Exact(value) => WildMatch::new(glob).matches(value),
-        Cell::Pattern(p) => {
+        Cell::Pattern(p, _) => {
             let (a, b) = (literal_prefix(p), literal_prefix(glob));
             a.starts_with(b) || b.starts_with(a)
         }
@@ -778,7 +779,7 @@ fn read_lookup(file: &str, content: &str, errors: &mut Vec<MappingError>) -> Loo
 mod tests {
     #[test]
     fn a_cover_is_claimed_only_where_it_holds() {
-        let (p, e) = (|t: &str| Cell::Pattern(t.into()), |t: &str| Cell::Exact(t.into()));
+        let (p, e) = (|t: &str| Cell::Pattern(t.into(), WildMatch::new(t)), |t: &str| Cell::Exact(t.into()));
         assert!(covers(&Cell::Any, &p("5.*")) && covers(&p("5.*"), &p("5.57.*")) && covers(&p("5.*"), &e("5.57.72")));
         assert!(covers(&p("5.5?"), &p("5.5?")) && covers(&e("1"), &e("1")));
         // "5.?" does not match "5.12", which "5.*" does; nor does a narrower pattern cover a wider one.

@@ -418,12 +418,14 @@ pub fn scan<R: BufRead, E>(
             ResolveResult::Bound(ns) if ns.0 == SoapVersion::V12.namespace().as_bytes() => Some(SoapVersion::V12),
             _ => None,
         };
-        let own_continuations = match &event {
-            Event::Start(e) | Event::Empty(e) => (**e).iter().filter(|&&b| b & 0xC0 == 0x80).count() as u64,
-            _ => 0,
-        };
         // Asked for only where used (an error, the prefix's end, an item's start): most events are none of those.
-        let position = |reader: &mut NsReader<Counting<R>>| here(reader, own_continuations);
+        let position = |reader: &mut NsReader<Counting<R>>| {
+            let own_continuations = match &event {
+                Event::Start(e) | Event::Empty(e) => continuation_bytes(e),
+                _ => 0,
+            };
+            here(reader, own_continuations)
+        };
         if let Some((bad_line, bad_col, code)) = reader.get_ref().tally.forbidden {
             return Err(ScanError::Rejected(reject(
                 Rejection::NotWellFormed(format!("tegnet U+{code:04X} er ikke tilladt i XML")),

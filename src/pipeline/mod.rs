@@ -628,7 +628,7 @@ impl Pipeline {
             findings.extend(own);
             (ItemOutcome::Reject(findings), None)
         } else {
-            let path = format!("{}/{}[{index}]", context.root_path, spec.item);
+            let path = crate::wire::nth_path(context.root_path, spec.item, index);
             match integration {
                 Integration::Sf1590A => (self.evaluate_finansbilag(item, index, path, context, findings), None),
                 Integration::Sf1590B => self.evaluate_fordring(item, index, path, context, findings),

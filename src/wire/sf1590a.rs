@@ -5,7 +5,7 @@ use crate::domain::rejection::Finding;
 use crate::domain::values::{Beloeb, DebetKredit, ValueError, Valuta};
 use crate::xml::tree::Element;
 
-use super::{read_kontering, read_party, Fields, WireSpec};
+use super::{child_path, nth_path, read_kontering, read_party, Fields, WireSpec};
 
 pub const SPEC: WireSpec = WireSpec {
     namespace: "urn:fkoeko:sf1590a:v1",
@@ -30,7 +30,7 @@ pub fn read_finansbilag(element: &Element, index: usize, path: String, findings:
     let mut postings = Vec::new();
     let mut complete = true;
     for (n, posting) in element.children_named("Postering").enumerate() {
-        match read_postering(posting, format!("{base}/Postering[{}]", n + 1), f.findings) {
+        match read_postering(posting, nth_path(&base, "Postering", n + 1), f.findings) {
             Some(p) => postings.push(p),
             None => complete = false,
         }
@@ -59,7 +59,7 @@ fn read_postering(element: &Element, path: String, findings: &mut Vec<Finding>) 
         Some(k) => read_kontering(k, kontering_loc.path.clone(), f.findings),
         None => f.text("Kontering").and(None),
     };
-    let party = element.child("Part").and_then(|part| read_party(part, &format!("{}/Part", f.path), f.findings));
+    let party = element.child("Part").and_then(|part| read_party(part, &child_path(&f.path, "Part"), f.findings));
     Some(Postering {
         loc,
         id: Located { value: id?, loc: id_loc },

@@ -6,7 +6,7 @@ use crate::domain::rejection::{Finding, Rejection};
 use crate::domain::values::{mask_cpr, Beloeb, ValueError, Valuta};
 use crate::xml::tree::Element;
 
-use super::{read_kontering, read_party, Fields, WireSpec};
+use super::{child_path, nth_path, read_kontering, read_party, Fields, WireSpec};
 
 pub const SPEC: WireSpec = WireSpec {
     namespace: "urn:fkoeko:sf1590b:v1",
@@ -50,14 +50,14 @@ pub fn read_fordring(element: &Element, index: usize, path: String, findings: &m
     let limitation = optional_date(&mut f, "Foraeldelsesdato");
     let related = f.optional("RelateretFordringId").map(|r| Located { value: r.to_string(), loc: f.child_loc("RelateretFordringId") });
     let kontering = element.child("Kontering").map(|k| {
-        let loc = k.loc(format!("{base}/Kontering"));
+        let loc = k.loc(child_path(&base, "Kontering"));
         read_kontering(k, loc.path.clone(), f.findings).map(|value| Located { value, loc })
     });
 
     let mut parties = Vec::new();
     let mut complete = true;
     for (n, haefter) in element.children_named("Haefter").enumerate() {
-        match read_haefter(haefter, &format!("{base}/Haefter[{}]", n + 1), f.findings) {
+        match read_haefter(haefter, &nth_path(&base, "Haefter", n + 1), f.findings) {
             Some(h) => parties.push(h),
             None => complete = false,
         }
@@ -126,7 +126,7 @@ fn read_haefter(element: &Element, path: &str, findings: &mut Vec<Finding>) -> O
                 kind,
                 raw: number.text().to_string(),
                 shown: if kind == "CPR" { mask_cpr(number.text()) } else { number.text().to_string() },
-                loc: number.loc(format!("{path}/{kind}")),
+                loc: number.loc(child_path(path, kind)),
             })
         }),
         None => {

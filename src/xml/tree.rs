@@ -185,11 +185,21 @@ pub fn decode_utf8(bytes: &[u8]) -> Result<&str, Finding> {
     })
 }
 
-/// Names and namespaces met so far in one document, each held once. Looked up by their bytes with a fast hash
-/// (seeded per process): two lookups an element, which with SipHash and a UTF-8 conversion each were about 5 %
-/// of a batch file's CPU.
+/// Names and namespaces met so far, each held once. Looked up by their bytes with a fast hash (seeded per
+/// process): two lookups an element, which with SipHash and a UTF-8 conversion each were about 5 % of a batch
+/// file's CPU.
 #[derive(Default)]
 struct Names(HashMap<Box<[u8]>, Arc<str>, foldhash::fast::RandomState>);
+
+/// More names than any schema here has: a thread's names are forgotten beyond it, so that documents full of
+/// made-up names cannot make it grow.
+const NAMES_KEPT: usize = 1_024;
+
+thread_local! {
+    // Kept from one document to the next on a thread: a batch file's items all use the same few dozen names,
+    // which are then allocated once a thread instead of once an item.
+    static NAMES: std::cell::RefCell<Names> = std::cell::RefCell::new(Names::default());
+}
 
 impl Names {
     fn get(&mut self, name: &[u8]) -> Arc<str> {
@@ -204,13 +214,23 @@ impl Names {
 
 /// Reads the whole document into a tree.
 pub fn read_document(text: &str, limits: &XmlLimits) -> Result<Element, Finding> {
+    NAMES.with_borrow_mut(|names| {
+        if names.0.len() > NAMES_KEPT {
+            names.0.clear();
+        }
+        read_into_tree(text, limits, names)
+    })
+}
+
+fn read_into_tree(text: &str, limits: &XmlLimits, names: &mut Names) -> Result<Element, Finding> {
     let mut cursor = Cursor::new(text);
     let mut reader = NsReader::from_str(text);
     reader.config_mut().trim_text(false);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     let mut elements = 0usize;
-    let mut names = Names::default();
+    // The namespace of the element before: nearly always this one's too, found without a lookup.
+    let mut last_ns: Option<Arc<str>> = None;
 
     loop {
         let start = reader.buffer_position() as usize;
@@ -233,7 +253,10 @@ pub fn read_document(text: &str, limits: &XmlLimits) -> Result<Element, Finding>
                 }
                 guard::check_start(e, &ns, stack.len(), limits).map_err(at_event)?;
                 let ns = match ns {
-                    ResolveResult::Bound(ns) => Some(names.get(ns.as_ref())),
+                    ResolveResult::Bound(ns) => Some(match &last_ns {
+                        Some(last) if last.as_bytes() == ns.as_ref() => last.clone(),
+                        _ => last_ns.insert(names.get(ns.as_ref())).clone(),
+                    }),
                     _ => None,
                 };
                 let element =

@@ -308,7 +308,7 @@ pub fn read_item(
             Err(e) => return Err(e.into()),
         },
     };
-    let mut document = match tree::read_document(&text, reading.xml) {
+    let mut document = match tree::read_scanned(&text, reading.xml) {
         Ok(document) => document,
         Err(finding) => return Ok(Err(at_item(finding))),
     };

@@ -380,8 +380,8 @@ pub fn scan<R: BufRead, E>(
             let bytes = start.saturating_sub(tally.line_start);
             (tally.lines + 1, (bytes.saturating_sub(tally.continuations.saturating_sub(own_continuations)) + 1) as u32)
         };
-        let (ns, event) = match reader.read_resolved_event_into(&mut buf) {
-            Ok(ok) => ok,
+        let event = match reader.read_event_into(&mut buf) {
+            Ok(event) => event,
             Err(quick_xml::Error::Io(e)) => {
                 let (line, col) = here(&mut reader, 0);
                 if e.get_ref().is_some_and(|inner| inner.is::<TooLong>()) {
@@ -398,6 +398,12 @@ pub fn scan<R: BufRead, E>(
                 let (line, col) = here(&mut reader, 0);
                 return Err(ScanError::Rejected(reject(Rejection::NotWellFormed(e.to_string()), line, col)));
             }
+        };
+        // Only a start tag's namespace is looked at, so only a start tag's is resolved (an end tag's was half of
+        // the resolving).
+        let ns = match &event {
+            Event::Start(e) | Event::Empty(e) => reader.resolve_element(e.name()).0,
+            _ => ResolveResult::Unbound,
         };
         // The shared guards, and whether an element is in the delivery's namespace, are decided while the
         // namespace is borrowed from the reader; after that the reader can be asked for positions.

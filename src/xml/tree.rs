@@ -251,8 +251,8 @@ fn read_into_tree(text: &str, limits: &XmlLimits, guarding: Guard, names: &mut N
 
     loop {
         let start = reader.buffer_position() as usize;
-        let (ns, event) = match reader.read_resolved_event() {
-            Ok(ok) => ok,
+        let event = match reader.read_event() {
+            Ok(event) => event,
             Err(e) => {
                 let (line, col) = cursor.at(reader.error_position() as usize);
                 return Err(rejected(Rejection::NotWellFormed(e.to_string()), line, col));
@@ -266,6 +266,8 @@ fn read_into_tree(text: &str, limits: &XmlLimits, guarding: Guard, names: &mut N
         }
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
+                // Only a start tag's namespace is resolved: an end tag's is not used.
+                let (ns, local) = reader.resolve_element(e.name());
                 elements += 1;
                 if elements > limits.max_elements {
                     return fail(Rejection::TooLarge(format!("mere end {} elementer", limits.max_elements)));
@@ -280,8 +282,7 @@ fn read_into_tree(text: &str, limits: &XmlLimits, guarding: Guard, names: &mut N
                     }),
                     _ => None,
                 };
-                let element =
-                    Element { ns, name: names.get(e.local_name().as_ref()), line, col, text: String::new(), children: Vec::new() };
+                let element = Element { ns, name: names.get(local.as_ref()), line, col, text: String::new(), children: Vec::new() };
                 if matches!(event, Event::Start(_)) {
                     stack.push(element);
                 } else {

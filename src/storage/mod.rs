@@ -186,18 +186,30 @@ where
 /// The largest a statement journal is held in memory before SQLite writes it to a temporary file.
 const STATEMENT_JOURNAL_IN_MEMORY: i32 = 8 << 20;
 
-/// Raises the size up to which SQLite keeps a statement journal (the pages a statement changes, kept so that the
-/// statement alone can be undone) in memory: the default, 64 KB, sent most of a batch file's multi-row inserts
-/// to temporary files, about three times as many bytes as the database itself got. Only possible before SQLite
-/// is first used in the process; later (a test process that opened a database another way first) it is left.
-fn keep_statement_journals_in_memory() {
+/// Sets SQLite up for how this process uses it, once, before SQLite is first used (later, in a test process that
+/// opened a database another way first, SQLite refuses and its defaults stay):
+/// - statement journals (the pages a statement changes, kept so that the statement alone can be undone) are kept
+///   in memory up to `STATEMENT_JOURNAL_IN_MEMORY`: the default, 64 KB, sent most of a batch file's multi-row
+///   inserts to temporary files, about three times as many bytes as the database itself got;
+/// - multi-thread mode: no mutex around every call on a connection (each bound value of each row took and gave
+///   one). A pooled connection, and its statements, are used by one thread at a time, which is all that mode
+///   asks;
+/// - no count of the memory SQLite holds (nothing here reads it), which took a global mutex at every allocation.
+fn configure_sqlite() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        // SAFETY: sqlite3_config with SQLITE_CONFIG_STMTJRNL_SPILL takes one int; called once, and SQLite refuses
-        // it (SQLITE_MISUSE, nothing changed) if it is already initialised.
-        let rc = unsafe { libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_STMTJRNL_SPILL, STATEMENT_JOURNAL_IN_MEMORY) };
-        if rc != libsqlite3_sys::SQLITE_OK {
-            tracing::debug!(rc, "SQLite was in use already; statement journals keep its default size in memory");
+        use libsqlite3_sys::{sqlite3_config, SQLITE_CONFIG_MEMSTATUS, SQLITE_CONFIG_MULTITHREAD, SQLITE_CONFIG_STMTJRNL_SPILL, SQLITE_OK};
+        // SAFETY: each option takes the arguments given (one int, none, one int); called once, and SQLite refuses
+        // them (SQLITE_MISUSE, nothing changed) if it is already initialised.
+        let codes = unsafe {
+            [
+                sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, STATEMENT_JOURNAL_IN_MEMORY),
+                sqlite3_config(SQLITE_CONFIG_MULTITHREAD),
+                sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0),
+            ]
+        };
+        if codes.iter().any(|&rc| rc != SQLITE_OK) {
+            tracing::debug!(?codes, "SQLite was in use already; its defaults stay");
         }
     });
 }
@@ -218,7 +230,7 @@ impl Db {
                 if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| StorageError::Connect(format!("{}: {e}", dir.display())))?;
                 }
-                keep_statement_journals_in_memory();
+                configure_sqlite();
                 // The database is put in WAL mode (kept in the file) here, by one connection, before the pool
                 // opens its connections side by side: racing to change the mode, all but one were refused
                 // ("database is locked"), which the pool logged as an error at every first start.

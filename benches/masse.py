@@ -5,7 +5,13 @@ checked, mapped, booked, receipt file written), and validated by `xmllint --stre
 same machine in the same run. Prints wall time, posteringer per second and peak resident memory of both, and
 the ratio. Targets (issue 7): peak memory under 150 MB, end to end within 2x xmllint's time.
 
-    python3 benches/masse.py [--bilag N] [--postings-per-bilag M] [--keep DIR]
+    python3 benches/masse.py [--bilag N] [--postings-per-bilag M] [--keep DIR] [--compare BINARY]
+    python3 benches/masse.py --instructions --bilag 2000 [--compare BINARY]
+
+`--instructions` counts the instructions each run executes instead of timing it (valgrind's callgrind, all
+threads): the same figure on a busy machine as on a quiet one, for comparing two builds when the wall time moves
+by more than the change does. Under valgrind, SHA-256 runs without the CPU's SHA instructions, so the adapter's
+count holds more hashing than its real runs do; compare builds with each other, not the count with the time.
 """
 import argparse
 import datetime
@@ -61,13 +67,27 @@ def timed(command, env=None, cwd=None):
     return float(seconds), int(kb) / 1024, float(user) + float(system), result.stdout
 
 
+def counted(command, env=None, cwd=None):
+    """Runs a command under callgrind; returns (instructions executed, stdout)."""
+    with tempfile.TemporaryDirectory(prefix="fkoeko-callgrind-") as out:
+        result = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.out"] + command,
+                                env=env, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{command[0]} failed under valgrind ({result.returncode}):\n{result.stdout}\n{result.stderr[-3000:]}")
+    line = [l for l in result.stderr.splitlines() if "Collected :" in l][-1]
+    return int(line.split("Collected :")[1].strip()), result.stdout
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bilag", type=int, default=100_000)
     parser.add_argument("--postings-per-bilag", type=int, default=10)
     parser.add_argument("--keep", help="work in this directory and keep it")
     parser.add_argument("--compare", help="another fkoeko binary (an earlier commit's) run on the same file, for the ratio")
+    parser.add_argument("--instructions", action="store_true", help="count instructions (valgrind) instead of timing")
     args = parser.parse_args()
+    if args.instructions and shutil.which("valgrind") is None:
+        sys.exit("--instructions needs valgrind (apt-get install valgrind)")
     postings = args.bilag * args.postings_per_bilag
 
     subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
@@ -83,9 +103,10 @@ def main():
         # 360 MB back during whichever run comes first, and that run measures the benchmark's own set-up.
         os.sync()
 
-        x_sec, x_mb, x_cpu, _ = timed(["xmllint", "--stream", "--noout", "--schema", os.path.join(ROOT, "schemas", "sf1590a.xsd"), data])
+        xmllint = ["xmllint", "--stream", "--noout", "--schema", os.path.join(ROOT, "schemas", "sf1590a.xsd"), data]
+        x_sec, x_mb, x_cpu, _ = (0, 0, 0, None) if args.instructions else timed(xmllint)
 
-        def run(binary, name):
+        def run(binary, name, measure=timed):
             batch_dir = os.path.join(work, f"batch-{name}")
             inbox = os.path.join(batch_dir, "sf1590a", "inbox")
             os.makedirs(inbox, exist_ok=True)
@@ -107,14 +128,24 @@ def main():
                 "FKOEKO_BATCH__QUIET_SECS": "0",
                 "RUST_LOG": "warn",
             })
-            result = timed([binary, "batch", "run-once"], env=env, cwd=ROOT)
+            result = measure([binary, "batch", "run-once"], env=env, cwd=ROOT)
             expected = f"bench.xml: {args.bilag} accepted, 0 rejected"
-            if expected not in result[3]:
+            if expected not in result[-1]:
                 sys.exit(f"unexpected outcome: {result[3]}")
             shutil.rmtree(batch_dir, ignore_errors=True)
             os.remove(os.path.join(work, f"bench-{name}.db"))
             return result
 
+        if args.instructions:
+            x_count, _ = counted(xmllint)
+            f_count, _ = run(binary, "this", counted)
+            print(f"file: {size_mb:,.1f} MB, {postings:,} posteringer, {args.bilag:,} finansbilag; instructions executed")
+            print(f"xmllint --stream --schema:   {x_count:>16,}")
+            print(f"fkoeko batch run-once:       {f_count:>16,}  {f_count / x_count:5.2f}x xmllint's")
+            if args.compare:
+                c_count, _ = run(args.compare, "compare", counted)
+                print(f"{args.compare}: {c_count:>16,}  this one executes {f_count / c_count:5.3f}x its instructions")
+            return
         f_sec, f_mb, f_cpu, _ = run(binary, "this")
         cpus = os.cpu_count()
         print(f"file: {size_mb:,.0f} MB, {postings:,} posteringer, {args.bilag:,} finansbilag; {cpus} CPUs")

@@ -6,6 +6,8 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // SAFETY: nothing has used libxml2 yet in this process.
+    unsafe { fkoeko_adapter::xml::schema::allocate_with_mimalloc() };
     let cli = fkoeko_adapter::app::Cli::parse();
     match fkoeko_adapter::app::run(cli) {
         Ok(code) => std::process::exit(code),

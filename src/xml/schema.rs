@@ -21,6 +21,36 @@ pub enum SchemaError {
     Parse(String),
 }
 
+/// Makes libxml2 allocate with mimalloc, the allocator of the rest of the process, instead of the C library's:
+/// the tree of each item it builds is thousands of small allocations, and the C library's allocator was about 5 %
+/// of a batch file's time. Returns whether libxml2 took it.
+///
+/// # Safety
+/// Call it before libxml2 is used in the process: memory libxml2 took from one allocator must not be given back
+/// to the other. `main` calls it first thing; a process that does not (the tests) keeps the C library's.
+pub unsafe fn allocate_with_mimalloc() -> bool {
+    use libmimalloc_sys::{mi_free, mi_malloc, mi_realloc};
+    // SAFETY: the functions have the signatures libxml2 asks for (mimalloc's are drop-in replacements of the C
+    // library's); the caller guarantees libxml2 holds no memory yet.
+    unsafe { bindings::xmlMemSetup(Some(mi_free), Some(mi_malloc), Some(mi_realloc), Some(strdup_with_mimalloc)) == 0 }
+}
+
+/// `strdup` into mimalloc's memory.
+unsafe extern "C" fn strdup_with_mimalloc(text: *const std::os::raw::c_char) -> *mut std::os::raw::c_char {
+    if text.is_null() {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: libxml2 passes a NUL-terminated string; the copy gets room for it and its NUL.
+    unsafe {
+        let bytes = std::ffi::CStr::from_ptr(text).to_bytes_with_nul();
+        let copy = libmimalloc_sys::mi_malloc(bytes.len()) as *mut std::os::raw::c_char;
+        if !copy.is_null() {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr() as *const std::os::raw::c_char, copy, bytes.len());
+        }
+        copy
+    }
+}
+
 /// libxml2's last error message on this thread.
 fn last_error() -> String {
     // SAFETY: xmlGetLastError returns null or a pointer to this thread's last error, valid until the next call

@@ -9,7 +9,7 @@ use super::finans::{Finansbilag, Located};
 use super::fordring::Fordring;
 use super::mapping::{Mapped, MappedClaimType};
 use super::receipt::{Receipt, ReceiptSet, Stamp};
-use super::rejection::{Finding, Loc};
+use super::rejection::{Finding, Loc, Rejection};
 use super::sortiment::Integration;
 use super::target::TargetRow;
 
@@ -142,6 +142,17 @@ impl ItemPlan {
             related: None,
             outcome: ItemOutcome::Reject(findings),
         }
+    }
+
+    /// The one plan of a delivery in which no item was found: rejected as a whole with its own errors (an element
+    /// where an item should be, in another namespace, is one), and never without a reason: with none, that it
+    /// holds no `item` (at `root_path`).
+    pub fn without_items(mut findings: Vec<Finding>, item: &str, root_path: &str) -> Self {
+        if findings.is_empty() {
+            let loc = Loc { path: root_path.to_string(), line: None, col: None };
+            findings.push(Finding::new(Rejection::Schema(format!("leverancen indeholder intet {item}")), &loc));
+        }
+        Self::whole_delivery(findings)
     }
 
     /// What it books, when it is accepted.

@@ -384,6 +384,16 @@ fn ordinal_of(document: &Element, target: &Element) -> usize {
     found
 }
 
+/// Where a schema issue is: its element's place and value, whether it is inside an item, and what its message
+/// must add about the element's namespace.
+#[derive(Clone)]
+struct Placed {
+    loc: Loc,
+    value: Option<String>,
+    in_item: bool,
+    elsewhere: Option<String>,
+}
+
 /// Places libxml2's issues on their elements under the delivery root, in one walk: those about the delivery's
 /// own fields, those inside its (first) item, and those libxml2 gave no element for (at the root).
 fn place(frame: &Frame, root: &Element, report: &SchemaReport) -> (Vec<Finding>, Vec<Finding>, Vec<Finding>) {
@@ -394,30 +404,43 @@ fn place(frame: &Frame, root: &Element, report: &SchemaReport) -> (Vec<Finding>,
     let root_path = format!("/{}", root.name);
     let mut wanted: Vec<(usize, usize)> = report.issues.iter().enumerate().filter_map(|(i, issue)| issue.ordinal.map(|o| (o, i))).collect();
     wanted.sort_unstable();
-    let mut locs: Vec<Option<(Loc, Option<String>)>> = vec![None; report.issues.len()];
+    // With each issue, whether it is inside an item: under a child of the root with the item's name in the
+    // delivery's namespace. An element with the item's name in another namespace is not an item (the scan did not
+    // take it for one, and it is never read as one): its issues are the delivery's.
+    // And libxml2's message names elements without their namespace: for one in another namespace than the
+    // delivery's, which one is said as well ("Finansbilag is not expected, expected is Finansbilag" otherwise).
+    let mut locs: Vec<Option<Placed>> = vec![None; report.issues.len()];
     let mut next = 0;
     let mut n = frame.root_ordinal;
+    let mut in_item = false;
     if !wanted.is_empty() {
         root.preorder("", frame.spec.indexed, &mut |path, e| {
+            if path[root_path.len()..].matches('/').count() == 1 {
+                in_item = &*e.name == frame.spec.item && e.ns() == Some(frame.spec.namespace);
+            }
             while next < wanted.len() && wanted[next].0 < n {
                 next += 1;
             }
             while next < wanted.len() && wanted[next].0 == n {
                 let leaf = e.children.is_empty() && !e.text().is_empty();
                 let value = leaf.then(|| if &*e.name == "CPR" { mask_cpr(e.text()) } else { e.text().chars().take(100).collect() });
-                locs[wanted[next].1] = Some((e.loc(path.to_string()), value));
+                let namespace = frame.spec.namespace;
+                let elsewhere = match e.ns() {
+                    Some(ns) if ns == namespace => None,
+                    Some(ns) => Some(format!("; elementet er i navnerummet {ns}, ikke {namespace}")),
+                    None => Some(format!("; elementet er ikke i noget navnerum, men skal være i {namespace}")),
+                };
+                locs[wanted[next].1] = Some(Placed { loc: e.loc(path.to_string()), value, in_item, elsewhere });
                 next += 1;
             }
             n += 1;
             next < wanted.len()
         });
     }
-    let item_prefix = format!("{root_path}/{}[", frame.spec.item);
     for (issue, placed) in report.issues.iter().zip(locs) {
-        let rejection = Rejection::Schema(issue.message.clone());
         match placed {
-            Some((loc, value)) => {
-                let in_item = loc.path.starts_with(&item_prefix);
+            Some(Placed { loc, value, in_item, elsewhere }) => {
+                let rejection = Rejection::Schema(format!("{}{}", issue.message, elsewhere.unwrap_or_default()));
                 let finding = Finding { rejection, loc: Some(loc), value };
                 if in_item {
                     item.push(finding)
@@ -425,7 +448,8 @@ fn place(frame: &Frame, root: &Element, report: &SchemaReport) -> (Vec<Finding>,
                     delivery.push(finding)
                 }
             }
-            None => unplaced.push(Finding::new(rejection, &Loc { path: root_path.clone(), line: None, col: None })),
+            None => unplaced
+                .push(Finding::new(Rejection::Schema(issue.message.clone()), &Loc { path: root_path.clone(), line: None, col: None })),
         }
     }
     (delivery, item, unplaced)
@@ -509,6 +533,36 @@ mod tests {
                 Some("/FinansbilagLeverance/Finansbilag[2]/Postering[2]/Beloeb")
             ]
         );
+    }
+
+    #[test]
+    fn an_item_in_another_namespace_is_an_error_of_the_delivery_not_left_out() {
+        let limits = XmlLimits::default();
+        let reading = Reading {
+            spec: WireSpec::of(Integration::Sf1590A),
+            schema: PathBuf::from("schemas/sf1590a.xsd"),
+            xml: &limits,
+            stream: StreamLimits { xml: XmlLimits::default(), max_prefix_bytes: 1 << 16, max_item_bytes: 1 << 20 },
+        };
+        let valid = document(&["12.00", "7.25"]);
+        let others = [
+            ("all in another namespace", valid.replace("<Finansbilag>", "<Finansbilag xmlns=\"urn:andet\">")),
+            ("all in no namespace", valid.replace("<Finansbilag>", "<Finansbilag xmlns=\"\">")),
+            ("the first in another namespace", valid.replacen("<Finansbilag>", "<Finansbilag xmlns=\"urn:andet\">", 1)),
+        ];
+        for ((case, text), namespace) in others.into_iter().zip(["urn:andet", "ikke i noget navnerum", "urn:andet"]) {
+            let Ok(opened) = open(text.as_bytes(), Framing::Document, &reading) else { panic!("{case}: opens") };
+            let first = opened.findings.first().unwrap_or_else(|| panic!("{case}: an error, not an empty receipt"));
+            assert_eq!(
+                first.loc.as_ref().map(|l| (l.path.as_str(), l.line)),
+                Some(("/FinansbilagLeverance/Finansbilag[1]", Some(7))),
+                "{case}"
+            );
+            let text = first.rejection.to_string();
+            assert!(text.contains("Finansbilag") && text.contains(namespace), "{case}: {text}");
+        }
+        let Ok(opened) = open(valid.as_bytes(), Framing::Document, &reading) else { panic!("opens") };
+        assert!(opened.findings.is_empty(), "{:?}", opened.findings);
     }
 
     #[test]

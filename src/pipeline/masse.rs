@@ -223,6 +223,12 @@ impl Pipeline {
         let context = CallContext::default();
         let arrival = Arrival { context: &context, caller: None, origin: file.origin.as_ref() };
         let decided = self.decide_delivery(&opened, findings, &arrival, file.integration, &mut record)?;
+        if opened.frame.outline.items == 0 {
+            // Nothing to reject item by item: the file gets one rejection of its own, with its errors.
+            warn!(errors = decided.findings.len(), "no item found in the batch file; rejected as a whole");
+            let plan = ItemPlan::without_items(decided.findings, reading.spec.item, &opened.root_path());
+            return self.reject_whole(file, record, vec![plan]);
+        }
         if !decided.findings.is_empty() {
             warn!(errors = decided.findings.len(), "the file's delivery fields or sender are rejected; every item is rejected with them");
         }

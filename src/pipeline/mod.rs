@@ -427,7 +427,7 @@ impl Pipeline {
         Element::feed_close(&mut digest);
         record.request_hash = hex::encode(digest.finalize());
         if plans.is_empty() {
-            plans = vec![ItemPlan::whole_delivery(decided.findings.clone())];
+            plans = vec![ItemPlan::without_items(decided.findings.clone(), reading.spec.item, &root_path)];
         }
         Ok((plans, decided.sortiment))
     }

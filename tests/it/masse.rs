@@ -188,6 +188,25 @@ fn a_malformed_file_or_an_unknown_sender_is_rejected_whole() {
 }
 
 #[test]
+fn a_file_whose_items_are_all_in_another_namespace_is_rejected_whole_with_the_reason() {
+    // No item is found (an item is a Finansbilag in the delivery's namespace), so none can be rejected one by one:
+    // the file itself gets a rejection naming the element and its namespace, not an empty receipt file.
+    let batch = Batch::plain();
+    let (_, text) = mixed_file();
+    batch.drop_file("elsewhere.xml", text.replace("<Finansbilag>", "<Finansbilag xmlns=\"urn:andet\">").as_bytes());
+    batch.run_once();
+
+    let (_, elsewhere) = batch.receipt("elsewhere.xml");
+    assert_eq!(elsewhere.receipts.len(), 1);
+    let receipt = &elsewhere.receipts[0];
+    assert_eq!((receipt.reference.as_str(), receipt.status), ("LEVERANCE", Status::Afvist));
+    let error = &receipt.errors[0];
+    assert_eq!((error.code.as_str(), error.path.as_deref()), ("FORMAT_XSD", Some("/FinansbilagLeverance/Finansbilag[1]")));
+    assert!(error.text.contains("urn:andet"), "{}", error.text);
+    assert_eq!(batch.count("SELECT COUNT(*) AS n FROM erp_journal"), 0);
+}
+
+#[test]
 fn a_file_dropped_again_books_nothing_and_gets_its_receipt_again() {
     let batch = Batch::plain();
     let (_, text) = mixed_file();

@@ -487,15 +487,20 @@ mod tests {
         )
     }
 
+    /// How an SF1590_A delivery is read, with the repository's schema.
+    fn sf1590a_reading(limits: &XmlLimits) -> Reading<'_> {
+        Reading {
+            spec: WireSpec::of(Integration::Sf1590A),
+            schema: PathBuf::from("schemas/sf1590a.xsd"),
+            xml: limits,
+            stream: StreamLimits { xml: limits.clone(), max_prefix_bytes: 1 << 16, max_item_bytes: 1 << 20 },
+        }
+    }
+
     #[test]
     fn an_item_checked_ahead_is_read_as_it_is_read_after_the_scan() {
         let limits = XmlLimits::default();
-        let reading = Reading {
-            spec: WireSpec::of(Integration::Sf1590A),
-            schema: PathBuf::from("schemas/sf1590a.xsd"),
-            xml: &limits,
-            stream: StreamLimits { xml: XmlLimits::default(), max_prefix_bytes: 1 << 16, max_item_bytes: 1 << 20 },
-        };
+        let reading = sf1590a_reading(&limits);
         let text = document(&["12.00", "12.005", "7.25"]);
         let source = text.as_bytes();
         let (mut spans, mut early) = (Vec::new(), None);
@@ -538,12 +543,7 @@ mod tests {
     #[test]
     fn an_item_in_another_namespace_is_an_error_of_the_delivery_not_left_out() {
         let limits = XmlLimits::default();
-        let reading = Reading {
-            spec: WireSpec::of(Integration::Sf1590A),
-            schema: PathBuf::from("schemas/sf1590a.xsd"),
-            xml: &limits,
-            stream: StreamLimits { xml: XmlLimits::default(), max_prefix_bytes: 1 << 16, max_item_bytes: 1 << 20 },
-        };
+        let reading = sf1590a_reading(&limits);
         let valid = document(&["12.00", "7.25"]);
         let others = [
             ("all in another namespace", valid.replace("<Finansbilag>", "<Finansbilag xmlns=\"urn:andet\">")),

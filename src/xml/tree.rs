@@ -217,9 +217,9 @@ pub fn read_document(text: &str, limits: &XmlLimits) -> Result<Element, Finding>
     read_with(text, limits, Guard::Check)
 }
 
-/// Reads a document every byte of which has passed the guard already, in the same limits: a batch file's item
-/// in its frame, after the file's scan. The same tree as `read_document`, without checking again what the scan
-/// checked (a sixth of reading it).
+/// Reads a document every byte of which has passed the guard already, in the same limits: an item in its frame,
+/// after its delivery's scan (a batch file's or a straks body's). The same tree as `read_document`, without
+/// checking again what the scan checked (a sixth of reading it).
 pub fn read_scanned(text: &str, limits: &XmlLimits) -> Result<Element, Finding> {
     read_with(text, limits, Guard::Passed)
 }

@@ -121,6 +121,13 @@ fn a_file_left_mid_write_by_a_crash_is_finished_once() {
         app.send(&Delivery::one(&format!("CRASH-{n}")).soap11());
     }
     let before = files_in(folder.path(), 6);
+    // The service renames a file into place and then records it as written: on a busy machine the test could
+    // look between the two and see a file left mid-write. Its writer is done when all six are recorded.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.count("SELECT COUNT(*) AS n FROM target_files WHERE state = 'written'") < 6 {
+        assert!(Instant::now() < deadline, "the service did not record its six files as written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // A writer of the test's own plays the next start after a crash at each step (the service's own writer
     // finishes only files left longer than a minute).
     let db = app.server.as_ref().unwrap().app.db.clone();

@@ -268,6 +268,10 @@ pub struct ItemRead {
     pub findings: Vec<Finding>,
 }
 
+/// The largest item (in bytes) whose tree is read before its schema check, to check it in a libxml2 tree built
+/// from ours (see `read_item`): both trees are then in memory at once, a few megabytes at most.
+const BUILT_FROM_TREE: usize = 256 * 1024;
+
 /// Reads the item at `span` as a one-item document; `Err` when it cannot be read at all, with the finding
 /// placed on the item.
 ///
@@ -299,18 +303,35 @@ pub fn read_item(
     };
     let text = frame.with_item(text);
     // Every byte here passed the scan's guard (no DTD, entities or the like, within the limits) before libxml2
-    // sees it. The tree is built after libxml2's document is freed, so the two are never in memory at once.
-    let report = match valid {
-        true => SchemaReport::default(),
-        false => match schema::validate(&reading.schema, &text, frame.target(), MAX_ERRORS_PER_ITEM) {
+    // sees it. A batch file's item up to `BUILT_FROM_TREE` is read first and checked in libxml2's tree built from
+    // ours, which is half the work of libxml2 parsing it; only if that does not find it valid is its text checked,
+    // so that its issues are always the ones libxml2 finds in what was sent. A larger item's text is checked
+    // first, and its tree read once libxml2's is freed, so that the two are never in memory at once.
+    let mut report = valid.then(SchemaReport::default);
+    let mut read_first = None;
+    if report.is_none() && frame.framing == Framing::Document && bytes.len() <= BUILT_FROM_TREE {
+        if let Ok(scanned) = tree::read_scanned(&text, reading.xml) {
+            if scanned.whole {
+                let built = schema::validate_tree(&reading.schema, &scanned.root, MAX_ERRORS_PER_ITEM)?;
+                report = built.filter(SchemaReport::is_empty);
+            }
+            read_first = Some(scanned.root);
+        }
+    }
+    let report = match report {
+        Some(report) => report,
+        None => match schema::validate(&reading.schema, &text, frame.target(), MAX_ERRORS_PER_ITEM) {
             Ok(report) => report,
             Err(SchemaError::Parse(message)) => return Ok(Err(at_item(Finding::nowhere(Rejection::NotWellFormed(message))))),
             Err(e) => return Err(e.into()),
         },
     };
-    let mut document = match tree::read_scanned(&text, reading.xml) {
-        Ok(document) => document,
-        Err(finding) => return Ok(Err(at_item(finding))),
+    let mut document = match read_first {
+        Some(document) => document,
+        None => match tree::read_scanned(&text, reading.xml) {
+            Ok(scanned) => scanned.root,
+            Err(finding) => return Ok(Err(at_item(finding))),
+        },
     };
     frame.shift_element(span, &mut document);
     let Some(root) = frame.root(&document) else {
@@ -563,6 +584,62 @@ mod tests {
         }
         let Ok(opened) = open(valid.as_bytes(), Framing::Document, &reading) else { panic!("opens") };
         assert!(opened.findings.is_empty(), "{:?}", opened.findings);
+    }
+
+    #[test]
+    fn an_item_checked_in_a_tree_built_from_ours_gets_what_libxml2_finds_in_its_text() {
+        let limits = XmlLimits::default();
+        let reading = sf1590a_reading(&limits);
+        let plain = document(&["12.00", "12.005", "7.25"]);
+        let layouts = [
+            ("one line an item", plain.clone(), true),
+            ("indented", plain.replace("><", ">\n      <"), true),
+            (
+                "items prefixed, declaring their namespace",
+                plain
+                    .replace("<Finansbilag>", "<p:Finansbilag xmlns:p=\"urn:fkoeko:sf1590a:v1\">")
+                    .replace("</Finansbilag>", "</p:Finansbilag>"),
+                true,
+            ),
+            ("blank CDATA between elements", plain.replace("<Postering><PosteringId>", "<Postering><![CDATA[ ]]><PosteringId>"), false),
+            ("amounts in CDATA", plain.replace("<Beloeb>", "<Beloeb><![CDATA[").replace("</Beloeb>", "]]></Beloeb>"), false),
+            ("CRLF", plain.replace('\n', "\r\n"), false),
+            ("an attribute", plain.replace("<Postering>", "<Postering nr=\"1\">"), false),
+            ("a comment in a value", plain.replace("</Beloeb>", "<!-- c --></Beloeb>"), false),
+            ("text beside children", plain.replace("<Kontering>", "<Kontering>x"), false),
+        ];
+        for (layout, text, whole) in layouts {
+            let source = text.as_bytes();
+            let mut spans = Vec::new();
+            let opened = open_logging(source, Framing::Document, &reading, |span, _| {
+                spans.push(span);
+                Ok(())
+            });
+            let Ok(opened) = opened else { panic!("{layout}: the delivery opens") };
+            assert_eq!(spans.len(), 3, "{layout}");
+            for span in &spans {
+                let one = opened.frame.with_item(std::str::from_utf8(&source[span.start as usize..span.end as usize]).unwrap());
+                let by_text = schema::validate(&reading.schema, &one, Target::Root, MAX_ERRORS_PER_ITEM).unwrap();
+                let scanned = tree::read_scanned(&one, &limits).unwrap();
+                assert_eq!(scanned.whole, whole, "{layout}: item {}", span.index);
+                if scanned.whole {
+                    let by_tree = schema::validate_tree(&reading.schema, &scanned.root, MAX_ERRORS_PER_ITEM).unwrap().unwrap();
+                    assert_eq!(by_tree.is_empty(), by_text.is_empty(), "{layout}: item {}", span.index);
+                    if layout == "one line an item" {
+                        assert_eq!(by_tree, by_text, "{layout}: item {}: the same issues on the same elements", span.index);
+                    }
+                }
+                let Ok(Ok(read)) = read_item(&opened.frame, span, &source[span.start as usize..span.end as usize], &reading, false) else {
+                    panic!("{layout}: item {} reads", span.index)
+                };
+                let texts: Vec<String> = read.findings.iter().map(|f| f.rejection.to_string()).collect();
+                let expected: Vec<String> = by_text.issues.iter().map(|i| i.message.clone()).collect();
+                assert_eq!(texts.len(), expected.len(), "{layout}: item {}: {texts:?} against {expected:?}", span.index);
+                for (got, want) in texts.iter().zip(&expected) {
+                    assert!(got.contains(want.as_str()), "{layout}: item {}: {got} against {want}", span.index);
+                }
+            }
+        }
     }
 
     #[test]

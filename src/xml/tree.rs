@@ -214,13 +214,23 @@ impl Names {
 
 /// Reads the whole document into a tree.
 pub fn read_document(text: &str, limits: &XmlLimits) -> Result<Element, Finding> {
-    read_with(text, limits, Guard::Check)
+    read_with(text, limits, Guard::Check).map(|read| read.root)
+}
+
+/// A document read into a tree, and whether the tree holds all that libxml2's schema check of the document
+/// looks at (see `schema::validate_tree`). A tree leaves out attributes, comments, CDATA markup (its text is
+/// kept), line ends as sent (libxml2 reads "\r\n" as "\n"), and where an element's text stands among its
+/// children; a document with any of these inside it, or a name that is not ASCII, is not `whole`.
+#[derive(Debug)]
+pub struct Scanned {
+    pub root: Element,
+    pub whole: bool,
 }
 
 /// Reads a document every byte of which has passed the guard already, in the same limits: an item in its frame,
 /// after its delivery's scan (a batch file's or a straks body's). The same tree as `read_document`, without
 /// checking again what the scan checked (a sixth of reading it).
-pub fn read_scanned(text: &str, limits: &XmlLimits) -> Result<Element, Finding> {
+pub fn read_scanned(text: &str, limits: &XmlLimits) -> Result<Scanned, Finding> {
     read_with(text, limits, Guard::Passed)
 }
 
@@ -230,7 +240,7 @@ enum Guard {
     Passed,
 }
 
-fn read_with(text: &str, limits: &XmlLimits, guarding: Guard) -> Result<Element, Finding> {
+fn read_with(text: &str, limits: &XmlLimits, guarding: Guard) -> Result<Scanned, Finding> {
     NAMES.with_borrow_mut(|names| {
         if names.0.len() > NAMES_KEPT {
             names.0.clear();
@@ -239,7 +249,7 @@ fn read_with(text: &str, limits: &XmlLimits, guarding: Guard) -> Result<Element,
     })
 }
 
-fn read_into_tree(text: &str, limits: &XmlLimits, guarding: Guard, names: &mut Names) -> Result<Element, Finding> {
+fn read_into_tree(text: &str, limits: &XmlLimits, guarding: Guard, names: &mut Names) -> Result<Scanned, Finding> {
     let mut cursor = Cursor::new(text);
     let mut reader = NsReader::from_str(text);
     reader.config_mut().trim_text(false);
@@ -248,6 +258,7 @@ fn read_into_tree(text: &str, limits: &XmlLimits, guarding: Guard, names: &mut N
     let mut elements = 0usize;
     // The namespace of the element before: nearly always this one's too, found without a lookup.
     let mut last_ns: Option<Arc<str>> = None;
+    let mut whole = true;
 
     loop {
         let start = reader.buffer_position() as usize;
@@ -275,6 +286,9 @@ fn read_into_tree(text: &str, limits: &XmlLimits, guarding: Guard, names: &mut N
                 if guarding == Guard::Check {
                     guard::check_start(e, &ns, stack.len(), limits).map_err(at_event)?;
                 }
+                if whole && holds_more(e) {
+                    whole = false;
+                }
                 let ns = match ns {
                     ResolveResult::Bound(ns) => Some(match &last_ns {
                         Some(last) if last.as_bytes() == ns.as_ref() => last.clone(),
@@ -291,13 +305,21 @@ fn read_into_tree(text: &str, limits: &XmlLimits, guarding: Guard, names: &mut N
             }
             Event::End(_) => {
                 let element = stack.pop().expect("the reader checks that end tags match");
+                // Text beside children: the tree does not keep where it stood.
+                if !element.children.is_empty() && !element.text.is_empty() {
+                    whole = false;
+                }
                 attach(&mut stack, &mut root, element);
             }
             Event::Text(t) => {
+                if memchr::memchr(b'\r', &t).is_some() {
+                    whole = false;
+                }
                 let text = t.decode().map_err(|e| rejected(Rejection::Encoding(e.to_string()), line, col))?;
                 push_text(&mut stack, &text, limits, line, col)?;
             }
             Event::CData(t) => {
+                whole = false;
                 let text = t.decode().map_err(|e| rejected(Rejection::Encoding(e.to_string()), line, col))?;
                 push_text(&mut stack, &text, limits, line, col)?;
             }
@@ -307,7 +329,7 @@ fn read_into_tree(text: &str, limits: &XmlLimits, guarding: Guard, names: &mut N
             }
             // Refused by the guard above.
             Event::Decl(_) | Event::DocType(_) | Event::PI(_) => {}
-            Event::Comment(_) => {}
+            Event::Comment(_) => whole &= stack.is_empty(),
             Event::Eof => break,
         }
     }
@@ -315,7 +337,22 @@ fn read_into_tree(text: &str, limits: &XmlLimits, guarding: Guard, names: &mut N
         let (line, col) = cursor.at(text.len());
         return Err(rejected(Rejection::NotWellFormed("dokumentet slutter, før alle elementer er lukket".into()), line, col));
     }
-    root.ok_or_else(|| rejected(Rejection::NotWellFormed("dokumentet har intet rodelement".into()), 1, 1))
+    let root = root.ok_or_else(|| rejected(Rejection::NotWellFormed("dokumentet har intet rodelement".into()), 1, 1))?;
+    Ok(Scanned { root, whole })
+}
+
+/// Whether a start tag holds what the tree leaves out or libxml2 may read otherwise: an attribute other than a
+/// namespace declaration, a declaration that undeclares (`xmlns:p=""` is an error to libxml2), or a name beyond
+/// ASCII (the schemas' names are ASCII; the guard leaves the rest of XML's name rules to libxml2).
+fn holds_more(e: &quick_xml::events::BytesStart) -> bool {
+    if !e.name().as_ref().is_ascii() {
+        return true;
+    }
+    let raw = e.attributes_raw();
+    !super::stream::is_xml_whitespace(raw)
+        && e.attributes()
+            .with_checks(false)
+            .any(|a| a.map_or(true, |a| a.key.as_namespace_binding().is_none() || a.value.is_empty() || !a.key.as_ref().is_ascii()))
 }
 
 fn attach(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
@@ -399,12 +436,33 @@ mod tests {
     fn a_scanned_document_reads_into_the_same_tree() {
         let text = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<p:a xmlns:p=\"urn:x\" xmlns=\"urn:y\">\n  <b k=\"v\">t&amp;&#65;<![CDATA[<c>]]></b>\n  <!-- note -->\n  <p:c>Æ€<d/></p:c><e> </e>\n</p:a>";
         let checked = read(text).unwrap();
-        assert_eq!(read_scanned(text, &XmlLimits::default()).unwrap(), checked);
+        assert_eq!(read_scanned(text, &XmlLimits::default()).unwrap().root, checked);
         assert_eq!((checked.children[1].ns(), checked.children[1].children[0].ns()), (Some("urn:x"), Some("urn:y")));
         // Only the guard is left out: what is not well-formed, or a text over the limit, is still refused.
         assert!(read_scanned("<a><b></a>", &XmlLimits::default()).is_err());
         let limits = XmlLimits { max_text_len: 3, ..XmlLimits::default() };
         assert_eq!(read_scanned("<a>abcd</a>", &limits).unwrap_err().code().as_str(), "FORMAT_STOERRELSE");
+    }
+
+    #[test]
+    fn a_tree_is_whole_only_without_what_it_leaves_out() {
+        let whole = |text: &str| read_scanned(text, &XmlLimits::default()).unwrap().whole;
+        assert!(whole("<?xml version=\"1.0\"?>\n<!-- before -->\n<p:a xmlns:p=\"urn:x\" xmlns=\"urn:y\">\n  <b>1 &amp; 2&#13;</b>\n  <c> <d/> </c><e/>\n</p:a>\n<!-- after -->\n"));
+        let partial = [
+            "<a k=\"v\"><b/></a>",
+            "<a><b k=\"v\"/></a>",
+            "<a xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\"><b i:nil=\"true\"/></a>",
+            "<a><b><![CDATA[1]]></b></a>",
+            "<a><!-- c --><b/></a>",
+            "<a><b>1\r\n2</b></a>",
+            "<a>x<b/></a>",
+            "<a><b/>x</a>",
+            "<a xmlns:p=\"\"><b/></a>",
+            "<a><b\u{f8}/></a>",
+        ];
+        for text in partial {
+            assert!(!whole(text), "{text}");
+        }
     }
 
     #[test]

@@ -128,8 +128,24 @@ impl<'a> Fields<'a> {
     }
 
     pub fn date(&mut self, name: &str) -> Option<NaiveDate> {
-        self.parse(name, |raw| NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| ValueError::Pattern(raw.into(), "ÅÅÅÅ-MM-DD")))
+        self.parse(name, |raw| iso_date(raw).ok_or_else(|| ValueError::Pattern(raw.into(), "ÅÅÅÅ-MM-DD")))
     }
+}
+
+/// A date written `ÅÅÅÅ-MM-DD`, as chrono reads that pattern. The form nearly every date is sent in (four, two and
+/// two digits) is read here directly, and any other is left to chrono, which decides what else it takes: chrono
+/// reads the pattern itself anew for each date, and a batch file has a date in every posting.
+fn iso_date(raw: &str) -> Option<NaiveDate> {
+    let b = raw.as_bytes();
+    let number = |digits: &[u8]| digits.iter().try_fold(0u32, |n, &d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')));
+    if let [y @ .., b'-', m1, m2, b'-', d1, d2] = b {
+        if let (4, Some(year), Some(month), Some(day)) = (y.len(), number(y), number(&[*m1, *m2]), number(&[*d1, *d2])) {
+            if let Some(date) = NaiveDate::from_ymd_opt(year as i32, month, day) {
+                return Some(date);
+            }
+        }
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok()
 }
 
 fn uuid(raw: &str) -> Result<Uuid, ValueError> {
@@ -203,4 +219,45 @@ pub(crate) fn read_party(element: &Element, path: &str, findings: &mut Vec<Findi
         });
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_read_as_chrono_reads_their_pattern() {
+        let by_chrono = |raw: &str| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok();
+        let mut raws = Vec::new();
+        for year in ["0000", "0001", "1900", "2000", "2024", "2026", "9999"] {
+            for month in 0..=13 {
+                for day in 0..=32 {
+                    raws.push(format!("{year}-{month:02}-{day:02}"));
+                }
+            }
+        }
+        let odd = [
+            "2026-1-02",
+            "2026-01-2",
+            "+2026-01-02",
+            "02026-01-02",
+            " 2026-01-02",
+            "2026-01-02 ",
+            "2026-01-02Z",
+            "2026-01-02+01:00",
+            "2026/01/02",
+            "２０２６-01-02",
+            "",
+            "2026-0a-02",
+            "-2026-01-02",
+            "2026-01-0２",
+            "2026-+1-02",
+            "2026-01--2",
+        ];
+        raws.extend(odd.map(String::from));
+        for raw in &raws {
+            assert_eq!(iso_date(raw), by_chrono(raw), "{raw:?}");
+        }
+        assert_eq!(iso_date("2024-02-29"), NaiveDate::from_ymd_opt(2024, 2, 29));
+    }
 }

@@ -8,6 +8,7 @@ use diesel::query_builder::QueryFragment;
 use uuid::Uuid;
 
 use super::amount::DbAmount;
+use super::date::DbDate;
 use super::fixed::{in_list, EarlierDeliveries, ReceiptAccepted, TakeKeys};
 use super::schema::{
     alert_outbox, deliveries, erp_claim_parties, erp_claims, erp_debtor_data, erp_debtors, erp_journal, erp_journal_lines, receipt_errors,
@@ -539,7 +540,7 @@ fn new_journals<'a>(rows: &'a [JournalRow], ids: &'a [String]) -> Vec<NewJournal
             delivery_id: row.delivery_key,
             afsender_system: &row.sender,
             bilag_id: &row.booking.bilag.bilag_id,
-            bilagsdato: row.booking.bilag.date,
+            bilagsdato: DbDate(row.booking.bilag.date),
             bilagstekst: row.booking.bilag.text.as_deref(),
             mapping_version: &row.booking.mapping_version,
             created_at: row.at.naive_utc(),
@@ -567,7 +568,7 @@ fn journal_lines(journal: i32, booking: &FinansBooking) -> impl Iterator<Item = 
             amount: DbAmount(posting.amount.value()),
             debit_credit: posting.side.code(),
             currency: posting.currency.value.as_str(),
-            posting_date: posting.date.value,
+            posting_date: DbDate(posting.date.value),
             posting_text: &posting.text,
             party_type: party.map(|p| p.kind()),
             party_id: party.map(|p| p.expose()),
@@ -594,7 +595,7 @@ struct NewJournal<'a> {
     delivery_id: i32,
     afsender_system: &'a str,
     bilag_id: &'a str,
-    bilagsdato: NaiveDate,
+    bilagsdato: DbDate,
     bilagstekst: Option<&'a str>,
     mapping_version: &'a str,
     created_at: NaiveDateTime,
@@ -613,7 +614,7 @@ struct NewJournalLine<'a> {
     amount: DbAmount,
     debit_credit: &'static str,
     currency: &'a str,
-    posting_date: NaiveDate,
+    posting_date: DbDate,
     posting_text: &'a str,
     party_type: Option<&'static str>,
     party_id: Option<&'a str>,

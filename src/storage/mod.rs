@@ -7,6 +7,7 @@ pub mod amount;
 pub mod audit;
 pub mod batch;
 pub mod booking;
+pub mod date;
 mod fixed;
 pub mod inspect;
 pub mod mappings;

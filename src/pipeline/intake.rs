@@ -643,6 +643,34 @@ mod tests {
     }
 
     #[test]
+    fn an_item_libxml2_cannot_parse_is_not_taken_for_valid_from_its_tree() {
+        // quick-xml reads namespace declarations run together; libxml2 refuses them ("attributes construct error").
+        let limits = XmlLimits::default();
+        let reading = sf1590a_reading(&limits);
+        let text = document(&["12.00", "7.25", "1.00"]).replacen(
+            "<Finansbilag><BilagId>A-1<",
+            "<Finansbilag xmlns=\"urn:fkoeko:sf1590a:v1\"xmlns:a=\"urn:a\"><BilagId>A-1<",
+            1,
+        );
+        let source = text.as_bytes();
+        let mut spans = Vec::new();
+        let opened = open_logging(source, Framing::Document, &reading, |span, _| {
+            spans.push(span);
+            Ok(())
+        });
+        let Ok(opened) = opened else { panic!("the delivery opens") };
+        let codes: Vec<_> = spans
+            .iter()
+            .map(|span| match read_item(&opened.frame, span, &source[span.start as usize..span.end as usize], &reading, false) {
+                Ok(Ok(read)) => read.findings.first().map(|f| f.code().as_str().to_string()).unwrap_or_default(),
+                Ok(Err(finding)) => finding.code().as_str().to_string(),
+                Err(e) => panic!("{e}"),
+            })
+            .collect();
+        assert_eq!(codes, ["", "FORMAT_XML", ""]);
+    }
+
+    #[test]
     fn items_valid_ahead_are_counted_by_their_number() {
         let mut valid = ValidAhead::default();
         valid.insert(3);

@@ -341,18 +341,59 @@ fn read_into_tree(text: &str, limits: &XmlLimits, guarding: Guard, names: &mut N
     Ok(Scanned { root, whole })
 }
 
-/// Whether a start tag holds what the tree leaves out or libxml2 may read otherwise: an attribute other than a
-/// namespace declaration, a declaration that undeclares (`xmlns:p=""` is an error to libxml2), or a name beyond
-/// ASCII (the schemas' names are ASCII; the guard leaves the rest of XML's name rules to libxml2).
+/// Whether a start tag holds what the tree leaves out or libxml2 may read otherwise: a name beyond ASCII (the
+/// schemas' names are ASCII; the guard leaves the rest of XML's name rules to libxml2), or attributes other than
+/// plain namespace declarations (see `plain_declarations`).
 fn holds_more(e: &quick_xml::events::BytesStart) -> bool {
     if !e.name().as_ref().is_ascii() {
         return true;
     }
     let raw = e.attributes_raw();
-    !super::stream::is_xml_whitespace(raw)
-        && e.attributes()
-            .with_checks(false)
-            .any(|a| a.map_or(true, |a| a.key.as_namespace_binding().is_none() || a.value.is_empty() || !a.key.as_ref().is_ascii()))
+    !super::stream::is_xml_whitespace(raw) && !plain_declarations(raw)
+}
+
+/// Whether a start tag's attributes (its bytes after the name) are namespace declarations only, each written the
+/// one way both readers read alike: whitespace before it, `xmlns` or `xmlns:` and an ASCII name (not `xml` or
+/// `xmlns`), `=`, and a quoted value that is not empty and holds no reference, each name once. quick-xml reads
+/// more than that (attributes run together, `a="1"b="2"`, which libxml2 refuses); whatever else there is goes to
+/// libxml2 as text.
+fn plain_declarations(raw: &[u8]) -> bool {
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let skip_space = |bytes: &[u8]| -> usize { bytes.iter().take_while(|b| is_space(b)).count() };
+    let mut names: Vec<&[u8]> = Vec::new();
+    let mut rest = raw;
+    loop {
+        let space = skip_space(rest);
+        if space == rest.len() {
+            return true;
+        }
+        if space == 0 {
+            return false;
+        }
+        rest = &rest[space..];
+        let name_len = rest.iter().take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-' | b'.')).count();
+        let name = &rest[..name_len];
+        let prefix = name.strip_prefix(b"xmlns:");
+        if !(name == b"xmlns" || prefix.is_some_and(|p| !p.is_empty() && p != b"xml" && p != b"xmlns" && !p.contains(&b':')))
+            || names.contains(&name)
+        {
+            return false;
+        }
+        names.push(name);
+        rest = &rest[name_len..];
+        rest = &rest[skip_space(rest)..];
+        let Some(value) = rest.strip_prefix(b"=") else { return false };
+        rest = &value[skip_space(value)..];
+        let Some((&quote, value)) = rest.split_first() else { return false };
+        if quote != b'"' && quote != b'\'' {
+            return false;
+        }
+        let Some(close) = value.iter().position(|&b| b == quote) else { return false };
+        if close == 0 || value[..close].iter().any(|&b| b == b'<' || b == b'&') {
+            return false;
+        }
+        rest = &value[close + 1..];
+    }
 }
 
 fn attach(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
@@ -448,6 +489,7 @@ mod tests {
     fn a_tree_is_whole_only_without_what_it_leaves_out() {
         let whole = |text: &str| read_scanned(text, &XmlLimits::default()).unwrap().whole;
         assert!(whole("<?xml version=\"1.0\"?>\n<!-- before -->\n<p:a xmlns:p=\"urn:x\" xmlns=\"urn:y\">\n  <b>1 &amp; 2&#13;</b>\n  <c> <d/> </c><e/>\n</p:a>\n<!-- after -->\n"));
+        assert!(whole("<a><b\n  xmlns:p = 'urn:p'\txmlns=\"urn:q\" /><c xmlns:q=\"urn:q\"></c></a>"));
         let partial = [
             "<a k=\"v\"><b/></a>",
             "<a><b k=\"v\"/></a>",
@@ -459,6 +501,11 @@ mod tests {
             "<a><b/>x</a>",
             "<a xmlns:p=\"\"><b/></a>",
             "<a><b\u{f8}/></a>",
+            "<a><b xmlns:p=\"urn:p\"xmlns:q=\"urn:q\"/></a>",
+            "<a><b xmlns=\"urn:p\"xmlns:q='urn:q'/></a>",
+            "<a><b xmlns:p='urn:p' xmlns:p='urn:q'/></a>",
+            "<a><b xmlns:p=\"urn:a&amp;b\"/></a>",
+            "<a><b xmlns:xml=\"http://www.w3.org/XML/1998/namespace\"/></a>",
         ];
         for text in partial {
             assert!(!whole(text), "{text}");

@@ -552,19 +552,24 @@ fn new_journal_lines<'a>(rows: &'a [JournalRow]) -> Vec<NewJournalLine<'a>> {
     rows.iter().flat_map(|row| journal_lines(row.key, row.booking)).collect()
 }
 
+/// Dimensions as a JSON object: sorted by name, the last of a name kept (as a `serde_json::Map` of them is), written
+/// without copying each name and value into one first.
+fn dimensions_json(dimensions: &[(String, String)]) -> String {
+    let object: std::collections::BTreeMap<&str, &str> = dimensions.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+    to_json(&object)
+}
+
 /// A finansbilag's postings as journal lines: the ERP account and dimensions each maps to, and its kontering.
 fn journal_lines(journal: i32, booking: &FinansBooking) -> impl Iterator<Item = NewJournalLine<'_>> {
     booking.bilag.postings.iter().zip(&booking.mapped).enumerate().map(move |(n, (posting, mapped))| {
         let k = &posting.kontering.value;
-        let dimensions: serde_json::Map<String, serde_json::Value> =
-            mapped.dimensions.iter().map(|(name, value)| (name.clone(), value.clone().into())).collect();
         let party = posting.party.as_ref().map(|p| &p.value);
         NewJournalLine {
             journal_id: journal,
             line_no: n as i32 + 1,
             posting_id: posting.id.value as i64,
             erp_account: &mapped.account,
-            erp_dimensions: serde_json::Value::Object(dimensions).to_string(),
+            erp_dimensions: dimensions_json(&mapped.dimensions),
             amount: DbAmount(posting.amount.value()),
             debit_credit: posting.side.code(),
             currency: posting.currency.value.as_str(),
@@ -815,4 +820,24 @@ fn debtor_data(
         ))
         .returning(erp_debtor_data::id)
         .get_result(conn)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dimensions_are_the_json_object_of_them() {
+        let cases: [&[(&str, &str)]; 4] = [
+            &[],
+            &[("Sag", "S-1")],
+            &[("Zeta", "1"), ("Alfa", "æ\"ø\\\n\u{1}"), ("Sag", "først"), ("Sag", "sidst")],
+            &[("", ""), ("b", "\u{7f}"), ("a", "</x>")],
+        ];
+        for case in cases {
+            let dimensions: Vec<(String, String)> = case.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+            let map: serde_json::Map<String, serde_json::Value> = dimensions.iter().map(|(n, v)| (n.clone(), v.clone().into())).collect();
+            assert_eq!(dimensions_json(&dimensions), serde_json::Value::Object(map).to_string(), "{case:?}");
+        }
+    }
 }

@@ -286,7 +286,9 @@ fn read_into_tree(text: &str, limits: &XmlLimits, guarding: Guard, names: &mut N
     let mut elements = 0usize;
     // The namespace of the element before: nearly always this one's too, found without a lookup.
     let mut last_ns: Option<Arc<str>> = None;
-    let mut whole = true;
+    // A carriage return anywhere (libxml2 reads "\r\n" as "\n"; the tree keeps what was sent): one look at the
+    // whole document costs less than one at each text.
+    let mut whole = memchr::memchr(b'\r', text.as_bytes()).is_none();
 
     loop {
         let start = reader.buffer_position() as usize;
@@ -340,9 +342,6 @@ fn read_into_tree(text: &str, limits: &XmlLimits, guarding: Guard, names: &mut N
                 attach(&mut stack, &mut root, element);
             }
             Event::Text(t) => {
-                if memchr::memchr(b'\r', &t).is_some() {
-                    whole = false;
-                }
                 let text = t.decode().map_err(|e| rejected(Rejection::Encoding(e.to_string()), line, col))?;
                 push_text(&mut stack, &text, limits, line, col)?;
             }

@@ -518,6 +518,17 @@ mod tests {
         }
     }
 
+    /// A batch file's delivery opened, with the spans of its items.
+    fn opened_with_spans(source: &[u8], reading: &Reading) -> (Opened, Vec<ItemSpan>) {
+        let mut spans = Vec::new();
+        let opened = open_logging(source, Framing::Document, reading, |span, _| {
+            spans.push(span);
+            Ok(())
+        });
+        let Ok(opened) = opened else { panic!("the delivery opens") };
+        (opened, spans)
+    }
+
     #[test]
     fn an_item_checked_ahead_is_read_as_it_is_read_after_the_scan() {
         let limits = XmlLimits::default();
@@ -610,12 +621,7 @@ mod tests {
         ];
         for (layout, text, whole) in layouts {
             let source = text.as_bytes();
-            let mut spans = Vec::new();
-            let opened = open_logging(source, Framing::Document, &reading, |span, _| {
-                spans.push(span);
-                Ok(())
-            });
-            let Ok(opened) = opened else { panic!("{layout}: the delivery opens") };
+            let (opened, spans) = opened_with_spans(source, &reading);
             assert_eq!(spans.len(), 3, "{layout}");
             for span in &spans {
                 let one = opened.frame.with_item(std::str::from_utf8(&source[span.start as usize..span.end as usize]).unwrap());
@@ -653,12 +659,7 @@ mod tests {
             1,
         );
         let source = text.as_bytes();
-        let mut spans = Vec::new();
-        let opened = open_logging(source, Framing::Document, &reading, |span, _| {
-            spans.push(span);
-            Ok(())
-        });
-        let Ok(opened) = opened else { panic!("the delivery opens") };
+        let (opened, spans) = opened_with_spans(source, &reading);
         let codes: Vec<_> = spans
             .iter()
             .map(|span| match read_item(&opened.frame, span, &source[span.start as usize..span.end as usize], &reading, false) {

@@ -353,7 +353,7 @@ pub fn read_item(
         }
     }
     cap_findings(&mut findings, report.omitted);
-    let Some(at) = root.children.iter().position(|c| &*c.name == frame.spec.item && c.ns() == Some(frame.spec.namespace)) else {
+    let Some(at) = root.children.iter().position(|c| frame.spec.is_item(c)) else {
         return Ok(Err(at_item(unreadable())));
     };
     // Taken out of the document rather than copied: an item can hold 10,000 postings.
@@ -437,7 +437,7 @@ fn place(frame: &Frame, root: &Element, report: &SchemaReport) -> (Vec<Finding>,
     if !wanted.is_empty() {
         root.preorder("", frame.spec.indexed, &mut |path, e| {
             if path[root_path.len()..].matches('/').count() == 1 {
-                in_item = &*e.name == frame.spec.item && e.ns() == Some(frame.spec.namespace);
+                in_item = frame.spec.is_item(e);
             }
             while next < wanted.len() && wanted[next].0 < n {
                 next += 1;

@@ -39,6 +39,12 @@ impl WireSpec {
         }
     }
 
+    /// Whether a child of the delivery root is one of its items: the item's name in the delivery's namespace (an
+    /// element of that name in another namespace is not one, as the scan does not take it for one).
+    pub fn is_item(&self, element: &Element) -> bool {
+        &*element.name == self.item && element.ns() == Some(self.namespace)
+    }
+
     /// What an item is called in its receipt: its id, or its position when it has none.
     pub fn reference_of(&self, element: &Element, index: usize) -> String {
         element

@@ -163,7 +163,12 @@ struct Tally {
 
 /// Whitespace as XML means it (not Unicode's: a no-break space is text).
 pub fn is_xml_whitespace(text: &[u8]) -> bool {
-    text.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    text.iter().all(|&b| is_xml_space(b))
+}
+
+/// One byte of XML whitespace.
+pub fn is_xml_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
 /// Whether XML 1.0 allows the character in a document (its `Char` production).

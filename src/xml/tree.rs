@@ -385,8 +385,7 @@ fn holds_more(e: &quick_xml::events::BytesStart) -> bool {
 /// more than that (attributes run together, `a="1"b="2"`, which libxml2 refuses); whatever else there is goes to
 /// libxml2 as text.
 fn plain_declarations(raw: &[u8]) -> bool {
-    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
-    let skip_space = |bytes: &[u8]| -> usize { bytes.iter().take_while(|b| is_space(b)).count() };
+    let skip_space = |bytes: &[u8]| -> usize { bytes.iter().take_while(|&&b| super::stream::is_xml_space(b)).count() };
     let mut names: Vec<&[u8]> = Vec::new();
     let mut rest = raw;
     loop {

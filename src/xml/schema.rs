@@ -281,10 +281,6 @@ fn check(schema: &Path, root: bindings::xmlNodePtr, node: bindings::xmlNodePtr, 
     })
 }
 
-/// Names kept in one libxml2 dictionary a thread beyond this many are forgotten (a new dictionary is started),
-/// as the tree reader's are: documents full of made-up names cannot make it grow.
-const DICT_KEPT: usize = 1_024;
-
 /// A libxml2 dictionary, released when its thread ends.
 struct Dict(bindings::xmlDictPtr);
 
@@ -298,7 +294,9 @@ impl Drop for Dict {
 
 thread_local! {
     // The element names of the documents built on this thread, interned once: every element of a built
-    // document takes its name from here, as a parsed document takes it from the parser's dictionary.
+    // document takes its name from here, as a parsed document takes it from the parser's dictionary. Started
+    // afresh beyond as many names as the tree reader keeps, so that documents full of made-up names cannot make
+    // it grow.
     static DICT: RefCell<Option<Dict>> = const { RefCell::new(None) };
 }
 
@@ -321,7 +319,7 @@ impl Built {
             // SAFETY: every pointer used below comes from libxml2 in this function and is checked for null
             // before use; the names and texts are passed with their lengths (they are not NUL-terminated).
             unsafe {
-                if kept.as_ref().is_none_or(|d| bindings::xmlDictSize(d.0) > DICT_KEPT as _) {
+                if kept.as_ref().is_none_or(|d| bindings::xmlDictSize(d.0) > super::tree::NAMES_KEPT as _) {
                     let dict = bindings::xmlDictCreate();
                     if dict.is_null() {
                         return None;
@@ -336,12 +334,7 @@ impl Built {
                 let built = Built(doc);
                 bindings::xmlDictReference(dict);
                 (*doc).dict = dict;
-                let mut builder = Builder { doc, dict, root: std::ptr::null_mut(), namespaces: Vec::new() };
-                let node = builder.element(root)?;
-                builder.root = node;
-                bindings::xmlDocSetRootElement(doc, node);
-                builder.place_namespace(node, root)?;
-                builder.children(node, root)?;
+                Builder { doc, dict, namespaces: Vec::new() }.add(std::ptr::null_mut(), root)?;
                 Some(built)
             }
         })
@@ -349,19 +342,21 @@ impl Built {
 }
 
 /// What building one document needs along the way. Made only in `Built::from_tree`, and only used there while
-/// its document, dictionary and root element are alive: the invariant its methods rely on.
+/// its document and dictionary are alive: the invariant its methods rely on.
 struct Builder {
     doc: bindings::xmlDocPtr,
     dict: bindings::xmlDictPtr,
-    root: bindings::xmlNodePtr,
     /// The namespaces declared on the root so far, by their URI.
     namespaces: Vec<(std::sync::Arc<str>, bindings::xmlNsPtr)>,
 }
 
 impl Builder {
-    /// A new element node of the document, without namespace or children.
-    fn element(&mut self, element: &Element) -> Option<bindings::xmlNodePtr> {
-        // SAFETY: (the builder's invariant) `self.doc` and `self.dict` are live; the name is passed with its length.
+    /// Adds `element` under `parent` (as the document's root when null): its name, its namespace, and its
+    /// children, or its text when it has none (the layout between children is not content).
+    fn add(&mut self, parent: bindings::xmlNodePtr, element: &Element) -> Option<()> {
+        // SAFETY: (the builder's invariant) `self.doc` and `self.dict` are live, and `parent` is null or a live
+        // element of the document; the name and text are passed with their lengths; each new node is checked and
+        // then owned by the document, through its parent.
         unsafe {
             let name = bindings::xmlDictLookup(self.dict, element.name.as_ptr(), element.name.len().try_into().ok()?);
             if name.is_null() {
@@ -369,40 +364,15 @@ impl Builder {
             }
             // The name belongs to the document's dictionary, which xmlFreeDoc knows not to free.
             let node = bindings::xmlNewDocNodeEatName(self.doc, std::ptr::null_mut(), name as *mut u8, std::ptr::null());
-            (!node.is_null()).then_some(node)
-        }
-    }
-
-    /// Gives `node` the namespace of `element`, declared on the root the first time it is met (each with a
-    /// prefix of its own: libxml2's check looks at the URI, never at a prefix).
-    fn place_namespace(&mut self, node: bindings::xmlNodePtr, element: &Element) -> Option<()> {
-        let Some(uri) = &element.ns else { return Some(()) };
-        let known = self.namespaces.iter().find(|(u, _)| std::sync::Arc::ptr_eq(u, uri) || u == uri).map(|(_, ns)| *ns);
-        let ns = match known {
-            Some(ns) => ns,
-            None => {
-                let href = std::ffi::CString::new(uri.as_bytes()).ok()?;
-                let prefix = std::ffi::CString::new(format!("n{}", self.namespaces.len())).ok()?;
-                // SAFETY: (the builder's invariant) `self.root` is the document's live root; both strings are NUL-terminated and
-                // copied by libxml2.
-                let ns = unsafe { bindings::xmlNewNs(self.root, href.as_ptr() as *const u8, prefix.as_ptr() as *const u8) };
-                if ns.is_null() {
-                    return None;
-                }
-                self.namespaces.push((uri.clone(), ns));
-                ns
+            if node.is_null() {
+                return None;
             }
-        };
-        // SAFETY: (the builder's invariant) `node` is a live element of the document, `ns` declared on its root.
-        unsafe { bindings::xmlSetNs(node, ns) };
-        Some(())
-    }
-
-    /// Adds the children of `element` (or its text, when it has none) under `node`.
-    fn children(&mut self, node: bindings::xmlNodePtr, element: &Element) -> Option<()> {
-        // SAFETY: (the builder's invariant) `node` is a live element of `self.doc`; each new node is checked and then owned by
-        // the document through its parent.
-        unsafe {
+            if parent.is_null() {
+                bindings::xmlDocSetRootElement(self.doc, node);
+            } else {
+                bindings::xmlAddChild(parent, node);
+            }
+            self.place_namespace(node, element)?;
             if element.children.is_empty() {
                 if !element.text.is_empty() {
                     let text = bindings::xmlNewDocTextLen(self.doc, element.text.as_ptr(), element.text.len().try_into().ok()?);
@@ -414,13 +384,37 @@ impl Builder {
                 return Some(());
             }
             for child in &element.children {
-                let child_node = self.element(child)?;
-                bindings::xmlAddChild(node, child_node);
-                self.place_namespace(child_node, child)?;
-                self.children(child_node, child)?;
+                self.add(node, child)?;
             }
             Some(())
         }
+    }
+
+    /// Gives `node` the namespace of `element`, declared on the document's root the first time it is met (each
+    /// with a prefix of its own: libxml2's check looks at the URI, never at a prefix).
+    fn place_namespace(&mut self, node: bindings::xmlNodePtr, element: &Element) -> Option<()> {
+        let Some(uri) = &element.ns else { return Some(()) };
+        let known = self.namespaces.iter().find(|(u, _)| std::sync::Arc::ptr_eq(u, uri) || u == uri).map(|(_, ns)| *ns);
+        let ns = match known {
+            Some(ns) => ns,
+            None => {
+                let href = std::ffi::CString::new(uri.as_bytes()).ok()?;
+                let prefix = std::ffi::CString::new(format!("n{}", self.namespaces.len())).ok()?;
+                // SAFETY: (the builder's invariant) the document is live and has its root (`add` sets it before
+                // any namespace is placed); both strings are NUL-terminated and copied by libxml2.
+                let ns = unsafe {
+                    bindings::xmlNewNs(bindings::xmlDocGetRootElement(self.doc), href.as_ptr() as *const u8, prefix.as_ptr() as *const u8)
+                };
+                if ns.is_null() {
+                    return None;
+                }
+                self.namespaces.push((uri.clone(), ns));
+                ns
+            }
+        };
+        // SAFETY: (the builder's invariant) `node` is a live element of the document, `ns` declared on its root.
+        unsafe { bindings::xmlSetNs(node, ns) };
+        Some(())
     }
 }
 

@@ -221,7 +221,7 @@ struct Names(HashMap<Box<[u8]>, Arc<str>, foldhash::fast::RandomState>);
 
 /// More names than any schema here has: a thread's names are forgotten beyond it, so that documents full of
 /// made-up names cannot make it grow.
-const NAMES_KEPT: usize = 1_024;
+pub(crate) const NAMES_KEPT: usize = 1_024;
 
 thread_local! {
     // Kept from one document to the next on a thread: a batch file's items all use the same few dozen names,

@@ -23,16 +23,7 @@ fn sqlite_text(date: NaiveDate) -> String {
     if !(0..=9999).contains(&year) {
         return date.format("%F").to_string();
     }
-    let mut text = String::with_capacity(10);
-    for (n, width) in [(year as u32, 4), (date.month(), 2), (date.day(), 2)] {
-        if !text.is_empty() {
-            text.push('-');
-        }
-        for place in (0..width).rev() {
-            text.push(char::from(b'0' + (n / 10u32.pow(place) % 10) as u8));
-        }
-    }
-    text
+    format!("{year:04}-{:02}-{:02}", date.month(), date.day())
 }
 
 impl ToSql<Date, Sqlite> for DbDate {
